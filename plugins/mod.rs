@@ -1,0 +1,397 @@
+//! Check plugins: one file per protocol, each judging bytes and nothing else.
+//!
+//! A plugin never touches a socket, a clock or the kernel. The monitor owns the socket, the
+//! receive buffer and the deadlines; it asks the plugin what to send and hands it every byte
+//! received so far, and the plugin answers with a [`Step`]. That keeps every protocol testable
+//! with byte-string fixtures and keeps the event loop the only place that does I/O.
+//!
+//! A [`CheckSpec`] is built once, at startup, from the words of a `check` line; it is immutable
+//! afterwards and may be shared by many checks. The little that changes during one check (which
+//! step of a dialogue we are in, where the previous reply ended) lives in a [`CheckState`] that
+//! the monitor owns and resets at every start: it is `Copy` and a few bytes long.
+
+pub mod banner;
+pub mod http;
+pub mod script;
+pub mod tcp;
+
+use std::fmt;
+
+/// The names accepted after `check`, in the order error messages list them.
+pub const PLUGIN_NAMES: &[&str] = &["tcp", "http", "banner", "script"];
+
+/// Why a check failed, named by the layer that failed (SPEC section 3).
+///
+/// The set is fixed: logs, metrics labels and notify scripts depend on the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The peer answered the SYN with a RST (ECONNREFUSED).
+    ConnectRefused,
+    /// No answer to the SYN within `connect-timeout`.
+    ConnectTimeout,
+    /// The network said the host or net cannot be reached (EHOSTUNREACH, ENETUNREACH).
+    Unreachable,
+    /// The connection was reset after it was established.
+    Reset,
+    /// The peer closed the connection before a verdict could be made.
+    Closed,
+    /// The connection was established but not a single byte arrived in time.
+    RecvTimeout,
+    /// The whole check ran out of time with an answer still incomplete.
+    Timeout,
+    /// An HTTP status outside the expected codes.
+    HttpStatus,
+    /// Bytes that are not an HTTP response.
+    HttpInvalid,
+    /// The HTTP body did not contain the expected text.
+    BodyMismatch,
+    /// The first line did not start with the expected banner.
+    BannerMismatch,
+    /// A reply of a `script` dialogue did not match its `--expect`.
+    ExpectMismatch,
+    /// The answer did not fit in `--max-response` bytes.
+    ResponseTooLarge,
+    /// A DNS reply with an unexpected rcode.
+    DnsRcode,
+    /// Bytes that are not a DNS reply to our query.
+    DnsInvalid,
+}
+
+impl Reason {
+    /// Every reason, in the order of SPEC section 3 (metrics render one series per entry).
+    pub const ALL: [Reason; 15] = [
+        Reason::ConnectRefused,
+        Reason::ConnectTimeout,
+        Reason::Unreachable,
+        Reason::Reset,
+        Reason::Closed,
+        Reason::RecvTimeout,
+        Reason::Timeout,
+        Reason::HttpStatus,
+        Reason::HttpInvalid,
+        Reason::BodyMismatch,
+        Reason::BannerMismatch,
+        Reason::ExpectMismatch,
+        Reason::ResponseTooLarge,
+        Reason::DnsRcode,
+        Reason::DnsInvalid,
+    ];
+
+    /// The name used in logs, metrics and `LVSMON_REASON`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ConnectRefused => "connect-refused",
+            Reason::ConnectTimeout => "connect-timeout",
+            Reason::Unreachable => "unreachable",
+            Reason::Reset => "reset",
+            Reason::Closed => "closed",
+            Reason::RecvTimeout => "recv-timeout",
+            Reason::Timeout => "timeout",
+            Reason::HttpStatus => "http-status",
+            Reason::HttpInvalid => "http-invalid",
+            Reason::BodyMismatch => "body-mismatch",
+            Reason::BannerMismatch => "banner-mismatch",
+            Reason::ExpectMismatch => "expect-mismatch",
+            Reason::ResponseTooLarge => "response-too-large",
+            Reason::DnsRcode => "dns-rcode",
+            Reason::DnsInvalid => "dns-invalid",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A short, fixed-size explanation that goes with a [`Reason`] (`http-status 503`,
+/// `banner-mismatch "220 mail"`). It lives inline, so making one never allocates.
+///
+/// Invariant: `len as usize <= DETAIL_CAP` and `buf[..len]` is printable ASCII: every other
+/// byte is stored as `?` so the detail can go into a logfmt line and an environment variable
+/// unchanged (after quoting).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Detail {
+    buf: [u8; DETAIL_CAP],
+    len: u8,
+}
+
+/// Bytes a [`Detail`] keeps; longer text is cut.
+pub const DETAIL_CAP: usize = 40;
+
+impl Detail {
+    /// No detail.
+    pub const EMPTY: Detail = Detail { buf: [0; DETAIL_CAP], len: 0 };
+
+    /// A detail holding `text`, cut to [`DETAIL_CAP`] bytes, with non-printable bytes as `?`
+    /// and `"`/`\` as `'`/`/` so the detail never needs escaping.
+    pub fn text(text: &[u8]) -> Detail {
+        let mut d = Detail::EMPTY;
+        d.push(text);
+        d
+    }
+
+    /// A detail holding a decimal number.
+    pub fn number(n: u64) -> Detail {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Detail::text(&tmp[i..])
+    }
+
+    /// Appends `text` (sanitised as in [`Detail::text`]) while room remains.
+    pub fn push(&mut self, text: &[u8]) -> &mut Detail {
+        for &b in text {
+            if self.len as usize == DETAIL_CAP {
+                break;
+            }
+            self.buf[self.len as usize] = match b {
+                b'"' => b'\'',
+                b'\\' => b'/',
+                0x20..=0x7e => b,
+                _ => b'?',
+            };
+            self.len += 1;
+        }
+        self
+    }
+
+    /// The detail's bytes (printable ASCII, no `"` or `\`).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// The detail as text.
+    pub fn as_str(&self) -> &str {
+        // Invariant: only printable ASCII is ever stored.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// True when there is no detail.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail::EMPTY
+    }
+}
+
+impl fmt::Debug for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The real server answered as expected.
+    Pass,
+    /// The real server failed, with the reason and a short detail.
+    Fail(Reason, Detail),
+}
+
+impl Verdict {
+    /// A failure with no detail.
+    pub fn fail(reason: Reason) -> Verdict {
+        Verdict::Fail(reason, Detail::EMPTY)
+    }
+
+    /// A failure whose detail is `text` (cut and sanitised, see [`Detail::text`]).
+    pub fn fail_with(reason: Reason, text: &[u8]) -> Verdict {
+        Verdict::Fail(reason, Detail::text(text))
+    }
+}
+
+/// What the plugin wants next; returned by every call the monitor makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Write [`CheckSpec::send_bytes`] in full, then call [`CheckSpec::sent`].
+    Send,
+    /// Wait for more bytes, then call [`CheckSpec::on_data`] with everything received so far.
+    Recv,
+    /// The check is decided.
+    Done(Verdict),
+}
+
+/// What a plugin remembers during one check. Reset to `default()` at every check start.
+///
+/// The meaning of the fields belongs to the plugin (`script` keeps its step index in `step`
+/// and the offset where the next reply starts in `mark`); the monitor only stores them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckState {
+    /// Plugin-defined progress counter.
+    pub step: u16,
+    /// Plugin-defined offset into the received bytes; always `<=` the bytes received.
+    pub mark: u32,
+}
+
+/// Which transport a check uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A TCP connection: the phases connect, conresult, query, recv.
+    Tcp,
+    /// UDP datagrams: the phases query and recv.
+    Udp,
+}
+
+/// A `check` line that could not be understood. `word` indexes the argument words handed to
+/// [`CheckSpec::parse`] (the word the message is about), so the config layer can name its
+/// line and column; `None` points at the plugin name itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginError {
+    /// Index of the offending word in the argument slice, or `None` for the plugin name.
+    pub word: Option<usize>,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+impl PluginError {
+    /// An error about argument `word`.
+    pub fn at(word: usize, message: impl Into<String>) -> PluginError {
+        PluginError { word: Some(word), message: message.into() }
+    }
+}
+
+/// Context a plugin may need to build its request, given by the config layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The address the check connects to, as text for a default `Host` header.
+    pub addr: std::net::SocketAddr,
+}
+
+/// A configured check: the plugin and its options, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CheckSpec {
+    /// Connect only.
+    Tcp(tcp::Tcp),
+    /// One HTTP request, status and body judged.
+    Http(http::Http),
+    /// The first line the server sends.
+    Banner(banner::Banner),
+    /// An ordered send/expect dialogue.
+    Script(script::Script),
+}
+
+impl CheckSpec {
+    /// Builds a check from a plugin name and its option words (`--port`/`--address` already
+    /// taken out by the config layer).
+    ///
+    /// # Errors
+    /// An unknown plugin, an unknown option, a missing or malformed value; the error names the
+    /// word at fault and what was expected.
+    pub fn parse(name: &str, args: &[&[u8]], target: Target) -> Result<CheckSpec, PluginError> {
+        match name {
+            "tcp" => tcp::Tcp::parse(args).map(CheckSpec::Tcp),
+            "http" => http::Http::parse(args, target).map(CheckSpec::Http),
+            "banner" => banner::Banner::parse(args).map(CheckSpec::Banner),
+            "script" => script::Script::parse(args).map(CheckSpec::Script),
+            _ => Err(PluginError {
+                word: None,
+                message: format!(
+                    "unknown plugin {name:?} (expected one of: {})",
+                    PLUGIN_NAMES.join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// The plugin's name as written in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckSpec::Tcp(_) => "tcp",
+            CheckSpec::Http(_) => "http",
+            CheckSpec::Banner(_) => "banner",
+            CheckSpec::Script(_) => "script",
+        }
+    }
+
+    /// The transport the check runs over.
+    pub fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+
+    /// Largest answer the plugin accepts, in bytes; 0 when it reads nothing.
+    pub fn max_response(&self) -> usize {
+        match self {
+            CheckSpec::Tcp(c) => c.max_response(),
+            CheckSpec::Http(c) => c.max_response(),
+            CheckSpec::Banner(c) => c.max_response(),
+            CheckSpec::Script(c) => c.max_response(),
+        }
+    }
+
+    /// True when the check should end with an orderly close (FIN) rather than a reset: the
+    /// plugin said goodbye in its own protocol (`banner --send "QUIT\r\n"`).
+    pub fn polite_close(&self) -> bool {
+        match self {
+            CheckSpec::Tcp(_) | CheckSpec::Http(_) | CheckSpec::Script(_) => false,
+            CheckSpec::Banner(c) => c.polite_close(),
+        }
+    }
+
+    /// The connection is up (TCP) or the socket is ready (UDP): what first?
+    pub fn begin(&self, st: &mut CheckState) -> Step {
+        match self {
+            CheckSpec::Tcp(c) => c.begin(st),
+            CheckSpec::Http(c) => c.begin(st),
+            CheckSpec::Banner(c) => c.begin(st),
+            CheckSpec::Script(c) => c.begin(st),
+        }
+    }
+
+    /// The bytes to write after a [`Step::Send`]. Built at startup; never empty after `Send`.
+    pub fn send_bytes(&self, st: &CheckState) -> &[u8] {
+        match self {
+            CheckSpec::Tcp(_) => &[],
+            CheckSpec::Http(c) => c.send_bytes(st),
+            CheckSpec::Banner(c) => c.send_bytes(st),
+            CheckSpec::Script(c) => c.send_bytes(st),
+        }
+    }
+
+    /// Every byte of [`CheckSpec::send_bytes`] was written: what next?
+    pub fn sent(&self, st: &mut CheckState) -> Step {
+        match self {
+            CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
+            CheckSpec::Http(c) => c.sent(st),
+            CheckSpec::Banner(c) => c.sent(st),
+            CheckSpec::Script(c) => c.sent(st),
+        }
+    }
+
+    /// New bytes arrived; `rx` holds every byte received since the check began.
+    ///
+    /// Returning [`Step::Recv`] while `rx.len() >= max_response()` makes the monitor fail the
+    /// check with `response-too-large`.
+    pub fn on_data(&self, st: &mut CheckState, rx: &[u8]) -> Step {
+        match self {
+            CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
+            CheckSpec::Http(c) => c.on_data(st, rx),
+            CheckSpec::Banner(c) => c.on_data(st, rx),
+            CheckSpec::Script(c) => c.on_data(st, rx),
+        }
+    }
+
+    /// The peer closed its side; decide with what arrived (`rx`, every byte so far).
+    pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
+        match self {
+            CheckSpec::Tcp(_) => Verdict::Pass,
+            CheckSpec::Http(c) => c.on_eof(st, rx),
+            CheckSpec::Banner(c) => c.on_eof(st, rx),
+            CheckSpec::Script(c) => c.on_eof(st, rx),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The configuration: `lvsmon.conf` text in, a validated [`Plan`] out.
+//!
+//! Two steps, kept apart so each can be tested on its own:
+//! - [`parse`] turns text into sections of words, each word with the file, line and column it
+//!   came from, and follows `include`;
+//! - [`plan`] checks every setting, applies defaults and overrides (global → virtual → real),
+//!   resolves addresses, builds each check's plugin, merges identical checks so a real server
+//!   behind many virtual services is probed once, and computes every capacity the daemon needs.
+//!
+//! Nothing here runs after startup; the daemon sizes all of its tables from the plan.
+
+pub mod parse;
+pub mod plan;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::plugins::CheckSpec;
+
+/// Where a word stands in a config file: 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loc {
+    /// The file, as named on the command line or in the `include` that read it.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, in bytes.
+    pub col: u32,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// A configuration that cannot be used. Displays as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Something at a known place in a file is wrong; the message says what was expected.
+    #[error("{loc}: {message}")]
+    At {
+        /// Where.
+        loc: Loc,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A file could not be read at all.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error at `loc`.
+    pub fn at(loc: &Loc, message: impl Into<String>) -> ConfigError {
+        ConfigError::At { loc: loc.clone(), message: message.into() }
+    }
+}
+
+/// Reads, parses and plans the file at `path`.
+///
+/// # Errors
+/// The first problem found, with its place.
+pub fn load(path: &Path, interval_override: Option<Duration>) -> Result<Plan, ConfigError> {
+    let doc = parse::parse_file(path)?;
+    plan::plan(&doc, interval_override)
+}
+
+/// The transport protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Proto {
+    /// `tcp`, `udp` or `sctp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
+        }
+    }
+}
+
+/// How a virtual service is matched by the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceKey {
+    /// Protocol, address and port.
+    Inet(Proto, SocketAddr),
+    /// A firewall mark set by netfilter.
+    Fwmark(u32),
+}
+
+impl fmt::Display for ServiceKey {
+    /// The identifier of SPEC section 5: `tcp:10.0.0.1:80`, `udp:[2001:db8::1]:53`, `fwmark:42`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceKey::Inet(p, a) => write!(f, "{}:{}", p.as_str(), a),
+            ServiceKey::Fwmark(m) => write!(f, "fwmark:{m}"),
+        }
+    }
+}
+
+/// How packets reach a real server (ipvsadm `-m`, `-g`, `-i`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Forward {
+    /// NAT.
+    Masq,
+    /// Direct routing.
+    Route,
+    /// IP-in-IP tunnelling.
+    Tunnel,
+}
+
+impl Forward {
+    /// `masq`, `route` or `tunnel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forward::Masq => "masq",
+            Forward::Route => "route",
+            Forward::Tunnel => "tunnel",
+        }
+    }
+}
+
+/// What happens to a destination whose real server goes DOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnDown {
+    /// Weight 0: no new connections, existing ones drain.
+    Quiesce,
+    /// The destination is deleted.
+    Remove,
+}
+
+/// When a real server counts as DOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Thresholds {
+    /// Consecutive failures before DOWN; with `within`, failures inside the window.
+    pub fall: u32,
+    /// Consecutive successes before UP.
+    pub rise: u32,
+    /// `fall N within T`: the sliding window, if set.
+    pub within: Option<Duration>,
+    /// `down-after T`: DOWN once no success for this long, if set.
+    pub down_after: Option<Duration>,
+}
+
+/// A validated configuration, with every capacity the daemon needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Every file read (the main file first, then includes in reading order).
+    pub files: Vec<PathBuf>,
+    /// `resync`: how often the IPVS table is read back and repaired.
+    pub resync: Duration,
+    /// `notify-max`: notify commands running at once.
+    pub notify_max: u32,
+    /// Distinct `notify` commands (argv words); reals point into this list.
+    pub notifies: Vec<Vec<Vec<u8>>>,
+    /// Virtual services, in file order.
+    pub virtuals: Vec<VirtualPlan>,
+    /// Real servers (one per real line per virtual: an IPVS destination), grouped by virtual.
+    pub reals: Vec<RealPlan>,
+    /// Distinct probes. Reals with the same target, check and timing share one.
+    pub checks: Vec<CheckPlan>,
+}
+
+/// One virtual service.
+#[derive(Debug, Clone)]
+pub struct VirtualPlan {
+    /// How the kernel knows it.
+    pub key: ServiceKey,
+    /// IPVS scheduler name (`wlc`, `rr`, ...).
+    pub scheduler: String,
+    /// Persistence timeout, if any.
+    pub persistent: Option<Duration>,
+    /// Fewer UP reals than this brings in the sorry server.
+    pub quorum: u32,
+    /// The sorry server, if any.
+    pub sorry: Option<SocketAddr>,
+    /// Indices into [`Plan::reals`]: this virtual's reals.
+    pub reals: std::ops::Range<usize>,
+    /// Where the `virtual` line is.
+    pub loc: Loc,
+}
+
+/// One real server behind one virtual service: an IPVS destination.
+#[derive(Debug, Clone)]
+pub struct RealPlan {
+    /// Index into [`Plan::virtuals`].
+    pub virtual_idx: usize,
+    /// The destination address and port (port 0 behind a fwmark virtual when none was given).
+    pub addr: SocketAddr,
+    /// Weight when UP.
+    pub weight: u32,
+    /// Forwarding method.
+    pub forward: Forward,
+    /// Quiesce or remove when DOWN.
+    pub on_down: OnDown,
+    /// When it counts as UP or DOWN.
+    pub thresholds: Thresholds,
+    /// Index into [`Plan::checks`]: the probe that decides this real.
+    pub check: usize,
+    /// Index into [`Plan::notifies`], if a notify command applies.
+    pub notify: Option<usize>,
+    /// Where the `real` line is.
+    pub loc: Loc,
+}
+
+/// One distinct probe: what to connect to, which plugin, how often.
+#[derive(Debug, Clone)]
+pub struct CheckPlan {
+    /// Where the check connects (the real's address unless `--address`/`--port` said otherwise).
+    pub target: SocketAddr,
+    /// The plugin with its options.
+    pub spec: CheckSpec,
+    /// Time between check starts while UP.
+    pub interval: Duration,
+    /// Time between check starts while failing or DOWN.
+    pub retry_interval: Duration,
+    /// Longest wait for the TCP handshake.
+    pub connect_timeout: Duration,
+    /// Longest whole check, connect to verdict.
+    pub timeout: Duration,
+    /// Indices into [`Plan::reals`] decided by this probe.
+    pub reals: Vec<usize>,
+}
+
+impl Plan {
+    /// One line for `--check-config` and the startup log.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} virtual services, {} real servers, {} checks ({} files)",
+            self.virtuals.len(),
+            self.reals.len(),
+            self.checks.len(),
+            self.files.len()
+        )
+    }
+}

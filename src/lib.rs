@@ -1,0 +1,21 @@
+//! lvsmon: a health-check daemon for Linux Virtual Server directors.
+//!
+//! One thread, one `mio` event loop, one preallocated state machine per distinct check, and no
+//! heap allocation once the loop runs. The modules follow the path of a check result:
+//! [`config`] turns text into a plan, [`event_loop`] drives the [`monitor`]s, whose
+//! [`plugins`] judge the bytes; results become transitions that reach the [`ipvs`] table and
+//! the operators (log lines and [`notify`] commands).
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod event_loop;
+pub mod ipvs;
+pub mod log;
+pub mod monitor;
+pub mod notify;
+pub mod timer;
+
+#[path = "../plugins/mod.rs"]
+pub mod plugins;

@@ -1,0 +1,1 @@
+//! Notify commands (stub, being written).

@@ -1,0 +1,1 @@
+//! Timer wheel (stub).
