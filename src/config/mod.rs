@@ -60,7 +60,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// An error at `loc`.
     pub fn at(loc: &Loc, message: impl Into<String>) -> ConfigError {
-        ConfigError::At { loc: loc.clone(), message: message.into() }
+        ConfigError::At {
+            loc: loc.clone(),
+            message: message.into(),
+        }
     }
 }
 
@@ -192,6 +195,9 @@ pub struct VirtualPlan {
     pub sorry: Option<SocketAddr>,
     /// Indices into [`Plan::reals`]: this virtual's reals.
     pub reals: std::ops::Range<usize>,
+    /// Index into [`Plan::notifies`] for this virtual's quorum events, if a notify command
+    /// applies at the virtual's level.
+    pub notify: Option<usize>,
     /// Where the `virtual` line is.
     pub loc: Loc,
 }
