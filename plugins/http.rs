@@ -1,29 +1,1092 @@
-//! `check http` (stub, being written).
-use super::{CheckState, PluginError, Step, Target, Verdict};
+//! `check http`: one HTTP/1.x request; the real server passes when the status is in the
+//! expected codes and, with `--match`, the body contains a text.
+//!
+//! # Request
+//!
+//! Built once at startup, byte for byte:
+//!
+//! ```text
+//! METHOD TARGET HTTP/1.x\r\n
+//! Host: HOST\r\n
+//! User-Agent: lvsmon/0.1\r\n
+//! Connection: close\r\n
+//! (each --header, in order)\r\n
+//! \r\n
+//! ```
+//!
+//! - `--url http://host[:port]/path?query`: its authority (host and port as written) is the
+//!   `Host` header and its path and query the request target (a fragment is dropped). The
+//!   connection still goes to the real server's address. Without `--url` the target is `/` and
+//!   `Host` is the address checked (`10.0.0.5:80`, `[2001:db8::5]:80`). `https://` is refused:
+//!   lvsmon speaks no TLS. Userinfo (`user:pw@`) is refused too: use `--header "Authorization:
+//!   ..."`.
+//! - `--header "Name: value"` (repeatable): a `Host`, `User-Agent` or `Connection` header given
+//!   here replaces ours (`Host` stays the first header line, as RFC 9110 §7.2 asks). The name
+//!   must be an RFC 9110 token, the value free of control characters other than tab.
+//! - `--method GET|HEAD` (default GET), `--version 1.0|1.1` (default 1.1).
+//!
+//! # Judging
+//!
+//! On every `on_data` the response is parsed from its first byte with `httparse`; the parser's
+//! state lives on the stack, nothing is allocated.
+//!
+//! - Headers incomplete: wait. Bytes that are not an HTTP/1.x status line (an HTTP/0.9-style
+//!   reply, an SSH banner) or malformed headers fail at once with `http-invalid`, the detail
+//!   naming what was wrong. More than 64 header lines count as malformed.
+//! - Interim `1xx` responses other than `101` (RFC 9110 §15.2) are skipped; the final response
+//!   is judged.
+//! - Status not in `--expect` (default `200-399`): `http-status` with the code as detail, as
+//!   soon as the headers are complete, without reading the body.
+//! - Status expected and no `--match`, or a response without a body (to HEAD, `1xx`, `204`,
+//!   `304`): pass as soon as the headers are complete. The body framing is not checked then.
+//! - With `--match TEXT`: the body is searched as it arrives and the check passes at the first
+//!   occurrence. Once the body is complete (Content-Length bytes; or the last chunk, `0\r\n`, of
+//!   a chunked body, without waiting for trailers; or EOF for a body delimited by close) and
+//!   TEXT was not found: `body-mismatch`, the detail holding the body's first bytes.
+//!   `Transfer-Encoding` wins over `Content-Length` (RFC 9112 §6.3); a `Content-Length` that is
+//!   not a number, or several that differ, is `http-invalid`, as are bad chunk framing lines.
+//!   Content codings are not undone (we send no `Accept-Encoding`).
+//! - For a chunked body, each chunk's data is searched on its own, skipping the chunk-size
+//!   lines: **an occurrence of TEXT split across two chunks is not found.**
+//! - EOF before the headers are complete: `closed` if nothing arrived, else `http-invalid`
+//!   `truncated headers`. EOF inside a Content-Length or chunked body that did not contain TEXT:
+//!   `closed` `truncated body`.
+//!
+//! # State
+//!
+//! [`CheckState::mark`] is the offset into the received bytes up to which body bytes have been
+//! searched: no occurrence of TEXT ends before it. The next search starts `TEXT.len() - 1` bytes
+//! before it (within the same chunk), so an occurrence split across two `on_data` calls is found
+//! and every body byte is searched a bounded number of times. [`CheckState::step`] is unused.
 
-/// Options of the `http` plugin.
+use std::net::SocketAddr;
+
+use httparse::Status;
+
+use super::script::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
+use super::{CheckState, Detail, PluginError, Reason, Step, Target, Verdict};
+
+/// Default for `--max-response`.
+const DEFAULT_MAX_RESPONSE: usize = 16 * 1024;
+/// Header lines parsed per response; more is `http-invalid` (`too many headers`).
+const MAX_HEADERS: usize = 64;
+/// Our `User-Agent`.
+const USER_AGENT: &[u8] = b"lvsmon/0.1";
+
+/// The options of `check http`, in the order error messages list them.
+const OPTIONS: &[OptionDef] = &[
+    OptionDef::once("--url", "a URL like http://host[:port]/path"),
+    OptionDef::once("--method", "GET or HEAD"),
+    OptionDef::once("--expect", "status codes like 200-399 or 200,301,302"),
+    OptionDef::once("--match", "the text the body must contain"),
+    OptionDef::repeated("--header", "a header line like \"Name: value\""),
+    OptionDef::once("--version", "1.0 or 1.1"),
+    OptionDef::once("--max-response", "a number of bytes"),
+];
+
+/// Options of the `http` plugin: the request, built at startup, and how to judge the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Http {
-    request: Vec<u8>,
+    /// The whole request, headers and final empty line.
+    request: Box<[u8]>,
+    /// The request is `HEAD`: the response has no body.
+    head: bool,
+    /// Status codes that pass.
+    codes: Codes,
+    /// The body must contain this; empty when any body passes.
+    needle: Box<[u8]>,
+    /// Largest response accepted, `MIN_MAX_RESPONSE..=MAX_MAX_RESPONSE`, `> needle.len()`.
+    max_response: usize,
 }
 
 impl Http {
-    /// Parses the options.
-    #[allow(unused_variables)]
+    /// Parses the options and builds the request; `target` gives the default `Host`.
+    ///
+    /// # Errors
+    /// An unknown option, a missing value, a repeated option (other than `--header`), an
+    /// `https://` or malformed URL, a bad method, status code list, header, version or size,
+    /// `--match` with `HEAD`, or a `--match` text that cannot fit in `--max-response`.
     pub fn parse(args: &[&[u8]], target: Target) -> Result<Http, PluginError> {
-        Ok(Http { request: Vec::new() })
-    }
-    /// Largest answer.
-    pub fn max_response(&self) -> usize { 16384 }
-    /// Connection up.
-    pub fn begin(&self, _st: &mut CheckState) -> Step { Step::Send }
-    /// Bytes to send.
-    pub fn send_bytes(&self, _st: &CheckState) -> &[u8] { &self.request }
-    /// Sent.
-    pub fn sent(&self, _st: &mut CheckState) -> Step { Step::Recv }
-    /// Data.
-    pub fn on_data(&self, _st: &mut CheckState, _rx: &[u8]) -> Step { Step::Done(Verdict::Pass) }
-    /// EOF.
-    pub fn on_eof(&self, _st: &mut CheckState, _rx: &[u8]) -> Verdict { Verdict::Pass }
+        let mut url: Option<Url> = None;
+        let mut head = false;
+        let mut method_word = 0;
+        let mut codes = Codes::range(200, 399);
+        let mut needle: (usize, &[u8]) = (0, b"");
+        let mut headers: Vec<(usize, &[u8])> = Vec::new();
+        let mut minor = b'1';
+        let mut max_response = DEFAULT_MAX_RESPONSE;
 
+        let mut opts = Options::new(args, OPTIONS, "http");
+        while let Some(opt) = opts.next()? {
+            let at = |message: String| PluginError::at(opt.word, message);
+            let shown = String::from_utf8_lossy(opt.value);
+            match opt.name {
+                "--url" => url = Some(Url::parse(opt.value).map_err(at)?),
+                "--method" => {
+                    method_word = opt.word;
+                    head = if opt.value.eq_ignore_ascii_case(b"GET") {
+                        false
+                    } else if opt.value.eq_ignore_ascii_case(b"HEAD") {
+                        true
+                    } else {
+                        return Err(at(format!("bad --method {shown:?} (expected GET or HEAD)")));
+                    };
+                }
+                "--expect" => codes = Codes::parse(opt.value).map_err(at)?,
+                "--match" if opt.value.is_empty() => {
+                    return Err(at("--match needs a non-empty text".to_string()))
+                }
+                "--match" => needle = (opt.word, opt.value),
+                "--header" => {
+                    check_header(opt.value).map_err(at)?;
+                    headers.push((opt.word, opt.value));
+                }
+                "--version" => {
+                    minor = match opt.value {
+                        b"1.0" => b'0',
+                        b"1.1" => b'1',
+                        _ => {
+                            return Err(at(format!(
+                                "bad --version {shown:?} (expected 1.0 or 1.1)"
+                            )))
+                        }
+                    }
+                }
+                _ => max_response = opt.size(MIN_MAX_RESPONSE, MAX_MAX_RESPONSE)?,
+            }
+        }
+        if head && !needle.1.is_empty() {
+            return Err(PluginError::at(
+                method_word,
+                "--method HEAD cannot go with --match: a response to HEAD has no body",
+            ));
+        }
+        if needle.1.len() >= max_response {
+            return Err(PluginError::at(
+                needle.0,
+                format!("--match text is longer than --max-response ({max_response} bytes)"),
+            ));
+        }
+
+        let host = match &url {
+            Some(url) => url.authority.clone(),
+            None => host_of(target.addr),
+        };
+        let path: &[u8] = match &url {
+            Some(url) => &url.target,
+            None => b"/",
+        };
+        let request = build_request(head, path, minor, &host, &headers)?;
+        Ok(Http {
+            request: request.into_boxed_slice(),
+            head,
+            codes,
+            needle: Box::from(needle.1),
+            max_response,
+        })
+    }
+
+    /// Largest response accepted.
+    pub fn max_response(&self) -> usize {
+        self.max_response
+    }
+
+    /// The connection is up: send the request.
+    pub fn begin(&self, _st: &mut CheckState) -> Step {
+        Step::Send
+    }
+
+    /// The request, built at startup.
+    pub fn send_bytes(&self, _st: &CheckState) -> &[u8] {
+        &self.request
+    }
+
+    /// The request is written: wait for the response.
+    pub fn sent(&self, _st: &mut CheckState) -> Step {
+        Step::Recv
+    }
+
+    /// Judges the response received so far; see the module docs.
+    pub fn on_data(&self, st: &mut CheckState, rx: &[u8]) -> Step {
+        self.judge(st, rx, false)
+    }
+
+    /// The peer closed: judge what arrived as the whole response.
+    pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
+        match self.judge(st, rx, true) {
+            Step::Done(v) => v,
+            // Unreachable: `judge` decides every case at EOF.
+            Step::Send | Step::Recv => Verdict::fail(Reason::Closed),
+        }
+    }
+
+    /// Judges `rx`, every byte received; at EOF (`eof`) every case gets a verdict.
+    fn judge(&self, st: &mut CheckState, rx: &[u8], eof: bool) -> Step {
+        // The status line and headers of the final response.
+        let mut start = 0;
+        let (code, body, framing) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&rx[start..]) {
+                Err(e) => return invalid(parse_error(e)),
+                Ok(Status::Partial) if !eof => return Step::Recv,
+                Ok(Status::Partial) if rx.is_empty() => {
+                    return Step::Done(Verdict::fail(Reason::Closed))
+                }
+                Ok(Status::Partial) => return invalid(b"truncated headers"),
+                Ok(Status::Complete(len)) => {
+                    let code = response.code.unwrap_or(0);
+                    if (100..200).contains(&code) && code != 101 {
+                        start += len;
+                        continue;
+                    }
+                    let bodiless = self.head || code < 200 || code == 204 || code == 304;
+                    let framing = if bodiless || self.needle.is_empty() {
+                        Ok(Framing::Empty)
+                    } else {
+                        framing(response.headers)
+                    };
+                    break (code, start + len, framing);
+                }
+            }
+        };
+        if !self.codes.contains(code) {
+            return Step::Done(Verdict::Fail(
+                Reason::HttpStatus,
+                Detail::number(code.into()),
+            ));
+        }
+        match framing {
+            Err(what) => invalid(what),
+            Ok(Framing::Empty) => Step::Done(Verdict::Pass),
+            Ok(Framing::Length(length)) => {
+                let end = (body as u64).saturating_add(length);
+                let have = end.min(rx.len() as u64) as usize;
+                if self.search(st, rx, body, have) {
+                    Step::Done(Verdict::Pass)
+                } else if have as u64 == end {
+                    mismatch(&rx[body..have])
+                } else if eof {
+                    Step::Done(Verdict::fail_with(Reason::Closed, b"truncated body"))
+                } else {
+                    Step::Recv
+                }
+            }
+            Ok(Framing::Close) => {
+                if self.search(st, rx, body, rx.len()) {
+                    Step::Done(Verdict::Pass)
+                } else if eof {
+                    mismatch(&rx[body..])
+                } else {
+                    Step::Recv
+                }
+            }
+            Ok(Framing::Chunked) => self.chunked(st, rx, body, eof),
+        }
+    }
+
+    /// Walks a chunked body from `body`, searching each chunk's data; see the module docs.
+    fn chunked(&self, st: &mut CheckState, rx: &[u8], body: usize, eof: bool) -> Step {
+        let mut at = body;
+        let mut first: &[u8] = b"";
+        loop {
+            let (line, size) = match httparse::parse_chunk_size(&rx[at..]) {
+                Err(_) => return invalid(b"invalid chunk size"),
+                Ok(Status::Partial) => break,
+                Ok(Status::Complete(found)) => found,
+            };
+            let data = at + line;
+            if size == 0 {
+                return mismatch(first);
+            }
+            let end = (data as u64).saturating_add(size);
+            let have = end.min(rx.len() as u64) as usize;
+            if first.is_empty() {
+                first = &rx[data..have];
+            }
+            if self.search(st, rx, data, have) {
+                return Step::Done(Verdict::Pass);
+            }
+            if have as u64 != end || rx.len() - have < 2 {
+                break;
+            }
+            if &rx[have..have + 2] != b"\r\n" {
+                return invalid(b"invalid chunk end");
+            }
+            at = have + 2;
+        }
+        if eof {
+            Step::Done(Verdict::fail_with(Reason::Closed, b"truncated body"))
+        } else {
+            Step::Recv
+        }
+    }
+
+    /// Searches `rx[from..to]`, a stretch of body bytes, for the needle, skipping what earlier
+    /// calls searched (`st.mark`), and moves `st.mark` to `to`.
+    fn search(&self, st: &mut CheckState, rx: &[u8], from: usize, to: usize) -> bool {
+        let mark = st.mark as usize;
+        if to <= mark || to <= from {
+            return false;
+        }
+        let start = from.max(mark.saturating_sub(self.needle.len() - 1));
+        st.mark = to as u32;
+        rx[start..to]
+            .windows(self.needle.len())
+            .any(|w| *w == *self.needle)
+    }
+}
+
+/// A failed check for bytes that are not an HTTP response.
+fn invalid(what: &[u8]) -> Step {
+    Step::Done(Verdict::fail_with(Reason::HttpInvalid, what))
+}
+
+/// A failed check for a complete body without the `--match` text; the detail is its start.
+fn mismatch(body: &[u8]) -> Step {
+    Step::Done(Verdict::fail_with(Reason::BodyMismatch, body))
+}
+
+/// What was wrong, for an `http-invalid` detail, without formatting (which would allocate).
+fn parse_error(e: httparse::Error) -> &'static [u8] {
+    match e {
+        httparse::Error::HeaderName => b"invalid header name",
+        httparse::Error::HeaderValue => b"invalid header value",
+        httparse::Error::NewLine => b"invalid new line",
+        httparse::Error::Status => b"invalid status line",
+        httparse::Error::Token => b"invalid token",
+        httparse::Error::TooManyHeaders => b"too many headers",
+        httparse::Error::Version => b"not an HTTP/1.x response",
+    }
+}
+
+/// How the end of a response body is found (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body, or the body does not matter.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the server closes.
+    Close,
+}
+
+/// The framing the response headers announce, or what is wrong with them.
+fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, &'static [u8]> {
+    let mut length = None;
+    let mut chunked = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding of the last header decides.
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            for part in h.value.split(|&b| b == b',') {
+                let n = decimal(part.trim_ascii()).ok_or(&b"invalid content-length"[..])?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(b"conflicting content-length");
+                }
+                length = Some(n);
+            }
+        }
+    }
+    Ok(match (chunked, length) {
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) | (None, None) => Framing::Close,
+        (None, Some(n)) => Framing::Length(n),
+    })
+}
+
+/// A non-empty string of decimal digits as a number (`None` when not, or too large).
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// A set of status codes from 100 to 599; bit `code - 100`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Codes([u64; 8]);
+
+impl Codes {
+    /// Codes `lo..=hi`, both within `100..=599`.
+    fn range(lo: u16, hi: u16) -> Codes {
+        let mut codes = Codes([0; 8]);
+        codes.add(lo, hi);
+        codes
+    }
+
+    /// Adds `lo..=hi`, both within `100..=599`.
+    fn add(&mut self, lo: u16, hi: u16) {
+        for code in lo..=hi {
+            let bit = usize::from(code - 100);
+            self.0[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// True when `code` is in the set.
+    fn contains(&self, code: u16) -> bool {
+        match code.checked_sub(100).map(usize::from) {
+            Some(bit) if bit < 500 => self.0[bit / 64] & (1 << (bit % 64)) != 0,
+            _ => false,
+        }
+    }
+
+    /// Parses `200`, `200-399`, `200,301,302` or a mixture like `200-299,301`.
+    fn parse(text: &[u8]) -> Result<Codes, String> {
+        let shown = String::from_utf8_lossy(text);
+        let code = |part: &[u8]| -> Result<u16, String> {
+            match decimal(part) {
+                Some(n) if (100..=599).contains(&n) => Ok(n as u16),
+                _ => Err(format!(
+                    "bad status code {:?} in --expect {shown:?} (expected codes from 100 to 599, \
+                     like 200, 200-399 or 200,301,302)",
+                    String::from_utf8_lossy(part)
+                )),
+            }
+        };
+        let mut codes = Codes([0; 8]);
+        for item in text.split(|&b| b == b',') {
+            let (lo, hi) = match item.iter().position(|&b| b == b'-') {
+                Some(dash) => (code(&item[..dash])?, code(&item[dash + 1..])?),
+                None => (code(item)?, code(item)?),
+            };
+            if lo > hi {
+                return Err(format!(
+                    "bad range {:?} in --expect (the first code must not exceed the second)",
+                    String::from_utf8_lossy(item)
+                ));
+            }
+            codes.add(lo, hi);
+        }
+        Ok(codes)
+    }
+}
+
+/// The parts of a `--url` the request needs.
+#[derive(Debug)]
+struct Url {
+    /// `host[:port]` as written: the `Host` header.
+    authority: Vec<u8>,
+    /// Path and query, starting with `/`: the request target.
+    target: Vec<u8>,
+}
+
+impl Url {
+    /// Parses `http://host[:port][/path][?query][#fragment]`.
+    fn parse(url: &[u8]) -> Result<Url, String> {
+        let shown = String::from_utf8_lossy(url);
+        let scheme_is = |s: &[u8]| url.len() >= s.len() && url[..s.len()].eq_ignore_ascii_case(s);
+        if scheme_is(b"https://") {
+            return Err(format!(
+                "https URL {shown:?} is not supported: lvsmon speaks no TLS (check a plain \
+                 http:// port, or the TLS port with `check tcp`)"
+            ));
+        }
+        if !scheme_is(b"http://") {
+            return Err(format!(
+                "bad --url {shown:?} (expected http://host[:port]/path)"
+            ));
+        }
+        if let Some(&b) = url.iter().find(|&&b| !(0x21..0x7f).contains(&b)) {
+            return Err(format!(
+                "bad --url {shown:?}: byte 0x{b:02x} is not allowed (percent-encode it)"
+            ));
+        }
+        let rest = &url[b"http://".len()..];
+        let split = rest
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(split);
+        let tail = &tail[..tail.iter().position(|&b| b == b'#').unwrap_or(tail.len())];
+        if authority.contains(&b'@') {
+            return Err(format!(
+                "bad --url {shown:?}: user:password@ is not supported (send credentials with \
+                 --header \"Authorization: ...\")"
+            ));
+        }
+        let (host, port) = if authority.first() == Some(&b'[') {
+            let close = authority.iter().position(|&b| b == b']');
+            let Some(close) = close else {
+                return Err(format!(
+                    "bad --url {shown:?}: missing ']' after the IPv6 address"
+                ));
+            };
+            let ip = std::str::from_utf8(&authority[1..close]).ok();
+            if ip
+                .and_then(|ip| ip.parse::<std::net::Ipv6Addr>().ok())
+                .is_none()
+            {
+                return Err(format!("bad --url {shown:?}: bad IPv6 address in brackets"));
+            }
+            (&authority[..=close], &authority[close + 1..])
+        } else {
+            let colon = authority
+                .iter()
+                .position(|&b| b == b':')
+                .unwrap_or(authority.len());
+            let (host, port) = authority.split_at(colon);
+            let name_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if host.is_empty() || !host.iter().all(name_byte) {
+                return Err(format!(
+                    "bad --url {shown:?}: expected a host name or address after http://"
+                ));
+            }
+            (host, port)
+        };
+        debug_assert!(!host.is_empty());
+        if !port.is_empty() {
+            let number = port
+                .strip_prefix(b":")
+                .filter(|p| p.len() <= 5)
+                .and_then(decimal);
+            if !number.is_some_and(|n| (1..=65535).contains(&n)) {
+                return Err(format!(
+                    "bad --url {shown:?}: expected a port from 1 to 65535 after the host"
+                ));
+            }
+        }
+        let mut target = Vec::new();
+        if !tail.starts_with(b"/") {
+            target.push(b'/');
+        }
+        target.extend_from_slice(tail);
+        Ok(Url {
+            authority: authority.to_vec(),
+            target,
+        })
+    }
+}
+
+/// The default `Host` for a check without `--url`: the address checked, IPv6 in brackets
+/// (without a scope id, which has no place in a `Host` header).
+fn host_of(addr: SocketAddr) -> Vec<u8> {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+    .into_bytes()
+}
+
+/// Checks a `--header` value: `Name: value`, the name a token, no control characters.
+fn check_header(line: &[u8]) -> Result<(), String> {
+    let shown = String::from_utf8_lossy(line);
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Err(format!(
+            "bad --header {shown:?} (expected \"Name: value\", with a colon)"
+        ));
+    };
+    // RFC 9110 §5.6.2 tchar.
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if colon == 0 || !line[..colon].iter().all(tchar) {
+        return Err(format!(
+            "bad --header {shown:?}: the name before ':' must be a token (letters, digits, \
+             -, _, ...; no spaces)"
+        ));
+    }
+    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(format!(
+            "bad --header {shown:?}: no CR, LF or other control character allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// The name of a checked `--header` line.
+fn header_name(line: &[u8]) -> &[u8] {
+    &line[..line.iter().position(|&b| b == b':').unwrap_or(0)]
+}
+
+/// Builds the request bytes; `headers` are checked `--header` values with their word index.
+fn build_request(
+    head: bool,
+    target: &[u8],
+    minor: u8,
+    host: &[u8],
+    headers: &[(usize, &[u8])],
+) -> Result<Vec<u8>, PluginError> {
+    let named = |name: &'static [u8]| {
+        headers
+            .iter()
+            .filter(move |h| header_name(h.1).eq_ignore_ascii_case(name))
+    };
+    if let Some(second) = named(b"host").nth(1) {
+        return Err(PluginError::at(
+            second.0,
+            "a second Host header (give at most one)",
+        ));
+    }
+    let mut r = Vec::with_capacity(128);
+    r.extend_from_slice(if head { b"HEAD " } else { b"GET " });
+    r.extend_from_slice(target);
+    r.extend_from_slice(b" HTTP/1.");
+    r.push(minor);
+    r.extend_from_slice(b"\r\n");
+    match named(b"host").next() {
+        Some(h) => r.extend_from_slice(h.1),
+        None => {
+            r.extend_from_slice(b"Host: ");
+            r.extend_from_slice(host);
+        }
+    }
+    r.extend_from_slice(b"\r\n");
+    if named(b"user-agent").next().is_none() {
+        r.extend_from_slice(b"User-Agent: ");
+        r.extend_from_slice(USER_AGENT);
+        r.extend_from_slice(b"\r\n");
+    }
+    if named(b"connection").next().is_none() {
+        r.extend_from_slice(b"Connection: close\r\n");
+    }
+    for (_, line) in headers {
+        if !header_name(line).eq_ignore_ascii_case(b"host") {
+            r.extend_from_slice(line);
+            r.extend_from_slice(b"\r\n");
+        }
+    }
+    r.extend_from_slice(b"\r\n");
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The address checked in every test.
+    fn target() -> Target {
+        Target {
+            addr: "10.0.0.5:80".parse().unwrap(),
+        }
+    }
+
+    /// Parses `args`, panicking with the error.
+    #[track_caller]
+    fn http(args: &[&[u8]]) -> Http {
+        Http::parse(args, target()).unwrap_or_else(|e| panic!("parse {args:?}: {e:?}"))
+    }
+
+    /// Runs one check: the request is sent, then `rx` arrives in growing prefixes ending at
+    /// each of `cuts` and then whole; the peer closes if the plugin still waits. Returns the
+    /// verdict and whether it was reached before EOF.
+    fn run(h: &Http, rx: &[u8], cuts: &[usize]) -> (Verdict, bool) {
+        let mut st = CheckState::default();
+        assert_eq!(h.begin(&mut st), Step::Send);
+        assert!(!h.send_bytes(&st).is_empty());
+        assert_eq!(h.sent(&mut st), Step::Recv);
+        for &end in cuts.iter().chain([rx.len()].iter()) {
+            match h.on_data(&mut st, &rx[..end]) {
+                Step::Recv => assert!(st.mark as usize <= end, "mark past the bytes"),
+                Step::Done(v) => return (v, true),
+                Step::Send => panic!("Send while receiving"),
+            }
+        }
+        (h.on_eof(&mut st, rx), false)
+    }
+
+    /// Checks `rx` whole, split at every byte, and fed byte by byte: same verdict, reached
+    /// before EOF (`by_data`) or at EOF.
+    #[track_caller]
+    fn check(args: &[&[u8]], rx: &[u8], want: Verdict, by_data: bool) {
+        let h = http(args);
+        assert_eq!(run(&h, rx, &[]), (want, by_data), "whole");
+        for cut in 1..rx.len() {
+            assert_eq!(run(&h, rx, &[cut]), (want, by_data), "split at {cut}");
+        }
+        let every: Vec<usize> = (1..rx.len()).collect();
+        assert_eq!(run(&h, rx, &every), (want, by_data), "byte by byte");
+    }
+
+    /// `resp!(name, [options], response, data => verdict)` for a verdict reached while bytes
+    /// arrive, `eof => verdict` for one reached when the peer closes after `response`.
+    macro_rules! resp {
+        ($name:ident, [$($arg:expr),* $(,)?], $rx:expr, data => $want:expr) => {
+            #[test]
+            fn $name() {
+                check(&[$(&$arg[..]),*], $rx, $want, true);
+            }
+        };
+        ($name:ident, [$($arg:expr),* $(,)?], $rx:expr, eof => $want:expr) => {
+            #[test]
+            fn $name() {
+                check(&[$(&$arg[..]),*], $rx, $want, false);
+            }
+        };
+    }
+
+    const PASS: Verdict = Verdict::Pass;
+
+    fn status(code: u64) -> Verdict {
+        Verdict::Fail(Reason::HttpStatus, Detail::number(code))
+    }
+
+    fn invalid(what: &[u8]) -> Verdict {
+        Verdict::fail_with(Reason::HttpInvalid, what)
+    }
+
+    fn body_mismatch(start: &[u8]) -> Verdict {
+        Verdict::fail_with(Reason::BodyMismatch, start)
+    }
+
+    fn truncated_body() -> Verdict {
+        Verdict::fail_with(Reason::Closed, b"truncated body")
+    }
+
+    // Tests for the status.
+
+    resp!(ok, [], b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", data => PASS);
+    resp!(ok_http10, [], b"HTTP/1.0 200 OK\r\n\r\n", data => PASS);
+    resp!(redirect_in_default, [], b"HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n", data => PASS);
+    resp!(no_reason_phrase, [], b"HTTP/1.1 200\r\n\r\n", data => PASS);
+    resp!(bare_lf, [], b"HTTP/1.1 200 OK\nServer: x\n\n", data => PASS);
+    resp!(unavailable, [], b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 1000\r\n\r\nbusy",
+        data => status(503));
+    resp!(not_found_list, [b"--expect", b"200,301,302"], b"HTTP/1.1 404 Not Found\r\n\r\n",
+        data => status(404));
+    resp!(mixture, [b"--expect", b"200-299,301"], b"HTTP/1.1 301 Moved\r\n\r\n", data => PASS);
+    resp!(mixture_miss, [b"--expect", b"200-299,301"], b"HTTP/1.1 302 Found\r\n\r\n",
+        data => status(302));
+    resp!(status_600, [], b"HTTP/1.1 600 Odd\r\n\r\n", data => status(600));
+    resp!(interim_skipped, [b"--expect", b"200"],
+        b"HTTP/1.1 100 Continue\r\n\r\n\
+          HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        data => PASS);
+    resp!(interim_then_error, [],
+        b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 500 Oops\r\n\r\n", data => status(500));
+    resp!(switching_protocols_is_final, [], b"HTTP/1.1 101 Switching\r\n\r\n",
+        data => status(101));
+    resp!(status_before_body_match, [b"--match", b"OK"],
+        b"HTTP/1.1 500 Error\r\nContent-Length: 2\r\n\r\nOK", data => status(500));
+
+    // Tests for bytes that are not HTTP.
+
+    resp!(ssh_banner, [], b"SSH-2.0-OpenSSH_9.2\r\n", data => invalid(b"not an HTTP/1.x response"));
+    resp!(http09, [], b"<html><body>hello</body></html>",
+        data => invalid(b"not an HTTP/1.x response"));
+    resp!(http2, [], b"HTTP/2 200\r\n\r\n", data => invalid(b"not an HTTP/1.x response"));
+    resp!(bad_status, [], b"HTTP/1.1 2x0 OK\r\n\r\n", data => invalid(b"invalid status line"));
+    resp!(bad_header, [], b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+        data => invalid(b"invalid header name"));
+    resp!(too_many_headers, [],
+        &[&b"HTTP/1.1 200 OK\r\n"[..], &b"X: y\r\n".repeat(65), b"\r\n"].concat(),
+        data => invalid(b"too many headers"));
+    resp!(truncated_headers, [], b"HTTP/1.1 200 OK\r\nServer: x\r\n",
+        eof => invalid(b"truncated headers"));
+    resp!(truncated_status_line, [], b"HTTP/1.1 20", eof => invalid(b"truncated headers"));
+    resp!(bad_content_length, [b"--match", b"x"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\nx",
+        data => invalid(b"invalid content-length"));
+    resp!(conflicting_content_length, [b"--match", b"x"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+        data => invalid(b"conflicting content-length"));
+    resp!(bad_content_length_ignored_without_match, [],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\nx", data => PASS);
+
+    #[test]
+    fn closed_without_bytes() {
+        let h = http(&[]);
+        let mut st = CheckState::default();
+        assert_eq!(h.on_eof(&mut st, b""), Verdict::fail(Reason::Closed));
+    }
+
+    // Tests for bodies without framing problems.
+
+    resp!(match_content_length, [b"--match", b"healthy"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\nstatus: healthy\r\n", data => PASS);
+    resp!(match_at_body_start, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK", data => PASS);
+    resp!(match_not_in_headers, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nX-OK: OK\r\nContent-Length: 4\r\n\r\nfail",
+        data => body_mismatch(b"fail"));
+    resp!(mismatch_content_length, [b"--match", b"healthy"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nmaintenance",
+        data => body_mismatch(b"maintenance"));
+    resp!(bytes_past_content_length_ignored, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnotOK", data => body_mismatch(b"not"));
+    resp!(empty_body, [b"--match", b"OK"], b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        data => body_mismatch(b""));
+    resp!(match_close_delimited, [b"--match", b"OK"],
+        b"HTTP/1.0 200 OK\r\n\r\nall OK here", data => PASS);
+    resp!(mismatch_close_delimited, [b"--match", b"OK"],
+        b"HTTP/1.0 200 OK\r\n\r\nall bad here", eof => body_mismatch(b"all bad here"));
+    resp!(truncated_content_length, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nnot yet", eof => truncated_body());
+    resp!(match_in_truncated_body, [b"--match", b"yet"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nnot yet", data => PASS);
+    resp!(head_passes_at_headers, [b"--method", b"HEAD"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", data => PASS);
+    resp!(no_content_with_match, [b"--match", b"OK", b"--expect", b"200-299"],
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", data => PASS);
+    resp!(not_modified_with_match, [b"--match", b"OK"],
+        b"HTTP/1.1 304 Not Modified\r\n\r\n", data => PASS);
+    resp!(match_long_needle, [b"--match", b"<title>All systems operational</title>"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n\
+          <html><title>All systems operational</title></html>\n\n\n\n\n\n\n\n\n",
+        data => PASS);
+    resp!(body_detail_cut, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 48\r\n\r\n\
+          <html>\r\n<body>Service temporarily unavailable</b",
+        data => body_mismatch(b"<html>??<body>Service temporarily unavail"));
+
+    // Tests for chunked bodies.
+
+    resp!(chunked_match, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n2\r\nOK\r\n0\r\n\r\n",
+        data => PASS);
+    resp!(chunked_mismatch, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n3\r\nbad\r\n0\r\n\r\n",
+        data => body_mismatch(b"all "));
+    resp!(chunked_size_line_not_searched, [b"--match", b"a\r\nxy"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+          1\r\nx\r\na\r\nxyxyxyxyxy\r\n0\r\n\r\n",
+        data => body_mismatch(b"x"));
+    resp!(chunked_split_match_missed, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nO\r\n1\r\nK\r\n0\r\n\r\n",
+        data => body_mismatch(b"O"));
+    resp!(chunked_with_extension_and_trailer, [b"--match", b"up"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+          2;name=v\r\nup\r\n0\r\nX-T: 1\r\n\r\n",
+        data => PASS);
+    resp!(chunked_wins_over_length, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+          3\r\nabc\r\n2\r\nOK\r\n0\r\n\r\n",
+        data => PASS);
+    resp!(chunked_uppercase_hex, [b"--match", b"z"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+          A\r\n0123456789\r\n1\r\nz\r\n0\r\n\r\n",
+        data => PASS);
+    resp!(chunked_bad_size, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nOK\r\n0\r\n\r\n",
+        data => invalid(b"invalid chunk size"));
+    resp!(chunked_bad_end, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX1\r\nOK\r\n0\r\n\r\n",
+        data => invalid(b"invalid chunk end"));
+    resp!(chunked_truncated, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n10\r\nbad",
+        eof => truncated_body());
+    resp!(chunked_match_in_truncated, [b"--match", b"bad"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n10\r\nbad",
+        data => PASS);
+    resp!(transfer_encoding_not_chunked_is_close, [b"--match", b"OK"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\nxOK",
+        data => PASS);
+
+    // Tests for the search mark.
+
+    #[test]
+    fn match_spanning_two_reads() {
+        let h = http(&[b"--match", b"healthy"]);
+        let rx = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nI am healthy, thanks";
+        let split = rx.len() - 13; // "I am heal" | "thy, thanks"
+        let mut st = CheckState::default();
+        assert_eq!(h.on_data(&mut st, &rx[..split]), Step::Recv);
+        assert_eq!(st.mark as usize, split);
+        assert_eq!(h.on_data(&mut st, rx), Step::Done(PASS));
+    }
+
+    #[test]
+    fn mark_never_goes_back() {
+        let h = http(&[b"--match", b"zz"]);
+        let rx = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabcdefgh";
+        let mut st = CheckState::default();
+        assert_eq!(h.on_data(&mut st, &rx[..rx.len() - 4]), Step::Recv);
+        let first = st.mark;
+        assert_eq!(h.on_data(&mut st, rx), Step::Recv);
+        assert!(st.mark > first);
+        assert_eq!(st.mark as usize, rx.len());
+    }
+
+    #[test]
+    fn large_body_keeps_waiting() {
+        // The monitor fails `response-too-large` once Recv comes back at the limit.
+        let h = http(&[b"--match", b"never", b"--max-response", b"256"]);
+        assert_eq!(h.max_response(), 256);
+        let mut rx = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        rx.extend_from_slice(&[b'x'; 300]);
+        let mut st = CheckState::default();
+        assert_eq!(h.on_data(&mut st, &rx), Step::Recv);
+    }
+
+    // Tests for the request.
+
+    #[track_caller]
+    fn request(args: &[&[u8]], want: &str) {
+        let h = http(args);
+        assert_eq!(
+            String::from_utf8_lossy(h.send_bytes(&CheckState::default())),
+            want
+        );
+    }
+
+    #[test]
+    fn request_default() {
+        request(
+            &[],
+            "GET / HTTP/1.1\r\nHost: 10.0.0.5:80\r\nUser-Agent: lvsmon/0.1\r\n\
+             Connection: close\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn request_ipv6_target() {
+        let t = Target {
+            addr: "[2001:db8::5]:8080".parse().unwrap(),
+        };
+        let h = Http::parse(&[], t).unwrap();
+        assert!(h
+            .request
+            .starts_with(b"GET / HTTP/1.1\r\nHost: [2001:db8::5]:8080\r\n"));
+    }
+
+    #[test]
+    fn request_url_head_version() {
+        request(
+            &[
+                b"--url",
+                b"http://www.example.com/health?full=1#top",
+                b"--method",
+                b"HEAD",
+                b"--version",
+                b"1.0",
+            ],
+            "HEAD /health?full=1 HTTP/1.0\r\nHost: www.example.com\r\nUser-Agent: lvsmon/0.1\r\n\
+             Connection: close\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn request_url_port_and_headers() {
+        request(
+            &[
+                b"--header",
+                b"X-Check: lvs",
+                b"--url",
+                b"HTTP://api.example.com:8080?probe",
+                b"--header",
+                b"user-agent: probe/2",
+                b"--header",
+                b"Host: override.example",
+                b"--header",
+                b"Accept: */*",
+            ],
+            "GET /?probe HTTP/1.1\r\nHost: override.example\r\nConnection: close\r\n\
+             X-Check: lvs\r\nuser-agent: probe/2\r\nAccept: */*\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn request_url_ipv6_no_path() {
+        request(
+            &[b"--url", b"http://[::1]:81"],
+            "GET / HTTP/1.1\r\nHost: [::1]:81\r\nUser-Agent: lvsmon/0.1\r\n\
+             Connection: close\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn request_inline_values() {
+        request(
+            &[b"--url=http://h/x", b"--method=get"],
+            "GET /x HTTP/1.1\r\nHost: h\r\nUser-Agent: lvsmon/0.1\r\nConnection: close\r\n\r\n",
+        );
+    }
+
+    #[test]
+    fn same_options_same_spec() {
+        assert_eq!(
+            http(&[b"--expect", b"200"]),
+            http(&[b"--expect", b"200-200"])
+        );
+        assert_ne!(http(&[b"--expect", b"200"]), http(&[b"--expect", b"201"]));
+    }
+
+    // Tests for option errors.
+
+    #[track_caller]
+    fn parse_err(args: &[&[u8]], word: usize, text: &str) {
+        let e = Http::parse(args, target()).unwrap_err();
+        assert_eq!(e.word, Some(word), "{e:?}");
+        assert!(e.message.contains(text), "{:?} lacks {text:?}", e.message);
+    }
+
+    #[test]
+    fn option_errors() {
+        parse_err(&[b"--uri", b"http://x/"], 0, "unknown option \"--uri\"");
+        parse_err(
+            &[b"--uri", b"http://x/"],
+            0,
+            "--url, --method, --expect, --match, --header, --version, --max-response",
+        );
+        parse_err(&[b"--match", b"x", b"--url"], 2, "--url needs a value");
+        parse_err(&[b"--url", b"--match", b"x"], 0, "--url needs a value");
+        parse_err(
+            &[b"--url", b"http://a/", b"--url", b"http://b/"],
+            2,
+            "--url given twice",
+        );
+        parse_err(&[b"--expect", b"99"], 1, "bad status code \"99\"");
+        parse_err(&[b"--expect", b"600"], 1, "bad status code \"600\"");
+        parse_err(&[b"--expect", b"300-200"], 1, "bad range \"300-200\"");
+        parse_err(&[b"--expect", b"200,"], 1, "bad status code \"\"");
+        parse_err(&[b"--expect", b"2xx"], 1, "bad status code \"2xx\"");
+        parse_err(&[b"--expect", b"200-"], 1, "bad status code \"\"");
+        parse_err(&[b"--method", b"GET", b"--url", b"https://x/"], 3, "no TLS");
+        parse_err(&[b"--url", b"www.example.com/"], 1, "expected http://host");
+        parse_err(&[b"--url", b"ftp://x/"], 1, "expected http://host");
+        parse_err(&[b"--url", b"http:///path"], 1, "expected a host");
+        parse_err(&[b"--url", b"http://a b/"], 1, "0x20");
+        parse_err(&[b"--url", b"http://u:p@x/"], 1, "Authorization");
+        parse_err(&[b"--url", b"http://x:0/"], 1, "port from 1 to 65535");
+        parse_err(&[b"--url", b"http://x:/"], 1, "port from 1 to 65535");
+        parse_err(&[b"--url", b"http://x:99999/"], 1, "port from 1 to 65535");
+        parse_err(&[b"--url", b"http://[::1/"], 1, "missing ']'");
+        parse_err(&[b"--url", b"http://[zz]/"], 1, "IPv6");
+        parse_err(
+            &[b"--header", b"X-A: 1", b"--header", b"NoColon"],
+            3,
+            "with a colon",
+        );
+        parse_err(&[b"--header", b": v"], 1, "token");
+        parse_err(&[b"--header", b"X A: v"], 1, "token");
+        parse_err(&[b"--header", b"X: a\r\nEvil: 1"], 1, "control character");
+        parse_err(
+            &[b"--header", b"Host: a", b"--header", b"host: b"],
+            3,
+            "second Host",
+        );
+        parse_err(&[b"--method", b"POST"], 1, "GET or HEAD");
+        parse_err(&[b"--version", b"2"], 1, "1.0 or 1.1");
+        parse_err(&[b"--match", b""], 1, "non-empty");
+        parse_err(&[b"--max-response", b"255"], 1, "256 to 1048576");
+        parse_err(&[b"--max-response", b"1048577"], 1, "256 to 1048576");
+        parse_err(&[b"--match", b"OK", b"--method", b"HEAD"], 3, "no body");
+        let long = [b'x'; 300];
+        parse_err(
+            &[b"--max-response", b"256", b"--match", &long],
+            3,
+            "longer than",
+        );
+    }
+
+    #[test]
+    fn codes() {
+        let c = Codes::parse(b"200-299,301,404").unwrap();
+        assert!(c.contains(200) && c.contains(250) && c.contains(299) && c.contains(301));
+        assert!(c.contains(404));
+        assert!(!c.contains(300) && !c.contains(302) && !c.contains(199) && !c.contains(0));
+        assert!(!c.contains(999));
+        let all = Codes::parse(b"100-599").unwrap();
+        assert!(all.contains(100) && all.contains(599) && !all.contains(600) && !all.contains(99));
+        let default = http(&[]).codes;
+        assert!(default.contains(200) && default.contains(399) && !default.contains(400));
+    }
 }

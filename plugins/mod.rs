@@ -122,7 +122,10 @@ pub const DETAIL_CAP: usize = 40;
 
 impl Detail {
     /// No detail.
-    pub const EMPTY: Detail = Detail { buf: [0; DETAIL_CAP], len: 0 };
+    pub const EMPTY: Detail = Detail {
+        buf: [0; DETAIL_CAP],
+        len: 0,
+    };
 
     /// A detail holding `text`, cut to [`DETAIL_CAP`] bytes, with non-printable bytes as `?`
     /// and `"`/`\` as `'`/`/` so the detail never needs escaping.
@@ -261,7 +264,10 @@ pub struct PluginError {
 impl PluginError {
     /// An error about argument `word`.
     pub fn at(word: usize, message: impl Into<String>) -> PluginError {
-        PluginError { word: Some(word), message: message.into() }
+        PluginError {
+            word: Some(word),
+            message: message.into(),
+        }
     }
 }
 

@@ -45,7 +45,10 @@ mod tests {
     #[test]
     fn passes_on_connect() {
         let t = Tcp::parse(&[]).unwrap();
-        assert_eq!(t.begin(&mut CheckState::default()), Step::Done(Verdict::Pass));
+        assert_eq!(
+            t.begin(&mut CheckState::default()),
+            Step::Done(Verdict::Pass)
+        );
     }
 
     #[test]
