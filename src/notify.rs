@@ -1,1 +1,1219 @@
-//! Notify commands (stub, being written).
+//! Notify commands: the operator's `notify` program, started for every event (SPEC section 5).
+//!
+//! This module exists because the event loop may not allocate or block once it runs, and
+//! `std::process::Command` does both. Everything a spawn needs is therefore built once, in
+//! [`Notifier::new`]: every argv word as a NUL-terminated C string in one buffer with a
+//! NULL-terminated pointer array per command; an environment that copies the daemon's own
+//! (minus any `LVSMON_*` variables) followed by six fixed-size `LVSMON_*` slots sized for their
+//! longest possible values; the `posix_spawn` attributes and file actions; a ring of waiting
+//! events and a table of running children. A spawn rewrites the six slots in place and calls
+//! `posix_spawn(3)` over those arrays.
+//!
+//! Invariants:
+//! - after construction, no method allocates: the buffers, the pointer arrays, the queue and the
+//!   child table are never resized, and the pointer arrays point into buffers that never move;
+//! - no method blocks: children are reaped with `waitpid(pid, WNOHANG)` per child this module
+//!   started (never `waitpid(-1)`, which would steal other code's children);
+//! - at most `max_running` children run at once, and waiting events start in the order they
+//!   were pushed; a full queue drops the new event and counts it;
+//! - every child runs in its own process group, so a child still running after `kill_after` is
+//!   killed together with anything it started (`kill(-pid, SIGKILL)`);
+//! - the child starts with stdin on `/dev/null`, stdout and stderr inherited, an empty signal
+//!   mask and default dispositions for the signals the daemon handles or ignores.
+//!
+//! argv is used exactly as configured: no shell and no `PATH` search, so argv\[0\] must be a path
+//! to the program (`/usr/local/bin/lvs-notify`; a relative path is taken from the daemon's working
+//! directory). No signal handler is installed here: the caller calls [`Notifier::poll`] after
+//! `SIGCHLD`, after [`Notifier::push`], and at [`Notifier::next_deadline`].
+
+use std::ffi::{c_char, OsString};
+use std::fmt;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+use std::time::Duration;
+
+use crate::clock::{micros, Time};
+use crate::monitor::event::Event;
+use crate::plugins::{Reason, DETAIL_CAP};
+
+/// The environment variables set for each event, in the order they follow the copied environment.
+const VAR_NAMES: [&str; 6] = [
+    "LVSMON_EVENT=",
+    "LVSMON_VIRTUAL=",
+    "LVSMON_REAL=",
+    "LVSMON_REASON=",
+    "LVSMON_DETAIL=",
+    "LVSMON_FAILURES=",
+];
+
+/// Index of each variable in [`VAR_NAMES`] and [`VAR_CAPS`].
+const EVENT: usize = 0;
+const VIRTUAL: usize = 1;
+const REAL: usize = 2;
+const REASON: usize = 3;
+const DETAIL: usize = 4;
+const FAILURES: usize = 5;
+
+/// Longest `SocketAddr` display: `[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535`
+/// (brackets 2, address 39, scope id 11, colon 1, port 5).
+const ADDR_MAX: usize = 2 + 39 + 11 + 1 + 5;
+
+/// Value bytes each variable can hold (the NUL comes on top). Each is at least the longest value
+/// that can occur, so a value is never cut; `tests::slots_fit_longest_values` checks it.
+const VAR_CAPS: [usize; 6] = [
+    // `quorum-restored`, the longest event name, with room for a longer one.
+    24,
+    // `sctp:` + an address (`fwmark:4294967295` is shorter).
+    5 + ADDR_MAX,
+    ADDR_MAX,
+    // `response-too-large` is the longest reason today; room for longer ones.
+    32,
+    DETAIL_CAP,
+    // u64::MAX has 20 digits.
+    20,
+];
+
+/// How long after a kill `poll` should run again if the child has not been reaped by then, in
+/// case the caller missed the `SIGCHLD`.
+const REAP_RETRY: Duration = Duration::from_secs(1);
+
+/// The signals whose dispositions the child gets back as `SIG_DFL`: the daemon handles the first
+/// five, and Rust programs start with `SIGPIPE` ignored, which `exec` would pass on.
+const DEFAULT_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGCHLD,
+    libc::SIGPIPE,
+    libc::SIGUSR1,
+];
+
+/// What one [`Notifier::poll`] did, for the caller to log and count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifyReport {
+    /// Children started.
+    pub spawned: u32,
+    /// Children reaped (including killed ones, and ones some other code reaped first).
+    pub reaped: u32,
+    /// Children sent `SIGKILL` for running longer than `kill_after`.
+    pub killed: u32,
+    /// Events dropped because `posix_spawn` failed.
+    pub spawn_errors: u32,
+    /// The errno of the last failed spawn (`ENOENT` for a missing program, `EAGAIN`, ...);
+    /// 0 when `spawn_errors` is 0.
+    pub last_errno: i32,
+    /// Reaped children that exited non-zero or died of a signal other than our kill.
+    pub exit_failures: u32,
+}
+
+/// Totals since construction, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifyCounters {
+    /// Children started.
+    pub spawned: u64,
+    /// Children reaped.
+    pub reaped: u64,
+    /// Children killed after `kill_after`.
+    pub killed: u64,
+    /// Events dropped because the queue was full (or named no known command).
+    pub dropped: u64,
+    /// Events dropped because `posix_spawn` failed.
+    pub spawn_errors: u64,
+    /// Reaped children that exited non-zero or died of a signal other than our kill.
+    pub exit_failures: u64,
+}
+
+/// One entry of the running table. `pid == 0` marks a free entry.
+#[derive(Debug, Clone, Copy)]
+struct Child {
+    /// The child's pid, which is also its process group id; 0 when the entry is free.
+    pid: libc::pid_t,
+    /// When `poll` must look at this child again: `started + kill_after` until it is killed,
+    /// then the time to re-check a killed child that is still unreaped.
+    deadline: Time,
+    /// `SIGKILL` has been sent.
+    killed: bool,
+}
+
+impl Child {
+    const FREE: Child = Child {
+        pid: 0,
+        deadline: Time::ZERO,
+        killed: false,
+    };
+}
+
+/// Where a variable's value starts in the environment buffer.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Offset of the first value byte in `env_buf`.
+    at: usize,
+    /// Value bytes available; `env_buf[at + cap]` is always room for the NUL.
+    cap: usize,
+}
+
+/// `posix_spawnattr_t`, boxed so its address never changes, destroyed on drop.
+struct SpawnAttr(Box<libc::posix_spawnattr_t>);
+
+impl SpawnAttr {
+    /// Empty signal mask, default dispositions for [`DEFAULT_SIGNALS`], a new process group.
+    fn new() -> io::Result<SpawnAttr> {
+        // SAFETY: posix_spawnattr_t is plain data; all zeroes is a valid value to hand to
+        // posix_spawnattr_init, which overwrites it.
+        let mut attr = Box::new(unsafe { std::mem::zeroed::<libc::posix_spawnattr_t>() });
+        // SAFETY: `attr` points to writable memory of the right type.
+        check(unsafe { libc::posix_spawnattr_init(&mut *attr) })?;
+        let mut this = SpawnAttr(attr);
+        // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; every pointer
+        // is to a live local or to the initialised attribute object.
+        unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut mask);
+            let mut dfl: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut dfl);
+            for sig in DEFAULT_SIGNALS {
+                libc::sigaddset(&mut dfl, sig);
+            }
+            let flags = libc::POSIX_SPAWN_SETSIGMASK
+                | libc::POSIX_SPAWN_SETSIGDEF
+                | libc::POSIX_SPAWN_SETPGROUP;
+            check(libc::posix_spawnattr_setsigmask(&mut *this.0, &mask))?;
+            check(libc::posix_spawnattr_setsigdefault(&mut *this.0, &dfl))?;
+            // Process group 0: the child's own pid becomes its group id.
+            check(libc::posix_spawnattr_setpgroup(&mut *this.0, 0))?;
+            check(libc::posix_spawnattr_setflags(
+                &mut *this.0,
+                flags as libc::c_short,
+            ))?;
+        }
+        Ok(this)
+    }
+}
+
+impl Drop for SpawnAttr {
+    fn drop(&mut self) {
+        // SAFETY: initialised by posix_spawnattr_init in `new`, destroyed once.
+        unsafe { libc::posix_spawnattr_destroy(&mut *self.0) };
+    }
+}
+
+/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop.
+struct FileActions(Box<libc::posix_spawn_file_actions_t>);
+
+impl FileActions {
+    /// Opens `/dev/null` read-only as the child's fd 0.
+    fn new() -> io::Result<FileActions> {
+        // SAFETY: as for SpawnAttr::new: plain data, overwritten by the init call.
+        let mut fa = Box::new(unsafe { std::mem::zeroed::<libc::posix_spawn_file_actions_t>() });
+        // SAFETY: `fa` points to writable memory of the right type.
+        check(unsafe { libc::posix_spawn_file_actions_init(&mut *fa) })?;
+        let mut this = FileActions(fa);
+        // SAFETY: initialised above; the path is a static NUL-terminated string (glibc copies
+        // it anyway).
+        check(unsafe {
+            libc::posix_spawn_file_actions_addopen(
+                &mut *this.0,
+                0,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY,
+                0,
+            )
+        })?;
+        Ok(this)
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: initialised by posix_spawn_file_actions_init in `new`, destroyed once.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut *self.0) };
+    }
+}
+
+/// A posix_spawn-family return code (an errno, 0 for success) as a result.
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Starts the `notify` commands for queued events, at most `max_running` at a time, reaps them
+/// without blocking and kills those that overstay. See the module docs for the invariants.
+///
+/// Dropping it leaves children that still run alone (a notify command may outlive the daemon);
+/// they are not killed, and not reaped by this process.
+pub struct Notifier {
+    /// Every argv word of every command, each followed by a NUL. Never read or resized: it only
+    /// owns the bytes `argv` points into.
+    _words: Vec<u8>,
+    /// Per command id: pointers into `_words`, then a null pointer. `argv[i][0]` is the program.
+    argv: Box<[Box<[*mut c_char]>]>,
+    /// `KEY=VALUE\0` for each copied variable, then the six `LVSMON_*` slots. Never resized:
+    /// `envp` points into it.
+    env_buf: Vec<u8>,
+    /// Pointers to each variable in `env_buf`, then a null pointer.
+    envp: Box<[*mut c_char]>,
+    /// Where the values of [`VAR_NAMES`] live in `env_buf`.
+    slots: [Slot; 6],
+    /// Spawn attributes: signal mask, signal defaults, process group.
+    attr: SpawnAttr,
+    /// Spawn file actions: stdin from `/dev/null`.
+    actions: FileActions,
+    /// The waiting events: a ring of `(command id, event)`; `queue[(head + i) % cap]` for
+    /// `i < len` are `Some`, the rest `None`.
+    queue: Box<[Option<(u32, Event)>]>,
+    /// Index of the oldest waiting event.
+    head: usize,
+    /// Number of waiting events; `len <= queue.len()`.
+    len: usize,
+    /// The running table, `max_running` entries.
+    children: Box<[Child]>,
+    /// Entries of `children` in use; `running <= children.len()`.
+    running: usize,
+    /// `kill_after` in microseconds.
+    kill_after_us: u64,
+    /// Totals since construction.
+    counters: NotifyCounters,
+}
+
+// SAFETY: the raw pointers in `argv` and `envp` point only into `words` and `env_buf`, heap
+// buffers owned by this value and never resized, so they stay valid wherever the value moves.
+// The spawn attribute objects are owned, boxed C structs with no thread affinity.
+unsafe impl Send for Notifier {}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifier")
+            .field("commands", &self.argv.len())
+            .field("running", &self.running)
+            .field("max_running", &self.children.len())
+            .field("queued", &self.len)
+            .field("queue_cap", &self.queue.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// Builds everything a spawn needs.
+    ///
+    /// `commands` are the distinct argv lists (words are bytes); the index is the command id
+    /// that [`Notifier::push`] takes. argv\[0\] must be a path to the program (it contains a
+    /// `/`): there is no shell and no `PATH` search. `max_running` is `notify-max`; `queue_cap`
+    /// is how many events may wait; `kill_after` is how long a child may run before its process
+    /// group is killed (30 s in production).
+    ///
+    /// The children's environment is the daemon's environment as it is now (minus `LVSMON_*`
+    /// variables), plus the six `LVSMON_*` variables of SPEC section 5.
+    ///
+    /// # Errors
+    /// `InvalidInput` if a command is empty, a word contains a NUL byte, argv\[0\] has no `/`,
+    /// or `max_running` is 0 while there are commands; the OS error if the spawn attributes
+    /// cannot be set up.
+    pub fn new(
+        commands: &[Vec<Vec<u8>>],
+        max_running: usize,
+        queue_cap: usize,
+        kill_after: Duration,
+    ) -> io::Result<Notifier> {
+        Notifier::with_env(
+            commands,
+            max_running,
+            queue_cap,
+            kill_after,
+            std::env::vars_os(),
+        )
+    }
+
+    /// [`Notifier::new`] with the environment to copy given, so tests need not touch the
+    /// process environment.
+    fn with_env(
+        commands: &[Vec<Vec<u8>>],
+        max_running: usize,
+        queue_cap: usize,
+        kill_after: Duration,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> io::Result<Notifier> {
+        let invalid = |msg: &'static str| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        if max_running == 0 && !commands.is_empty() {
+            return Err(invalid("notify-max must be at least 1"));
+        }
+        if u32::try_from(commands.len()).is_err() {
+            return Err(invalid("too many notify commands"));
+        }
+
+        // argv: all words into one buffer first, pointers once it is complete.
+        let mut words = Vec::new();
+        let mut offsets: Vec<Vec<usize>> = Vec::with_capacity(commands.len());
+        for argv in commands {
+            let Some(program) = argv.first() else {
+                return Err(invalid("notify command is empty"));
+            };
+            if !program.contains(&b'/') {
+                return Err(invalid(
+                    "notify program must be a path (no PATH search is done)",
+                ));
+            }
+            let mut offs = Vec::with_capacity(argv.len());
+            for word in argv {
+                if word.contains(&0) {
+                    return Err(invalid("notify command word contains a NUL byte"));
+                }
+                offs.push(words.len());
+                words.extend_from_slice(word);
+                words.push(0);
+            }
+            offsets.push(offs);
+        }
+        words.shrink_to_fit();
+        let base = words.as_mut_ptr();
+        let argv = offsets
+            .iter()
+            .map(|offs| {
+                offs.iter()
+                    // SAFETY (pointer arithmetic): every offset is < words.len().
+                    .map(|&o| unsafe { base.add(o) }.cast::<c_char>())
+                    .chain([ptr::null_mut()])
+                    .collect::<Box<[_]>>()
+            })
+            .collect::<Box<[_]>>();
+
+        // Environment: the copy, then the slots.
+        let mut env_buf = Vec::new();
+        let mut env_offs = Vec::new();
+        for (key, value) in env {
+            let (key, value) = (key.as_bytes(), value.as_bytes());
+            if key.starts_with(b"LVSMON_") || key.contains(&0) || value.contains(&0) {
+                continue;
+            }
+            env_offs.push(env_buf.len());
+            env_buf.extend_from_slice(key);
+            env_buf.push(b'=');
+            env_buf.extend_from_slice(value);
+            env_buf.push(0);
+        }
+        let mut slots = [Slot { at: 0, cap: 0 }; 6];
+        for (i, name) in VAR_NAMES.iter().enumerate() {
+            env_offs.push(env_buf.len());
+            env_buf.extend_from_slice(name.as_bytes());
+            slots[i] = Slot {
+                at: env_buf.len(),
+                cap: VAR_CAPS[i],
+            };
+            // Value bytes plus the NUL; all zero, so every value starts empty.
+            env_buf.resize(env_buf.len() + VAR_CAPS[i] + 1, 0);
+        }
+        env_buf.shrink_to_fit();
+        let base = env_buf.as_mut_ptr();
+        let envp = env_offs
+            .iter()
+            // SAFETY (pointer arithmetic): every offset is < env_buf.len().
+            .map(|&o| unsafe { base.add(o) }.cast::<c_char>())
+            .chain([ptr::null_mut()])
+            .collect::<Box<[_]>>();
+
+        Ok(Notifier {
+            _words: words,
+            argv,
+            env_buf,
+            envp,
+            slots,
+            attr: SpawnAttr::new()?,
+            actions: FileActions::new()?,
+            queue: vec![None; queue_cap].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            children: vec![Child::FREE; max_running].into_boxed_slice(),
+            running: 0,
+            kill_after_us: micros(kill_after),
+            counters: NotifyCounters::default(),
+        })
+    }
+
+    /// Queues `ev` for command `cmd`; it starts at a later [`Notifier::poll`], after every
+    /// event queued before it.
+    ///
+    /// Returns false, and counts the event as dropped, if the queue is full (or `cmd` is not a
+    /// command id, which is a bug in the caller).
+    pub fn push(&mut self, cmd: usize, ev: &Event) -> bool {
+        if cmd >= self.argv.len() || self.len == self.queue.len() {
+            self.counters.dropped += 1;
+            return false;
+        }
+        let tail = (self.head + self.len) % self.queue.len();
+        // `cmd < argv.len() <= u32::MAX`, checked in `new`.
+        self.queue[tail] = Some((cmd as u32, *ev));
+        self.len += 1;
+        true
+    }
+
+    /// Reaps exited children, kills children running longer than `kill_after`, then starts
+    /// waiting events in order while fewer than `max_running` run. Never blocks.
+    ///
+    /// A spawn failure drops that event and is counted; the report carries the errno of the
+    /// last one so the caller can log `notify spawn failed errno=N`.
+    pub fn poll(&mut self, now: Time) -> NotifyReport {
+        let mut report = NotifyReport::default();
+        self.reap(&mut report);
+        self.kill_overdue(now, &mut report);
+        self.start_waiting(now, &mut report);
+        report
+    }
+
+    /// The earliest time [`Notifier::poll`] must run again to kill an overdue child (or to
+    /// re-check a killed one not yet reaped); `None` when nothing runs. Exits and new events
+    /// are the caller's to notice (`SIGCHLD`, [`Notifier::push`]).
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.children
+            .iter()
+            .filter(|c| c.pid != 0)
+            .map(|c| c.deadline)
+            .min()
+    }
+
+    /// Children running now (including killed ones not yet reaped).
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    /// Events waiting for a free slot.
+    pub fn queued(&self) -> usize {
+        self.len
+    }
+
+    /// Totals since construction.
+    pub fn counters(&self) -> NotifyCounters {
+        self.counters
+    }
+
+    /// `waitpid(pid, WNOHANG)` for every running child.
+    fn reap(&mut self, report: &mut NotifyReport) {
+        for c in self.children.iter_mut().filter(|c| c.pid != 0) {
+            let mut status: libc::c_int = 0;
+            // SAFETY: `status` is a live local; WNOHANG keeps this from blocking.
+            let r = unsafe { libc::waitpid(c.pid, &mut status, libc::WNOHANG) };
+            let gone = if r == c.pid {
+                let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+                if !clean && !c.killed {
+                    report.exit_failures += 1;
+                    self.counters.exit_failures += 1;
+                }
+                true
+            } else {
+                // 0: still running. ECHILD: someone else reaped it; the slot is free all the
+                // same. Anything else (EINTR) is tried again at the next poll.
+                r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+            };
+            if gone {
+                *c = Child::FREE;
+                self.running -= 1;
+                report.reaped += 1;
+                self.counters.reaped += 1;
+            }
+        }
+    }
+
+    /// `SIGKILL` to the process group of every child past its deadline.
+    fn kill_overdue(&mut self, now: Time, report: &mut NotifyReport) {
+        for c in self
+            .children
+            .iter_mut()
+            .filter(|c| c.pid != 0 && now >= c.deadline)
+        {
+            if !c.killed {
+                // SAFETY: plain syscalls. The pid is our unreaped child, so neither it nor the
+                // group id (equal to it) can have been reused. The second call covers a child
+                // that left its group.
+                unsafe {
+                    libc::kill(-c.pid, libc::SIGKILL);
+                    libc::kill(c.pid, libc::SIGKILL);
+                }
+                c.killed = true;
+                report.killed += 1;
+                self.counters.killed += 1;
+            }
+            c.deadline = now.plus(REAP_RETRY);
+        }
+    }
+
+    /// Starts waiting events, oldest first, while a slot is free.
+    fn start_waiting(&mut self, now: Time, report: &mut NotifyReport) {
+        while self.running < self.children.len() && self.len > 0 {
+            let entry = self.queue[self.head].take();
+            self.head = (self.head + 1) % self.queue.len();
+            self.len -= 1;
+            let Some((cmd, ev)) = entry else { continue };
+            match self.spawn(cmd as usize, &ev) {
+                Ok(pid) => {
+                    let deadline = now.add_micros(self.kill_after_us);
+                    if let Some(c) = self.children.iter_mut().find(|c| c.pid == 0) {
+                        *c = Child {
+                            pid,
+                            deadline,
+                            killed: false,
+                        };
+                    }
+                    self.running += 1;
+                    report.spawned += 1;
+                    self.counters.spawned += 1;
+                }
+                Err(errno) => {
+                    report.spawn_errors += 1;
+                    report.last_errno = errno;
+                    self.counters.spawn_errors += 1;
+                }
+            }
+        }
+    }
+
+    /// Fills the `LVSMON_*` slots from `ev` and spawns command `cmd`. Returns the pid, or the
+    /// errno posix_spawn returned (it reports exec failures such as `ENOENT` too).
+    fn spawn(&mut self, cmd: usize, ev: &Event) -> Result<libc::pid_t, i32> {
+        self.fill_env(ev);
+        let argv = &self.argv[cmd];
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: argv and envp are NULL-terminated arrays of pointers to NUL-terminated
+        // strings in `words` and `env_buf`, alive and unchanged for the whole call (glibc's
+        // posix_spawn returns only after the child has exec'd or failed, so the parent's
+        // buffers need to outlive the call only). The attribute and file-action objects were
+        // initialised in `new`.
+        let rc = unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                argv[0],
+                &*self.actions.0,
+                &*self.attr.0,
+                argv.as_ptr(),
+                self.envp.as_ptr(),
+            )
+        };
+        if rc == 0 {
+            Ok(pid)
+        } else {
+            Err(rc)
+        }
+    }
+
+    /// Rewrites the six `LVSMON_*` values for `ev`. Writes go through `io::Write` on byte
+    /// slices, which never allocates.
+    fn fill_env(&mut self, ev: &Event) {
+        self.set_var(EVENT, |w| w.write_all(ev.kind.as_str().as_bytes()));
+        self.set_var(VIRTUAL, |w| write!(w, "{}", ev.service));
+        self.set_var(REAL, |w| match ev.real {
+            Some(addr) => write!(w, "{addr}"),
+            None => Ok(()),
+        });
+        self.set_var(REASON, |w| {
+            w.write_all(ev.reason.map_or("", Reason::as_str).as_bytes())
+        });
+        self.set_var(DETAIL, |w| w.write_all(ev.detail.as_bytes()));
+        self.set_var(FAILURES, |w| write!(w, "{}", ev.failures));
+    }
+
+    /// Writes one value with `write` into its slot and NUL-terminates it.
+    fn set_var(&mut self, var: usize, write: impl FnOnce(&mut &mut [u8]) -> io::Result<()>) {
+        let Slot { at, cap } = self.slots[var];
+        let slot = &mut self.env_buf[at..=at + cap];
+        let mut rest = &mut slot[..cap];
+        // Cannot fail: each slot holds its longest value. Were a value ever too long, the
+        // bytes that fit are kept (a `WriteZero` error here is a constant, not an allocation).
+        let _ = write(&mut rest);
+        let n = cap - rest.len();
+        slot[n] = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::{Proto, ServiceKey};
+    use crate::monitor::event::EventKind;
+    use crate::plugins::Detail;
+    use std::ffi::CStr;
+    use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+    use std::ops::{Deref, DerefMut};
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    // ---------------------------------------------------------------------------------------
+    // Helpers
+    // ---------------------------------------------------------------------------------------
+
+    /// How long any wait loop may take before the test fails.
+    const WAIT_MAX: Duration = Duration::from_secs(5);
+    /// How often wait loops poll.
+    const TICK: Duration = Duration::from_millis(10);
+
+    /// A temp file path, unique per test and process, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str) -> TempFile {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let name = format!("lvsmon-notify-{}-{tag}-{n}", std::process::id());
+            let path = std::env::temp_dir().join(name);
+            let _ = std::fs::remove_file(&path);
+            TempFile(path)
+        }
+
+        fn arg(&self) -> Vec<u8> {
+            self.0.as_os_str().as_bytes().to_vec()
+        }
+
+        fn read(&self) -> String {
+            std::fs::read_to_string(&self.0).unwrap_or_default()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A notifier that, when dropped (even by a failing test), kills every child still
+    /// running and waits for it, so no test leaves a process behind.
+    struct Guard(Notifier);
+
+    impl Deref for Guard {
+        type Target = Notifier;
+        fn deref(&self) -> &Notifier {
+            &self.0
+        }
+    }
+
+    impl DerefMut for Guard {
+        fn deref_mut(&mut self) -> &mut Notifier {
+            &mut self.0
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            for c in self.0.children.iter_mut().filter(|c| c.pid != 0) {
+                // SAFETY: our own unreaped child and its group; the blocking wait is bounded
+                // because SIGKILL cannot be caught.
+                unsafe {
+                    libc::kill(-c.pid, libc::SIGKILL);
+                    libc::kill(c.pid, libc::SIGKILL);
+                    libc::waitpid(c.pid, ptr::null_mut(), 0);
+                }
+                *c = Child::FREE;
+            }
+        }
+    }
+
+    fn notifier(commands: &[Vec<Vec<u8>>], max: usize, cap: usize, kill: Duration) -> Guard {
+        Guard(Notifier::new(commands, max, cap, kill).expect("notifier"))
+    }
+
+    /// `/bin/sh -c SCRIPT sh FILE`: the script sees the file as `$1`.
+    fn sh(script: &str, file: &TempFile) -> Vec<Vec<u8>> {
+        vec![
+            b"/bin/sh".to_vec(),
+            b"-c".to_vec(),
+            script.into(),
+            b"sh".to_vec(),
+            file.arg(),
+        ]
+    }
+
+    /// A script appending the six variables, `|`-separated, to `$1`.
+    const PRINT_ENV: &str = r#"printf '%s|%s|%s|%s|%s|%s\n' "$LVSMON_EVENT" "$LVSMON_VIRTUAL" "$LVSMON_REAL" "$LVSMON_REASON" "$LVSMON_DETAIL" "$LVSMON_FAILURES" >> "$1""#;
+
+    fn event(kind: EventKind, real: Option<&str>) -> Event {
+        Event {
+            kind,
+            service: ServiceKey::Inet(Proto::Tcp, "10.0.0.1:80".parse().unwrap()),
+            real: real.map(|r| r.parse().unwrap()),
+            reason: None,
+            detail: Detail::EMPTY,
+            failures: 0,
+        }
+    }
+
+    /// Adds up reports.
+    fn add(total: &mut NotifyReport, r: NotifyReport) {
+        total.spawned += r.spawned;
+        total.reaped += r.reaped;
+        total.killed += r.killed;
+        total.spawn_errors += r.spawn_errors;
+        total.exit_failures += r.exit_failures;
+        if r.spawn_errors > 0 {
+            total.last_errno = r.last_errno;
+        }
+    }
+
+    /// Polls on the real clock every [`TICK`] until `done`, at most [`WAIT_MAX`]; `each` sees
+    /// the notifier after every poll. Returns the summed reports.
+    #[track_caller]
+    fn drive(
+        n: &mut Notifier,
+        clock: &Clock,
+        mut each: impl FnMut(&Notifier),
+        done: impl Fn(&Notifier) -> bool,
+    ) -> NotifyReport {
+        let start = Instant::now();
+        let mut total = NotifyReport::default();
+        loop {
+            add(&mut total, n.poll(clock.now()));
+            each(n);
+            if done(n) {
+                return total;
+            }
+            assert!(
+                start.elapsed() < WAIT_MAX,
+                "gave up waiting: {n:?}, {total:?}"
+            );
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// Runs until nothing waits or runs.
+    #[track_caller]
+    fn drain(n: &mut Notifier) -> NotifyReport {
+        drive(
+            n,
+            &Clock::new(),
+            |_| {},
+            |n| n.queued() == 0 && n.running() == 0,
+        )
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    #[track_caller]
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < WAIT_MAX, "gave up waiting for {what}");
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// True when `pid` no longer exists, or is a zombie waiting for its (non-us) parent.
+    fn process_gone(pid: libc::pid_t) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        if unsafe { libc::kill(pid, 0) } == -1 {
+            return io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        }
+        // The state follows the `)` that closes the command name in /proc/PID/stat.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(true)
+    }
+
+    /// The pids of the running children.
+    fn pids(n: &Notifier) -> Vec<libc::pid_t> {
+        n.children
+            .iter()
+            .filter(|c| c.pid != 0)
+            .map(|c| c.pid)
+            .collect()
+    }
+
+    /// The environment a spawn would pass, as strings.
+    fn env_strings(n: &Notifier) -> Vec<String> {
+        n.envp
+            .iter()
+            .take_while(|p| !p.is_null())
+            // SAFETY: envp entries point to NUL-terminated strings in env_buf.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for construction
+    // ---------------------------------------------------------------------------------------
+
+    #[test]
+    fn new_rejects_bad_commands() {
+        let k = Duration::from_secs(30);
+        let bad = |cmds: Vec<Vec<Vec<u8>>>, max| {
+            Notifier::new(&cmds, max, 4, k)
+                .map(|_| ())
+                .unwrap_err()
+                .kind()
+        };
+        assert_eq!(bad(vec![vec![]], 1), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            bad(vec![vec![b"notify.sh".to_vec()]], 1),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            bad(vec![vec![b"/bin/true".to_vec(), b"a\0b".to_vec()]], 1),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            bad(vec![vec![b"/bin/true".to_vec()]], 0),
+            io::ErrorKind::InvalidInput
+        );
+        // No commands at all is fine, whatever the sizes.
+        assert!(Notifier::new(&[], 0, 0, k).is_ok());
+    }
+
+    #[test]
+    fn argv_is_built_as_configured() {
+        let cmds = vec![
+            vec![b"/bin/echo".to_vec(), b"a b".to_vec(), Vec::new()],
+            vec![b"./x".to_vec()],
+        ];
+        let n = Notifier::new(&cmds, 1, 1, Duration::from_secs(1)).unwrap();
+        let words = |i: usize| -> Vec<Vec<u8>> {
+            let argv = &n.argv[i];
+            assert!(argv.last().unwrap().is_null());
+            argv[..argv.len() - 1]
+                .iter()
+                // SAFETY: argv entries point to NUL-terminated strings in `words`.
+                .map(|&p| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
+                .collect()
+        };
+        assert_eq!(words(0), cmds[0]);
+        assert_eq!(words(1), cmds[1]);
+    }
+
+    #[test]
+    fn env_copies_daemon_env_without_lvsmon_vars() {
+        let env = [
+            ("FOO", "bar"),
+            ("LVSMON_EVENT", "stale"),
+            ("LVSMON_OTHER", "x"),
+            ("E", ""),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let cmds = vec![vec![b"/bin/true".to_vec()]];
+        let n = Notifier::with_env(&cmds, 1, 1, Duration::from_secs(1), env).unwrap();
+        let vars = env_strings(&n);
+        assert!(n.envp.last().unwrap().is_null());
+        assert_eq!(
+            vars,
+            [
+                "FOO=bar",
+                "E=",
+                "LVSMON_EVENT=",
+                "LVSMON_VIRTUAL=",
+                "LVSMON_REAL=",
+                "LVSMON_REASON=",
+                "LVSMON_DETAIL=",
+                "LVSMON_FAILURES=",
+            ]
+        );
+    }
+
+    #[test]
+    fn slots_fit_longest_values() {
+        let widest = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::new(
+                0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            ),
+            65535,
+            u32::MAX,
+            u32::MAX,
+        ));
+        let mut n = Notifier::with_env(&[], 0, 0, Duration::from_secs(1), []).unwrap();
+        let longest_reason = Reason::ALL.iter().max_by_key(|r| r.as_str().len()).copied();
+        let ev = Event {
+            kind: EventKind::QuorumRestored,
+            service: ServiceKey::Inet(Proto::Sctp, widest),
+            real: Some(widest),
+            reason: longest_reason,
+            detail: Detail::text(&[b'~'; DETAIL_CAP]),
+            failures: u64::MAX,
+        };
+        n.fill_env(&ev);
+        let expect = [
+            "LVSMON_EVENT=quorum-restored".to_string(),
+            format!("LVSMON_VIRTUAL=sctp:{widest}"),
+            format!("LVSMON_REAL={widest}"),
+            format!("LVSMON_REASON={}", longest_reason.unwrap().as_str()),
+            format!("LVSMON_DETAIL={}", "~".repeat(DETAIL_CAP)),
+            format!("LVSMON_FAILURES={}", u64::MAX),
+        ];
+        assert_eq!(env_strings(&n), expect);
+        assert_eq!(format!("{widest}").len(), ADDR_MAX);
+        for kind in [
+            EventKind::Up,
+            EventKind::Down,
+            EventKind::Drained,
+            EventKind::Undrained,
+        ] {
+            assert!(kind.as_str().len() <= VAR_CAPS[EVENT]);
+        }
+        for r in Reason::ALL {
+            assert!(r.as_str().len() <= VAR_CAPS[REASON]);
+        }
+
+        // A shorter value after a longer one leaves no trace of the old one.
+        n.fill_env(&event(EventKind::Up, None));
+        assert_eq!(
+            env_strings(&n),
+            [
+                "LVSMON_EVENT=up",
+                "LVSMON_VIRTUAL=tcp:10.0.0.1:80",
+                "LVSMON_REAL=",
+                "LVSMON_REASON=",
+                "LVSMON_DETAIL=",
+                "LVSMON_FAILURES=0",
+            ]
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for the child's environment (real processes)
+    // ---------------------------------------------------------------------------------------
+
+    /// Runs one event through PRINT_ENV and returns the line it wrote.
+    #[track_caller]
+    fn env_line(ev: &Event) -> String {
+        let file = TempFile::new("env");
+        let mut n = notifier(&[sh(PRINT_ENV, &file)], 1, 4, Duration::from_secs(30));
+        assert!(n.push(0, ev));
+        let total = drain(&mut n);
+        assert_eq!(
+            (total.spawned, total.reaped, total.exit_failures),
+            (1, 1, 0),
+            "{total:?}"
+        );
+        file.read()
+    }
+
+    #[test]
+    fn env_up_event() {
+        let ev = event(EventKind::Up, Some("192.168.1.10:80"));
+        assert_eq!(env_line(&ev), "up|tcp:10.0.0.1:80|192.168.1.10:80|||0\n");
+    }
+
+    #[test]
+    fn env_down_event_with_reason_and_detail() {
+        let mut ev = event(EventKind::Down, Some("192.168.1.10:80"));
+        ev.reason = Some(Reason::HttpStatus);
+        ev.detail = Detail::text(b"503 Service Unavailable");
+        ev.failures = 3;
+        assert_eq!(
+            env_line(&ev),
+            "down|tcp:10.0.0.1:80|192.168.1.10:80|http-status|503 Service Unavailable|3\n"
+        );
+    }
+
+    #[test]
+    fn env_quorum_event_has_empty_real() {
+        let mut ev = event(EventKind::QuorumLost, None);
+        ev.service = ServiceKey::Inet(Proto::Udp, "[2001:db8::1]:53".parse().unwrap());
+        assert_eq!(env_line(&ev), "quorum-lost|udp:[2001:db8::1]:53||||0\n");
+    }
+
+    #[test]
+    fn child_gets_default_signals_and_dev_null_stdin() {
+        // `cp` copies its own /proc status, so the masks read are the ones it got at exec (a
+        // shell's own would vary: dash blocks signals while it waits for a command).
+        let status = TempFile::new("status");
+        let stdin = TempFile::new("stdin");
+        let cmds = [
+            vec![
+                b"/bin/cp".to_vec(),
+                b"/proc/self/status".to_vec(),
+                status.arg(),
+            ],
+            sh(r#"readlink /proc/$$/fd/0 > "$1""#, &stdin),
+        ];
+        let mut n = notifier(&cmds, 2, 2, Duration::from_secs(30));
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        assert!(n.push(1, &event(EventKind::Up, None)));
+        // Block SIGUSR1 in this thread while spawning: the child must not inherit the mask.
+        // (SIGPIPE is already ignored in every Rust test binary.)
+        // SAFETY: plain sigset manipulation on locals; the old mask is restored below.
+        let old = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            old
+        };
+        let spawned = n.poll(Time::ZERO).spawned;
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+        assert_eq!(spawned, 2);
+        let total = drain(&mut n);
+        assert_eq!(total.exit_failures, 0);
+        let out = status.read();
+        let mask = |name: &str| -> u64 {
+            let line = out.lines().find(|l| l.starts_with(name)).expect(name);
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+        assert_eq!(mask("SigBlk:"), 0, "{out}");
+        for sig in DEFAULT_SIGNALS {
+            assert_eq!(mask("SigIgn:") & bit(sig), 0, "signal {sig} ignored: {out}");
+        }
+        assert_eq!(stdin.read(), "/dev/null\n");
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for the queue and the running table
+    // ---------------------------------------------------------------------------------------
+
+    #[test]
+    fn one_runner_keeps_order() {
+        let file = TempFile::new("order");
+        let script = r#"printf '%s\n' "$LVSMON_FAILURES" >> "$1""#;
+        let mut n = notifier(&[sh(script, &file)], 1, 8, Duration::from_secs(30));
+        for i in 1..=5 {
+            let mut ev = event(EventKind::Down, Some("192.168.1.10:80"));
+            ev.failures = i;
+            assert!(n.push(0, &ev));
+        }
+        assert_eq!(n.queued(), 5);
+        let total = drive(
+            &mut n,
+            &Clock::new(),
+            |n| assert!(n.running() <= 1),
+            |n| n.queued() == 0 && n.running() == 0,
+        );
+        assert_eq!((total.spawned, total.reaped), (5, 5));
+        assert_eq!(file.read(), "1\n2\n3\n4\n5\n");
+        let c = n.counters();
+        assert_eq!(
+            (c.spawned, c.reaped, c.dropped, c.spawn_errors),
+            (5, 5, 0, 0)
+        );
+    }
+
+    #[test]
+    fn at_most_max_running() {
+        let file = TempFile::new("cap");
+        let mut n = notifier(&[sh("sleep 0.3", &file)], 2, 8, Duration::from_secs(30));
+        for _ in 0..6 {
+            assert!(n.push(0, &event(EventKind::Up, None)));
+        }
+        let mut most = 0;
+        let total = drive(
+            &mut n,
+            &Clock::new(),
+            |n| {
+                assert!(n.running() <= 2, "{n:?}");
+                assert_eq!(pids(n).len(), n.running());
+                most = most.max(n.running());
+            },
+            |n| n.queued() == 0 && n.running() == 0,
+        );
+        assert_eq!(most, 2);
+        assert_eq!((total.spawned, total.reaped, total.killed), (6, 6, 0));
+    }
+
+    #[test]
+    fn full_queue_drops() {
+        let cmds = vec![vec![b"/bin/true".to_vec()]];
+        let mut n = notifier(&cmds, 1, 2, Duration::from_secs(30));
+        let ev = event(EventKind::Up, None);
+        assert!(n.push(0, &ev));
+        assert!(n.push(0, &ev));
+        assert!(!n.push(0, &ev));
+        assert_eq!((n.queued(), n.counters().dropped), (2, 1));
+        // An unknown command id is refused the same way.
+        assert!(!n.push(1, &ev));
+        assert_eq!(n.counters().dropped, 2);
+        // The ring wraps: drain, then fill again.
+        drain(&mut n);
+        assert!(n.push(0, &ev));
+        assert!(n.push(0, &ev));
+        assert!(!n.push(0, &ev));
+        let total = drain(&mut n);
+        assert_eq!(total.spawned, 2);
+        assert_eq!(n.counters().spawned, 4);
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let cmds = vec![vec![b"/nonexistent/lvsmon-notify-test".to_vec()]];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        assert!(n.push(0, &event(EventKind::Down, None)));
+        let r = n.poll(Time::ZERO);
+        assert_eq!(
+            (r.spawned, r.spawn_errors, r.last_errno),
+            (0, 2, libc::ENOENT)
+        );
+        assert_eq!(
+            (n.running(), n.queued(), n.counters().spawn_errors),
+            (0, 0, 2)
+        );
+        assert_eq!(n.next_deadline(), None);
+    }
+
+    #[test]
+    fn failing_command_is_counted() {
+        let file = TempFile::new("fail");
+        let mut n = notifier(&[sh("exit 3", &file)], 1, 1, Duration::from_secs(30));
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        let total = drain(&mut n);
+        assert_eq!((total.reaped, total.exit_failures), (1, 1));
+        assert_eq!(n.counters().exit_failures, 1);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for kill_after
+    // ---------------------------------------------------------------------------------------
+
+    #[test]
+    fn overdue_child_is_killed_and_reaped() {
+        let file = TempFile::new("kill");
+        let mut n = notifier(&[sh("sleep 30", &file)], 1, 1, Duration::from_millis(200));
+        assert_eq!(n.next_deadline(), None);
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        let clock = Clock::new();
+        let t0 = clock.now();
+        assert_eq!(n.poll(t0).spawned, 1);
+        assert_eq!(n.next_deadline(), Some(t0.plus(Duration::from_millis(200))));
+        let pid = pids(&n)[0];
+        // SAFETY: getpgid only reads.
+        assert_eq!(
+            unsafe { libc::getpgid(pid) },
+            pid,
+            "child leads its own process group"
+        );
+        let total = drive(&mut n, &clock, |_| {}, |n| n.running() == 0);
+        assert_eq!((total.killed, total.reaped, total.exit_failures), (1, 1, 0));
+        assert!(clock.now().since(t0) >= Duration::from_millis(200));
+        assert!(process_gone(pid));
+        assert_eq!(n.next_deadline(), None);
+        assert_eq!(n.counters().killed, 1);
+    }
+
+    #[test]
+    fn kill_reaches_grandchildren() {
+        let file = TempFile::new("grandchild");
+        let script = r#"sleep 30 & echo $! > "$1"; sleep 30"#;
+        let kill_after = Duration::from_millis(200);
+        let mut n = notifier(&[sh(script, &file)], 1, 1, kill_after);
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        // Manual times: the kill happens only once the grandchild's pid is known.
+        assert_eq!(n.poll(Time::ZERO).spawned, 1);
+        let pid = pids(&n)[0];
+        wait_for("the grandchild's pid", || file.read().ends_with('\n'));
+        let grandchild: libc::pid_t = file.read().trim().parse().unwrap();
+        assert!(!process_gone(grandchild));
+        let just_before = Time(Time::ZERO.plus(kill_after).0 - 1);
+        assert_eq!(n.poll(just_before).killed, 0);
+        let at = Time::ZERO.plus(kill_after);
+        assert_eq!(n.poll(at).killed, 1);
+        // A killed child is re-checked a little later in case SIGCHLD goes missing.
+        assert_eq!(n.next_deadline(), Some(at.plus(REAP_RETRY)));
+        let start = Instant::now();
+        while n.running() > 0 {
+            assert!(start.elapsed() < WAIT_MAX, "killed child not reaped");
+            std::thread::sleep(TICK);
+            assert_eq!(n.poll(at).killed, 0, "killed twice");
+        }
+        assert!(process_gone(pid));
+        wait_for("the grandchild to die", || process_gone(grandchild));
+    }
+}
