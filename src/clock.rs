@@ -14,8 +14,11 @@ impl Time {
     pub const ZERO: Time = Time(0);
 
     /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(d.as_micros().min(u64::MAX as u128) as u64))
+    pub fn plus(self, d: Duration) -> Time {
+        Time(
+            self.0
+                .saturating_add(d.as_micros().min(u64::MAX as u128) as u64),
+        )
     }
 
     /// `self + us` microseconds, saturating.
@@ -48,7 +51,9 @@ pub struct Clock {
 impl Clock {
     /// A clock whose [`Time::ZERO`] is now.
     pub fn new() -> Clock {
-        Clock { origin: Instant::now() }
+        Clock {
+            origin: Instant::now(),
+        }
     }
 
     /// The current time.

@@ -1,1 +1,1017 @@
-//! The event loop (stub).
+//! The daemon: one thread, one `mio::Poll`, every check, decision, table change and
+//! notification driven from [`Daemon::turn`].
+//!
+//! Everything the loop will ever need is allocated in [`Daemon::new`], sized from the
+//! [`Plan`]: the probes (one per distinct check) and their timer wheel, the per-real
+//! decision state and `within` rings, the receive-buffer pool, the notify queue, the log line
+//! buffer and the `Events` array. After that, a turn allocates nothing: no `String`, no `Vec`
+//! growth, no `format!` (the counting-allocator test binary `tests/no_alloc.rs` holds us to
+//! it).
+//!
+//! Work per turn is proportional to what happened (sockets ready, deadlines due, results
+//! recorded), never to the number of real servers: a result touches only the reals its
+//! probe serves, a quorum check only a counter of its virtual.
+//!
+//! Only this module reads the clock. Tokens: a probe's token is its index with its socket
+//! generation in the high bits (see [`Probe::token`]); the top of the token space is
+//! reserved for the daemon's own sources.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Registry, Token};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::clock::{micros, Clock, Time};
+use crate::config::{Forward, OnDown, Plan, ServiceKey};
+use crate::ipvs::{Dest, Ipvs, Op, OpKind, OpResult, Service};
+use crate::log::{Level, Log};
+use crate::monitor::event::{Event, EventKind};
+use crate::monitor::health::{Change, Health, Rules, State};
+use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
+use crate::notify::Notifier;
+use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
+use crate::pool::BufPool;
+use crate::timer::Wheel;
+
+/// Token of the signal pipe.
+const SIGNALS: Token = Token(usize::MAX);
+
+/// Settings that are not in the config file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a notify command may run before it is killed (SPEC: 30 s).
+    pub notify_kill_after: Duration,
+    /// Receive buffers in the pool (0 = sized from the plan).
+    pub buffers: usize,
+    /// Install signal handlers (the binary does; test harnesses may not want to).
+    pub signals: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            notify_kill_after: Duration::from_secs(30),
+            buffers: 0,
+            signals: true,
+        }
+    }
+}
+
+/// What a probe needs to run, fixed at startup.
+#[derive(Debug)]
+struct ProbeCfg {
+    target: SocketAddr,
+    spec: CheckSpec,
+    polite: bool,
+    interval_us: u64,
+    retry_us: u64,
+    connect_us: u64,
+    timeout_us: u64,
+    /// Range in `probe_reals`.
+    reals: (u32, u32),
+}
+
+/// One real server behind one virtual service: static settings and decision state.
+#[derive(Debug)]
+struct Real {
+    addr: SocketAddr,
+    virt: u32,
+    weight: u32,
+    forward: Forward,
+    on_down: OnDown,
+    notify: u32,
+    rules: Rules,
+    /// Range in `rings` for the `within` window.
+    ring: (u32, u32),
+    health: Health,
+    /// The weight IPVS has for this destination, `None` when absent.
+    table: Option<u32>,
+    checks: u64,
+    failures: u64,
+    transitions: u64,
+    last_reason: Option<Reason>,
+    last_detail: Detail,
+    last_latency_us: u32,
+}
+
+/// A virtual service's identity and quorum bookkeeping.
+#[derive(Debug)]
+struct Virtual {
+    key: ServiceKey,
+    service: Service,
+    quorum: u32,
+    sorry: Option<SocketAddr>,
+    notify: u32,
+    /// Reals UP, and reals not yet decided.
+    up: u32,
+    unknown: u32,
+    quorum_lost: bool,
+    sorry_in_table: bool,
+}
+
+const NO_NOTIFY: u32 = u32::MAX;
+
+/// Counters the daemon keeps (64-bit, never reset while it runs).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Checks started.
+    pub started: u64,
+    /// Checks finished with a verdict.
+    pub checks: u64,
+    /// Checks that passed.
+    pub passes: u64,
+    /// Failures by reason (index as in [`Reason::ALL`]).
+    pub failures: [u64; 15],
+    /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
+    pub local_errors: u64,
+    /// Grid points skipped because the previous check was still running.
+    pub missed_starts: u64,
+    /// Transitions (UP/DOWN).
+    pub transitions: u64,
+    /// Events emitted (log lines), by any kind.
+    pub events: u64,
+    /// Largest start lateness seen, µs.
+    pub max_lateness_us: u64,
+    /// Sum of start lateness, µs (for a mean).
+    pub sum_lateness_us: u64,
+    /// IPVS operations by kind (index as in [`OpKind::ALL`]) that succeeded or were dry-run.
+    pub ipvs_ok: [u64; 6],
+    /// IPVS operations by kind that failed.
+    pub ipvs_errors: [u64; 6],
+    /// Notify events dropped because the queue was full.
+    pub notify_dropped: u64,
+    /// Loop turns.
+    pub turns: u64,
+}
+
+/// The daemon's state apart from the poller, so dispatch can borrow the registry and the
+/// state at once.
+struct Core {
+    probes: Box<[Probe]>,
+    cfg: Box<[ProbeCfg]>,
+    /// Readiness seen but not yet consumed, per probe.
+    rx_ready: Box<[bool]>,
+    probe_reals: Box<[u32]>,
+    reals: Box<[Real]>,
+    rings: Box<[u64]>,
+    virtuals: Box<[Virtual]>,
+    wheel: Wheel,
+    pool: BufPool,
+    /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
+    handed: Box<[u32]>,
+    handed_len: usize,
+    ipvs: Box<dyn Ipvs>,
+    notifier: Option<Notifier>,
+    log: Log,
+    stats: Stats,
+    stop: bool,
+    /// Rate limit for local-error warnings: next time one may be logged, and how many were
+    /// held back since the last.
+    local_warn_at: Time,
+    local_held: u64,
+}
+
+/// The daemon.
+pub struct Daemon {
+    poll: Poll,
+    events: Events,
+    signals: Option<Signals>,
+    clock: Clock,
+    core: Core,
+}
+
+/// Rounds a wait up to whole milliseconds, as `epoll_wait` counts.
+fn wait_for(now: Time, until: Time) -> Duration {
+    let us = until.micros_since(now);
+    Duration::from_millis(us.div_ceil(1000))
+}
+
+impl Daemon {
+    /// Builds every table the loop needs from `plan`. The plan is consumed: afterwards the
+    /// daemon keeps only compact copies of what it uses.
+    ///
+    /// # Errors
+    /// The poller, the signal pipe or the notify setup could not be created.
+    pub fn new(plan: Plan, ipvs: Box<dyn Ipvs>, log: Log, opts: &Options) -> io::Result<Daemon> {
+        let poll = Poll::new()?;
+        let clock = Clock::new();
+        let n = plan.checks.len();
+
+        let mut virtuals = Vec::with_capacity(plan.virtuals.len());
+        for v in &plan.virtuals {
+            let notify = v.notify.map_or(NO_NOTIFY, |i| i as u32);
+            virtuals.push(Virtual {
+                key: v.key,
+                service: Service::new(v.key, &v.scheduler, v.persistent),
+                quorum: v.quorum,
+                sorry: v.sorry,
+                notify,
+                up: 0,
+                unknown: v.reals.len() as u32,
+                quorum_lost: false,
+                sorry_in_table: false,
+            });
+        }
+
+        let mut rings_len = 0u32;
+        let mut reals = Vec::with_capacity(plan.reals.len());
+        for r in &plan.reals {
+            let t = &r.thresholds;
+            let ring_len = if t.within.is_some() { t.fall } else { 0 };
+            reals.push(Real {
+                addr: r.addr,
+                virt: r.virtual_idx as u32,
+                weight: r.weight,
+                forward: r.forward,
+                on_down: r.on_down,
+                notify: r.notify.map_or(NO_NOTIFY, |i| i as u32),
+                rules: Rules {
+                    fall: t.fall.max(1),
+                    rise: t.rise.max(1),
+                    within_us: t.within.map_or(0, micros),
+                    down_after_us: t.down_after.map_or(0, micros),
+                },
+                ring: (rings_len, rings_len + ring_len),
+                health: Health::new(Time::ZERO),
+                table: None,
+                checks: 0,
+                failures: 0,
+                transitions: 0,
+                last_reason: None,
+                last_detail: Detail::EMPTY,
+                last_latency_us: 0,
+            });
+            rings_len += ring_len;
+        }
+
+        let mut probe_reals = Vec::with_capacity(plan.reals.len());
+        let mut cfg = Vec::with_capacity(n);
+        let mut max_response = 0usize;
+        let mut readers = 0usize;
+        for c in plan.checks {
+            let start = probe_reals.len() as u32;
+            probe_reals.extend(c.reals.iter().map(|&r| r as u32));
+            let mr = c.spec.max_response();
+            if mr > 0 {
+                readers += 1;
+            }
+            max_response = max_response.max(mr);
+            cfg.push(ProbeCfg {
+                target: c.target,
+                polite: c.spec.polite_close(),
+                spec: c.spec,
+                interval_us: micros(c.interval).max(1000),
+                retry_us: micros(c.retry_interval).max(1000),
+                connect_us: micros(c.connect_timeout),
+                timeout_us: micros(c.timeout),
+                reals: (start, probe_reals.len() as u32),
+            });
+        }
+
+        // First checks spread evenly over each probe's first interval.
+        let probes: Vec<Probe> = cfg
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Probe::new(Time(c.interval_us * i as u64 / n.max(1) as u64)))
+            .collect();
+        let mut wheel = Wheel::new(n, 4096);
+        for (i, p) in probes.iter().enumerate() {
+            wheel.set(i as u32, p.scheduled);
+        }
+
+        let buffers = if opts.buffers > 0 {
+            opts.buffers
+        } else {
+            readers.clamp(1, 1024)
+        };
+        let pool = BufPool::new(buffers, max_response.max(64), n);
+
+        let notifier = if plan.notifies.is_empty() {
+            None
+        } else {
+            let cap = (4 * plan.reals.len() + 64).min(1 << 20);
+            Some(Notifier::new(
+                &plan.notifies,
+                plan.notify_max.max(1) as usize,
+                cap,
+                opts.notify_kill_after,
+            )?)
+        };
+
+        let signals = if opts.signals {
+            let mut s = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1])?;
+            poll.registry()
+                .register(&mut s, SIGNALS, Interest::READABLE)?;
+            Some(s)
+        } else {
+            None
+        };
+
+        let core = Core {
+            probes: probes.into_boxed_slice(),
+            rx_ready: vec![false; n].into_boxed_slice(),
+            cfg: cfg.into_boxed_slice(),
+            probe_reals: probe_reals.into_boxed_slice(),
+            reals: reals.into_boxed_slice(),
+            rings: vec![0u64; rings_len as usize].into_boxed_slice(),
+            virtuals: virtuals.into_boxed_slice(),
+            wheel,
+            pool,
+            handed: vec![0u32; n].into_boxed_slice(),
+            handed_len: 0,
+            ipvs,
+            notifier,
+            log,
+            stats: Stats::default(),
+            stop: false,
+            local_warn_at: Time::ZERO,
+            local_held: 0,
+        };
+        Ok(Daemon {
+            poll,
+            events: Events::with_capacity(1024),
+            signals,
+            clock,
+            core,
+        })
+    }
+
+    /// Puts the configured services and destinations in the table (SPEC section 4: create
+    /// what is missing, adopt what is there; destinations not yet checked keep the weight
+    /// they have, and new ones come in at weight 0 until their first check decides).
+    pub fn startup(&mut self) {
+        let c = &mut self.core;
+        if let Some(mut l) = c.log.line(Level::Notice) {
+            let _ = write!(
+                l,
+                "msg=\"starting\" virtuals={} reals={} checks={} buffers={}x{} ipvs={}",
+                c.virtuals.len(),
+                c.reals.len(),
+                c.probes.len(),
+                c.pool.count(),
+                c.pool.size(),
+                if c.ipvs.is_dry_run() {
+                    "dry-run"
+                } else {
+                    "netlink"
+                }
+            );
+        }
+        for v in 0..c.virtuals.len() {
+            let svc = c.virtuals[v].service;
+            c.submit(Op::AddService(svc));
+        }
+        for r in 0..c.reals.len() {
+            let (key, addr) = (c.virtuals[c.reals[r].virt as usize].key, c.reals[r].addr);
+            let existing = c.ipvs.existing_weight(key, addr);
+            c.reals[r].table = existing;
+            if existing.is_none() && c.reals[r].on_down == OnDown::Quiesce {
+                let d = Dest {
+                    addr,
+                    weight: 0,
+                    forward: c.reals[r].forward,
+                };
+                c.reals[r].table = Some(0);
+                c.submit(Op::AddDest(key, d));
+            }
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    ///
+    /// # Errors
+    /// The poller failed (never for a real server's misbehaviour).
+    pub fn run(&mut self) -> io::Result<()> {
+        self.startup();
+        while !self.core.stop {
+            self.turn(None)?;
+        }
+        if let Some(mut l) = self.core.log.line(Level::Notice) {
+            let _ = write!(
+                l,
+                "msg=\"stopping\" checks={} transitions={}",
+                self.core.stats.checks, self.core.stats.transitions
+            );
+        }
+        Ok(())
+    }
+
+    /// True once a stop was asked for (SIGTERM, SIGINT).
+    pub fn stopping(&self) -> bool {
+        self.core.stop
+    }
+
+    /// Asks the loop to stop after the current turn.
+    pub fn request_stop(&mut self) {
+        self.core.stop = true;
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// The notify counters (all zero without a `notify` command).
+    pub fn notify_counters(&self) -> crate::notify::NotifyCounters {
+        self.core
+            .notifier
+            .as_ref()
+            .map(|n| n.counters())
+            .unwrap_or_default()
+    }
+
+    /// How often a check had to queue for a receive buffer.
+    pub fn buffer_waits(&self) -> u64 {
+        self.core.pool.waits
+    }
+
+    /// Real `i`'s state, consecutive failures and checks, for tests and status output.
+    pub fn real_state(&self, i: usize) -> (State, u32, u64) {
+        let r = &self.core.reals[i];
+        (r.health.state, r.health.fails, r.checks)
+    }
+
+    /// One turn: wait for readiness or the next deadline (at most `max_wait`), then handle
+    /// everything that is due.
+    ///
+    /// # Errors
+    /// `epoll_wait` failed for a reason other than a signal.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let now = self.clock.now();
+        let mut next = self.core.wheel.next_expiry();
+        if let Some(n) = self.core.notifier.as_ref().and_then(|n| n.next_deadline()) {
+            next = Some(next.map_or(n, |w| w.min(n)));
+        }
+        let mut timeout = next.map(|t| wait_for(now, t));
+        if let Some(m) = max_wait {
+            timeout = Some(timeout.map_or(m, |t| t.min(m)));
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let now = self.clock.now();
+        let core = &mut self.core;
+        core.stats.turns += 1;
+        let registry = self.poll.registry();
+        let mut signalled = false;
+        for ev in self.events.iter() {
+            if ev.token() == SIGNALS {
+                signalled = true;
+                continue;
+            }
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            let (id, gen) = Probe::untoken(ev.token());
+            core.on_ready(id, gen, readable, writable, registry, now);
+        }
+        if signalled {
+            if let Some(s) = self.signals.as_mut() {
+                for sig in s.pending() {
+                    core.on_signal(sig, now);
+                }
+            }
+        }
+        core.run_handed(registry, now);
+        while let Some(id) = core.wheel.pop_expired(now) {
+            core.on_deadline(id, registry, now);
+            core.run_handed(registry, now);
+        }
+        core.poll_notify(now);
+        core.poll_ipvs();
+        Ok(())
+    }
+}
+
+impl Core {
+    // ----- readiness and deadlines -------------------------------------------------------
+
+    /// Readiness for probe `id`'s socket of generation `gen`.
+    fn on_ready(
+        &mut self,
+        id: u32,
+        gen: u32,
+        readable: bool,
+        writable: bool,
+        reg: &Registry,
+        now: Time,
+    ) {
+        let i = id as usize;
+        if i >= self.probes.len() {
+            return;
+        }
+        let p = &mut self.probes[i];
+        // Readiness from a socket already closed (an older generation) is ignored.
+        if p.gen != gen || p.sock.is_none() {
+            return;
+        }
+        if readable {
+            self.rx_ready[i] = true;
+        }
+        let cfg = &self.cfg[i];
+        let outcome = match p.phase {
+            // Idle: nothing to do (mio may report a closed socket's last readiness).
+            Phase::Wait => return,
+            // WRITABLE while connecting: the handshake ended one way or the other.
+            Phase::ConResult { .. } if writable => {
+                let buf = self.pool.slice(p.buf);
+                phase::conresult(p, &cfg.spec, buf)
+            }
+            // Room to write the rest of the request.
+            Phase::Query { .. } if writable => {
+                let buf = self.pool.slice(p.buf);
+                phase::send(p, &cfg.spec, buf)
+            }
+            // Bytes (or EOF, or an error) to read.
+            Phase::Recv { .. } if readable => {
+                let buf = self.pool.slice(p.buf);
+                phase::recv(p, &cfg.spec, buf)
+            }
+            _ => return,
+        };
+        self.after(id, outcome, reg, now);
+    }
+
+    /// The timer fired for probe `id`.
+    fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time) {
+        let i = id as usize;
+        match self.probes[i].phase {
+            // Due: start the next check.
+            Phase::Wait => self.start(id, reg, now),
+            // Still queued for a buffer with bytes waiting: the director's fault.
+            Phase::Recv { .. } if self.pool.is_queued(id) => {
+                self.defer(id, libc::ENOBUFS, reg, now)
+            }
+            // Any other phase: its deadline fails the check at that phase's layer.
+            _ => {
+                let v = phase::deadline_verdict(&self.probes[i]);
+                self.finish(id, v, reg, now);
+            }
+        }
+    }
+
+    /// Starts probe `id`'s check (the connect phase).
+    fn start(&mut self, id: u32, reg: &Registry, now: Time) {
+        let i = id as usize;
+        let late = now.micros_since(self.probes[i].scheduled);
+        self.stats.started += 1;
+        self.stats.sum_lateness_us += late;
+        self.stats.max_lateness_us = self.stats.max_lateness_us.max(late);
+        self.rx_ready[i] = false;
+        let c = &self.cfg[i];
+        let outcome = phase::start(
+            &mut self.probes[i],
+            id,
+            &c.target,
+            c.polite,
+            reg,
+            now,
+            c.connect_us,
+            c.timeout_us,
+        );
+        self.after(id, outcome, reg, now);
+    }
+
+    /// Acts on the outcome of a step of probe `id`.
+    fn after(&mut self, id: u32, mut outcome: Outcome, reg: &Registry, now: Time) {
+        let i = id as usize;
+        if outcome == Outcome::NeedBuffer {
+            outcome = if !self.rx_ready[i] {
+                // Nothing to read yet: no buffer needed until READABLE.
+                Outcome::Pending
+            } else if let Some(b) = self.pool.take() {
+                self.probes[i].buf = b;
+                let buf = self.pool.slice(b);
+                phase::recv(&mut self.probes[i], &self.cfg[i].spec, buf)
+            } else {
+                self.pool.enqueue(id);
+                Outcome::Pending
+            };
+        }
+        match outcome {
+            Outcome::Pending | Outcome::NeedBuffer => {
+                let p = &self.probes[i];
+                if matches!(p.phase, Phase::Recv { .. }) && p.buf != NO_BUF {
+                    // recv() stopped at WouldBlock: the readiness is used up.
+                    self.rx_ready[i] = false;
+                }
+                let d = p.phase_deadline();
+                self.wheel.set(id, d);
+            }
+            Outcome::Done(v) => self.finish(id, v, reg, now),
+            Outcome::Local(e) => self.defer(id, e, reg, now),
+        }
+    }
+
+    /// Reads for the probes that were just handed a buffer.
+    fn run_handed(&mut self, reg: &Registry, now: Time) {
+        while self.handed_len > 0 {
+            self.handed_len -= 1;
+            let id = self.handed[self.handed_len];
+            let i = id as usize;
+            let buf = self.pool.slice(self.probes[i].buf);
+            let o = phase::recv(&mut self.probes[i], &self.cfg[i].spec, buf);
+            self.after(id, o, reg, now);
+        }
+    }
+
+    /// Closes probe `id`'s socket and gives its buffer back (to a queued probe if any).
+    fn release(&mut self, id: u32, reg: &Registry) {
+        let i = id as usize;
+        phase::close(&mut self.probes[i], reg);
+        self.pool.dequeue(id);
+        self.rx_ready[i] = false;
+        let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
+        if b != NO_BUF {
+            if let Some((w, b)) = self.pool.give_back(b) {
+                self.probes[w as usize].buf = b;
+                self.handed[self.handed_len] = w;
+                self.handed_len += 1;
+            }
+        }
+    }
+
+    /// The check of probe `id` is decided: record it for every real it serves.
+    fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time) {
+        let i = id as usize;
+        self.release(id, reg);
+        let latency = now.micros_since(self.probes[i].started);
+        self.stats.checks += 1;
+        match v {
+            Verdict::Pass => self.stats.passes += 1,
+            Verdict::Fail(r, _) => self.stats.failures[r as usize] += 1,
+        }
+        if self.log.enabled(Level::Info) {
+            let c = &self.cfg[i];
+            if let Some(mut l) = self.log.line(Level::Info) {
+                let _ = write!(l, "check target={} plugin={} ", c.target, c.spec.name());
+                match v {
+                    Verdict::Pass => {
+                        let _ = write!(l, "result=pass");
+                    }
+                    Verdict::Fail(r, d) => {
+                        let _ = write!(l, "result=fail reason={} ", r.as_str());
+                        l.quoted("detail", d.as_bytes());
+                    }
+                }
+                let _ = write!(
+                    l,
+                    " duration={}.{:06}",
+                    latency / 1_000_000,
+                    latency % 1_000_000
+                );
+            }
+        }
+        let (a, b) = self.cfg[i].reals;
+        for k in a..b {
+            let r = self.probe_reals[k as usize] as usize;
+            self.record(r, v, latency, now);
+        }
+        self.schedule_next(id, now);
+    }
+
+    /// The check of probe `id` could not run for a reason of the director's own (EMFILE,
+    /// EADDRNOTAVAIL, no buffer): no result is recorded and the next grid point is kept.
+    fn defer(&mut self, id: u32, errno: i32, reg: &Registry, now: Time) {
+        self.release(id, reg);
+        self.stats.local_errors += 1;
+        if now >= self.local_warn_at {
+            let held = std::mem::take(&mut self.local_held);
+            let target = self.cfg[id as usize].target;
+            if let Some(mut l) = self.log.line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "check target={target} result=deferred reason=local-error errno={errno} detail=\"{}\" held_back={held}",
+                    errno_name(errno)
+                );
+            }
+            self.local_warn_at = now.add_micros(1_000_000);
+        } else {
+            self.local_held += 1;
+        }
+        self.schedule_next(id, now);
+    }
+
+    /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
+    /// (or the retry interval while any of its reals is failing), skipping grid points
+    /// already past.
+    fn schedule_next(&mut self, id: u32, now: Time) {
+        let i = id as usize;
+        let c = &self.cfg[i];
+        let failing = (c.reals.0..c.reals.1).any(|k| {
+            self.reals[self.probe_reals[k as usize] as usize]
+                .health
+                .failing()
+        });
+        let period = if failing { c.retry_us } else { c.interval_us };
+        let p = &mut self.probes[i];
+        let mut next = p.scheduled.add_micros(period);
+        if next <= now {
+            let behind = now.micros_since(p.scheduled) / period;
+            self.stats.missed_starts += behind;
+            next = p.scheduled.add_micros((behind + 1) * period);
+        }
+        p.scheduled = next;
+        self.wheel.set(id, next);
+    }
+
+    // ----- decisions ----------------------------------------------------------------------
+
+    /// Records one result for real `r`; emits the transition if a threshold was crossed.
+    fn record(&mut self, r: usize, v: Verdict, latency_us: u64, now: Time) {
+        let real = &mut self.reals[r];
+        real.checks += 1;
+        real.last_latency_us = latency_us.min(u32::MAX as u64) as u32;
+        let pass = match v {
+            Verdict::Pass => true,
+            Verdict::Fail(reason, detail) => {
+                real.failures += 1;
+                real.last_reason = Some(reason);
+                real.last_detail = detail;
+                false
+            }
+        };
+        let before = real.health.state;
+        let ring = &mut self.rings[real.ring.0 as usize..real.ring.1 as usize];
+        let change = real.health.record(pass, now, &real.rules, ring);
+        if change == Change::None {
+            return;
+        }
+        real.transitions += 1;
+        self.stats.transitions += 1;
+        let virt = real.virt as usize;
+        let v = &mut self.virtuals[virt];
+        if before == State::Unknown {
+            v.unknown -= 1;
+        }
+        match change {
+            Change::Up => v.up += 1,
+            Change::Down if before == State::Up => v.up -= 1,
+            _ => {}
+        }
+        let real = &self.reals[r];
+        let ev = Event {
+            kind: if change == Change::Up {
+                EventKind::Up
+            } else {
+                EventKind::Down
+            },
+            service: self.virtuals[virt].key,
+            real: Some(real.addr),
+            reason: if change == Change::Down {
+                real.last_reason
+            } else {
+                None
+            },
+            detail: if change == Change::Down {
+                real.last_detail
+            } else {
+                Detail::EMPTY
+            },
+            failures: real.health.fails as u64,
+        };
+        let notify = real.notify;
+        self.emit(&ev, notify, None);
+        self.sync_dest(r);
+        self.check_quorum(virt);
+    }
+
+    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
+    /// quorum events, which print those instead of a failure count.
+    fn emit(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
+        self.stats.events += 1;
+        if let Some(mut l) = self.log.line(Level::Notice) {
+            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
+            if let Some(a) = ev.real {
+                let _ = write!(l, " real={a}");
+            }
+            if let Some(r) = ev.reason {
+                let _ = write!(l, " reason={} ", r.as_str());
+                l.quoted("detail", ev.detail.as_bytes());
+            }
+            match quorum {
+                Some((up, q)) => {
+                    let _ = write!(l, " up={up} quorum={q}");
+                }
+                None => {
+                    let _ = write!(l, " failures={}", ev.failures);
+                }
+            }
+        }
+        if notify != NO_NOTIFY {
+            if let Some(n) = self.notifier.as_mut() {
+                if !n.push(notify as usize, ev) {
+                    self.stats.notify_dropped += 1;
+                    if let Some(mut l) = self.log.line(Level::Warn) {
+                        let _ = write!(
+                            l,
+                            "msg=\"notify queue full, event dropped\" event={}",
+                            ev.kind.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings real `r`'s destination in line with its state.
+    fn sync_dest(&mut self, r: usize) {
+        let real = &self.reals[r];
+        let want = match real.health.state {
+            State::Unknown => return,
+            State::Up => Some(real.weight),
+            State::Down => match real.on_down {
+                OnDown::Quiesce => Some(0),
+                OnDown::Remove => None,
+            },
+        };
+        if want == real.table {
+            return;
+        }
+        let key = self.virtuals[real.virt as usize].key;
+        let op = match (real.table, want) {
+            (None, Some(w)) => Op::AddDest(
+                key,
+                Dest {
+                    addr: real.addr,
+                    weight: w,
+                    forward: real.forward,
+                },
+            ),
+            (Some(_), Some(w)) => Op::EditDest(
+                key,
+                Dest {
+                    addr: real.addr,
+                    weight: w,
+                    forward: real.forward,
+                },
+            ),
+            (Some(_), None) => Op::DelDest(key, real.addr),
+            (None, None) => return,
+        };
+        self.reals[r].table = want;
+        self.submit(op);
+    }
+
+    /// Emits quorum events and adds or removes the sorry server when virtual `v`'s count of
+    /// UP reals crosses its quorum. Silent until every real has had its first result.
+    fn check_quorum(&mut self, v: usize) {
+        let virt = &self.virtuals[v];
+        if virt.unknown > 0 || virt.quorum == 0 {
+            return;
+        }
+        let lost = virt.up < virt.quorum;
+        if lost == virt.quorum_lost {
+            return;
+        }
+        let ev = Event {
+            kind: if lost {
+                EventKind::QuorumLost
+            } else {
+                EventKind::QuorumRestored
+            },
+            service: virt.key,
+            real: None,
+            reason: None,
+            detail: Detail::EMPTY,
+            failures: 0,
+        };
+        let (notify, sorry, key) = (virt.notify, virt.sorry, virt.key);
+        let counts = (virt.up, virt.quorum);
+        self.virtuals[v].quorum_lost = lost;
+        self.emit(&ev, notify, Some(counts));
+        if let Some(addr) = sorry {
+            let in_table = self.virtuals[v].sorry_in_table;
+            if lost && !in_table {
+                self.virtuals[v].sorry_in_table = true;
+                self.submit(Op::AddDest(
+                    key,
+                    Dest {
+                        addr,
+                        weight: 1,
+                        forward: Forward::Masq,
+                    },
+                ));
+            } else if !lost && in_table {
+                self.virtuals[v].sorry_in_table = false;
+                self.submit(Op::DelDest(key, addr));
+            }
+        }
+    }
+
+    // ----- IPVS and notify ----------------------------------------------------------------
+
+    /// Hands `op` to the IPVS side; logs it now if the result is known now.
+    fn submit(&mut self, op: Op) {
+        if let Some(res) = self.ipvs.submit(op) {
+            self.op_done(op, res);
+        }
+    }
+
+    /// Logs and counts a finished IPVS operation.
+    fn op_done(&mut self, op: Op, res: OpResult) {
+        let k = OpKind::ALL
+            .iter()
+            .position(|k| *k == op.kind())
+            .unwrap_or(0);
+        let level = if let OpResult::Error(_) = res {
+            self.stats.ipvs_errors[k] += 1;
+            Level::Error
+        } else {
+            self.stats.ipvs_ok[k] += 1;
+            Level::Notice
+        };
+        if let Some(mut l) = self.log.line(level) {
+            let _ = op.describe(&mut l);
+            let _ = l.write_all(b" ");
+            let _ = res.describe(&mut l);
+        }
+    }
+
+    fn poll_ipvs(&mut self) {
+        let mut done = [None; 64];
+        let mut n = 0usize;
+        self.ipvs.poll_done(&mut |op, res| {
+            if n < done.len() {
+                done[n] = Some((op, res));
+                n += 1;
+            }
+        });
+        for (op, res) in done.iter().take(n).flatten() {
+            self.op_done(*op, *res);
+        }
+    }
+
+    fn poll_notify(&mut self, now: Time) {
+        let Some(n) = self.notifier.as_mut() else {
+            return;
+        };
+        let rep = n.poll(now);
+        if rep.spawn_errors > 0 {
+            if let Some(mut l) = self.log.line(Level::Error) {
+                let _ = write!(
+                    l,
+                    "msg=\"notify spawn failed\" errno={} failed={}",
+                    rep.last_errno, rep.spawn_errors
+                );
+            }
+        }
+        if rep.killed > 0 {
+            if let Some(mut l) = self.log.line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "msg=\"notify command killed after timeout\" killed={}",
+                    rep.killed
+                );
+            }
+        }
+    }
+
+    // ----- signals ------------------------------------------------------------------------
+
+    fn on_signal(&mut self, sig: i32, now: Time) {
+        match sig {
+            SIGTERM | SIGINT => self.stop = true,
+            SIGCHLD => self.poll_notify(now),
+            SIGUSR1 => self.dump_status(now),
+            SIGHUP => {
+                if let Some(mut l) = self.log.line(Level::Warn) {
+                    let _ = write!(
+                        l,
+                        "msg=\"SIGHUP: reload is not available in this version; restart lvsmon to apply a new configuration\""
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// SIGUSR1: one line per real server.
+    fn dump_status(&mut self, now: Time) {
+        for r in 0..self.reals.len() {
+            let real = &self.reals[r];
+            let key = self.virtuals[real.virt as usize].key;
+            if let Some(mut l) = self.log.line(Level::Notice) {
+                let _ = write!(
+                    l,
+                    "status virtual={key} real={} state={} for={}s weight={} checks={} failures={} transitions={}",
+                    real.addr,
+                    real.health.state.as_str(),
+                    now.micros_since(real.health.since) / 1_000_000,
+                    real.table.map_or(-1, |w| w as i64),
+                    real.checks,
+                    real.failures,
+                    real.transitions
+                );
+                if let Some(reason) = real.last_reason {
+                    let _ = write!(l, " last_reason={} ", reason.as_str());
+                    l.quoted("last_detail", real.last_detail.as_bytes());
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,289 @@
-//! IPVS (stub).
+//! The IPVS side: the operations lvsmon makes on the kernel's table, the interface the daemon
+//! drives them through, and its first implementation, `--dry-run`.
+//!
+//! The daemon decides *what* the table should hold; an [`Ipvs`] implementation carries the
+//! change out. Operations are small `Copy` values, so queuing, logging and retrying them never
+//! allocates. An implementation answers each [`Ipvs::submit`] either at once (dry-run) or
+//! later through [`Ipvs::poll_done`] (the netlink client, which waits for the kernel's ACK on
+//! the event loop). Either way the daemon logs one `ipvs op=...` line per operation
+//! (SPEC section 4) when the result is known.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::{Forward, ServiceKey};
+
+/// Which operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Create a virtual service.
+    AddService,
+    /// Change a virtual service's scheduler, persistence or flags.
+    EditService,
+    /// Delete a virtual service.
+    DelService,
+    /// Add a destination (real server) to a service.
+    AddDest,
+    /// Change a destination's weight or forwarding.
+    EditDest,
+    /// Delete a destination.
+    DelDest,
+}
+
+impl OpKind {
+    /// Every kind, in SPEC order (metrics render one series per entry).
+    pub const ALL: [OpKind; 6] = [
+        OpKind::AddService,
+        OpKind::EditService,
+        OpKind::DelService,
+        OpKind::AddDest,
+        OpKind::EditDest,
+        OpKind::DelDest,
+    ];
+
+    /// The name in `op=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::AddService => "add-service",
+            OpKind::EditService => "edit-service",
+            OpKind::DelService => "del-service",
+            OpKind::AddDest => "add-dest",
+            OpKind::EditDest => "edit-dest",
+            OpKind::DelDest => "del-dest",
+        }
+    }
+}
+
+/// A virtual service as IPVS holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    /// Protocol/address/port or firewall mark.
+    pub key: ServiceKey,
+    /// Scheduler name, NUL-padded (IPVS allows 15 bytes).
+    pub scheduler: [u8; 16],
+    /// Persistence timeout, if any.
+    pub persistent: Option<Duration>,
+}
+
+impl Service {
+    /// The scheduler name as text.
+    pub fn scheduler(&self) -> &str {
+        let n = self.scheduler.iter().position(|&b| b == 0).unwrap_or(16);
+        std::str::from_utf8(&self.scheduler[..n]).unwrap_or("?")
+    }
+
+    /// A service with `scheduler` (cut to 15 bytes).
+    pub fn new(key: ServiceKey, scheduler: &str, persistent: Option<Duration>) -> Service {
+        let mut s = [0u8; 16];
+        let b = scheduler.as_bytes();
+        let n = b.len().min(15);
+        s[..n].copy_from_slice(&b[..n]);
+        Service {
+            key,
+            scheduler: s,
+            persistent,
+        }
+    }
+}
+
+/// A destination as IPVS holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dest {
+    /// The real server's address and port.
+    pub addr: SocketAddr,
+    /// Weight (0 = quiesced).
+    pub weight: u32,
+    /// Forwarding method.
+    pub forward: Forward,
+}
+
+/// One change to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Create a service.
+    AddService(Service),
+    /// Change a service.
+    EditService(Service),
+    /// Delete a service.
+    DelService(ServiceKey),
+    /// Add a destination.
+    AddDest(ServiceKey, Dest),
+    /// Change a destination.
+    EditDest(ServiceKey, Dest),
+    /// Delete a destination.
+    DelDest(ServiceKey, SocketAddr),
+}
+
+impl Op {
+    /// Which kind of operation.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::AddService(_) => OpKind::AddService,
+            Op::EditService(_) => OpKind::EditService,
+            Op::DelService(_) => OpKind::DelService,
+            Op::AddDest(..) => OpKind::AddDest,
+            Op::EditDest(..) => OpKind::EditDest,
+            Op::DelDest(..) => OpKind::DelDest,
+        }
+    }
+
+    /// The service concerned.
+    pub fn service(&self) -> ServiceKey {
+        match self {
+            Op::AddService(s) | Op::EditService(s) => s.key,
+            Op::DelService(k) | Op::AddDest(k, _) | Op::EditDest(k, _) | Op::DelDest(k, _) => *k,
+        }
+    }
+
+    /// Writes the `ipvs op=... result=...` line body (without the result) into `w`.
+    pub fn describe(&self, w: &mut impl io::Write) -> io::Result<()> {
+        write!(
+            w,
+            "ipvs op={} virtual={}",
+            self.kind().as_str(),
+            self.service()
+        )?;
+        match self {
+            Op::AddService(s) | Op::EditService(s) => {
+                write!(w, " scheduler={}", s.scheduler())?;
+                if let Some(p) = s.persistent {
+                    write!(w, " persistent={}", p.as_secs())?;
+                }
+            }
+            Op::DelService(_) => {}
+            Op::AddDest(_, d) | Op::EditDest(_, d) => write!(
+                w,
+                " real={} weight={} forward={}",
+                d.addr,
+                d.weight,
+                d.forward.as_str()
+            )?,
+            Op::DelDest(_, a) => write!(w, " real={a}")?,
+        }
+        Ok(())
+    }
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpResult {
+    /// The kernel accepted it (or it was already so: EEXIST on add, ENOENT on delete).
+    Ok,
+    /// `--dry-run`: nothing was changed.
+    DryRun,
+    /// The kernel refused it with this errno.
+    Error(i32),
+}
+
+impl OpResult {
+    /// Writes `result=ok`, `result=dry-run` or `result=error errno=N`.
+    pub fn describe(&self, w: &mut impl io::Write) -> io::Result<()> {
+        match self {
+            OpResult::Ok => write!(w, "result=ok"),
+            OpResult::DryRun => write!(w, "result=dry-run"),
+            OpResult::Error(e) => write!(w, "result=error errno={e}"),
+        }
+    }
+
+    /// The `result` label value for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OpResult::Ok => "ok",
+            OpResult::DryRun => "dry-run",
+            OpResult::Error(_) => "error",
+        }
+    }
+}
+
+/// A way to change the IPVS table. Implementations must not allocate in `submit` or
+/// `poll_done` (they run in the event loop).
+pub trait Ipvs {
+    /// Starts `op`. Returns its result if it is known at once; `None` means the result will
+    /// come through [`Ipvs::poll_done`].
+    fn submit(&mut self, op: Op) -> Option<OpResult>;
+
+    /// Hands every operation finished since the last call to `done`.
+    fn poll_done(&mut self, done: &mut dyn FnMut(Op, OpResult)) {
+        let _ = done;
+    }
+
+    /// The table's destinations for `service` as the implementation knows them at startup,
+    /// for SPEC section 3's initial-state rule: `Some(weight)` if `dest` is present.
+    fn existing_weight(&self, service: ServiceKey, dest: SocketAddr) -> Option<u32> {
+        let _ = (service, dest);
+        None
+    }
+
+    /// True when the implementation changes nothing (`--dry-run`).
+    fn is_dry_run(&self) -> bool {
+        false
+    }
+}
+
+/// `--dry-run`: assumes an empty table at startup and changes nothing; every operation is
+/// answered at once with [`OpResult::DryRun`] and logged by the daemon.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    /// Operations seen, per kind (index as in [`OpKind::ALL`]).
+    pub counts: [u64; 6],
+}
+
+impl Ipvs for DryRun {
+    fn submit(&mut self, op: Op) -> Option<OpResult> {
+        let i = OpKind::ALL
+            .iter()
+            .position(|k| *k == op.kind())
+            .unwrap_or(0);
+        self.counts[i] += 1;
+        Some(OpResult::DryRun)
+    }
+
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Proto;
+
+    fn line(op: &Op, r: OpResult) -> String {
+        let mut v = Vec::new();
+        op.describe(&mut v).unwrap();
+        v.push(b' ');
+        r.describe(&mut v).unwrap();
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn lines_match_spec_section_4() {
+        let svc = ServiceKey::Inet(Proto::Tcp, "10.0.0.1:80".parse().unwrap());
+        let d = Dest {
+            addr: "192.168.1.10:80".parse().unwrap(),
+            weight: 0,
+            forward: Forward::Masq,
+        };
+        assert_eq!(
+            line(&Op::EditDest(svc, d), OpResult::Ok),
+            "ipvs op=edit-dest virtual=tcp:10.0.0.1:80 real=192.168.1.10:80 weight=0 forward=masq result=ok"
+        );
+        assert_eq!(
+            line(
+                &Op::DelDest(ServiceKey::Fwmark(42), d.addr),
+                OpResult::Error(22)
+            ),
+            "ipvs op=del-dest virtual=fwmark:42 real=192.168.1.10:80 result=error errno=22"
+        );
+        let s = Service::new(
+            ServiceKey::Inet(Proto::Udp, "[2001:db8::1]:53".parse().unwrap()),
+            "wlc",
+            Some(Duration::from_secs(300)),
+        );
+        assert_eq!(
+            line(&Op::AddService(s), OpResult::DryRun),
+            "ipvs op=add-service virtual=udp:[2001:db8::1]:53 scheduler=wlc persistent=300 result=dry-run"
+        );
+    }
+}

@@ -15,6 +15,8 @@ pub mod ipvs;
 pub mod log;
 pub mod monitor;
 pub mod notify;
+pub mod pool;
+pub mod startup;
 pub mod timer;
 
 #[path = "../plugins/mod.rs"]

@@ -1,3 +1,6 @@
-//! Monitors: one preallocated state machine per distinct check, and the health decisions of
-//! the reals it serves.
+//! Monitors: one preallocated state machine per distinct check ([`phase`]), and the health
+//! decision of every real server it serves ([`health`]). The event loop owns them; the
+//! transitions they produce are [`event`]s.
 pub mod event;
+pub mod health;
+pub mod phase;

@@ -1,0 +1,499 @@
+//! One check's phase machine and the socket work of each phase.
+//!
+//! ```text
+//!            timer                 WRITABLE, SO_ERROR = 0          request written
+//!   Wait ───────────▶ Connect ──▶ ConResult ───────────────▶ Query ──────────────▶ Recv
+//!    ▲                  │             │                         │                    │
+//!    │                  │ errno       │ errno / deadline        │ error / deadline   │ verdict,
+//!    └──────────────────┴─────────────┴─────────────────────────┴────────────────────┘ EOF, error,
+//!                                finish: verdict recorded, socket closed                deadline
+//! ```
+//!
+//! `Connect` is momentary: the socket is created and `connect(2)` issued in the same call, so
+//! the stored phase after a start is `ConResult` (or `Wait` if it failed at once). A plugin
+//! may ask to send again after a reply (`script`), which takes `Recv` back to `Query`.
+//!
+//! Everything here works on one [`Probe`] and returns an [`Outcome`]; it never reads the
+//! clock (times are arguments) and never allocates. Readiness is a hint: each step attempts
+//! its I/O until `WouldBlock`, as edge-triggered notification requires.
+
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::clock::Time;
+use crate::plugins::{CheckSpec, CheckState, Detail, Reason, Step, Verdict};
+
+/// Where a check stands. See the module diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No socket; the timer holds the next start.
+    Wait,
+    /// `connect(2)` in flight; `deadline` = start + min(connect-timeout, timeout).
+    ConResult {
+        /// When the handshake counts as timed out.
+        deadline: Time,
+    },
+    /// Writing the plugin's bytes; `sent` ≤ `send_bytes().len()`.
+    Query {
+        /// Bytes already written.
+        sent: u32,
+        /// Bytes received before this send (a dialogue keeps them; the plugin sees them all).
+        got: u32,
+    },
+    /// Reading; `got` ≤ the buffer's length. With no buffer assigned yet, the probe waits in
+    /// the pool's queue and `got` is 0.
+    Recv {
+        /// Bytes received so far (the plugin sees `buf[..got]`).
+        got: u32,
+    },
+}
+
+impl Phase {
+    /// The phase's name as logs and the man page spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Wait => "wait",
+            Phase::ConResult { .. } => "conresult",
+            Phase::Query { .. } => "query",
+            Phase::Recv { .. } => "recv",
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still in progress; wait for readiness or the deadline.
+    Pending,
+    /// Needs a receive buffer and none is free: queue for one.
+    NeedBuffer,
+    /// The check is decided.
+    Done(Verdict),
+    /// The director's own fault (errno): defer the check, never blame the real server.
+    Local(i32),
+}
+
+/// Marks "no buffer assigned".
+pub const NO_BUF: u32 = u32::MAX;
+
+/// One distinct check in progress or waiting. Preallocated, one per plan check; about 80
+/// bytes, no buffers of its own.
+#[derive(Debug)]
+pub struct Probe {
+    /// Current phase.
+    pub phase: Phase,
+    /// Bumped at every socket close, and part of the mio token, so readiness from a closed
+    /// socket can never be taken for the next one's.
+    pub gen: u32,
+    /// The socket while a check runs.
+    pub sock: Option<TcpStream>,
+    /// The plugin's progress.
+    pub st: CheckState,
+    /// Receive buffer index in the pool, or [`NO_BUF`].
+    pub buf: u32,
+    /// The grid point this check was (or will be) started for.
+    pub scheduled: Time,
+    /// When the running check actually started.
+    pub started: Time,
+    /// Whole-check deadline (start + timeout).
+    pub deadline: Time,
+}
+
+impl Probe {
+    /// A probe waiting for its first start at `first`.
+    pub fn new(first: Time) -> Probe {
+        Probe {
+            phase: Phase::Wait,
+            gen: 0,
+            sock: None,
+            st: CheckState::default(),
+            buf: NO_BUF,
+            scheduled: first,
+            started: first,
+            deadline: first,
+        }
+    }
+
+    /// The earliest deadline of the running phase.
+    pub fn phase_deadline(&self) -> Time {
+        match self.phase {
+            Phase::Wait => self.scheduled,
+            Phase::ConResult { deadline } => deadline.min(self.deadline),
+            Phase::Query { .. } | Phase::Recv { .. } => self.deadline,
+        }
+    }
+
+    /// The mio token for the current socket generation of probe `id`.
+    pub fn token(id: u32, gen: u32) -> Token {
+        Token((id as usize) | ((gen as usize & 0x7fff_ffff) << 32))
+    }
+
+    /// Splits a token into (probe id, generation).
+    pub fn untoken(t: Token) -> (u32, u32) {
+        (
+            (t.0 & 0xffff_ffff) as u32,
+            ((t.0 >> 32) & 0x7fff_ffff) as u32,
+        )
+    }
+}
+
+/// Errors that are the director's own fault (SPEC section 3: never mark a real down).
+pub fn is_local_errno(e: i32) -> bool {
+    matches!(
+        e,
+        libc::EMFILE
+            | libc::ENFILE
+            | libc::ENOBUFS
+            | libc::ENOMEM
+            | libc::EADDRNOTAVAIL
+            | libc::EADDRINUSE
+            | libc::EAGAIN
+            | libc::EAFNOSUPPORT
+    )
+}
+
+/// Maps a socket errno during or after connect to a verdict's reason.
+fn errno_reason(e: i32, connecting: bool) -> Reason {
+    match e {
+        libc::ECONNREFUSED => Reason::ConnectRefused,
+        libc::ETIMEDOUT if connecting => Reason::ConnectTimeout,
+        libc::ETIMEDOUT => Reason::Timeout,
+        libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN | libc::ENETDOWN => {
+            Reason::Unreachable
+        }
+        libc::EACCES | libc::EPERM | libc::ENONET | libc::EPROTO => Reason::Unreachable,
+        libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED => {
+            if connecting {
+                Reason::ConnectRefused
+            } else {
+                Reason::Reset
+            }
+        }
+        _ if connecting => Reason::Unreachable,
+        _ => Reason::Reset,
+    }
+}
+
+/// A failure verdict carrying the errno's symbolic name as detail.
+fn errno_verdict(e: i32, connecting: bool) -> Verdict {
+    Verdict::Fail(
+        errno_reason(e, connecting),
+        Detail::text(errno_name(e).as_bytes()),
+    )
+}
+
+/// The symbolic name of the errnos a check meets (`ECONNREFUSED`), or `errno`.
+pub fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::EPIPE => "EPIPE",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOMEM => "ENOMEM",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EAGAIN => "EAGAIN",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        _ => "errno",
+    }
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Fills a `sockaddr_storage` for `addr`; returns its length.
+fn sockaddr(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    // SAFETY: sockaddr_storage is large and aligned enough for both sockaddr_in and _in6.
+    unsafe {
+        match addr {
+            SocketAddr::V4(a) => {
+                let sin = &mut *(ss as *mut _ as *mut libc::sockaddr_in);
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr = libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                };
+                mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = &mut *(ss as *mut _ as *mut libc::sockaddr_in6);
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_addr = libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                };
+                sin6.sin6_scope_id = a.scope_id();
+                mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+}
+
+fn set_linger(fd: RawFd, on: bool) {
+    let l = libc::linger {
+        l_onoff: on as libc::c_int,
+        l_linger: 0,
+    };
+    // SAFETY: valid fd and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Connect phase: creates a non-blocking socket, issues `connect(2)` and registers it.
+/// Sets the phase to `ConResult` (or decides at once). `polite` keeps the default close
+/// (FIN); otherwise the socket is set to reset on close (`SO_LINGER` 0), which leaves no
+/// TIME_WAIT on the director.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    p: &mut Probe,
+    id: u32,
+    target: &SocketAddr,
+    polite: bool,
+    registry: &Registry,
+    now: Time,
+    connect_timeout_us: u64,
+    timeout_us: u64,
+) -> Outcome {
+    p.st = CheckState::default();
+    p.started = now;
+    p.deadline = now.add_micros(timeout_us);
+    let domain = if target.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Outcome::Local(last_errno());
+    }
+    // SAFETY: fd is a fresh socket we own; TcpStream takes ownership and closes it.
+    let sock = unsafe { TcpStream::from_raw_fd(fd) };
+    if !polite {
+        set_linger(fd, true);
+    }
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = sockaddr(target, &mut ss);
+    // SAFETY: ss holds a valid address of length len.
+    let rc = unsafe { libc::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let e = if rc == 0 { 0 } else { last_errno() };
+    if rc != 0 && e != libc::EINPROGRESS {
+        drop(sock);
+        return if is_local_errno(e) {
+            Outcome::Local(e)
+        } else {
+            Outcome::Done(errno_verdict(e, true))
+        };
+    }
+    let mut sock = sock;
+    if let Err(err) = registry.register(
+        &mut sock,
+        Probe::token(id, p.gen),
+        Interest::READABLE | Interest::WRITABLE,
+    ) {
+        return Outcome::Local(err.raw_os_error().unwrap_or(libc::ENOMEM));
+    }
+    p.sock = Some(sock);
+    p.phase = Phase::ConResult {
+        deadline: now.add_micros(connect_timeout_us.min(timeout_us)),
+    };
+    Outcome::Pending
+}
+
+/// ConResult phase: the socket became writable (or errored). Reads `SO_ERROR`; on success
+/// asks the plugin what comes first and goes on with it.
+pub fn conresult(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+    let Some(sock) = p.sock.as_ref() else {
+        return Outcome::Pending;
+    };
+    match sock.take_error() {
+        Ok(None) => {}
+        Ok(Some(e)) => {
+            let e = e.raw_os_error().unwrap_or(libc::EIO);
+            return if is_local_errno(e) && e != libc::EAGAIN {
+                Outcome::Local(e)
+            } else {
+                Outcome::Done(errno_verdict(e, true))
+            };
+        }
+        Err(e) => return Outcome::Local(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+    // mio's advice: writable without an error may still be "not yet"; peer_addr tells.
+    match sock.peer_addr() {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Outcome::Pending,
+        Err(e) => return Outcome::Done(errno_verdict(e.raw_os_error().unwrap_or(libc::EIO), true)),
+    }
+    let step = spec.begin(&mut p.st);
+    follow(p, spec, step, 0, buf)
+}
+
+/// Moves to the phase a plugin step asks for and attempts its I/O at once. `got` is the
+/// number of bytes received so far in this check.
+fn follow(p: &mut Probe, spec: &CheckSpec, step: Step, got: u32, buf: &mut [u8]) -> Outcome {
+    match step {
+        Step::Done(v) => Outcome::Done(v),
+        Step::Send => {
+            p.phase = Phase::Query { sent: 0, got };
+            send(p, spec, buf)
+        }
+        Step::Recv => {
+            p.phase = Phase::Recv { got };
+            recv(p, spec, buf)
+        }
+    }
+}
+
+/// Query phase: writes the plugin's bytes until done or `WouldBlock`.
+pub fn send(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+    let Phase::Query { mut sent, got } = p.phase else {
+        return Outcome::Pending;
+    };
+    let Some(sock) = p.sock.as_ref() else {
+        return Outcome::Pending;
+    };
+    let bytes = spec.send_bytes(&p.st);
+    while (sent as usize) < bytes.len() {
+        let rest = &bytes[sent as usize..];
+        // SAFETY: writes from a valid slice; MSG_NOSIGNAL turns a closed peer into EPIPE.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = last_errno();
+            if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
+                p.phase = Phase::Query { sent, got };
+                return Outcome::Pending;
+            }
+            if e == libc::EINTR {
+                continue;
+            }
+            return Outcome::Done(errno_verdict(e, false));
+        }
+        sent += n as u32;
+    }
+    p.phase = Phase::Query { sent, got };
+    let step = spec.sent(&mut p.st);
+    follow(p, spec, step, got, buf)
+}
+
+/// Recv phase: reads into the assigned buffer until `WouldBlock`, EOF or a verdict, handing
+/// the plugin every byte so far. `buf` is the probe's buffer from the pool, or empty when
+/// none is assigned yet.
+pub fn recv(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+    let Phase::Recv { mut got } = p.phase else {
+        return Outcome::Pending;
+    };
+    if buf.is_empty() {
+        p.phase = Phase::Recv { got };
+        return Outcome::NeedBuffer;
+    }
+    let Some(sock) = p.sock.as_ref() else {
+        return Outcome::Pending;
+    };
+    let limit = spec.max_response().min(buf.len()).max(1);
+    loop {
+        if got as usize >= limit {
+            p.phase = Phase::Recv { got };
+            return Outcome::Done(Verdict::Fail(
+                Reason::ResponseTooLarge,
+                Detail::number(got as u64),
+            ));
+        }
+        let space = &mut buf[got as usize..limit];
+        // SAFETY: reads into a valid, writable slice.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), space.as_mut_ptr().cast(), space.len(), 0) };
+        if n < 0 {
+            let e = last_errno();
+            if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
+                p.phase = Phase::Recv { got };
+                return Outcome::Pending;
+            }
+            if e == libc::EINTR {
+                continue;
+            }
+            p.phase = Phase::Recv { got };
+            return Outcome::Done(errno_verdict(e, false));
+        }
+        if n == 0 {
+            p.phase = Phase::Recv { got };
+            if got == 0 {
+                return Outcome::Done(Verdict::fail(Reason::Closed));
+            }
+            return Outcome::Done(spec.on_eof(&mut p.st, &buf[..got as usize]));
+        }
+        got += n as u32;
+        match spec.on_data(&mut p.st, &buf[..got as usize]) {
+            Step::Recv => {}
+            Step::Done(v) => {
+                p.phase = Phase::Recv { got };
+                return Outcome::Done(v);
+            }
+            Step::Send => {
+                // A dialogue step: send, then come back to reading with `got` kept.
+                p.phase = Phase::Query { sent: 0, got };
+                return send(p, spec, buf);
+            }
+        }
+    }
+}
+
+/// The verdict for a deadline in the current phase.
+pub fn deadline_verdict(p: &Probe) -> Verdict {
+    match p.phase {
+        Phase::ConResult { .. } => Verdict::fail(Reason::ConnectTimeout),
+        Phase::Query { got: 0, .. } => Verdict::fail(Reason::Timeout),
+        Phase::Query { got, .. } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
+        Phase::Recv { got: 0 } => Verdict::fail(Reason::RecvTimeout),
+        Phase::Recv { got } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
+        Phase::Wait => Verdict::fail(Reason::Timeout),
+    }
+}
+
+/// Closes the socket (deregistering it first) and bumps the generation. With `polite`
+/// false the socket was set to reset on close, so no TIME_WAIT remains.
+pub fn close(p: &mut Probe, registry: &Registry) {
+    if let Some(mut s) = p.sock.take() {
+        let _ = registry.deregister(&mut s);
+        drop(s);
+    }
+    p.gen = p.gen.wrapping_add(1) & 0x7fff_ffff;
+    p.phase = Phase::Wait;
+}

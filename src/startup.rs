@@ -1,0 +1,119 @@
+//! From command line to running daemon: load the plan, prepare the process (log, pid file,
+//! file-descriptor limit), pick the IPVS side, build the [`Daemon`] and run it.
+//!
+//! Every failure here is fatal and reported as one [`StartupError`] line by `main`, which
+//! then waits 500 ms before exiting 1 (SPEC section 1).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::cli::{Cli, LogTarget};
+use crate::config::{self, ConfigError, Plan};
+use crate::event_loop::{Daemon, Options};
+use crate::ipvs::{DryRun, Ipvs};
+use crate::log::{Level, Log, Sink};
+
+/// Why lvsmon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration file is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// `--check-config` found the configuration unusable.
+    #[error("{0}")]
+    ConfigCheck(ConfigError),
+    /// A system resource could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being set up.
+        what: String,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// No way to change the IPVS table in this build.
+    #[error(
+        "this version can only run with --dry-run (-n): its IPVS netlink client is not built yet"
+    )]
+    NoIpvs,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartupError {
+    move |source| StartupError::Io {
+        what: what.into(),
+        source,
+    }
+}
+
+/// Runs lvsmon as the command line says; returns when the daemon stops.
+///
+/// # Errors
+/// Any startup failure; the daemon's own run never fails for a real server's behaviour.
+pub fn run(cli: &Cli) -> Result<(), StartupError> {
+    if cli.check_config {
+        let plan = config::load(&cli.file, cli.interval).map_err(StartupError::ConfigCheck)?;
+        println!("{}: OK: {}", cli.file.display(), plan.summary());
+        return Ok(());
+    }
+    let plan = config::load(&cli.file, cli.interval)?;
+    let level = if cli.quiet {
+        Level::Error
+    } else {
+        match cli.verbose {
+            0 => Level::Notice,
+            1 => Level::Info,
+            _ => Level::Debug,
+        }
+    };
+    let log = match cli.log {
+        LogTarget::Stderr => Log::new(Sink::Stderr, level),
+        LogTarget::Syslog => Log::syslog(level).map_err(io_err("syslog socket /dev/log"))?,
+    };
+    let ipvs: Box<dyn Ipvs> = if cli.dry_run {
+        Box::new(DryRun::default())
+    } else {
+        return Err(StartupError::NoIpvs);
+    };
+    raise_fd_limit(&plan);
+    let _pid = match &cli.pidfile {
+        Some(p) => Some(PidFile::create(p.clone())?),
+        None => None,
+    };
+    let mut daemon =
+        Daemon::new(plan, ipvs, log, &Options::default()).map_err(io_err("event loop"))?;
+    daemon.run().map_err(io_err("event loop"))
+}
+
+/// Raises the soft limit on open files towards what the plan needs (one socket per check
+/// in flight, plus a margin for the daemon's own files and notify pipes). What cannot be
+/// had shows up later as deferred checks (`local-error`), never as DOWN real servers.
+fn raise_fd_limit(plan: &Plan) {
+    let need = plan.checks.len() as u64 + 64;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < need {
+            lim.rlim_cur = need.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The `--pidfile`, removed when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: PathBuf) -> Result<PidFile, StartupError> {
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .map_err(io_err(format!("pid file {}", path.display())))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
