@@ -1,0 +1,752 @@
+//! Integration tests: the real `lvsmon` binary against real, misbehaving backends on loopback
+//! (and in a network namespace the test creates, where a route is needed).
+//!
+//! Each test writes a config, starts `lvsmon --dry-run -v`, and reads its log lines: the
+//! `check ...` line of every result, the `event=...` lines and the `ipvs op=...` lines are
+//! the daemon's contract (SPEC sections 3 to 5), so they are what the tests assert on.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::backend::REQUEST_END;
+use common::lvsmon::{bin, field, Lvsmon, TempDir};
+use common::{http_response, refused_addr, Action, Backend, FullQueue, Netns, Script};
+
+const S: Duration = Duration::from_secs(1);
+
+/// A virtual address for the `n`-th virtual of a test: loopback, never contacted in dry-run.
+fn vip(n: usize) -> String {
+    format!("127.1.{}.{}:80", n / 250, n % 250 + 1)
+}
+
+fn secs(line: &str, key: &str) -> f64 {
+    field(line, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failure reasons
+// ---------------------------------------------------------------------------------------------
+
+/// Every failure reason of SPEC section 3 that a backend can cause on loopback, each from a
+/// real misbehaving server, in one daemon; passing servers beside them come UP.
+#[test]
+fn every_failure_reason_from_a_real_backend() {
+    let (refused, _guard) = refused_addr();
+    let full = FullQueue::new();
+    let req = || Action::Expect(REQUEST_END.to_vec());
+    let reset = Backend::start(Script(vec![req(), Action::Reset]));
+    let closed = Backend::start(Script(vec![req(), Action::Close]));
+    let silent = Backend::start(Script(vec![Action::Hold]));
+    let trickle = Backend::start(Script(vec![
+        req(),
+        Action::Trickle(http_response(200, "OK"), Duration::from_millis(1000)),
+    ]));
+    let status = Backend::start(Script::http(503, "maintenance"));
+    let invalid = Backend::start(Script::raw(&b"SSH-2.0-OpenSSH_9.2\r\n"[..]));
+    let body = Backend::start(Script::http(200, "all is not well"));
+    let banner = Backend::start(Script::banner("220 mail.example.org ESMTP"));
+    let expect = Backend::start(Script(vec![
+        Action::expect("PING\r\n"),
+        Action::send("-ERR unknown command\r\n"),
+        Action::Drain,
+    ]));
+    let large = Backend::start(Script(vec![
+        req(),
+        Action::send("HTTP/1.1 200 OK\r\n"),
+        Action::Endless(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".to_vec()),
+    ]));
+    let good_http = Backend::start(Script::http(200, "status: OK"));
+    let good_banner = Backend::start(Script::banner("SSH-2.0-OpenSSH_9.2"));
+    let good_script = Backend::start(Script(vec![
+        Action::expect("PING\r\n"),
+        Action::send("+PONG\r\n"),
+        Action::Drain,
+    ]));
+    let good_v6 = Backend::start_on("[::1]:0".parse().unwrap(), Script::http(200, "OK"));
+
+    let http = "check http --url http://health.example/ping --expect 200-399";
+    let cases: Vec<(SocketAddr, &str, Option<&str>)> = vec![
+        (refused, "check tcp", Some("connect-refused")),
+        (full.addr(), "check tcp", Some("connect-timeout")),
+        (reset.addr(), http, Some("reset")),
+        (closed.addr(), http, Some("closed")),
+        (silent.addr(), http, Some("recv-timeout")),
+        (trickle.addr(), http, Some("timeout")),
+        (status.addr(), http, Some("http-status")),
+        (invalid.addr(), http, Some("http-invalid")),
+        (
+            body.addr(),
+            "check http --match \"status: OK\"",
+            Some("body-mismatch"),
+        ),
+        (
+            banner.addr(),
+            "check banner --expect SSH-2.0-",
+            Some("banner-mismatch"),
+        ),
+        (
+            expect.addr(),
+            "check script --send \"PING\\r\\n\" --expect +PONG",
+            Some("expect-mismatch"),
+        ),
+        (
+            large.addr(),
+            "check http --max-response 1024",
+            Some("response-too-large"),
+        ),
+        (good_http.addr(), "check http --match \"status: OK\"", None),
+        (good_banner.addr(), "check banner --expect SSH-2.0-", None),
+        (
+            good_script.addr(),
+            "check script --send \"PING\\r\\n\" --expect +PONG",
+            None,
+        ),
+        (good_v6.addr(), http, None),
+    ];
+    let mut conf = String::from("interval 1s\nconnect-timeout 500ms\ntimeout 2s\nfall 1\nrise 1\n");
+    for (i, (addr, check, _)) in cases.iter().enumerate() {
+        let v = if addr.is_ipv6() {
+            format!("[::1]:{}", 8000 + i)
+        } else {
+            vip(i)
+        };
+        conf.push_str(&format!(
+            "virtual tcp {v} {{\n  {check}\n  real {addr} weight 5\n}}\n"
+        ));
+    }
+    let mut d = Lvsmon::start(&conf, &[]);
+    for (addr, _, reason) in &cases {
+        let real = format!("real={addr}");
+        match reason {
+            Some(r) => {
+                let ev = d.wait_seen(&["event=down", &real], 8 * S);
+                assert_eq!(field(&ev, "reason"), Some(*r), "{ev}");
+                let line = d.wait_seen(
+                    &["check ", &format!("target={addr} "), "result=fail"],
+                    8 * S,
+                );
+                assert_eq!(field(&line, "reason"), Some(*r), "{line}");
+            }
+            None => {
+                d.wait_seen(&["event=up", &real], 8 * S);
+                let op = d.wait_seen(&["ipvs op=edit-dest", &real], 3 * S);
+                assert!(
+                    op.contains("weight=5") && op.contains("result=dry-run"),
+                    "{op}"
+                );
+            }
+        }
+    }
+    // Details say what went wrong.
+    let s = d
+        .seen()
+        .iter()
+        .find(|l| l.contains("reason=http-status"))
+        .unwrap()
+        .clone();
+    assert_eq!(field(&s, "detail"), Some("503"), "{s}");
+    let b = d
+        .seen()
+        .iter()
+        .find(|l| l.contains("reason=banner-mismatch"))
+        .unwrap()
+        .clone();
+    assert!(field(&b, "detail").unwrap().starts_with("220 mail"), "{b}");
+    // The trickle was cut at the whole-check timeout, not left to run.
+    let t = d
+        .seen()
+        .iter()
+        .find(|l| l.contains(&format!("target={} ", trickle.addr())) && l.contains("result=fail"))
+        .unwrap()
+        .clone();
+    let took = secs(&t, "duration");
+    assert!(
+        (1.9..2.8).contains(&took),
+        "trickle check took {took}s: {t}"
+    );
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+}
+
+/// `unreachable`: a route that says "no route to host", inside a network namespace the test
+/// creates, with lvsmon running inside it.
+#[test]
+fn unreachable_inside_a_network_namespace() {
+    if !Netns::available() {
+        eprintln!("skipped: network namespaces need root and iproute2");
+        return;
+    }
+    let ns = Netns::new();
+    ns.add_unreachable_route("198.51.100.0/24");
+    let dir = TempDir::new("netns");
+    let conf = dir.file(
+        "lvsmon.conf",
+        "interval 1s\nvirtual tcp 127.0.0.1:80 {\n  check tcp\n  real 198.51.100.7:80\n}\n",
+    );
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
+        .arg(&conf);
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut d = Lvsmon::spawn(cmd, dir);
+    let ev = d.wait_for(&["event=down", "real=198.51.100.7:80"], 5 * S);
+    assert_eq!(field(&ev, "reason"), Some("unreachable"), "{ev}");
+    assert_eq!(field(&ev, "detail"), Some("EHOSTUNREACH"), "{ev}");
+    assert_eq!(d.stop().0, Some(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions and events
+// ---------------------------------------------------------------------------------------------
+
+/// `fall 3`, `rise 2`: one `down` after the third failure, one `up` after the second success,
+/// nothing repeated while a state holds; IPVS follows (quiesce, then the weight again).
+#[test]
+fn fall_rise_edge_triggered() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let conf = format!(
+        "interval 200ms\nfall 3\nrise 2\ntimeout 1s\nvirtual tcp {} {{\n  check http\n  real {} weight 7\n}}\n",
+        vip(0),
+        b.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=up"], 5 * S);
+    d.wait_for(&["ipvs op=edit-dest", "weight=7"], S);
+    b.set_script(Script::http(500, "oops"));
+    let down = d.wait_for(&["event=down"], 5 * S);
+    assert_eq!(field(&down, "failures"), Some("3"), "{down}");
+    assert_eq!(field(&down, "reason"), Some("http-status"));
+    d.wait_for(&["ipvs op=edit-dest", "weight=0"], S);
+    // Failing on: no second event.
+    d.collect_for(S + S / 2);
+    assert_eq!(d.count(&["event=down"]), 1);
+    // The failures before the event: exactly three since the last pass.
+    let seen = d.seen().to_vec();
+    let up_at = seen.iter().position(|l| l.contains("event=up")).unwrap();
+    let down_at = seen.iter().position(|l| l.contains("event=down")).unwrap();
+    let fails = seen[up_at..down_at]
+        .iter()
+        .filter(|l| l.contains("result=fail"))
+        .count();
+    assert_eq!(fails, 3, "failures between up and down");
+    b.set_script(Script::http(200, "OK"));
+    d.wait_for(&["event=up"], 5 * S);
+    d.wait_for(&["ipvs op=edit-dest", "weight=7"], S);
+    d.collect_for(S);
+    assert_eq!(d.count(&["event=up"]), 2);
+    assert_eq!(d.count(&["event=down"]), 1);
+    let seen = d.seen().to_vec();
+    let down_at = seen.iter().position(|l| l.contains("event=down")).unwrap();
+    let up2 = seen.iter().rposition(|l| l.contains("event=up")).unwrap();
+    let passes = seen[down_at..up2]
+        .iter()
+        .filter(|l| l.contains("result=pass"))
+        .count();
+    assert_eq!(passes, 2, "successes between down and up");
+}
+
+/// `fall 3 within 2s`: failures spread wider than the window never bring a server down;
+/// three inside it do.
+#[test]
+fn fall_within_window_and_down_after() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let c = Backend::start(Script::http(200, "OK"));
+    let conf = format!(
+        "interval 200ms\nrise 1\nvirtual tcp {} {{\n  check http\n  real {} {{\n    fall 3 within 2s\n  }}\n  real {} {{\n    fall 1000\n    down-after 1s\n  }}\n}}\n",
+        vip(0),
+        b.addr(),
+        c.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=up", &format!("real={}", b.addr())], 5 * S);
+    d.wait_for(&["event=up", &format!("real={}", c.addr())], 5 * S);
+    b.set_script(Script::http(500, "oops"));
+    c.set_script(Script::http(500, "oops"));
+    let t0 = Instant::now();
+    let ev = d.wait_for(&["event=down", &format!("real={}", b.addr())], 5 * S);
+    assert_eq!(field(&ev, "failures"), Some("3"));
+    let ev = d.wait_for(&["event=down", &format!("real={}", c.addr())], 5 * S);
+    // down-after 1s: about five failures at 200 ms, far fewer than fall 1000.
+    let f: u32 = field(&ev, "failures").unwrap().parse().unwrap();
+    assert!((3..=8).contains(&f), "{ev}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "down-after fired early"
+    );
+}
+
+/// The same real server behind three virtuals with the same check is probed once per
+/// interval, and each virtual gets its own event.
+#[test]
+fn shared_real_is_checked_once() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let mut conf = String::from("interval 500ms\n");
+    for i in 0..3 {
+        conf.push_str(&format!(
+            "virtual tcp {} {{\n  check http\n  real {}\n}}\n",
+            vip(i),
+            b.addr()
+        ));
+    }
+    let mut d = Lvsmon::start(&conf, &[]);
+    for i in 0..3 {
+        d.wait_for(&["event=up", &format!("virtual=tcp:{}", vip(i))], 5 * S);
+    }
+    let n0 = b.accepted();
+    std::thread::sleep(2 * S);
+    let n = b.accepted() - n0;
+    assert!(
+        (3..=5).contains(&n),
+        "{n} connections in 2 s for one shared check at 500 ms"
+    );
+}
+
+/// Checks start on a fixed grid (no drift whatever a check takes), and the first checks of
+/// many servers are spread over the first interval.
+#[test]
+fn fixed_grid_and_spread_first_checks() {
+    let backends: Vec<Backend> = (0..10)
+        .map(|i| {
+            // Half of them answer slowly: their checks take 150 ms, which must not shift starts.
+            let delay = if i % 2 == 0 { 0 } else { 150 };
+            Backend::start(Script(vec![
+                Action::Expect(REQUEST_END.to_vec()),
+                Action::Sleep(Duration::from_millis(delay)),
+                Action::send(http_response(200, "OK")),
+                Action::Close,
+            ]))
+        })
+        .collect();
+    let mut conf = String::from("interval 1s\nvirtual tcp 127.1.0.1:80 {\n  check http\n");
+    for b in &backends {
+        conf.push_str(&format!("  real {}\n", b.addr()));
+    }
+    conf.push_str("}\n");
+    let started = Instant::now();
+    let d = Lvsmon::start(&conf, &[]);
+    std::thread::sleep(Duration::from_millis(4_500));
+    drop(d);
+    let mut firsts = Vec::new();
+    for b in &backends {
+        let t = b.accept_times();
+        assert!(t.len() >= 4, "only {} checks in 4.5 s", t.len());
+        // Period: each start is 1 s after the one before (within scheduling noise), and the
+        // fourth is 3 s after the first: no drift accumulates.
+        for w in t.windows(2) {
+            let gap = w[1].duration_since(w[0]).as_secs_f64();
+            assert!((0.9..1.1).contains(&gap), "gap {gap}");
+        }
+        let span = t[3].duration_since(t[0]).as_secs_f64();
+        assert!((2.95..3.05).contains(&span), "3 periods took {span}");
+        firsts.push(t[0].duration_since(started).as_secs_f64());
+    }
+    firsts.sort_by(f64::total_cmp);
+    let spread = firsts[9] - firsts[0];
+    assert!(
+        (0.7..1.0).contains(&spread),
+        "first checks spread over {spread} s: {firsts:?}"
+    );
+    for w in firsts.windows(2) {
+        assert!(
+            w[1] - w[0] > 0.05,
+            "two first checks within 50 ms: {firsts:?}"
+        );
+    }
+}
+
+/// While failing, checks come at `retry-interval`; once UP again, at `interval`.
+#[test]
+fn retry_interval_while_failing() {
+    let (refused, _g) = refused_addr();
+    let conf = format!(
+        "interval 5s\nretry-interval 200ms\nvirtual tcp {} {{\n  real {refused}\n}}\n",
+        vip(0)
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=down"], 7 * S);
+    d.collect_for(S + S / 10);
+    let n = d.count(&["check ", "result=fail"]);
+    assert!(
+        (5..=8).contains(&n),
+        "{n} failed checks in 1.1 s at retry-interval 200ms"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPVS lines, quorum, sorry server
+// ---------------------------------------------------------------------------------------------
+
+/// Dry-run logs the table it would build at startup, then each change; with `on-down
+/// remove` the destination leaves and comes back; losing quorum brings the sorry server.
+#[test]
+fn ipvs_lines_quorum_and_sorry_server() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let b = Backend::start(Script::http(200, "OK"));
+    let conf = format!(
+        "interval 200ms\nfall 1\nrise 1\n\
+         virtual tcp 127.1.0.1:80 {{\n  scheduler rr\n  persistent 300s\n  on-down remove\n  quorum 2\n  sorry 127.0.0.1:8080\n  check http\n  real {} weight 3\n  real {} weight 4\n}}\n\
+         virtual fwmark 42 {{\n  check tcp\n  real {}\n}}\n",
+        a.addr(),
+        b.addr(),
+        a.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["ipvs op=add-service virtual=tcp:127.1.0.1:80 scheduler=rr persistent=300 result=dry-run"], 3 * S);
+    d.wait_for(
+        &["ipvs op=add-service virtual=fwmark:42", "result=dry-run"],
+        S,
+    );
+    // quiesce (default) at fwmark 42: added at weight 0 until checked; remove: not added yet.
+    d.wait_for(&["ipvs op=add-dest virtual=fwmark:42", "weight=0"], S);
+    d.wait_for(
+        &[
+            "ipvs op=add-dest virtual=tcp:127.1.0.1:80",
+            &format!("real={}", a.addr()),
+            "weight=3",
+        ],
+        3 * S,
+    );
+    d.wait_for(
+        &[
+            "ipvs op=add-dest virtual=tcp:127.1.0.1:80",
+            &format!("real={}", b.addr()),
+            "weight=4",
+        ],
+        3 * S,
+    );
+    b.set_script(Script::http(503, "no"));
+    d.wait_for(&["event=down", &format!("real={}", b.addr())], 3 * S);
+    d.wait_for(
+        &[
+            "ipvs op=del-dest virtual=tcp:127.1.0.1:80",
+            &format!("real={}", b.addr()),
+        ],
+        S,
+    );
+    d.wait_for(&["event=quorum-lost virtual=tcp:127.1.0.1:80"], S);
+    d.wait_for(
+        &["ipvs op=add-dest virtual=tcp:127.1.0.1:80 real=127.0.0.1:8080"],
+        S,
+    );
+    b.set_script(Script::http(200, "OK"));
+    d.wait_for(&["event=up", &format!("real={}", b.addr())], 3 * S);
+    d.wait_for(&["event=quorum-restored virtual=tcp:127.1.0.1:80"], S);
+    d.wait_for(
+        &["ipvs op=del-dest virtual=tcp:127.1.0.1:80 real=127.0.0.1:8080"],
+        S,
+    );
+    assert_eq!(d.count(&["event=quorum-lost"]), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notify
+// ---------------------------------------------------------------------------------------------
+
+/// The notify command runs with argv as written and the `LVSMON_*` environment, once per
+/// event.
+#[test]
+fn notify_gets_argv_and_environment() {
+    let b = Backend::start(Script::http(503, "down for maintenance"));
+    let dir = TempDir::new("notify");
+    let out = dir.0.join("events.txt");
+    let conf = format!(
+        "interval 300ms\nfall 1\nnotify \"/bin/sh\" \"-c\" \"printf '%s|%s|%s|%s|%s|%s|%s\\n' \\\"$1\\\" \\\"$LVSMON_EVENT\\\" \\\"$LVSMON_VIRTUAL\\\" \\\"$LVSMON_REAL\\\" \\\"$LVSMON_REASON\\\" \\\"$LVSMON_DETAIL\\\" \\\"$LVSMON_FAILURES\\\" >> {}\" \"sh\" \"arg one\"\n\
+         virtual tcp 127.1.0.1:80 {{\n  check http\n  real {}\n}}\n",
+        out.display(),
+        b.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=down"], 3 * S);
+    let end = Instant::now() + 3 * S;
+    let mut text = String::new();
+    while Instant::now() < end {
+        text = std::fs::read_to_string(&out).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The real's `down`, then (its only real being down) the virtual's `quorum-lost`, with
+    // an empty LVSMON_REAL.
+    let want = format!(
+        "arg one|down|tcp:127.1.0.1:80|{}|http-status|503|1\narg one|quorum-lost|tcp:127.1.0.1:80||||0",
+        b.addr()
+    );
+    let end = Instant::now() + 3 * S;
+    while text.trim_end() != want && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        text = std::fs::read_to_string(&out).unwrap_or_default();
+    }
+    assert_eq!(text.trim_end(), want);
+    // Still down: no further notification.
+    d.collect_for(S);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The director's own problems
+// ---------------------------------------------------------------------------------------------
+
+/// Out of file descriptors: checks are deferred and counted as `local-error`, and no real
+/// server is marked down for it.
+#[test]
+fn out_of_file_descriptors_defers_and_never_marks_down() {
+    // Backends that answer after 1 s, so many sockets are open at once.
+    let backends: Vec<Backend> = (0..4)
+        .map(|_| {
+            Backend::start(Script(vec![
+                Action::Sleep(Duration::from_millis(800)),
+                Action::send("SSH-2.0-slow\r\n"),
+                Action::Drain,
+            ]))
+        })
+        .collect();
+    let mut conf = String::from("interval 500ms\ntimeout 3s\nfall 1\n");
+    for (i, b) in backends.iter().enumerate() {
+        // Five distinct checks per backend (identical ones would merge into one probe).
+        for k in 0..5 {
+            let expect = &"SSH-2.0-slow"[..8 + k % 5];
+            conf.push_str(&format!(
+                "virtual tcp {} {{\n  check banner --expect {expect}\n  real {}\n}}\n",
+                vip(i * 5 + k),
+                b.addr()
+            ));
+        }
+    }
+    // The daemon itself needs a handful of descriptors; leave room for about four sockets.
+    let mut d = Lvsmon::start_with(&conf, &[], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let l = libc::rlimit {
+                    rlim_cur: 12,
+                    rlim_max: 12,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let line = d.wait_for(&["result=deferred", "reason=local-error"], 5 * S);
+    assert!(line.contains("EMFILE"), "{line}");
+    d.wait_for(&["event=up"], 5 * S);
+    d.collect_for(2 * S);
+    assert_eq!(
+        d.count(&["event=down"]),
+        0,
+        "a local error marked a server down"
+    );
+    assert!(d.count(&["result=pass"]) > 0);
+}
+
+/// After a verdict the director closes with a reset: no TIME_WAIT is left behind on either
+/// side for a check connection.
+#[test]
+fn no_time_wait_after_checks() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let port = b.addr().port();
+    let conf = format!(
+        "interval 100ms\nvirtual tcp {} {{\n  check http\n  real {}\n}}\n",
+        vip(0),
+        b.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=up"], 3 * S);
+    d.collect_for(S);
+    assert!(d.count(&["result=pass"]) >= 8);
+    let tw = time_wait_on_port(port);
+    assert_eq!(tw, 0, "{tw} TIME_WAIT sockets for port {port}");
+}
+
+/// TIME_WAIT entries (state 06) with `port` as local or remote port, from /proc/net/tcp.
+fn time_wait_on_port(port: u16) -> usize {
+    let hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "06" && (f[1].ends_with(&hex) || f[2].ends_with(&hex))
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line, signals, fatal errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_and_sigint_stop_cleanly() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let conf = format!("virtual tcp {} {{\n  real {}\n}}\n", vip(0), b.addr());
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let dir = TempDir::new("pid");
+        let pidfile = dir.0.join("lvsmon.pid");
+        let mut d = Lvsmon::start(&conf, &["--pidfile", pidfile.to_str().unwrap()]);
+        d.wait_for(&["event=up"], 5 * S);
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(pid, d.pid());
+        d.signal(sig);
+        let t = Instant::now();
+        assert_eq!(d.wait_exit(3 * S), Some(0), "signal {sig}");
+        assert!(t.elapsed() < S, "took {:?} to stop", t.elapsed());
+        assert!(!pidfile.exists(), "pid file left behind");
+        assert_eq!(d.count(&["msg=\"stopping\""]), 1);
+    }
+}
+
+/// A fatal startup error: one line naming the cause, a 500 ms pause, exit 1.
+#[test]
+fn fatal_error_prints_one_line_waits_and_exits_1() {
+    let dir = TempDir::new("fatal");
+    let conf = dir.file(
+        "ok.conf",
+        "virtual tcp 127.1.0.1:80 {\n  real 127.0.0.1:9\n}\n",
+    );
+    // Without --dry-run this version has no way to change IPVS.
+    let t = Instant::now();
+    let out = Command::new(bin()).arg("-f").arg(&conf).output().unwrap();
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--dry-run"), "{err}");
+    assert!(took >= Duration::from_millis(500), "exited after {took:?}");
+    // A bad config, same rule, with file:line:col.
+    let bad = dir.file(
+        "bad.conf",
+        "interval 10s\nvirtual tcp 127.1.0.1:80 {\n  check htpp\n}\n",
+    );
+    let t = Instant::now();
+    let out = Command::new(bin())
+        .arg("-n")
+        .arg("-f")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(t.elapsed() >= Duration::from_millis(500));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.conf:3:9: unknown plugin \"htpp\""),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// `--check-config` exits 1 on every bad input of the config tests, naming line and column,
+/// and 0 (with counts) on the shipped example.
+#[test]
+fn check_config_rejects_every_bad_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut n = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(format!("{root}/tests/data/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let bytes = std::fs::read(&p).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        // First line: `# expect: LINE:COL: part of the message`.
+        let want = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .unwrap()
+            .trim();
+        let (place, message) = want.split_once(": ").unwrap();
+        let out = Command::new(bin())
+            .arg("--check-config")
+            .arg("-f")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", p.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!(":{place}: ")) && err.contains(message),
+            "{}: {err} does not say {want}",
+            p.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 20, "only {n} bad inputs");
+    let out = Command::new(bin())
+        .args(["--check-config", "-f"])
+        .arg(format!("{root}/lvsmon.conf.example"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("virtual services"));
+}
+
+#[test]
+fn help_names_every_option_and_usage_errors_exit_2() {
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--file",
+        "--interval",
+        "--check-config",
+        "--dry-run",
+        "--log",
+        "--verbose",
+        "--quiet",
+        "--pidfile",
+        "--help",
+        "--version",
+    ] {
+        assert!(help.contains(opt), "--help lacks {opt}");
+    }
+    let out = Command::new(bin()).arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(bin()).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control socket"));
+}
+
+/// `--interval` overrides the file's global interval (but not a virtual's own).
+#[test]
+fn interval_flag_overrides_the_global_value() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let b = Backend::start(Script::http(200, "OK"));
+    let conf = format!(
+        "interval 30s\nvirtual tcp {} {{\n  real {}\n}}\nvirtual tcp {} {{\n  interval 20s\n  real {}\n}}\n",
+        vip(0),
+        a.addr(),
+        vip(1),
+        b.addr()
+    );
+    let d = Lvsmon::start(&conf, &["--interval", "0.2"]);
+    std::thread::sleep(S + S / 2);
+    drop(d);
+    let (na, nb) = (a.accepted(), b.accepted());
+    assert!(na >= 5, "--interval 0.2 gave {na} checks in 1.5 s");
+    assert!(
+        nb <= 1,
+        "a virtual's own interval was overridden: {nb} checks"
+    );
+}
