@@ -455,7 +455,7 @@ fn notify_gets_argv_and_environment() {
     let dir = TempDir::new("notify");
     let out = dir.0.join("events.txt");
     let conf = format!(
-        "interval 300ms\nfall 1\nnotify \"/bin/sh\" \"-c\" \"printf '%s|%s|%s|%s|%s|%s|%s\\n' \\\"$1\\\" \\\"$LVSMON_EVENT\\\" \\\"$LVSMON_VIRTUAL\\\" \\\"$LVSMON_REAL\\\" \\\"$LVSMON_REASON\\\" \\\"$LVSMON_DETAIL\\\" \\\"$LVSMON_FAILURES\\\" >> {}\" \"sh\" \"arg one\"\n\
+        "interval 300ms\nfall 1\nnotify-max 1\nnotify \"/bin/sh\" \"-c\" \"printf '%s|%s|%s|%s|%s|%s|%s\\n' \\\"$1\\\" \\\"$LVSMON_EVENT\\\" \\\"$LVSMON_VIRTUAL\\\" \\\"$LVSMON_REAL\\\" \\\"$LVSMON_REASON\\\" \\\"$LVSMON_DETAIL\\\" \\\"$LVSMON_FAILURES\\\" >> {}\" \"sh\" \"arg one\"\n\
          virtual tcp 127.1.0.1:80 {{\n  check http\n  real {}\n}}\n",
         out.display(),
         b.addr()
@@ -471,8 +471,8 @@ fn notify_gets_argv_and_environment() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The real's `down`, then (its only real being down) the virtual's `quorum-lost`, with
-    // an empty LVSMON_REAL.
+    // The real's `down`, then (its only real being down) the virtual's `quorum-lost`, in order
+    // (notify-max 1 runs one at a time), the second with an empty LVSMON_REAL.
     let want = format!(
         "arg one|down|tcp:127.1.0.1:80|{}|http-status|503|1\narg one|quorum-lost|tcp:127.1.0.1:80||||0",
         b.addr()
