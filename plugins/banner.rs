@@ -25,8 +25,8 @@
 //! continuation line, so waiting for the end of a long multi-line banner scans each byte once.
 //! [`CheckState::step`] is unused.
 
-use super::script::{continuation, first_line, newline, OptionDef, Options};
-use super::script::{MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
+use super::common::{continuation, first_line, newline, OptionDef, Options};
+use super::common::{MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
 use super::{CheckState, PluginError, Reason, Step, Verdict};
 
 /// Default for `--max-response`: a banner is one line.

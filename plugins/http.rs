@@ -63,7 +63,7 @@ use std::net::SocketAddr;
 
 use httparse::Status;
 
-use super::script::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
+use super::common::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
 use super::{CheckState, Detail, PluginError, Reason, Step, Target, Verdict};
 
 /// Default for `--max-response`.

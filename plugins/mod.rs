@@ -11,6 +11,7 @@
 //! the monitor owns and resets at every start: it is `Copy` and a few bytes long.
 
 pub mod banner;
+mod common;
 pub mod http;
 pub mod script;
 pub mod tcp;
