@@ -16,6 +16,7 @@
 //! generation in the high bits (see [`Probe::token`]); the top of the token space is
 //! reserved for the daemon's own sources.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::clock::{micros, Clock, Time};
 use crate::config::{Forward, OnDown, Plan, ServiceKey};
-use crate::ipvs::{Dest, Ipvs, Op, OpKind, OpResult, Service};
+use crate::ipvs::{Dest, Ipvs, IpvsEvent, Op, OpKind, OpResult, Service};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::{Change, Health, Rules, State};
@@ -38,6 +39,10 @@ use crate::timer::Wheel;
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
+/// Token of the IPVS netlink socket.
+const NETLINK: Token = Token(usize::MAX - 1);
+/// After a failed IPVS operation, the table is read back and repaired this soon.
+const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 
 /// Settings that are not in the config file.
 #[derive(Debug, Clone)]
@@ -143,6 +148,10 @@ pub struct Stats {
     pub ipvs_errors: [u64; 6],
     /// Notify events dropped because the queue was full.
     pub notify_dropped: u64,
+    /// Differences between the table and lvsmon's decisions found by resyncs (and repaired).
+    pub drift_repaired: u64,
+    /// Read-backs of the table completed.
+    pub resyncs: u64,
     /// Loop turns.
     pub turns: u64,
 }
@@ -163,7 +172,23 @@ struct Core {
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
     handed: Box<[u32]>,
     handed_len: usize,
-    ipvs: Box<dyn Ipvs>,
+    /// IPVS operations decided this turn, handed to the IPVS side at the end of it.
+    outbox: Outbox,
+    /// (service, destination) → real index, for read-backs and results.
+    dest_index: HashMap<(ServiceKey, SocketAddr), u32>,
+    /// service → virtual index.
+    virt_index: HashMap<ServiceKey, u32>,
+    /// What the running read-back found: per real its weight, per virtual its service and
+    /// whether its sorry server is there.
+    seen: Box<[Option<u32>]>,
+    svc_seen: Box<[Option<Service>]>,
+    sorry_seen: Box<[bool]>,
+    /// Resync period (0 = never), next resync, and whether a read-back is running.
+    resync_us: u64,
+    next_resync: Time,
+    resyncing: bool,
+    /// Time of the current turn.
+    now: Time,
     notifier: Option<Notifier>,
     log: Log,
     stats: Stats,
@@ -174,12 +199,54 @@ struct Core {
     local_held: u64,
 }
 
+/// A fixed-capacity queue of IPVS operations.
+struct Outbox {
+    buf: Box<[Option<Op>]>,
+    head: usize,
+    len: usize,
+    /// Operations dropped because the queue was full (the next resync repairs them).
+    dropped: u64,
+}
+
+impl Outbox {
+    fn new(cap: usize) -> Outbox {
+        Outbox {
+            buf: vec![None; cap.max(16)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, op: Op) -> bool {
+        if self.len == self.buf.len() {
+            self.dropped += 1;
+            return false;
+        }
+        let i = (self.head + self.len) % self.buf.len();
+        self.buf[i] = Some(op);
+        self.len += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<Op> {
+        if self.len == 0 {
+            return None;
+        }
+        let op = self.buf[self.head].take();
+        self.head = (self.head + 1) % self.buf.len();
+        self.len -= 1;
+        op
+    }
+}
+
 /// The daemon.
 pub struct Daemon {
     poll: Poll,
     events: Events,
     signals: Option<Signals>,
     clock: Clock,
+    ipvs: Box<dyn Ipvs>,
     core: Core,
 }
 
@@ -195,8 +262,14 @@ impl Daemon {
     ///
     /// # Errors
     /// The poller, the signal pipe or the notify setup could not be created.
-    pub fn new(plan: Plan, ipvs: Box<dyn Ipvs>, log: Log, opts: &Options) -> io::Result<Daemon> {
+    pub fn new(
+        plan: Plan,
+        mut ipvs: Box<dyn Ipvs>,
+        log: Log,
+        opts: &Options,
+    ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
+        ipvs.register(poll.registry(), NETLINK)?;
         let clock = Clock::new();
         let n = plan.checks.len();
 
@@ -246,6 +319,20 @@ impl Daemon {
             });
             rings_len += ring_len;
         }
+
+        let mut dest_index = HashMap::with_capacity(plan.reals.len());
+        for (i, r) in plan.reals.iter().enumerate() {
+            dest_index.insert((plan.virtuals[r.virtual_idx].key, r.addr), i as u32);
+        }
+        let virt_index: HashMap<ServiceKey, u32> = plan
+            .virtuals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.key, i as u32))
+            .collect();
+        let n_reals = plan.reals.len();
+        let n_virtuals = plan.virtuals.len();
+        let resync_us = micros(plan.resync);
 
         let mut probe_reals = Vec::with_capacity(plan.reals.len());
         let mut cfg = Vec::with_capacity(n);
@@ -322,7 +409,16 @@ impl Daemon {
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
             handed_len: 0,
-            ipvs,
+            outbox: Outbox::new(2 * n_reals + 4 * n_virtuals + 64),
+            dest_index,
+            virt_index,
+            seen: vec![None; n_reals].into_boxed_slice(),
+            svc_seen: vec![None; n_virtuals].into_boxed_slice(),
+            sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
+            resync_us,
+            next_resync: Time(resync_us),
+            resyncing: false,
+            now: Time::ZERO,
             notifier,
             log,
             stats: Stats::default(),
@@ -335,6 +431,7 @@ impl Daemon {
             events: Events::with_capacity(1024),
             signals,
             clock,
+            ipvs,
             core,
         })
     }
@@ -343,6 +440,8 @@ impl Daemon {
     /// what is missing, adopt what is there; destinations not yet checked keep the weight
     /// they have, and new ones come in at weight 0 until their first check decides).
     pub fn startup(&mut self) {
+        let dry = self.ipvs.is_dry_run();
+        let ipvs = &mut self.ipvs;
         let c = &mut self.core;
         if let Some(mut l) = c.log.line(Level::Notice) {
             let _ = write!(
@@ -353,20 +452,30 @@ impl Daemon {
                 c.probes.len(),
                 c.pool.count(),
                 c.pool.size(),
-                if c.ipvs.is_dry_run() {
-                    "dry-run"
-                } else {
-                    "netlink"
-                }
+                if dry { "dry-run" } else { "netlink" }
             );
         }
         for v in 0..c.virtuals.len() {
-            let svc = c.virtuals[v].service;
-            c.submit(Op::AddService(svc));
+            let want = c.virtuals[v].service;
+            match ipvs.existing_service(want.key) {
+                None => c.submit(Op::AddService(want)),
+                Some(have)
+                    if have.scheduler() != want.scheduler()
+                        || have.persistent != want.persistent =>
+                {
+                    c.submit(Op::EditService(want))
+                }
+                Some(_) => {}
+            }
+            if let Some(sorry) = c.virtuals[v].sorry {
+                c.virtuals[v].sorry_in_table = ipvs.existing_weight(want.key, sorry).is_some();
+            }
         }
         for r in 0..c.reals.len() {
             let (key, addr) = (c.virtuals[c.reals[r].virt as usize].key, c.reals[r].addr);
-            let existing = c.ipvs.existing_weight(key, addr);
+            // SPEC section 3: a destination already in the table keeps its weight until its
+            // first check decides.
+            let existing = ipvs.existing_weight(key, addr);
             c.reals[r].table = existing;
             if existing.is_none() && c.reals[r].on_down == OnDown::Quiesce {
                 let d = Dest {
@@ -376,6 +485,25 @@ impl Daemon {
                 };
                 c.reals[r].table = Some(0);
                 c.submit(Op::AddDest(key, d));
+            }
+        }
+        ipvs.forget_snapshot();
+        self.drain_outbox();
+    }
+
+    /// Hands the operations decided so far to the IPVS side, and whatever it reports at
+    /// once back to the core (which may decide more: bounded rounds).
+    fn drain_outbox(&mut self) {
+        for _ in 0..4 {
+            while let Some(op) = self.core.outbox.pop() {
+                if let Some(res) = self.ipvs.submit(op) {
+                    self.core.op_done(op, res);
+                }
+            }
+            let core = &mut self.core;
+            self.ipvs.flush(&mut |ev| core.on_ipvs(ev));
+            if self.core.outbox.len == 0 {
+                break;
             }
         }
     }
@@ -445,7 +573,17 @@ impl Daemon {
         if let Some(n) = self.core.notifier.as_ref().and_then(|n| n.next_deadline()) {
             next = Some(next.map_or(n, |w| w.min(n)));
         }
+        if !self.ipvs.is_dry_run() && self.core.resync_us > 0 {
+            let r = self.core.next_resync;
+            next = Some(next.map_or(r, |w| w.min(r)));
+        }
         let mut timeout = next.map(|t| wait_for(now, t));
+        if self.ipvs.pending() {
+            // Requests wait for room in the socket: come back soon.
+            timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
+                t.min(Duration::from_millis(5))
+            }));
+        }
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
@@ -456,12 +594,17 @@ impl Daemon {
         }
         let now = self.clock.now();
         let core = &mut self.core;
+        core.now = now;
         core.stats.turns += 1;
         let registry = self.poll.registry();
         let mut signalled = false;
         for ev in self.events.iter() {
             if ev.token() == SIGNALS {
                 signalled = true;
+                continue;
+            }
+            if ev.token() == NETLINK {
+                self.ipvs.on_ready(&mut |e| core.on_ipvs(e));
                 continue;
             }
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -482,7 +625,13 @@ impl Daemon {
             core.run_handed(registry, now);
         }
         core.poll_notify(now);
-        core.poll_ipvs();
+        if core.resync_us > 0 && now >= core.next_resync {
+            core.next_resync = now.add_micros(core.resync_us);
+            if self.ipvs.start_dump() {
+                core.begin_resync();
+            }
+        }
+        self.drain_outbox();
         Ok(())
     }
 }
@@ -857,62 +1006,75 @@ impl Core {
         self.submit(op);
     }
 
-    /// Emits quorum events and adds or removes the sorry server when virtual `v`'s count of
-    /// UP reals crosses its quorum. Silent until every real has had its first result.
+    /// Emits quorum events when virtual `v`'s count of UP reals crosses its quorum, and
+    /// brings its sorry server in or out. Silent until every real has had its first result.
     fn check_quorum(&mut self, v: usize) {
         let virt = &self.virtuals[v];
         if virt.unknown > 0 || virt.quorum == 0 {
             return;
         }
         let lost = virt.up < virt.quorum;
-        if lost == virt.quorum_lost {
+        if lost != virt.quorum_lost {
+            let ev = Event {
+                kind: if lost {
+                    EventKind::QuorumLost
+                } else {
+                    EventKind::QuorumRestored
+                },
+                service: virt.key,
+                real: None,
+                reason: None,
+                detail: Detail::EMPTY,
+                failures: 0,
+            };
+            let (notify, counts) = (virt.notify, (virt.up, virt.quorum));
+            self.virtuals[v].quorum_lost = lost;
+            self.emit(&ev, notify, Some(counts));
+        }
+        self.sync_sorry(v);
+    }
+
+    /// Puts virtual `v`'s sorry server in the table while quorum is lost, and takes it out
+    /// otherwise. Until every real has had a first result, the table keeps what it has.
+    fn sync_sorry(&mut self, v: usize) {
+        let virt = &self.virtuals[v];
+        let Some(addr) = virt.sorry else { return };
+        if virt.unknown > 0 {
             return;
         }
-        let ev = Event {
-            kind: if lost {
-                EventKind::QuorumLost
-            } else {
-                EventKind::QuorumRestored
-            },
-            service: virt.key,
-            real: None,
-            reason: None,
-            detail: Detail::EMPTY,
-            failures: 0,
-        };
-        let (notify, sorry, key) = (virt.notify, virt.sorry, virt.key);
-        let counts = (virt.up, virt.quorum);
-        self.virtuals[v].quorum_lost = lost;
-        self.emit(&ev, notify, Some(counts));
-        if let Some(addr) = sorry {
-            let in_table = self.virtuals[v].sorry_in_table;
-            if lost && !in_table {
-                self.virtuals[v].sorry_in_table = true;
-                self.submit(Op::AddDest(
-                    key,
-                    Dest {
-                        addr,
-                        weight: 1,
-                        forward: Forward::Masq,
-                    },
-                ));
-            } else if !lost && in_table {
-                self.virtuals[v].sorry_in_table = false;
-                self.submit(Op::DelDest(key, addr));
-            }
+        let want = virt.quorum > 0 && virt.quorum_lost;
+        let key = virt.key;
+        if want && !virt.sorry_in_table {
+            self.virtuals[v].sorry_in_table = true;
+            self.submit(Op::AddDest(
+                key,
+                Dest {
+                    addr,
+                    weight: 1,
+                    forward: Forward::Masq,
+                },
+            ));
+        } else if !want && virt.sorry_in_table {
+            self.virtuals[v].sorry_in_table = false;
+            self.submit(Op::DelDest(key, addr));
         }
     }
 
     // ----- IPVS and notify ----------------------------------------------------------------
 
-    /// Hands `op` to the IPVS side; logs it now if the result is known now.
+    /// Queues `op` for the IPVS side (handed over at the end of the turn).
     fn submit(&mut self, op: Op) {
-        if let Some(res) = self.ipvs.submit(op) {
-            self.op_done(op, res);
+        if !self.outbox.push(op) {
+            // Full: the next resync sees the difference and repairs it.
+            self.next_resync = self
+                .next_resync
+                .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
         }
     }
 
-    /// Logs and counts a finished IPVS operation.
+    /// Logs and counts a finished IPVS operation, and reacts to a failure: a destination
+    /// edited by lvsmon but deleted by hand is added again at once; anything else is
+    /// repaired by an early resync.
     fn op_done(&mut self, op: Op, res: OpResult) {
         let k = OpKind::ALL
             .iter()
@@ -930,19 +1092,125 @@ impl Core {
             let _ = l.write_all(b" ");
             let _ = res.describe(&mut l);
         }
+        match (op, res) {
+            (_, OpResult::Ok | OpResult::DryRun) => {}
+            (Op::EditDest(key, d), OpResult::Error(libc::ENOENT)) => {
+                self.submit(Op::AddDest(key, d))
+            }
+            _ => {
+                self.next_resync = self
+                    .next_resync
+                    .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
+            }
+        }
     }
 
-    fn poll_ipvs(&mut self) {
-        let mut done = [None; 64];
-        let mut n = 0usize;
-        self.ipvs.poll_done(&mut |op, res| {
-            if n < done.len() {
-                done[n] = Some((op, res));
-                n += 1;
+    /// What the IPVS side reports: results, and the entries of a read-back.
+    fn on_ipvs(&mut self, ev: IpvsEvent) {
+        match ev {
+            IpvsEvent::Done(op, res) => self.op_done(op, res),
+            IpvsEvent::Service(info) => {
+                if let Some(&v) = self.virt_index.get(&info.key) {
+                    self.svc_seen[v as usize] = Some(info.service);
+                }
             }
-        });
-        for (op, res) in done.iter().take(n).flatten() {
-            self.op_done(*op, *res);
+            IpvsEvent::Dest(key, info) => {
+                if let Some(&r) = self.dest_index.get(&(key, info.addr)) {
+                    self.seen[r as usize] = Some(info.weight);
+                } else if let Some(&v) = self.virt_index.get(&key) {
+                    if self.virtuals[v as usize].sorry == Some(info.addr) {
+                        self.sorry_seen[v as usize] = true;
+                    }
+                }
+            }
+            IpvsEvent::DumpDone { ok } => {
+                self.resyncing = false;
+                if ok {
+                    self.stats.resyncs += 1;
+                    self.reconcile();
+                } else {
+                    self.next_resync = self
+                        .next_resync
+                        .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
+                }
+            }
+        }
+    }
+
+    /// A read-back starts: forget what the last one saw.
+    fn begin_resync(&mut self) {
+        self.resyncing = true;
+        self.seen.iter_mut().for_each(|s| *s = None);
+        self.svc_seen.iter_mut().for_each(|s| *s = None);
+        self.sorry_seen.iter_mut().for_each(|s| *s = false);
+    }
+
+    /// A read-back is complete: repair every difference between the table and what lvsmon
+    /// decided (a service flushed or edited by hand, a destination deleted or re-weighted).
+    fn reconcile(&mut self) {
+        for v in 0..self.virtuals.len() {
+            let want = self.virtuals[v].service;
+            match self.svc_seen[v] {
+                None => {
+                    self.drift(want.key, None, "service missing");
+                    self.submit(Op::AddService(want));
+                }
+                Some(have)
+                    if have.scheduler() != want.scheduler()
+                        || have.persistent != want.persistent =>
+                {
+                    self.drift(want.key, None, "service settings changed");
+                    self.submit(Op::EditService(want));
+                }
+                Some(_) => {}
+            }
+            self.virtuals[v].sorry_in_table = self.sorry_seen[v];
+        }
+        for r in 0..self.reals.len() {
+            let seen = self.seen[r];
+            if seen != self.reals[r].table {
+                let key = self.virtuals[self.reals[r].virt as usize].key;
+                let addr = self.reals[r].addr;
+                self.drift(
+                    key,
+                    Some(addr),
+                    if seen.is_none() {
+                        "destination missing"
+                    } else {
+                        "weight changed"
+                    },
+                );
+                self.reals[r].table = seen;
+            }
+            if self.reals[r].health.state == State::Unknown
+                && seen.is_none()
+                && self.reals[r].on_down == OnDown::Quiesce
+            {
+                // Not checked yet and gone from the table: back at weight 0, as at startup.
+                let key = self.virtuals[self.reals[r].virt as usize].key;
+                let d = Dest {
+                    addr: self.reals[r].addr,
+                    weight: 0,
+                    forward: self.reals[r].forward,
+                };
+                self.reals[r].table = Some(0);
+                self.submit(Op::AddDest(key, d));
+            }
+            self.sync_dest(r);
+        }
+        for v in 0..self.virtuals.len() {
+            self.sync_sorry(v);
+        }
+    }
+
+    /// Logs one difference found by a resync.
+    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
+        self.stats.drift_repaired += 1;
+        if let Some(mut l) = self.log.line(Level::Warn) {
+            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
+            if let Some(a) = real {
+                let _ = write!(l, " real={a}");
+            }
         }
     }
 

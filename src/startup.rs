@@ -8,8 +8,9 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, LogTarget};
-use crate::config::{self, ConfigError, Plan};
+use crate::config::{self, ConfigError, Plan, ServiceKey};
 use crate::event_loop::{Daemon, Options};
+use crate::ipvs::client::{Netlink, OpenError};
 use crate::ipvs::{DryRun, Ipvs};
 use crate::log::{Level, Log, Sink};
 
@@ -30,11 +31,9 @@ pub enum StartupError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// No way to change the IPVS table in this build.
-    #[error(
-        "this version can only run with --dry-run (-n): its IPVS netlink client is not built yet"
-    )]
-    NoIpvs,
+    /// The IPVS side could not start (no IPVS in the kernel, no permission).
+    #[error("{0}")]
+    Ipvs(#[from] OpenError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartupError {
@@ -71,7 +70,9 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     let ipvs: Box<dyn Ipvs> = if cli.dry_run {
         Box::new(DryRun::default())
     } else {
-        return Err(StartupError::NoIpvs);
+        let managed = managed_services(&plan);
+        let cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
+        Box::new(Netlink::open(&managed, cap)?)
     };
     raise_fd_limit(&plan);
     let _pid = match &cli.pidfile {
@@ -81,6 +82,29 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     let mut daemon =
         Daemon::new(plan, ipvs, log, &Options::default()).map_err(io_err("event loop"))?;
     daemon.run().map_err(io_err("event loop"))
+}
+
+/// The services lvsmon manages, each with its address family: a fwmark service is IPv6 when
+/// all of its reals are, IPv4 otherwise.
+pub fn managed_services(plan: &Plan) -> Vec<(ServiceKey, u16)> {
+    plan.virtuals
+        .iter()
+        .map(|v| {
+            let af = match v.key {
+                ServiceKey::Inet(_, a) if a.is_ipv6() => libc::AF_INET6,
+                ServiceKey::Inet(..) => libc::AF_INET,
+                ServiceKey::Fwmark(_) => {
+                    let reals = &plan.reals[v.reals.clone()];
+                    if !reals.is_empty() && reals.iter().all(|r| r.addr.is_ipv6()) {
+                        libc::AF_INET6
+                    } else {
+                        libc::AF_INET
+                    }
+                }
+            };
+            (v.key, af as u16)
+        })
+        .collect()
 }
 
 /// Raises the soft limit on open files towards what the plan needs (one socket per check

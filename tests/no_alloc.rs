@@ -21,7 +21,8 @@ use common::backend::REQUEST_END;
 use common::lvsmon::TempDir;
 use common::{http_response, refused_addr, Action, Backend, FullQueue, Script};
 use lvsmon::event_loop::{Daemon, Options};
-use lvsmon::ipvs::DryRun;
+use lvsmon::ipvs::client::Netlink;
+use lvsmon::ipvs::{DryRun, Ipvs};
 use lvsmon::log::{Level, Log, Sink};
 use lvsmon::plugins::Reason;
 
@@ -163,7 +164,7 @@ fn main() {
     ];
     let dir = TempDir::new("noalloc");
     let mut conf = String::from(
-        "interval 60ms\nconnect-timeout 150ms\ntimeout 250ms\nfall 1\nrise 1\nquorum 1\nnotify \"/bin/true\" \"event\"\nnotify-max 2\n",
+        "interval 60ms\nconnect-timeout 150ms\ntimeout 250ms\nfall 1\nrise 1\nquorum 1\nresync 1s\nnotify \"/bin/true\" \"event\"\nnotify-max 2\n",
     );
     let mut add = |n: usize, addr: std::net::SocketAddr, check: &str| {
         conf.push_str(&format!(
@@ -184,13 +185,24 @@ fn main() {
         buffers: 1,
         ..Options::default()
     };
-    let mut d = Daemon::new(
-        plan,
-        Box::new(DryRun::default()),
-        Log::new(Sink::Null, Level::Debug),
-        &opts,
-    )
-    .expect("daemon");
+    // With IPVS in the kernel (the VM tests run this binary there) the loop drives the real
+    // netlink client, resyncs included; elsewhere the dry-run side.
+    let netlink = std::path::Path::new("/proc/net/ip_vs").exists();
+    let ipvs: Box<dyn Ipvs> = if netlink {
+        let managed = lvsmon::startup::managed_services(&plan);
+        Box::new(Netlink::open(&managed, 4096).expect("netlink IPVS client"))
+    } else {
+        Box::new(DryRun::default())
+    };
+    println!(
+        "no_alloc: IPVS side: {}",
+        if netlink {
+            "netlink (real kernel)"
+        } else {
+            "dry-run"
+        }
+    );
+    let mut d = Daemon::new(plan, ipvs, Log::new(Sink::Null, Level::Debug), &opts).expect("daemon");
     d.startup();
     let warm_end = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < warm_end {
@@ -267,10 +279,12 @@ fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run) {
         d.buffer_waits(),
     );
     println!(
-        "  notify spawned {}, reaped {}; ipvs ops {}",
+        "  notify spawned {}, reaped {}; ipvs ops {} ok, {} failed; table drift repaired {}",
         na.spawned - nb.spawned,
         na.reaped - nb.reaped,
-        after.ipvs_ok.iter().sum::<u64>() - before.ipvs_ok.iter().sum::<u64>()
+        after.ipvs_ok.iter().sum::<u64>() - before.ipvs_ok.iter().sum::<u64>(),
+        after.ipvs_errors.iter().sum::<u64>() - before.ipvs_errors.iter().sum::<u64>(),
+        after.drift_repaired - before.drift_repaired,
     );
     let mut missing = Vec::new();
     for r in Reason::ALL {
@@ -297,6 +311,16 @@ fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run) {
     }
     if !missing.is_empty() {
         println!("FAIL: paths not covered: {missing:?}");
+        ok = false;
+    }
+    let ops_ok = after.ipvs_ok.iter().sum::<u64>() - before.ipvs_ok.iter().sum::<u64>();
+    let ops_failed = after.ipvs_errors.iter().sum::<u64>() - before.ipvs_errors.iter().sum::<u64>();
+    let resyncs = after.resyncs - before.resyncs;
+    println!("  resyncs (table read back) {resyncs}");
+    if std::path::Path::new("/proc/net/ip_vs").exists()
+        && (ops_ok == 0 || ops_failed > 0 || resyncs == 0)
+    {
+        println!("FAIL: netlink traffic not covered: {ops_ok} ops ok, {ops_failed} failed, {resyncs} resyncs");
         ok = false;
     }
     if after.transitions == before.transitions || na.spawned == nb.spawned {

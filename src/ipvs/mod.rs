@@ -1,16 +1,25 @@
 //! The IPVS side: the operations lvsmon makes on the kernel's table, the interface the daemon
-//! drives them through, and its first implementation, `--dry-run`.
+//! drives them through, and its two implementations: `--dry-run` ([`DryRun`]) and the generic
+//! netlink client ([`client::Netlink`]).
 //!
-//! The daemon decides *what* the table should hold; an [`Ipvs`] implementation carries the
-//! change out. Operations are small `Copy` values, so queuing, logging and retrying them never
-//! allocates. An implementation answers each [`Ipvs::submit`] either at once (dry-run) or
-//! later through [`Ipvs::poll_done`] (the netlink client, which waits for the kernel's ACK on
-//! the event loop). Either way the daemon logs one `ipvs op=...` line per operation
-//! (SPEC section 4) when the result is known.
+//! Three layers, as in keepalived's libipvs → ipvswrapper → ipwrapper: [`sys`] holds the
+//! kernel's definitions (bindgen over `linux/ip_vs.h`), [`wire`] builds and parses messages in
+//! caller-owned buffers, [`client`] runs them on the event loop; the daemon above sees only
+//! [`Op`]s and [`IpvsEvent`]s. Operations are small `Copy` values, so queuing, logging and
+//! retrying them never allocates. An implementation answers each [`Ipvs::submit`] either at
+//! once (dry-run) or later as an [`IpvsEvent::Done`] (netlink, when the kernel's ACK
+//! arrives). Either way the daemon logs one `ipvs op=...` line per operation (SPEC section 4)
+//! when the result is known.
+
+pub mod client;
+pub mod sys;
+pub mod wire;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use mio::{Registry, Token};
 
 use crate::config::{Forward, ServiceKey};
 
@@ -196,24 +205,75 @@ impl OpResult {
     }
 }
 
-/// A way to change the IPVS table. Implementations must not allocate in `submit` or
-/// `poll_done` (they run in the event loop).
+/// What the IPVS side reports back to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpvsEvent {
+    /// An operation finished.
+    Done(Op, OpResult),
+    /// A read-back found this service in the table.
+    Service(wire::ServiceInfo),
+    /// A read-back found this destination in the table, under this service.
+    Dest(ServiceKey, wire::DestInfo),
+    /// A read-back ended (`ok` false: it failed part-way and says nothing reliable).
+    DumpDone {
+        /// Whether every part of the read-back arrived.
+        ok: bool,
+    },
+}
+
+/// A way to change the IPVS table. Implementations must not allocate or block in any method
+/// the event loop calls (everything but construction).
 pub trait Ipvs {
     /// Starts `op`. Returns its result if it is known at once; `None` means the result will
-    /// come through [`Ipvs::poll_done`].
+    /// come as an [`IpvsEvent::Done`] from [`Ipvs::on_ready`] or [`Ipvs::flush`].
     fn submit(&mut self, op: Op) -> Option<OpResult>;
 
-    /// Hands every operation finished since the last call to `done`.
-    fn poll_done(&mut self, done: &mut dyn FnMut(Op, OpResult)) {
-        let _ = done;
+    /// Registers the implementation's socket, if it has one, with the loop.
+    ///
+    /// # Errors
+    /// The registration failed.
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let _ = (registry, token);
+        Ok(())
     }
 
-    /// The table's destinations for `service` as the implementation knows them at startup,
-    /// for SPEC section 3's initial-state rule: `Some(weight)` if `dest` is present.
+    /// The socket is readable: hand every reply that arrived to `out`, then send what waits.
+    fn on_ready(&mut self, out: &mut dyn FnMut(IpvsEvent)) {
+        let _ = out;
+    }
+
+    /// Sends what waits (called once per loop turn after new submissions).
+    fn flush(&mut self, out: &mut dyn FnMut(IpvsEvent)) {
+        let _ = out;
+    }
+
+    /// True when requests wait for room to be sent (the loop should come back soon).
+    fn pending(&self) -> bool {
+        false
+    }
+
+    /// Starts reading the table back (services, then the managed services' destinations),
+    /// reported as [`IpvsEvent::Service`], [`IpvsEvent::Dest`] and [`IpvsEvent::DumpDone`].
+    /// Returns false if a read-back is already running or the implementation has no table.
+    fn start_dump(&mut self) -> bool {
+        false
+    }
+
+    /// The weight of `dest` under `service` in the table as it was at startup, for SPEC
+    /// section 3's initial-state rule.
     fn existing_weight(&self, service: ServiceKey, dest: SocketAddr) -> Option<u32> {
         let _ = (service, dest);
         None
     }
+
+    /// `service` as it was in the table at startup.
+    fn existing_service(&self, key: ServiceKey) -> Option<Service> {
+        let _ = key;
+        None
+    }
+
+    /// Drops the startup snapshot once the daemon has adopted it.
+    fn forget_snapshot(&mut self) {}
 
     /// True when the implementation changes nothing (`--dry-run`).
     fn is_dry_run(&self) -> bool {
