@@ -1,0 +1,183 @@
+#!/bin/bash
+# Runs inside the VM (tests/vm/run.sh): lvsmon against a real kernel's IPVS table, checked
+# with ipvsadm. Each scenario prints one verdict line; the last line counts them.
+#   scenario NAME: ok | FAIL: why
+set -u
+cd /work
+pass=0 fail=0
+LVSMON=/work/lvsmon
+CONF=/work/scenario.conf
+LOG=/work/lvsmon.log
+
+ok() { pass=$((pass + 1)); echo "scenario $1: ok"; }
+bad() { fail=$((fail + 1)); echo "scenario $1: FAIL: $2"; ipvsadm -Ln | sed 's/^/    | /'; tail -n 15 "$LOG" 2>/dev/null | sed 's/^/    log| /'; }
+
+# The weight of REAL under the service named by ipvsadm's options ("-t 10.0.0.1:80"), or
+# "absent".
+weight() {
+    local w
+    # shellcheck disable=SC2086
+    w=$(ipvsadm -Ln $1 2>/dev/null | awk -v r="$2" '$1 == "->" && $2 == r { print $4 }')
+    echo "${w:-absent}"
+}
+
+# Waits up to SECS for every "SVC REAL WEIGHT" triple to hold (WEIGHT may be "absent").
+expect() {
+    local secs=$1; shift
+    local end=$(( $(date +%s) + secs )) all t
+    local triples=("$@")
+    while :; do
+        all=1
+        for t in "${triples[@]}"; do
+            # shellcheck disable=SC2086
+            set -- $t
+            [ "$(weight "$1 $2" "$3")" = "$4" ] || { all=0; break; }
+        done
+        [ $all = 1 ] && return 0
+        [ "$(date +%s)" -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+
+start_http() { busybox httpd -f -p "$1" -h /www & echo $! > "/run/http.$2"; }
+stop_http() { kill "$(cat "/run/http.$1")" 2>/dev/null; wait "$(cat "/run/http.$1")" 2>/dev/null; }
+
+mkdir -p /www && echo OK > /www/index.html
+ip -6 addr add fd00::2/128 dev lo
+for a in 2 3 4 5; do start_http "127.0.0.$a:8080" "$a"; done
+start_http "[fd00::2]:8080" v6
+sleep 0.3
+
+start_lvsmon() { "$LVSMON" -f "$CONF" -v >>"$LOG" 2>&1 & echo $! > /run/lvsmon.pid; }
+start_lvsmon
+
+ALL=(
+    "-t 10.0.0.1:80 127.0.0.2:8080 5" "-t 10.0.0.1:80 127.0.0.3:8080 3"
+    "-t 10.0.0.2:80 127.0.0.2:8080 2" "-t 10.0.0.2:80 127.0.0.3:8080 4"
+    "-u 10.0.0.3:53 127.0.0.4:53 1" "-u 10.0.0.3:53 127.0.0.9:8080 absent"
+    "--sctp-service 10.0.0.4:3868 127.0.0.2:3868 1"
+    "-t [fd00::1]:80 [fd00::2]:8080 6" "-f 42 127.0.0.5:8080 9"
+)
+
+# 1. The configured services appear, every healthy real at its weight.
+if expect 15 "${ALL[@]}" && ipvsadm -Ln -t 10.0.0.2:80 | grep -q "rr persistent 300" \
+    && ipvsadm -Ln -t 10.0.0.1:80 | grep -q " wrr"; then
+    ok services-created
+else
+    bad services-created "table not as configured"
+fi
+
+# 2. A backend stops: weight 0 where on-down is quiesce, gone where it is remove.
+stop_http 3
+if expect 10 "-t 10.0.0.1:80 127.0.0.3:8080 0" "-t 10.0.0.2:80 127.0.0.3:8080 absent" \
+    "-t 10.0.0.1:80 127.0.0.2:8080 5"; then ok backend-stops; else bad backend-stops "no quiesce/remove"; fi
+
+# 3. It comes back: its weights return.
+start_http 127.0.0.3:8080 3
+if expect 10 "-t 10.0.0.1:80 127.0.0.3:8080 3" "-t 10.0.0.2:80 127.0.0.3:8080 4"; then
+    ok backend-returns
+else
+    bad backend-returns "weights did not return"
+fi
+
+# 4. Every real of a virtual down: the sorry server comes in, and leaves when one is back.
+stop_http 4
+if expect 10 "-u 10.0.0.3:53 127.0.0.9:8080 1" "-u 10.0.0.3:53 127.0.0.4:53 0"; then
+    start_http 127.0.0.4:8080 4
+    if expect 10 "-u 10.0.0.3:53 127.0.0.9:8080 absent" "-u 10.0.0.3:53 127.0.0.4:53 1"; then
+        ok sorry-server
+    else
+        bad sorry-server "sorry server did not leave"
+    fi
+else
+    bad sorry-server "sorry server did not come"
+    start_http 127.0.0.4:8080 4
+fi
+
+# 5. IPv6 and fwmark services behave the same way.
+stop_http v6; stop_http 5
+if expect 10 "-t [fd00::1]:80 [fd00::2]:8080 0" "-f 42 127.0.0.5:8080 0"; then
+    start_http "[fd00::2]:8080" v6; start_http 127.0.0.5:8080 5
+    if expect 10 "-t [fd00::1]:80 [fd00::2]:8080 6" "-f 42 127.0.0.5:8080 9"; then
+        ok ipv6-and-fwmark
+    else
+        bad ipv6-and-fwmark "weights did not return"
+    fi
+else
+    bad ipv6-and-fwmark "not quiesced"
+    start_http "[fd00::2]:8080" v6; start_http 127.0.0.5:8080 5
+fi
+
+# 6. Changes made by hand are repaired within one resync (2 s): a destination deleted, a
+#    weight edited, a whole service deleted.
+ipvsadm -d -t 10.0.0.1:80 -r 127.0.0.2:8080
+ipvsadm -e -t 10.0.0.1:80 -r 127.0.0.3:8080 -m -w 7
+ipvsadm -D -f 42
+t0=$(date +%s)
+if expect 8 "-t 10.0.0.1:80 127.0.0.2:8080 5" "-t 10.0.0.1:80 127.0.0.3:8080 3" "-f 42 127.0.0.5:8080 9"; then
+    ok "drift-repaired ($(( $(date +%s) - t0 )) s)"
+else
+    bad drift-repaired "hand-made changes not repaired"
+fi
+
+# 6b. The whole table flushed (ipvsadm -C): everything comes back.
+ipvsadm -C
+t0=$(date +%s)
+if expect 8 "${ALL[@]}"; then
+    ok "table-flush-repaired ($(( $(date +%s) - t0 )) s)"
+else
+    bad table-flush-repaired "flushed table not rebuilt"
+fi
+
+# 7. A restart leaves healthy destinations untouched: no weight ever changes, and the new
+#    lvsmon makes no change at all (it adopts the table).
+kill -TERM "$(cat /run/lvsmon.pid)"
+wait "$(cat /run/lvsmon.pid)"; rc=$?
+before=$(ipvsadm -Ln)
+: >"$LOG"
+start_lvsmon
+flap=0
+for _ in $(seq 1 20); do
+    [ "$(ipvsadm -Ln)" = "$before" ] || flap=1
+    sleep 0.2
+done
+changes=$(grep -c "ipvs op=" "$LOG")
+checks=$(grep -c "result=pass" "$LOG")
+if [ $rc = 0 ] && [ $flap = 0 ] && [ "$changes" = 0 ] && [ "$checks" -gt 10 ]; then
+    ok "restart-no-flap ($checks checks, 0 changes)"
+else
+    bad restart-no-flap "exit $rc, table changed: $flap, ipvs ops after restart: $changes, checks: $checks"
+fi
+
+# 8. A kernel error is logged with its errno and retried, and never stops the daemon.
+cat >/work/bad-sched.conf <<CONF
+resync 1s
+virtual tcp 10.9.9.9:80 {
+    scheduler nosuchsched
+    real 127.0.0.2:8080
+}
+CONF
+kill -TERM "$(cat /run/lvsmon.pid)"; wait "$(cat /run/lvsmon.pid)"
+"$LVSMON" -f /work/bad-sched.conf >/work/bad.log 2>&1 & bp=$!
+sleep 3
+errors=$(grep -c "ipvs op=add-service virtual=tcp:10.9.9.9:80 scheduler=nosuchsched result=error errno=" /work/bad.log)
+if kill -0 $bp 2>/dev/null && [ "$errors" -ge 2 ]; then
+    ok "kernel-error-logged-and-retried ($errors attempts)"
+else
+    bad kernel-error-logged-and-retried "errors=$errors alive=$(kill -0 $bp 2>/dev/null && echo yes || echo no)"
+    sed 's/^/    bad| /' /work/bad.log | tail -n 10
+fi
+kill -TERM $bp 2>/dev/null; wait $bp 2>/dev/null
+
+# 9. The allocation-counting test with the real netlink client (resyncs included).
+if [ -x /work/no_alloc ]; then
+    if /work/no_alloc >/work/no_alloc.log 2>&1 && grep -q "IPVS side: netlink" /work/no_alloc.log; then
+        ok "no-alloc-with-netlink: $(grep -E 'check results|ipvs ops|resyncs|allocations after' /work/no_alloc.log | tr -s ' ' | paste -sd ';')"
+    else
+        bad no-alloc-with-netlink "$(tail -n 25 /work/no_alloc.log)"
+    fi
+fi
+
+for p in /run/http.*; do kill "$(cat "$p")" 2>/dev/null; done
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
