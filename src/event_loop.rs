@@ -183,6 +183,10 @@ struct Core {
     seen: Box<[Option<u32>]>,
     svc_seen: Box<[Option<Service>]>,
     sorry_seen: Box<[bool]>,
+    /// Reals and virtuals lvsmon itself changed while the read-back ran: what it saw of them
+    /// may predate the change, so they wait for the next one.
+    touched_real: Box<[bool]>,
+    touched_virt: Box<[bool]>,
     /// Resync period (0 = never), next resync, and whether a read-back is running.
     resync_us: u64,
     next_resync: Time,
@@ -415,6 +419,8 @@ impl Daemon {
             seen: vec![None; n_reals].into_boxed_slice(),
             svc_seen: vec![None; n_virtuals].into_boxed_slice(),
             sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
+            touched_real: vec![false; n_reals].into_boxed_slice(),
+            touched_virt: vec![false; n_virtuals].into_boxed_slice(),
             resync_us,
             next_resync: Time(resync_us),
             resyncing: false,
@@ -1064,6 +1070,21 @@ impl Core {
 
     /// Queues `op` for the IPVS side (handed over at the end of the turn).
     fn submit(&mut self, op: Op) {
+        if self.resyncing {
+            let real = match op {
+                Op::AddDest(k, d) | Op::EditDest(k, d) => self.dest_index.get(&(k, d.addr)),
+                Op::DelDest(k, a) => self.dest_index.get(&(k, a)),
+                _ => None,
+            };
+            match real {
+                Some(&r) => self.touched_real[r as usize] = true,
+                None => {
+                    if let Some(&v) = self.virt_index.get(&op.service()) {
+                        self.touched_virt[v as usize] = true;
+                    }
+                }
+            }
+        }
         if !self.outbox.push(op) {
             // Full: the next resync sees the difference and repairs it.
             self.next_resync = self
@@ -1143,12 +1164,17 @@ impl Core {
         self.seen.iter_mut().for_each(|s| *s = None);
         self.svc_seen.iter_mut().for_each(|s| *s = None);
         self.sorry_seen.iter_mut().for_each(|s| *s = false);
+        self.touched_real.iter_mut().for_each(|s| *s = false);
+        self.touched_virt.iter_mut().for_each(|s| *s = false);
     }
 
     /// A read-back is complete: repair every difference between the table and what lvsmon
     /// decided (a service flushed or edited by hand, a destination deleted or re-weighted).
     fn reconcile(&mut self) {
         for v in 0..self.virtuals.len() {
+            if self.touched_virt[v] {
+                continue;
+            }
             let want = self.virtuals[v].service;
             match self.svc_seen[v] {
                 None => {
@@ -1167,6 +1193,9 @@ impl Core {
             self.virtuals[v].sorry_in_table = self.sorry_seen[v];
         }
         for r in 0..self.reals.len() {
+            if self.touched_real[r] || self.touched_virt[self.reals[r].virt as usize] {
+                continue;
+            }
             let seen = self.seen[r];
             if seen != self.reals[r].table {
                 let key = self.virtuals[self.reals[r].virt as usize].key;
@@ -1199,7 +1228,9 @@ impl Core {
             self.sync_dest(r);
         }
         for v in 0..self.virtuals.len() {
-            self.sync_sorry(v);
+            if !self.touched_virt[v] {
+                self.sync_sorry(v);
+            }
         }
     }
 
