@@ -161,6 +161,29 @@ pub struct Thresholds {
     pub down_after: Option<Duration>,
 }
 
+/// `history raw D minute D hour D`: how much check history is kept for each real server
+/// (SPEC section 7). The rings themselves are [`crate::history::History`].
+///
+/// Each span may be zero, which keeps nothing at that level. The planner refuses minute and
+/// hour spans that need more than [`crate::history::MAX_RING`] buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HistorySpec {
+    /// The raw ring keeps every result of about this span: `ceil(raw / interval)` results
+    /// per real server, at most [`crate::history::MAX_RING`].
+    pub raw: Duration,
+    /// The minute summaries cover this span: `ceil(minute / 60 s)` buckets per real server.
+    pub minute: Duration,
+    /// The hour summaries cover this span: `ceil(hour / 3600 s)` buckets per real server.
+    pub hour: Duration,
+}
+
+impl Default for HistorySpec {
+    /// `history raw 10m minute 2h hour 2d`.
+    fn default() -> Self {
+        plan::DEFAULT_HISTORY
+    }
+}
+
 /// A validated configuration, with every capacity the daemon needs.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -178,6 +201,8 @@ pub struct Plan {
     pub reals: Vec<RealPlan>,
     /// Distinct probes. Reals with the same target, check and timing share one.
     pub checks: Vec<CheckPlan>,
+    /// `history`: how much check history to keep per real server.
+    pub history: HistorySpec,
 }
 
 /// One virtual service.

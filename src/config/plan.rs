@@ -32,9 +32,10 @@ use std::time::Duration;
 
 use super::parse::{Document, Pos, Statement, Word};
 use super::{
-    CheckPlan, ConfigError, Forward, OnDown, Plan, Proto, RealPlan, ServiceKey, Thresholds,
-    VirtualPlan,
+    CheckPlan, ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey,
+    Thresholds, VirtualPlan,
 };
+use crate::history::MAX_RING;
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
 /// `interval` when none is set anywhere (and no `--interval` is given).
@@ -55,6 +56,12 @@ pub const DEFAULT_FORWARD: Forward = Forward::Route;
 pub const DEFAULT_NOTIFY_MAX: u32 = 8;
 /// `resync` when none is set.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
+/// `history` when none is set: `history raw 10m minute 2h hour 2d`.
+pub const DEFAULT_HISTORY: HistorySpec = HistorySpec {
+    raw: Duration::from_secs(600),
+    minute: Duration::from_secs(2 * 3600),
+    hour: Duration::from_secs(2 * 86400),
+};
 /// `scheduler` when none is set.
 pub const DEFAULT_SCHEDULER: &str = "wlc";
 /// `quorum` when none is set.
@@ -204,6 +211,7 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("check", G | V | R),
     ("notify-max", G),
     ("resync", G),
+    ("history", G),
     ("scheduler", G | V),
     ("persistent", G | V),
     ("quorum", G | V),
@@ -252,6 +260,7 @@ struct Layer {
     check: Option<Set<usize>>,
     notify_max: Option<Set<u32>>,
     resync: Option<Set<Duration>>,
+    history: Option<Set<HistorySpec>>,
     scheduler: Option<Set<String>>,
     persistent: Option<Set<Duration>>,
     quorum: Option<Set<u32>>,
@@ -600,6 +609,7 @@ impl<'d> Planner<'d> {
             "down-after" => self.put(&mut layer.down_after, kw, || self.positive(kw, args)),
             "retry-interval" => self.put(&mut layer.retry_interval, kw, || self.positive(kw, args)),
             "resync" => self.put(&mut layer.resync, kw, || self.positive(kw, args)),
+            "history" => self.put(&mut layer.history, kw, || self.history(kw, args)),
             "fall" => self.put(&mut layer.fall, kw, || self.fall(kw, args)),
             "rise" => self.put(&mut layer.rise, kw, || {
                 let w = self.one(kw, args, "a count of at least 1")?;
@@ -835,6 +845,73 @@ impl<'d> Planner<'d> {
                 ),
             )),
         }
+    }
+
+    /// `history raw D minute D hour D`: all three, in that order, each span 0 or more.
+    fn history(&self, kw: &Word, args: &[Word]) -> Result<HistorySpec, ConfigError> {
+        const FORM: &str = "history raw DURATION minute DURATION hour DURATION";
+        let mut spans = [Duration::ZERO; 3];
+        // The word after which the next one is missing, to point at when the line stops early.
+        let mut last = kw;
+        for (i, level) in ["raw", "minute", "hour"].into_iter().enumerate() {
+            let Some(name) = args.get(2 * i) else {
+                return Err(self.err(
+                    last.pos,
+                    format!(
+                        "expected {level} DURATION after {} ({FORM})",
+                        last.show().trim_matches('"')
+                    ),
+                ));
+            };
+            if !name.is(level) {
+                return Err(self.err(
+                    name.pos,
+                    format!("expected {level} here, not {} ({FORM})", name.show()),
+                ));
+            }
+            let Some(value) = args.get(2 * i + 1) else {
+                return Err(self.err(
+                    name.pos,
+                    format!("expected a duration after {level}, like 10m, 2h, 2d or 0 ({FORM})"),
+                ));
+            };
+            let d = self.duration(value)?;
+            // The raw ring's length depends on each real's interval and is capped there; a
+            // bucket ring's length depends on the span alone, so an oversized one is refused
+            // here rather than silently cut.
+            let width = match level {
+                "minute" => 60,
+                "hour" => 3600,
+                _ => 0,
+            };
+            if width != 0 && d.as_nanos().div_ceil(width * 1_000_000_000) > MAX_RING as u128 {
+                return Err(self.err(
+                    value.pos,
+                    format!(
+                        "history {level} {} is too long (expected at most {MAX_RING} \
+                         {level}s, about {} days)",
+                        value.show().trim_matches('"'),
+                        width * MAX_RING as u128 / 86400
+                    ),
+                ));
+            }
+            spans[i] = d;
+            last = value;
+        }
+        if let Some(extra) = args.get(6) {
+            return Err(self.err(
+                extra.pos,
+                format!(
+                    "unexpected {} (expected the end of the history line)",
+                    extra.show()
+                ),
+            ));
+        }
+        Ok(HistorySpec {
+            raw: spans[0],
+            minute: spans[1],
+            hour: spans[2],
+        })
     }
 
     /// A decimal number in `min..=max`; `what` names it in messages.
@@ -1431,6 +1508,7 @@ impl<'d> Planner<'d> {
         Ok(Plan {
             files: doc.files.clone(),
             resync: global.resync.as_ref().map_or(DEFAULT_RESYNC, |s| s.value),
+            history: global.history.as_ref().map_or(DEFAULT_HISTORY, |s| s.value),
             notify_max: global
                 .notify_max
                 .as_ref()
@@ -2168,6 +2246,140 @@ virtual tcp 192.0.2.2:80 {
             (secs(10), secs(10), secs(3), secs(5))
         );
         assert_eq!((p.resync, p.notify_max, p.notifies.len()), (secs(60), 8, 0));
+    }
+
+    // Tests for history
+
+    #[test]
+    fn history_parses_and_defaults() {
+        let v = "virtual tcp 192.0.2.1:80 {\n real 198.51.100.1\n}\n";
+        assert_eq!(plan_text(v).history, DEFAULT_HISTORY);
+        assert_eq!(
+            DEFAULT_HISTORY,
+            HistorySpec {
+                raw: secs(600),
+                minute: secs(7200),
+                hour: secs(2 * 86400)
+            }
+        );
+        assert_eq!(HistorySpec::default(), DEFAULT_HISTORY);
+        let cases: &[(&str, [Duration; 3])] = &[
+            (
+                "history raw 1h minute 1d hour 30d",
+                [secs(3600), secs(86400), secs(30 * 86400)],
+            ),
+            ("history raw 0 minute 0 hour 0", [Duration::ZERO; 3]),
+            (
+                "history raw 90s minute 1.5h hour 2d",
+                [secs(90), secs(5400), secs(172800)],
+            ),
+            (
+                "history raw 500ms minute 45d hour 2730d",
+                [ms(500), secs(45 * 86400), secs(2730 * 86400)],
+            ),
+        ];
+        for &(line, [raw, minute, hour]) in cases {
+            let p = plan_text(&format!("{line}\n{v}"));
+            assert_eq!(p.history, HistorySpec { raw, minute, hour }, "{line}");
+            // Settings after the virtual count the same: the level, not the order, decides.
+            assert_eq!(plan_text(&format!("{v}{line}\n")).history, p.history);
+        }
+    }
+
+    #[test]
+    fn history_errors_point_at_the_word() {
+        let v = "\nvirtual tcp 192.0.2.1:80 {\n}\n";
+        let cases: &[(&str, u32, &str)] = &[
+            (
+                "history",
+                1,
+                "expected raw DURATION after history (history raw DURATION",
+            ),
+            ("history raw", 9, "expected a duration after raw"),
+            ("history raw 10m", 13, "expected minute DURATION after 10m"),
+            (
+                "history raw 10m minute",
+                17,
+                "expected a duration after minute",
+            ),
+            (
+                "history raw 10m minute 2h",
+                24,
+                "expected hour DURATION after 2h",
+            ),
+            (
+                "history raw 10m minute 2h hour",
+                27,
+                "expected a duration after hour",
+            ),
+            (
+                "history minute 2h raw 10m hour 2d",
+                9,
+                "expected raw here, not \"minute\"",
+            ),
+            (
+                "history raw 10m hour 2d minute 2h",
+                17,
+                "expected minute here, not \"hour\"",
+            ),
+            (
+                "history raw 10m minute 2h day 2d",
+                27,
+                "expected hour here, not \"day\"",
+            ),
+            (
+                "history raw ten minute 2h hour 2d",
+                13,
+                "bad duration \"ten\"",
+            ),
+            (
+                "history raw -1s minute 2h hour 2d",
+                13,
+                "bad duration \"-1s\"",
+            ),
+            (
+                "history raw 10m minute 2h hour 2x",
+                32,
+                "bad duration \"2x\"",
+            ),
+            (
+                "history raw 10m minute 2h hour 2d 1d",
+                35,
+                "unexpected \"1d\" (expected the end",
+            ),
+            (
+                "history raw 10m minute 46d hour 2d",
+                24,
+                "history minute 46d is too long (expected at most 65535 minutes, about 45 days)",
+            ),
+            (
+                "history raw 10m minute 2h hour 2731d",
+                32,
+                "history hour 2731d is too long",
+            ),
+            ("history 10m 2h 2d", 9, "expected raw here, not \"10m\""),
+        ];
+        for &(line, col, part) in cases {
+            expect_error(&format!("{line}{v}"), 1, col, part);
+        }
+        expect_error(
+            "history raw 1m minute 1h hour 1d\nhistory raw 1m minute 1h hour 1d\n",
+            2,
+            1,
+            "history already set at ",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n history raw 1m minute 1h hour 1d\n}\n",
+            2,
+            2,
+            "history is not allowed in a virtual block (only at the top level)",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n real 198.51.100.1 {\n  history raw 0 minute 0 hour 0\n }\n}\n",
+            3,
+            3,
+            "history is not allowed in a real block",
+        );
     }
 
     #[test]

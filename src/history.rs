@@ -1,0 +1,1799 @@
+//! What each real server's checks did over time: the `history` of SPEC section 7.
+//!
+//! The event loop hands every check result (time, latency, pass or failure reason) to
+//! [`History::record`]; the control socket asks [`History::summary`], [`History::series`] and
+//! [`History::recent`] for availability and latency over any span, for one real server, a
+//! virtual service (its reals) or the whole director (every real); the state directory keeps
+//! the rings across restarts through [`History::encode_real`] and [`History::decode_real`].
+//!
+//! Three levels are kept per real server, each a ring:
+//! - **raw**: the last results themselves, 8 bytes each, `ceil(raw / interval)` of them (at
+//!   most [`MAX_RING`]), so about the configured `raw` span at the real's check interval (less
+//!   while `retry-interval` runs checks faster);
+//! - **minute** and **hour** buckets: `ceil(minute / 60 s)` and `ceil(hour / 3600 s)`
+//!   summaries of 16 bytes each (checks, failures, latency sum, min and max; see [`Bucket`] for
+//!   the layout and why).
+//!
+//! Invariants:
+//! - storage is five flat slabs allocated once in [`History::new`], with per-real offsets; no
+//!   method but `new` allocates (encoding writes to the caller's writer, decoding reads the
+//!   caller's bytes), and [`History::bytes_for`] says beforehand exactly how much `new` takes;
+//! - [`History::record`] is O(1): one raw slot written, one minute and one hour bucket folded;
+//! - a real's recorded times never go backwards: a result stamped before the real's newest
+//!   (a wall clock stepped back) is stamped with the newest time, so each raw ring is in time
+//!   order and a bucket slot only ever moves forward;
+//! - a bucket slot holds the summary of exactly the minute (hour) in its `start`, or nothing;
+//!   a slot whose `start` is older than the one a result needs is recycled in place. Buckets
+//!   expire by time: a level keeps the last `len` minutes (hours) before *now*, whether or not
+//!   their slots were written since;
+//! - each raw ring knows the time before which it may have dropped results (`lost`), so a
+//!   summary reads raw results only where they are complete and otherwise falls back to minute,
+//!   then hour buckets.
+//!
+//! Every result counts in the latency statistics, passed or failed (a refused connection is
+//! fast, a timeout slow: both are what the check saw). Latencies saturate at
+//! [`MAX_LATENCY_US`] (16.777215 s) at every level, so raw results and buckets agree on them
+//! (bucket min and max round as [`Bucket`] says; means are exact). Times are Unix seconds
+//! stored as `u32` (until 2106); `now` in a query is expected not to be earlier than the
+//! newest result.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::mem::size_of;
+use std::time::Duration;
+
+use crate::config::{HistorySpec, Plan};
+use crate::plugins::Reason;
+
+/// The longest ring of any level: raw results per real server, and minute or hour buckets
+/// per real server (65,535 minutes is about 45 days; 65,535 hours about 7.5 years).
+pub const MAX_RING: usize = 65_535;
+
+/// The largest latency kept, in microseconds (24 bits: 16.777215 s); longer ones count as this.
+pub const MAX_LATENCY_US: u32 = (1 << 24) - 1;
+
+/// Width of a minute bucket, in seconds.
+const MINUTE: u64 = 60;
+/// Width of an hour bucket, in seconds.
+const HOUR: u64 = 3600;
+
+/// The version [`History::encode_real`] writes and [`History::decode_real`] reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// The first bytes of an encoded real.
+const MAGIC: &[u8; 4] = b"LVSH";
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+
+/// The ring a summary or series was computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// Raw results, one by one.
+    #[default]
+    Raw,
+    /// Minute buckets.
+    Minute,
+    /// Hour buckets.
+    Hour,
+}
+
+impl Level {
+    /// `raw`, `minute` or `hour`, as in the config and the `history` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Raw => "raw",
+            Level::Minute => "minute",
+            Level::Hour => "hour",
+        }
+    }
+
+    /// Seconds per bucket; 0 for raw results.
+    pub fn width(self) -> u64 {
+        match self {
+            Level::Raw => 0,
+            Level::Minute => MINUTE,
+            Level::Hour => HOUR,
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One result from a raw ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    /// When the result came, in Unix seconds.
+    pub time: u64,
+    /// How long the check took, in microseconds, at most [`MAX_LATENCY_US`].
+    pub latency_us: u32,
+    /// Why it failed; `None` for a pass.
+    pub reason: Option<Reason>,
+}
+
+/// One minute or hour of one real server or a group of them, as [`History::series`] reports it.
+///
+/// Stored per real server in 16 bytes: `start` (u32, minute or hour number since the Unix
+/// epoch), `checks` and `failures` (u16 each), the latency sum (u32, µs), and min and max
+/// (u16 each, in a floating-point code). Why this layout:
+/// - the sum in whole microseconds keeps the mean exact for sub-millisecond LAN checks (a sum
+///   in milliseconds would read 0 for a 300 µs check). One probe never runs two checks at
+///   once, so one bucket's latencies add up to at most its width plus one check (3,616.8 s
+///   for an hour), below the u32 limit of 4,294.9 s; the sum saturates rather than wraps
+///   should a caller ever feed overlapping results;
+/// - min and max as a 16-bit code with a 13-bit mantissa: exact up to 8,191 µs (where LAN
+///   checks live), within 1/4096 (0.025 %, at most 2 ms near 16.7 s) above, rounded down;
+///   the code is monotonic, so min and max compare codes. Two u32 would make the bucket
+///   20 bytes: a quarter more memory for precision nobody reads in a max latency;
+/// - `checks` saturates at 65,535 (an hour of checks every 55 ms): a bucket that is full
+///   stops counting altogether, so its counts and latencies always describe the same checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Which level this bucket is from.
+    pub level: Level,
+    /// Its first second, in Unix seconds (a multiple of 60 or 3600).
+    pub start: u64,
+    /// Results in it.
+    pub checks: u64,
+    /// Failed results in it.
+    pub failures: u64,
+    /// Shortest latency, µs.
+    pub min_us: u32,
+    /// Mean latency, µs (rounded to the nearest).
+    pub mean_us: u32,
+    /// Longest latency, µs.
+    pub max_us: u32,
+}
+
+/// Results of one real server or a group over a span, from [`History::summary`].
+///
+/// A group's summary is the fold of its reals: checks and failures add, min is the min of
+/// the mins, max the max of the maxes, and the mean is weighted by checks. Latency fields are
+/// 0 when `checks` is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Results counted.
+    pub checks: u64,
+    /// Failed results counted.
+    pub failures: u64,
+    /// Shortest latency, µs.
+    pub min_us: u32,
+    /// Mean latency over every result counted, µs (rounded to the nearest).
+    pub mean_us: u32,
+    /// Longest latency, µs.
+    pub max_us: u32,
+    /// The ring the numbers come from.
+    pub level: Level,
+    /// How far back the counted data really goes, in Unix seconds: the time of the oldest
+    /// raw result counted, or the start of the oldest bucket counted (which may lie up to one
+    /// bucket before `since`, as buckets count whole). Later than `since` when history does
+    /// not reach back that far; `now` when nothing was counted.
+    pub covered_from: u64,
+}
+
+impl Summary {
+    /// Passed results.
+    pub fn passes(&self) -> u64 {
+        self.checks - self.failures
+    }
+
+    /// Passed results over all results, 0.0 to 1.0; `None` without results.
+    pub fn availability(&self) -> Option<f64> {
+        (self.checks > 0).then(|| self.passes() as f64 / self.checks as f64)
+    }
+}
+
+/// Why [`History::decode_real`] refused its input. The real's history is left as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    /// Not an encoded lvsmon history (the first four bytes are not `LVSH`).
+    #[error("not an lvsmon history record")]
+    Magic,
+    /// A format version this lvsmon does not read.
+    #[error("history record version {0} (this lvsmon reads version {FORMAT_VERSION})")]
+    Version(u8),
+    /// The input ends before its own counts say it should.
+    #[error("history record truncated at byte {0}")]
+    Truncated(usize),
+    /// A field holds a value the encoder never writes.
+    #[error("malformed history record at byte {offset}: {what}")]
+    Malformed {
+        /// Where the field starts in the input.
+        offset: usize,
+        /// What is wrong with it.
+        what: &'static str,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+/// One raw result: `time` in Unix seconds, `packed` = latency µs (24 bits) << 8 | reason code
+/// (0 pass, 1 + index in [`Reason::ALL`]).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+struct Slot {
+    time: u32,
+    packed: u32,
+}
+
+impl Slot {
+    fn latency_us(self) -> u32 {
+        self.packed >> 8
+    }
+
+    fn code(self) -> u8 {
+        self.packed as u8
+    }
+
+    fn entry(self) -> RawEntry {
+        RawEntry {
+            time: self.time.into(),
+            latency_us: self.latency_us(),
+            reason: reason_of(self.code()),
+        }
+    }
+}
+
+/// One bucket as stored; see [`Bucket`] for the layout. Empty when `checks` is 0.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+struct Cell {
+    /// Minute or hour number since the Unix epoch.
+    start: u32,
+    checks: u16,
+    failures: u16,
+    /// Sum of latencies, µs, saturating.
+    sum_us: u32,
+    /// [`lat_code`] of the shortest and longest latency.
+    min: u16,
+    max: u16,
+}
+
+impl Cell {
+    fn fresh(start: u32) -> Cell {
+        Cell {
+            start,
+            checks: 0,
+            failures: 0,
+            sum_us: 0,
+            min: u16::MAX,
+            max: 0,
+        }
+    }
+}
+
+/// Per-real bookkeeping of the raw ring and the clock.
+#[derive(Clone, Copy, Default, Debug)]
+struct Meta {
+    /// The raw slot the next result goes to (< ring length, or 0 without a ring).
+    next: u16,
+    /// Raw results held (≤ ring length).
+    len: u16,
+    /// Time of the newest result recorded; later results are stamped no earlier.
+    newest: u32,
+    /// Raw results before this time may have been overwritten; 0: none ever were.
+    lost: u32,
+}
+
+/// The reason code of a result: 0 for a pass, 1 + index in [`Reason::ALL`] for a failure.
+fn code_of(reason: Option<Reason>) -> u8 {
+    match reason {
+        None => 0,
+        Some(r) => Reason::ALL
+            .iter()
+            .position(|&x| x == r)
+            .map_or(0, |i| i as u8 + 1),
+    }
+}
+
+/// The reason of a code; `None` for 0 (a pass) and for codes out of range (never stored).
+fn reason_of(code: u8) -> Option<Reason> {
+    (code as usize)
+        .checked_sub(1)
+        .and_then(|i| Reason::ALL.get(i).copied())
+}
+
+/// A latency (≤ [`MAX_LATENCY_US`]) as a monotonic 16-bit code: the value itself below 8,192,
+/// else `shift << 12 | ...` over a 13-bit mantissa (`us >> shift` in 4,096..8,191).
+fn lat_code(us: u32) -> u16 {
+    let us = us.min(MAX_LATENCY_US);
+    if us < 8192 {
+        return us as u16;
+    }
+    let shift = (32 - us.leading_zeros()) - 13;
+    ((shift << 12) + (us >> shift)) as u16
+}
+
+/// The latency a [`lat_code`] stands for, rounded down to its mantissa.
+fn lat_us(code: u16) -> u32 {
+    let c = u32::from(code);
+    if c < 8192 {
+        return c;
+    }
+    let shift = (c >> 12) - 1;
+    ((c & 0xfff) + 4096) << shift
+}
+
+/// Raw results kept for a real checked every `interval`: `ceil(raw / interval)`, at most
+/// [`MAX_RING`]; 0 when `raw` is 0. A zero interval counts as one nanosecond.
+fn raw_len(raw: Duration, interval: Duration) -> usize {
+    if raw.is_zero() {
+        return 0;
+    }
+    let n = raw.as_nanos().div_ceil(interval.as_nanos().max(1));
+    n.min(MAX_RING as u128) as usize
+}
+
+/// Buckets of `width` seconds that cover `span`, at most [`MAX_RING`].
+fn bucket_len(span: Duration, width: u64) -> usize {
+    let n = span.as_nanos().div_ceil(u128::from(width) * 1_000_000_000);
+    n.min(MAX_RING as u128) as usize
+}
+
+/// Running totals while summing results or buckets.
+#[derive(Clone, Copy)]
+struct Acc {
+    checks: u64,
+    failures: u64,
+    sum_us: u64,
+    min_us: u32,
+    max_us: u32,
+    oldest: u64,
+}
+
+impl Acc {
+    const EMPTY: Acc = Acc {
+        checks: 0,
+        failures: 0,
+        sum_us: 0,
+        min_us: u32::MAX,
+        max_us: 0,
+        oldest: u64::MAX,
+    };
+
+    fn add_slot(&mut self, s: Slot) {
+        let lat = s.latency_us();
+        self.checks += 1;
+        self.failures += u64::from(s.code() != 0);
+        self.sum_us += u64::from(lat);
+        self.min_us = self.min_us.min(lat);
+        self.max_us = self.max_us.max(lat);
+        self.oldest = self.oldest.min(s.time.into());
+    }
+
+    fn add_cell(&mut self, c: &Cell, width: u64) {
+        self.checks += u64::from(c.checks);
+        self.failures += u64::from(c.failures);
+        self.sum_us += u64::from(c.sum_us);
+        self.min_us = self.min_us.min(lat_us(c.min));
+        self.max_us = self.max_us.max(lat_us(c.max));
+        self.oldest = self.oldest.min(u64::from(c.start) * width);
+    }
+
+    /// (min, mean, max); zeros without results.
+    fn latency(&self) -> (u32, u32, u32) {
+        if self.checks == 0 {
+            return (0, 0, 0);
+        }
+        let mean = (self.sum_us + self.checks / 2) / self.checks;
+        (
+            self.min_us,
+            mean.min(u64::from(u32::MAX)) as u32,
+            self.max_us,
+        )
+    }
+
+    fn summary(&self, level: Level, now: u64) -> Summary {
+        let (min_us, mean_us, max_us) = self.latency();
+        Summary {
+            checks: self.checks,
+            failures: self.failures,
+            min_us,
+            mean_us,
+            max_us,
+            level,
+            covered_from: if self.checks == 0 { now } else { self.oldest },
+        }
+    }
+}
+
+/// Check history of every real server: a raw ring and minute and hour buckets each.
+pub struct History {
+    /// `raw_off[r]..raw_off[r + 1]` is real `r`'s ring in `raw`; `n + 1` entries.
+    raw_off: Box<[usize]>,
+    raw: Box<[Slot]>,
+    /// Minute buckets, `minutes` per real, real `r`'s at `r * minutes`.
+    minute: Box<[Cell]>,
+    /// Hour buckets, `hours` per real.
+    hour: Box<[Cell]>,
+    meta: Box<[Meta]>,
+    minutes: usize,
+    hours: usize,
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("reals", &self.meta.len())
+            .field("raw_results", &self.raw.len())
+            .field("minutes", &self.minutes)
+            .field("hours", &self.hours)
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl History {
+    /// Empty history for `intervals.len()` real servers, real `r` checked every
+    /// `intervals[r]` (its raw ring holds `ceil(spec.raw / intervals[r])` results). Minute and
+    /// hour rings longer than [`MAX_RING`] are cut to it (the planner refuses them).
+    pub fn new(spec: &HistorySpec, intervals: &[Duration]) -> History {
+        let n = intervals.len();
+        let mut raw_off = vec![0usize; n + 1].into_boxed_slice();
+        for (r, &iv) in intervals.iter().enumerate() {
+            raw_off[r + 1] = raw_off[r] + raw_len(spec.raw, iv);
+        }
+        let minutes = bucket_len(spec.minute, MINUTE);
+        let hours = bucket_len(spec.hour, HOUR);
+        History {
+            raw: vec![Slot::default(); raw_off[n]].into_boxed_slice(),
+            raw_off,
+            minute: vec![Cell::default(); n * minutes].into_boxed_slice(),
+            hour: vec![Cell::default(); n * hours].into_boxed_slice(),
+            meta: vec![Meta::default(); n].into_boxed_slice(),
+            minutes,
+            hours,
+        }
+    }
+
+    /// The heap bytes [`History::new`] allocates for these arguments, exactly (what
+    /// `--check-config` reports).
+    pub fn bytes_for(spec: &HistorySpec, intervals: &[Duration]) -> usize {
+        let n = intervals.len();
+        let raw: usize = intervals.iter().map(|&iv| raw_len(spec.raw, iv)).sum();
+        let cells = n * (bucket_len(spec.minute, MINUTE) + bucket_len(spec.hour, HOUR));
+        (n + 1) * size_of::<usize>()
+            + raw * size_of::<Slot>()
+            + cells * size_of::<Cell>()
+            + n * size_of::<Meta>()
+    }
+
+    /// Each real server's check interval, in [`Plan::reals`] order: the `intervals` argument
+    /// of [`History::new`] and [`History::bytes_for`] for a plan.
+    pub fn intervals(plan: &Plan) -> Vec<Duration> {
+        plan.reals
+            .iter()
+            .map(|r| plan.checks[r.check].interval)
+            .collect()
+    }
+
+    /// The heap bytes this history holds.
+    pub fn bytes(&self) -> usize {
+        self.raw_off.len() * size_of::<usize>()
+            + self.raw.len() * size_of::<Slot>()
+            + (self.minute.len() + self.hour.len()) * size_of::<Cell>()
+            + self.meta.len() * size_of::<Meta>()
+    }
+
+    /// Real servers tracked.
+    pub fn reals(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Raw results real `real` can hold.
+    ///
+    /// # Panics
+    /// If `real` is not below [`History::reals`].
+    pub fn raw_capacity(&self, real: usize) -> usize {
+        self.raw_off[real + 1] - self.raw_off[real]
+    }
+
+    /// Minute buckets and hour buckets kept per real server.
+    pub fn bucket_capacity(&self) -> (usize, usize) {
+        (self.minutes, self.hours)
+    }
+
+    /// Records one result of real `real`: at `unix_secs` (stamped no earlier than the real's
+    /// newest result), taking `latency_us` (saturating at [`MAX_LATENCY_US`]), failed for
+    /// `reason` or passed for `None`. O(1); allocates nothing.
+    ///
+    /// # Panics
+    /// If `real` is not below [`History::reals`].
+    pub fn record(&mut self, real: usize, unix_secs: u64, latency_us: u64, reason: Option<Reason>) {
+        let m = &mut self.meta[real];
+        let t = (unix_secs.min(u64::from(u32::MAX)) as u32).max(m.newest);
+        m.newest = t;
+        let lat = latency_us.min(u64::from(MAX_LATENCY_US)) as u32;
+        let code = code_of(reason);
+
+        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
+        if b > a {
+            let cap = b - a;
+            let at = usize::from(m.next);
+            let slot = &mut self.raw[a + at];
+            if usize::from(m.len) == cap {
+                // Full: the oldest result gives way, and the ring no longer reaches before it.
+                m.lost = slot.time.saturating_add(1);
+            } else {
+                m.len += 1;
+            }
+            *slot = Slot {
+                time: t,
+                packed: lat << 8 | u32::from(code),
+            };
+            m.next = if at + 1 == cap { 0 } else { at as u16 + 1 };
+        }
+        let (t, failed) = (u64::from(t), code != 0);
+        fold(
+            &mut self.minute,
+            self.minutes,
+            real,
+            t / MINUTE,
+            lat,
+            failed,
+        );
+        fold(&mut self.hour, self.hours, real, t / HOUR, lat, failed);
+    }
+
+    /// Results of the reals in `reals` (indices; a virtual service's range, `0..reals()` for
+    /// the director) from `since` to `now` (Unix seconds, both included).
+    ///
+    /// The level is the finest that covers `since` for every real in the group: raw results
+    /// when no real's ring has dropped any result since then, else minute buckets if `since`
+    /// lies within the minute span before `now`, else hour buckets. When none reaches back
+    /// that far, the level that reaches furthest; [`Summary::covered_from`] then says where
+    /// the data starts. Allocates nothing.
+    ///
+    /// # Panics
+    /// If an index is not below [`History::reals`].
+    pub fn summary(
+        &self,
+        reals: impl Iterator<Item = usize> + Clone,
+        since: u64,
+        now: u64,
+    ) -> Summary {
+        let level = self.level_for(reals.clone(), since, now, true);
+        let mut acc = Acc::EMPTY;
+        match level {
+            Some(Level::Raw) => {
+                for r in reals {
+                    self.raw_newest_first(r, |s| {
+                        let t = u64::from(s.time);
+                        if t > now {
+                            return true;
+                        }
+                        if t < since {
+                            return false;
+                        }
+                        acc.add_slot(s);
+                        true
+                    });
+                }
+            }
+            Some(level) => {
+                let (lo, hi) = self.bucket_range(level, since, now);
+                for r in reals {
+                    for b in lo..=hi {
+                        if let Some(c) = self.cell(level, r, b) {
+                            acc.add_cell(c, level.width());
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        acc.summary(level.unwrap_or_default(), now)
+    }
+
+    /// Calls `f` with each minute (or hour) bucket of the group `reals` from the one holding
+    /// `since` to the one holding `now`, oldest first, each folded over the group; buckets
+    /// without results are skipped. Minute buckets when they reach back to `since`, else hour
+    /// buckets (raw results of one real come from [`History::recent`]). Returns the level
+    /// used, `None` when neither is kept. Allocates nothing; O(buckets × reals).
+    ///
+    /// # Panics
+    /// If an index is not below [`History::reals`].
+    pub fn series(
+        &self,
+        reals: impl Iterator<Item = usize> + Clone,
+        since: u64,
+        now: u64,
+        f: &mut dyn FnMut(Bucket),
+    ) -> Option<Level> {
+        let level = self.level_for(reals.clone(), since, now, false)?;
+        let (lo, hi) = self.bucket_range(level, since, now);
+        for b in lo..=hi {
+            let mut acc = Acc::EMPTY;
+            for r in reals.clone() {
+                if let Some(c) = self.cell(level, r, b) {
+                    acc.add_cell(c, level.width());
+                }
+            }
+            if acc.checks > 0 {
+                let (min_us, mean_us, max_us) = acc.latency();
+                f(Bucket {
+                    level,
+                    start: b * level.width(),
+                    checks: acc.checks,
+                    failures: acc.failures,
+                    min_us,
+                    mean_us,
+                    max_us,
+                });
+            }
+        }
+        Some(level)
+    }
+
+    /// Calls `f` with the last `n` raw results of real `real` (fewer if it holds fewer),
+    /// newest first. Allocates nothing.
+    ///
+    /// # Panics
+    /// If `real` is not below [`History::reals`].
+    pub fn recent(&self, real: usize, n: usize, f: &mut dyn FnMut(RawEntry)) {
+        let mut left = n;
+        self.raw_newest_first(real, |s| {
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
+            f(s.entry());
+            true
+        });
+    }
+
+    /// Writes real `real`'s history (all three levels) to `out` in the versioned format
+    /// [`History::decode_real`] reads. Writes buckets still within their span of the real's
+    /// newest result, oldest first. Allocates nothing (small writes: give it a buffer).
+    ///
+    /// Format version 1, little-endian: `LVSH`, version (u8), newest result time (u32), raw
+    /// lost-before time (u32, 0 = nothing lost), then three sections, each a count (u16) and
+    /// that many items oldest first: raw results (time u32, latency << 8 | reason code u32),
+    /// minute buckets and hour buckets (start u32, checks u16, failures u16, latency sum u32,
+    /// min code u16, max code u16).
+    ///
+    /// # Errors
+    /// Whatever `out` returns.
+    ///
+    /// # Panics
+    /// If `real` is not below [`History::reals`].
+    pub fn encode_real(&self, real: usize, out: &mut impl Write) -> io::Result<()> {
+        let m = self.meta[real];
+        out.write_all(MAGIC)?;
+        out.write_all(&[FORMAT_VERSION])?;
+        out.write_all(&m.newest.to_le_bytes())?;
+        out.write_all(&m.lost.to_le_bytes())?;
+
+        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
+        let (cap, len, next) = (b - a, usize::from(m.len), usize::from(m.next));
+        out.write_all(&m.len.to_le_bytes())?;
+        for k in 0..len {
+            // The oldest held result sits `len` slots behind `next`.
+            let s = self.raw[a + (next + cap - len + k) % cap];
+            out.write_all(&s.time.to_le_bytes())?;
+            out.write_all(&s.packed.to_le_bytes())?;
+        }
+        for level in [Level::Minute, Level::Hour] {
+            let (lo, hi) = self.bucket_range(level, 0, m.newest.into());
+            let count = (lo..=hi)
+                .filter(|&bk| self.cell(level, real, bk).is_some())
+                .count();
+            out.write_all(&(count as u16).to_le_bytes())?;
+            for bk in lo..=hi {
+                if let Some(c) = self.cell(level, real, bk) {
+                    let mut item = [0u8; 16];
+                    item[0..4].copy_from_slice(&c.start.to_le_bytes());
+                    item[4..6].copy_from_slice(&c.checks.to_le_bytes());
+                    item[6..8].copy_from_slice(&c.failures.to_le_bytes());
+                    item[8..12].copy_from_slice(&c.sum_us.to_le_bytes());
+                    item[12..14].copy_from_slice(&c.min.to_le_bytes());
+                    item[14..16].copy_from_slice(&c.max.to_le_bytes());
+                    out.write_all(&item)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The most bytes [`History::encode_real`] writes for any real of this history: what a
+    /// fixed save buffer needs.
+    pub fn max_encoded_len(&self) -> usize {
+        let raw = self
+            .raw_off
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0);
+        HEADER + 3 * 2 + raw * SLOT_BYTES + (self.minutes + self.hours) * CELL_BYTES
+    }
+
+    /// Replaces real `real`'s history with what [`History::encode_real`] wrote. Rings may
+    /// have other lengths than when it was written (the config changed): what fits is kept,
+    /// newest first, and a raw ring that drops results remembers that it no longer reaches
+    /// back. The whole input is checked before anything changes; on error the real's history
+    /// is as it was. Never panics on any input; allocates nothing.
+    ///
+    /// # Errors
+    /// [`HistoryError`] for input that is not exactly one record of a known version.
+    ///
+    /// # Panics
+    /// If `real` is not below [`History::reals`].
+    pub fn decode_real(&mut self, real: usize, input: &[u8]) -> Result<(), HistoryError> {
+        let rec = Record::parse(input)?;
+
+        let m = &mut self.meta[real];
+        *m = Meta {
+            next: 0,
+            len: 0,
+            newest: rec.newest,
+            lost: rec.lost,
+        };
+        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
+        let cap = b - a;
+        let keep = rec.raw.count.min(cap);
+        if keep < rec.raw.count {
+            // The newest dropped result is the one just before those kept.
+            let dropped = slot_at(input, rec.raw.item(rec.raw.count - keep - 1));
+            m.lost = m.lost.max(dropped.time.saturating_add(1));
+        }
+        for k in 0..keep {
+            self.raw[a + k] = slot_at(input, rec.raw.item(rec.raw.count - keep + k));
+        }
+        m.len = keep as u16;
+        m.next = if keep == cap { 0 } else { keep as u16 };
+
+        for (section, ring, per) in [
+            (rec.minute, &mut self.minute, self.minutes),
+            (rec.hour, &mut self.hour, self.hours),
+        ] {
+            let mine = &mut ring[real * per..(real + 1) * per];
+            mine.fill(Cell::default());
+            if per == 0 {
+                continue;
+            }
+            // Oldest first, so a newer bucket that maps to the same slot wins.
+            for k in 0..section.count {
+                let c = cell_at(input, section.item(k));
+                mine[c.start as usize % per] = c;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- reading helpers ---------------------------------------------------------------
+
+    /// Calls `f` with real `real`'s raw results, newest first, until it returns false.
+    fn raw_newest_first(&self, real: usize, mut f: impl FnMut(Slot) -> bool) {
+        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
+        let m = self.meta[real];
+        let cap = b - a;
+        let mut at = usize::from(m.next);
+        for _ in 0..m.len {
+            at = if at == 0 { cap - 1 } else { at - 1 };
+            if !f(self.raw[a + at]) {
+                return;
+            }
+        }
+    }
+
+    /// Buckets per real at `level` (0 for raw).
+    fn ring_len(&self, level: Level) -> usize {
+        match level {
+            Level::Raw => 0,
+            Level::Minute => self.minutes,
+            Level::Hour => self.hours,
+        }
+    }
+
+    /// Real `real`'s bucket number `b` at `level`, if it holds results.
+    fn cell(&self, level: Level, real: usize, b: u64) -> Option<&Cell> {
+        let (ring, per) = match level {
+            Level::Raw => return None,
+            Level::Minute => (&self.minute, self.minutes),
+            Level::Hour => (&self.hour, self.hours),
+        };
+        if per == 0 {
+            return None;
+        }
+        let c = &ring[real * per + (b % per as u64) as usize];
+        (c.checks > 0 && u64::from(c.start) == b).then_some(c)
+    }
+
+    /// Bucket numbers at `level` (which keeps some) from the one holding `since` to the one
+    /// holding `now`, cut to those still kept at `now`. Empty (`lo > hi`) if `since > now`.
+    fn bucket_range(&self, level: Level, since: u64, now: u64) -> (u64, u64) {
+        let w = level.width();
+        let per = self.ring_len(level) as u64;
+        let hi = now / w;
+        let oldest_kept = (hi + 1).saturating_sub(per);
+        let lo = (since / w).max(oldest_kept);
+        if since > now {
+            return (1, 0);
+        }
+        (lo, hi)
+    }
+
+    /// The earliest time from which `level` holds every result of real `real` at `now`.
+    fn reach(&self, level: Level, real: usize, now: u64) -> u64 {
+        match level {
+            Level::Raw => self.meta[real].lost.into(),
+            _ => {
+                let w = level.width();
+                ((now / w + 1).saturating_sub(self.ring_len(level) as u64)) * w
+            }
+        }
+    }
+
+    /// The level to read for group `reals` over `since..=now` (see [`History::summary`]);
+    /// `None` if no level (bucket level, without `raw`) is kept at all.
+    fn level_for(
+        &self,
+        reals: impl Iterator<Item = usize> + Clone,
+        since: u64,
+        now: u64,
+        raw: bool,
+    ) -> Option<Level> {
+        let mut best: Option<(Level, u64)> = None;
+        for level in [Level::Raw, Level::Minute, Level::Hour] {
+            let kept = match level {
+                Level::Raw => {
+                    raw && !self.raw.is_empty() && reals.clone().all(|r| self.raw_capacity(r) > 0)
+                }
+                _ => self.ring_len(level) > 0,
+            };
+            if !kept {
+                continue;
+            }
+            let reach = reals
+                .clone()
+                .map(|r| self.reach(level, r, now))
+                .max()
+                .unwrap_or(0);
+            if since >= reach {
+                return Some(level);
+            }
+            if best.is_none_or(|(_, b)| reach < b) {
+                best = Some((level, reach));
+            }
+        }
+        best.map(|(level, _)| level)
+    }
+}
+
+/// Folds one result (latency `lat_us`, failed or not) into real `real`'s bucket number `b`
+/// in `ring`, which holds `per` buckets per real; a slot holding an older bucket is recycled.
+fn fold(ring: &mut [Cell], per: usize, real: usize, b: u64, lat_us: u32, failed: bool) {
+    if per == 0 {
+        return;
+    }
+    let c = &mut ring[real * per + (b % per as u64) as usize];
+    // Bucket numbers of Unix times stored as u32 fit in u32.
+    let start = b as u32;
+    if c.start != start || c.checks == 0 {
+        *c = Cell::fresh(start);
+    }
+    if c.checks == u16::MAX {
+        // Full: counting on would make the counts and the latencies describe other checks.
+        return;
+    }
+    let code = lat_code(lat_us);
+    c.checks += 1;
+    c.failures += u16::from(failed);
+    c.sum_us = c.sum_us.saturating_add(lat_us);
+    c.min = c.min.min(code);
+    c.max = c.max.max(code);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The encoded form
+
+/// Bytes before the first section: magic, version, newest, lost.
+const HEADER: usize = 4 + 1 + 4 + 4;
+/// Bytes of one raw result and of one bucket.
+const SLOT_BYTES: usize = 8;
+const CELL_BYTES: usize = 16;
+
+/// One section of a checked record: `count` items of `size` bytes from `offset`.
+#[derive(Clone, Copy)]
+struct Section {
+    offset: usize,
+    count: usize,
+    size: usize,
+}
+
+impl Section {
+    fn item(self, k: usize) -> usize {
+        self.offset + k * self.size
+    }
+}
+
+/// A record whose every field has been checked.
+struct Record {
+    newest: u32,
+    lost: u32,
+    raw: Section,
+    minute: Section,
+    hour: Section,
+}
+
+/// Little-endian reads that cannot panic: out of range reads as zero (callers check lengths
+/// first).
+fn le16(input: &[u8], at: usize) -> u16 {
+    match input.get(at..at + 2) {
+        Some(b) => u16::from_le_bytes([b[0], b[1]]),
+        None => 0,
+    }
+}
+
+fn le32(input: &[u8], at: usize) -> u32 {
+    match input.get(at..at + 4) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => 0,
+    }
+}
+
+fn slot_at(input: &[u8], at: usize) -> Slot {
+    Slot {
+        time: le32(input, at),
+        packed: le32(input, at + 4),
+    }
+}
+
+fn cell_at(input: &[u8], at: usize) -> Cell {
+    Cell {
+        start: le32(input, at),
+        checks: le16(input, at + 4),
+        failures: le16(input, at + 6),
+        sum_us: le32(input, at + 8),
+        min: le16(input, at + 12),
+        max: le16(input, at + 14),
+    }
+}
+
+impl Record {
+    /// Checks `input` from end to end.
+    fn parse(input: &[u8]) -> Result<Record, HistoryError> {
+        let bad = |offset, what| Err(HistoryError::Malformed { offset, what });
+        if input.len() < MAGIC.len() || input[..MAGIC.len()] != MAGIC[..] {
+            return Err(if MAGIC.starts_with(input) {
+                HistoryError::Truncated(input.len())
+            } else {
+                HistoryError::Magic
+            });
+        }
+        match input.get(4) {
+            None => return Err(HistoryError::Truncated(input.len())),
+            Some(&FORMAT_VERSION) => {}
+            Some(&v) => return Err(HistoryError::Version(v)),
+        }
+        if input.len() < HEADER {
+            return Err(HistoryError::Truncated(input.len()));
+        }
+        let newest = le32(input, 5);
+        let lost = le32(input, 9);
+
+        let mut at = HEADER;
+        let raw = section(input, &mut at, SLOT_BYTES)?;
+        let mut prev = 0u32;
+        for k in 0..raw.count {
+            let s = slot_at(input, raw.item(k));
+            if s.time < prev {
+                return bad(raw.item(k), "raw results out of time order");
+            }
+            if s.time > newest {
+                return bad(raw.item(k), "raw result newer than the newest time");
+            }
+            if usize::from(s.code()) > Reason::ALL.len() {
+                return bad(raw.item(k) + 4, "unknown reason code");
+            }
+            prev = s.time;
+        }
+        let oldest = if raw.count > 0 {
+            slot_at(input, raw.item(0)).time
+        } else {
+            newest
+        };
+        if lost > oldest.saturating_add(1) {
+            return bad(9, "raw lost-before time after the oldest result");
+        }
+        let minute = buckets(input, &mut at, newest, MINUTE)?;
+        let hour = buckets(input, &mut at, newest, HOUR)?;
+        if at != input.len() {
+            return bad(at, "bytes after the last section");
+        }
+        Ok(Record {
+            newest,
+            lost,
+            raw,
+            minute,
+            hour,
+        })
+    }
+}
+
+/// A section's count at `*at` and the room for its items; moves `*at` past them.
+fn section(input: &[u8], at: &mut usize, size: usize) -> Result<Section, HistoryError> {
+    if input.len() < *at + 2 {
+        return Err(HistoryError::Truncated(input.len()));
+    }
+    let count = usize::from(le16(input, *at));
+    let offset = *at + 2;
+    let end = offset + count * size;
+    if input.len() < end {
+        return Err(HistoryError::Truncated(input.len()));
+    }
+    *at = end;
+    Ok(Section {
+        offset,
+        count,
+        size,
+    })
+}
+
+/// A bucket section of `width`-second buckets, every bucket checked.
+fn buckets(input: &[u8], at: &mut usize, newest: u32, width: u64) -> Result<Section, HistoryError> {
+    let sec = section(input, at, CELL_BYTES)?;
+    let bad = |offset, what| Err(HistoryError::Malformed { offset, what });
+    let mut prev: Option<u32> = None;
+    for k in 0..sec.count {
+        let off = sec.item(k);
+        let c = cell_at(input, off);
+        if prev.is_some_and(|p| c.start <= p) {
+            return bad(off, "buckets out of time order");
+        }
+        if u64::from(c.start) * width > u64::from(newest) {
+            return bad(off, "bucket newer than the newest time");
+        }
+        if c.checks == 0 {
+            return bad(off + 4, "bucket without checks");
+        }
+        if c.failures > c.checks {
+            return bad(off + 6, "more failures than checks");
+        }
+        if c.min > c.max || c.max > lat_code(MAX_LATENCY_US) {
+            return bad(off + 12, "bad latency range");
+        }
+        prev = Some(c.start);
+    }
+    Ok(sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An hour boundary (so also a minute boundary): 2023-11-14T21:00:00Z.
+    const T0: u64 = 472_222 * 3600;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn spec(raw: u64, minute: u64, hour: u64) -> HistorySpec {
+        HistorySpec {
+            raw: secs(raw),
+            minute: secs(minute),
+            hour: secs(hour),
+        }
+    }
+
+    fn recent_all(h: &History, real: usize) -> Vec<RawEntry> {
+        let mut v = Vec::new();
+        h.recent(real, usize::MAX, &mut |e| v.push(e));
+        v
+    }
+
+    fn series_all(h: &History, reals: std::ops::Range<usize>, since: u64, now: u64) -> Vec<Bucket> {
+        let mut v = Vec::new();
+        h.series(reals, since, now, &mut |b| v.push(b));
+        v
+    }
+
+    fn encode(h: &History, real: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        h.encode_real(real, &mut out).unwrap();
+        out
+    }
+
+    // Tests for sizes and layout
+
+    #[test]
+    fn layouts_are_as_documented() {
+        assert_eq!(size_of::<Slot>(), 8);
+        assert_eq!(size_of::<Cell>(), 16);
+        assert_eq!(size_of::<Meta>(), 12);
+    }
+
+    #[test]
+    fn ring_lengths() {
+        assert_eq!(raw_len(secs(600), secs(10)), 60);
+        assert_eq!(raw_len(secs(600), secs(1)), 600);
+        assert_eq!(raw_len(secs(600), secs(7)), 86);
+        assert_eq!(raw_len(secs(600), Duration::from_millis(250)), 2400);
+        assert_eq!(raw_len(secs(5), secs(10)), 1);
+        assert_eq!(raw_len(Duration::ZERO, secs(10)), 0);
+        assert_eq!(
+            raw_len(secs(86400 * 1000), Duration::from_millis(1)),
+            MAX_RING
+        );
+        assert_eq!(raw_len(secs(600), Duration::ZERO), MAX_RING);
+        assert_eq!(bucket_len(secs(7200), MINUTE), 120);
+        assert_eq!(bucket_len(secs(90), MINUTE), 2);
+        assert_eq!(bucket_len(secs(1), MINUTE), 1);
+        assert_eq!(bucket_len(secs(2 * 86400), HOUR), 48);
+        assert_eq!(bucket_len(Duration::ZERO, HOUR), 0);
+        assert_eq!(bucket_len(secs(u64::MAX), HOUR), MAX_RING);
+    }
+
+    #[test]
+    fn bytes_for_is_what_new_allocates() {
+        let d = HistorySpec::default();
+        let cases: Vec<(HistorySpec, Vec<Duration>)> = vec![
+            (d, vec![secs(10)]),
+            (d, vec![secs(1), secs(10), Duration::from_millis(250)]),
+            (d, vec![]),
+            (spec(0, 0, 0), vec![secs(10); 7]),
+            (spec(0, 3600, 0), vec![secs(10); 3]),
+            (spec(3600, 86400, 30 * 86400), vec![secs(5); 11]),
+        ];
+        for (s, iv) in cases {
+            let h = History::new(&s, &iv);
+            assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
+        }
+        // Per real at the defaults: offset 8 + meta 12 + 120 minute and 48 hour buckets of
+        // 16 bytes, + 60 raw results of 8 bytes at 10 s, or 600 at 1 s.
+        let per = |iv: u64| {
+            (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
+                / 100
+        };
+        assert_eq!(per(10), 8 + 12 + 168 * 16 + 60 * 8);
+        assert_eq!(per(10), 3188);
+        assert_eq!(per(1), 7508);
+        assert_eq!(History::bytes_for(&d, &[]), 8);
+    }
+
+    // Tests for the raw ring
+
+    #[test]
+    fn raw_ring_keeps_exactly_the_last_n_and_wraps() {
+        let mut h = History::new(&spec(50, 0, 0), &[secs(10)]);
+        assert_eq!(h.raw_capacity(0), 5);
+        assert!(recent_all(&h, 0).is_empty());
+        for i in 0..8u64 {
+            let reason = (i % 3 == 0).then_some(Reason::Reset);
+            h.record(0, T0 + 10 * i, 1000 + i, reason);
+            let got = recent_all(&h, 0);
+            assert_eq!(got.len(), (i as usize + 1).min(5));
+            assert_eq!(got[0].time, T0 + 10 * i, "newest first");
+        }
+        let got = recent_all(&h, 0);
+        let want: Vec<RawEntry> = (3..8u64)
+            .rev()
+            .map(|i| RawEntry {
+                time: T0 + 10 * i,
+                latency_us: 1000 + i as u32,
+                reason: (i % 3 == 0).then_some(Reason::Reset),
+            })
+            .collect();
+        assert_eq!(got, want);
+        let mut two = Vec::new();
+        h.recent(0, 2, &mut |e| two.push(e.time));
+        assert_eq!(two, [T0 + 70, T0 + 60]);
+        h.recent(0, 0, &mut |_| panic!("asked for none"));
+
+        // Results 0..=2 were dropped: the ring is complete from just after result 2.
+        assert_eq!(h.meta[0].lost as u64, T0 + 21);
+        let s = h.summary(0..1, T0 + 21, T0 + 70);
+        assert_eq!((s.level, s.checks, s.failures), (Level::Raw, 5, 2));
+        assert_eq!(s.covered_from, T0 + 30);
+        // From further back only raw results are kept: the closest, with where they start.
+        let s = h.summary(0..1, T0, T0 + 70);
+        assert_eq!(
+            (s.level, s.checks, s.covered_from),
+            (Level::Raw, 5, T0 + 30)
+        );
+    }
+
+    #[test]
+    fn reasons_and_latencies_are_packed_and_unpacked() {
+        let n = Reason::ALL.len() as u64;
+        let mut h = History::new(&spec(3600, 0, 0), &[secs(1)]);
+        for (i, &r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(code_of(Some(r)), i as u8 + 1);
+            assert_eq!(reason_of(i as u8 + 1), Some(r));
+            h.record(0, T0 + i as u64, i as u64, Some(r));
+        }
+        assert_eq!(
+            (code_of(None), reason_of(0), reason_of(16)),
+            (0, None, None)
+        );
+        h.record(0, T0 + n, 20_000_000, None);
+        h.record(0, T0 + n + 1, u64::MAX, Some(Reason::Timeout));
+        h.record(0, u64::MAX, MAX_LATENCY_US.into(), None);
+        let got = recent_all(&h, 0);
+        assert_eq!(got[0].time, u64::from(u32::MAX), "times saturate at u32");
+        assert_eq!(got[0].latency_us, MAX_LATENCY_US);
+        assert_eq!(got[1].latency_us, MAX_LATENCY_US);
+        assert_eq!(got[1].reason, Some(Reason::Timeout));
+        assert_eq!((got[2].latency_us, got[2].reason), (MAX_LATENCY_US, None));
+        for (i, e) in got[3..].iter().rev().enumerate() {
+            assert_eq!((e.latency_us, e.reason), (i as u32, Some(Reason::ALL[i])));
+        }
+    }
+
+    #[test]
+    fn times_never_go_backwards() {
+        let mut h = History::new(&HistorySpec::default(), &[secs(10)]);
+        h.record(0, T0 + 100, 10, None);
+        h.record(0, T0 + 50, 20, None);
+        h.record(0, T0 + 130, 30, None);
+        let times: Vec<u64> = recent_all(&h, 0).iter().map(|e| e.time).collect();
+        assert_eq!(times, [T0 + 130, T0 + 100, T0 + 100]);
+        // The late result counts in the minute of the clamp, not an earlier one.
+        let b = series_all(&h, 0..1, T0, T0 + 130);
+        assert_eq!(
+            b.iter().map(|b| (b.start, b.checks)).collect::<Vec<_>>(),
+            [(T0 + 60, 2), (T0 + 120, 1)]
+        );
+    }
+
+    // Tests for the latency code of the buckets
+
+    #[test]
+    fn latency_code_is_monotonic_exact_low_and_close_high() {
+        let mut prev = 0u16;
+        for us in 0..=MAX_LATENCY_US {
+            let c = lat_code(us);
+            assert!(c >= prev, "{us}");
+            prev = c;
+            let back = lat_us(c);
+            assert!(back <= us, "{us} -> {back}");
+            if us < 8192 {
+                assert_eq!(back, us);
+            } else {
+                assert!(us - back <= us / 4096, "{us} -> {back}");
+            }
+            assert_eq!(lat_code(back), c, "{us}");
+        }
+        assert_eq!(lat_code(u32::MAX), lat_code(MAX_LATENCY_US));
+        assert_eq!(lat_code(MAX_LATENCY_US), 11 * 4096 + 8191);
+        assert_eq!(lat_us(lat_code(50_000)), 50_000);
+    }
+
+    // Tests for minute and hour buckets
+
+    #[test]
+    fn buckets_count_and_recycle() {
+        let mut h = History::new(&spec(0, 180, 7200), &[secs(10)]);
+        assert_eq!(h.bucket_capacity(), (3, 2));
+        let m0 = T0 / 60;
+        h.record(0, T0, 100, None);
+        h.record(0, T0 + 10, 300, None);
+        h.record(0, T0 + 20, 50_000, Some(Reason::Timeout));
+        h.record(0, T0 + 59, 200, None);
+        let want0 = Bucket {
+            level: Level::Minute,
+            start: T0,
+            checks: 4,
+            failures: 1,
+            min_us: 100,
+            mean_us: (100 + 300 + 50_000 + 200) / 4,
+            max_us: 50_000,
+        };
+        assert_eq!(series_all(&h, 0..1, T0, T0 + 59), [want0]);
+
+        h.record(0, T0 + 60, 400, None);
+        h.record(0, T0 + 3 * 60 + 5, 500, Some(Reason::Reset));
+        // Minute 3 took minute 0's slot; minutes 1 and 3 remain, minute 2 is empty.
+        assert!(h.cell(Level::Minute, 0, m0).is_none());
+        assert_eq!(h.cell(Level::Minute, 0, m0 + 3).map(|c| c.checks), Some(1));
+        let got = series_all(&h, 0..1, T0 + 60, T0 + 239);
+        assert_eq!(
+            got.iter()
+                .map(|b| (b.start, b.checks, b.failures, b.min_us, b.mean_us, b.max_us))
+                .collect::<Vec<_>>(),
+            [
+                (T0 + 60, 1, 0, 400, 400, 400),
+                (T0 + 180, 1, 1, 500, 500, 500)
+            ]
+        );
+        let s = h.summary(0..1, T0 + 60, T0 + 239);
+        assert_eq!(
+            s,
+            Summary {
+                checks: 2,
+                failures: 1,
+                min_us: 400,
+                mean_us: 450,
+                max_us: 500,
+                level: Level::Minute,
+                covered_from: T0 + 60,
+            }
+        );
+        // The hour bucket has everything.
+        let s = h.summary(0..1, T0, T0 + 239);
+        assert_eq!(
+            (s.level, s.checks, s.failures, s.min_us, s.max_us),
+            (Level::Hour, 6, 2, 100, 50_000)
+        );
+        assert_eq!(s.mean_us, (100 + 300 + 50_000 + 200 + 400 + 500) / 6);
+        assert_eq!(s.covered_from, T0);
+
+        // Buckets expire with time, written over or not.
+        let s = h.summary(0..1, T0 + 8 * 60, T0 + 10 * 60);
+        assert_eq!(
+            (s.level, s.checks, s.covered_from),
+            (Level::Minute, 0, T0 + 600)
+        );
+        assert!(series_all(&h, 0..1, T0 + 8 * 60, T0 + 10 * 60).is_empty());
+        // Two hours later the first hour's bucket is still there; three hours later it is not.
+        let s = h.summary(0..1, T0, T0 + 2 * 3600 - 1);
+        assert_eq!((s.level, s.checks), (Level::Hour, 6));
+        let s = h.summary(0..1, T0, T0 + 2 * 3600);
+        assert_eq!((s.level, s.checks), (Level::Hour, 0));
+        // An hour later the slot is recycled for the new hour.
+        h.record(0, T0 + 2 * 3600 + 1, 700, None);
+        assert!(h.cell(Level::Hour, 0, T0 / 3600).is_none());
+        let s = h.summary(0..1, T0 + 3600, T0 + 2 * 3600 + 1);
+        assert_eq!((s.level, s.checks, s.mean_us), (Level::Hour, 1, 700));
+    }
+
+    #[test]
+    fn a_full_bucket_stops_counting() {
+        let mut h = History::new(&spec(0, 0, 3600), &[Duration::from_millis(1)]);
+        for i in 0..70_000u64 {
+            h.record(
+                0,
+                T0 + i / 20,
+                10 + i % 2,
+                (i % 4 == 0).then_some(Reason::Closed),
+            );
+        }
+        let c = *h.cell(Level::Hour, 0, T0 / 3600).unwrap();
+        assert_eq!((c.checks, c.failures), (u16::MAX, 65_535 / 4 + 1));
+        assert_eq!(c.sum_us, 65_535 / 2 * 21 + 10);
+    }
+
+    // Tests for summaries
+
+    #[test]
+    fn summaries_of_a_real_a_group_and_all_by_hand() {
+        let mut h = History::new(&HistorySpec::default(), &[secs(10), secs(10), secs(10)]);
+        h.record(0, T0 + 1, 100, None);
+        h.record(0, T0 + 11, 300, Some(Reason::HttpStatus));
+        h.record(0, T0 + 21, 200, None);
+        h.record(1, T0 + 5, 1000, None);
+        let now = T0 + 30;
+        let s0 = h.summary(0..1, T0, now);
+        assert_eq!(
+            s0,
+            Summary {
+                checks: 3,
+                failures: 1,
+                min_us: 100,
+                mean_us: 200,
+                max_us: 300,
+                level: Level::Raw,
+                covered_from: T0 + 1,
+            }
+        );
+        assert_eq!(s0.availability(), Some(2.0 / 3.0));
+        let s1 = h.summary([1].into_iter(), T0, now);
+        assert_eq!((s1.checks, s1.mean_us, s1.covered_from), (1, 1000, T0 + 5));
+        let group = Summary {
+            checks: 4,
+            failures: 1,
+            min_us: 100,
+            mean_us: 400, // (3 × 200 + 1 × 1000) / 4
+            max_us: 1000,
+            level: Level::Raw,
+            covered_from: T0 + 1,
+        };
+        assert_eq!(h.summary(0..2, T0, now), group);
+        assert_eq!(
+            h.summary(0..3, T0, now),
+            group,
+            "a real without results adds nothing"
+        );
+        assert_eq!(h.summary([1, 0].into_iter(), T0, now), group);
+        // The same at the minute and hour levels.
+        let mut m = Vec::new();
+        assert_eq!(
+            h.series(0..3, T0, now, &mut |b| m.push(b)),
+            Some(Level::Minute)
+        );
+        assert_eq!(
+            m,
+            [Bucket {
+                level: Level::Minute,
+                start: T0,
+                checks: 4,
+                failures: 1,
+                min_us: 100,
+                mean_us: 400,
+                max_us: 1000,
+            }]
+        );
+        // Since after the last result: nothing, at the finest level.
+        let s = h.summary(0..3, T0 + 22, now);
+        assert_eq!((s.checks, s.level, s.covered_from), (0, Level::Raw, now));
+        assert_eq!(s.availability(), None);
+        // Since after now: nothing.
+        assert_eq!(h.summary(0..3, now + 1, now).checks, 0);
+        assert!(series_all(&h, 0..3, now + 1, now).is_empty());
+        // An empty group.
+        assert_eq!(h.summary(0..0, T0, now).checks, 0);
+        // Results after `now` are not counted.
+        assert_eq!(h.summary(0..1, T0, T0 + 15).checks, 2);
+    }
+
+    /// What a summary at `level` must say, computed from every result recorded.
+    fn oracle(
+        h: &History,
+        log: &[(usize, u64, u32, bool)],
+        reals: &[usize],
+        level: Level,
+        since: u64,
+        now: u64,
+    ) -> Summary {
+        let mut acc = Acc::EMPTY;
+        for &(r, t, lat, failed) in log {
+            if !reals.contains(&r) {
+                continue;
+            }
+            let keep = match level {
+                Level::Raw => (since..=now).contains(&t),
+                _ => {
+                    let (lo, hi) = h.bucket_range(level, since, now);
+                    (lo..=hi).contains(&(t / level.width()))
+                }
+            };
+            if keep {
+                acc.checks += 1;
+                acc.failures += u64::from(failed);
+                acc.sum_us += u64::from(lat);
+                acc.min_us = acc.min_us.min(lat);
+                acc.max_us = acc.max_us.max(lat);
+                let from = match level {
+                    Level::Raw => t,
+                    _ => t / level.width() * level.width(),
+                };
+                acc.oldest = acc.oldest.min(from);
+            }
+        }
+        acc.summary(level, now)
+    }
+
+    #[test]
+    fn summaries_pick_the_finest_level_that_covers_the_span() {
+        // Three reals: 10 s, 10 s and 5 s intervals; raw rings of 6, 6 and 12 results.
+        let s = spec(60, 600, 2 * 86400);
+        let mut h = History::new(&s, &[secs(10), secs(10), secs(5)]);
+        let mut log = Vec::new();
+        for t in (T0..T0 + 1800).step_by(5) {
+            let k = (t - T0) / 5;
+            if k % 2 == 0 {
+                log.push((0, t, 1000, false));
+                log.push((1, t, if k % 3 == 0 { 5000 } else { 2000 }, k % 3 == 0));
+            }
+            log.push((2, t, 300 + (k % 4) as u32 * 100, k % 7 == 0));
+        }
+        for &(r, t, lat, failed) in &log {
+            h.record(r, t, lat.into(), failed.then_some(Reason::Timeout));
+        }
+        let now = T0 + 1799;
+        // Reals 0 and 1 keep 1740..=1790 (dropped 1730), real 2 keeps 1740..=1795 (dropped
+        // 1735). Minute buckets reach back to 1200 (the last ten minutes), hour buckets to
+        // 47 hours before T0.
+        assert_eq!(h.meta[0].lost, (T0 + 1731) as u32);
+        assert_eq!(h.meta[1].lost, (T0 + 1731) as u32);
+        assert_eq!(h.meta[2].lost, (T0 + 1736) as u32);
+        for group in [&[0][..], &[1], &[2], &[0, 1], &[0, 1, 2], &[2, 0]] {
+            let raw_from = if group.contains(&2) { 1736 } else { 1731 };
+            for since in [
+                now - 30,
+                T0 + 1736,
+                T0 + 1735,
+                T0 + 1731,
+                T0 + 1730,
+                T0 + 1200,
+                T0 + 1199,
+                T0,
+                T0 - 47 * 3600,
+            ] {
+                let level = if since >= T0 + raw_from {
+                    Level::Raw
+                } else if since >= T0 + 1200 {
+                    Level::Minute
+                } else {
+                    Level::Hour
+                };
+                let got = h.summary(group.iter().copied(), since, now);
+                let want = oracle(&h, &log, group, level, since, now);
+                assert_eq!(
+                    got,
+                    want,
+                    "group {group:?} since T0{:+}",
+                    since as i64 - T0 as i64
+                );
+                assert!(got.checks > 0);
+            }
+        }
+        // Nothing reaches back three days: the hour level reaches furthest, and says where
+        // its data starts.
+        let got = h.summary(0..3, T0 - 3 * 86400, now);
+        assert_eq!((got.level, got.covered_from), (Level::Hour, T0));
+        assert_eq!(got.checks, log.len() as u64);
+        // Without raw results for one real of the group, the group reads buckets.
+        let mut h2 = History::new(&spec(60, 600, 0), &[secs(10), secs(0)]);
+        h2.record(0, T0, 1, None);
+        h2.record(1, T0, 1, None);
+        assert_eq!(h2.summary(0..1, T0, T0).level, Level::Raw);
+        assert_eq!(h2.summary(0..2, T0, T0).level, Level::Raw);
+        let mut h3 = History::new(&spec(0, 600, 0), &[secs(10)]);
+        h3.record(0, T0, 1, None);
+        assert_eq!(h3.summary(0..1, T0, T0).level, Level::Minute);
+        // Nothing kept at all.
+        let h4 = History::new(&spec(0, 0, 0), &[secs(10)]);
+        assert_eq!(h4.summary(0..1, T0, T0).checks, 0);
+        assert_eq!(h4.series(0..1, T0, T0, &mut |_| panic!()), None);
+    }
+
+    #[test]
+    fn series_of_a_group_folds_each_bucket() {
+        let mut h = History::new(&HistorySpec::default(), &[secs(10), secs(10)]);
+        h.record(0, T0 + 5, 100, None);
+        h.record(1, T0 + 6, 900, Some(Reason::Reset));
+        h.record(1, T0 + 130, 500, None);
+        let got = series_all(&h, 0..2, T0, T0 + 180);
+        assert_eq!(
+            got.iter()
+                .map(|b| (b.start, b.checks, b.failures, b.min_us, b.mean_us, b.max_us))
+                .collect::<Vec<_>>(),
+            [(T0, 2, 1, 100, 500, 900), (T0 + 120, 1, 0, 500, 500, 500)]
+        );
+        // Back beyond the minute span: hour buckets.
+        let mut hours = Vec::new();
+        let level = h.series(0..2, T0 - 3 * 3600, T0 + 180, &mut |b| hours.push(b));
+        assert_eq!(level, Some(Level::Hour));
+        assert_eq!(
+            hours
+                .iter()
+                .map(|b| (b.start, b.checks))
+                .collect::<Vec<_>>(),
+            [(T0, 3)]
+        );
+    }
+
+    // Tests for persistence
+
+    /// A history with a little of everything, and the spec it was made with.
+    fn sample() -> (History, HistorySpec) {
+        let s = spec(100, 600, 3 * 3600);
+        let mut h = History::new(&s, &[secs(10), secs(5)]);
+        for i in 0..400u64 {
+            let t = T0 + i * 30;
+            h.record(
+                0,
+                t,
+                200 + i,
+                (i % 5 == 0).then_some(Reason::ALL[i as usize % 15]),
+            );
+            h.record(1, t + 1, 10_000 + 7 * i, None);
+        }
+        (h, s)
+    }
+
+    #[test]
+    fn encode_decode_round_trips() {
+        let (h, s) = sample();
+        let mut back = History::new(&s, &[secs(10), secs(5)]);
+        // Real 1 fills every ring: 20 raw results, 10 minutes and 3 hours.
+        assert_eq!(encode(&h, 1).len(), h.max_encoded_len());
+        assert!(encode(&h, 0).len() < h.max_encoded_len());
+        assert_eq!(h.max_encoded_len(), 13 + 6 + 20 * 8 + 13 * 16);
+        assert_eq!(encode(&back, 0).len(), 13 + 6);
+        for r in 0..2 {
+            let bytes = encode(&h, r);
+            back.decode_real(r, &bytes).unwrap();
+            assert_eq!(encode(&back, r), bytes);
+            assert_eq!(recent_all(&back, r), recent_all(&h, r));
+            assert_eq!(back.meta[r].lost, h.meta[r].lost);
+        }
+        let now = T0 + 400 * 30;
+        for since in [now - 60, now - 500, now - 3000, T0, 0] {
+            assert_eq!(back.summary(0..2, since, now), h.summary(0..2, since, now));
+            assert_eq!(
+                series_all(&back, 0..2, since, now),
+                series_all(&h, 0..2, since, now)
+            );
+        }
+        // Newer results go on where the old ones stopped, and not before them.
+        back.record(0, 0, 1, None);
+        assert_eq!(recent_all(&back, 0)[0].time, recent_all(&h, 0)[0].time);
+    }
+
+    #[test]
+    fn decode_into_smaller_rings_keeps_the_newest() {
+        let (h, _) = sample();
+        let small = spec(30, 180, 3600);
+        let mut back = History::new(&small, &[secs(10), secs(10)]);
+        for r in 0..2 {
+            back.decode_real(r, &encode(&h, r)).unwrap();
+            let want: Vec<RawEntry> = recent_all(&h, r).into_iter().take(3).collect();
+            assert_eq!(recent_all(&back, r), want);
+            // It no longer reaches back beyond the oldest result it kept.
+            assert_eq!(back.meta[r].lost as u64, recent_all(&h, r)[3].time + 1);
+        }
+        let now = T0 + 400 * 30;
+        // The raw results it kept, the last three minutes and the current hour read as before.
+        assert_eq!(
+            back.summary(0..2, now - 100, now),
+            h.summary(0..2, now - 100, now)
+        );
+        for since in [now - 120, T0 + 3 * 3600] {
+            assert_eq!(
+                series_all(&back, 0..2, since, now),
+                series_all(&h, 0..2, since, now)
+            );
+        }
+        let minutes = series_all(&h, 0..2, now - 120, now);
+        // Minutes 198 and 199 of the sample (minute 200, `now`'s, has no results yet).
+        assert_eq!(minutes.len(), 2);
+        let s = back.summary(0..2, now - 120, now);
+        assert_eq!(s.level, Level::Minute);
+        assert_eq!(s.checks, minutes.iter().map(|b| b.checks).sum::<u64>());
+        // The fourth minute back is gone: the one hour bucket answers.
+        let s = back.summary(0..2, now - 121, now);
+        assert_eq!((s.level, s.covered_from), (Level::Hour, T0 + 3 * 3600));
+        // And into larger ones: everything, and the same reach.
+        let mut big = History::new(&spec(1000, 7200, 86400), &[secs(10), secs(1)]);
+        for r in 0..2 {
+            big.decode_real(r, &encode(&h, r)).unwrap();
+            assert_eq!(recent_all(&big, r), recent_all(&h, r));
+            assert_eq!(big.meta[r].lost, h.meta[r].lost);
+        }
+        // And into none.
+        let mut none = History::new(&spec(0, 0, 0), &[secs(10)]);
+        none.decode_real(0, &encode(&h, 0)).unwrap();
+        assert_eq!(none.summary(0..1, 0, now).checks, 0);
+    }
+
+    #[test]
+    fn decode_refuses_every_truncation_and_leaves_the_real_alone() {
+        let (h, s) = sample();
+        let bytes = encode(&h, 1);
+        let mut other = History::new(&s, &[secs(10), secs(5)]);
+        other.record(1, T0, 5, None);
+        let before = encode(&other, 1);
+        for k in 0..bytes.len() {
+            let e = other.decode_real(1, &bytes[..k]).unwrap_err();
+            assert!(
+                matches!(e, HistoryError::Truncated(_)),
+                "{k}/{}: {e}",
+                bytes.len()
+            );
+            assert_eq!(encode(&other, 1), before);
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            other.decode_real(1, &longer),
+            Err(HistoryError::Malformed { .. })
+        ));
+        assert_eq!(encode(&other, 1), before);
+    }
+
+    #[test]
+    fn decode_refuses_malformed_fields() {
+        let mut h = History::new(&spec(100, 600, 3600), &[secs(10)]);
+        h.record(0, T0, 100, Some(Reason::Reset));
+        h.record(0, T0 + 70, 200, None);
+        let good = encode(&h, 0);
+        // Header 13, raw count at 13, results at 15 and 23, minute count at 31, buckets at 33
+        // and 49, hour count at 65, one bucket at 67.
+        assert_eq!(good.len(), 13 + 2 + 16 + 2 + 32 + 2 + 16);
+        let with = |at: usize, bytes: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            b
+        };
+        let mut fresh = History::new(&spec(100, 600, 3600), &[secs(10)]);
+        let mut check = |input: Vec<u8>, want: HistoryError| {
+            assert_eq!(fresh.decode_real(0, &input), Err(want));
+        };
+        check(with(0, b"LVSX"), HistoryError::Magic);
+        check(with(4, &[2]), HistoryError::Version(2));
+        check(with(4, &[0]), HistoryError::Version(0));
+        let m = |offset, what| HistoryError::Malformed { offset, what };
+        check(with(19, &[16]), m(19, "unknown reason code"));
+        check(
+            with(23, &((T0 - 1) as u32).to_le_bytes()),
+            m(23, "raw results out of time order"),
+        );
+        check(
+            with(23, &((T0 + 71) as u32).to_le_bytes()),
+            m(23, "raw result newer than the newest time"),
+        );
+        check(
+            with(9, &((T0 + 2) as u32).to_le_bytes()),
+            m(9, "raw lost-before time after the oldest result"),
+        );
+        check(with(37, &[0, 0]), m(37, "bucket without checks"));
+        check(with(39, &[2, 0]), m(39, "more failures than checks"));
+        check(with(45, &[0xff, 0xff]), m(45, "bad latency range"));
+        check(
+            with(49, &((T0 / 60) as u32).to_le_bytes()),
+            m(49, "buckets out of time order"),
+        );
+        check(
+            with(67, &((T0 / 3600 + 1) as u32).to_le_bytes()),
+            m(67, "bucket newer than the newest time"),
+        );
+        check(Vec::new(), HistoryError::Truncated(0));
+        check(b"LV".to_vec(), HistoryError::Truncated(2));
+        check(b"nonsense".to_vec(), HistoryError::Magic);
+        // A count larger than what follows.
+        check(with(65, &[2, 0]), HistoryError::Truncated(good.len()));
+        fresh.decode_real(0, &good).unwrap();
+    }
+
+    #[test]
+    fn decode_never_panics_on_garbage() {
+        let (h, s) = sample();
+        let good = encode(&h, 0);
+        let mut back = History::new(&s, &[secs(10), secs(5)]);
+        // Every byte of a good record changed in a few ways: an error or a consistent history.
+        for at in 0..good.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[at] ^= x;
+                if back.decode_real(0, &b).is_ok() {
+                    let times: Vec<u64> = recent_all(&back, 0).iter().map(|e| e.time).collect();
+                    assert!(times.windows(2).all(|w| w[0] >= w[1]));
+                    back.summary(0..1, 0, u64::MAX);
+                    back.series(0..1, 0, T0 + 86400, &mut |_| {});
+                }
+            }
+        }
+        // Random bytes, behind a good header or not.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 96) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if next() % 2 == 0 && b.len() >= 5 {
+                b[..5].copy_from_slice(b"LVSH\x01");
+            }
+            let _ = back.decode_real(1, &b);
+        }
+    }
+
+    // Tests for cost
+
+    #[test]
+    fn a_million_results_in_constant_time_each() {
+        let d = HistorySpec::default();
+        let mut h = History::new(&d, &[secs(1), secs(10), Duration::from_millis(250)]);
+        let bytes = h.bytes();
+        for i in 0..1_000_000u64 {
+            let reason = (i % 97 == 0).then_some(Reason::ConnectTimeout);
+            h.record((i % 3) as usize, T0 + i / 3, i % 5000, reason);
+        }
+        assert_eq!(h.bytes(), bytes);
+        let now = T0 + 1_000_000 / 3;
+        // The last two days are in the hour buckets: 48 of them, the oldest one whole.
+        let s = h.summary(0..3, now - 47 * 3600, now);
+        assert_eq!(s.level, Level::Hour);
+        let from = (now / 3600 - 47) * 3600;
+        assert_eq!(s.covered_from, from);
+        assert_eq!(s.checks, 1_000_000 - (from - T0) * 3);
+    }
+}
