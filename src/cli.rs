@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,9 +69,78 @@ pub struct Cli {
     #[arg(long = "pidfile", value_name = "PATH")]
     pub pidfile: Option<PathBuf>,
 
-    /// Reserved for the control-socket client (status, history, drain, undrain, reload).
-    #[arg(value_name = "COMMAND", hide = true)]
-    pub command: Vec<String>,
+    /// The control socket: served by the daemon (mode 0600), used by the subcommands.
+    #[arg(
+        long = "socket",
+        value_name = "PATH",
+        default_value = "/run/lvsmon.sock",
+        global = true
+    )]
+    pub socket: PathBuf,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9110).
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Where check history and DRAINED marks are kept across restarts.
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        default_value = "/var/lib/lvsmon"
+    )]
+    pub state_dir: PathBuf,
+
+    /// How often that state is saved while running (it is also saved on SIGTERM).
+    #[arg(long = "state-interval", value_name = "DUR", default_value = "5m", value_parser = parse_dur)]
+    pub state_interval: Duration,
+
+    /// A command for a running daemon (through its control socket); none: run the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The control-socket client's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every real server: state, since when, weight, checks, failures, last failure.
+    Status {
+        /// One JSON object per real server, in a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Availability and latency per director, virtual service and real server.
+    History {
+        /// A virtual service (tcp:10.0.0.1:80, fwmark:42): it and its real servers.
+        #[arg(value_name = "VIRTUAL")]
+        virtual_service: Option<String>,
+        /// A real server behind VIRTUAL (192.168.1.10:80): it alone, with its recent results.
+        #[arg(value_name = "REAL")]
+        real: Option<String>,
+        /// How far back: 250ms, 10s, 5m, 1h, 1d.
+        #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_dur)]
+        since: Duration,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a real server out of service by hand: weight 0, kept across restarts.
+    Drain {
+        /// The real server (ADDR:PORT).
+        real: String,
+        /// Only behind this virtual service (default: behind every one).
+        #[arg(value_name = "VIRTUAL")]
+        virtual_service: Option<String>,
+    },
+    /// Return a drained real server to service.
+    Undrain {
+        /// The real server (ADDR:PORT).
+        real: String,
+        /// Only behind this virtual service (default: behind every one).
+        #[arg(value_name = "VIRTUAL")]
+        virtual_service: Option<String>,
+    },
+    /// Reload the configuration, as SIGHUP does.
+    Reload,
 }
 
 const AFTER_HELP: &str = "\
@@ -77,8 +148,12 @@ Signals: SIGTERM and SIGINT stop cleanly (exit 0); SIGUSR1 logs the status table
 Exit status: 0 clean stop, 1 configuration or startup error, 2 usage error.
 See lvsmon(8) and lvsmon.conf(5).";
 
-/// The subcommands that belong to the control socket.
-pub const RESERVED_COMMANDS: &[&str] = &["status", "history", "drain", "undrain", "reload"];
+/// Parses a duration as the config does (`250ms`, `10s`, `5m`, `1h`, `1d`, seconds).
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    crate::config::plan::parse_duration(s.as_bytes())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?}: expected a duration like 10m, 1h, 1d"))
+}
 
 /// Parses `SECS` with fractions (`10`, `0.5`, `2.25`) into a duration.
 fn parse_secs(s: &str) -> Result<Duration, String> {

@@ -8,15 +8,20 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod event_loop;
+pub mod history;
 pub mod ipvs;
 pub mod log;
 pub mod monitor;
 pub mod notify;
 pub mod pool;
 pub mod startup;
+pub mod state;
+pub mod stats;
 pub mod timer;
 
 #[path = "../plugins/mod.rs"]

@@ -219,6 +219,22 @@ impl Drop for Line<'_> {
     }
 }
 
+/// Writes `unix_secs` as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+///
+/// # Errors
+/// The output is full.
+pub fn write_rfc3339(w: &mut impl Write, unix_secs: u64) -> io::Result<()> {
+    let (y, mo, d) = civil_from_days((unix_secs / 86_400) as i64);
+    let s = unix_secs % 86_400;
+    write!(
+        w,
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

@@ -1,22 +1,21 @@
-//! `lvsmon`: parse the command line, load the configuration, run the daemon.
+//! `lvsmon`: parse the command line; run the daemon, or send a command to a running one.
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lvsmon::cli::{Cli, RESERVED_COMMANDS};
+use lvsmon::cli::Cli;
 use lvsmon::startup::{self, StartupError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(cmd) = cli.command.first() {
-        if RESERVED_COMMANDS.contains(&cmd.as_str()) {
-            eprintln!(
-                "lvsmon: `{cmd}` talks to the control socket, which this version does not have yet"
-            );
-        } else {
-            eprintln!("lvsmon: unexpected argument {cmd:?} (see lvsmon --help)");
-        }
-        return ExitCode::from(2);
+    if let Some(cmd) = &cli.command {
+        return match lvsmon::client::run(&cli.socket, cmd, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lvsmon: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     match startup::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

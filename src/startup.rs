@@ -51,6 +51,19 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     if cli.check_config {
         let plan = config::load(&cli.file, cli.interval).map_err(StartupError::ConfigCheck)?;
         println!("{}: OK: {}", cli.file.display(), plan.summary());
+        let bytes = crate::history::History::bytes_for(
+            &plan.history,
+            &crate::history::History::intervals(&plan),
+        );
+        let h = &plan.history;
+        println!(
+            "history: {:.1} MiB ({} bytes per real server on average; raw {}s, minute {}s, hour {}s)",
+            bytes as f64 / 1048576.0,
+            bytes / plan.reals.len().max(1),
+            h.raw.as_secs(),
+            h.minute.as_secs(),
+            h.hour.as_secs()
+        );
         return Ok(());
     }
     let plan = config::load(&cli.file, cli.interval)?;
@@ -79,8 +92,22 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         Some(p) => Some(PidFile::create(p.clone())?),
         None => None,
     };
-    let mut daemon =
-        Daemon::new(plan, ipvs, log, &Options::default()).map_err(io_err("event loop"))?;
+    let opts = Options {
+        socket: Some(cli.socket.clone()),
+        metrics: cli.metrics,
+        state_dir: Some(cli.state_dir.clone()),
+        state_interval: cli.state_interval,
+        ..Options::default()
+    };
+    let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(io_err(format!(
+        "startup (control socket {}, state directory {}{})",
+        cli.socket.display(),
+        cli.state_dir.display(),
+        cli.metrics
+            .map(|m| format!(", metrics {m}"))
+            .unwrap_or_default()
+    )))?;
+    let _socket = SocketFile(cli.socket.clone());
     daemon.run().map_err(io_err("event loop"))
 }
 
@@ -122,6 +149,15 @@ fn raise_fd_limit(plan: &Plan) {
             lim.rlim_cur = need.min(lim.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// The control socket's file, removed when the daemon stops.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

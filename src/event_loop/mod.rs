@@ -16,6 +16,8 @@
 //! generation in the high bits (see [`Probe::token`]); the top of the token space is
 //! reserved for the daemon's own sources.
 
+mod report;
+
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -27,6 +29,8 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::clock::{micros, Clock, Time};
 use crate::config::{Forward, OnDown, Plan, ServiceKey};
+use crate::control::Server;
+use crate::history::History;
 use crate::ipvs::{Dest, Ipvs, IpvsEvent, Op, OpKind, OpResult, Service};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
@@ -35,6 +39,8 @@ use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use crate::notify::Notifier;
 use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
 use crate::pool::BufPool;
+use crate::state::Saver;
+use crate::stats::Histogram;
 use crate::timer::Wheel;
 
 /// Token of the signal pipe.
@@ -53,6 +59,14 @@ pub struct Options {
     pub buffers: usize,
     /// Install signal handlers (the binary does; test harnesses may not want to).
     pub signals: bool,
+    /// The control socket's path (`--socket`), if it is to be served.
+    pub socket: Option<std::path::PathBuf>,
+    /// Where to serve `/metrics` (`--metrics`), if at all.
+    pub metrics: Option<SocketAddr>,
+    /// Where state survives restarts (`--state-dir`), if anywhere.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How often state is saved while running (also on SIGTERM).
+    pub state_interval: Duration,
 }
 
 impl Default for Options {
@@ -61,6 +75,10 @@ impl Default for Options {
             notify_kill_after: Duration::from_secs(30),
             buffers: 0,
             signals: true,
+            socket: None,
+            metrics: None,
+            state_dir: None,
+            state_interval: Duration::from_secs(300),
         }
     }
 }
@@ -100,6 +118,8 @@ struct Real {
     last_reason: Option<Reason>,
     last_detail: Detail,
     last_latency_us: u32,
+    /// Taken out of service by an operator (`lvsmon drain`): weight 0 whatever its checks say.
+    drained: bool,
 }
 
 /// A virtual service's identity and quorum bookkeeping.
@@ -110,6 +130,8 @@ struct Virtual {
     quorum: u32,
     sorry: Option<SocketAddr>,
     notify: u32,
+    /// Its reals: a range of real indices.
+    reals: (u32, u32),
     /// Reals UP, and reals not yet decided.
     up: u32,
     unknown: u32,
@@ -146,6 +168,12 @@ pub struct Stats {
     pub ipvs_ok: [u64; 6],
     /// IPVS operations by kind that failed.
     pub ipvs_errors: [u64; 6],
+    /// Of `ipvs_ok`, those that were only logged (`--dry-run`).
+    pub ipvs_dry_run: [u64; 6],
+    /// Check durations (connect to verdict).
+    pub duration: Histogram,
+    /// Check start lateness (start time minus scheduled time).
+    pub lateness: Histogram,
     /// Notify events dropped because the queue was full.
     pub notify_dropped: u64,
     /// Differences between the table and lvsmon's decisions found by resyncs (and repaired).
@@ -193,6 +221,18 @@ struct Core {
     resyncing: bool,
     /// Time of the current turn.
     now: Time,
+    /// Unix time (µs) at daemon time zero, for timestamps people read.
+    wall_origin_us: u64,
+    /// A client asked for a reload (handled like SIGHUP at the end of the turn).
+    reload_requested: bool,
+    /// State persistence: the writer, its period, the next save, and the next real to
+    /// write while a save is under way.
+    saver: Option<Saver>,
+    /// Every real's check history (SPEC section 7).
+    history: History,
+    save_every_us: u64,
+    next_save: Time,
+    save_cursor: Option<usize>,
     notifier: Option<Notifier>,
     log: Log,
     stats: Stats,
@@ -251,7 +291,20 @@ pub struct Daemon {
     signals: Option<Signals>,
     clock: Clock,
     ipvs: Box<dyn Ipvs>,
+    server: Option<Server>,
     core: Core,
+}
+
+/// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
+/// monotonic clock).
+fn wall_now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec.max(0) as u64 * 1_000_000 + ts.tv_nsec.max(0) as u64 / 1000
 }
 
 /// Rounds a wait up to whole milliseconds, as `epoll_wait` counts.
@@ -286,6 +339,7 @@ impl Daemon {
                 quorum: v.quorum,
                 sorry: v.sorry,
                 notify,
+                reals: (v.reals.start as u32, v.reals.end as u32),
                 up: 0,
                 unknown: v.reals.len() as u32,
                 quorum_lost: false,
@@ -320,6 +374,7 @@ impl Daemon {
                 last_reason: None,
                 last_detail: Detail::EMPTY,
                 last_latency_us: 0,
+                drained: false,
             });
             rings_len += ring_len;
         }
@@ -338,6 +393,7 @@ impl Daemon {
         let n_virtuals = plan.virtuals.len();
         let resync_us = micros(plan.resync);
 
+        let history = History::new(&plan.history, &History::intervals(&plan));
         let mut probe_reals = Vec::with_capacity(plan.reals.len());
         let mut cfg = Vec::with_capacity(n);
         let mut max_response = 0usize;
@@ -425,6 +481,13 @@ impl Daemon {
             next_resync: Time(resync_us),
             resyncing: false,
             now: Time::ZERO,
+            wall_origin_us: wall_now_us(),
+            reload_requested: false,
+            saver: None,
+            history,
+            save_every_us: micros(opts.state_interval).max(1_000_000),
+            next_save: Time(micros(opts.state_interval).max(1_000_000)),
+            save_cursor: None,
             notifier,
             log,
             stats: Stats::default(),
@@ -432,12 +495,27 @@ impl Daemon {
             local_warn_at: Time::ZERO,
             local_held: 0,
         };
+        let mut core = core;
+        if let Some(dir) = &opts.state_dir {
+            core.load_state(dir);
+            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
+        }
+        let server = if opts.socket.is_some() || opts.metrics.is_some() {
+            Some(Server::new(
+                opts.socket.as_deref(),
+                opts.metrics,
+                poll.registry(),
+            )?)
+        } else {
+            None
+        };
         Ok(Daemon {
             poll,
             events: Events::with_capacity(1024),
             signals,
             clock,
             ipvs,
+            server,
             core,
         })
     }
@@ -447,6 +525,7 @@ impl Daemon {
     /// they have, and new ones come in at weight 0 until their first check decides).
     pub fn startup(&mut self) {
         let dry = self.ipvs.is_dry_run();
+        let metrics = self.server.as_ref().and_then(|s| s.metrics_addr());
         let ipvs = &mut self.ipvs;
         let c = &mut self.core;
         if let Some(mut l) = c.log.line(Level::Notice) {
@@ -460,6 +539,9 @@ impl Daemon {
                 c.pool.size(),
                 if dry { "dry-run" } else { "netlink" }
             );
+            if let Some(m) = metrics {
+                let _ = write!(l, " metrics=http://{m}/metrics");
+            }
         }
         for v in 0..c.virtuals.len() {
             let want = c.virtuals[v].service;
@@ -523,6 +605,7 @@ impl Daemon {
         while !self.core.stop {
             self.turn(None)?;
         }
+        self.core.save_now();
         if let Some(mut l) = self.core.log.line(Level::Notice) {
             let _ = write!(
                 l,
@@ -557,6 +640,21 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// The metrics endpoint's address, if served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(|s| s.metrics_addr())
+    }
+
+    /// Counters of the control and metrics servers.
+    pub fn server_stats(&self) -> crate::control::ServerStats {
+        self.server.as_ref().map(|s| s.stats).unwrap_or_default()
+    }
+
+    /// State saves completed (all kinds).
+    pub fn state_saves(&self) -> u64 {
+        self.core.saver.as_ref().map_or(0, |s| s.saved)
+    }
+
     /// How often a check had to queue for a receive buffer.
     pub fn buffer_waits(&self) -> u64 {
         self.core.pool.waits
@@ -582,6 +680,9 @@ impl Daemon {
         if !self.ipvs.is_dry_run() && self.core.resync_us > 0 {
             let r = self.core.next_resync;
             next = Some(next.map_or(r, |w| w.min(r)));
+        }
+        if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
+            next = Some(next.map_or(d, |w| w.min(d)));
         }
         let mut timeout = next.map(|t| wait_for(now, t));
         if self.ipvs.pending() {
@@ -613,6 +714,12 @@ impl Daemon {
                 self.ipvs.on_ready(&mut |e| core.on_ipvs(e));
                 continue;
             }
+            if Server::owns(ev.token()) {
+                if let Some(s) = self.server.as_mut() {
+                    s.on_ready(ev.token(), registry, core, now);
+                }
+                continue;
+            }
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
             let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
             let (id, gen) = Probe::untoken(ev.token());
@@ -630,7 +737,14 @@ impl Daemon {
             core.on_deadline(id, registry, now);
             core.run_handed(registry, now);
         }
+        if let Some(s) = self.server.as_mut() {
+            s.tick(registry, core, now);
+        }
+        if std::mem::take(&mut core.reload_requested) {
+            core.on_signal(SIGHUP, now);
+        }
         core.poll_notify(now);
+        core.save_step(now);
         if core.resync_us > 0 && now >= core.next_resync {
             core.next_resync = now.add_micros(core.resync_us);
             if self.ipvs.start_dump() {
@@ -716,6 +830,7 @@ impl Core {
         self.stats.started += 1;
         self.stats.sum_lateness_us += late;
         self.stats.max_lateness_us = self.stats.max_lateness_us.max(late);
+        self.stats.lateness.observe(late);
         self.rx_ready[i] = false;
         let c = &self.cfg[i];
         let outcome = phase::start(
@@ -796,6 +911,7 @@ impl Core {
         self.release(id, reg);
         let latency = now.micros_since(self.probes[i].started);
         self.stats.checks += 1;
+        self.stats.duration.observe(latency);
         match v {
             Verdict::Pass => self.stats.passes += 1,
             Verdict::Fail(r, _) => self.stats.failures[r as usize] += 1,
@@ -891,6 +1007,12 @@ impl Core {
             }
         };
         let before = real.health.state;
+        let unix = (self.wall_origin_us + now.0) / 1_000_000;
+        let reason = match v {
+            Verdict::Pass => None,
+            Verdict::Fail(reason, _) => Some(reason),
+        };
+        self.history.record(r, unix, latency_us, reason);
         let ring = &mut self.rings[real.ring.0 as usize..real.ring.1 as usize];
         let change = real.health.record(pass, now, &real.rules, ring);
         if change == Change::None {
@@ -899,13 +1021,15 @@ impl Core {
         real.transitions += 1;
         self.stats.transitions += 1;
         let virt = real.virt as usize;
+        let drained = real.drained;
         let v = &mut self.virtuals[virt];
         if before == State::Unknown {
             v.unknown -= 1;
         }
+        // A drained real serves nothing whatever its health: it never counts as UP.
         match change {
-            Change::Up => v.up += 1,
-            Change::Down if before == State::Up => v.up -= 1,
+            Change::Up if !drained => v.up += 1,
+            Change::Down if before == State::Up && !drained => v.up -= 1,
             _ => {}
         }
         let real = &self.reals[r];
@@ -977,6 +1101,14 @@ impl Core {
     fn sync_dest(&mut self, r: usize) {
         let real = &self.reals[r];
         let want = match real.health.state {
+            State::Unknown if !real.drained => return,
+            // DRAINED: weight 0, established connections finish (a removed DOWN real stays
+            // out of the table).
+            _ if real.drained
+                && !(real.health.state == State::Down && real.on_down == OnDown::Remove) =>
+            {
+                Some(0)
+            }
             State::Unknown => return,
             State::Up => Some(real.weight),
             State::Down => match real.on_down {
@@ -1010,6 +1142,41 @@ impl Core {
         };
         self.reals[r].table = want;
         self.submit(op);
+    }
+
+    /// Drains (`on` true) or undrains real `r`: emits the event, moves the weight, and
+    /// updates the quorum. Returns false if it already was in that state.
+    fn set_drained(&mut self, r: usize, on: bool) -> bool {
+        if self.reals[r].drained == on {
+            return false;
+        }
+        self.reals[r].drained = on;
+        let virt = self.reals[r].virt as usize;
+        if self.reals[r].health.state == State::Up {
+            if on {
+                self.virtuals[virt].up -= 1;
+            } else {
+                self.virtuals[virt].up += 1;
+            }
+        }
+        let ev = Event {
+            kind: if on {
+                EventKind::Drained
+            } else {
+                EventKind::Undrained
+            },
+            service: self.virtuals[virt].key,
+            real: Some(self.reals[r].addr),
+            reason: None,
+            detail: Detail::EMPTY,
+            failures: self.reals[r].health.fails as u64,
+        };
+        let notify = self.reals[r].notify;
+        self.stats.transitions += 1;
+        self.emit(&ev, notify, None);
+        self.sync_dest(r);
+        self.check_quorum(virt);
+        true
     }
 
     /// Emits quorum events when virtual `v`'s count of UP reals crosses its quorum, and
@@ -1106,6 +1273,9 @@ impl Core {
             Level::Error
         } else {
             self.stats.ipvs_ok[k] += 1;
+            if res == OpResult::DryRun {
+                self.stats.ipvs_dry_run[k] += 1;
+            }
             Level::Notice
         };
         if let Some(mut l) = self.log.line(level) {

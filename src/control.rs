@@ -1,0 +1,430 @@
+//! The control socket and the metrics endpoint: small stream servers on the daemon's loop.
+//!
+//! Both serve a request with a reply that may be much larger than any buffer (a status table
+//! of 100,000 real servers), so replies are *pulled*: each connection owns a fixed output
+//! buffer from a slab, and when it has drained, the daemon renders the next piece into it
+//! from a cursor ([`Render`]). A slow client therefore holds one buffer and one slot, never
+//! memory in proportion to the reply, and never blocks checking.
+//!
+//! Invariants and limits:
+//! - at most [`SLOTS`] connections at once; further clients wait in the listen backlog until
+//!   a slot frees (the listener is accepted from again whenever a slot closes);
+//! - a request is at most [`IN_CAP`] bytes (a line for the control socket, the head of an
+//!   HTTP request for metrics); longer or malformed input gets an error reply and a close;
+//! - a connection that makes no progress for [`IDLE`] is closed, so a client that hangs
+//!   costs one slot for ten seconds at most;
+//! - nothing here allocates after [`Server::new`].
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use crate::clock::Time;
+
+/// Connections served at once (control and metrics together).
+pub const SLOTS: usize = 16;
+/// Bytes of request a connection may send.
+pub const IN_CAP: usize = 2048;
+/// Bytes of reply rendered at a time.
+pub const OUT_CAP: usize = 64 * 1024;
+/// A connection idle this long is closed (µs).
+pub const IDLE_US: u64 = 10_000_000;
+/// The same, for the docs.
+pub const IDLE: std::time::Duration = std::time::Duration::from_micros(IDLE_US);
+
+/// Token of the control socket's listener.
+pub const CONTROL_LISTENER: Token = Token(usize::MAX - 2);
+/// Token of the metrics listener.
+pub const METRICS_LISTENER: Token = Token(usize::MAX - 3);
+/// Connection tokens have the top bit set (probe tokens never do): slot in the low 16 bits,
+/// generation above.
+const CONN_BIT: usize = 1 << 63;
+
+/// Which server a connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The control socket: one command line in, text out.
+    Control,
+    /// The metrics endpoint: an HTTP GET in, Prometheus text out.
+    Metrics,
+}
+
+/// A parsed request, handed to the renderer. Words borrow nothing: they are copied into
+/// fixed fields so the connection's input buffer can be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Which server.
+    pub kind: Kind,
+    /// The request's bytes (`in_buf[..len]`, without the line end): the renderer parses it.
+    pub len: usize,
+}
+
+/// Renders replies: the daemon implements it over its state.
+pub trait Render {
+    /// Writes the next piece of the reply to request `req` (whose text is `text`) into
+    /// `out`, advancing `cursor` (0 at the start). Returns the bytes written and whether the
+    /// reply is complete. Must write at least one byte per call unless complete, and must
+    /// never allocate.
+    fn render(
+        &mut self,
+        kind: Kind,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut [u8],
+        now: Time,
+    ) -> (usize, bool);
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(b),
+            Stream::Tcp(s) => s.read(b),
+        }
+    }
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(b),
+            Stream::Tcp(s) => s.write(b),
+        }
+    }
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+        }
+    }
+}
+
+struct Conn {
+    stream: Option<Stream>,
+    kind: Kind,
+    gen: u32,
+    in_len: usize,
+    /// The request, once a whole one has arrived.
+    req: Option<Request>,
+    cursor: u64,
+    out_start: usize,
+    out_end: usize,
+    done: bool,
+    /// Close once the output drains (errors, complete replies).
+    last_progress: Time,
+}
+
+/// Counters of the servers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Requests answered in full.
+    pub answered: u64,
+    /// Connections closed for idling, errors or oversized requests.
+    pub dropped: u64,
+}
+
+/// The servers: listeners, connection slots and their buffers.
+pub struct Server {
+    control: Option<UnixListener>,
+    metrics: Option<TcpListener>,
+    conns: Box<[Conn]>,
+    in_slab: Box<[u8]>,
+    out_slab: Box<[u8]>,
+    /// Counters.
+    pub stats: ServerStats,
+    /// A slot freed since the last accept: try the listeners again.
+    accept_pending: bool,
+}
+
+impl Server {
+    /// Binds the control socket at `socket` (mode 0600; a stale socket file is replaced
+    /// only if nobody answers on it) and the metrics listener at `metrics`, and registers
+    /// them.
+    ///
+    /// # Errors
+    /// A socket could not be created, bound or registered; another lvsmon answers on
+    /// `socket`.
+    pub fn new(
+        socket: Option<&Path>,
+        metrics: Option<std::net::SocketAddr>,
+        registry: &Registry,
+    ) -> io::Result<Server> {
+        let control = match socket {
+            Some(p) => Some(bind_unix(p)?),
+            None => None,
+        };
+        let metrics = match metrics {
+            Some(a) => Some(TcpListener::bind(a)?),
+            None => None,
+        };
+        let mut s = Server {
+            control,
+            metrics,
+            conns: (0..SLOTS)
+                .map(|_| Conn {
+                    stream: None,
+                    kind: Kind::Control,
+                    gen: 0,
+                    in_len: 0,
+                    req: None,
+                    cursor: 0,
+                    out_start: 0,
+                    out_end: 0,
+                    done: false,
+                    last_progress: Time::ZERO,
+                })
+                .collect(),
+            in_slab: vec![0u8; SLOTS * IN_CAP].into_boxed_slice(),
+            out_slab: vec![0u8; SLOTS * OUT_CAP].into_boxed_slice(),
+            stats: ServerStats::default(),
+            accept_pending: false,
+        };
+        if let Some(l) = s.control.as_mut() {
+            registry.register(l, CONTROL_LISTENER, Interest::READABLE)?;
+        }
+        if let Some(l) = s.metrics.as_mut() {
+            registry.register(l, METRICS_LISTENER, Interest::READABLE)?;
+        }
+        Ok(s)
+    }
+
+    /// The metrics listener's address (with the port the kernel chose for port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// True when `t` belongs to these servers.
+    pub fn owns(t: Token) -> bool {
+        t == CONTROL_LISTENER || t == METRICS_LISTENER || t.0 & CONN_BIT != 0
+    }
+
+    fn token(slot: usize, gen: u32) -> Token {
+        Token(CONN_BIT | ((gen as usize & 0xffff_ffff) << 16) | slot)
+    }
+
+    /// Handles readiness of `t`.
+    pub fn on_ready(&mut self, t: Token, registry: &Registry, r: &mut dyn Render, now: Time) {
+        if t == CONTROL_LISTENER || t == METRICS_LISTENER {
+            self.accept(registry, now);
+            return;
+        }
+        let slot = t.0 & 0xffff;
+        let gen = ((t.0 & !CONN_BIT) >> 16) as u32;
+        if slot >= SLOTS || self.conns[slot].gen != gen || self.conns[slot].stream.is_none() {
+            return;
+        }
+        self.serve(slot, registry, r, now);
+    }
+
+    /// Accepts while there are free slots.
+    fn accept(&mut self, registry: &Registry, now: Time) {
+        loop {
+            let Some(slot) = self.conns.iter().position(|c| c.stream.is_none()) else {
+                return;
+            };
+            let control = self.control.as_ref().and_then(|l| l.accept().ok());
+            let accepted = match control {
+                Some((s, _)) => Some((Stream::Unix(s), Kind::Control)),
+                None => self
+                    .metrics
+                    .as_ref()
+                    .and_then(|l| l.accept().ok())
+                    .map(|(s, _)| (Stream::Tcp(s), Kind::Metrics)),
+            };
+            let Some((mut stream, kind)) = accepted else {
+                return;
+            };
+            let c = &mut self.conns[slot];
+            c.gen = c.gen.wrapping_add(1);
+            if registry
+                .register(
+                    stream.source(),
+                    Self::token(slot, c.gen),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            c.stream = Some(stream);
+            c.kind = kind;
+            c.in_len = 0;
+            c.req = None;
+            c.cursor = 0;
+            c.out_start = 0;
+            c.out_end = 0;
+            c.done = false;
+            c.last_progress = now;
+            self.stats.accepted += 1;
+        }
+    }
+
+    /// Reads the request (if not yet whole), renders and writes what the socket takes.
+    fn serve(&mut self, slot: usize, registry: &Registry, r: &mut dyn Render, now: Time) {
+        if self.step(slot, r, now) {
+            self.close(slot, registry);
+        }
+    }
+
+    /// The work of [`Server::serve`]; returns true when the connection should close.
+    fn step(&mut self, slot: usize, r: &mut dyn Render, now: Time) -> bool {
+        let inb = &mut self.in_slab[slot * IN_CAP..(slot + 1) * IN_CAP];
+        let outb = &mut self.out_slab[slot * OUT_CAP..(slot + 1) * OUT_CAP];
+        let stats = &mut self.stats;
+        let c = &mut self.conns[slot];
+        let Some(stream) = c.stream.as_mut() else {
+            return false;
+        };
+        // Read until the request is whole.
+        while c.req.is_none() {
+            if c.in_len == IN_CAP {
+                let msg: &[u8] = match c.kind {
+                    Kind::Control => b"error: request too long\n",
+                    Kind::Metrics => {
+                        b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"
+                    }
+                };
+                outb[..msg.len()].copy_from_slice(msg);
+                c.out_start = 0;
+                c.out_end = msg.len();
+                c.done = true;
+                c.req = Some(Request {
+                    kind: c.kind,
+                    len: 0,
+                });
+                stats.dropped += 1;
+                break;
+            }
+            match stream.read(&mut inb[c.in_len..]) {
+                // The peer closed before a whole request: nothing to answer.
+                Ok(0) => return true,
+                Ok(n) => {
+                    c.in_len += n;
+                    c.last_progress = now;
+                    if let Some(len) = request_end(c.kind, &inb[..c.in_len]) {
+                        c.req = Some(Request { kind: c.kind, len });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        // Write, rendering more whenever the buffer has drained.
+        loop {
+            if c.out_start == c.out_end {
+                if c.done {
+                    stats.answered += 1;
+                    return true;
+                }
+                let Some(req) = c.req else { return false };
+                let (n, done) = r.render(req.kind, &inb[..req.len], &mut c.cursor, outb, now);
+                c.out_start = 0;
+                c.out_end = n.min(OUT_CAP);
+                // A renderer that writes nothing and is not done would spin: end the reply.
+                c.done = done || n == 0;
+                continue;
+            }
+            match stream.write(&outb[c.out_start..c.out_end]) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    c.out_start += n;
+                    c.last_progress = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    stats.dropped += 1;
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, slot: usize, registry: &Registry) {
+        let c = &mut self.conns[slot];
+        if let Some(mut s) = c.stream.take() {
+            let _ = registry.deregister(s.source());
+        }
+        c.gen = c.gen.wrapping_add(1);
+        // A slot is free: clients waiting in the backlog may come in now.
+        self.accept_pending = true;
+    }
+
+    /// Closes idle connections and accepts clients that waited for a slot. Call once per
+    /// loop turn; O(SLOTS).
+    pub fn tick(&mut self, registry: &Registry, r: &mut dyn Render, now: Time) {
+        for slot in 0..SLOTS {
+            let c = &self.conns[slot];
+            if c.stream.is_some() && now.micros_since(c.last_progress) >= IDLE_US {
+                self.stats.dropped += 1;
+                self.close(slot, registry);
+            }
+        }
+        if std::mem::take(&mut self.accept_pending) {
+            self.accept(registry, now);
+            // Newly accepted clients may have sent their request already.
+            for slot in 0..SLOTS {
+                if self.conns[slot].stream.is_some() && self.conns[slot].last_progress == now {
+                    self.serve(slot, registry, r, now);
+                }
+            }
+        }
+    }
+
+    /// The earliest idle deadline, for the loop's poll timeout.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.conns
+            .iter()
+            .filter(|c| c.stream.is_some())
+            .map(|c| c.last_progress.add_micros(IDLE_US))
+            .min()
+    }
+}
+
+/// Where a whole request ends, if it has arrived: the first line for the control socket,
+/// the blank line ending the head for HTTP.
+fn request_end(kind: Kind, b: &[u8]) -> Option<usize> {
+    match kind {
+        Kind::Control => b.iter().position(|&c| c == b'\n').map(|i| {
+            if i > 0 && b[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            }
+        }),
+        Kind::Metrics => b
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .or_else(|| b.windows(2).position(|w| w == b"\n\n")),
+    }
+}
+
+/// Binds a unix socket with mode 0600. An existing socket file is removed only when nothing
+/// answers on it (a stale file from a crash); a live one means another lvsmon runs.
+fn bind_unix(p: &Path) -> io::Result<UnixListener> {
+    if p.exists() {
+        if std::os::unix::net::UnixStream::connect(p).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use: is another lvsmon running?", p.display()),
+            ));
+        }
+        std::fs::remove_file(p)?;
+    }
+    // Create it with no permissions for group and others from the start.
+    // SAFETY: umask only affects this thread's process-wide mask briefly, before the loop runs.
+    let old = unsafe { libc::umask(0o177) };
+    let l = UnixListener::bind(p);
+    unsafe { libc::umask(old) };
+    let l = l?;
+    let _ = l.as_raw_fd();
+    Ok(l)
+}

@@ -1,0 +1,896 @@
+//! What the daemon tells its clients: the control socket's commands (`status`, `history`,
+//! `drain`, `undrain`, `reload`) and the Prometheus `/metrics` page, rendered piece by piece
+//! into a connection's fixed buffer (see [`crate::control`]).
+//!
+//! Every reply is produced line by line from a cursor: each line is formatted into a small
+//! stack buffer and copied out only if it fits whole, so a reply of any length streams
+//! through a 64 KiB buffer and nothing allocates.
+
+use std::io::{Cursor, Write};
+
+use super::{Core, State};
+use crate::clock::Time;
+use crate::control::{Kind, Render};
+use crate::ipvs::OpKind;
+use crate::log::Level;
+use crate::plugins::Reason;
+use crate::state;
+use crate::stats::{self, label_value, seconds};
+
+/// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
+const LINE: usize = 8192;
+
+/// Copies lines into the reply buffer while they fit.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    /// Formats one line with `f`; returns false (writing nothing) when it does not fit.
+    fn line(&mut self, f: impl FnOnce(&mut Cursor<&mut [u8]>) -> std::io::Result<()>) -> bool {
+        let mut tmp = [0u8; LINE];
+        let mut c = Cursor::new(&mut tmp[..]);
+        if f(&mut c).is_err() {
+            // Longer than LINE: cut, but keep the line end.
+            c.set_position((LINE - 1) as u64);
+            let _ = c.write_all(b"\n");
+        }
+        let n = c.position() as usize;
+        if self.len + n > self.buf.len() {
+            return false;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&tmp[..n]);
+        self.len += n;
+        true
+    }
+}
+
+/// Writes a service identifier as an escaped label value.
+fn service_label(w: &mut impl Write, key: crate::config::ServiceKey) -> std::io::Result<()> {
+    let mut id = [0u8; 80];
+    let mut c = Cursor::new(&mut id[..]);
+    write!(c, "{key}")?;
+    let n = c.position() as usize;
+    label_value(w, &id[..n])
+}
+
+/// Writes a duration in seconds as `3h12m`, `4m05s`, `12s`.
+fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        write!(w, "{d}d{h:02}h")
+    } else if h > 0 {
+        write!(w, "{h}h{m:02}m")
+    } else if m > 0 {
+        write!(w, "{m}m{s:02}s")
+    } else {
+        write!(w, "{s}s")
+    }
+}
+
+/// The words of a command line (at most 8).
+fn words(text: &[u8]) -> ([&[u8]; 8], usize) {
+    let mut out: [&[u8]; 8] = [&[]; 8];
+    let mut n = 0;
+    for w in text
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty())
+    {
+        if n == out.len() {
+            break;
+        }
+        out[n] = w;
+        n += 1;
+    }
+    (out, n)
+}
+
+impl Core {
+    /// The state name a client sees.
+    fn state_name(&self, r: usize) -> &'static str {
+        let real = &self.reals[r];
+        if real.drained {
+            "drained"
+        } else {
+            real.health.state.as_str()
+        }
+    }
+
+    /// Unix time in seconds of daemon time `t`.
+    pub(super) fn unix_secs(&self, t: Time) -> u64 {
+        (self.wall_origin_us + t.0) / 1_000_000
+    }
+
+    /// `drain`/`undrain REAL [VIRTUAL]`: applies once, then reports.
+    fn drain_cmd(&mut self, on: bool, args: &[&[u8]], out: &mut Out<'_>) {
+        let parse = |w: &[u8]| {
+            std::str::from_utf8(w)
+                .ok()
+                .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
+        };
+        let Some(real) = args.first().and_then(|w| parse(w)) else {
+            out.line(|w| {
+                writeln!(
+                    w,
+                    "error: expected a real server as ADDR:PORT ([ADDR]:PORT for IPv6)"
+                )
+            });
+            return;
+        };
+        let virt = args.get(1).map(|w| std::str::from_utf8(w).unwrap_or(""));
+        let (mut matched, mut changed) = (0u32, 0u32);
+        for r in 0..self.reals.len() {
+            if self.reals[r].addr != real {
+                continue;
+            }
+            if let Some(v) = virt {
+                let mut id = [0u8; 80];
+                let mut c = Cursor::new(&mut id[..]);
+                let _ = write!(c, "{}", self.virtuals[self.reals[r].virt as usize].key);
+                let n = c.position() as usize;
+                if &id[..n] != v.as_bytes() {
+                    continue;
+                }
+            }
+            matched += 1;
+            if self.set_drained(r, on) {
+                changed += 1;
+            }
+        }
+        let verb = if on { "drained" } else { "undrained" };
+        if matched == 0 {
+            out.line(|w| {
+                write!(w, "error: no real server {real}")?;
+                if let Some(v) = virt {
+                    write!(w, " behind virtual {v}")?;
+                }
+                writeln!(w, " in the configuration")
+            });
+        } else {
+            out.line(|w| {
+                writeln!(
+                    w,
+                    "ok: {verb} {changed} of {matched} destinations of {real} ({} already {verb})",
+                    matched - changed
+                )
+            });
+        }
+    }
+
+    fn status_line(
+        &self,
+        r: usize,
+        json: bool,
+        now: Time,
+        w: &mut Cursor<&mut [u8]>,
+    ) -> std::io::Result<()> {
+        let real = &self.reals[r];
+        let key = self.virtuals[real.virt as usize].key;
+        let since = now.micros_since(real.health.since) / 1_000_000;
+        let lat = real.last_latency_us as u64;
+        if json {
+            write!(w, "{{\"virtual\":\"{key}\",\"real\":\"{}\",\"state\":\"{}\",\"since\":{},\"since_seconds\":{since},\"weight\":", real.addr, self.state_name(r), self.unix_secs(real.health.since))?;
+            match real.table {
+                Some(wt) => write!(w, "{wt}")?,
+                None => write!(w, "null")?,
+            }
+            write!(w, ",\"configured_weight\":{},\"last_reason\":", real.weight)?;
+            match real.last_reason {
+                Some(reason) => write!(
+                    w,
+                    "\"{}\",\"last_detail\":\"{}\"",
+                    reason.as_str(),
+                    real.last_detail.as_str()
+                )?,
+                None => write!(w, "null,\"last_detail\":null")?,
+            }
+            write!(w, ",\"last_latency_seconds\":")?;
+            seconds(w, lat)?;
+            write!(
+                w,
+                ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}}}",
+                real.checks, real.failures, real.health.fails, real.transitions
+            )
+        } else {
+            let mut tmp = [0u8; 16];
+            let mut c = Cursor::new(&mut tmp[..]);
+            let _ = ago(&mut c, since);
+            let n = c.position() as usize;
+            let for_ = std::str::from_utf8(&tmp[..n]).unwrap_or("?");
+            // ServiceKey's Display does not pad: format it first.
+            let mut id = [0u8; 80];
+            let mut c = Cursor::new(&mut id[..]);
+            let _ = write!(c, "{key}");
+            let k = c.position() as usize;
+            let key = std::str::from_utf8(&id[..k]).unwrap_or("?");
+            write!(
+                w,
+                "{:<26} {:<26} {:<8} {:>7} ",
+                key,
+                real.addr,
+                self.state_name(r),
+                for_
+            )?;
+            match real.table {
+                Some(wt) => write!(w, "{wt:>6} ")?,
+                None => write!(w, "{:>6} ", "-")?,
+            }
+            write!(
+                w,
+                "{:>9} {:>8} {:>6}.{}ms",
+                real.checks,
+                real.failures,
+                lat / 1000,
+                (lat % 1000) / 100
+            )?;
+            if let Some(reason) = real.last_reason {
+                write!(w, "  {} \"{}\"", reason.as_str(), real.last_detail.as_str())?;
+            }
+            writeln!(w)
+        }
+    }
+
+    fn status(&self, json: bool, cursor: &mut u64, out: &mut Out<'_>, now: Time) -> bool {
+        let n = self.reals.len() as u64;
+        if *cursor == 0 {
+            let ok = if json {
+                out.line(|w| write!(w, "["))
+            } else {
+                out.line(|w| {
+                    writeln!(
+                        w,
+                        "{:<26} {:<26} {:<8} {:>7} {:>6} {:>9} {:>8} {:>9}  LAST FAILURE",
+                        "VIRTUAL",
+                        "REAL",
+                        "STATE",
+                        "FOR",
+                        "WEIGHT",
+                        "CHECKS",
+                        "FAILURES",
+                        "LATENCY"
+                    )
+                })
+            };
+            if !ok {
+                return false;
+            }
+            *cursor = 1;
+        }
+        while *cursor <= n {
+            let r = (*cursor - 1) as usize;
+            let ok = out.line(|w| {
+                if json && r > 0 {
+                    writeln!(w, ",")?;
+                } else if json {
+                    writeln!(w)?;
+                }
+                self.status_line(r, json, now, w)
+            });
+            if !ok {
+                return false;
+            }
+            *cursor += 1;
+        }
+        !json || out.line(|w| writeln!(w, "\n]"))
+    }
+
+    /// The `/metrics` page. Cursor: section in the top byte, item below.
+    fn metrics(&self, cursor: &mut u64, out: &mut Out<'_>) -> bool {
+        loop {
+            let (sec, item) = (*cursor >> 56, *cursor & ((1 << 56) - 1));
+            match sec {
+                0 => {
+                    let ok = out.line(|w| write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n"))
+                        && out.line(|w| {
+                            let st = &self.stats;
+                            stats::family(w, "lvsmon_checks_total", "counter", "Checks finished with a verdict.")?;
+                            writeln!(w, "lvsmon_checks_total {}", st.checks)?;
+                            stats::family(w, "lvsmon_transitions_total", "counter", "UP/DOWN transitions and drains of real servers.")?;
+                            writeln!(w, "lvsmon_transitions_total {}", st.transitions)?;
+                            stats::family(w, "lvsmon_local_errors_total", "counter", "Checks deferred for the director's own errors (no file descriptors, ports or buffers).")?;
+                            writeln!(w, "lvsmon_local_errors_total {}", st.local_errors)?;
+                            stats::family(w, "lvsmon_missed_starts_total", "counter", "Grid points skipped because the previous check still ran.")?;
+                            writeln!(w, "lvsmon_missed_starts_total {}", st.missed_starts)?;
+                            stats::family(w, "lvsmon_ipvs_resyncs_total", "counter", "Read-backs of the IPVS table.")?;
+                            writeln!(w, "lvsmon_ipvs_resyncs_total {}", st.resyncs)?;
+                            stats::family(w, "lvsmon_ipvs_drift_repaired_total", "counter", "Differences between the IPVS table and lvsmon's decisions found by resyncs.")?;
+                            writeln!(w, "lvsmon_ipvs_drift_repaired_total {}", st.drift_repaired)
+                        })
+                        && out.line(|w| {
+                            stats::family(w, "lvsmon_check_failures_total", "counter", "Failed checks by reason.")?;
+                            for r in Reason::ALL {
+                                writeln!(w, "lvsmon_check_failures_total{{reason=\"{}\"}} {}", r.as_str(), self.stats.failures[r as usize])?;
+                            }
+                            Ok(())
+                        })
+                        && out.line(|w| {
+                            stats::family(w, "lvsmon_ipvs_operations_total", "counter", "IPVS table changes by operation and result.")?;
+                            for (k, op) in OpKind::ALL.iter().enumerate() {
+                                let st = &self.stats;
+                                let dry = st.ipvs_dry_run[k];
+                                for (res, n) in [("ok", st.ipvs_ok[k] - dry), ("dry-run", dry), ("error", st.ipvs_errors[k])] {
+                                    writeln!(w, "lvsmon_ipvs_operations_total{{op=\"{}\",result=\"{res}\"}} {n}", op.as_str())?;
+                                }
+                            }
+                            Ok(())
+                        })
+                        && out.line(|w| {
+                            stats::family(w, "lvsmon_check_duration_seconds", "histogram", "Time from the start of a check to its verdict.")?;
+                            self.stats.duration.render("lvsmon_check_duration_seconds", w)
+                        })
+                        && out.line(|w| {
+                            stats::family(w, "lvsmon_check_lateness_seconds", "histogram", "Start time of a check minus its scheduled time.")?;
+                            self.stats.lateness.render("lvsmon_check_lateness_seconds", w)
+                        });
+                    if !ok {
+                        // The fixed part always fits an empty buffer; a partly filled one
+                        // is sent first and this section starts over next time.
+                        return false;
+                    }
+                    *cursor = 1 << 56;
+                }
+                // Item 0: the family's HELP/TYPE lines not yet written; item k: k-1 entries
+                // written.
+                1 => {
+                    let mut item = item;
+                    if item == 0 {
+                        if !out.line(|w| {
+                            stats::family(
+                                w,
+                                "lvsmon_virtual_reals_up",
+                                "gauge",
+                                "Real servers UP (and not drained) behind each virtual service.",
+                            )
+                        }) {
+                            return false;
+                        }
+                        item = 1;
+                    }
+                    while let Some(v) = self.virtuals.get(item as usize - 1) {
+                        if !out.line(|w| {
+                            write!(w, "lvsmon_virtual_reals_up{{virtual=\"")?;
+                            service_label(w, v.key)?;
+                            writeln!(w, "\"}} {}", v.up)
+                        }) {
+                            *cursor = (1 << 56) | item;
+                            return false;
+                        }
+                        item += 1;
+                    }
+                    *cursor = 2 << 56;
+                }
+                2 => {
+                    let mut item = item;
+                    if item == 0 {
+                        if !out.line(|w| stats::family(w, "lvsmon_real_up", "gauge", "1 if the real server is UP (and not drained) behind the virtual service, else 0.")) {
+                            return false;
+                        }
+                        item = 1;
+                    }
+                    while let Some(real) = self.reals.get(item as usize - 1) {
+                        let up = (real.health.state == State::Up && !real.drained) as u8;
+                        let key = self.virtuals[real.virt as usize].key;
+                        if !out.line(|w| {
+                            write!(w, "lvsmon_real_up{{virtual=\"")?;
+                            service_label(w, key)?;
+                            writeln!(w, "\",real=\"{}\"}} {up}", real.addr)
+                        }) {
+                            *cursor = (2 << 56) | item;
+                            return false;
+                        }
+                        item += 1;
+                    }
+                    return true;
+                }
+                _ => return true,
+            }
+        }
+    }
+}
+
+impl Render for Core {
+    fn render(
+        &mut self,
+        kind: Kind,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut [u8],
+        now: Time,
+    ) -> (usize, bool) {
+        let mut o = Out { buf: out, len: 0 };
+        let done = match kind {
+            Kind::Metrics => {
+                let (w, n) = words(text);
+                if n >= 2
+                    && w[0] == b"GET"
+                    && (w[1] == b"/metrics" || w[1].starts_with(b"/metrics?"))
+                {
+                    self.metrics(cursor, &mut o)
+                } else if n >= 2 && w[0] != b"GET" {
+                    o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
+                    true
+                } else {
+                    o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
+                    true
+                }
+            }
+            Kind::Control => {
+                let (w, n) = words(text);
+                match (w[0], n) {
+                    (b"status", _) => {
+                        let json = w[1..n].contains(&&b"json"[..]);
+                        self.status(json, cursor, &mut o, now)
+                    }
+                    (b"drain", _) | (b"undrain", _) if *cursor == 0 => {
+                        *cursor = 1;
+                        self.drain_cmd(w[0] == b"drain", &w[1..n], &mut o);
+                        true
+                    }
+                    (b"reload", 1) => {
+                        self.reload_requested = true;
+                        o.line(|w| writeln!(w, "ok: reload requested"));
+                        true
+                    }
+                    (b"history", _) => self.history_cmd(&w[1..n], cursor, &mut o, now),
+                    _ => {
+                        o.line(|wr| {
+                            write!(wr, "error: unknown command \"")?;
+                            let cmd = &text[..text.len().min(40)];
+                            for &b in cmd {
+                                wr.write_all(&[if (0x20..0x7f).contains(&b) && b != b'"' {
+                                    b
+                                } else {
+                                    b'?'
+                                }])?;
+                            }
+                            writeln!(
+                                wr,
+                                "\" (expected status, history, drain, undrain or reload)"
+                            )
+                        });
+                        true
+                    }
+                }
+            }
+        };
+        (o.len, done)
+    }
+}
+
+/// What a `history` request asks for.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// The director and every virtual service.
+    All,
+    /// One virtual service and its reals.
+    Virtual(usize),
+    /// One real server behind one virtual service.
+    Real(usize),
+}
+
+impl Core {
+    /// Finds the virtual service written as `id` (`tcp:10.0.0.1:80`).
+    fn find_virtual(&self, id: &[u8]) -> Option<usize> {
+        (0..self.virtuals.len()).find(|&v| {
+            let mut b = [0u8; 80];
+            let mut c = Cursor::new(&mut b[..]);
+            let _ = write!(c, "{}", self.virtuals[v].key);
+            let n = c.position() as usize;
+            &b[..n] == id
+        })
+    }
+
+    /// One row of a history reply.
+    #[allow(clippy::too_many_arguments)]
+    fn history_row(
+        &self,
+        level: &str,
+        v: Option<usize>,
+        r: Option<usize>,
+        since: u64,
+        now: u64,
+        json: bool,
+        first: bool,
+        w: &mut Cursor<&mut [u8]>,
+    ) -> std::io::Result<()> {
+        let sum = match (v, r) {
+            (_, Some(r)) => self.history.summary(r..r + 1, since, now),
+            (Some(v), None) => {
+                let (a, b) = self.virtuals[v].reals;
+                self.history.summary(a as usize..b as usize, since, now)
+            }
+            (None, None) => self.history.summary(0..self.reals.len(), since, now),
+        };
+        let mut vid = [0u8; 80];
+        let vn = match v {
+            Some(v) => {
+                let mut c = Cursor::new(&mut vid[..]);
+                let _ = write!(c, "{}", self.virtuals[v].key);
+                c.position() as usize
+            }
+            None => 0,
+        };
+        let vid = std::str::from_utf8(&vid[..vn]).unwrap_or("?");
+        let avail = sum.availability();
+        if json {
+            if !first {
+                write!(w, ",")?;
+            }
+            write!(w, "\n{{\"level\":\"{level}\",\"virtual\":")?;
+            if v.is_some() {
+                write!(w, "\"{vid}\"")?
+            } else {
+                write!(w, "null")?
+            }
+            write!(w, ",\"real\":")?;
+            match r {
+                Some(r) => write!(w, "\"{}\"", self.reals[r].addr)?,
+                None => write!(w, "null")?,
+            }
+            write!(
+                w,
+                ",\"checks\":{},\"failures\":{},\"availability\":",
+                sum.checks, sum.failures
+            )?;
+            match avail {
+                Some(a) => write!(w, "{a:.6}")?,
+                None => write!(w, "null")?,
+            }
+            write!(w, ",\"latency_min_seconds\":")?;
+            seconds(w, sum.min_us as u64)?;
+            write!(w, ",\"latency_mean_seconds\":")?;
+            seconds(w, sum.mean_us as u64)?;
+            write!(w, ",\"latency_max_seconds\":")?;
+            seconds(w, sum.max_us as u64)?;
+            write!(
+                w,
+                ",\"data\":\"{}\",\"covered_from\":{}}}",
+                sum.level.as_str(),
+                sum.covered_from
+            )
+        } else {
+            let real = r.map(|r| self.reals[r].addr);
+            let mut rb = [0u8; 64];
+            let mut c = Cursor::new(&mut rb[..]);
+            match real {
+                Some(a) => write!(c, "{a}")?,
+                None => write!(c, "-")?,
+            }
+            let rn = c.position() as usize;
+            let rs = std::str::from_utf8(&rb[..rn]).unwrap_or("?");
+            write!(
+                w,
+                "{level:<9} {:<26} {:<26} {:>9} {:>9} ",
+                if v.is_some() { vid } else { "-" },
+                rs,
+                sum.checks,
+                sum.failures
+            )?;
+            match avail {
+                Some(a) => write!(w, "{:>11.3}% ", a * 100.0)?,
+                None => write!(w, "{:>12} ", "-")?,
+            }
+            for us in [sum.min_us, sum.mean_us, sum.max_us] {
+                write!(w, "{:>6}.{}ms ", us / 1000, (us % 1000) / 100)?;
+            }
+            write!(w, " {} since ", sum.level.as_str())?;
+            crate::log::write_rfc3339(w, sum.covered_from)?;
+            writeln!(w)
+        }
+    }
+
+    /// `history [VIRTUAL [REAL]] [since=SECS] [json]`: availability and latency per level
+    /// (director, virtual, real). Cursor: the next row.
+    fn history_cmd(
+        &mut self,
+        args: &[&[u8]],
+        cursor: &mut u64,
+        out: &mut Out<'_>,
+        now: Time,
+    ) -> bool {
+        let mut since_secs = 3600u64;
+        let mut json = false;
+        let mut names: [&[u8]; 2] = [&[], &[]];
+        let mut n = 0;
+        for a in args {
+            if let Some(v) = a.strip_prefix(b"since=") {
+                since_secs = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(3600);
+            } else if *a == b"json" {
+                json = true;
+            } else if n < 2 {
+                names[n] = a;
+                n += 1;
+            }
+        }
+        let scope = match n {
+            0 => Scope::All,
+            _ => match self.find_virtual(names[0]) {
+                None => {
+                    out.line(|w| {
+                        write!(w, "error: no virtual service ")?;
+                        w.write_all(&names[0][..names[0].len().min(80)])?;
+                        writeln!(w, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
+                    });
+                    return true;
+                }
+                Some(v) if n == 1 => Scope::Virtual(v),
+                Some(v) => {
+                    let addr = std::str::from_utf8(names[1])
+                        .ok()
+                        .and_then(|s| s.parse::<std::net::SocketAddr>().ok());
+                    let (a, b) = self.virtuals[v].reals;
+                    match (a as usize..b as usize).find(|&r| Some(self.reals[r].addr) == addr) {
+                        Some(r) => Scope::Real(r),
+                        None => {
+                            out.line(|w| {
+                                writeln!(
+                                    w,
+                                    "error: no such real server behind that virtual service"
+                                )
+                            });
+                            return true;
+                        }
+                    }
+                }
+            },
+        };
+        let now_s = self.unix_secs(now);
+        let since = now_s.saturating_sub(since_secs);
+        if *cursor == 0 {
+            let ok = if json {
+                out.line(|w| write!(w, "{{\"since\":{since},\"now\":{now_s},\"rows\":["))
+            } else {
+                out.line(|w| {
+                    writeln!(
+                        w,
+                        "{:<9} {:<26} {:<26} {:>9} {:>9} {:>12} {:>9} {:>9} {:>9}  DATA",
+                        "LEVEL",
+                        "VIRTUAL",
+                        "REAL",
+                        "CHECKS",
+                        "FAILURES",
+                        "AVAILABLE",
+                        "MIN",
+                        "MEAN",
+                        "MAX"
+                    )
+                })
+            };
+            if !ok {
+                return false;
+            }
+            *cursor = 1;
+        }
+        loop {
+            let k = *cursor as usize - 1;
+            let first = k == 0;
+            let row: Option<(&str, Option<usize>, Option<usize>)> = match scope {
+                Scope::All if k == 0 => Some(("director", None, None)),
+                Scope::All => {
+                    (k - 1 < self.virtuals.len()).then_some(("virtual", Some(k - 1), None))
+                }
+                Scope::Virtual(v) if k == 0 => Some(("virtual", Some(v), None)),
+                Scope::Virtual(v) => {
+                    let (a, b) = self.virtuals[v].reals;
+                    let r = a as usize + k - 1;
+                    (r < b as usize).then_some(("real", Some(v), Some(r)))
+                }
+                Scope::Real(r) if k == 0 => {
+                    Some(("real", Some(self.reals[r].virt as usize), Some(r)))
+                }
+                Scope::Real(_) => None,
+            };
+            let Some((level, v, r)) = row else { break };
+            if !out.line(|w| self.history_row(level, v, r, since, now_s, json, first, w)) {
+                return false;
+            }
+            *cursor += 1;
+        }
+        if let (Scope::Real(r), false) = (scope, json) {
+            // The latest raw results of that one real.
+            let mut ok = out.line(|w| writeln!(w, "\nrecent results (newest first):"));
+            self.history.recent(r, 20, &mut |e| {
+                ok = ok
+                    && out.line(|w| {
+                        write!(w, "  ")?;
+                        crate::log::write_rfc3339(w, e.time)?;
+                        write!(
+                            w,
+                            "  {:>6}.{}ms  ",
+                            e.latency_us / 1000,
+                            (e.latency_us % 1000) / 100
+                        )?;
+                        match e.reason {
+                            None => writeln!(w, "pass"),
+                            Some(reason) => writeln!(w, "fail {}", reason.as_str()),
+                        }
+                    });
+            });
+            return ok;
+        }
+        !json || out.line(|w| writeln!(w, "\n]}}"))
+    }
+}
+
+// ----- state across restarts --------------------------------------------------------------
+
+/// Records written per loop turn while a periodic save runs: bounds the turn's extra work.
+const SAVE_RECORDS_PER_TURN: usize = 2_000;
+
+impl Core {
+    /// Writes `VIRTUAL REAL` of real `r` into `buf`; returns its length.
+    fn state_key(&self, r: usize, buf: &mut [u8]) -> usize {
+        let mut c = Cursor::new(buf);
+        let real = &self.reals[r];
+        let _ = write!(c, "{} {}", self.virtuals[real.virt as usize].key, real.addr);
+        c.position() as usize
+    }
+
+    /// Loads `dir/state` (startup only): DRAINED marks and history of the reals still
+    /// configured. A corrupt file is set aside and reported, never trusted.
+    pub(super) fn load_state(&mut self, dir: &std::path::Path) {
+        match state::load(dir) {
+            Ok(None) => {}
+            Ok(Some(records)) => {
+                let by_key: std::collections::HashMap<&str, &state::Record> =
+                    records.iter().map(|r| (r.key.as_str(), r)).collect();
+                let (mut used, mut drained, mut damaged) = (0usize, 0usize, 0usize);
+                for r in 0..self.reals.len() {
+                    let mut k = [0u8; 160];
+                    let n = self.state_key(r, &mut k);
+                    let Some(rec) = std::str::from_utf8(&k[..n])
+                        .ok()
+                        .and_then(|k| by_key.get(k))
+                    else {
+                        continue;
+                    };
+                    used += 1;
+                    if rec.drained {
+                        self.reals[r].drained = true;
+                        drained += 1;
+                    }
+                    if !self.load_history(r, &rec.history) {
+                        damaged += 1;
+                    }
+                }
+                if let Some(mut l) = self.log.line(Level::Notice) {
+                    let _ = write!(
+                        l,
+                        "msg=\"state loaded\" dir={} records={} used={used} drained={drained} damaged_history={damaged}",
+                        dir.display(),
+                        records.len()
+                    );
+                }
+            }
+            Err(e) => {
+                if let Some(mut l) = self.log.line(Level::Warn) {
+                    let _ = write!(l, "msg=\"state not loaded\" ");
+                    let mut t = [0u8; 400];
+                    let mut c = Cursor::new(&mut t[..]);
+                    let _ = write!(c, "{e}");
+                    let n = c.position() as usize;
+                    l.quoted("error", &t[..n]);
+                }
+            }
+        }
+    }
+
+    /// One turn's share of a periodic save: starts one when due, writes a bounded number of
+    /// records, and hands the file to the sync thread when all are written.
+    pub(super) fn save_step(&mut self, now: Time) {
+        let Some(saver) = self.saver.as_mut() else {
+            return;
+        };
+        if let Some(Err(errno)) = saver.poll() {
+            if let Some(mut l) = self.log.line(Level::Error) {
+                let _ = write!(l, "msg=\"state save failed\" errno={errno}");
+            }
+        }
+        let saver = self.saver.as_mut().expect("checked above");
+        if self.save_cursor.is_none() {
+            if now < self.next_save || saver.busy() {
+                return;
+            }
+            self.next_save = now.add_micros(self.save_every_us);
+            let unix = (self.wall_origin_us + now.0) / 1_000_000;
+            if let Err(e) = saver.begin(unix) {
+                let errno = e.raw_os_error().unwrap_or(0);
+                if let Some(mut l) = self.log.line(Level::Error) {
+                    let _ = write!(l, "msg=\"state save failed\" errno={errno}");
+                }
+                return;
+            }
+            self.save_cursor = Some(0);
+        }
+        let Some(mut r) = self.save_cursor else {
+            return;
+        };
+        let end = (r + SAVE_RECORDS_PER_TURN).min(self.reals.len());
+        while r < end {
+            if self.save_record(r).is_err() {
+                self.save_cursor = None;
+                return;
+            }
+            r += 1;
+        }
+        if r < self.reals.len() {
+            self.save_cursor = Some(r);
+            return;
+        }
+        self.save_cursor = None;
+        if let Some(s) = self.saver.as_mut() {
+            let _ = s.finish(false);
+        }
+    }
+
+    fn save_record(&mut self, r: usize) -> std::io::Result<()> {
+        let mut k = [0u8; 160];
+        let n = self.state_key(r, &mut k);
+        let drained = self.reals[r].drained;
+        let mut saver = self.saver.take().expect("saving");
+        let res = saver.record(&k[..n], drained, &mut |c| self.encode_history(r, c));
+        self.saver = Some(saver);
+        res
+    }
+
+    /// The full save at shutdown (SIGTERM, SIGINT), in this thread: write, fsync, rename.
+    pub(super) fn save_now(&mut self) {
+        let Some(saver) = self.saver.as_mut() else {
+            return;
+        };
+        // A periodic save under way is abandoned for this complete one.
+        self.save_cursor = None;
+        let unix = (self.wall_origin_us + self.now.0) / 1_000_000;
+        let mut ok = saver.begin(unix).is_ok();
+        for r in 0..self.reals.len() {
+            if !ok {
+                break;
+            }
+            ok = self.save_record(r).is_ok();
+        }
+        let saver = self.saver.as_mut().expect("saving");
+        let res = if ok {
+            saver.finish(true)
+        } else {
+            Err(std::io::Error::other("write failed"))
+        };
+        let dir = saver.dir().to_path_buf();
+        match res {
+            Ok(()) => {
+                if let Some(mut l) = self.log.line(Level::Notice) {
+                    let _ = write!(
+                        l,
+                        "msg=\"state saved\" dir={} reals={}",
+                        dir.display(),
+                        self.reals.len()
+                    );
+                }
+            }
+            Err(e) => {
+                if let Some(mut l) = self.log.line(Level::Error) {
+                    let _ = write!(
+                        l,
+                        "msg=\"state save failed\" dir={} errno={}",
+                        dir.display(),
+                        e.raw_os_error().unwrap_or(0)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes real `r`'s history for the state file.
+    fn encode_history(&self, r: usize, c: &mut Cursor<&mut [u8]>) -> std::io::Result<()> {
+        self.history.encode_real(r, c)
+    }
+
+    /// Restores real `r`'s history from the state file; a damaged record is skipped (and
+    /// counted in the `state loaded` line).
+    fn load_history(&mut self, r: usize, bytes: &[u8]) -> bool {
+        bytes.is_empty() || self.history.decode_real(r, bytes).is_ok()
+    }
+}

@@ -1,0 +1,468 @@
+//! The state directory: what lvsmon keeps across restarts (each real server's check history
+//! and its DRAINED mark), written atomically and read back at start.
+//!
+//! The file `DIR/state` is replaced whole: a save writes `DIR/state.tmp`, fsyncs it, renames
+//! it over `DIR/state` and fsyncs the directory, so a crash at any moment leaves either the
+//! old file or the new one. Format (integers little-endian):
+//!
+//! ```text
+//! "LVSMON-STATE\n"  u32 version (1)  u64 unix seconds written
+//! per real server:  u16 key length, key ("tcp:10.0.0.1:80 192.168.1.10:80"),
+//!                   u8 flags (bit 0: drained), u32 history length, history bytes
+//! end:              u16 0xffff, u64 FNV-1a 64 of every byte before it
+//! ```
+//!
+//! Records are matched to the configuration by key, so a changed configuration keeps what
+//! still applies. A file that is corrupt (bad magic, version, length or checksum) is never
+//! trusted: it is renamed to `state.bad-UNIXTIME` and reported, and lvsmon starts fresh.
+//!
+//! Periodic saves run from the event loop without stalling it: records are serialised a
+//! bounded number of bytes per turn into a fixed buffer and written to the temporary file,
+//! and the slow part (fsync, rename, directory fsync) runs on a small helper thread. On
+//! SIGTERM the save is done at once, in the loop's thread.
+
+use std::fs::{self, File};
+use std::io::{self, Cursor, Write};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+
+const MAGIC: &[u8; 13] = b"LVSMON-STATE\n";
+const VERSION: u32 = 1;
+const END: u16 = 0xffff;
+/// Bytes gathered before each write(2).
+const CHUNK: usize = 256 * 1024;
+
+/// FNV-1a 64-bit, incrementally.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= x as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// One real server's saved state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `VIRTUAL REAL`, as in the log lines.
+    pub key: String,
+    /// Drained by an operator.
+    pub drained: bool,
+    /// The history rings, as `History::encode_real` wrote them.
+    pub history: Vec<u8>,
+}
+
+/// Why a state file was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file is not a state file of this version, or is damaged; it was set aside.
+    #[error("{path}: {what}; set aside as {aside}, starting without saved state")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: &'static str,
+        /// Where it went.
+        aside: PathBuf,
+    },
+}
+
+/// Parses a state file's bytes.
+///
+/// # Errors
+/// A description of what is wrong with it.
+pub fn parse(b: &[u8]) -> Result<Vec<Record>, &'static str> {
+    if b.len() < MAGIC.len() + 12 + 10 || &b[..MAGIC.len()] != MAGIC {
+        return Err("not an lvsmon state file");
+    }
+    let mut at = MAGIC.len();
+    let rd = |at: &mut usize, n: usize| -> Result<&[u8], &'static str> {
+        let s = b.get(*at..*at + n).ok_or("truncated")?;
+        *at += n;
+        Ok(s)
+    };
+    let version = u32::from_le_bytes(rd(&mut at, 4)?.try_into().map_err(|_| "truncated")?);
+    if version != VERSION {
+        return Err("state file of another version");
+    }
+    rd(&mut at, 8)?;
+    let mut out = Vec::new();
+    loop {
+        let klen = u16::from_le_bytes(rd(&mut at, 2)?.try_into().map_err(|_| "truncated")?);
+        if klen == END {
+            let body = at;
+            let sum = u64::from_le_bytes(rd(&mut at, 8)?.try_into().map_err(|_| "truncated")?);
+            let mut h = Fnv::new();
+            h.update(&b[..body]);
+            if h.0 != sum {
+                return Err("checksum mismatch");
+            }
+            if at != b.len() {
+                return Err("bytes after the end");
+            }
+            return Ok(out);
+        }
+        let key = std::str::from_utf8(rd(&mut at, klen as usize)?)
+            .map_err(|_| "bad key")?
+            .to_owned();
+        let flags = rd(&mut at, 1)?[0];
+        let hlen = u32::from_le_bytes(rd(&mut at, 4)?.try_into().map_err(|_| "truncated")?);
+        let history = rd(&mut at, hlen as usize)?.to_vec();
+        out.push(Record {
+            key,
+            drained: flags & 1 != 0,
+            history,
+        });
+    }
+}
+
+/// Reads `dir/state`. A missing file is `Ok(None)`; a corrupt one is set aside and
+/// reported.
+///
+/// # Errors
+/// The file could not be read, or was corrupt (and has been renamed).
+pub fn load(dir: &Path) -> Result<Option<Vec<Record>>, LoadError> {
+    let path = dir.join("state");
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LoadError::Io { path, source }),
+    };
+    match parse(&bytes) {
+        Ok(r) => Ok(Some(r)),
+        Err(what) => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = dir.join(format!("state.bad-{secs}"));
+            fs::rename(&path, &aside).map_err(|source| LoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Err(LoadError::Corrupt { path, what, aside })
+        }
+    }
+}
+
+/// Writes state files. Everything it needs is allocated in [`Saver::new`].
+pub struct Saver {
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    buf: Box<[u8]>,
+    len: usize,
+    sum: Fnv,
+    /// Record scratch: one record is built here, then framed into `buf`.
+    scratch: Box<[u8]>,
+    sync: SyncSender<RawFd>,
+    /// 0: idle or running, 1: last sync done, negative: errno of a failed sync.
+    result: Arc<AtomicI32>,
+    syncing: bool,
+    /// Saves completed and failed.
+    pub saved: u64,
+    /// Saves that failed.
+    pub failed: u64,
+}
+
+impl Saver {
+    /// Prepares saving into `dir` (created if missing), with room for records of up to
+    /// `max_record` bytes of history.
+    ///
+    /// # Errors
+    /// The directory cannot be created or written.
+    pub fn new(dir: &Path, max_record: usize) -> io::Result<Saver> {
+        fs::create_dir_all(dir)?;
+        let tmp = dir.join("state.tmp");
+        // Prove now that the directory is writable, rather than at the first save.
+        File::create(&tmp)?;
+        fs::remove_file(&tmp)?;
+        let (tx, rx) = sync_channel::<RawFd>(1);
+        let result = Arc::new(AtomicI32::new(0));
+        let (r2, tmp2, fin, d2) = (
+            result.clone(),
+            tmp.clone(),
+            dir.join("state"),
+            dir.to_path_buf(),
+        );
+        std::thread::Builder::new()
+            .name("lvsmon-state-sync".into())
+            .spawn(move || {
+                // The slow half of a save, off the event loop: fsync, rename, fsync the directory.
+                while let Ok(fd) = rx.recv() {
+                    // SAFETY: the loop handed us this open file and no longer uses it.
+                    let f = unsafe { File::from_raw_fd(fd) };
+                    let r = f
+                        .sync_all()
+                        .and_then(|_| fs::rename(&tmp2, &fin))
+                        .and_then(|_| File::open(&d2)?.sync_all());
+                    drop(f);
+                    r2.store(
+                        match r {
+                            Ok(()) => 1,
+                            Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+                        },
+                        Ordering::Release,
+                    );
+                }
+            })?;
+        Ok(Saver {
+            dir: dir.to_path_buf(),
+            tmp,
+            file: None,
+            buf: vec![0u8; CHUNK + max_record + 256].into_boxed_slice(),
+            len: 0,
+            sum: Fnv::new(),
+            scratch: vec![0u8; max_record + 64].into_boxed_slice(),
+            sync: tx,
+            result,
+            syncing: false,
+            saved: 0,
+            failed: 0,
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True while a save is under way (records being written, or the sync running).
+    pub fn busy(&self) -> bool {
+        self.file.is_some() || self.syncing
+    }
+
+    /// Starts a save: opens the temporary file and writes the header.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn begin(&mut self, unix_secs: u64) -> io::Result<()> {
+        let f = File::create(&self.tmp)?;
+        self.file = Some(f);
+        self.len = 0;
+        self.sum = Fnv::new();
+        self.put(MAGIC);
+        self.put(&VERSION.to_le_bytes());
+        self.put(&unix_secs.to_le_bytes());
+        Ok(())
+    }
+
+    fn put(&mut self, b: &[u8]) {
+        self.sum.update(b);
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&self.buf[..self.len])?;
+        }
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Adds one record: `key` and `drained`, and the history that `history` writes into the
+    /// scratch buffer it is given. Writes to the file whenever a chunk is full.
+    ///
+    /// # Errors
+    /// The write failed (the save is abandoned).
+    pub fn record(
+        &mut self,
+        key: &[u8],
+        drained: bool,
+        history: &mut dyn FnMut(&mut Cursor<&mut [u8]>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut c = Cursor::new(&mut self.scratch[..]);
+        history(&mut c)?;
+        let n = c.position() as usize;
+        let key = &key[..key.len().min(1024)];
+        let mut head = [0u8; 2];
+        head.copy_from_slice(&(key.len() as u16).to_le_bytes());
+        self.put(&head);
+        self.put(key);
+        self.put(&[drained as u8]);
+        self.put(&(n as u32).to_le_bytes());
+        // `put` borrows self mutably; copy through the buffer in place.
+        let (buf, scratch) = (&mut self.buf, &self.scratch);
+        buf[self.len..self.len + n].copy_from_slice(&scratch[..n]);
+        self.sum.update(&scratch[..n]);
+        self.len += n;
+        if self.len >= CHUNK {
+            self.flush().inspect_err(|_| self.abandon())?;
+        }
+        Ok(())
+    }
+
+    fn abandon(&mut self) {
+        self.file = None;
+        self.len = 0;
+        self.failed += 1;
+        let _ = fs::remove_file(&self.tmp);
+    }
+
+    /// Ends the records and hands the file to the sync thread (`blocking` false), or syncs
+    /// and renames at once (`blocking` true: at shutdown).
+    ///
+    /// # Errors
+    /// The write, sync or rename failed.
+    pub fn finish(&mut self, blocking: bool) -> io::Result<()> {
+        self.put(&END.to_le_bytes());
+        let sum = self.sum.0.to_le_bytes();
+        self.buf[self.len..self.len + 8].copy_from_slice(&sum);
+        self.len += 8;
+        if let Err(e) = self.flush() {
+            self.abandon();
+            return Err(e);
+        }
+        let Some(f) = self.file.take() else {
+            return Ok(());
+        };
+        if blocking {
+            let r = f
+                .sync_all()
+                .and_then(|_| fs::rename(&self.tmp, self.dir.join("state")))
+                .and_then(|_| File::open(&self.dir)?.sync_all());
+            match &r {
+                Ok(()) => self.saved += 1,
+                Err(_) => self.failed += 1,
+            }
+            return r;
+        }
+        self.result.store(0, Ordering::Release);
+        self.syncing = true;
+        let fd = f.into_raw_fd();
+        if self.sync.try_send(fd).is_err() {
+            // SAFETY: the thread did not take it; we still own the descriptor.
+            drop(unsafe { File::from_raw_fd(fd) });
+            self.syncing = false;
+            self.failed += 1;
+        }
+        Ok(())
+    }
+
+    /// Checks whether the sync thread finished: `Some(Ok)` once per completed save,
+    /// `Some(Err(errno))` once per failed one.
+    pub fn poll(&mut self) -> Option<Result<(), i32>> {
+        if !self.syncing {
+            return None;
+        }
+        match self.result.load(Ordering::Acquire) {
+            0 => None,
+            1 => {
+                self.syncing = false;
+                self.saved += 1;
+                Some(Ok(()))
+            }
+            e => {
+                self.syncing = false;
+                self.failed += 1;
+                Some(Err(-e))
+            }
+        }
+    }
+
+    /// The file descriptor of the save in progress (for tests).
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.file.as_ref().map(|f| f.as_raw_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lvsmon-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn save(d: &Path, records: &[(&str, bool, &[u8])], blocking: bool) -> Saver {
+        let mut s = Saver::new(d, 4096).unwrap();
+        s.begin(1_700_000_000).unwrap();
+        for (k, dr, h) in records {
+            s.record(k.as_bytes(), *dr, &mut |c| c.write_all(h))
+                .unwrap();
+        }
+        s.finish(blocking).unwrap();
+        s
+    }
+
+    #[test]
+    fn round_trip_blocking_and_threaded() {
+        let d = dir("rt");
+        let recs: &[(&str, bool, &[u8])] = &[
+            ("tcp:10.0.0.1:80 192.0.2.1:80", true, b"abc"),
+            ("fwmark:42 192.0.2.2:80", false, b""),
+        ];
+        save(&d, recs, true);
+        let got = load(&d).unwrap().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            Record {
+                key: "tcp:10.0.0.1:80 192.0.2.1:80".into(),
+                drained: true,
+                history: b"abc".to_vec()
+            }
+        );
+        // Through the sync thread.
+        let mut s = save(&d, &recs[1..], false);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let r = loop {
+            if let Some(r) = s.poll() {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "sync thread never finished"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(r, Ok(()));
+        assert_eq!(load(&d).unwrap().unwrap().len(), 1);
+        assert!(!d.join("state.tmp").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn corrupt_files_are_set_aside_never_trusted() {
+        let d = dir("bad");
+        save(&d, &[("k", false, b"hist")], true);
+        let good = fs::read(d.join("state")).unwrap();
+        // Every truncation and a flipped byte anywhere: refused.
+        for n in 0..good.len() {
+            assert!(parse(&good[..n]).is_err(), "prefix {n} accepted");
+        }
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x40;
+            assert!(parse(&b).is_err(), "flip at {i} accepted");
+        }
+        fs::write(d.join("state"), b"foreign file").unwrap();
+        match load(&d) {
+            Err(LoadError::Corrupt { aside, .. }) => assert!(aside.exists()),
+            other => panic!("{other:?}"),
+        }
+        assert!(!d.join("state").exists());
+        assert!(load(&d).unwrap().is_none());
+        let _ = fs::remove_dir_all(&d);
+    }
+}
