@@ -12,6 +12,10 @@ trap 'kill "$backends" 2>/dev/null || true; wait "$backends" 2>/dev/null || true
 sleep 0.5
 echo "--- lvsmon --dry-run -v --file examples/demo.conf (for ${DEMO_SECONDS}s; Ctrl-C stops it)"
 status=0
-timeout --signal=TERM "$DEMO_SECONDS" target/release/lvsmon --dry-run -v --file examples/demo.conf || status=$?
+run=$(mktemp -d)
+trap 'kill "$backends" 2>/dev/null || true; wait "$backends" 2>/dev/null || true; rm -rf "$run"' EXIT
+echo "    (control socket $run/lvsmon.sock: try \`target/release/lvsmon status --socket $run/lvsmon.sock\` in another terminal)"
+timeout --signal=TERM "$DEMO_SECONDS" target/release/lvsmon --dry-run -v --file examples/demo.conf \
+    --socket "$run/lvsmon.sock" --state-dir "$run/state" || status=$?
 # timeout(1) says 124 when it had to stop lvsmon; lvsmon itself exits 0 on SIGTERM.
 if [ "$status" -ne 0 ] && [ "$status" -ne 124 ]; then exit "$status"; fi

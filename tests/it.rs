@@ -190,7 +190,11 @@ fn unreachable_inside_a_network_namespace() {
     );
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
-        .arg(&conf);
+        .arg(&conf)
+        .arg("--socket")
+        .arg(dir.0.join("sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
     cmd.stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut d = Lvsmon::spawn(cmd, dir);
@@ -737,9 +741,14 @@ fn help_names_every_option_and_usage_errors_exit_2() {
     }
     let out = Command::new(bin()).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(bin()).arg("status").output().unwrap();
+    let out = Command::new(bin()).arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("control socket"));
+    for sub in ["status", "history", "drain", "undrain", "reload"] {
+        assert!(help.contains(sub), "--help lacks the {sub} command");
+    }
+    for opt in ["--socket", "--metrics", "--state-dir", "--state-interval"] {
+        assert!(help.contains(opt), "--help lacks {opt}");
+    }
 }
 
 /// `--interval` overrides the file's global interval (but not a virtual's own).
@@ -762,5 +771,317 @@ fn interval_flag_overrides_the_global_value() {
     assert!(
         nb <= 1,
         "a virtual's own interval was overridden: {nb} checks"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control socket and metrics
+// ---------------------------------------------------------------------------------------------
+
+/// `lvsmon status` prints a table and `--json` an array with the fields of SPEC section 6;
+/// without a daemon the client says so clearly.
+#[test]
+fn status_table_and_json() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let b = Backend::start(Script::http(503, "no"));
+    let conf = format!(
+        "interval 200ms\nfall 1\nvirtual tcp {} {{\n  check http\n  real {} weight 7\n  real {}\n}}\n",
+        vip(0),
+        a.addr(),
+        b.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_seen(&["event=down"], 5 * S);
+    d.wait_seen(&["event=up"], 5 * S);
+    let (code, out, err) = d.client(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("VIRTUAL"), "{out}");
+    let up = lines
+        .iter()
+        .find(|l| l.contains(&a.addr().to_string()))
+        .unwrap();
+    assert!(
+        up.contains(" up ") && up.contains("tcp:127.1.0.1:80"),
+        "{up}"
+    );
+    let down = lines
+        .iter()
+        .find(|l| l.contains(&b.addr().to_string()))
+        .unwrap();
+    assert!(
+        down.contains(" down ") && down.contains("http-status \"503\""),
+        "{down}"
+    );
+    let (code, json, _) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    // A real JSON parser reads it; every field of SPEC section 6 is there.
+    let check = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json,sys\nrows=json.load(sys.stdin)\nfor r in rows:\n  print(r['virtual'],r['real'],r['state'],r['since']>0,r['weight'],r['last_reason'],r['last_detail'],r['last_latency_seconds']>=0,r['checks']>0,r['failures'])",
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(json.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let parsed = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{json}");
+    assert!(
+        parsed.contains(&format!(
+            "tcp:127.1.0.1:80 {} up True 7 None None True True 0",
+            a.addr()
+        )),
+        "{parsed}"
+    );
+    assert!(
+        parsed.contains(&format!(
+            "tcp:127.1.0.1:80 {} down True 0 http-status 503 True True",
+            b.addr()
+        )),
+        "{parsed}"
+    );
+    // No daemon: a clear error, exit 1.
+    let (code, _, err) = {
+        let out = Command::new(bin())
+            .args(["status", "--socket", "/nonexistent/lvsmon.sock"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            (),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no lvsmon is running with control socket /nonexistent/lvsmon.sock"),
+        "{err}"
+    );
+}
+
+/// `drain` takes a real server out of service by hand (weight 0, events), `undrain` brings
+/// it back; the DRAINED mark survives a restart through the state directory.
+#[test]
+fn drain_undrain_and_restart_keeps_the_mark() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let dir = TempDir::new("drain");
+    let state = dir.0.join("state");
+    let conf = format!(
+        "interval 200ms\nvirtual tcp {} {{\n  check http\n  real {} weight 7\n}}\n",
+        vip(0),
+        a.addr()
+    );
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let mut d = Lvsmon::start(&conf, &args);
+    d.wait_for(&["event=up"], 5 * S);
+    let (code, out, _) = d.client(&["drain", &a.addr().to_string()]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("ok: drained 1 of 1"), "{out}");
+    d.wait_for(&["event=drained", &format!("real={}", a.addr())], S);
+    d.wait_seen(&["ipvs op=edit-dest", "weight=0"], S);
+    let (_, out, _) = d.client(&["status"]);
+    assert!(out.contains(" drained "), "{out}");
+    // Unknown real: refused, exit 1.
+    let (code, _, err) = d.client(&["drain", "192.0.2.99:80"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no real server 192.0.2.99:80"), "{err}");
+    // Restart: still drained, never back at weight 7 in between.
+    assert_eq!(d.stop().0, Some(0));
+    let mut d = Lvsmon::start(&conf, &args);
+    d.wait_seen(&["check ", "result=pass"], 5 * S);
+    d.collect_for(S / 2);
+    let (_, out, _) = d.client(&["status"]);
+    assert!(out.contains(" drained "), "after restart: {out}");
+    assert_eq!(
+        d.count(&["weight=7"]),
+        0,
+        "a drained real got its weight back on restart"
+    );
+    let (code, out, _) = d.client(&["undrain", &a.addr().to_string(), "tcp:127.1.0.1:80"]);
+    assert_eq!(code, Some(0), "{out}");
+    d.wait_for(&["event=undrained"], S);
+    d.wait_seen(&["ipvs op=edit-dest", "weight=7"], S);
+}
+
+/// Clients that hang, send garbage or never read their reply never stall checking, and a
+/// well-behaved client is still answered.
+#[test]
+fn bad_clients_never_stall_checks() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let a = Backend::start(Script::http(200, "OK"));
+    let conf = format!(
+        "interval 100ms\nvirtual tcp {} {{\n  check http\n  real {}\n}}\n",
+        vip(0),
+        a.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &["--metrics", "127.0.0.1:0"]);
+    d.wait_for(&["event=up"], 5 * S);
+    let maddr = d.metrics_addr();
+    let mut keep = Vec::new();
+    // Silent clients.
+    for _ in 0..5 {
+        keep.push(UnixStream::connect(d.socket()).unwrap());
+    }
+    // Garbage, and an over-long request.
+    for junk in [&b"\x00\xff\x17garbage\n"[..], &[b'x'; 5000][..]] {
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        let _ = s.write_all(junk);
+        let mut reply = String::new();
+        s.set_read_timeout(Some(2 * S)).unwrap();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("error: "), "{reply:?}");
+    }
+    // Clients that ask for a reply and never read it.
+    for _ in 0..4 {
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        s.write_all(b"status\n").unwrap();
+        keep.push(s);
+        let mut m = std::net::TcpStream::connect(maddr).unwrap();
+        m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        keep.push(UnixStream::pair().unwrap().0);
+        std::mem::forget(m);
+    }
+    let before = d.count(&["result=pass"]);
+    d.collect_for(2 * S);
+    let checks = d.count(&["result=pass"]) - before;
+    assert!(
+        checks >= 17,
+        "only {checks} checks in 2 s at 100 ms while clients misbehaved"
+    );
+    let (code, out, _) = d.client(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(" up "), "{out}");
+    drop(keep);
+}
+
+/// A real scrape of /metrics, read by the Prometheus project's own parser (PyPI
+/// prometheus-client), agrees with what happened.
+#[test]
+fn metrics_scrape_parses_and_agrees() {
+    use std::io::{Read, Write};
+    let a = Backend::start(Script::http(200, "OK"));
+    let b = Backend::start(Script::http(503, "no"));
+    let c = Backend::start_on("[::1]:0".parse().unwrap(), Script::http(200, "OK"));
+    let conf = format!(
+        "interval 200ms\nfall 1\nvirtual tcp {} {{\n  check http\n  real {}\n  real {}\n}}\nvirtual tcp [::1]:80 {{\n  real {}\n}}\n",
+        vip(0),
+        a.addr(),
+        b.addr(),
+        c.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &["--metrics", "127.0.0.1:0"]);
+    let maddr = d.metrics_addr();
+    d.wait_seen(&["event=down"], 5 * S);
+    d.collect_for(S);
+    let scrape = |path: &str| {
+        let mut s = std::net::TcpStream::connect(maddr).unwrap();
+        s.set_read_timeout(Some(5 * S)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: lvsmon\r\n\r\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    assert!(scrape("/other").starts_with("HTTP/1.1 404"));
+    let reply = scrape("/metrics");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.contains("text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(concat!(
+            "import sys\n",
+            "from prometheus_client.parser import text_string_to_metric_families\n",
+            "for f in text_string_to_metric_families(sys.stdin.read()):\n",
+            "  for s in f.samples:\n",
+            "    print(f.type, s.name, sorted(s.labels.items()), s.value)\n",
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(body.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let parsed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the scrape: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |prefix: &str| -> f64 {
+        let l = parsed
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{parsed}"));
+        l.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let checks = value("counter lvsmon_checks_total [] ");
+    let logged = d.count(&["check ", "result="]) as f64;
+    assert!(
+        checks >= logged - 3.0 && checks <= logged + 10.0,
+        "checks_total {checks}, log lines {logged}"
+    );
+    assert!(value("counter lvsmon_check_failures_total [('reason', 'http-status')] ") >= 1.0);
+    assert_eq!(
+        value("gauge lvsmon_virtual_reals_up [('virtual', 'tcp:127.1.0.1:80')] "),
+        1.0
+    );
+    assert_eq!(
+        value("gauge lvsmon_virtual_reals_up [('virtual', 'tcp:[::1]:80')] "),
+        1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "gauge lvsmon_real_up [('real', '{}'), ('virtual', 'tcp:127.1.0.1:80')] ",
+            b.addr()
+        )),
+        0.0
+    );
+    assert_eq!(
+        value(&format!(
+            "gauge lvsmon_real_up [('real', '{}'), ('virtual', 'tcp:127.1.0.1:80')] ",
+            a.addr()
+        )),
+        1.0
+    );
+    assert!(
+        value(
+            "counter lvsmon_ipvs_operations_total [('op', 'add-service'), ('result', 'dry-run')] "
+        ) == 2.0
+    );
+    let count = value("histogram lvsmon_check_duration_seconds_count [] ");
+    assert!((count - checks).abs() < 5.0, "{count} vs {checks}");
+    assert!(value("histogram lvsmon_check_lateness_seconds_bucket [('le', '+Inf')] ") >= count);
+    // The munin plugin reads the same endpoint, run as munin would.
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/munin/lvsmon_");
+    let tmp = TempDir::new("munin");
+    let link = tmp.0.join("lvsmon_reals");
+    std::os::unix::fs::symlink(plugin, &link).unwrap();
+    let out = Command::new(&link)
+        .env("url", format!("http://{maddr}/metrics"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("tcp_127_1_0_1_80.value 1") && text.contains("total.value 2"),
+        "{text}"
     );
 }

@@ -183,6 +183,10 @@ fn main() {
     // A one-buffer pool so checks queue for buffers and some are deferred.
     let opts = Options {
         buffers: 1,
+        socket: Some(dir.0.join("lvsmon.sock")),
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        state_dir: Some(dir.0.join("state")),
+        state_interval: Duration::from_secs(1),
         ..Options::default()
     };
     // With IPVS in the kernel (the VM tests run this binary there) the loop drives the real
@@ -213,7 +217,43 @@ fn main() {
     // events, the sorry server in and out, notify commands.
     let stop = AtomicBool::new(false);
     let flapper = &backends.last().unwrap().1;
+    let sock = dir.0.join("lvsmon.sock");
+    let maddr = d.metrics_addr().expect("metrics served");
+    let flap_real = backends.last().unwrap().1.addr().to_string();
+    let flap_virtual = backends.len();
     let run = std::thread::scope(|scope| {
+        // Clients of the control socket and the metrics endpoint, on another thread (not
+        // counted): every kind of request, served by the loop while it checks.
+        scope.spawn(|| {
+            use std::io::{Read, Write};
+            let reqs = [
+                "status".to_string(),
+                "status json".to_string(),
+                "history since=3600".to_string(),
+                "history json".to_string(),
+                "history tcp:127.1.0.1:80".to_string(),
+                format!("history tcp:127.1.0.{flap_virtual}:80 {flap_real}"),
+                format!("drain {flap_real}"),
+                format!("undrain {flap_real}"),
+                "garbage \u{1}".to_string(),
+            ];
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut k = 0;
+            while !stop.load(Relaxed) && Instant::now() < end {
+                if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = writeln!(s, "{}", reqs[k % reqs.len()]);
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+                if let Ok(mut s) = std::net::TcpStream::connect(maddr) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+                k += 1;
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
         scope.spawn(|| {
             let scripts = [Script::http(500, "down"), Script::http(200, "status: OK")];
             let end = Instant::now() + Duration::from_secs(120);
@@ -229,17 +269,22 @@ fn main() {
     report(d, backends, run);
 }
 
-/// Counters before the counted run, when it started, and how many turns it took.
+/// Counters before the counted run, when it started, how many turns it took, and the
+/// servers' and state saver's counters before it.
 struct Run(
     lvsmon::event_loop::Stats,
     lvsmon::notify::NotifyCounters,
     Instant,
+    u64,
+    lvsmon::control::ServerStats,
     u64,
 );
 
 fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     let before = d.stats().clone();
     let nb = d.notify_counters();
+    let sb = d.server_stats();
+    let saves = d.state_saves();
     let t0 = Instant::now();
     let limit = Duration::from_secs(90);
     ON.with(|c| c.set(true));
@@ -256,13 +301,15 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     }
     ON.with(|c| c.set(false));
     stop.store(true, Relaxed);
-    Run(before, nb, t0, turns)
+    Run(before, nb, t0, turns, sb, saves)
 }
 
 fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
-    let Run(before, nb, t0, turns) = run;
+    let Run(before, nb, t0, turns, sb, saves0) = run;
+    let sa = d.server_stats();
+    let saves = d.state_saves() - saves0;
     let after = d.stats().clone();
     let na = d.notify_counters();
     let checks = after.checks - before.checks;
@@ -317,6 +364,15 @@ fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run) {
     let ops_failed = after.ipvs_errors.iter().sum::<u64>() - before.ipvs_errors.iter().sum::<u64>();
     let resyncs = after.resyncs - before.resyncs;
     println!("  resyncs (table read back) {resyncs}");
+    let answered = sa.answered - sb.answered;
+    println!(
+        "  control/metrics requests answered {answered} (accepted {}), state saves {saves}",
+        sa.accepted - sb.accepted
+    );
+    if answered < 20 || saves == 0 {
+        println!("FAIL: requests answered {answered}, state saves {saves} while counting");
+        ok = false;
+    }
     if std::path::Path::new("/proc/net/ip_vs").exists()
         && (ops_ok == 0 || ops_failed > 0 || resyncs == 0)
     {

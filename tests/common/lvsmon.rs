@@ -61,11 +61,16 @@ impl Lvsmon {
         let dir = TempDir::new("daemon");
         let conf = dir.file("lvsmon.conf", config);
         let mut cmd = Command::new(bin());
-        cmd.arg("--dry-run")
-            .arg("-v")
-            .arg("-f")
-            .arg(&conf)
-            .args(args);
+        // A private control socket and state directory unless the test names its own.
+        let named = |o: &str| args.contains(&o);
+        cmd.arg("--dry-run").arg("-v").arg("-f").arg(&conf);
+        if !named("--socket") {
+            cmd.arg("--socket").arg(dir.0.join("lvsmon.sock"));
+        }
+        if !named("--state-dir") {
+            cmd.arg("--state-dir").arg(dir.0.join("state"));
+        }
+        cmd.args(args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -96,6 +101,38 @@ impl Lvsmon {
             reader: Some(reader),
             dir,
         }
+    }
+
+    /// The daemon's control socket (the private one, unless the test named another).
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.dir.0.join("lvsmon.sock")
+    }
+
+    /// Runs `lvsmon ARGS --socket SOCKET` (a client command) and returns (exit code, stdout,
+    /// stderr).
+    pub fn client(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .expect("run lvsmon client");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The metrics address from the `starting` line (the daemon must run with --metrics).
+    #[track_caller]
+    pub fn metrics_addr(&mut self) -> std::net::SocketAddr {
+        let l = self.wait_seen(
+            &["msg=\"starting\"", "metrics=http://"],
+            Duration::from_secs(5),
+        );
+        let url = l.split("metrics=http://").nth(1).unwrap();
+        url.split('/').next().unwrap().parse().unwrap()
     }
 
     pub fn pid(&self) -> u32 {
