@@ -1085,3 +1085,91 @@ fn metrics_scrape_parses_and_agrees() {
         "{text}"
     );
 }
+
+/// `lvsmon history` reports availability and latency per level, and history survives a
+/// restart through the state directory; a corrupt state file is set aside, never fatal.
+#[test]
+fn history_levels_restart_and_corrupt_state() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let b = Backend::start(Script::http(503, "no"));
+    let dir = TempDir::new("hist");
+    let state = dir.0.join("state");
+    let conf = format!(
+        "interval 100ms\nvirtual tcp {} {{\n  check http\n  real {}\n  real {}\n}}\n",
+        vip(0),
+        a.addr(),
+        b.addr()
+    );
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let mut d = Lvsmon::start(&conf, &args);
+    d.wait_seen(&["event=down"], 5 * S);
+    d.collect_for(S);
+    let (code, out, err) = d.client(&["history", "--since", "10m"]);
+    assert_eq!(code, Some(0), "{err}");
+    let director = out
+        .lines()
+        .find(|l| l.starts_with("director"))
+        .unwrap()
+        .to_owned();
+    let cols: Vec<&str> = director.split_whitespace().collect();
+    let (checks, failures): (u64, u64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+    assert!(
+        checks >= 15 && failures * 2 >= checks - 2 && failures * 2 <= checks + 2,
+        "{out}"
+    );
+    assert!(director.contains("raw since"), "{director}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("virtual") && l.contains("tcp:127.1.0.1:80")),
+        "{out}"
+    );
+    // One real: its row, at 100 % availability, and its recent results.
+    let (_, out, _) = d.client(&["history", "tcp:127.1.0.1:80", &a.addr().to_string()]);
+    assert!(
+        out.contains("100.000%") && out.contains("recent results") && out.contains(" pass"),
+        "{out}"
+    );
+    let (_, json, _) = d.client(&["history", "tcp:127.1.0.1:80", "--json"]);
+    assert!(
+        json.contains("\"level\":\"virtual\"") && json.contains("\"level\":\"real\""),
+        "{json}"
+    );
+    let (code, _, err) = d.client(&["history", "tcp:10.9.9.9:80"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no virtual service"), "{err}");
+    // Restart: the history is still there.
+    assert_eq!(d.stop().0, Some(0));
+    assert!(d.count(&["msg=\"state saved\""]) == 1);
+    let mut d = Lvsmon::start(&conf, &args);
+    d.wait_seen(&["msg=\"state loaded\"", "used=2"], 5 * S);
+    let (_, out, _) = d.client(&["history", "--since", "10m"]);
+    let director = out
+        .lines()
+        .find(|l| l.starts_with("director"))
+        .unwrap()
+        .to_owned();
+    let after: u64 = director.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(
+        after >= checks,
+        "history lost on restart: {checks} then {after}"
+    );
+    assert_eq!(d.stop().0, Some(0));
+    // A damaged state file: reported, set aside, and the daemon runs.
+    let file = state.join("state");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let mut d = Lvsmon::start(&conf, &args);
+    let l = d.wait_seen(&["msg=\"state not loaded\""], 5 * S);
+    assert!(
+        l.contains("checksum mismatch") || l.contains("truncated"),
+        "{l}"
+    );
+    d.wait_seen(&["event=up"], 5 * S);
+    let aside = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("state.bad-"));
+    assert!(aside, "the damaged file was not set aside");
+}
