@@ -12,14 +12,16 @@
 
 pub mod banner;
 mod common;
+pub mod dns;
 pub mod http;
 pub mod script;
 pub mod tcp;
+pub mod udp;
 
 use std::fmt;
 
 /// The names accepted after `check`, in the order error messages list them.
-pub const PLUGIN_NAMES: &[&str] = &["tcp", "http", "banner", "script"];
+pub const PLUGIN_NAMES: &[&str] = &["tcp", "http", "banner", "script", "dns", "udp"];
 
 /// Why a check failed, named by the layer that failed (SPEC section 3).
 ///
@@ -240,6 +242,8 @@ pub struct CheckState {
     pub step: u16,
     /// Plugin-defined offset into the received bytes; always `<=` the bytes received.
     pub mark: u32,
+    /// A fresh pseudo-random value the monitor sets at every check start (DNS query IDs).
+    pub nonce: u32,
 }
 
 /// Which transport a check uses.
@@ -290,6 +294,10 @@ pub enum CheckSpec {
     Banner(banner::Banner),
     /// An ordered send/expect dialogue.
     Script(script::Script),
+    /// One DNS query over UDP.
+    Dns(dns::Dns),
+    /// One datagram out, one expected back.
+    Udp(udp::Udp),
 }
 
 impl CheckSpec {
@@ -305,6 +313,8 @@ impl CheckSpec {
             "http" => http::Http::parse(args, target).map(CheckSpec::Http),
             "banner" => banner::Banner::parse(args).map(CheckSpec::Banner),
             "script" => script::Script::parse(args).map(CheckSpec::Script),
+            "dns" => dns::Dns::parse(args).map(CheckSpec::Dns),
+            "udp" => udp::Udp::parse(args).map(CheckSpec::Udp),
             _ => Err(PluginError {
                 word: None,
                 message: format!(
@@ -322,12 +332,17 @@ impl CheckSpec {
             CheckSpec::Http(_) => "http",
             CheckSpec::Banner(_) => "banner",
             CheckSpec::Script(_) => "script",
+            CheckSpec::Dns(_) => "dns",
+            CheckSpec::Udp(_) => "udp",
         }
     }
 
     /// The transport the check runs over.
     pub fn transport(&self) -> Transport {
-        Transport::Tcp
+        match self {
+            CheckSpec::Dns(_) | CheckSpec::Udp(_) => Transport::Udp,
+            _ => Transport::Tcp,
+        }
     }
 
     /// Largest answer the plugin accepts, in bytes; 0 when it reads nothing.
@@ -337,6 +352,8 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.max_response(),
             CheckSpec::Banner(c) => c.max_response(),
             CheckSpec::Script(c) => c.max_response(),
+            CheckSpec::Dns(c) => c.max_response(),
+            CheckSpec::Udp(c) => c.max_response(),
         }
     }
 
@@ -344,8 +361,8 @@ impl CheckSpec {
     /// plugin said goodbye in its own protocol (`banner --send "QUIT\r\n"`).
     pub fn polite_close(&self) -> bool {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Http(_) | CheckSpec::Script(_) => false,
             CheckSpec::Banner(c) => c.polite_close(),
+            _ => false,
         }
     }
 
@@ -356,46 +373,65 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.begin(st),
             CheckSpec::Banner(c) => c.begin(st),
             CheckSpec::Script(c) => c.begin(st),
+            CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Send,
         }
     }
 
-    /// The bytes to write after a [`Step::Send`]. Built at startup; never empty after `Send`.
+    /// The bytes to write after a [`Step::Send`] (TCP plugins). Built at startup; never
+    /// empty after `Send`.
     pub fn send_bytes(&self, st: &CheckState) -> &[u8] {
         match self {
-            CheckSpec::Tcp(_) => &[],
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => &[],
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
         }
     }
 
-    /// Every byte of [`CheckSpec::send_bytes`] was written: what next?
+    /// The datagram to send after a [`Step::Send`] (UDP plugins), written into `out`;
+    /// returns its length (0 if it does not fit). May depend on `st.nonce` (a DNS query ID).
+    pub fn datagram(&self, st: &CheckState, out: &mut [u8]) -> usize {
+        match self {
+            CheckSpec::Dns(c) => c.datagram(st, out),
+            CheckSpec::Udp(c) => c.datagram(st, out),
+            _ => 0,
+        }
+    }
+
+    /// Every byte of the request was written (or the datagram sent): what next?
     pub fn sent(&self, st: &mut CheckState) -> Step {
         match self {
             CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
             CheckSpec::Http(c) => c.sent(st),
             CheckSpec::Banner(c) => c.sent(st),
             CheckSpec::Script(c) => c.sent(st),
+            CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Recv,
         }
     }
 
-    /// New bytes arrived; `rx` holds every byte received since the check began.
+    /// New bytes arrived. TCP: `rx` holds every byte received since the check began. UDP:
+    /// `rx` is one whole datagram (from the real server: the socket is connected); a
+    /// datagram that is not a reply to this check (a stale DNS ID) returns [`Step::Recv`]
+    /// and is ignored.
     ///
     /// Returning [`Step::Recv`] while `rx.len() >= max_response()` makes the monitor fail the
-    /// check with `response-too-large`.
+    /// check with `response-too-large` (TCP).
     pub fn on_data(&self, st: &mut CheckState, rx: &[u8]) -> Step {
         match self {
             CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
             CheckSpec::Http(c) => c.on_data(st, rx),
             CheckSpec::Banner(c) => c.on_data(st, rx),
             CheckSpec::Script(c) => c.on_data(st, rx),
+            CheckSpec::Dns(c) => c.on_datagram(st, rx),
+            CheckSpec::Udp(c) => c.on_datagram(st, rx),
         }
     }
 
-    /// The peer closed its side; decide with what arrived (`rx`, every byte so far).
+    /// The peer closed its side; decide with what arrived (`rx`, every byte so far). TCP
+    /// only.
     pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
         match self {
-            CheckSpec::Tcp(_) => Verdict::Pass,
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => Verdict::Pass,
             CheckSpec::Http(c) => c.on_eof(st, rx),
             CheckSpec::Banner(c) => c.on_eof(st, rx),
             CheckSpec::Script(c) => c.on_eof(st, rx),

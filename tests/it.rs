@@ -1173,3 +1173,97 @@ fn history_levels_restart_and_corrupt_state() {
         .any(|e| e.file_name().to_string_lossy().starts_with("state.bad-"));
     assert!(aside, "the damaged file was not set aside");
 }
+
+// ---------------------------------------------------------------------------------------------
+// UDP checks
+// ---------------------------------------------------------------------------------------------
+
+/// A UDP echo server on loopback, answering each datagram with `reply(datagram)`, until the
+/// returned guard is dropped.
+struct UdpServer {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpServer {
+    fn start(reply: fn(&[u8]) -> Option<Vec<u8>>) -> UdpServer {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let end = Instant::now() + Duration::from_secs(60);
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    if let Some(r) = reply(&buf[..n]) {
+                        let _ = sock.send_to(&r, from);
+                    }
+                }
+            }
+        });
+        UdpServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `check udp`: a reply that matches passes, one that does not fails `expect-mismatch`, a
+/// port with no listener fails `connect-refused` (the ICMP port unreachable reaches the
+/// connected socket), and a server that never answers fails `recv-timeout`.
+#[test]
+fn udp_checks_against_loopback_servers() {
+    let echo = UdpServer::start(|d| Some(d.to_vec()));
+    let silent = UdpServer::start(|_| None);
+    // A UDP port with nothing bound: take one, then free it.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let conf = format!(
+        "interval 300ms\ntimeout 500ms\nfall 1\n\
+         virtual udp {} {{\n  check udp --send ping --expect ping\n  real {}\n}}\n\
+         virtual udp {} {{\n  check udp --send ping --expect pong\n  real {}\n}}\n\
+         virtual udp {} {{\n  check udp --send ping\n  real {}\n}}\n\
+         virtual udp {} {{\n  check udp --send ping\n  real {}\n}}\n",
+        vip(0),
+        echo.addr,
+        vip(1),
+        echo.addr,
+        vip(2),
+        free,
+        vip(3),
+        silent.addr
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_seen(&["event=up", "virtual=udp:127.1.0.1:80"], 5 * S);
+    let ev = d.wait_seen(&["event=down", "virtual=udp:127.1.0.2:80"], 5 * S);
+    assert_eq!(field(&ev, "reason"), Some("expect-mismatch"), "{ev}");
+    let ev = d.wait_seen(&["event=down", "virtual=udp:127.1.0.3:80"], 5 * S);
+    assert_eq!(field(&ev, "reason"), Some("connect-refused"), "{ev}");
+    let ev = d.wait_seen(&["event=down", "virtual=udp:127.1.0.4:80"], 5 * S);
+    assert_eq!(field(&ev, "reason"), Some("recv-timeout"), "{ev}");
+    let line = d.wait_seen(
+        &["check ", "plugin=udp", &format!("target={} ", silent.addr)],
+        2 * S,
+    );
+    let took = secs(&line, "duration");
+    assert!(
+        (0.45..0.9).contains(&took),
+        "recv-timeout after {took} s: {line}"
+    );
+}

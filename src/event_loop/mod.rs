@@ -88,7 +88,6 @@ impl Default for Options {
 struct ProbeCfg {
     target: SocketAddr,
     spec: CheckSpec,
-    polite: bool,
     interval_us: u64,
     retry_us: u64,
     connect_us: u64,
@@ -408,7 +407,6 @@ impl Daemon {
             max_response = max_response.max(mr);
             cfg.push(ProbeCfg {
                 target: c.target,
-                polite: c.spec.polite_close(),
                 spec: c.spec,
                 interval_us: micros(c.interval).max(1000),
                 retry_us: micros(c.retry_interval).max(1000),
@@ -836,8 +834,8 @@ impl Core {
         let outcome = phase::start(
             &mut self.probes[i],
             id,
+            &c.spec,
             &c.target,
-            c.polite,
             reg,
             now,
             c.connect_us,

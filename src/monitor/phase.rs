@@ -20,13 +20,13 @@
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::clock::Time;
-use crate::plugins::{CheckSpec, CheckState, Detail, Reason, Step, Verdict};
+use crate::plugins::{CheckSpec, CheckState, Detail, Reason, Step, Transport, Verdict};
 
 /// Where a check stands. See the module diagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +90,8 @@ pub struct Probe {
     /// Bumped at every socket close, and part of the mio token, so readiness from a closed
     /// socket can never be taken for the next one's.
     pub gen: u32,
-    /// The socket while a check runs.
-    pub sock: Option<TcpStream>,
+    /// The socket while a check runs (a TCP stream, or a connected UDP socket).
+    pub sock: Option<OwnedFd>,
     /// The plugin's progress.
     pub st: CheckState,
     /// Receive buffer index in the pool, or [`NO_BUF`].
@@ -213,6 +213,45 @@ pub fn errno_name(e: i32) -> &'static str {
     }
 }
 
+/// `getsockopt(SO_ERROR)`: the pending error of a socket, if any.
+fn so_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut e: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: reads an int option into a correctly sized int.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut e as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
+}
+
+/// `getpeername(2)`: Ok when the socket is connected (ENOTCONN while a connect is pending).
+fn peer_addr(fd: RawFd) -> io::Result<()> {
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: writes into our sockaddr_storage.
+    let rc = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 fn last_errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
@@ -273,40 +312,44 @@ fn set_linger(fd: RawFd, on: bool) {
 pub fn start(
     p: &mut Probe,
     id: u32,
+    spec: &CheckSpec,
     target: &SocketAddr,
-    polite: bool,
     registry: &Registry,
     now: Time,
     connect_timeout_us: u64,
     timeout_us: u64,
 ) -> Outcome {
-    p.st = CheckState::default();
+    p.st = CheckState {
+        nonce: nonce(now, id, p.gen),
+        ..CheckState::default()
+    };
     p.started = now;
     p.deadline = now.add_micros(timeout_us);
+    let udp = spec.transport() == Transport::Udp;
     let domain = if target.is_ipv4() {
         libc::AF_INET
     } else {
         libc::AF_INET6
     };
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
+    let kind = if udp {
+        libc::SOCK_DGRAM
+    } else {
+        libc::SOCK_STREAM
     };
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Outcome::Local(last_errno());
     }
-    // SAFETY: fd is a fresh socket we own; TcpStream takes ownership and closes it.
-    let sock = unsafe { TcpStream::from_raw_fd(fd) };
-    if !polite {
+    // SAFETY: fd is a fresh socket we own; OwnedFd closes it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !udp && !spec.polite_close() {
         set_linger(fd, true);
     }
     let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let len = sockaddr(target, &mut ss);
-    // SAFETY: ss holds a valid address of length len.
+    // SAFETY: ss holds a valid address of length len. For UDP this only fixes the peer:
+    // the kernel then drops datagrams from anyone else and reports ICMP errors to us.
     let rc = unsafe { libc::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
     let e = if rc == 0 { 0 } else { last_errno() };
     if rc != 0 && e != libc::EINPROGRESS {
@@ -317,19 +360,98 @@ pub fn start(
             Outcome::Done(errno_verdict(e, true))
         };
     }
-    let mut sock = sock;
-    if let Err(err) = registry.register(
-        &mut sock,
-        Probe::token(id, p.gen),
-        Interest::READABLE | Interest::WRITABLE,
-    ) {
+    let interest = if udp {
+        Interest::READABLE
+    } else {
+        Interest::READABLE | Interest::WRITABLE
+    };
+    if let Err(err) = registry.register(&mut SourceFd(&fd), Probe::token(id, p.gen), interest) {
         return Outcome::Local(err.raw_os_error().unwrap_or(libc::ENOMEM));
     }
     p.sock = Some(sock);
+    if udp {
+        // No handshake: straight to the query.
+        p.phase = Phase::Query { sent: 0, got: 0 };
+        return send_datagram(p, spec);
+    }
     p.phase = Phase::ConResult {
         deadline: now.add_micros(connect_timeout_us.min(timeout_us)),
     };
     Outcome::Pending
+}
+
+/// A per-check pseudo-random value (DNS query IDs): splitmix64 over the time, the probe and
+/// its socket generation. Not a secret; just different from one check to the next.
+fn nonce(now: Time, id: u32, gen: u32) -> u32 {
+    let mut z = now.0 ^ ((id as u64) << 32) ^ (gen as u64).rotate_left(17);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as u32
+}
+
+/// Largest datagram a UDP plugin sends.
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// Query phase of a UDP check: sends the plugin's datagram in one `send(2)`.
+fn send_datagram(p: &mut Probe, spec: &CheckSpec) -> Outcome {
+    let Some(sock) = p.sock.as_ref() else {
+        return Outcome::Pending;
+    };
+    let mut out = [0u8; MAX_DATAGRAM];
+    let n = spec.datagram(&p.st, &mut out);
+    if n == 0 {
+        return Outcome::Local(libc::EMSGSIZE);
+    }
+    // SAFETY: sends from a valid buffer on our socket.
+    let rc = unsafe { libc::send(sock.as_raw_fd(), out.as_ptr().cast(), n, libc::MSG_NOSIGNAL) };
+    if rc < 0 {
+        let e = last_errno();
+        return if is_local_errno(e) {
+            Outcome::Local(e)
+        } else {
+            Outcome::Done(errno_verdict(e, true))
+        };
+    }
+    let step = spec.sent(&mut p.st);
+    match step {
+        Step::Done(v) => Outcome::Done(v),
+        _ => {
+            p.phase = Phase::Recv { got: 0 };
+            Outcome::NeedBuffer
+        }
+    }
+}
+
+/// Recv phase of a UDP check: reads datagrams until one decides or the socket is empty.
+fn recv_datagram(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+    if buf.is_empty() {
+        return Outcome::NeedBuffer;
+    }
+    let Some(sock) = p.sock.as_ref() else {
+        return Outcome::Pending;
+    };
+    let limit = spec.max_response().min(buf.len()).max(1);
+    loop {
+        // SAFETY: reads into a valid, writable slice.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), limit, 0) };
+        if n < 0 {
+            let e = last_errno();
+            if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
+                return Outcome::Pending;
+            }
+            if e == libc::EINTR {
+                continue;
+            }
+            // ICMP port unreachable arrives here as ECONNREFUSED.
+            return Outcome::Done(errno_verdict(e, true));
+        }
+        match spec.on_data(&mut p.st, &buf[..n as usize]) {
+            Step::Done(v) => return Outcome::Done(v),
+            // Not a reply to this check (a late one to an earlier check): keep waiting.
+            _ => continue,
+        }
+    }
 }
 
 /// ConResult phase: the socket became writable (or errored). Reads `SO_ERROR`; on success
@@ -338,7 +460,7 @@ pub fn conresult(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
     let Some(sock) = p.sock.as_ref() else {
         return Outcome::Pending;
     };
-    match sock.take_error() {
+    match so_error(sock.as_raw_fd()) {
         Ok(None) => {}
         Ok(Some(e)) => {
             let e = e.raw_os_error().unwrap_or(libc::EIO);
@@ -351,7 +473,7 @@ pub fn conresult(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
         Err(e) => return Outcome::Local(e.raw_os_error().unwrap_or(libc::EIO)),
     }
     // mio's advice: writable without an error may still be "not yet"; peer_addr tells.
-    match sock.peer_addr() {
+    match peer_addr(sock.as_raw_fd()) {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Outcome::Pending,
         Err(e) => return Outcome::Done(errno_verdict(e.raw_os_error().unwrap_or(libc::EIO), true)),
@@ -418,6 +540,9 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
 /// the plugin every byte so far. `buf` is the probe's buffer from the pool, or empty when
 /// none is assigned yet.
 pub fn recv(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+    if spec.transport() == Transport::Udp {
+        return recv_datagram(p, spec, buf);
+    }
     let Phase::Recv { mut got } = p.phase else {
         return Outcome::Pending;
     };
@@ -490,8 +615,8 @@ pub fn deadline_verdict(p: &Probe) -> Verdict {
 /// Closes the socket (deregistering it first) and bumps the generation. With `polite`
 /// false the socket was set to reset on close, so no TIME_WAIT remains.
 pub fn close(p: &mut Probe, registry: &Registry) {
-    if let Some(mut s) = p.sock.take() {
-        let _ = registry.deregister(&mut s);
+    if let Some(s) = p.sock.take() {
+        let _ = registry.deregister(&mut SourceFd(&s.as_raw_fd()));
         drop(s);
     }
     p.gen = p.gen.wrapping_add(1) & 0x7fff_ffff;
