@@ -350,6 +350,17 @@ impl Server {
 
     fn close(&mut self, slot: usize, registry: &Registry) {
         let c = &mut self.conns[slot];
+        if let Some(s) = c.stream.as_mut() {
+            // Unread input would turn the close into a reset and could destroy the reply
+            // still in flight (an over-long request): discard what is there (bounded).
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match s.read(&mut sink) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
         if let Some(mut s) = c.stream.take() {
             let _ = registry.deregister(s.source());
         }
@@ -410,7 +421,17 @@ fn request_end(kind: Kind, b: &[u8]) -> Option<usize> {
 /// Binds a unix socket with mode 0600. An existing socket file is removed only when nothing
 /// answers on it (a stale file from a crash); a live one means another lvsmon runs.
 fn bind_unix(p: &Path) -> io::Result<UnixListener> {
-    if p.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(p) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: remove it or choose another --socket",
+                    p.display()
+                ),
+            ));
+        }
         if std::os::unix::net::UnixStream::connect(p).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,

@@ -244,6 +244,11 @@ impl Saver {
         &self.dir
     }
 
+    /// True while the helper thread is syncing and renaming a save.
+    pub fn syncing(&self) -> bool {
+        self.syncing
+    }
+
     /// True while a save is under way (records being written, or the sync running).
     pub fn busy(&self) -> bool {
         self.file.is_some() || self.syncing

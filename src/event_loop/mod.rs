@@ -493,11 +493,6 @@ impl Daemon {
             local_warn_at: Time::ZERO,
             local_held: 0,
         };
-        let mut core = core;
-        if let Some(dir) = &opts.state_dir {
-            core.load_state(dir);
-            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
-        }
         let server = if opts.socket.is_some() || opts.metrics.is_some() {
             Some(Server::new(
                 opts.socket.as_deref(),
@@ -507,6 +502,12 @@ impl Daemon {
         } else {
             None
         };
+        // After the control socket is ours (a second lvsmon stops there), the state.
+        let mut core = core;
+        if let Some(dir) = &opts.state_dir {
+            core.load_state(dir);
+            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
+        }
         Ok(Daemon {
             poll,
             events: Events::with_capacity(1024),
@@ -1171,6 +1172,7 @@ impl Core {
         };
         let notify = self.reals[r].notify;
         self.stats.transitions += 1;
+        self.reals[r].transitions += 1;
         self.emit(&ev, notify, None);
         self.sync_dest(r);
         self.check_quorum(virt);
@@ -1467,7 +1469,7 @@ impl Core {
                     l,
                     "status virtual={key} real={} state={} for={}s weight={} checks={} failures={} transitions={}",
                     real.addr,
-                    real.health.state.as_str(),
+                    if real.drained { "drained" } else { real.health.state.as_str() },
                     now.micros_since(real.health.since) / 1_000_000,
                     real.table.map_or(-1, |w| w as i64),
                     real.checks,

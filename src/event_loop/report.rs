@@ -240,7 +240,7 @@ impl Core {
                 out.line(|w| {
                     writeln!(
                         w,
-                        "{:<26} {:<26} {:<8} {:>7} {:>6} {:>9} {:>8} {:>9}  LAST FAILURE",
+                        "{:<26} {:<26} {:<8} {:>7} {:>6} {:>9} {:>8} {:>10}  LAST FAILURE",
                         "VIRTUAL",
                         "REAL",
                         "STATE",
@@ -428,8 +428,9 @@ impl Render for Core {
                         true
                     }
                     (b"reload", 1) => {
-                        self.reload_requested = true;
-                        o.line(|w| writeln!(w, "ok: reload requested"));
+                        o.line(|w| {
+                            writeln!(w, "error: reload is not available in this version; restart lvsmon to apply a new configuration")
+                        });
                         true
                     }
                     (b"history", _) => self.history_cmd(&w[1..n], cursor, &mut o, now),
@@ -647,7 +648,7 @@ impl Core {
                 out.line(|w| {
                     writeln!(
                         w,
-                        "{:<9} {:<26} {:<26} {:>9} {:>9} {:>12} {:>9} {:>9} {:>9}  DATA",
+                        "{:<9} {:<26} {:<26} {:>9} {:>9} {:>12} {:>10} {:>10} {:>10}  DATA",
                         "LEVEL",
                         "VIRTUAL",
                         "REAL",
@@ -811,8 +812,12 @@ impl Core {
         };
         let end = (r + SAVE_RECORDS_PER_TURN).min(self.reals.len());
         while r < end {
-            if self.save_record(r).is_err() {
+            if let Err(e) = self.save_record(r) {
                 self.save_cursor = None;
+                let errno = e.raw_os_error().unwrap_or(0);
+                if let Some(mut l) = self.log.line(Level::Error) {
+                    let _ = write!(l, "msg=\"state save failed\" errno={errno}");
+                }
                 return;
             }
             r += 1;
@@ -822,8 +827,11 @@ impl Core {
             return;
         }
         self.save_cursor = None;
-        if let Some(s) = self.saver.as_mut() {
-            let _ = s.finish(false);
+        if let Some(Err(e)) = self.saver.as_mut().map(|s| s.finish(false)) {
+            let errno = e.raw_os_error().unwrap_or(0);
+            if let Some(mut l) = self.log.line(Level::Error) {
+                let _ = write!(l, "msg=\"state save failed\" errno={errno}");
+            }
         }
     }
 
@@ -842,8 +850,17 @@ impl Core {
         let Some(saver) = self.saver.as_mut() else {
             return;
         };
-        // A periodic save under way is abandoned for this complete one.
+        // A periodic save under way is abandoned for this complete one; one whose fsync and
+        // rename run on the helper thread is waited for (5 s at most), so the two never
+        // write the same temporary file.
         self.save_cursor = None;
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while saver.busy() && saver.syncing() && std::time::Instant::now() < end {
+            if saver.poll().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let unix = (self.wall_origin_us + self.now.0) / 1_000_000;
         let mut ok = saver.begin(unix).is_ok();
         for r in 0..self.reals.len() {
