@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::backend::REQUEST_END;
 use common::lvsmon::{bin, field, Lvsmon, TempDir};
+use common::udp::{dns_answer, UdpServer};
 use common::{http_response, refused_addr, Action, Backend, FullQueue, Netns, Script};
 
 const S: Duration = Duration::from_secs(1);
@@ -1178,50 +1179,6 @@ fn history_levels_restart_and_corrupt_state() {
 // UDP checks
 // ---------------------------------------------------------------------------------------------
 
-/// A UDP echo server on loopback, answering each datagram with `reply(datagram)`, until the
-/// returned guard is dropped.
-struct UdpServer {
-    addr: SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl UdpServer {
-    fn start(reply: fn(&[u8]) -> Option<Vec<u8>>) -> UdpServer {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            let end = Instant::now() + Duration::from_secs(60);
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    if let Some(r) = reply(&buf[..n]) {
-                        let _ = sock.send_to(&r, from);
-                    }
-                }
-            }
-        });
-        UdpServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for UdpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// `check udp`: a reply that matches passes, one that does not fails `expect-mismatch`, a
 /// port with no listener fails `connect-refused` (the ICMP port unreachable reaches the
 /// connected socket), and a server that never answers fails `recv-timeout`.
@@ -1266,4 +1223,35 @@ fn udp_checks_against_loopback_servers() {
         (0.45..0.9).contains(&took),
         "recv-timeout after {took} s: {line}"
     );
+}
+
+/// `check dns` against a small responder: a matching answer passes, an unexpected rcode fails
+/// `dns-rcode` with its name, and the expected address must be in the answer.
+#[test]
+fn dns_checks_against_a_loopback_responder() {
+    let ok = UdpServer::start(|q| dns_answer(q, 0));
+    let nx = UdpServer::start(|q| dns_answer(q, 3));
+    let conf = format!(
+        "interval 300ms\ntimeout 500ms\nfall 1\n\
+         virtual udp {} {{\n  check dns --query www.example.test --expect-address 192.0.2.7\n  real {}\n}}\n\
+         virtual udp {} {{\n  check dns --query www.example.test --expect-address 192.0.2.8\n  real {}\n}}\n\
+         virtual udp {} {{\n  check dns --query gone.example.test\n  real {}\n}}\n\
+         virtual udp {} {{\n  check dns --query gone.example.test --expect-rcode NXDOMAIN\n  real {}\n}}\n",
+        vip(0),
+        ok.addr,
+        vip(1),
+        ok.addr,
+        vip(2),
+        nx.addr,
+        vip(3),
+        nx.addr
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_seen(&["event=up", "virtual=udp:127.1.0.1:80"], 5 * S);
+    let ev = d.wait_seen(&["event=down", "virtual=udp:127.1.0.2:80"], 5 * S);
+    assert_eq!(field(&ev, "reason"), Some("expect-mismatch"), "{ev}");
+    let ev = d.wait_seen(&["event=down", "virtual=udp:127.1.0.3:80"], 5 * S);
+    assert_eq!(field(&ev, "reason"), Some("dns-rcode"), "{ev}");
+    assert_eq!(field(&ev, "detail"), Some("NXDOMAIN"), "{ev}");
+    d.wait_seen(&["event=up", "virtual=udp:127.1.0.4:80"], 5 * S);
 }
