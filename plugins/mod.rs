@@ -14,6 +14,7 @@ pub mod banner;
 mod common;
 pub mod dns;
 pub mod http;
+pub mod presets;
 pub mod script;
 pub mod tcp;
 pub mod udp;
@@ -21,7 +22,10 @@ pub mod udp;
 use std::fmt;
 
 /// The names accepted after `check`, in the order error messages list them.
-pub const PLUGIN_NAMES: &[&str] = &["tcp", "http", "banner", "script", "dns", "udp"];
+pub const PLUGIN_NAMES: &[&str] = &[
+    "tcp", "http", "banner", "script", "dns", "udp", // plugins
+    "smtp", "pop3", "imap", "ftp", "ssh", "redis", "mysql", "pgsql", // presets
+];
 
 /// Why a check failed, named by the layer that failed (SPEC section 3).
 ///
@@ -315,6 +319,7 @@ impl CheckSpec {
             "script" => script::Script::parse(args).map(CheckSpec::Script),
             "dns" => dns::Dns::parse(args).map(CheckSpec::Dns),
             "udp" => udp::Udp::parse(args).map(CheckSpec::Udp),
+            _ if presets::find(name).is_some() => presets::parse(name, args, target),
             _ => Err(PluginError {
                 word: None,
                 message: format!(
