@@ -1474,11 +1474,16 @@ mod tests {
         let mut log = Vec::new();
         for t in (T0..T0 + 1800).step_by(5) {
             let k = (t - T0) / 5;
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 log.push((0, t, 1000, false));
-                log.push((1, t, if k % 3 == 0 { 5000 } else { 2000 }, k % 3 == 0));
+                log.push((
+                    1,
+                    t,
+                    if k.is_multiple_of(3) { 5000 } else { 2000 },
+                    k.is_multiple_of(3),
+                ));
             }
-            log.push((2, t, 300 + (k % 4) as u32 * 100, k % 7 == 0));
+            log.push((2, t, 300 + (k % 4) as u32 * 100, k.is_multiple_of(7)));
         }
         for &(r, t, lat, failed) in &log {
             h.record(r, t, lat.into(), failed.then_some(Reason::Timeout));

@@ -127,9 +127,9 @@ pub fn parse_duration(text: &[u8]) -> Option<Duration> {
 /// A duration as a person would write it in the config: `5s`, `250ms`, `1.5s`.
 fn show_duration(d: Duration) -> String {
     let ns = d.as_nanos();
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", d.as_secs())
-    } else if ns % 1_000_000 == 0 && ns < 1_000_000_000 {
+    } else if ns.is_multiple_of(1_000_000) && ns < 1_000_000_000 {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}s", d.as_secs_f64())
