@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod lvsmon;
+pub mod servers;
 pub mod udp;
 
 // Re-exported for `common::Backend`; a binary that uses only some of these would otherwise
