@@ -32,7 +32,8 @@ pub const PLUGIN_NAMES: &[&str] = &[
 /// The set is fixed: logs, metrics labels and notify scripts depend on the names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// The peer answered the SYN with a RST (ECONNREFUSED).
+    /// The peer refused: a RST to the SYN (TCP), or an ICMP port unreachable (UDP)
+    /// (ECONNREFUSED).
     ConnectRefused,
     /// No answer to the SYN within `connect-timeout`.
     ConnectTimeout,

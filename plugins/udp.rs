@@ -10,13 +10,13 @@
 //! - `--send TEXT` (required): the datagram;
 //! - `--expect TEXT`: the reply must contain TEXT (anywhere);
 //! - `--expect-prefix TEXT`: the reply must start with TEXT;
-//! - `--max-response BYTES` (default 2048, 256 to 65,507): longer datagrams are cut by the
-//!   kernel, and a reply that fills the buffer fails with `response-too-large`.
+//! - `--max-response BYTES` (default 2048, 256 to 65,507): a longer reply fails with
+//!   `response-too-large` (the monitor reads each datagram's real length with `MSG_TRUNC`).
 //!
 //! Without `--expect`/`--expect-prefix`, any reply passes.
 
 use super::common::{OptionDef, Options};
-use super::{CheckState, Detail, PluginError, Reason, Step, Verdict};
+use super::{CheckState, PluginError, Reason, Step, Verdict};
 
 /// Default `--max-response`.
 const DEFAULT_MAX: usize = 2048;
@@ -76,6 +76,17 @@ impl Udp {
                 _ => max = o.size(256, 65_507)?,
             }
         }
+        if let Some(e) = &expect {
+            if e.len() > max {
+                return Err(PluginError {
+                    word: None,
+                    message: format!(
+                        "the expected text ({} bytes) is longer than --max-response ({max})",
+                        e.len()
+                    ),
+                });
+            }
+        }
         let send = send.ok_or_else(|| PluginError {
             word: None,
             message: "check udp needs --send TEXT (the datagram to send)".into(),
@@ -104,12 +115,6 @@ impl Udp {
 
     /// Judges one reply datagram.
     pub fn on_datagram(&self, _st: &mut CheckState, rx: &[u8]) -> Step {
-        if rx.len() >= self.max_response {
-            return Step::Done(Verdict::Fail(
-                Reason::ResponseTooLarge,
-                Detail::number(rx.len() as u64),
-            ));
-        }
         let ok = match &self.expect {
             None => true,
             Some(e) if self.prefix => rx.starts_with(e),
@@ -151,11 +156,22 @@ mod tests {
         ));
         let any = udp(&[b"--send", b"x"]);
         assert_eq!(any.on_datagram(st, b""), Step::Done(Verdict::Pass));
+        // A datagram of exactly --max-response bytes is a whole reply (longer ones are
+        // caught by the monitor, which reads their real length).
         let small = udp(&[b"--send", b"x", b"--max-response", b"256"]);
-        assert!(matches!(
+        assert_eq!(
             small.on_datagram(st, &[0u8; 256]),
-            Step::Done(Verdict::Fail(Reason::ResponseTooLarge, _))
-        ));
+            Step::Done(Verdict::Pass)
+        );
+        assert!(Udp::parse(&[
+            b"--send",
+            b"x",
+            b"--max-response",
+            b"256",
+            b"--expect",
+            &[b'a'; 300]
+        ])
+        .is_err());
     }
 
     #[test]

@@ -978,8 +978,31 @@ impl<'d> Planner<'d> {
         }
     }
 
-    /// `a.b.c.d[:PORT]`, `[v6][:PORT]` or a bare IPv6 address (no port).
+    /// `a.b.c.d[:PORT]`, `[v6][:PORT]` or a bare IPv6 address (no port). Link-local IPv6
+    /// addresses are refused: neither an IPVS destination nor a check target carries the
+    /// interface (scope id) such an address needs.
     fn endpoint(&self, w: &Word, need_port: bool) -> Result<(IpAddr, Option<u16>), ConfigError> {
+        let (ip, port) = self.endpoint_any(w, need_port)?;
+        if let IpAddr::V6(v6) = ip {
+            if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                return Err(self.err(
+                    w.pos,
+                    format!(
+                        "link-local address {v6} cannot be used: IPVS destinations and checks \
+                         carry no interface (scope id); use a global or ULA (fd00::/8) address"
+                    ),
+                ));
+            }
+        }
+        Ok((ip, port))
+    }
+
+    /// [`Planner::endpoint`] without the link-local rule.
+    fn endpoint_any(
+        &self,
+        w: &Word,
+        need_port: bool,
+    ) -> Result<(IpAddr, Option<u16>), ConfigError> {
         let form = if need_port {
             "ADDR:PORT, like 192.0.2.1:80 or [2001:db8::1]:80"
         } else {
@@ -1175,6 +1198,18 @@ impl<'d> Planner<'d> {
                         format!("expected an IP address after --address, not {text:?}"),
                     )
                 })?;
+                if let IpAddr::V6(v6) = ip {
+                    if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                        return Err(self.err(
+                            value_word.pos,
+                            format!(
+                                "link-local address {v6} cannot be a check target: it needs an \
+                                 interface (scope id) lvsmon does not carry; use a global or ULA \
+                                 address"
+                            ),
+                        ));
+                    }
+                }
                 line.address = Some(ip);
             }
         }

@@ -209,6 +209,8 @@ pub fn errno_name(e: i32) -> &'static str {
         libc::EADDRINUSE => "EADDRINUSE",
         libc::EAGAIN => "EAGAIN",
         libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EINVAL => "EINVAL",
+        libc::EMSGSIZE => "EMSGSIZE",
         _ => "errno",
     }
 }
@@ -433,8 +435,16 @@ fn recv_datagram(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
     };
     let limit = spec.max_response().min(buf.len()).max(1);
     loop {
-        // SAFETY: reads into a valid, writable slice.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), limit, 0) };
+        // SAFETY: reads into a valid, writable slice. MSG_TRUNC makes recv return the
+        // datagram's real length, so a reply longer than the buffer is told apart.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                limit,
+                libc::MSG_TRUNC,
+            )
+        };
         if n < 0 {
             let e = last_errno();
             if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
@@ -445,6 +455,12 @@ fn recv_datagram(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
             }
             // ICMP port unreachable arrives here as ECONNREFUSED.
             return Outcome::Done(errno_verdict(e, true));
+        }
+        if n as usize > limit {
+            return Outcome::Done(Verdict::Fail(
+                Reason::ResponseTooLarge,
+                Detail::number(n as u64),
+            ));
         }
         match spec.on_data(&mut p.st, &buf[..n as usize]) {
             Step::Done(v) => return Outcome::Done(v),
