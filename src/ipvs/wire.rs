@@ -617,12 +617,14 @@ pub fn decode(m: &Msg<'_>, ipvs_id: u16) -> Result<Reply, WireError> {
             if m.payload.len() < 4 {
                 return Err(WireError::Truncated);
             }
+            // The kernel sends 0 or a negative errno; anything else (a positive value, or
+            // i32::MIN, whose negation overflows) is not a netlink error reply.
             let e = rd_u32(m.payload, 0) as i32;
-            Ok(if e == 0 {
-                Reply::Ack { seq }
-            } else {
-                Reply::Error { seq, errno: -e }
-            })
+            match e {
+                0 => Ok(Reply::Ack { seq }),
+                e if e < 0 && e != i32::MIN => Ok(Reply::Error { seq, errno: -e }),
+                e => Err(WireError::Unknown(e as u32)),
+            }
         }
         t if t == sys::NLMSG_DONE => Ok(Reply::Done { seq }),
         t if t == sys::NLMSG_NOOP || t == sys::NLMSG_OVERRUN => Ok(Reply::Other { seq }),
@@ -1202,5 +1204,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the `netlink` fuzz target: an NLMSG_ERROR carrying i32::MIN made `-e`
+    /// overflow (a panic in debug builds). It is now an error, as is a positive errno.
+    #[test]
+    fn regression_nlmsg_error_with_i32_min() {
+        let d = fixture_bytes_min();
+        for m in messages(&d) {
+            let Ok(m) = m else { break };
+            let _ = decode(&m, FAM);
+        }
+        let mut e = [0u8; 36];
+        e[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        e[4..6].copy_from_slice(&sys::NLMSG_ERROR.to_ne_bytes());
+        for bad in [i32::MIN, 5] {
+            e[16..20].copy_from_slice(&bad.to_ne_bytes());
+            let m = messages(&e).next().unwrap().unwrap();
+            assert!(decode(&m, FAM).is_err(), "{bad}");
+        }
+    }
+
+    fn fixture_bytes_min() -> Vec<u8> {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/netlink/nlmsg-error-errno-i32-min.bin"
+        ))
+        .to_vec()
     }
 }
