@@ -254,3 +254,195 @@ mod tests {
         assert_eq!(h.fails, u32::MAX);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of [`Health::record`] over any sequence of results (SPEC section 3), checked
+    //! against the results themselves rather than against a second implementation.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const S: u64 = 1_000_000;
+
+    /// Fed results: pass or fail, and its time in µs.
+    #[derive(Debug, Clone)]
+    struct Case {
+        rules: Rules,
+        start: u64,
+        results: Vec<(bool, u64)>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            1u32..=6,
+            1u32..=6,
+            prop::option::of(1u64..=60),
+            prop::option::of(1u64..=120),
+            (0u64..=4_000).prop_map(|k| k * S / 4),
+            // Steps of 0 to 10 s: mostly whole quarter seconds, so that equal times and
+            // results exactly at a window's or `down-after`'s edge are common; some in µs.
+            prop::collection::vec(
+                (
+                    any::<bool>(),
+                    prop_oneof![3 => (0u64..=40).prop_map(|k| k * S / 4), 1 => 0u64..=10 * S],
+                ),
+                1..80,
+            ),
+        )
+            .prop_map(|(fall, rise, within, down_after, start, steps)| {
+                let mut t = start;
+                let results = steps
+                    .into_iter()
+                    .map(|(pass, step)| {
+                        t += step;
+                        (pass, t)
+                    })
+                    .collect();
+                Case {
+                    rules: Rules {
+                        fall,
+                        rise,
+                        within_us: within.map_or(0, |s| s * S),
+                        down_after_us: down_after.map_or(0, |s| s * S),
+                    },
+                    start,
+                    results,
+                }
+            })
+    }
+
+    /// Feeds every result (ring sized as the event loop sizes it) and returns the changes.
+    fn run(c: &Case) -> Vec<Change> {
+        let mut ring = vec![
+            0u64;
+            if c.rules.within_us > 0 {
+                c.rules.fall as usize
+            } else {
+                0
+            }
+        ];
+        let mut h = Health::new(Time(c.start));
+        c.results
+            .iter()
+            .map(|&(pass, t)| h.record(pass, Time(t), &c.rules, &mut ring))
+            .collect()
+    }
+
+    /// Results of the same kind (`pass`) ending at index `i`, `i` included.
+    fn trailing(results: &[(bool, u64)], i: usize, pass: bool) -> usize {
+        results[..=i]
+            .iter()
+            .rev()
+            .take_while(|r| r.0 == pass)
+            .count()
+    }
+
+    /// Failures at or before `i`, after index `after` (exclusive; `None`: from the start),
+    /// less than `within_us` before result `i`.
+    fn fails_in_window(c: &Case, i: usize, after: Option<usize>) -> usize {
+        let now = c.results[i].1;
+        let from = after.map_or(0, |a| a + 1);
+        c.results[from..=i]
+            .iter()
+            .filter(|&&(pass, t)| !pass && now - t < c.rules.within_us)
+            .count()
+    }
+
+    /// Time since the last pass before `i`, if there was one.
+    fn since_pass(c: &Case, i: usize) -> Option<u64> {
+        let now = c.results[i].1;
+        c.results[..i].iter().rev().find(|r| r.0).map(|r| now - r.1)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// (a) changes alternate; (d) the first result decides at once.
+        #[test]
+        fn first_decides_then_changes_alternate(c in case()) {
+            let changes = run(&c);
+            let want = if c.results[0].0 { Change::Up } else { Change::Down };
+            prop_assert_eq!(changes[0], want, "first result");
+            let mut last = changes[0];
+            for (i, &ch) in changes.iter().enumerate().skip(1) {
+                if ch != Change::None {
+                    prop_assert_ne!(ch, last, "two {:?} in a row at result {}", ch, i);
+                    last = ch;
+                }
+            }
+        }
+
+        /// (b) a DOWN (after the first result) only on a failure that ends `fall` consecutive
+        /// failures (without `within`), or has `fall` failures inside the `within` window
+        /// (counting failures since the last UP only), or comes `down-after` or more after the
+        /// last pass; (c) an UP (after a DOWN) only on the pass that ends exactly `rise`
+        /// consecutive passes.
+        #[test]
+        fn changes_only_at_thresholds(c in case()) {
+            let changes = run(&c);
+            let r = c.rules;
+            let mut last_up = (changes[0] == Change::Up).then_some(0);
+            for (i, &ch) in changes.iter().enumerate().skip(1) {
+                match ch {
+                    Change::Down => {
+                        prop_assert!(!c.results[i].0, "DOWN on a pass at {}", i);
+                        let by_count = if r.within_us > 0 {
+                            fails_in_window(&c, i, last_up) >= r.fall as usize
+                        } else {
+                            trailing(&c.results, i, false) >= r.fall as usize
+                        };
+                        let silent = r.down_after_us > 0
+                            && since_pass(&c, i).is_some_and(|d| d >= r.down_after_us);
+                        prop_assert!(by_count || silent, "DOWN at {} without a reason", i);
+                    }
+                    Change::Up => {
+                        prop_assert!(c.results[i].0, "UP on a failure at {}", i);
+                        prop_assert_eq!(
+                            trailing(&c.results, i, true),
+                            r.rise as usize,
+                            "UP at {} after another number of passes than rise", i
+                        );
+                        last_up = Some(i);
+                    }
+                    Change::None => {}
+                }
+            }
+        }
+
+        /// The converse: while UP, a failure that meets the rule in force (consecutive
+        /// failures, or failures since the last UP inside the window, or `down-after`) makes
+        /// DOWN; while DOWN, the `rise`-th consecutive pass makes UP.
+        #[test]
+        fn thresholds_always_change(c in case()) {
+            let changes = run(&c);
+            let r = c.rules;
+            let mut state = changes[0];
+            let mut last_up = (state == Change::Up).then_some(0);
+            for (i, &ch) in changes.iter().enumerate().skip(1) {
+                let (pass, _) = c.results[i];
+                if state == Change::Up && !pass {
+                    let by_count = if r.within_us > 0 {
+                        fails_in_window(&c, i, last_up) >= r.fall as usize
+                    } else {
+                        trailing(&c.results, i, false) >= r.fall as usize
+                    };
+                    let silent = r.down_after_us > 0
+                        && since_pass(&c, i).is_some_and(|d| d >= r.down_after_us);
+                    if by_count || silent {
+                        prop_assert_eq!(ch, Change::Down, "no DOWN at {}", i);
+                    }
+                }
+                if state == Change::Down && pass && trailing(&c.results, i, true) == r.rise as usize {
+                    prop_assert_eq!(ch, Change::Up, "no UP at {}", i);
+                }
+                if ch != Change::None {
+                    state = ch;
+                    if ch == Change::Up {
+                        last_up = Some(i);
+                    }
+                }
+            }
+        }
+    }
+}
