@@ -222,8 +222,6 @@ struct Core {
     now: Time,
     /// Unix time (µs) at daemon time zero, for timestamps people read.
     wall_origin_us: u64,
-    /// A client asked for a reload (handled like SIGHUP at the end of the turn).
-    reload_requested: bool,
     /// State persistence: the writer, its period, the next save, and the next real to
     /// write while a save is under way.
     saver: Option<Saver>,
@@ -480,7 +478,6 @@ impl Daemon {
             resyncing: false,
             now: Time::ZERO,
             wall_origin_us: wall_now_us(),
-            reload_requested: false,
             saver: None,
             history,
             save_every_us: micros(opts.state_interval).max(1_000_000),
@@ -738,9 +735,6 @@ impl Daemon {
         }
         if let Some(s) = self.server.as_mut() {
             s.tick(registry, core, now);
-        }
-        if std::mem::take(&mut core.reload_requested) {
-            core.on_signal(SIGHUP, now);
         }
         core.poll_notify(now);
         core.save_step(now);

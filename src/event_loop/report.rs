@@ -46,13 +46,18 @@ impl Out<'_> {
     }
 }
 
+/// A service identifier (`tcp:10.0.0.1:80`) as text in a stack buffer: `ServiceKey`'s
+/// Display neither pads nor compares, and formatting it into a `String` would allocate.
+fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
+    let mut c = Cursor::new(&mut buf[..]);
+    let _ = write!(c, "{key}");
+    let n = c.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("?")
+}
+
 /// Writes a service identifier as an escaped label value.
 fn service_label(w: &mut impl Write, key: crate::config::ServiceKey) -> std::io::Result<()> {
-    let mut id = [0u8; 80];
-    let mut c = Cursor::new(&mut id[..]);
-    write!(c, "{key}")?;
-    let n = c.position() as usize;
-    label_value(w, &id[..n])
+    label_value(w, key_text(key, &mut [0u8; 80]).as_bytes())
 }
 
 /// Writes a duration in seconds as `3h12m`, `4m05s`, `12s`.
@@ -125,11 +130,8 @@ impl Core {
                 continue;
             }
             if let Some(v) = virt {
-                let mut id = [0u8; 80];
-                let mut c = Cursor::new(&mut id[..]);
-                let _ = write!(c, "{}", self.virtuals[self.reals[r].virt as usize].key);
-                let n = c.position() as usize;
-                if &id[..n] != v.as_bytes() {
+                let key = self.virtuals[self.reals[r].virt as usize].key;
+                if key_text(key, &mut [0u8; 80]) != v {
                     continue;
                 }
             }
@@ -200,10 +202,7 @@ impl Core {
             let for_ = std::str::from_utf8(&tmp[..n]).unwrap_or("?");
             // ServiceKey's Display does not pad: format it first.
             let mut id = [0u8; 80];
-            let mut c = Cursor::new(&mut id[..]);
-            let _ = write!(c, "{key}");
-            let k = c.position() as usize;
-            let key = std::str::from_utf8(&id[..k]).unwrap_or("?");
+            let key = key_text(key, &mut id);
             write!(
                 w,
                 "{:<26} {:<26} {:<8} {:>7} ",
@@ -473,13 +472,8 @@ enum Scope {
 impl Core {
     /// Finds the virtual service written as `id` (`tcp:10.0.0.1:80`).
     fn find_virtual(&self, id: &[u8]) -> Option<usize> {
-        (0..self.virtuals.len()).find(|&v| {
-            let mut b = [0u8; 80];
-            let mut c = Cursor::new(&mut b[..]);
-            let _ = write!(c, "{}", self.virtuals[v].key);
-            let n = c.position() as usize;
-            &b[..n] == id
-        })
+        (0..self.virtuals.len())
+            .find(|&v| key_text(self.virtuals[v].key, &mut [0u8; 80]).as_bytes() == id)
     }
 
     /// One row of a history reply.
@@ -503,16 +497,11 @@ impl Core {
             }
             (None, None) => self.history.summary(0..self.reals.len(), since, now),
         };
-        let mut vid = [0u8; 80];
-        let vn = match v {
-            Some(v) => {
-                let mut c = Cursor::new(&mut vid[..]);
-                let _ = write!(c, "{}", self.virtuals[v].key);
-                c.position() as usize
-            }
-            None => 0,
+        let mut vbuf = [0u8; 80];
+        let vid = match v {
+            Some(v) => key_text(self.virtuals[v].key, &mut vbuf),
+            None => "",
         };
-        let vid = std::str::from_utf8(&vid[..vn]).unwrap_or("?");
         let avail = sum.availability();
         if json {
             if !first {
