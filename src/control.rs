@@ -28,6 +28,11 @@ use crate::clock::Time;
 pub const SLOTS: usize = 16;
 /// Bytes of request a connection may send.
 pub const IN_CAP: usize = 2048;
+/// A cursor with this bit set, with nothing rendered and the reply not done, parks the
+/// connection: the renderer is asked again at every [`Server::tick`] until it answers (or
+/// the idle timeout closes the connection).
+pub const PARKED: u64 = 1 << 63;
+
 /// Bytes of reply rendered at a time.
 pub const OUT_CAP: usize = 64 * 1024;
 /// A connection idle this long is closed (µs).
@@ -326,6 +331,10 @@ impl Server {
                 }
                 let Some(req) = c.req else { return false };
                 let (n, done) = r.render(req.kind, &inb[..req.len], &mut c.cursor, outb, now);
+                if n == 0 && !done && c.cursor & PARKED != 0 {
+                    // The answer is not ready (a reload is loading): ask again next turn.
+                    return false;
+                }
                 c.out_start = 0;
                 c.out_end = n.min(OUT_CAP);
                 // A renderer that writes nothing and is not done would spin: end the reply.
@@ -377,6 +386,12 @@ impl Server {
             if c.stream.is_some() && now.micros_since(c.last_progress) >= IDLE_US {
                 self.stats.dropped += 1;
                 self.close(slot, registry);
+            }
+        }
+        for slot in 0..SLOTS {
+            let c = &self.conns[slot];
+            if c.stream.is_some() && c.cursor & PARKED != 0 && c.out_start == c.out_end {
+                self.serve(slot, registry, r, now);
             }
         }
         if std::mem::take(&mut self.accept_pending) {

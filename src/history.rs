@@ -697,6 +697,32 @@ impl History {
         Ok(())
     }
 
+    /// Replaces real `real`'s history with real `from_real`'s of `from` (a reload keeping a
+    /// real server). Rings of the same lengths are copied as they are; otherwise what fits
+    /// is kept, newest first, as [`History::decode_real`] does.
+    ///
+    /// # Panics
+    /// If either index is out of range.
+    pub fn copy_real(&mut self, real: usize, from: &History, from_real: usize) {
+        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
+        let (fa, fb) = (from.raw_off[from_real], from.raw_off[from_real + 1]);
+        if b - a == fb - fa && self.minutes == from.minutes && self.hours == from.hours {
+            self.raw[a..b].copy_from_slice(&from.raw[fa..fb]);
+            let (m, fm) = (self.minutes, from.minutes);
+            self.minute[real * m..(real + 1) * m]
+                .copy_from_slice(&from.minute[from_real * fm..(from_real + 1) * fm]);
+            let (h, fh) = (self.hours, from.hours);
+            self.hour[real * h..(real + 1) * h]
+                .copy_from_slice(&from.hour[from_real * fh..(from_real + 1) * fh]);
+            self.meta[real] = from.meta[from_real];
+            return;
+        }
+        let mut buf = Vec::with_capacity(from.max_encoded_len());
+        if from.encode_real(from_real, &mut buf).is_ok() {
+            let _ = self.decode_real(real, &buf);
+        }
+    }
+
     /// The most bytes [`History::encode_real`] writes for any real of this history: what a
     /// fixed save buffer needs.
     pub fn max_encoded_len(&self) -> usize {

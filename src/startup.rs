@@ -97,6 +97,8 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         metrics: cli.metrics,
         state_dir: Some(cli.state_dir.clone()),
         state_interval: cli.state_interval,
+        file: Some(cli.file.clone()),
+        interval: cli.interval,
         ..Options::default()
     };
     let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(io_err(format!(

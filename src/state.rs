@@ -239,6 +239,24 @@ impl Saver {
         })
     }
 
+    /// Makes room for records of up to `max_record` bytes of history (a reload may keep
+    /// more history per real). Only between saves.
+    pub fn reserve(&mut self, max_record: usize) {
+        if self.scratch.len() < max_record + 64 {
+            self.buf = vec![0u8; CHUNK + max_record + 256].into_boxed_slice();
+            self.scratch = vec![0u8; max_record + 64].into_boxed_slice();
+        }
+    }
+
+    /// Gives up the save whose records are being written (a reload renumbered the reals);
+    /// the previous state file stays. Not counted as a failure.
+    pub fn cancel(&mut self) {
+        if self.file.take().is_some() {
+            self.len = 0;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+
     /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -16,6 +16,7 @@
 //! generation in the high bits (see [`Probe::token`]); the top of the token space is
 //! reserved for the daemon's own sources.
 
+mod reload;
 mod report;
 
 use std::collections::HashMap;
@@ -47,6 +48,9 @@ use crate::timer::Wheel;
 const SIGNALS: Token = Token(usize::MAX);
 /// Token of the IPVS netlink socket.
 const NETLINK: Token = Token(usize::MAX - 1);
+/// Token of the waker a reload's helper thread uses (below the control server's listeners;
+/// checked before [`Server::owns`], whose connection bit it shares).
+const RELOAD: Token = Token(usize::MAX - 4);
 /// After a failed IPVS operation, the table is read back and repaired this soon.
 const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 
@@ -67,6 +71,11 @@ pub struct Options {
     pub state_dir: Option<std::path::PathBuf>,
     /// How often state is saved while running (also on SIGTERM).
     pub state_interval: Duration,
+    /// The configuration file, read again on SIGHUP and `lvsmon reload` (`None`: reload is
+    /// refused).
+    pub file: Option<std::path::PathBuf>,
+    /// `--interval`, applied again at every reload.
+    pub interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -79,6 +88,8 @@ impl Default for Options {
             metrics: None,
             state_dir: None,
             state_interval: Duration::from_secs(300),
+            file: None,
+            interval: None,
         }
     }
 }
@@ -119,6 +130,9 @@ struct Real {
     last_latency_us: u32,
     /// Taken out of service by an operator (`lvsmon drain`): weight 0 whatever its checks say.
     drained: bool,
+    /// `table` is known: read at startup, or from the first read-back after a reload added
+    /// this real. Until then no operation is sent for it.
+    adopted: bool,
 }
 
 /// A virtual service's identity and quorum bookkeeping.
@@ -136,6 +150,8 @@ struct Virtual {
     unknown: u32,
     quorum_lost: bool,
     sorry_in_table: bool,
+    /// The table's view of this service is known (see [`Real::adopted`]).
+    adopted: bool,
 }
 
 const NO_NOTIFY: u32 = u32::MAX;
@@ -238,6 +254,41 @@ struct Core {
     /// held back since the last.
     local_warn_at: Time,
     local_held: u64,
+    /// The `notify` commands and `notify-max` the notifier was built with (a reload that
+    /// keeps them keeps the notifier, its queue and its children).
+    notify_cmds: Vec<Vec<Vec<u8>>>,
+    notify_max: u32,
+    /// A notifier replaced by a reload, kept until its queued events have run and its
+    /// children are reaped.
+    retiring: Vec<Notifier>,
+    /// Counters of notifiers that are gone (so the totals never go backwards).
+    notify_retired: crate::notify::NotifyCounters,
+    /// Reals or virtuals a reload added wait for a read-back of the table.
+    adopt_pending: bool,
+    /// The read-back in flight was started before a reload: its result is not used.
+    dump_stale: bool,
+    /// Reload requests and results (SIGHUP, `lvsmon reload`).
+    reload: Reload,
+}
+
+/// Reloading: the file is read and planned on a helper thread, so a large configuration
+/// never stalls the checks; the loop applies the plan when the thread wakes it.
+#[derive(Default)]
+struct Reload {
+    /// The configuration file and the `--interval` override it was loaded with.
+    file: Option<std::path::PathBuf>,
+    interval: Option<Duration>,
+    /// Wakes the loop when a plan (or an error) is ready.
+    waker: Option<std::sync::Arc<mio::Waker>>,
+    /// Where the helper thread's answer arrives, while one runs.
+    rx: Option<std::sync::mpsc::Receiver<(Result<Plan, String>, Duration)>>,
+    /// Requests made, the request the running (or last) load answers, and the last one
+    /// answered; a request made while a load runs starts another one after it.
+    requested: u64,
+    started: u64,
+    finished: u64,
+    /// What the last reload did, for `lvsmon reload` (one or two lines).
+    result: String,
 }
 
 /// A fixed-capacity queue of IPVS operations.
@@ -290,6 +341,8 @@ pub struct Daemon {
     ipvs: Box<dyn Ipvs>,
     server: Option<Server>,
     core: Core,
+    /// What the daemon was started with, for the cores a reload builds.
+    opts: Options,
 }
 
 /// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
@@ -325,125 +378,6 @@ impl Daemon {
         let poll = Poll::new()?;
         ipvs.register(poll.registry(), NETLINK)?;
         let clock = Clock::new();
-        let n = plan.checks.len();
-
-        let mut virtuals = Vec::with_capacity(plan.virtuals.len());
-        for v in &plan.virtuals {
-            let notify = v.notify.map_or(NO_NOTIFY, |i| i as u32);
-            virtuals.push(Virtual {
-                key: v.key,
-                service: Service::new(v.key, &v.scheduler, v.persistent),
-                quorum: v.quorum,
-                sorry: v.sorry,
-                notify,
-                reals: (v.reals.start as u32, v.reals.end as u32),
-                up: 0,
-                unknown: v.reals.len() as u32,
-                quorum_lost: false,
-                sorry_in_table: false,
-            });
-        }
-
-        let mut rings_len = 0u32;
-        let mut reals = Vec::with_capacity(plan.reals.len());
-        for r in &plan.reals {
-            let t = &r.thresholds;
-            let ring_len = if t.within.is_some() { t.fall } else { 0 };
-            reals.push(Real {
-                addr: r.addr,
-                virt: r.virtual_idx as u32,
-                weight: r.weight,
-                forward: r.forward,
-                on_down: r.on_down,
-                notify: r.notify.map_or(NO_NOTIFY, |i| i as u32),
-                rules: Rules {
-                    fall: t.fall.max(1),
-                    rise: t.rise.max(1),
-                    within_us: t.within.map_or(0, micros),
-                    down_after_us: t.down_after.map_or(0, micros),
-                },
-                ring: (rings_len, rings_len + ring_len),
-                health: Health::new(Time::ZERO),
-                table: None,
-                checks: 0,
-                failures: 0,
-                transitions: 0,
-                last_reason: None,
-                last_detail: Detail::EMPTY,
-                last_latency_us: 0,
-                drained: false,
-            });
-            rings_len += ring_len;
-        }
-
-        let mut dest_index = HashMap::with_capacity(plan.reals.len());
-        for (i, r) in plan.reals.iter().enumerate() {
-            dest_index.insert((plan.virtuals[r.virtual_idx].key, r.addr), i as u32);
-        }
-        let virt_index: HashMap<ServiceKey, u32> = plan
-            .virtuals
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.key, i as u32))
-            .collect();
-        let n_reals = plan.reals.len();
-        let n_virtuals = plan.virtuals.len();
-        let resync_us = micros(plan.resync);
-
-        let history = History::new(&plan.history, &History::intervals(&plan));
-        let mut probe_reals = Vec::with_capacity(plan.reals.len());
-        let mut cfg = Vec::with_capacity(n);
-        let mut max_response = 0usize;
-        let mut readers = 0usize;
-        for c in plan.checks {
-            let start = probe_reals.len() as u32;
-            probe_reals.extend(c.reals.iter().map(|&r| r as u32));
-            let mr = c.spec.max_response();
-            if mr > 0 {
-                readers += 1;
-            }
-            max_response = max_response.max(mr);
-            cfg.push(ProbeCfg {
-                target: c.target,
-                spec: c.spec,
-                interval_us: micros(c.interval).max(1000),
-                retry_us: micros(c.retry_interval).max(1000),
-                connect_us: micros(c.connect_timeout),
-                timeout_us: micros(c.timeout),
-                reals: (start, probe_reals.len() as u32),
-            });
-        }
-
-        // First checks spread evenly over each probe's first interval.
-        let probes: Vec<Probe> = cfg
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Probe::new(Time(c.interval_us * i as u64 / n.max(1) as u64)))
-            .collect();
-        let mut wheel = Wheel::new(n, 4096);
-        for (i, p) in probes.iter().enumerate() {
-            wheel.set(i as u32, p.scheduled);
-        }
-
-        let buffers = if opts.buffers > 0 {
-            opts.buffers
-        } else {
-            readers.clamp(1, 1024)
-        };
-        let pool = BufPool::new(buffers, max_response.max(64), n);
-
-        let notifier = if plan.notifies.is_empty() {
-            None
-        } else {
-            let cap = (4 * plan.reals.len() + 64).min(1 << 20);
-            Some(Notifier::new(
-                &plan.notifies,
-                plan.notify_max.max(1) as usize,
-                cap,
-                opts.notify_kill_after,
-            )?)
-        };
-
         let signals = if opts.signals {
             let mut s = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1])?;
             poll.registry()
@@ -452,44 +386,13 @@ impl Daemon {
         } else {
             None
         };
-
-        let core = Core {
-            probes: probes.into_boxed_slice(),
-            rx_ready: vec![false; n].into_boxed_slice(),
-            cfg: cfg.into_boxed_slice(),
-            probe_reals: probe_reals.into_boxed_slice(),
-            reals: reals.into_boxed_slice(),
-            rings: vec![0u64; rings_len as usize].into_boxed_slice(),
-            virtuals: virtuals.into_boxed_slice(),
-            wheel,
-            pool,
-            handed: vec![0u32; n].into_boxed_slice(),
-            handed_len: 0,
-            outbox: Outbox::new(2 * n_reals + 4 * n_virtuals + 64),
-            dest_index,
-            virt_index,
-            seen: vec![None; n_reals].into_boxed_slice(),
-            svc_seen: vec![None; n_virtuals].into_boxed_slice(),
-            sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
-            touched_real: vec![false; n_reals].into_boxed_slice(),
-            touched_virt: vec![false; n_virtuals].into_boxed_slice(),
-            resync_us,
-            next_resync: Time(resync_us),
-            resyncing: false,
-            now: Time::ZERO,
-            wall_origin_us: wall_now_us(),
-            saver: None,
-            history,
-            save_every_us: micros(opts.state_interval).max(1_000_000),
-            next_save: Time(micros(opts.state_interval).max(1_000_000)),
-            save_cursor: None,
-            notifier,
-            log,
-            stats: Stats::default(),
-            stop: false,
-            local_warn_at: Time::ZERO,
-            local_held: 0,
-        };
+        let mut core = Core::new(plan, opts, log, Time::ZERO)?;
+        core.reload.waker = Some(std::sync::Arc::new(mio::Waker::new(
+            poll.registry(),
+            RELOAD,
+        )?));
+        core.reload.file = opts.file.clone();
+        core.reload.interval = opts.interval;
         let server = if opts.socket.is_some() || opts.metrics.is_some() {
             Some(Server::new(
                 opts.socket.as_deref(),
@@ -500,7 +403,6 @@ impl Daemon {
             None
         };
         // After the control socket is ours (a second lvsmon stops there), the state.
-        let mut core = core;
         if let Some(dir) = &opts.state_dir {
             core.load_state(dir);
             core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
@@ -513,6 +415,7 @@ impl Daemon {
             ipvs,
             server,
             core,
+            opts: opts.clone(),
         })
     }
 
@@ -540,6 +443,7 @@ impl Daemon {
             }
         }
         for v in 0..c.virtuals.len() {
+            c.virtuals[v].adopted = true;
             let want = c.virtuals[v].service;
             match ipvs.existing_service(want.key) {
                 None => c.submit(Op::AddService(want)),
@@ -559,17 +463,7 @@ impl Daemon {
             let (key, addr) = (c.virtuals[c.reals[r].virt as usize].key, c.reals[r].addr);
             // SPEC section 3: a destination already in the table keeps its weight until its
             // first check decides.
-            let existing = ipvs.existing_weight(key, addr);
-            c.reals[r].table = existing;
-            if existing.is_none() && c.reals[r].on_down == OnDown::Quiesce {
-                let d = Dest {
-                    addr,
-                    weight: 0,
-                    forward: c.reals[r].forward,
-                };
-                c.reals[r].table = Some(0);
-                c.submit(Op::AddDest(key, d));
-            }
+            c.adopt_real(r, ipvs.existing_weight(key, addr));
         }
         ipvs.forget_snapshot();
         self.drain_outbox();
@@ -629,11 +523,12 @@ impl Daemon {
 
     /// The notify counters (all zero without a `notify` command).
     pub fn notify_counters(&self) -> crate::notify::NotifyCounters {
-        self.core
-            .notifier
-            .as_ref()
-            .map(|n| n.counters())
-            .unwrap_or_default()
+        let mut c = self.core.notify_retired;
+        let live = self.core.notifier.iter().chain(self.core.retiring.iter());
+        for n in live {
+            reload::add_counters(&mut c, &n.counters());
+        }
+        c
     }
 
     /// The metrics endpoint's address, if served.
@@ -670,7 +565,8 @@ impl Daemon {
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let now = self.clock.now();
         let mut next = self.core.wheel.next_expiry();
-        if let Some(n) = self.core.notifier.as_ref().and_then(|n| n.next_deadline()) {
+        let notifiers = self.core.notifier.iter().chain(self.core.retiring.iter());
+        for n in notifiers.filter_map(|n| n.next_deadline()) {
             next = Some(next.map_or(n, |w| w.min(n)));
         }
         if !self.ipvs.is_dry_run() && self.core.resync_us > 0 {
@@ -681,7 +577,7 @@ impl Daemon {
             next = Some(next.map_or(d, |w| w.min(d)));
         }
         let mut timeout = next.map(|t| wait_for(now, t));
-        if self.ipvs.pending() {
+        if self.ipvs.pending() || self.core.adopt_pending {
             // Requests wait for room in the socket: come back soon.
             timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
                 t.min(Duration::from_millis(5))
@@ -701,6 +597,7 @@ impl Daemon {
         core.stats.turns += 1;
         let registry = self.poll.registry();
         let mut signalled = false;
+        let mut reload_ready = false;
         for ev in self.events.iter() {
             if ev.token() == SIGNALS {
                 signalled = true;
@@ -708,6 +605,10 @@ impl Daemon {
             }
             if ev.token() == NETLINK {
                 self.ipvs.on_ready(&mut |e| core.on_ipvs(e));
+                continue;
+            }
+            if ev.token() == RELOAD {
+                reload_ready = true;
                 continue;
             }
             if Server::owns(ev.token()) {
@@ -738,14 +639,198 @@ impl Daemon {
         }
         core.poll_notify(now);
         core.save_step(now);
-        if core.resync_us > 0 && now >= core.next_resync {
+        if core.adopt_pending && !self.ipvs.is_dry_run() && self.ipvs.start_dump() {
+            // What a reload added is adopted from this read-back.
+            core.adopt_pending = false;
+            core.next_resync = now.add_micros(core.resync_us);
+            core.begin_resync();
+        } else if core.resync_us > 0 && now >= core.next_resync {
             core.next_resync = now.add_micros(core.resync_us);
             if self.ipvs.start_dump() {
                 core.begin_resync();
             }
         }
         self.drain_outbox();
+        if reload_ready {
+            self.finish_reload();
+        }
         Ok(())
+    }
+}
+
+impl Core {
+    /// Builds every table the loop needs from `plan`, with the first checks spread evenly
+    /// over each probe's first interval after `start`. The plan is consumed: afterwards the
+    /// core keeps only compact copies of what it uses.
+    ///
+    /// # Errors
+    /// The notify setup could not be created.
+    fn new(plan: Plan, opts: &Options, log: Log, origin: Time) -> io::Result<Core> {
+        let n = plan.checks.len();
+
+        let mut virtuals = Vec::with_capacity(plan.virtuals.len());
+        for v in &plan.virtuals {
+            let notify = v.notify.map_or(NO_NOTIFY, |i| i as u32);
+            virtuals.push(Virtual {
+                key: v.key,
+                service: Service::new(v.key, &v.scheduler, v.persistent),
+                quorum: v.quorum,
+                sorry: v.sorry,
+                notify,
+                reals: (v.reals.start as u32, v.reals.end as u32),
+                up: 0,
+                unknown: v.reals.len() as u32,
+                quorum_lost: false,
+                sorry_in_table: false,
+                adopted: false,
+            });
+        }
+
+        let mut rings_len = 0u32;
+        let mut reals = Vec::with_capacity(plan.reals.len());
+        for r in &plan.reals {
+            let t = &r.thresholds;
+            let ring_len = if t.within.is_some() { t.fall } else { 0 };
+            reals.push(Real {
+                addr: r.addr,
+                virt: r.virtual_idx as u32,
+                weight: r.weight,
+                forward: r.forward,
+                on_down: r.on_down,
+                notify: r.notify.map_or(NO_NOTIFY, |i| i as u32),
+                rules: Rules {
+                    fall: t.fall.max(1),
+                    rise: t.rise.max(1),
+                    within_us: t.within.map_or(0, micros),
+                    down_after_us: t.down_after.map_or(0, micros),
+                },
+                ring: (rings_len, rings_len + ring_len),
+                health: Health::new(origin),
+                table: None,
+                checks: 0,
+                failures: 0,
+                transitions: 0,
+                last_reason: None,
+                last_detail: Detail::EMPTY,
+                last_latency_us: 0,
+                drained: false,
+                adopted: false,
+            });
+            rings_len += ring_len;
+        }
+
+        let mut dest_index = HashMap::with_capacity(plan.reals.len());
+        for (i, r) in plan.reals.iter().enumerate() {
+            dest_index.insert((plan.virtuals[r.virtual_idx].key, r.addr), i as u32);
+        }
+        let virt_index: HashMap<ServiceKey, u32> = plan
+            .virtuals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.key, i as u32))
+            .collect();
+        let n_reals = plan.reals.len();
+        let n_virtuals = plan.virtuals.len();
+        let resync_us = micros(plan.resync);
+
+        let history = History::new(&plan.history, &History::intervals(&plan));
+        let mut probe_reals = Vec::with_capacity(plan.reals.len());
+        let mut cfg = Vec::with_capacity(n);
+        let mut max_response = 0usize;
+        let mut readers = 0usize;
+        for c in plan.checks {
+            let start = probe_reals.len() as u32;
+            probe_reals.extend(c.reals.iter().map(|&r| r as u32));
+            let mr = c.spec.max_response();
+            if mr > 0 {
+                readers += 1;
+            }
+            max_response = max_response.max(mr);
+            cfg.push(ProbeCfg {
+                target: c.target,
+                spec: c.spec,
+                interval_us: micros(c.interval).max(1000),
+                retry_us: micros(c.retry_interval).max(1000),
+                connect_us: micros(c.connect_timeout),
+                timeout_us: micros(c.timeout),
+                reals: (start, probe_reals.len() as u32),
+            });
+        }
+
+        // First checks spread evenly over each probe's first interval.
+        let probes: Vec<Probe> = cfg
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Probe::new(origin.add_micros(c.interval_us * i as u64 / n.max(1) as u64)))
+            .collect();
+        let mut wheel = Wheel::new(n, 4096);
+        for (i, p) in probes.iter().enumerate() {
+            wheel.set(i as u32, p.scheduled);
+        }
+
+        let buffers = if opts.buffers > 0 {
+            opts.buffers
+        } else {
+            readers.clamp(1, 1024)
+        };
+        let pool = BufPool::new(buffers, max_response.max(64), n);
+
+        let notifier = if plan.notifies.is_empty() {
+            None
+        } else {
+            let cap = (4 * plan.reals.len() + 64).min(1 << 20);
+            Some(Notifier::new(
+                &plan.notifies,
+                plan.notify_max.max(1) as usize,
+                cap,
+                opts.notify_kill_after,
+            )?)
+        };
+
+        Ok(Core {
+            probes: probes.into_boxed_slice(),
+            rx_ready: vec![false; n].into_boxed_slice(),
+            cfg: cfg.into_boxed_slice(),
+            probe_reals: probe_reals.into_boxed_slice(),
+            reals: reals.into_boxed_slice(),
+            rings: vec![0u64; rings_len as usize].into_boxed_slice(),
+            virtuals: virtuals.into_boxed_slice(),
+            wheel,
+            pool,
+            handed: vec![0u32; n].into_boxed_slice(),
+            handed_len: 0,
+            outbox: Outbox::new(2 * n_reals + 4 * n_virtuals + 64),
+            dest_index,
+            virt_index,
+            seen: vec![None; n_reals].into_boxed_slice(),
+            svc_seen: vec![None; n_virtuals].into_boxed_slice(),
+            sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
+            touched_real: vec![false; n_reals].into_boxed_slice(),
+            touched_virt: vec![false; n_virtuals].into_boxed_slice(),
+            resync_us,
+            next_resync: Time(resync_us),
+            resyncing: false,
+            now: Time::ZERO,
+            wall_origin_us: wall_now_us(),
+            saver: None,
+            history,
+            save_every_us: micros(opts.state_interval).max(1_000_000),
+            next_save: Time(micros(opts.state_interval).max(1_000_000)),
+            save_cursor: None,
+            notifier,
+            log,
+            stats: Stats::default(),
+            stop: false,
+            local_warn_at: Time::ZERO,
+            local_held: 0,
+            notify_cmds: plan.notifies,
+            notify_max: plan.notify_max,
+            retiring: Vec::new(),
+            notify_retired: crate::notify::NotifyCounters::default(),
+            adopt_pending: false,
+            dump_stale: false,
+            reload: Reload::default(),
+        })
     }
 }
 
@@ -1093,6 +1178,10 @@ impl Core {
     /// Brings real `r`'s destination in line with its state.
     fn sync_dest(&mut self, r: usize) {
         let real = &self.reals[r];
+        if !real.adopted {
+            // Added by a reload, not yet seen in the table: the read-back decides first.
+            return;
+        }
         let want = match real.health.state {
             State::Unknown if !real.drained => return,
             // DRAINED: weight 0, established connections finish (a removed DOWN real stays
@@ -1206,7 +1295,7 @@ impl Core {
     fn sync_sorry(&mut self, v: usize) {
         let virt = &self.virtuals[v];
         let Some(addr) = virt.sorry else { return };
-        if virt.unknown > 0 {
+        if virt.unknown > 0 || !virt.adopted {
             return;
         }
         let want = virt.quorum > 0 && virt.quorum_lost;
@@ -1310,7 +1399,11 @@ impl Core {
             }
             IpvsEvent::DumpDone { ok } => {
                 self.resyncing = false;
-                if ok {
+                if std::mem::take(&mut self.dump_stale) {
+                    // Begun before a reload, so its entries follow the old numbering: read
+                    // the table again now rather than at the next period.
+                    self.next_resync = self.now;
+                } else if ok {
                     self.stats.resyncs += 1;
                     self.reconcile();
                 } else {
@@ -1340,6 +1433,22 @@ impl Core {
                 continue;
             }
             let want = self.virtuals[v].service;
+            if !self.virtuals[v].adopted {
+                // Added by a reload: created if missing and adopted if present, as at startup.
+                self.virtuals[v].adopted = true;
+                match self.svc_seen[v] {
+                    None => self.submit(Op::AddService(want)),
+                    Some(have)
+                        if have.scheduler() != want.scheduler()
+                            || have.persistent != want.persistent =>
+                    {
+                        self.submit(Op::EditService(want))
+                    }
+                    Some(_) => {}
+                }
+                self.virtuals[v].sorry_in_table = self.sorry_seen[v];
+                continue;
+            }
             match self.svc_seen[v] {
                 None => {
                     self.drift(want.key, None, "service missing");
@@ -1357,10 +1466,17 @@ impl Core {
             self.virtuals[v].sorry_in_table = self.sorry_seen[v];
         }
         for r in 0..self.reals.len() {
-            if self.touched_real[r] || self.touched_virt[self.reals[r].virt as usize] {
+            let virt = self.reals[r].virt as usize;
+            if self.touched_real[r] || self.touched_virt[virt] || !self.virtuals[virt].adopted {
                 continue;
             }
             let seen = self.seen[r];
+            if !self.reals[r].adopted {
+                // Added by a reload: its entry (or none) is what the table has.
+                self.adopt_real(r, seen);
+                self.sync_dest(r);
+                continue;
+            }
             if seen != self.reals[r].table {
                 let key = self.virtuals[self.reals[r].virt as usize].key;
                 let addr = self.reals[r].addr;
@@ -1396,6 +1512,9 @@ impl Core {
                 self.sync_sorry(v);
             }
         }
+        // Anything a reload added that this read-back could not settle waits for the next.
+        self.adopt_pending =
+            self.virtuals.iter().any(|v| !v.adopted) || self.reals.iter().any(|r| !r.adopted);
     }
 
     /// Logs one difference found by a resync.
@@ -1410,6 +1529,9 @@ impl Core {
     }
 
     fn poll_notify(&mut self, now: Time) {
+        if !self.retiring.is_empty() {
+            self.poll_retiring(now);
+        }
         let Some(n) = self.notifier.as_mut() else {
             return;
         };
@@ -1442,12 +1564,7 @@ impl Core {
             SIGCHLD => self.poll_notify(now),
             SIGUSR1 => self.dump_status(now),
             SIGHUP => {
-                if let Some(mut l) = self.log.line(Level::Warn) {
-                    let _ = write!(
-                        l,
-                        "msg=\"SIGHUP: reload is not available in this version; restart lvsmon to apply a new configuration\""
-                    );
-                }
+                self.request_reload();
             }
             _ => {}
         }

@@ -427,10 +427,19 @@ impl Render for Core {
                         true
                     }
                     (b"reload", 1) => {
-                        o.line(|w| {
-                            writeln!(w, "error: reload is not available in this version; restart lvsmon to apply a new configuration")
-                        });
-                        true
+                        // The load runs on a helper thread; the connection waits parked until
+                        // a load that started after this request has been answered.
+                        if *cursor == 0 {
+                            *cursor = crate::control::PARKED | self.request_reload();
+                        }
+                        let want = *cursor & !crate::control::PARKED;
+                        if self.reload.finished >= want {
+                            let text = self.reload.result.as_bytes();
+                            o.line(|w| w.write_all(text));
+                            true
+                        } else {
+                            false
+                        }
                     }
                     (b"history", _) => self.history_cmd(&w[1..n], cursor, &mut o, now),
                     _ => {

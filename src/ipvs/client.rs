@@ -91,6 +91,17 @@ impl<T: Copy> Ring<T> {
         self.len += 1;
         true
     }
+    /// Grows to `cap` entries, keeping what waits in order.
+    fn grow(&mut self, cap: usize) {
+        if cap <= self.buf.len() {
+            return;
+        }
+        let mut bigger = Ring::new(cap);
+        while let Some(v) = self.pop() {
+            bigger.push(v);
+        }
+        *self = bigger;
+    }
     fn front(&self) -> Option<T> {
         if self.len == 0 {
             None
@@ -127,6 +138,9 @@ pub struct Netlink {
     snapshot_dests: HashMap<(ServiceKey, SocketAddr), u32>,
     /// The service a running dest dump is for.
     dump_service: Option<ServiceKey>,
+    /// Managed services a reload set while a read-back ran (which indexes `managed`):
+    /// they take effect when the next one starts.
+    next_managed: Option<Box<[(ServiceKey, u16)]>>,
 }
 
 fn last_errno() -> i32 {
@@ -203,6 +217,7 @@ impl Netlink {
             snapshot_services: HashMap::new(),
             snapshot_dests: HashMap::new(),
             dump_service: None,
+            next_managed: None,
         };
         nl.resolve()?;
         nl.read_snapshot()?;
@@ -649,6 +664,9 @@ impl Ipvs for Netlink {
         if self.dumping {
             return false;
         }
+        if let Some(m) = self.next_managed.take() {
+            self.managed = m;
+        }
         if !self.queue.push(Request::DumpServices) {
             return false;
         }
@@ -667,5 +685,22 @@ impl Ipvs for Netlink {
     fn forget_snapshot(&mut self) {
         self.snapshot_dests = HashMap::new();
         self.snapshot_services = HashMap::new();
+    }
+
+    fn reconfigure(&mut self, managed: &[(ServiceKey, u16)], queue_cap: usize) {
+        // Entries of removed services stay: their del-service may still be queued.
+        self.fwmark_af
+            .extend(managed.iter().filter_map(|(k, af)| match k {
+                ServiceKey::Fwmark(m) => Some((*m, *af)),
+                _ => None,
+            }));
+        self.queue.grow(queue_cap.max(WINDOW));
+        let m: Box<[(ServiceKey, u16)]> = managed.into();
+        if self.dumping {
+            self.next_managed = Some(m);
+        } else {
+            self.managed = m;
+            self.next_managed = None;
+        }
     }
 }

@@ -275,6 +275,12 @@ pub trait Ipvs {
     /// Drops the startup snapshot once the daemon has adopted it.
     fn forget_snapshot(&mut self) {}
 
+    /// A reload changed the managed services (with their address families); `queue_cap`
+    /// is the new bound on waiting operations. Read-backs from now on list these services.
+    fn reconfigure(&mut self, managed: &[(ServiceKey, u16)], queue_cap: usize) {
+        let _ = (managed, queue_cap);
+    }
+
     /// True when the implementation changes nothing (`--dry-run`).
     fn is_dry_run(&self) -> bool {
         false

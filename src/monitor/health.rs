@@ -90,6 +90,11 @@ impl Health {
         }
     }
 
+    /// Forgets where the `within` ring was (its slots were cleared or resized).
+    pub fn restart_window(&mut self) {
+        self.ring_pos = 0;
+    }
+
     /// True when checks should come at `retry-interval`: DOWN, or failing.
     pub fn failing(&self) -> bool {
         self.state == State::Down || self.fails > 0

@@ -628,6 +628,28 @@ pub fn deadline_verdict(p: &Probe) -> Verdict {
     }
 }
 
+/// Registers a running check's socket again under probe `id`'s token (a reload renumbered
+/// the probes). The registration reports the socket's current readiness again, so no edge
+/// is lost.
+///
+/// # Errors
+/// The registration failed; the caller closes the socket.
+pub fn rebind(p: &mut Probe, id: u32, spec: &CheckSpec, registry: &Registry) -> io::Result<()> {
+    let Some(s) = p.sock.as_ref() else {
+        return Ok(());
+    };
+    let interest = if spec.transport() == Transport::Udp {
+        Interest::READABLE
+    } else {
+        Interest::READABLE | Interest::WRITABLE
+    };
+    registry.reregister(
+        &mut SourceFd(&s.as_raw_fd()),
+        Probe::token(id, p.gen),
+        interest,
+    )
+}
+
 /// Closes the socket (deregistering it first) and bumps the generation. With `polite`
 /// false the socket was set to reset on close, so no TIME_WAIT remains.
 pub fn close(p: &mut Probe, registry: &Registry) {

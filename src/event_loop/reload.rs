@@ -1,0 +1,573 @@
+//! Reloading the configuration (SIGHUP, `lvsmon reload`) without losing what is known.
+//!
+//! The file is read and planned on a helper thread, so even a 100,000-real configuration
+//! never holds up the checks; a bad file is reported with its `file:line:col` and changes
+//! nothing. A good plan becomes a new [`Core`] into which the running one hands over:
+//!
+//! - a real server is the same when its virtual service and address are: it keeps its
+//!   state, counters, drain, history and `within` window (the window restarts only when
+//!   `fall` changed its length), and its entry in the table;
+//! - a probe is the same when its target, check and timing are: it keeps its grid point
+//!   and, when a check is running, its socket and the bytes read so far;
+//! - only the differences reach IPVS: `edit-service` for a changed scheduler or
+//!   persistence, `edit-dest` for a changed weight or forwarding method, `del-dest` for a
+//!   real no longer in the file, `del-service` for a virtual service no longer in it. What
+//!   the file added is adopted from a read-back of the table, as at startup (a `--dry-run`
+//!   daemon assumes an empty table, as at startup).
+//!
+//! Building the new tables allocates, as startup does; between reloads the loop still
+//! allocates nothing.
+
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::sync::mpsc::TryRecvError;
+use std::time::{Duration, Instant};
+
+use super::{Core, Daemon, Log, Probe};
+use crate::clock::Time;
+use crate::config::{Plan, ServiceKey};
+use crate::ipvs::{Dest, Op};
+use crate::log::{Level, Sink};
+use crate::monitor::health::State;
+use crate::monitor::phase::{self, Phase, NO_BUF};
+use crate::notify::NotifyCounters;
+
+/// What a reload changed, for its log line and reply.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Changes {
+    /// Reals kept with their state (of which `changed` had settings changed).
+    pub kept: usize,
+    pub changed: usize,
+    /// Reals added and removed.
+    pub added: usize,
+    pub removed: usize,
+    /// Virtual services added and removed.
+    pub virtuals_added: usize,
+    pub virtuals_removed: usize,
+    /// Probes kept on their grid (of which `running` kept a check in flight).
+    pub probes_kept: usize,
+    pub running: usize,
+    /// Checks in flight that could not be carried over (no receive buffer): they run
+    /// again at their next grid point.
+    pub restarted: usize,
+    /// Operations queued for IPVS by the reload itself.
+    pub ops: usize,
+}
+
+impl Core {
+    /// A reload was asked for. Returns the request's number: [`super::Reload::finished`]
+    /// reaches it once a load that started after the request has been answered.
+    pub(super) fn request_reload(&mut self) -> u64 {
+        self.reload.requested += 1;
+        if self.reload.rx.is_none() {
+            self.start_load();
+        }
+        self.reload.requested
+    }
+
+    /// Starts reading the file on a helper thread.
+    fn start_load(&mut self) {
+        let r = &mut self.reload;
+        r.started = r.requested;
+        let Some(file) = r.file.clone() else {
+            r.finished = r.started;
+            r.result =
+                "error: lvsmon was started without a configuration file; nothing to reload\n"
+                    .into();
+            return;
+        };
+        if let Some(mut l) = self.log.line(Level::Notice) {
+            let _ = write!(l, "msg=\"reloading\" file={}", file.display());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waker = r.waker.clone();
+        let interval = r.interval;
+        let spawned = std::thread::Builder::new()
+            .name("lvsmon-reload".into())
+            .spawn(move || {
+                let t = Instant::now();
+                let res = crate::config::load(&file, interval).map_err(|e| e.to_string());
+                let _ = tx.send((res, t.elapsed()));
+                if let Some(w) = waker {
+                    let _ = w.wake();
+                }
+            });
+        match spawned {
+            Ok(_) => r.rx = Some(rx),
+            Err(e) => {
+                r.finished = r.started;
+                r.result = format!("error: reload: cannot start the loading thread: {e}\n");
+            }
+        }
+    }
+
+    /// Folds the counters of a notifier that is going away into the retired totals.
+    fn retire_notifier(&mut self, n: crate::notify::Notifier) {
+        if n.running() == 0 && n.queued() == 0 {
+            add_counters(&mut self.notify_retired, &n.counters());
+        } else {
+            self.retiring.push(n);
+        }
+    }
+
+    /// Polls notifiers a reload replaced; drops those with nothing left to do.
+    pub(super) fn poll_retiring(&mut self, now: Time) {
+        let mut i = 0;
+        while i < self.retiring.len() {
+            let _ = self.retiring[i].poll(now);
+            if self.retiring[i].running() == 0 && self.retiring[i].queued() == 0 {
+                let n = self.retiring.swap_remove(i);
+                add_counters(&mut self.notify_retired, &n.counters());
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Takes over from `old`, the core of the configuration being replaced: see the module
+    /// docs for what is kept. Queues the IPVS operations the differences need.
+    fn take_over(&mut self, old: &mut Core, reg: &mio::Registry, now: Time, dry: bool) -> Changes {
+        let mut ch = Changes::default();
+        self.stats = std::mem::take(&mut old.stats);
+        self.wall_origin_us = old.wall_origin_us;
+        self.now = now;
+        self.local_warn_at = old.local_warn_at;
+        self.local_held = old.local_held;
+        self.stop = old.stop;
+        self.retiring = std::mem::take(&mut old.retiring);
+        self.notify_retired = old.notify_retired;
+        self.reload = std::mem::take(&mut old.reload);
+        self.dump_stale = old.resyncing || old.dump_stale;
+        self.next_resync = old.next_resync;
+        self.saver = old.saver.take();
+        if let Some(s) = self.saver.as_mut() {
+            // Records of a save under way follow the old numbering: start a fresh save.
+            if old.save_cursor.is_some() {
+                s.cancel();
+            }
+            s.reserve(self.history.max_encoded_len());
+        }
+        self.next_save = if old.save_cursor.is_some() {
+            now
+        } else {
+            old.next_save
+        };
+        let ops_before = self.outbox.len;
+
+        // Virtual services.
+        let mut old_virt_kept = vec![false; old.virtuals.len()];
+        for v in 0..self.virtuals.len() {
+            let key = self.virtuals[v].key;
+            let Some(&ov) = old.virt_index.get(&key) else {
+                ch.virtuals_added += 1;
+                continue;
+            };
+            let ov = ov as usize;
+            old_virt_kept[ov] = true;
+            let o = &old.virtuals[ov];
+            let (adopted, lost, sorry, sorry_in) =
+                (o.adopted, o.quorum_lost, o.sorry, o.sorry_in_table);
+            let (sched, pers) = (o.service.scheduler, o.service.persistent);
+            let nv = &mut self.virtuals[v];
+            nv.adopted = adopted;
+            nv.quorum_lost = lost;
+            if sorry == nv.sorry {
+                nv.sorry_in_table = sorry_in;
+            } else if let (true, Some(addr)) = (sorry_in, sorry) {
+                // The sorry server changed: the old one leaves now, the new one comes in
+                // when quorum says so.
+                self.submit(Op::DelDest(key, addr));
+            }
+            let nv = &self.virtuals[v];
+            if adopted && (nv.service.scheduler != sched || nv.service.persistent != pers) {
+                let s = nv.service;
+                self.submit(Op::EditService(s));
+            }
+        }
+        for (ov, kept) in old_virt_kept.iter().enumerate() {
+            if !kept {
+                ch.virtuals_removed += 1;
+                if old.virtuals[ov].adopted {
+                    // Gone from the file: gone from the table, with its destinations.
+                    self.submit(Op::DelService(old.virtuals[ov].key));
+                }
+            }
+        }
+
+        // Real servers.
+        let mut old_real_kept = vec![false; old.reals.len()];
+        for r in 0..self.reals.len() {
+            let key = self.virtuals[self.reals[r].virt as usize].key;
+            let addr = self.reals[r].addr;
+            let Some(&or) = old.dest_index.get(&(key, addr)) else {
+                ch.added += 1;
+                continue;
+            };
+            let or = or as usize;
+            old_real_kept[or] = true;
+            ch.kept += 1;
+            let o = &old.reals[or];
+            let nr = &mut self.reals[r];
+            if o.weight != nr.weight
+                || o.forward != nr.forward
+                || o.on_down != nr.on_down
+                || o.rules != nr.rules
+                || o.notify_cmd_changed(nr, &old.notify_cmds, &self.notify_cmds)
+            {
+                ch.changed += 1;
+            }
+            nr.health = o.health;
+            nr.table = o.table;
+            nr.checks = o.checks;
+            nr.failures = o.failures;
+            nr.transitions = o.transitions;
+            nr.last_reason = o.last_reason;
+            nr.last_detail = o.last_detail;
+            nr.last_latency_us = o.last_latency_us;
+            nr.drained = o.drained;
+            nr.adopted = o.adopted;
+            let (a, b) = (nr.ring.0 as usize, nr.ring.1 as usize);
+            let (oa, ob) = (o.ring.0 as usize, o.ring.1 as usize);
+            if b - a == ob - oa {
+                self.rings[a..b].copy_from_slice(&old.rings[oa..ob]);
+            } else {
+                // `fall` changed the window's length: it starts afresh.
+                nr.health.restart_window();
+            }
+            let forward_changed = o.forward != nr.forward;
+            self.history.copy_real(r, &old.history, or);
+            if let (true, true, Some(w)) = (forward_changed, nr.adopted, nr.table) {
+                let d = Dest {
+                    addr,
+                    weight: w,
+                    forward: nr.forward,
+                };
+                self.submit(Op::EditDest(key, d));
+            }
+        }
+        for (or, kept) in old_real_kept.iter().enumerate() {
+            if *kept {
+                continue;
+            }
+            ch.removed += 1;
+            let o = &old.reals[or];
+            let ov = o.virt as usize;
+            // Under a removed virtual service the del-service takes it along.
+            if old_virt_kept[ov] && o.adopted && o.table.is_some() {
+                self.submit(Op::DelDest(old.virtuals[ov].key, o.addr));
+            }
+        }
+
+        // Quorum bookkeeping from the carried states.
+        for v in 0..self.virtuals.len() {
+            let (a, b) = self.virtuals[v].reals;
+            let (mut up, mut unknown) = (0, 0);
+            for r in &self.reals[a as usize..b as usize] {
+                match r.health.state {
+                    State::Up if !r.drained => up += 1,
+                    State::Unknown => unknown += 1,
+                    _ => {}
+                }
+            }
+            self.virtuals[v].up = up;
+            self.virtuals[v].unknown = unknown;
+        }
+
+        // Probes: the same check keeps its grid point and whatever it is doing.
+        let mut by_target: std::collections::HashMap<std::net::SocketAddr, Vec<u32>> =
+            std::collections::HashMap::with_capacity(old.cfg.len());
+        for (j, c) in old.cfg.iter().enumerate() {
+            by_target.entry(c.target).or_default().push(j as u32);
+        }
+        let mut carried = vec![false; old.probes.len()];
+        for i in 0..self.cfg.len() {
+            let c = &self.cfg[i];
+            let Some(list) = by_target.get_mut(&c.target) else {
+                continue;
+            };
+            let Some(pos) = list.iter().position(|&j| {
+                let o = &old.cfg[j as usize];
+                o.spec == c.spec
+                    && o.interval_us == c.interval_us
+                    && o.retry_us == c.retry_us
+                    && o.connect_us == c.connect_us
+                    && o.timeout_us == c.timeout_us
+            }) else {
+                continue;
+            };
+            let j = list.swap_remove(pos) as usize;
+            carried[j] = true;
+            ch.probes_kept += 1;
+            self.carry_probe(i as u32, old, j, reg, now, &mut ch);
+        }
+        for (j, was) in carried.iter().enumerate() {
+            if !was && old.probes[j].sock.is_some() {
+                phase::close(&mut old.probes[j], reg);
+            }
+        }
+
+        // The table follows the new settings of the reals kept; what was added waits to be
+        // adopted.
+        if dry {
+            self.adopt_assuming_empty();
+        } else if ch.added > 0 || ch.virtuals_added > 0 {
+            self.adopt_pending = true;
+        }
+        for r in 0..self.reals.len() {
+            self.sync_dest(r);
+        }
+        for v in 0..self.virtuals.len() {
+            if self.virtuals[v].adopted {
+                self.check_quorum(v);
+            }
+        }
+        ch.ops = self.outbox.len - ops_before;
+        ch
+    }
+
+    /// Moves old probe `j` into slot `id` of this core.
+    fn carry_probe(
+        &mut self,
+        id: u32,
+        old: &mut Core,
+        j: usize,
+        reg: &mio::Registry,
+        now: Time,
+        ch: &mut Changes,
+    ) {
+        let i = id as usize;
+        let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
+        let mut keep = p.sock.is_some();
+        if keep && p.buf != NO_BUF {
+            // Bytes already read move to a buffer of the new pool, if one is free and big
+            // enough.
+            let got = match p.phase {
+                Phase::Recv { got } | Phase::Query { got, .. } => got as usize,
+                _ => 0,
+            };
+            let from = old.pool.slice(p.buf);
+            match self.pool.take() {
+                Some(b) if self.pool.size() >= got && from.len() >= got => {
+                    let n = self.pool.size().min(from.len());
+                    let bytes = &from[..n];
+                    self.pool.slice(b)[..n].copy_from_slice(bytes);
+                    p.buf = b;
+                }
+                Some(b) => {
+                    let _ = self.pool.give_back(b);
+                    keep = false;
+                }
+                None => keep = false,
+            }
+        } else if keep && old.pool.is_queued(j as u32) {
+            self.pool.enqueue(id);
+        }
+        if keep && phase::rebind(&mut p, id, &self.cfg[i].spec, reg).is_err() {
+            keep = false;
+        }
+        if p.sock.is_some() && !keep {
+            p.buf = NO_BUF;
+            phase::close(&mut p, reg);
+            self.probes[i] = p;
+            ch.restarted += 1;
+            // The check never finished: its next grid point comes as if deferred.
+            self.schedule_next(id, now);
+            return;
+        }
+        if p.sock.is_some() {
+            ch.running += 1;
+            self.rx_ready[i] = old.rx_ready[j];
+        }
+        let at = p.phase_deadline();
+        self.probes[i] = p;
+        self.wheel.set(id, at);
+    }
+
+    /// `--dry-run`: what a reload added is adopted at once against an empty table, as at
+    /// startup.
+    fn adopt_assuming_empty(&mut self) {
+        for v in 0..self.virtuals.len() {
+            if !self.virtuals[v].adopted {
+                self.virtuals[v].adopted = true;
+                let s = self.virtuals[v].service;
+                self.submit(Op::AddService(s));
+            }
+        }
+        for r in 0..self.reals.len() {
+            if !self.reals[r].adopted {
+                self.adopt_real(r, None);
+            }
+        }
+    }
+
+    /// Real `r`'s entry in the table is now known to be `seen` (SPEC section 3: an entry
+    /// already there keeps its weight until the first check decides; a missing one comes in
+    /// at weight 0 unless the real is removed when DOWN).
+    pub(super) fn adopt_real(&mut self, r: usize, seen: Option<u32>) {
+        let real = &mut self.reals[r];
+        real.adopted = true;
+        real.table = seen;
+        if seen.is_none() && real.on_down == crate::config::OnDown::Quiesce {
+            let key = self.virtuals[real.virt as usize].key;
+            let d = Dest {
+                addr: real.addr,
+                weight: 0,
+                forward: real.forward,
+            };
+            real.table = Some(0);
+            self.submit(Op::AddDest(key, d));
+        }
+    }
+}
+
+impl super::Real {
+    /// True when the notify command of this real differs from `new`'s (compared by argv, as
+    /// command numbers change between plans).
+    fn notify_cmd_changed(
+        &self,
+        new: &super::Real,
+        old_cmds: &[Vec<Vec<u8>>],
+        new_cmds: &[Vec<Vec<u8>>],
+    ) -> bool {
+        let get = |n: u32, cmds: &'_ [Vec<Vec<u8>>]| cmds.get(n as usize).cloned();
+        get(self.notify, old_cmds) != get(new.notify, new_cmds)
+    }
+}
+
+pub(super) fn add_counters(to: &mut NotifyCounters, c: &NotifyCounters) {
+    to.spawned += c.spawned;
+    to.reaped += c.reaped;
+    to.killed += c.killed;
+    to.dropped += c.dropped;
+    to.spawn_errors += c.spawn_errors;
+    to.exit_failures += c.exit_failures;
+}
+
+impl Daemon {
+    /// Asks for a reload, as SIGHUP does.
+    pub fn request_reload(&mut self) -> u64 {
+        self.core.request_reload()
+    }
+
+    /// Reload requests answered, and what the last one said.
+    pub fn reload_status(&self) -> (u64, &str) {
+        (self.core.reload.finished, &self.core.reload.result)
+    }
+
+    /// The helper thread has an answer: apply it (or report it), then start the load a
+    /// request made meanwhile asked for.
+    pub(super) fn finish_reload(&mut self) {
+        let Some(rx) = self.core.reload.rx.as_ref() else {
+            return;
+        };
+        let (res, parse) = match rx.try_recv() {
+            Ok(v) => v,
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Disconnected) => (
+                Err("the loading thread stopped without an answer".to_string()),
+                Duration::ZERO,
+            ),
+        };
+        self.core.reload.rx = None;
+        let file = self
+            .core
+            .reload
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        let result = match res {
+            Err(msg) => Err(msg),
+            Ok(plan) => {
+                let summary = plan.summary();
+                let t = Instant::now();
+                self.apply(plan)
+                    .map(|ch| (summary, ch, t.elapsed()))
+                    .map_err(|e| format!("{file}: cannot build the new tables: {e}"))
+            }
+        };
+        let mut text = String::new();
+        match result {
+            Err(msg) => {
+                if let Some(mut l) = self.core.log.line(Level::Error) {
+                    let _ = write!(
+                        l,
+                        "msg=\"reload failed; the running configuration is kept\" "
+                    );
+                    l.quoted("error", msg.as_bytes());
+                }
+                let _ = writeln!(text, "error: {msg} (the running configuration is kept)");
+            }
+            Ok((summary, ch, apply)) => {
+                if let Some(mut l) = self.core.log.line(Level::Notice) {
+                    let _ = write!(
+                        l,
+                        "msg=\"reloaded\" file={file} virtuals={} reals={} checks={} kept={} changed={} added={} removed={} virtuals_added={} virtuals_removed={} probes_kept={} running_kept={} restarted={} ipvs_ops={} load_ms={} apply_ms={}",
+                        self.core.virtuals.len(),
+                        self.core.reals.len(),
+                        self.core.probes.len(),
+                        ch.kept,
+                        ch.changed,
+                        ch.added,
+                        ch.removed,
+                        ch.virtuals_added,
+                        ch.virtuals_removed,
+                        ch.probes_kept,
+                        ch.running,
+                        ch.restarted,
+                        ch.ops,
+                        parse.as_millis(),
+                        apply.as_millis()
+                    );
+                }
+                let _ = writeln!(
+                    text,
+                    "reloaded {file}: {summary}\nreal servers: {} kept ({} with new settings), {} added, {} removed; virtual services: {} added, {} removed; {} IPVS operations; load {} ms, apply {} ms",
+                    ch.kept,
+                    ch.changed,
+                    ch.added,
+                    ch.removed,
+                    ch.virtuals_added,
+                    ch.virtuals_removed,
+                    ch.ops,
+                    parse.as_millis(),
+                    apply.as_millis()
+                );
+            }
+        }
+        self.core.reload.result = text;
+        self.core.reload.finished = self.core.reload.started;
+        if self.core.reload.requested > self.core.reload.started {
+            self.core.start_load();
+        }
+        self.drain_outbox();
+    }
+
+    /// Builds the core of `plan` and hands the running one over to it.
+    fn apply(&mut self, plan: Plan) -> io::Result<Changes> {
+        let now = self.clock.now();
+        let managed: Vec<(ServiceKey, u16)> = crate::startup::managed_services(&plan);
+        let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
+        let same_notify =
+            plan.notifies == self.core.notify_cmds && plan.notify_max == self.core.notify_max;
+        let mut new = Core::new(plan, &self.opts, Log::new(Sink::Null, Level::Error), now)?;
+        std::mem::swap(&mut new.log, &mut self.core.log);
+        let old_notifier = self.core.notifier.take();
+        let retire = if same_notify {
+            new.notifier = old_notifier;
+            None
+        } else {
+            old_notifier
+        };
+        self.ipvs.reconfigure(&managed, queue_cap);
+        let dry = self.ipvs.is_dry_run();
+        let registry = self.poll.registry();
+        let mut old = std::mem::replace(&mut self.core, new);
+        let ch = self.core.take_over(&mut old, registry, now, dry);
+        if let Some(n) = retire {
+            self.core.retire_notifier(n);
+        }
+        drop(old);
+        Ok(ch)
+    }
+}

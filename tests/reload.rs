@@ -1,0 +1,330 @@
+//! Reload (SIGHUP and `lvsmon reload`, SPEC section 8) with the real binary against real
+//! loopback backends: what is kept, what reaches IPVS, what a bad file changes (nothing),
+//! the check grid across a reload, and memory over a thousand reloads.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::lvsmon::{field, Lvsmon};
+use common::{Backend, Script};
+
+const S: Duration = Duration::from_secs(1);
+
+fn vip(n: usize) -> String {
+    format!("127.1.{}.{}:80", n / 250, n % 250 + 1)
+}
+
+/// One row of `lvsmon status`: (state, weight, checks) of `real` behind `virt`.
+fn status_row(d: &Lvsmon, virt: &str, real: &str) -> Option<(String, String, u64)> {
+    let (code, out, err) = d.client(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    out.lines().find_map(|l| {
+        let c: Vec<&str> = l.split_whitespace().collect();
+        (c.len() >= 6 && c[0] == format!("tcp:{virt}") && c[1] == real)
+            .then(|| (c[2].to_owned(), c[4].to_owned(), c[5].parse().unwrap()))
+    })
+}
+
+/// Rewrites the daemon's config file.
+fn rewrite(d: &Lvsmon, text: &str) {
+    d.dir.file("lvsmon.conf", text);
+}
+
+/// The `ipvs op=` lines logged right after the last `msg="reloaded"` line (the operations
+/// the reload itself queued are handed over in the same loop turn).
+fn ops_after_reload(d: &Lvsmon) -> Vec<String> {
+    let seen = d.seen();
+    let i = seen
+        .iter()
+        .rposition(|l| l.contains("msg=\"reloaded\""))
+        .expect("a reloaded line");
+    seen[i + 1..]
+        .iter()
+        .take_while(|l| l.contains("ipvs op="))
+        .map(|l| l.split("ipvs ").nth(1).unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn reload_keeps_state_and_sends_only_the_differences() {
+    let g1 = Backend::start(Script::http(200, "OK"));
+    let g2 = Backend::start(Script::http(200, "OK"));
+    let g3 = Backend::start(Script::http(200, "OK"));
+    let mut bad = Backend::start(Script::http(503, "no"));
+    let (a1, a2, a3, ab) = (
+        g1.addr().to_string(),
+        g2.addr().to_string(),
+        g3.addr().to_string(),
+        bad.addr().to_string(),
+    );
+    let (v0, v1, v2) = (vip(0), vip(1), vip(2));
+    let before = format!(
+        "interval 200ms\nfall 2\nrise 2\n\
+         virtual tcp {v0} {{\n  check http\n  real {a1} weight 10\n  real {a2} weight 10\n  real {ab}\n}}\n\
+         virtual tcp {v1} {{\n  check http\n  real {a1}\n}}\n"
+    );
+    let mut d = Lvsmon::start(&before, &[]);
+    d.wait_seen(
+        &[
+            "event=up",
+            &format!("virtual=tcp:{v0}"),
+            &format!("real={a1}"),
+        ],
+        5 * S,
+    );
+    d.wait_seen(&["event=up", &format!("real={a2}")], 5 * S);
+    d.wait_seen(&["event=down", &format!("real={ab}")], 5 * S);
+    d.wait_seen(&["event=up", &format!("virtual=tcp:{v1}")], 5 * S);
+    d.collect_for(S);
+    let (_, _, checks1) = status_row(&d, &v0, &a1).unwrap();
+    let (_, _, checks2) = status_row(&d, &v0, &a2).unwrap();
+    assert!(checks1 >= 5 && checks2 >= 5, "{checks1} {checks2}");
+
+    // a1 gets a new weight, a2 stays, the failing real and the second virtual go, a new real
+    // and a new virtual come.
+    let after = format!(
+        "interval 200ms\nfall 2\nrise 2\n\
+         virtual tcp {v0} {{\n  check http\n  real {a1} weight 20\n  real {a2} weight 10\n  real {a3} weight 5\n}}\n\
+         virtual tcp {v2} {{\n  check http\n  real {a2}\n}}\n"
+    );
+    rewrite(&d, &after);
+    let t = Instant::now();
+    let (code, out, err) = d.client(&["reload"]);
+    let took = t.elapsed();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("reloaded "), "{out}");
+    assert!(
+        out.contains("2 kept (1 with new settings), 2 added, 2 removed")
+            && out.contains("virtual services: 1 added, 1 removed")
+            && out.contains("6 IPVS operations"),
+        "{out}"
+    );
+    println!("reload round trip {took:?}: {out}");
+    d.wait_seen(&["msg=\"reloaded\"", "kept=2", "changed=1"], 5 * S);
+    // Only the differences reach IPVS (dry-run lines; new reals come in at weight 0 until
+    // their first checks, as at startup).
+    d.collect_for(Duration::from_millis(300));
+    let mut ops = ops_after_reload(&d);
+    ops.sort();
+    let mut want = vec![
+        format!("op=add-dest virtual=tcp:{v0} real={a3} weight=0 forward=route result=dry-run"),
+        format!("op=add-dest virtual=tcp:{v2} real={a2} weight=0 forward=route result=dry-run"),
+        format!("op=add-service virtual=tcp:{v2} scheduler=wlc result=dry-run"),
+        format!("op=del-dest virtual=tcp:{v0} real={ab} result=dry-run"),
+        format!("op=del-service virtual=tcp:{v1} result=dry-run"),
+        format!("op=edit-dest virtual=tcp:{v0} real={a1} weight=20 forward=route result=dry-run"),
+    ];
+    want.sort();
+    assert_eq!(ops, want);
+
+    // The added reals are checked and come up; the kept ones never changed state.
+    d.wait_seen(&["event=up", &format!("real={a3}")], 5 * S);
+    d.wait_seen(
+        &[
+            "event=up",
+            &format!("virtual=tcp:{v2}"),
+            &format!("real={a2}"),
+        ],
+        5 * S,
+    );
+    d.collect_for(S);
+    for a in [&a1, &a2] {
+        let ups = d.count(&[
+            "event=up",
+            &format!("virtual=tcp:{v0}"),
+            &format!("real={a} "),
+        ]);
+        assert_eq!(ups, 1, "{a} went UP {ups} times");
+    }
+    assert_eq!(d.count(&["event=down", &format!("real={a1}")]), 0);
+    // Counters went on from where they were.
+    let (state, weight, c1) = status_row(&d, &v0, &a1).unwrap();
+    assert_eq!((state.as_str(), weight.as_str()), ("up", "20"));
+    assert!(c1 > checks1, "{c1} <= {checks1}");
+    let (_, _, c2) = status_row(&d, &v0, &a2).unwrap();
+    assert!(c2 > checks2, "{c2} <= {checks2}");
+    // History too: the kept real's summary counts the checks from before the reload.
+    let (_, hist, _) = d.client(&["history", &format!("tcp:{v0}"), &a1]);
+    assert!(hist.contains("recent results"), "{hist}");
+    // The removed ones are gone from the table and no longer checked.
+    assert!(status_row(&d, &v0, &ab).is_none());
+    assert!(status_row(&d, &v1, &a1).is_none());
+    let n = bad.accepted();
+    d.collect_for(Duration::from_millis(800));
+    assert_eq!(bad.accepted(), n, "a removed real is still checked");
+    assert!(bad.stop());
+}
+
+#[test]
+fn a_bad_file_is_reported_and_changes_nothing() {
+    let g = Backend::start(Script::http(200, "OK"));
+    let a = g.addr().to_string();
+    let good = format!(
+        "interval 200ms\nvirtual tcp {} {{\n  check http\n  real {a}\n}}\n",
+        vip(0)
+    );
+    let mut d = Lvsmon::start(&good, &[]);
+    d.wait_seen(&["event=up"], 5 * S);
+    let (_, _, before) = status_row(&d, &vip(0), &a).unwrap();
+
+    let broken = format!(
+        "interval 200ms\nvirtual tcp {} {{\n  check http --expect 999x\n  real {a}\n}}\n",
+        vip(0)
+    );
+    rewrite(&d, &broken);
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("lvsmon.conf:3:") && err.contains("running configuration is kept"),
+        "{err}"
+    );
+    // SIGHUP: the same answer, in the log, with file:line:col.
+    d.signal(libc::SIGHUP);
+    let l = d.wait_for(
+        &["msg=\"reload failed; the running configuration is kept\""],
+        5 * S,
+    );
+    assert!(
+        field(&l, "error").unwrap().contains("lvsmon.conf:3:"),
+        "{l}"
+    );
+    // A file that is gone: the same.
+    std::fs::remove_file(d.dir.0.join("lvsmon.conf")).unwrap();
+    let (code, _, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("lvsmon.conf"), "{err}");
+    // The old configuration is still running.
+    d.collect_for(S);
+    let (state, _, after) = status_row(&d, &vip(0), &a).unwrap();
+    assert_eq!(state, "up");
+    assert!(after >= before + 3, "{before} -> {after}");
+    assert_eq!(d.count(&["msg=\"reloaded\""]), 0);
+    assert_eq!(d.count(&["event=down"]), 0);
+}
+
+/// A kept probe stays on its grid: its starts keep their phase across the reload, with no
+/// extra start and none missed.
+#[test]
+fn checks_keep_their_grid_across_a_reload() {
+    let g = Backend::start(Script::http(200, "OK"));
+    let other = Backend::start(Script::http(200, "OK"));
+    let a = g.addr().to_string();
+    let conf = |extra: &str| {
+        format!(
+            "interval 500ms\nvirtual tcp {} {{\n  check http\n  real {a}\n{extra}}}\n",
+            vip(0)
+        )
+    };
+    let mut d = Lvsmon::start(&conf(""), &[]);
+    d.wait_seen(&["event=up"], 5 * S);
+    std::thread::sleep(Duration::from_millis(1_100));
+    rewrite(&d, &conf(&format!("  real {}\n", other.addr())));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // And SIGHUP, with the file unchanged: nothing at all changes.
+    d.signal(libc::SIGHUP);
+    d.wait_for(
+        &["msg=\"reloaded\"", "kept=2", "added=0", "ipvs_ops=0"],
+        5 * S,
+    );
+    std::thread::sleep(Duration::from_millis(2_100));
+    drop(d);
+    let t = g.accept_times();
+    assert!(t.len() >= 7, "{} checks", t.len());
+    for w in t.windows(2) {
+        let gap = w[1].duration_since(w[0]).as_secs_f64();
+        assert!((0.45..0.55).contains(&gap), "gap {gap} s in {t:?}");
+    }
+    let span = t[t.len() - 1].duration_since(t[0]).as_secs_f64();
+    let periods = (span / 0.5).round();
+    assert!(
+        (span - periods * 0.5).abs() < 0.03,
+        "{} starts over {span} s drifted off the grid",
+        t.len()
+    );
+    assert!(other.accepted() >= 2, "the added real was not checked");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Sends `reload` on the control socket and returns the reply.
+fn reload(d: &Lvsmon) -> String {
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(10 * S)).unwrap();
+    s.write_all(b"reload\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A thousand reloads alternating between two configurations (reals and a virtual added
+/// and removed each time): every one answered, memory and descriptors flat.
+#[test]
+fn a_thousand_reloads_leave_memory_flat() {
+    let g = Backend::start(Script::http(200, "OK"));
+    let a = g.addr().to_string();
+    let conf = |n: usize| {
+        let mut c = String::from("interval 200ms\nhistory raw 1m minute 10m hour 1h\n");
+        for v in 0..n {
+            c.push_str(&format!(
+                "virtual tcp {} {{\n  check http\n  real {a}\n}}\n",
+                vip(v)
+            ));
+        }
+        c
+    };
+    let (small, large) = (conf(40), conf(50));
+    let mut d = Lvsmon::start(&small, &[]);
+    std::thread::sleep(S);
+    let pid = d.pid();
+    let mut rss = Vec::new();
+    let mut fd = Vec::new();
+    let t = Instant::now();
+    for i in 0..1000 {
+        rewrite(&d, if i % 2 == 0 { &large } else { &small });
+        let out = reload(&d);
+        assert!(out.starts_with("reloaded "), "reload {i}: {out}");
+        if i == 99 || i == 999 {
+            rss.push(rss_kib(pid));
+            fd.push(fds(pid));
+        }
+    }
+    let took = t.elapsed();
+    println!(
+        "1000 reloads in {took:?} ({:?} each): RSS after 100 {} KiB, after 1000 {} KiB; fds {} -> {}",
+        took / 1000,
+        rss[0],
+        rss[1],
+        fd[0],
+        fd[1]
+    );
+    assert!(
+        rss[1] <= rss[0] + 1024,
+        "RSS grew from {} to {} KiB",
+        rss[0],
+        rss[1]
+    );
+    assert_eq!(fd[0], fd[1]);
+    // Still checking.
+    let n = g.accepted();
+    d.collect_for(S);
+    assert!(g.accepted() > n);
+    assert_eq!(d.stop().0, Some(0));
+}
