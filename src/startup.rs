@@ -66,6 +66,14 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         );
         return Ok(());
     }
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt before any other thread exists. One arena for every thread: a reload
+    // builds the new tables on a helper thread and frees the old ones on another, and with
+    // per-thread arenas each of them would keep its own copy of a large configuration's
+    // worth of freed memory (100,000 reals: 97 MB grew to 370 MB over a few reloads).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let plan = config::load(&cli.file, cli.interval)?;
     let level = if cli.quiet {
         Level::Error

@@ -70,6 +70,15 @@ impl Wheel {
         }
     }
 
+    /// A wheel as [`Wheel::new`] whose time starts at `origin` rather than zero (a daemon
+    /// that has run for hours builds a new wheel at a reload: it must not walk every tick
+    /// since its start).
+    pub fn starting_at(capacity: usize, slots: usize, origin: Time) -> Wheel {
+        let mut w = Wheel::new(capacity, slots);
+        w.cur = origin.0 / TICK_US;
+        w
+    }
+
     /// Number of scheduled entries.
     pub fn len(&self) -> usize {
         self.len

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::lvsmon::{field, Lvsmon};
@@ -327,4 +328,98 @@ fn a_thousand_reloads_leave_memory_flat() {
     d.collect_for(S);
     assert!(g.accepted() > n);
     assert_eq!(d.stop().0, Some(0));
+}
+
+/// Reload time and memory for a large configuration: not part of `cargo test` (run it
+/// with `cargo test --release --test reload -- --ignored --nocapture`). `RELOAD_REALS`
+/// (default 100000) reals on loopback ports where nothing listens, interval 10 s, history
+/// off; `RELOADS` (default 20) reloads alternating between the file and a copy with 1 %
+/// of the reals replaced. Prints the time of each phase and RSS before and after.
+#[test]
+#[ignore]
+fn reload_of_a_large_configuration() {
+    let n: usize = std::env::var("RELOAD_REALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let reloads: usize = std::env::var("RELOADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let conf = |shift: usize| {
+        let mut c = String::from("interval 10s\nhistory raw 0 minute 0 hour 0\n");
+        for v in 0..n.div_ceil(100) {
+            c.push_str(&format!("virtual tcp 10.0.{}.{}:80 {{\n  check tcp\n", v / 250, v % 250 + 1));
+            for k in 0..100.min(n - v * 100) {
+                let i = v * 100 + k;
+                // Every hundredth real differs between the two files.
+                let i = if i % 100 == 99 { i + shift } else { i };
+                c.push_str(&format!(
+                    "  real 127.{}.{}.{}:{}\n",
+                    1 + i / 62_500,
+                    (i / 250) % 250,
+                    i % 250 + 1,
+                    20_000 + i % 50
+                ));
+            }
+            c.push_str("}\n");
+        }
+        c
+    };
+    let (a, b) = (conf(0), conf(7_000_000));
+    // Without -v: a check line per check would cost more than the reload.
+    let dir = common::lvsmon::TempDir::new("large");
+    let path = dir.file("lvsmon.conf", &a);
+    let mut cmd = std::process::Command::new(common::lvsmon::bin());
+    cmd.arg("--dry-run").arg("-f").arg(&path);
+    cmd.arg("--socket").arg(dir.0.join("lvsmon.sock"));
+    cmd.arg("--state-dir").arg(dir.0.join("state"));
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit in the child before exec; one socket per check in flight.
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit {
+                rlim_cur: 200_000,
+                rlim_max: 200_000,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            Ok(())
+        });
+    }
+    let mut d = Lvsmon::spawn(cmd, dir);
+    d.wait_for(&["msg=\"starting\""], 60 * S);
+    std::thread::sleep(3 * S);
+    let pid = d.pid();
+    let rss0 = rss_kib(pid);
+    let mut walls = Vec::new();
+    for i in 0..reloads {
+        rewrite(&d, if i % 2 == 0 { &b } else { &a });
+        let t = Instant::now();
+        let out = reload(&d);
+        walls.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(out.starts_with("reloaded "), "{out}");
+        if i == 0 {
+            print!("first reload: {out}");
+        }
+    }
+    d.collect_for(S);
+    let rss1 = rss_kib(pid);
+    let (mut loads, mut applies) = (Vec::new(), Vec::new());
+    for l in d.seen().iter().filter(|l| l.contains("msg=\"reloaded\"")) {
+        loads.push(field(l, "load_ms").unwrap().parse::<f64>().unwrap());
+        applies.push(field(l, "apply_ms").unwrap().parse::<f64>().unwrap());
+    }
+    let stat = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    println!(
+        "{n} reals, {reloads} reloads: round trip ms min/median/max {:?}; load (helper thread) {:?}; apply (event loop) {:?}; RSS {rss0} KiB before, {rss1} KiB after",
+        stat(&mut walls),
+        stat(&mut loads),
+        stat(&mut applies)
+    );
+    assert!(rss1 < rss0 + rss0 / 4, "RSS grew from {rss0} to {rss1} KiB");
 }

@@ -281,7 +281,10 @@ struct Reload {
     /// Wakes the loop when a plan (or an error) is ready.
     waker: Option<std::sync::Arc<mio::Waker>>,
     /// Where the helper thread's answer arrives, while one runs.
-    rx: Option<std::sync::mpsc::Receiver<(Result<Plan, String>, Duration)>>,
+    rx: Option<std::sync::mpsc::Receiver<(Result<reload::Loaded, String>, Duration)>>,
+    /// What the helper thread builds the new core with.
+    opts: Option<Options>,
+    clock: Option<Clock>,
     /// Requests made, the request the running (or last) load answers, and the last one
     /// answered; a request made while a load runs starts another one after it.
     requested: u64,
@@ -341,8 +344,6 @@ pub struct Daemon {
     ipvs: Box<dyn Ipvs>,
     server: Option<Server>,
     core: Core,
-    /// What the daemon was started with, for the cores a reload builds.
-    opts: Options,
 }
 
 /// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
@@ -393,6 +394,8 @@ impl Daemon {
         )?));
         core.reload.file = opts.file.clone();
         core.reload.interval = opts.interval;
+        core.reload.opts = Some(opts.clone());
+        core.reload.clock = Some(clock);
         let server = if opts.socket.is_some() || opts.metrics.is_some() {
             Some(Server::new(
                 opts.socket.as_deref(),
@@ -415,7 +418,6 @@ impl Daemon {
             ipvs,
             server,
             core,
-            opts: opts.clone(),
         })
     }
 
@@ -763,7 +765,7 @@ impl Core {
             .enumerate()
             .map(|(i, c)| Probe::new(origin.add_micros(c.interval_us * i as u64 / n.max(1) as u64)))
             .collect();
-        let mut wheel = Wheel::new(n, 4096);
+        let mut wheel = Wheel::starting_at(n, 4096, origin);
         for (i, p) in probes.iter().enumerate() {
             wheel.set(i as u32, p.scheduled);
         }

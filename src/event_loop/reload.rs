@@ -19,7 +19,7 @@
 //! allocates nothing.
 
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io::Write as _;
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,31 @@ use crate::log::{Level, Sink};
 use crate::monitor::health::State;
 use crate::monitor::phase::{self, Phase, NO_BUF};
 use crate::notify::NotifyCounters;
+
+/// A configuration loaded and built on the helper thread, ready to take over.
+pub(super) struct Loaded {
+    core: Core,
+    managed: Vec<(ServiceKey, u16)>,
+    queue_cap: usize,
+    summary: String,
+}
+
+impl Loaded {
+    fn build(plan: Plan, opts: &super::Options, origin: Time) -> Result<Loaded, String> {
+        let managed = crate::startup::managed_services(&plan);
+        let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
+        let summary = plan.summary();
+        let file = plan.files.first().map(|f| f.display().to_string());
+        let core = Core::new(plan, opts, Log::new(Sink::Null, Level::Error), origin)
+            .map_err(|e| format!("{}: {e}", file.unwrap_or_default()))?;
+        Ok(Loaded {
+            core,
+            managed,
+            queue_cap,
+            summary,
+        })
+    }
+}
 
 /// What a reload changed, for its log line and reply.
 #[derive(Debug, Default, Clone, Copy)]
@@ -82,11 +107,14 @@ impl Core {
         let (tx, rx) = std::sync::mpsc::channel();
         let waker = r.waker.clone();
         let interval = r.interval;
+        let (opts, clock) = (r.opts.clone().unwrap_or_default(), r.clock.unwrap_or_default());
         let spawned = std::thread::Builder::new()
             .name("lvsmon-reload".into())
             .spawn(move || {
                 let t = Instant::now();
-                let res = crate::config::load(&file, interval).map_err(|e| e.to_string());
+                let res = crate::config::load(&file, interval)
+                    .map_err(|e| e.to_string())
+                    .and_then(|plan| Loaded::build(plan, &opts, clock.now()));
                 let _ = tx.send((res, t.elapsed()));
                 if let Some(w) = waker {
                     let _ = w.wake();
@@ -274,31 +302,44 @@ impl Core {
         }
 
         // Probes: the same check keeps its grid point and whatever it is doing.
-        let mut by_target: std::collections::HashMap<std::net::SocketAddr, Vec<u32>> =
+        // Old probes by target: the first of each target, then a chain through `next`.
+        const END: u32 = u32::MAX;
+        let mut first: std::collections::HashMap<std::net::SocketAddr, u32> =
             std::collections::HashMap::with_capacity(old.cfg.len());
-        for (j, c) in old.cfg.iter().enumerate() {
-            by_target.entry(c.target).or_default().push(j as u32);
+        let mut next = vec![END; old.cfg.len()];
+        for j in (0..old.cfg.len()).rev() {
+            if let Some(f) = first.insert(old.cfg[j].target, j as u32) {
+                next[j] = f;
+            }
         }
         let mut carried = vec![false; old.probes.len()];
+        let n = self.cfg.len().max(1) as u64;
         for i in 0..self.cfg.len() {
             let c = &self.cfg[i];
-            let Some(list) = by_target.get_mut(&c.target) else {
-                continue;
-            };
-            let Some(pos) = list.iter().position(|&j| {
+            let mut j = first.get(&c.target).copied().unwrap_or(END);
+            while j != END {
                 let o = &old.cfg[j as usize];
-                o.spec == c.spec
+                if !carried[j as usize]
+                    && o.spec == c.spec
                     && o.interval_us == c.interval_us
                     && o.retry_us == c.retry_us
                     && o.connect_us == c.connect_us
                     && o.timeout_us == c.timeout_us
-            }) else {
+                {
+                    break;
+                }
+                j = next[j as usize];
+            }
+            if j == END {
+                // A new probe: its first check somewhere in its first interval from now.
+                let at = now.add_micros(c.interval_us * i as u64 / n);
+                self.probes[i].scheduled = at;
+                self.wheel.set(i as u32, at);
                 continue;
-            };
-            let j = list.swap_remove(pos) as usize;
-            carried[j] = true;
+            }
+            carried[j as usize] = true;
             ch.probes_kept += 1;
-            self.carry_probe(i as u32, old, j, reg, now, &mut ch);
+            self.carry_probe(i as u32, old, j as usize, reg, now, &mut ch);
         }
         for (j, was) in carried.iter().enumerate() {
             if !was && old.probes[j].sock.is_some() {
@@ -478,12 +519,11 @@ impl Daemon {
             .unwrap_or_default();
         let result = match res {
             Err(msg) => Err(msg),
-            Ok(plan) => {
-                let summary = plan.summary();
+            Ok(loaded) => {
+                let summary = loaded.summary.clone();
                 let t = Instant::now();
-                self.apply(plan)
-                    .map(|ch| (summary, ch, t.elapsed()))
-                    .map_err(|e| format!("{file}: cannot build the new tables: {e}"))
+                let ch = self.apply(loaded);
+                Ok((summary, ch, t.elapsed()))
             }
         };
         let mut text = String::new();
@@ -543,14 +583,17 @@ impl Daemon {
         self.drain_outbox();
     }
 
-    /// Builds the core of `plan` and hands the running one over to it.
-    fn apply(&mut self, plan: Plan) -> io::Result<Changes> {
+    /// Hands the running core over to the one the helper thread built.
+    fn apply(&mut self, loaded: Loaded) -> Changes {
         let now = self.clock.now();
-        let managed: Vec<(ServiceKey, u16)> = crate::startup::managed_services(&plan);
-        let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
+        let Loaded {
+            core: mut new,
+            managed,
+            queue_cap,
+            ..
+        } = loaded;
         let same_notify =
-            plan.notifies == self.core.notify_cmds && plan.notify_max == self.core.notify_max;
-        let mut new = Core::new(plan, &self.opts, Log::new(Sink::Null, Level::Error), now)?;
+            new.notify_cmds == self.core.notify_cmds && new.notify_max == self.core.notify_max;
         std::mem::swap(&mut new.log, &mut self.core.log);
         let old_notifier = self.core.notifier.take();
         let retire = if same_notify {
@@ -567,7 +610,19 @@ impl Daemon {
         if let Some(n) = retire {
             self.core.retire_notifier(n);
         }
-        drop(old);
-        Ok(ch)
+        // Freeing a large configuration's tables takes a while: not on the loop's time.
+        // Then the freed pages go back to the system, so memory after a reload is what
+        // the new configuration needs (with one malloc arena, see `startup::run`).
+        let _ = std::thread::Builder::new()
+            .name("lvsmon-reload".into())
+            .spawn(move || {
+                drop(old);
+                #[cfg(target_env = "gnu")]
+                // SAFETY: malloc_trim only releases free memory of the allocator.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        ch
     }
 }
