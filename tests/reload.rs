@@ -349,7 +349,11 @@ fn reload_of_a_large_configuration() {
     let conf = |shift: usize| {
         let mut c = String::from("interval 10s\nhistory raw 0 minute 0 hour 0\n");
         for v in 0..n.div_ceil(100) {
-            c.push_str(&format!("virtual tcp 10.0.{}.{}:80 {{\n  check tcp\n", v / 250, v % 250 + 1));
+            c.push_str(&format!(
+                "virtual tcp 10.0.{}.{}:80 {{\n  check tcp\n",
+                v / 250,
+                v % 250 + 1
+            ));
             for k in 0..100.min(n - v * 100) {
                 let i = v * 100 + k;
                 // Every hundredth real differs between the two files.

@@ -107,7 +107,10 @@ impl Core {
         let (tx, rx) = std::sync::mpsc::channel();
         let waker = r.waker.clone();
         let interval = r.interval;
-        let (opts, clock) = (r.opts.clone().unwrap_or_default(), r.clock.unwrap_or_default());
+        let (opts, clock) = (
+            r.opts.clone().unwrap_or_default(),
+            r.clock.unwrap_or_default(),
+        );
         let spawned = std::thread::Builder::new()
             .name("lvsmon-reload".into())
             .spawn(move || {

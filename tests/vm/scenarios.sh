@@ -169,6 +169,62 @@ else
 fi
 kill -TERM $bp 2>/dev/null; wait $bp 2>/dev/null
 
+# 8b. Reload: only the differences reach the table. One weight changes, one real and one
+#     virtual go, a virtual comes, and one that an operator made by hand is adopted (its
+#     destination keeps weight 2 until its first check, then gets 6): no add-service error.
+cp "$CONF" /work/reload.conf
+: >"$LOG"
+"$LVSMON" -f /work/reload.conf -v >>"$LOG" 2>&1 & rp=$!
+if expect 15 "${ALL[@]}"; then
+    ipvsadm -A -t 10.0.0.8:80 -s wlc && ipvsadm -a -t 10.0.0.8:80 -r 127.0.0.3:8080 -m -w 2
+    sed -i -e 's/real 127.0.0.2:8080 weight 5/real 127.0.0.2:8080 weight 8/' \
+        -e '/real 127.0.0.3:8080 weight 3/d' -e '/^virtual tcp 10.0.0.2:80 {/,/^}/d' /work/reload.conf
+    cat >>/work/reload.conf <<CONF
+virtual tcp 10.0.0.7:80 {
+    real 127.0.0.2:8080 weight 4
+}
+virtual tcp 10.0.0.8:80 {
+    real 127.0.0.3:8080 weight 6
+}
+CONF
+    before_v6=$(ipvsadm -Ln -t "[fd00::1]:80"); before_fw=$(ipvsadm -Ln -f 42)
+    reply=$("$LVSMON" reload 2>&1); rrc=$?
+    if [ $rrc = 0 ] && expect 10 "-t 10.0.0.1:80 127.0.0.2:8080 8" "-t 10.0.0.1:80 127.0.0.3:8080 absent" \
+        "-t 10.0.0.7:80 127.0.0.2:8080 4" "-t 10.0.0.8:80 127.0.0.3:8080 6" \
+        && ! ipvsadm -Ln -t 10.0.0.2:80 >/dev/null 2>&1 \
+        && [ "$(ipvsadm -Ln -t "[fd00::1]:80")" = "$before_v6" ] && [ "$(ipvsadm -Ln -f 42)" = "$before_fw" ]; then
+        sleep 1
+        ops=$(sed -n '/msg="reloaded"/,$p' "$LOG" | grep "ipvs op=" | sed 's/.*ipvs //')
+        nops=$(echo "$ops" | grep -c "result=ok")
+        errs=$(echo "$ops" | grep -c "result=error")
+        others=$(echo "$ops" | grep -v -e "virtual=tcp:10.0.0.1:80" -e "virtual=tcp:10.0.0.2:80" \
+            -e "virtual=tcp:10.0.0.7:80" -e "virtual=tcp:10.0.0.8:80" | grep -c .)
+        if [ "$nops" = 7 ] && [ "$errs" = 0 ] && [ "$others" = 0 ] \
+            && ! echo "$ops" | grep -q "op=add-service virtual=tcp:10.0.0.8:80"; then
+            ok "reload-only-differences ($nops operations: $(echo "$ops" | awk '{print $1}' | sort | uniq -c | tr -s ' ' | paste -sd ','))"
+        else
+            bad reload-only-differences "ops after reload: ok=$nops errors=$errs elsewhere=$others: $(echo "$ops" | paste -sd ';')"
+        fi
+    else
+        bad reload-only-differences "reload rc=$rrc: $reply"
+    fi
+    # A file with an error changes nothing.
+    snapshot=$(ipvsadm -Ln)
+    echo "virtual tpc 10.0.0.9:80 {" >>/work/reload.conf
+    reply=$("$LVSMON" reload 2>&1); rrc=$?
+    sleep 1
+    if [ $rrc = 1 ] && echo "$reply" | grep -q "reload.conf:.*running configuration is kept" \
+        && [ "$(ipvsadm -Ln)" = "$snapshot" ] && kill -0 $rp; then
+        ok "reload-bad-file-changes-nothing"
+    else
+        bad reload-bad-file-changes-nothing "rc=$rrc reply=$reply"
+    fi
+else
+    bad reload-only-differences "table not as configured before the reload"
+fi
+kill -TERM $rp 2>/dev/null; wait $rp 2>/dev/null
+ipvsadm -C
+
 # 9. The allocation-counting test with the real netlink client (resyncs included).
 if [ -x /work/no_alloc ]; then
     if /work/no_alloc >/work/no_alloc.log 2>&1 && grep -q "IPVS side: netlink" /work/no_alloc.log; then
