@@ -225,6 +225,35 @@ fi
 kill -TERM $rp 2>/dev/null; wait $rp 2>/dev/null
 ipvsadm -C
 
+# 8c. The wall clock jumps an hour forward, then two back: checks keep their pace (every
+#     deadline is on the monotonic clock), no event, no table change.
+: >"$LOG"
+"$LVSMON" -f "$CONF" -v >>"$LOG" 2>&1 & cp=$!
+if expect 15 "${ALL[@]}"; then
+    sleep 1
+    snapshot=$(ipvsadm -Ln); ops0=$(grep -c "ipvs op=" "$LOG"); ev0=$(grep -c "event=" "$LOG")
+    base=$(grep -c "result=pass" "$LOG"); sleep 3; n0=$(( $(grep -c "result=pass" "$LOG") - base ))
+    w0=$(date +%s)
+    date -s "@$(( $(date +%s) + 3600 ))" >/dev/null
+    w1=$(date +%s)
+    base=$(grep -c "result=pass" "$LOG"); sleep 3; n1=$(( $(grep -c "result=pass" "$LOG") - base ))
+    date -s "@$(( $(date +%s) - 7200 ))" >/dev/null
+    w2=$(date +%s)
+    base=$(grep -c "result=pass" "$LOG"); sleep 3; n2=$(( $(grep -c "result=pass" "$LOG") - base ))
+    date -s "@$(( $(date +%s) + 3600 ))" >/dev/null
+    events=$(( $(grep -c "event=" "$LOG") - ev0 ))
+    ops=$(( $(grep -c "ipvs op=" "$LOG") - ops0 ))
+    if [ $(( w1 - w0 )) -ge 3599 ] && [ $(( w1 - w2 )) -ge 7196 ] && [ "$n1" -ge $(( n0 * 8 / 10 )) ] && [ "$n2" -ge $(( n0 * 8 / 10 )) ] && [ "$n1" -le $(( n0 * 12 / 10 + 2 )) ] \
+        && [ "$n2" -le $(( n0 * 12 / 10 + 2 )) ] && [ "$events" = 0 ] && [ "$ops" = 0 ] && [ "$(ipvsadm -Ln)" = "$snapshot" ]; then
+        ok "wall-clock-jumps-change-nothing (passes per 3 s: $n0, after +1 h: $n1, after -2 h: $n2; 0 events, 0 operations)"
+    else
+        bad wall-clock-jumps-change-nothing "clock $w0 -> $w1 -> $w2, passes $n0 / $n1 / $n2, events $events, operations $ops, table same: $([ "$(ipvsadm -Ln)" = "$snapshot" ] && echo yes || echo no)"
+    fi
+else
+    bad wall-clock-jumps-change-nothing "table not as configured"
+fi
+kill -TERM $cp 2>/dev/null; wait $cp 2>/dev/null
+
 # 9. The allocation-counting test with the real netlink client (resyncs included).
 if [ -x /work/no_alloc ]; then
     if /work/no_alloc >/work/no_alloc.log 2>&1 && grep -q "IPVS side: netlink" /work/no_alloc.log; then
