@@ -94,6 +94,16 @@ pub struct Cli {
     #[arg(long = "state-interval", value_name = "DUR", default_value = "5m", value_parser = parse_dur)]
     pub state_interval: Duration,
 
+    /// Once every socket and file is open, run as this user (and its primary group), keeping
+    /// only CAP_NET_ADMIN.
+    #[arg(long = "user", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Once every socket and file is open, chroot to this directory (before --user takes
+    /// effect); capabilities are reduced to CAP_NET_ADMIN as with --user.
+    #[arg(long = "chroot", value_name = "DIR")]
+    pub chroot: Option<PathBuf>,
+
     /// A command for a running daemon (through its control socket); none: run the daemon.
     #[command(subcommand)]
     pub command: Option<Command>,

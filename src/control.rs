@@ -433,8 +433,10 @@ fn request_end(kind: Kind, b: &[u8]) -> Option<usize> {
     }
 }
 
-/// Binds a unix socket with mode 0600. An existing socket file is removed only when nothing
-/// answers on it (a stale file from a crash); a live one means another lvsmon runs.
+/// Binds a unix socket with mode 0600. An existing socket file is removed only when
+/// connecting to it is refused: a stale file from a crash, or from a daemon that ran under
+/// `--chroot`/`--user` and could not remove it at exit. One that accepts means another lvsmon
+/// runs; any other answer is reported rather than guessed at.
 fn bind_unix(p: &Path) -> io::Result<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(p) {
         use std::os::unix::fs::FileTypeExt;
@@ -447,13 +449,30 @@ fn bind_unix(p: &Path) -> io::Result<UnixListener> {
                 ),
             ));
         }
-        if std::os::unix::net::UnixStream::connect(p).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} is in use: is another lvsmon running?", p.display()),
-            ));
+        match std::os::unix::net::UnixStream::connect(p) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use: is another lvsmon running?", p.display()),
+                ))
+            }
+            // Nobody listens: stale. (Gone meanwhile: nothing to remove.)
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(p)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} exists and connecting to it failed ({e}): remove it if no lvsmon runs",
+                        p.display()
+                    ),
+                ))
+            }
         }
-        std::fs::remove_file(p)?;
     }
     // Create it with no permissions for group and others from the start.
     // SAFETY: umask only affects this thread's process-wide mask briefly, before the loop runs.

@@ -29,6 +29,7 @@
 use std::ffi::{c_char, OsString};
 use std::fmt;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
 use std::time::Duration;
@@ -198,27 +199,33 @@ impl Drop for SpawnAttr {
     }
 }
 
-/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop.
-struct FileActions(Box<libc::posix_spawn_file_actions_t>);
+/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop; and
+/// the `/dev/null` descriptor it hands to children.
+struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd);
 
 impl FileActions {
-    /// Opens `/dev/null` read-only as the child's fd 0.
+    /// Makes `/dev/null`, opened now, the child's fd 0. Opened here rather than by path in
+    /// each child, so children still get it after a `--chroot` to a directory without
+    /// `/dev/null`.
     fn new() -> io::Result<FileActions> {
+        let null = std::fs::File::open("/dev/null")?;
+        // At 3 or above (close-on-exec), so that the dup2 below always makes a new fd 0 that
+        // survives exec, even if this process was started with fd 0 closed.
+        // SAFETY: fcntl on a descriptor we own; the result is a new descriptor we then own.
+        let fd = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and is owned by nobody else.
+        let null = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: as for SpawnAttr::new: plain data, overwritten by the init call.
         let mut fa = Box::new(unsafe { std::mem::zeroed::<libc::posix_spawn_file_actions_t>() });
         // SAFETY: `fa` points to writable memory of the right type.
         check(unsafe { libc::posix_spawn_file_actions_init(&mut *fa) })?;
-        let mut this = FileActions(fa);
-        // SAFETY: initialised above; the path is a static NUL-terminated string (glibc copies
-        // it anyway).
+        let mut this = FileActions(fa, null);
+        // SAFETY: initialised above; the descriptor lives as long as the file actions.
         check(unsafe {
-            libc::posix_spawn_file_actions_addopen(
-                &mut *this.0,
-                0,
-                c"/dev/null".as_ptr(),
-                libc::O_RDONLY,
-                0,
-            )
+            libc::posix_spawn_file_actions_adddup2(&mut *this.0, this.1.as_raw_fd(), 0)
         })?;
         Ok(this)
     }

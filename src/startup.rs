@@ -1,5 +1,6 @@
 //! From command line to running daemon: load the plan, prepare the process (log, pid file,
-//! file-descriptor limit), pick the IPVS side, build the [`Daemon`] and run it.
+//! file-descriptor limit), pick the IPVS side, build the [`Daemon`], drop privileges
+//! (`--user`, `--chroot`: [`crate::privdrop`]) and run it.
 //!
 //! Every failure here is fatal and reported as one [`StartupError`] line by `main`, which
 //! then waits 500 ms before exiting 1 (SPEC section 1).
@@ -13,6 +14,7 @@ use crate::event_loop::{Daemon, Options};
 use crate::ipvs::client::{Netlink, OpenError};
 use crate::ipvs::{DryRun, Ipvs};
 use crate::log::{Level, Log, Sink};
+use crate::privdrop::{PrivError, Target};
 
 /// Why lvsmon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,9 @@ pub enum StartupError {
     /// The IPVS side could not start (no IPVS in the kernel, no permission).
     #[error("{0}")]
     Ipvs(#[from] OpenError),
+    /// `--user` or `--chroot` could not be carried out.
+    #[error("{0}")]
+    Privileges(#[from] PrivError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartupError {
@@ -75,6 +80,8 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     let plan = config::load(&cli.file, cli.interval)?;
+    // Before anything is opened: an unknown user or a missing directory stops us here.
+    let target = Target::resolve(cli.user.as_deref(), cli.chroot.as_deref())?;
     let level = if cli.quiet {
         Level::Error
     } else {
@@ -96,7 +103,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         Box::new(Netlink::open(&managed, cap)?)
     };
     raise_fd_limit(&plan);
-    let _pid = match &cli.pidfile {
+    let mut pid = match &cli.pidfile {
         Some(p) => Some(PidFile::create(p.clone())?),
         None => None,
     };
@@ -117,8 +124,61 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             .map(|m| format!(", metrics {m}"))
             .unwrap_or_default()
     )))?;
-    let _socket = SocketFile(cli.socket.clone());
+    let mut socket = SocketFile(Some(cli.socket.clone()));
+    if let Some(target) = &target {
+        drop_privileges(&mut daemon, target, cli, &mut || {
+            // Inside the chroot these paths name other files, if any: leave ours behind (a
+            // stale socket is replaced at the next start, a stale pid file overwritten).
+            socket.0 = None;
+            if let Some(p) = pid.as_mut() {
+                p.0 = None;
+            }
+        })?;
+    }
     daemon.run().map_err(io_err("event loop"))
+}
+
+/// Everything is open: gives the state directory to the user, drops the privileges, proves
+/// that saves still work, and logs what the daemon runs with. `chrooted` runs once the chroot
+/// has been entered.
+fn drop_privileges(
+    daemon: &mut Daemon,
+    target: &Target,
+    cli: &Cli,
+    chrooted: &mut dyn FnMut(),
+) -> Result<(), StartupError> {
+    let state = format!("state directory {}", cli.state_dir.display());
+    if let Some(saver) = daemon.saver() {
+        // To the user the daemon runs as from now on: without CAP_DAC_OVERRIDE even root
+        // writes only where the permission bits let it.
+        // SAFETY: geteuid and getegid have no preconditions.
+        let (uid, gid) = match &target.user {
+            Some(u) => (u.uid, u.gid),
+            None => unsafe { (libc::geteuid(), libc::getegid()) },
+        };
+        saver
+            .chown(uid, gid)
+            .map_err(io_err(format!("{state}: giving it to uid {uid} gid {gid}")))?;
+    }
+    let done = target.apply(chrooted)?;
+    if let Some(saver) = daemon.saver() {
+        saver.probe().map_err(io_err(format!(
+            "{state}: cannot create files in it after the privilege drop"
+        )))?;
+    }
+    if let Some(mut l) = daemon.log().line(Level::Notice) {
+        use std::io::Write;
+        let _ = write!(l, "msg=\"privileges dropped\"");
+        if let Some(u) = &target.user {
+            let _ = write!(l, " user={}", u.name);
+        }
+        let _ = write!(l, " uid={} gid={}", done.uid, done.gid);
+        if let Some(dir) = &target.chroot {
+            let _ = write!(l, " chroot={}", dir.display());
+        }
+        let _ = write!(l, " caps={}", done.caps);
+    }
+    Ok(())
 }
 
 /// The services lvsmon manages, each with its address family: a fwmark service is IPv6 when
@@ -162,28 +222,32 @@ fn raise_fd_limit(plan: &Plan) {
     }
 }
 
-/// The control socket's file, removed when the daemon stops.
-struct SocketFile(PathBuf);
+/// The control socket's file, removed when the daemon stops (`None`: left in place).
+struct SocketFile(Option<PathBuf>);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
-/// The `--pidfile`, removed when dropped.
-struct PidFile(PathBuf);
+/// The `--pidfile`, removed when dropped (`None`: left in place).
+struct PidFile(Option<PathBuf>);
 
 impl PidFile {
     fn create(path: PathBuf) -> Result<PidFile, StartupError> {
         std::fs::write(&path, format!("{}\n", std::process::id()))
             .map_err(io_err(format!("pid file {}", path.display())))?;
-        Ok(PidFile(path))
+        Ok(PidFile(Some(path)))
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

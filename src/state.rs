@@ -20,16 +20,27 @@
 //! bounded number of bytes per turn into a fixed buffer and written to the temporary file,
 //! and the slow part (fsync, rename, directory fsync) runs on a small helper thread. On
 //! SIGTERM the save is done at once, in the loop's thread.
+//!
+//! The [`Saver`] opens the directory once, at startup, and from then on names every file
+//! relative to that descriptor (`openat`, `renameat`, `unlinkat`): saves go on working after
+//! `--chroot` has made the directory's path meaningless, and after `--user` (the directory and
+//! the state file are given to that user first, [`Saver::chown`]). The helper thread is
+//! started apart ([`Saver::start_sync`]), after the privilege drop, because capabilities
+//! belong to each thread and a thread started before the drop would keep them.
 
+use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io::{self, Cursor, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 
 const MAGIC: &[u8; 13] = b"LVSMON-STATE\n";
+/// The state file and its temporary, relative to the state directory.
+const STATE: &CStr = c"state";
+const TMP: &CStr = c"state.tmp";
 const VERSION: u32 = 1;
 const END: u16 = 0xffff;
 /// Bytes gathered before each write(2).
@@ -162,17 +173,22 @@ pub fn load(dir: &Path) -> Result<Option<Vec<Record>>, LoadError> {
     }
 }
 
-/// Writes state files. Everything it needs is allocated in [`Saver::new`].
+/// Writes state files. Everything it needs is allocated in [`Saver::new`] and
+/// [`Saver::start_sync`].
 pub struct Saver {
+    /// The directory's path, for log lines only: files are named relative to `dir_fd`.
     dir: PathBuf,
-    tmp: PathBuf,
+    /// The state directory, opened at startup.
+    dir_fd: OwnedFd,
     file: Option<File>,
     buf: Box<[u8]>,
     len: usize,
     sum: Fnv,
     /// Record scratch: one record is built here, then framed into `buf`.
     scratch: Box<[u8]>,
-    sync: SyncSender<RawFd>,
+    /// The helper thread's queue, once [`Saver::start_sync`] has started it; without it,
+    /// saves sync and rename in the caller's thread.
+    sync: Option<SyncSender<RawFd>>,
     /// 0: idle or running, 1: last sync done, negative: errno of a failed sync.
     result: Arc<AtomicI32>,
     syncing: bool,
@@ -184,24 +200,80 @@ pub struct Saver {
 
 impl Saver {
     /// Prepares saving into `dir` (created if missing), with room for records of up to
-    /// `max_record` bytes of history.
+    /// `max_record` bytes of history: opens the directory and proves that a file can be
+    /// created in it. The helper thread is not started yet ([`Saver::start_sync`]).
     ///
     /// # Errors
-    /// The directory cannot be created or written.
+    /// The directory cannot be created, opened or written.
     pub fn new(dir: &Path, max_record: usize) -> io::Result<Saver> {
         fs::create_dir_all(dir)?;
-        let tmp = dir.join("state.tmp");
+        let dir_fd: OwnedFd = File::open(dir)?.into();
+        let s = Saver {
+            dir: dir.to_path_buf(),
+            dir_fd,
+            file: None,
+            buf: vec![0u8; CHUNK + max_record + 256].into_boxed_slice(),
+            len: 0,
+            sum: Fnv::new(),
+            scratch: vec![0u8; max_record + 64].into_boxed_slice(),
+            sync: None,
+            result: Arc::new(AtomicI32::new(0)),
+            syncing: false,
+            saved: 0,
+            failed: 0,
+        };
         // Prove now that the directory is writable, rather than at the first save.
-        File::create(&tmp)?;
-        fs::remove_file(&tmp)?;
+        s.probe()?;
+        Ok(s)
+    }
+
+    /// Creates and removes the temporary file: proves that saves can create files in the
+    /// directory with the process's credentials as they are now (again after a privilege
+    /// drop).
+    ///
+    /// # Errors
+    /// The file cannot be created or removed.
+    pub fn probe(&self) -> io::Result<()> {
+        drop(self.open_tmp()?);
+        self.unlink_tmp()
+    }
+
+    /// Gives the directory and an existing state file to `uid`:`gid` (for `--user`), so that
+    /// saves still work once the daemon runs as that user.
+    ///
+    /// # Errors
+    /// `fchown` failed (not root).
+    pub fn chown(&self, uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+        // SAFETY: fchown/fchownat on our own directory descriptor and a NUL-terminated name.
+        cvt(unsafe { libc::fchown(self.dir_fd.as_raw_fd(), uid, gid) })?;
+        let r = cvt(unsafe {
+            libc::fchownat(
+                self.dir_fd.as_raw_fd(),
+                STATE.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        });
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Starts the helper thread that syncs and renames periodic saves. Call it after the
+    /// privilege drop (the thread inherits the caller's credentials); until then, and if it is
+    /// never called, [`Saver::finish`] does that work in the caller's thread. Calling it again
+    /// does nothing.
+    ///
+    /// # Errors
+    /// The directory descriptor cannot be duplicated or the thread cannot be started.
+    pub fn start_sync(&mut self) -> io::Result<()> {
+        if self.sync.is_some() {
+            return Ok(());
+        }
         let (tx, rx) = sync_channel::<RawFd>(1);
-        let result = Arc::new(AtomicI32::new(0));
-        let (r2, tmp2, fin, d2) = (
-            result.clone(),
-            tmp.clone(),
-            dir.join("state"),
-            dir.to_path_buf(),
-        );
+        let (r2, d2) = (self.result.clone(), self.dir_fd.try_clone()?);
         std::thread::Builder::new()
             .name("lvsmon-state-sync".into())
             .spawn(move || {
@@ -209,10 +281,7 @@ impl Saver {
                 while let Ok(fd) = rx.recv() {
                     // SAFETY: the loop handed us this open file and no longer uses it.
                     let f = unsafe { File::from_raw_fd(fd) };
-                    let r = f
-                        .sync_all()
-                        .and_then(|_| fs::rename(&tmp2, &fin))
-                        .and_then(|_| File::open(&d2)?.sync_all());
+                    let r = f.sync_all().and_then(|_| commit(&d2));
                     drop(f);
                     r2.store(
                         match r {
@@ -223,20 +292,29 @@ impl Saver {
                     );
                 }
             })?;
-        Ok(Saver {
-            dir: dir.to_path_buf(),
-            tmp,
-            file: None,
-            buf: vec![0u8; CHUNK + max_record + 256].into_boxed_slice(),
-            len: 0,
-            sum: Fnv::new(),
-            scratch: vec![0u8; max_record + 64].into_boxed_slice(),
-            sync: tx,
-            result,
-            syncing: false,
-            saved: 0,
-            failed: 0,
-        })
+        self.sync = Some(tx);
+        Ok(())
+    }
+
+    /// Opens `state.tmp` afresh for writing.
+    fn open_tmp(&self) -> io::Result<File> {
+        // SAFETY: openat relative to our directory descriptor with a NUL-terminated name; the
+        // descriptor returned is owned by the File.
+        let fd = cvt(unsafe {
+            libc::openat(
+                self.dir_fd.as_raw_fd(),
+                TMP.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o666 as libc::c_uint,
+            )
+        })?;
+        // SAFETY: fd was just opened and is owned by nobody else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    fn unlink_tmp(&self) -> io::Result<()> {
+        // SAFETY: unlinkat relative to our directory descriptor with a NUL-terminated name.
+        cvt(unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), TMP.as_ptr(), 0) }).map(drop)
     }
 
     /// Makes room for records of up to `max_record` bytes of history (a reload may keep
@@ -277,7 +355,7 @@ impl Saver {
     /// # Errors
     /// The file cannot be created.
     pub fn begin(&mut self, unix_secs: u64) -> io::Result<()> {
-        let f = File::create(&self.tmp)?;
+        let f = self.open_tmp()?;
         self.file = Some(f);
         self.len = 0;
         self.sum = Fnv::new();
@@ -337,11 +415,11 @@ impl Saver {
         self.file = None;
         self.len = 0;
         self.failed += 1;
-        let _ = fs::remove_file(&self.tmp);
+        let _ = self.unlink_tmp();
     }
 
     /// Ends the records and hands the file to the sync thread (`blocking` false), or syncs
-    /// and renames at once (`blocking` true: at shutdown).
+    /// and renames at once (`blocking` true: at shutdown; also when no sync thread runs).
     ///
     /// # Errors
     /// The write, sync or rename failed.
@@ -357,21 +435,18 @@ impl Saver {
         let Some(f) = self.file.take() else {
             return Ok(());
         };
-        if blocking {
-            let r = f
-                .sync_all()
-                .and_then(|_| fs::rename(&self.tmp, self.dir.join("state")))
-                .and_then(|_| File::open(&self.dir)?.sync_all());
+        let Some(sync) = self.sync.as_ref().filter(|_| !blocking) else {
+            let r = f.sync_all().and_then(|_| commit(&self.dir_fd));
             match &r {
                 Ok(()) => self.saved += 1,
                 Err(_) => self.failed += 1,
             }
             return r;
-        }
+        };
         self.result.store(0, Ordering::Release);
         self.syncing = true;
         let fd = f.into_raw_fd();
-        if self.sync.try_send(fd).is_err() {
+        if sync.try_send(fd).is_err() {
             // SAFETY: the thread did not take it; we still own the descriptor.
             drop(unsafe { File::from_raw_fd(fd) });
             self.syncing = false;
@@ -407,6 +482,23 @@ impl Saver {
     }
 }
 
+/// Renames `state.tmp` over `state` in `dir` and flushes the directory.
+fn commit(dir: &OwnedFd) -> io::Result<()> {
+    let d = dir.as_raw_fd();
+    // SAFETY: renameat and fsync on a directory descriptor we own, NUL-terminated names.
+    cvt(unsafe { libc::renameat(d, TMP.as_ptr(), d, STATE.as_ptr()) })?;
+    cvt(unsafe { libc::fsync(d) }).map(drop)
+}
+
+/// `-1` from a libc call as the errno.
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +511,7 @@ mod tests {
 
     fn save(d: &Path, records: &[(&str, bool, &[u8])], blocking: bool) -> Saver {
         let mut s = Saver::new(d, 4096).unwrap();
+        s.start_sync().unwrap();
         s.begin(1_700_000_000).unwrap();
         for (k, dr, h) in records {
             s.record(k.as_bytes(), *dr, &mut |c| c.write_all(h))
@@ -463,6 +556,35 @@ mod tests {
         assert_eq!(load(&d).unwrap().unwrap().len(), 1);
         assert!(!d.join("state.tmp").exists());
         let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Saves name files relative to the directory opened at startup, so they go on after its
+    /// path stops leading there (as after `--chroot`); with no sync thread started, a periodic
+    /// save completes in the caller's thread.
+    #[test]
+    fn saves_follow_the_directory_not_its_path() {
+        let d = dir("fd");
+        let moved = dir("fd-moved");
+        let mut s = Saver::new(&d, 4096).unwrap();
+        fs::rename(&d, &moved).unwrap();
+        s.begin(1_700_000_000).unwrap();
+        s.record(b"k", true, &mut |c| c.write_all(b"h")).unwrap();
+        s.finish(false).unwrap();
+        assert!(!s.busy());
+        assert_eq!(s.saved, 1);
+        assert!(!d.exists());
+        let got = load(&moved).unwrap().unwrap();
+        assert_eq!(got[0].key, "k");
+        assert!(got[0].drained);
+        assert!(!moved.join("state.tmp").exists());
+        // Given to another owner (root only), the directory and the file change hands.
+        if unsafe { libc::geteuid() } == 0 {
+            use std::os::unix::fs::MetadataExt;
+            s.chown(65534, 65534).unwrap();
+            assert_eq!(fs::metadata(&moved).unwrap().uid(), 65534);
+            assert_eq!(fs::metadata(moved.join("state")).unwrap().gid(), 65534);
+        }
+        let _ = fs::remove_dir_all(&moved);
     }
 
     #[test]

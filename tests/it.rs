@@ -1255,3 +1255,241 @@ fn dns_checks_against_a_loopback_responder() {
     assert_eq!(field(&ev, "detail"), Some("NXDOMAIN"), "{ev}");
     d.wait_seen(&["event=up", "virtual=udp:127.1.0.4:80"], 5 * S);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Privilege drop (--user, --chroot)
+// ---------------------------------------------------------------------------------------------
+
+/// The uid and primary gid of `name` in the password database.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: getpwnam with a NUL-terminated name; the fields are copied out at once (the
+    // test threads do not call getpwnam elsewhere).
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    (!pw.is_null()).then(|| unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// The value of `Key:` in `/proc/PID/status`, words joined by one space.
+fn proc_status(pid: u32, key: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `"checks":N` of the first real in a `status --json` reply.
+fn json_checks(json: &str) -> u64 {
+    let at = json.find("\"checks\":").expect("checks field") + "\"checks\":".len();
+    json[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `--user nobody --chroot DIR`: the daemon runs as nobody inside DIR with CAP_NET_ADMIN alone
+/// (permitted, effective and bounding sets), and keeps checking, answering on the control
+/// socket and saving state through the directory it opened before the chroot. The socket
+/// file it cannot remove at exit does not stop the next start.
+#[test]
+fn user_and_chroot_keep_only_net_admin_and_everything_works() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED user_and_chroot_keep_only_net_admin_and_everything_works: needs root");
+        return;
+    }
+    let Some((uid, gid)) = user_ids("nobody") else {
+        eprintln!(
+            "SKIPPED user_and_chroot_keep_only_net_admin_and_everything_works: no user nobody"
+        );
+        return;
+    };
+    let a = Backend::start(Script::http(200, "OK"));
+    let conf = format!(
+        "interval 200ms\nvirtual tcp {} {{\n  check http\n  real {} weight 4\n}}\n",
+        vip(0),
+        a.addr()
+    );
+    let jail = TempDir::new("chroot");
+    let jail_s = jail.0.to_str().unwrap();
+    let mut d = Lvsmon::start(
+        &conf,
+        &[
+            "--user",
+            "nobody",
+            "--chroot",
+            jail_s,
+            "--state-interval",
+            "1s",
+        ],
+    );
+    let l = d.wait_for(&["msg=\"privileges dropped\""], 5 * S);
+    assert_eq!(field(&l, "user"), Some("nobody"), "{l}");
+    assert_eq!(field(&l, "uid"), Some(uid.to_string().as_str()), "{l}");
+    assert_eq!(field(&l, "gid"), Some(gid.to_string().as_str()), "{l}");
+    assert_eq!(field(&l, "chroot"), Some(jail_s), "{l}");
+    assert_eq!(field(&l, "caps"), Some("cap_net_admin"), "{l}");
+    d.wait_seen(&["event=up", &format!("real={}", a.addr())], 5 * S);
+
+    // What the kernel says about the process (every thread, the state saver's included).
+    let pid = d.pid();
+    let ids = |v: u32| format!("{v} {v} {v} {v}");
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid: u32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let st = |k: &str| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("task {tid} {k}: {v}");
+            v
+        };
+        assert_eq!(st("Uid"), ids(uid));
+        assert_eq!(st("Gid"), ids(gid));
+        assert_eq!(st("Groups"), gid.to_string());
+        assert_eq!(st("CapInh"), "0000000000000000");
+        assert_eq!(st("CapPrm"), "0000000000001000");
+        assert_eq!(st("CapEff"), "0000000000001000");
+        assert_eq!(st("CapBnd"), "0000000000001000");
+        assert_eq!(st("CapAmb"), "0000000000000000");
+        assert_eq!(st("NoNewPrivs"), "1");
+    }
+    assert_eq!(proc_status(pid, "CapEff"), proc_status(pid, "CapPrm"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        jail.0
+    );
+
+    // Checks go on, and the control socket (opened before the drop) answers.
+    let (code, first, err) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        first.contains("\"state\":\"up\"") && first.contains("\"weight\":4"),
+        "{first}"
+    );
+    std::thread::sleep(S);
+    let (_, second, _) = d.client(&["status", "--json"]);
+    assert!(
+        json_checks(&second) >= json_checks(&first) + 3,
+        "checks stopped: {first} then {second}"
+    );
+
+    // A periodic save lands in the state directory outside the chroot, owned by nobody.
+    let state = d.dir.0.join("state");
+    let file = state.join("state");
+    let end = Instant::now() + 5 * S;
+    while !file.exists() {
+        assert!(Instant::now() < end, "no periodic state save within 5 s");
+        std::thread::sleep(S / 20);
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&state).unwrap().uid(), uid);
+        assert_eq!(std::fs::metadata(&file).unwrap().uid(), uid);
+    }
+    assert_eq!(d.stop().0, Some(0));
+    assert_eq!(d.count(&["msg=\"state saved\""]), 1, "{:?}", d.seen());
+
+    // The socket file stays behind (the chrooted daemon cannot reach it); the next start
+    // finds nobody answering on it, replaces it, and serves.
+    let sock = d.socket();
+    assert!(sock.exists(), "the socket file was removed after all");
+    let args = [
+        "--socket",
+        sock.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let mut again = Lvsmon::start(&conf, &args);
+    again.wait_for(&["msg=\"state loaded\"", "used=1"], 5 * S);
+    again.wait_seen(&["event=up"], 5 * S);
+    let out = Command::new(bin())
+        .args(["status", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // While it runs, a third daemon on the same socket is refused.
+    let t = Instant::now();
+    let out = Command::new(bin())
+        .args(["-n", "-f"])
+        .arg(again.dir.0.join("lvsmon.conf"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in use: is another lvsmon running?"),
+        "{err}"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(500));
+    assert_eq!(again.stop().0, Some(0));
+}
+
+/// An unknown `--user` and a missing `--chroot` directory stop lvsmon before it opens
+/// anything: one line naming the option, a 500 ms pause, exit 1.
+#[test]
+fn privilege_drop_errors_are_one_line_and_exit_1() {
+    let dir = TempDir::new("privdrop-err");
+    let conf = dir.file(
+        "ok.conf",
+        "virtual tcp 127.1.0.1:80 {\n  real 127.0.0.1:9\n}\n",
+    );
+    let sock = dir.0.join("lvsmon.sock");
+    let missing = dir.0.join("no-such-dir");
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["--user", "lvsmon-no-such-user"],
+            "lvsmon: --user lvsmon-no-such-user: no such user".to_string(),
+        ),
+        (
+            &["--chroot", missing.to_str().unwrap()],
+            format!(
+                "lvsmon: --chroot {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            &["--user", "nobody", "--chroot", conf.to_str().unwrap()],
+            format!(
+                "lvsmon: --chroot {}: Not a directory (os error 20)",
+                conf.display()
+            ),
+        ),
+    ];
+    for (args, want) in cases {
+        let t = Instant::now();
+        let out = Command::new(bin())
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--state-dir")
+            .arg(dir.0.join("state"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end(), want, "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(t.elapsed() >= Duration::from_millis(500), "{args:?}");
+        assert!(
+            !sock.exists(),
+            "{args:?}: the control socket was created first"
+        );
+        assert!(
+            !dir.0.join("state").exists(),
+            "{args:?}: the state directory was created first"
+        );
+    }
+}

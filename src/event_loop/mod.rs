@@ -425,6 +425,17 @@ impl Daemon {
     /// what is missing, adopt what is there; destinations not yet checked keep the weight
     /// they have, and new ones come in at weight 0 until their first check decides).
     pub fn startup(&mut self) {
+        // The state saver's helper thread starts here, not in `new`: after a privilege drop
+        // (`--user`, `--chroot`), which must find the process with one thread.
+        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync()) {
+            if let Some(mut l) = self.core.log.line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "msg=\"state sync thread not started; saves sync in the loop\" errno={}",
+                    e.raw_os_error().unwrap_or(0)
+                );
+            }
+        }
         let dry = self.ipvs.is_dry_run();
         let metrics = self.server.as_ref().and_then(|s| s.metrics_addr());
         let ipvs = &mut self.ipvs;
@@ -541,6 +552,17 @@ impl Daemon {
     /// Counters of the control and metrics servers.
     pub fn server_stats(&self) -> crate::control::ServerStats {
         self.server.as_ref().map(|s| s.stats).unwrap_or_default()
+    }
+
+    /// The state saver, if there is a state directory (startup uses it around the privilege
+    /// drop).
+    pub fn saver(&self) -> Option<&Saver> {
+        self.core.saver.as_ref()
+    }
+
+    /// The log, for lines startup writes between [`Daemon::new`] and [`Daemon::run`].
+    pub fn log(&mut self) -> &mut Log {
+        &mut self.core.log
     }
 
     /// State saves completed (all kinds).
