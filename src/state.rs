@@ -331,7 +331,7 @@ impl Saver {
     pub fn cancel(&mut self) {
         if self.file.take().is_some() {
             self.len = 0;
-            let _ = fs::remove_file(&self.tmp);
+            let _ = self.unlink_tmp();
         }
     }
 

@@ -1382,6 +1382,25 @@ fn user_and_chroot_keep_only_net_admin_and_everything_works() {
         "checks stopped: {first} then {second}"
     );
 
+    // Reload reads the file inside the chroot: not there, refused with the file's error and
+    // nothing changes; copied there (readable by nobody), it loads.
+    let (code, _, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("lvsmon.conf") && err.contains("running configuration is kept"),
+        "{err}"
+    );
+    let inside = jail
+        .0
+        .join(d.dir.0.join("lvsmon.conf").strip_prefix("/").unwrap());
+    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+    std::fs::write(&inside, conf.replace("weight 4", "weight 6")).unwrap();
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 kept (1 with new settings)"), "{out}");
+    let (_, after, _) = d.client(&["status", "--json"]);
+    assert!(after.contains("\"weight\":6"), "{after}");
+
     // A periodic save lands in the state directory outside the chroot, owned by nobody.
     let state = d.dir.0.join("state");
     let file = state.join("state");

@@ -322,7 +322,13 @@ fn a_thousand_reloads_leave_memory_flat() {
         rss[0],
         rss[1]
     );
-    assert_eq!(fd[0], fd[1]);
+    // A check may hold a socket at either moment; a leak would be hundreds.
+    assert!(
+        fd[1] <= fd[0] + 2,
+        "descriptors went from {} to {}",
+        fd[0],
+        fd[1]
+    );
     // Still checking.
     let n = g.accepted();
     d.collect_for(S);

@@ -677,6 +677,11 @@ impl Daemon {
         self.drain_outbox();
         if reload_ready {
             self.finish_reload();
+            // The answer is ready: parked `lvsmon reload` connections get it now, not at the
+            // next turn.
+            if let Some(s) = self.server.as_mut() {
+                s.tick(self.poll.registry(), &mut self.core, now);
+            }
         }
         Ok(())
     }
