@@ -19,6 +19,7 @@ pub mod log;
 pub mod monitor;
 pub mod notify;
 pub mod pool;
+pub mod sd_notify;
 pub mod startup;
 pub mod state;
 pub mod stats;

@@ -66,6 +66,9 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         );
         return Ok(());
     }
+    // Before anything else, and before the notify commands copy the environment: systemd's
+    // variables are for lvsmon alone (crate::sd_notify).
+    let systemd = crate::sd_notify::take_env();
     let plan = config::load(&cli.file, cli.interval)?;
     let level = if cli.quiet {
         Level::Error
@@ -76,10 +79,15 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             _ => Level::Debug,
         }
     };
-    let log = match cli.log {
+    let mut log = match cli.log {
         LogTarget::Stderr => Log::new(Sink::Stderr, level),
         LogTarget::Syslog => Log::syslog(level).map_err(io_err("syslog socket /dev/log"))?,
     };
+    for w in &systemd.warnings {
+        if let Some(mut l) = log.line(Level::Warn) {
+            l.quoted("msg", w.as_bytes());
+        }
+    }
     let ipvs: Box<dyn Ipvs> = if cli.dry_run {
         Box::new(DryRun::default())
     } else {
@@ -97,6 +105,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         metrics: cli.metrics,
         state_dir: Some(cli.state_dir.clone()),
         state_interval: cli.state_interval,
+        systemd: systemd.config,
         ..Options::default()
     };
     let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(io_err(format!(

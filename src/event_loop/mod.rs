@@ -39,6 +39,7 @@ use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use crate::notify::Notifier;
 use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
 use crate::pool::BufPool;
+use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
 use crate::stats::Histogram;
 use crate::timer::Wheel;
@@ -67,6 +68,9 @@ pub struct Options {
     pub state_dir: Option<std::path::PathBuf>,
     /// How often state is saved while running (also on SIGTERM).
     pub state_interval: Duration,
+    /// systemd's notification socket and watchdog, from the environment
+    /// ([`crate::sd_notify::take_env`]); `None`: no notifications.
+    pub systemd: Option<crate::sd_notify::Config>,
 }
 
 impl Default for Options {
@@ -79,6 +83,7 @@ impl Default for Options {
             metrics: None,
             state_dir: None,
             state_interval: Duration::from_secs(300),
+            systemd: None,
         }
     }
 }
@@ -231,6 +236,8 @@ struct Core {
     next_save: Time,
     save_cursor: Option<usize>,
     notifier: Option<Notifier>,
+    /// systemd's notification socket (readiness, reload, stop, watchdog pings).
+    systemd: Option<SdNotify>,
     log: Log,
     stats: Stats,
     stop: bool,
@@ -319,12 +326,16 @@ impl Daemon {
     pub fn new(
         plan: Plan,
         mut ipvs: Box<dyn Ipvs>,
-        log: Log,
+        mut log: Log,
         opts: &Options,
     ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
         ipvs.register(poll.registry(), NETLINK)?;
         let clock = Clock::new();
+        let systemd = opts
+            .systemd
+            .as_ref()
+            .and_then(|c| SdNotify::open_logged(c, clock.monotonic_origin_us(), &mut log));
         let n = plan.checks.len();
 
         let mut virtuals = Vec::with_capacity(plan.virtuals.len());
@@ -484,6 +495,7 @@ impl Daemon {
             next_save: Time(micros(opts.state_interval).max(1_000_000)),
             save_cursor: None,
             notifier,
+            systemd,
             log,
             stats: Stats::default(),
             stop: false,
@@ -518,7 +530,8 @@ impl Daemon {
 
     /// Puts the configured services and destinations in the table (SPEC section 4: create
     /// what is missing, adopt what is there; destinations not yet checked keep the weight
-    /// they have, and new ones come in at weight 0 until their first check decides).
+    /// they have, and new ones come in at weight 0 until their first check decides), then
+    /// tells systemd the daemon is ready: the first round of checks is on the timer wheel.
     pub fn startup(&mut self) {
         let dry = self.ipvs.is_dry_run();
         let metrics = self.server.as_ref().and_then(|s| s.metrics_addr());
@@ -573,6 +586,8 @@ impl Daemon {
         }
         ipvs.forget_snapshot();
         self.drain_outbox();
+        let now = self.clock.now();
+        self.core.ready(now);
     }
 
     /// Hands the operations decided so far to the IPVS side, and whatever it reports at
@@ -601,6 +616,9 @@ impl Daemon {
         while !self.core.stop {
             self.turn(None)?;
         }
+        if let Some(s) = self.core.systemd.as_mut() {
+            s.stopping();
+        }
         self.core.save_now();
         if let Some(mut l) = self.core.log.line(Level::Notice) {
             let _ = write!(
@@ -620,6 +638,26 @@ impl Daemon {
     /// Asks the loop to stop after the current turn.
     pub fn request_stop(&mut self) {
         self.core.stop = true;
+    }
+
+    /// Tells systemd the daemon is ready (`READY=1`, with a status line and `MAINPID=`):
+    /// sent by [`Daemon::startup`], and to be sent when a reload has finished, whether or not
+    /// the new configuration was taken. Does nothing without `NOTIFY_SOCKET`.
+    pub fn ready(&mut self) {
+        let now = self.clock.now();
+        self.core.ready(now);
+    }
+
+    /// Tells systemd a reload has started (`RELOADING=1` with `MONOTONIC_USEC=`);
+    /// [`Daemon::ready`] must follow. Does nothing without `NOTIFY_SOCKET`.
+    pub fn reloading(&mut self) {
+        let now = self.clock.now();
+        self.core.reloading(now);
+    }
+
+    /// What was sent to systemd, if it is being notified.
+    pub fn systemd_counters(&self) -> Option<SdCounters> {
+        self.core.systemd.as_ref().map(SdNotify::counters)
     }
 
     /// The counters.
@@ -679,6 +717,10 @@ impl Daemon {
         }
         if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
             next = Some(next.map_or(d, |w| w.min(d)));
+        }
+        // An idle loop still wakes to ping systemd's watchdog.
+        if let Some(p) = self.core.systemd.as_ref().and_then(|s| s.next_ping()) {
+            next = Some(next.map_or(p, |w| w.min(p)));
         }
         let mut timeout = next.map(|t| wait_for(now, t));
         if self.ipvs.pending() {
@@ -744,12 +786,34 @@ impl Daemon {
                 core.begin_resync();
             }
         }
+        // The ping comes from the loop itself, after the turn's work: a loop that hangs
+        // stops pinging, and systemd restarts it.
+        if let Some(s) = core.systemd.as_mut() {
+            s.tick(now);
+        }
         self.drain_outbox();
         Ok(())
     }
 }
 
 impl Core {
+    // ----- systemd ------------------------------------------------------------------------
+
+    /// `READY=1` to systemd, naming what is checked (see [`Daemon::ready`]).
+    fn ready(&mut self, now: Time) {
+        let (reals, virtuals) = (self.reals.len(), self.virtuals.len());
+        if let Some(s) = self.systemd.as_mut() {
+            s.ready(now, reals, virtuals);
+        }
+    }
+
+    /// `RELOADING=1` to systemd (see [`Daemon::reloading`]).
+    fn reloading(&mut self, now: Time) {
+        if let Some(s) = self.systemd.as_mut() {
+            s.reloading(now);
+        }
+    }
+
     // ----- readiness and deadlines -------------------------------------------------------
 
     /// Readiness for probe `id`'s socket of generation `gen`.
