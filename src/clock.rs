@@ -46,14 +46,33 @@ pub fn micros(d: Duration) -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     origin: Instant,
+    /// `CLOCK_MONOTONIC` in µs at `origin` (read just after it), for protocols that carry the
+    /// system's own monotonic time (systemd's `MONOTONIC_USEC`).
+    origin_monotonic_us: u64,
 }
 
 impl Clock {
     /// A clock whose [`Time::ZERO`] is now.
     pub fn new() -> Clock {
+        let origin = Instant::now();
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own. On Linux `Instant` reads
+        // this same clock, so the two origins differ by the microseconds between the calls.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         Clock {
-            origin: Instant::now(),
+            origin,
+            origin_monotonic_us: ts.tv_sec.max(0) as u64 * 1_000_000
+                + ts.tv_nsec.max(0) as u64 / 1000,
         }
+    }
+
+    /// `CLOCK_MONOTONIC` in µs at [`Time::ZERO`] of this clock: `origin + t.0` is the
+    /// system's monotonic time at `t`.
+    pub fn monotonic_origin_us(&self) -> u64 {
+        self.origin_monotonic_us
     }
 
     /// The current time.
@@ -65,5 +84,29 @@ impl Clock {
 impl Default for Clock {
     fn default() -> Self {
         Clock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_origin_places_times_on_clock_monotonic() {
+        let c = Clock::new();
+        std::thread::sleep(Duration::from_millis(5));
+        let t = c.now();
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+        let placed = c.monotonic_origin_us() + t.0;
+        // Read after `t`, so at or after it but for the moment between the two reads of
+        // Clock::new, and close (bounds generous for a busy machine).
+        assert!(placed <= mono + 10_000, "{placed} is after {mono}");
+        assert!(mono - placed.min(mono) < 1_000_000, "{mono} vs {placed}");
     }
 }

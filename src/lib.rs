@@ -20,6 +20,7 @@ pub mod monitor;
 pub mod notify;
 pub mod pool;
 pub mod privdrop;
+pub mod sd_notify;
 pub mod startup;
 pub mod state;
 pub mod stats;

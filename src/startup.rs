@@ -79,6 +79,9 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+    // Before anything else, and before the notify commands copy the environment: systemd's
+    // variables are for lvsmon alone (crate::sd_notify).
+    let systemd = crate::sd_notify::take_env();
     let plan = config::load(&cli.file, cli.interval)?;
     // Before anything is opened: an unknown user or a missing directory stops us here.
     let target = Target::resolve(cli.user.as_deref(), cli.chroot.as_deref())?;
@@ -91,10 +94,15 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             _ => Level::Debug,
         }
     };
-    let log = match cli.log {
+    let mut log = match cli.log {
         LogTarget::Stderr => Log::new(Sink::Stderr, level),
         LogTarget::Syslog => Log::syslog(level).map_err(io_err("syslog socket /dev/log"))?,
     };
+    for w in &systemd.warnings {
+        if let Some(mut l) = log.line(Level::Warn) {
+            l.quoted("msg", w.as_bytes());
+        }
+    }
     let ipvs: Box<dyn Ipvs> = if cli.dry_run {
         Box::new(DryRun::default())
     } else {
@@ -114,6 +122,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         state_interval: cli.state_interval,
         file: Some(cli.file.clone()),
         interval: cli.interval,
+        systemd: systemd.config,
         ..Options::default()
     };
     let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(io_err(format!(

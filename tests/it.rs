@@ -1512,3 +1512,287 @@ fn privilege_drop_errors_are_one_line_and_exit_1() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// systemd notifications
+// ---------------------------------------------------------------------------------------------
+
+/// A datagram socket standing in for systemd's notification socket.
+struct FakeSystemd {
+    sock: std::os::unix::net::UnixDatagram,
+    /// The value for `NOTIFY_SOCKET`.
+    name: String,
+}
+
+impl FakeSystemd {
+    /// Listens on a socket file in `dir`.
+    fn at_path(dir: &TempDir) -> FakeSystemd {
+        let path = dir.0.join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        FakeSystemd {
+            sock,
+            name: path.to_str().unwrap().to_string(),
+        }
+    }
+
+    /// Listens on a name in the abstract namespace, unique to this test.
+    fn abstract_name(tag: &str) -> FakeSystemd {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("lvsmon-it-{tag}-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let sock = std::os::unix::net::UnixDatagram::bind_addr(&addr).unwrap();
+        FakeSystemd {
+            sock,
+            name: format!("@{name}"),
+        }
+    }
+
+    /// The next datagram within `limit`, and when it arrived.
+    fn recv(&self, limit: Duration) -> Option<(String, Instant)> {
+        let limit = limit.max(Duration::from_millis(1));
+        self.sock.set_read_timeout(Some(limit)).unwrap();
+        let mut b = [0u8; 1024];
+        let n = self.sock.recv(&mut b).ok()?;
+        Some((
+            String::from_utf8_lossy(&b[..n]).into_owned(),
+            Instant::now(),
+        ))
+    }
+
+    /// Datagrams until one starts with `prefix` (within `limit`); returns it and those before.
+    #[track_caller]
+    fn recv_until(&self, prefix: &str, limit: Duration) -> (String, Vec<String>) {
+        let end = Instant::now() + limit;
+        let mut before = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.recv(left) {
+                Some((m, _)) if m.starts_with(prefix) => return (m, before),
+                Some((m, _)) => before.push(m),
+                None => break,
+            }
+        }
+        panic!("no {prefix:?} within {limit:?}; got {before:?}");
+    }
+}
+
+/// Starts `lvsmon --dry-run -v` as systemd would, through `/bin/sh` so that `WATCHDOG_PID`
+/// can name the daemon's own pid (the shell sets it to `$$`, then execs lvsmon in its place)
+/// when `watchdog_pid` is `"self"`, or any other value.
+fn start_under_systemd(conf: &str, env: &[(&str, &str)], watchdog_pid: Option<&str>) -> Lvsmon {
+    let dir = TempDir::new("systemd");
+    let conf = dir.file("lvsmon.conf", conf);
+    let mut cmd = Command::new("/bin/sh");
+    let script = match watchdog_pid {
+        None => r#"exec "$0" "$@""#.to_string(),
+        Some("self") => r#"WATCHDOG_PID=$$ exec "$0" "$@""#.to_string(),
+        Some(p) => format!(r#"WATCHDOG_PID={p} exec "$0" "$@""#),
+    };
+    cmd.arg("-c")
+        .arg(script)
+        .arg(bin())
+        .args(["--dry-run", "-v", "-f"])
+        .arg(&conf)
+        .arg("--socket")
+        .arg(dir.0.join("lvsmon.sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
+    cmd.envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    Lvsmon::spawn(cmd, dir)
+}
+
+/// Under `Type=notify` with `WatchdogSec=`: `READY=1` (with `MAINPID=`) once the daemon has
+/// started and answers, `WATCHDOG=1` every half watchdog timeout from then on, notify
+/// commands without systemd's variables, and `STOPPING=1` on SIGTERM before a clean exit.
+#[test]
+fn systemd_ready_watchdog_notify_env_and_stopping() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let dir = TempDir::new("sd-env");
+    let envfile = dir.0.join("env.txt");
+    let sd = FakeSystemd::at_path(&dir);
+    let conf = format!(
+        "interval 300ms\nnotify \"/bin/sh\" \"-c\" \"env > {f}.tmp && mv {f}.tmp {f}\"\n\
+         virtual tcp {} {{\n  check http\n  real {}\n}}\n",
+        vip(0),
+        b.addr(),
+        f = envfile.display()
+    );
+    let mut d = start_under_systemd(
+        &conf,
+        &[
+            ("NOTIFY_SOCKET", &sd.name),
+            ("WATCHDOG_USEC", "200000"),
+            ("SD_TEST_MARK", "kept"),
+        ],
+        Some("self"),
+    );
+
+    // READY=1 is the first datagram, names the daemon's pid, and comes once it has started:
+    // the `starting` and startup's `ipvs` lines are logged and the control socket answers.
+    let (ready, t_ready) = sd.recv(10 * S).expect("READY=1 within 10 s");
+    let fields: Vec<&str> = ready.split('\n').collect();
+    assert_eq!(fields[0], "READY=1", "{ready:?}");
+    assert!(
+        fields.contains(&format!("MAINPID={}", d.pid()).as_str()),
+        "{ready:?} (pid {})",
+        d.pid()
+    );
+    assert!(
+        fields.contains(&"STATUS=checking 1 real server behind 1 virtual service"),
+        "{ready:?}"
+    );
+    let (code, out, err) = d.client(&["status"]);
+    assert_eq!(code, Some(0), "status right after READY=1: {err}");
+    assert!(out.contains(&b.addr().to_string()), "{out}");
+    d.wait_seen(&["msg=\"starting\""], 5 * S);
+    d.wait_seen(&["ipvs op=add-service", "result=dry-run"], 5 * S);
+    d.wait_seen(
+        &["msg=\"notifying systemd\"", "watchdog_ping=0.100s"],
+        5 * S,
+    );
+
+    // WATCHDOG=1 about every 100 ms: count 15 within a generous window, and never more than
+    // the elapsed time allows (a ping per turn would be far more).
+    let mut pings = Vec::new();
+    let end = t_ready + 10 * S;
+    while pings.len() < 15 {
+        let Some(left) = end.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let Some((m, t)) = sd.recv(left) else { break };
+        assert_eq!(m, "WATCHDOG=1");
+        pings.push(t);
+    }
+    assert_eq!(pings.len(), 15, "watchdog pings within 10 s of READY=1");
+    let span = pings[14].duration_since(t_ready);
+    assert!(
+        span.as_millis() / 100 + 3 >= 15,
+        "15 pings within {span:?}: more often than every 100 ms"
+    );
+    let mut gaps: Vec<u128> = std::iter::once(t_ready)
+        .chain(pings.iter().copied())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_millis())
+        .collect();
+    gaps.sort_unstable();
+    eprintln!(
+        "watchdog ping gaps (ms): min {} median {} max {} over {span:?}",
+        gaps[0],
+        gaps[gaps.len() / 2],
+        gaps[gaps.len() - 1]
+    );
+
+    // The notify command's environment: the daemon's, without systemd's variables.
+    d.wait_seen(&["event=up"], 5 * S);
+    let end = Instant::now() + 5 * S;
+    while !envfile.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let env = std::fs::read_to_string(&envfile).expect("the notify command's environment");
+    assert!(env.lines().any(|l| l == "SD_TEST_MARK=kept"), "{env}");
+    assert!(env.lines().any(|l| l == "LVSMON_EVENT=up"), "{env}");
+    for var in ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="] {
+        assert!(!env.lines().any(|l| l.starts_with(var)), "{var} in {env}");
+    }
+
+    // SIGHUP: RELOADING=1 with the monotonic time, then READY=1 once the reload is done
+    // (pings may come between).
+    d.signal(libc::SIGHUP);
+    let (reloading, _) = sd.recv_until("RELOADING=1", 5 * S);
+    assert!(reloading.contains("\nMONOTONIC_USEC="), "{reloading:?}");
+    let (ready, between) = sd.recv_until("READY=1", 5 * S);
+    assert!(between.iter().all(|m| m == "WATCHDOG=1"), "{between:?}");
+    assert!(ready.contains("STATUS=checking 1 real server"), "{ready:?}");
+    d.wait_seen(&["msg=\"reloaded\"", "kept=1"], 5 * S);
+
+    // SIGTERM: STOPPING=1 (perhaps after a last ping or two), then exit 0.
+    d.signal(libc::SIGTERM);
+    let (stopping, before) = sd.recv_until("STOPPING=1", 5 * S);
+    assert_eq!(stopping, "STOPPING=1\nSTATUS=stopping: saving state");
+    assert!(before.iter().all(|m| m == "WATCHDOG=1"), "{before:?}");
+    assert_eq!(d.wait_exit(5 * S), Some(0));
+    assert_eq!(d.count(&["msg=\"stopping\""]), 1);
+}
+
+/// `NOTIFY_SOCKET=@name` (the abstract namespace) works the same way; SIGINT stops too.
+#[test]
+fn systemd_abstract_notify_socket() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let sd = FakeSystemd::abstract_name("sd-abstract");
+    let conf = format!("virtual tcp {} {{\n  real {}\n}}\n", vip(0), b.addr());
+    let mut d = start_under_systemd(
+        &conf,
+        &[("NOTIFY_SOCKET", &sd.name), ("WATCHDOG_USEC", "200000")],
+        None,
+    );
+    let (ready, _) = sd.recv_until("READY=1", 10 * S);
+    assert!(
+        ready.contains(&format!("\nMAINPID={}", d.pid())),
+        "{ready:?}"
+    );
+    let mut pings = 0;
+    let end = Instant::now() + 5 * S;
+    while pings < 3 {
+        let Some(left) = end.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        match sd.recv(left) {
+            Some((m, _)) if m == "WATCHDOG=1" => pings += 1,
+            Some((m, _)) => panic!("unexpected {m:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(pings, 3, "watchdog pings within 5 s");
+    d.signal(libc::SIGINT);
+    sd.recv_until("STOPPING=1", 5 * S);
+    assert_eq!(d.wait_exit(5 * S), Some(0));
+}
+
+/// No watchdog pings when `WATCHDOG_PID` names another process or `WATCHDOG_USEC` is not a
+/// number (with a warning), and a `NOTIFY_SOCKET` where nothing listens only costs a warning.
+#[test]
+fn systemd_watchdog_not_ours_or_unusable() {
+    let b = Backend::start(Script::http(200, "OK"));
+    let conf = format!("virtual tcp {} {{\n  real {}\n}}\n", vip(0), b.addr());
+    for (usec, pid, warning) in [
+        ("200000", Some("1"), None),
+        ("abc", None, Some("WATCHDOG_USEC=")),
+    ] {
+        let dir = TempDir::new("sd-nowd");
+        let sd = FakeSystemd::at_path(&dir);
+        let mut d = start_under_systemd(
+            &conf,
+            &[("NOTIFY_SOCKET", &sd.name), ("WATCHDOG_USEC", usec)],
+            pid,
+        );
+        sd.recv_until("READY=1", 10 * S);
+        d.wait_seen(&["msg=\"notifying systemd\"", "watchdog_ping=off"], 5 * S);
+        if let Some(w) = warning {
+            d.wait_seen(&[w, "no watchdog pings"], 5 * S);
+        }
+        // Three ping periods of silence.
+        assert_eq!(sd.recv(Duration::from_millis(300)), None, "{usec} {pid:?}");
+        d.signal(libc::SIGTERM);
+        sd.recv_until("STOPPING=1", 5 * S);
+        assert_eq!(d.wait_exit(5 * S), Some(0));
+    }
+    let dir = TempDir::new("sd-gone");
+    let gone = dir.0.join("nobody-listens");
+    let mut d = start_under_systemd(
+        &conf,
+        &[
+            ("NOTIFY_SOCKET", gone.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+        None,
+    );
+    d.wait_for(
+        &["msg=\"systemd notify socket unusable, not notifying\""],
+        5 * S,
+    );
+    d.wait_for(&["event=up"], 5 * S);
+    assert_eq!(d.stop().0, Some(0));
+}

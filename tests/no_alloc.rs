@@ -5,7 +5,8 @@
 //! config, warmed up, and then driven through at least 2,000 check cycles against loopback
 //! backends that pass, fail in every way a backend can fail, flap (transitions, IPVS
 //! changes, events, notify commands spawned and reaped), and compete for a deliberately tiny
-//! buffer pool (queueing and local-error deferrals). The count must be zero.
+//! buffer pool (queueing and local-error deferrals), while it pings a stand-in for systemd's
+//! notification socket every 20 ms and announces a reload. The count must be zero.
 //!
 //! `harness = false`: this file is its own `main`, so no test-harness thread allocates
 //! behind our back.
@@ -212,6 +213,32 @@ fn main() {
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
 
+    // A stand-in for systemd's notification socket, read on another thread (not counted) so
+    // its queue never fills: a 40 ms watchdog timeout makes the loop ping every 20 ms.
+    let sd_path = dir.0.join("notify");
+    let sd_sock = std::os::unix::net::UnixDatagram::bind(&sd_path).expect("notify socket");
+    sd_sock
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let sd_reader = std::thread::spawn(move || {
+        let mut got = SdSeen::default();
+        let end = Instant::now() + Duration::from_secs(300);
+        let mut b = [0u8; 512];
+        while !SD_STOP.load(Relaxed) && Instant::now() < end {
+            if let Ok(n) = sd_sock.recv(&mut b) {
+                let m = &b[..n];
+                if m == b"WATCHDOG=1" {
+                    got.pings += 1;
+                } else if m.starts_with(b"READY=1\n") {
+                    got.ready += 1;
+                } else if m.starts_with(b"RELOADING=1\n") {
+                    got.reloading += 1;
+                }
+            }
+        }
+        got
+    });
+
     // A one-buffer pool so checks queue for buffers and some are deferred.
     let opts = Options {
         buffers: 1,
@@ -220,6 +247,12 @@ fn main() {
         state_dir: Some(dir.0.join("state")),
         state_interval: Duration::from_secs(1),
         file: Some(path.clone()),
+        systemd: Some(lvsmon::sd_notify::Config {
+            socket: lvsmon::sd_notify::SocketName::Path(
+                sd_path.to_str().unwrap().as_bytes().to_vec(),
+            ),
+            watchdog: Some(Duration::from_millis(40)),
+        }),
         ..Options::default()
     };
     // With IPVS in the kernel (the VM tests run this binary there) the loop drives the real
@@ -318,7 +351,20 @@ fn main() {
         });
         run_counted(&mut d, &stop)
     });
-    report(d, backends, run);
+    SD_STOP.store(true, Relaxed);
+    let sd_seen = sd_reader.join().expect("notify socket reader");
+    report(d, backends, run, sd_seen);
+}
+
+/// Tells the notify socket reader to finish.
+static SD_STOP: AtomicBool = AtomicBool::new(false);
+
+/// What the stand-in for systemd received.
+#[derive(Debug, Default)]
+struct SdSeen {
+    ready: u64,
+    reloading: u64,
+    pings: u64,
 }
 
 /// Counters before the counted run, when it started, how many turns it took, and the
@@ -330,6 +376,7 @@ struct Run(
     u64,
     lvsmon::control::ServerStats,
     u64,
+    lvsmon::sd_notify::SdCounters,
 );
 
 fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
@@ -337,6 +384,9 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     let nb = d.notify_counters();
     let sb = d.server_stats();
     let saves = d.state_saves();
+    let sd = d
+        .systemd_counters()
+        .expect("notifying the stand-in systemd");
     let t0 = Instant::now();
     let limit = Duration::from_secs(90);
     ON.with(|c| c.set(true));
@@ -344,6 +394,11 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     while d.stats().checks - before.checks < MIN_CYCLES && t0.elapsed() < limit {
         d.turn(Some(Duration::from_millis(20))).unwrap();
         turns += 1;
+        if turns == 100 {
+            // What a reload sends around its work (a real one ran before counting).
+            d.reloading();
+            d.ready();
+        }
     }
     // Let queued notify children finish and be reaped, still counting.
     let tail = Instant::now() + Duration::from_millis(300);
@@ -353,13 +408,13 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     }
     ON.with(|c| c.set(false));
     stop.store(true, Relaxed);
-    Run(before, nb, t0, turns, sb, saves)
+    Run(before, nb, t0, turns, sb, saves, sd)
 }
 
-fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run) {
+fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run, sd_seen: SdSeen) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
-    let Run(before, nb, t0, turns, sb, saves0) = run;
+    let Run(before, nb, t0, turns, sb, saves0, sd0) = run;
     let sa = d.server_stats();
     let saves = d.state_saves() - saves0;
     let after = d.stats().clone();
@@ -424,6 +479,24 @@ fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run) {
         && (ops_ok == 0 || ops_failed > 0 || resyncs == 0)
     {
         println!("FAIL: netlink traffic not covered: {ops_ok} ops ok, {ops_failed} failed, {resyncs} resyncs");
+        ok = false;
+    }
+    let sd = d.systemd_counters().unwrap_or_default();
+    let pings = sd.pings - sd0.pings;
+    println!(
+        "  systemd: {pings} watchdog pings while counting ({} sent in all, {} send errors); the stand-in got {} READY=1, {} RELOADING=1, {} pings",
+        sd.sent, sd.errors, sd_seen.ready, sd_seen.reloading, sd_seen.pings
+    );
+    let elapsed_ms = t0.elapsed().as_millis() as u64;
+    if pings < elapsed_ms / 20 / 4
+        || sd.errors > 0
+        // READY=1 at startup, after the reload before counting and once while counting;
+        // RELOADING=1 for that reload and once while counting.
+        || sd_seen.ready != 3
+        || sd_seen.reloading != 2
+        || sd_seen.pings == 0
+    {
+        println!("FAIL: systemd notifications not covered while counting");
         ok = false;
     }
     if after.transitions == before.transitions || na.spawned == nb.spawned {

@@ -40,6 +40,7 @@ use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use crate::notify::Notifier;
 use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
 use crate::pool::BufPool;
+use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
 use crate::stats::Histogram;
 use crate::timer::Wheel;
@@ -76,6 +77,9 @@ pub struct Options {
     pub file: Option<std::path::PathBuf>,
     /// `--interval`, applied again at every reload.
     pub interval: Option<Duration>,
+    /// systemd's notification socket and watchdog, from the environment
+    /// ([`crate::sd_notify::take_env`]); `None`: no notifications.
+    pub systemd: Option<crate::sd_notify::Config>,
 }
 
 impl Default for Options {
@@ -90,6 +94,7 @@ impl Default for Options {
             state_interval: Duration::from_secs(300),
             file: None,
             interval: None,
+            systemd: None,
         }
     }
 }
@@ -247,6 +252,8 @@ struct Core {
     next_save: Time,
     save_cursor: Option<usize>,
     notifier: Option<Notifier>,
+    /// systemd's notification socket (readiness, reload, stop, watchdog pings).
+    systemd: Option<SdNotify>,
     log: Log,
     stats: Stats,
     stop: bool,
@@ -387,7 +394,13 @@ impl Daemon {
         } else {
             None
         };
+        let mut log = log;
+        let systemd = opts
+            .systemd
+            .as_ref()
+            .and_then(|c| SdNotify::open_logged(c, clock.monotonic_origin_us(), &mut log));
         let mut core = Core::new(plan, opts, log, Time::ZERO)?;
+        core.systemd = systemd;
         core.reload.waker = Some(std::sync::Arc::new(mio::Waker::new(
             poll.registry(),
             RELOAD,
@@ -423,7 +436,8 @@ impl Daemon {
 
     /// Puts the configured services and destinations in the table (SPEC section 4: create
     /// what is missing, adopt what is there; destinations not yet checked keep the weight
-    /// they have, and new ones come in at weight 0 until their first check decides).
+    /// they have, and new ones come in at weight 0 until their first check decides), then
+    /// tells systemd the daemon is ready: the first round of checks is on the timer wheel.
     pub fn startup(&mut self) {
         // The state saver's helper thread starts here, not in `new`: after a privilege drop
         // (`--user`, `--chroot`), which must find the process with one thread.
@@ -480,6 +494,8 @@ impl Daemon {
         }
         ipvs.forget_snapshot();
         self.drain_outbox();
+        let now = self.clock.now();
+        self.core.ready(now);
     }
 
     /// Hands the operations decided so far to the IPVS side, and whatever it reports at
@@ -508,6 +524,9 @@ impl Daemon {
         while !self.core.stop {
             self.turn(None)?;
         }
+        if let Some(s) = self.core.systemd.as_mut() {
+            s.stopping();
+        }
         self.core.save_now();
         if let Some(mut l) = self.core.log.line(Level::Notice) {
             let _ = write!(
@@ -527,6 +546,26 @@ impl Daemon {
     /// Asks the loop to stop after the current turn.
     pub fn request_stop(&mut self) {
         self.core.stop = true;
+    }
+
+    /// Tells systemd the daemon is ready (`READY=1`, with a status line and `MAINPID=`):
+    /// sent by [`Daemon::startup`], and to be sent when a reload has finished, whether or not
+    /// the new configuration was taken. Does nothing without `NOTIFY_SOCKET`.
+    pub fn ready(&mut self) {
+        let now = self.clock.now();
+        self.core.ready(now);
+    }
+
+    /// Tells systemd a reload has started (`RELOADING=1` with `MONOTONIC_USEC=`);
+    /// [`Daemon::ready`] must follow. Does nothing without `NOTIFY_SOCKET`.
+    pub fn reloading(&mut self) {
+        let now = self.clock.now();
+        self.core.reloading(now);
+    }
+
+    /// What was sent to systemd, if it is being notified.
+    pub fn systemd_counters(&self) -> Option<SdCounters> {
+        self.core.systemd.as_ref().map(SdNotify::counters)
     }
 
     /// The counters.
@@ -599,6 +638,10 @@ impl Daemon {
         }
         if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
             next = Some(next.map_or(d, |w| w.min(d)));
+        }
+        // An idle loop still wakes to ping systemd's watchdog.
+        if let Some(p) = self.core.systemd.as_ref().and_then(|s| s.next_ping()) {
+            next = Some(next.map_or(p, |w| w.min(p)));
         }
         let mut timeout = next.map(|t| wait_for(now, t));
         if self.ipvs.pending() || self.core.adopt_pending {
@@ -673,6 +716,11 @@ impl Daemon {
             if self.ipvs.start_dump() {
                 core.begin_resync();
             }
+        }
+        // The ping comes from the loop itself, after the turn's work: a loop that hangs
+        // stops pinging, and systemd restarts it.
+        if let Some(s) = core.systemd.as_mut() {
+            s.tick(now);
         }
         self.drain_outbox();
         if reload_ready {
@@ -859,11 +907,29 @@ impl Core {
             adopt_pending: false,
             dump_stale: false,
             reload: Reload::default(),
+            systemd: None,
         })
     }
 }
 
 impl Core {
+    // ----- systemd ------------------------------------------------------------------------
+
+    /// `READY=1` to systemd, naming what is checked (see [`Daemon::ready`]).
+    fn ready(&mut self, now: Time) {
+        let (reals, virtuals) = (self.reals.len(), self.virtuals.len());
+        if let Some(s) = self.systemd.as_mut() {
+            s.ready(now, reals, virtuals);
+        }
+    }
+
+    /// `RELOADING=1` to systemd (see [`Daemon::reloading`]).
+    fn reloading(&mut self, now: Time) {
+        if let Some(s) = self.systemd.as_mut() {
+            s.reloading(now);
+        }
+    }
+
     // ----- readiness and deadlines -------------------------------------------------------
 
     /// Readiness for probe `id`'s socket of generation `gen`.

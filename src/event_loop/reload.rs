@@ -92,6 +92,9 @@ impl Core {
 
     /// Starts reading the file on a helper thread.
     fn start_load(&mut self) {
+        // systemd learns that a reload runs (READY=1 follows when it is answered).
+        let now = self.now;
+        self.reloading(now);
         let r = &mut self.reload;
         r.started = r.requested;
         let Some(file) = r.file.clone() else {
@@ -171,6 +174,7 @@ impl Core {
         self.dump_stale = old.resyncing || old.dump_stale;
         self.next_resync = old.next_resync;
         self.saver = old.saver.take();
+        self.systemd = old.systemd.take();
         if let Some(s) = self.saver.as_mut() {
             // Records of a save under way follow the old numbering: start a fresh save.
             if old.save_cursor.is_some() {
@@ -580,6 +584,8 @@ impl Daemon {
         }
         self.core.reload.result = text;
         self.core.reload.finished = self.core.reload.started;
+        let now = self.clock.now();
+        self.core.ready(now);
         if self.core.reload.requested > self.core.reload.started {
             self.core.start_load();
         }
