@@ -604,6 +604,17 @@ impl Daemon {
         &mut self.core.log
     }
 
+    /// Renders the next piece of the `/metrics` reply (HTTP head included) into `out`, as
+    /// the metrics server does for a connection: start with `cursor` 0 and call again until
+    /// it returns true. Returns the bytes written and whether the page is complete. For
+    /// measuring the page without a socket (`benches/metrics.rs`).
+    pub fn render_metrics(&mut self, cursor: &mut u64, out: &mut [u8]) -> (usize, bool) {
+        use crate::control::{Kind, Render};
+        let now = self.core.now;
+        self.core
+            .render(Kind::Metrics, b"GET /metrics", cursor, out, now)
+    }
+
     /// State saves completed (all kinds).
     pub fn state_saves(&self) -> u64 {
         self.core.saver.as_ref().map_or(0, |s| s.saved)
