@@ -16,6 +16,7 @@
 //! generation in the high bits (see [`Probe::token`]); the top of the token space is
 //! reserved for the daemon's own sources.
 
+mod outbox;
 mod reload;
 mod report;
 
@@ -44,6 +45,7 @@ use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
 use crate::stats::Histogram;
 use crate::timer::Wheel;
+use outbox::{Outbox, Slot, What};
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
@@ -301,47 +303,6 @@ struct Reload {
     result: String,
 }
 
-/// A fixed-capacity queue of IPVS operations.
-struct Outbox {
-    buf: Box<[Option<Op>]>,
-    head: usize,
-    len: usize,
-    /// Operations dropped because the queue was full (the next resync repairs them).
-    dropped: u64,
-}
-
-impl Outbox {
-    fn new(cap: usize) -> Outbox {
-        Outbox {
-            buf: vec![None; cap.max(16)].into_boxed_slice(),
-            head: 0,
-            len: 0,
-            dropped: 0,
-        }
-    }
-
-    fn push(&mut self, op: Op) -> bool {
-        if self.len == self.buf.len() {
-            self.dropped += 1;
-            return false;
-        }
-        let i = (self.head + self.len) % self.buf.len();
-        self.buf[i] = Some(op);
-        self.len += 1;
-        true
-    }
-
-    fn pop(&mut self) -> Option<Op> {
-        if self.len == 0 {
-            return None;
-        }
-        let op = self.buf[self.head].take();
-        self.head = (self.head + 1) % self.buf.len();
-        self.len -= 1;
-        op
-    }
-}
-
 /// The daemon.
 pub struct Daemon {
     poll: Poll,
@@ -500,16 +461,18 @@ impl Daemon {
 
     /// Hands the operations decided so far to the IPVS side, and whatever it reports at
     /// once back to the core (which may decide more: bounded rounds).
+    /// What the IPVS side has no room for yet stays in the outbox for a later turn.
     fn drain_outbox(&mut self) {
         for _ in 0..4 {
-            while let Some(op) = self.core.outbox.pop() {
+            while self.ipvs.room() > 0 {
+                let Some(op) = self.core.next_op() else { break };
                 if let Some(res) = self.ipvs.submit(op) {
                     self.core.op_done(op, res);
                 }
             }
             let core = &mut self.core;
             self.ipvs.flush(&mut |ev| core.on_ipvs(ev));
-            if self.core.outbox.len == 0 {
+            if self.core.outbox.len() == 0 || self.ipvs.room() == 0 {
                 break;
             }
         }
@@ -655,7 +618,7 @@ impl Daemon {
             next = Some(next.map_or(p, |w| w.min(p)));
         }
         let mut timeout = next.map(|t| wait_for(now, t));
-        if self.ipvs.pending() || self.core.adopt_pending {
+        if self.ipvs.pending() || self.core.adopt_pending || self.core.outbox.len() > 0 {
             // Requests wait for room in the socket: come back soon.
             timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
                 t.min(Duration::from_millis(5))
@@ -887,7 +850,7 @@ impl Core {
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
             handed_len: 0,
-            outbox: Outbox::new(2 * n_reals + 4 * n_virtuals + 64),
+            outbox: Outbox::new(n_reals + 2 * n_virtuals + 64, 64),
             dest_index,
             virt_index,
             seen: vec![None; n_reals].into_boxed_slice(),
@@ -1424,29 +1387,111 @@ impl Core {
 
     // ----- IPVS and notify ----------------------------------------------------------------
 
-    /// Queues `op` for the IPVS side (handed over at the end of the turn).
+    /// Queues `op` for the IPVS side (handed over at the end of the turn, or later when it
+    /// has no room): compact when it concerns one of this core's reals or virtuals as they
+    /// are, whole otherwise.
     fn submit(&mut self, op: Op) {
+        let real = match op {
+            Op::AddDest(k, d) | Op::EditDest(k, d) => self.dest_index.get(&(k, d.addr)),
+            Op::DelDest(k, a) => self.dest_index.get(&(k, a)),
+            _ => None,
+        }
+        .map(|&r| r as usize);
+        let virt = self.virt_index.get(&op.service()).map(|&v| v as usize);
         if self.resyncing {
-            let real = match op {
-                Op::AddDest(k, d) | Op::EditDest(k, d) => self.dest_index.get(&(k, d.addr)),
-                Op::DelDest(k, a) => self.dest_index.get(&(k, a)),
-                _ => None,
-            };
-            match real {
-                Some(&r) => self.touched_real[r as usize] = true,
-                None => {
-                    if let Some(&v) = self.virt_index.get(&op.service()) {
-                        self.touched_virt[v as usize] = true;
-                    }
-                }
+            match (real, virt) {
+                (Some(r), _) => self.touched_real[r] = true,
+                (None, Some(v)) => self.touched_virt[v] = true,
+                (None, None) => {}
             }
         }
-        if !self.outbox.push(op) {
+        let slot = |what, idx: usize, weight| Slot {
+            what,
+            idx: idx as u32,
+            weight,
+        };
+        let compact = match (op, real, virt) {
+            (Op::AddDest(_, d), Some(r), _) if d.forward == self.reals[r].forward => {
+                Some(slot(What::AddDest, r, d.weight))
+            }
+            (Op::EditDest(_, d), Some(r), _) if d.forward == self.reals[r].forward => {
+                Some(slot(What::EditDest, r, d.weight))
+            }
+            (Op::DelDest(..), Some(r), _) => Some(slot(What::DelDest, r, 0)),
+            (Op::AddDest(_, d), None, Some(v))
+                if self.virtuals[v].sorry == Some(d.addr)
+                    && d.weight == 1
+                    && d.forward == Forward::Masq =>
+            {
+                Some(slot(What::AddSorry, v, 1))
+            }
+            (Op::DelDest(_, a), None, Some(v)) if self.virtuals[v].sorry == Some(a) => {
+                Some(slot(What::DelSorry, v, 0))
+            }
+            (Op::AddService(s), _, Some(v)) if s == self.virtuals[v].service => {
+                Some(slot(What::AddService, v, 0))
+            }
+            (Op::EditService(s), _, Some(v)) if s == self.virtuals[v].service => {
+                Some(slot(What::EditService, v, 0))
+            }
+            (Op::DelService(_), _, Some(v)) => Some(slot(What::DelService, v, 0)),
+            _ => None,
+        };
+        let queued = match compact {
+            Some(s) => self.outbox.push(s),
+            None => self.outbox.push_whole(op),
+        };
+        if !queued {
             // Full: the next resync sees the difference and repairs it.
             self.next_resync = self
                 .next_resync
                 .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
         }
+    }
+
+    /// The next operation for the IPVS side, whole operations first.
+    fn next_op(&mut self) -> Option<Op> {
+        if let Some(op) = self.outbox.pop_whole() {
+            return Some(op);
+        }
+        let s = self.outbox.pop()?;
+        let i = s.idx as usize;
+        let dest = |r: &Real| Dest {
+            addr: r.addr,
+            weight: s.weight,
+            forward: r.forward,
+        };
+        Some(match s.what {
+            What::AddDest | What::EditDest | What::DelDest => {
+                let r = &self.reals[i];
+                let key = self.virtuals[r.virt as usize].key;
+                match s.what {
+                    What::AddDest => Op::AddDest(key, dest(r)),
+                    What::EditDest => Op::EditDest(key, dest(r)),
+                    _ => Op::DelDest(key, r.addr),
+                }
+            }
+            What::AddSorry | What::DelSorry => {
+                let v = &self.virtuals[i];
+                // A sorry server is only ever queued while it is configured.
+                let addr = v.sorry.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                if s.what == What::AddSorry {
+                    Op::AddDest(
+                        v.key,
+                        Dest {
+                            addr,
+                            weight: 1,
+                            forward: Forward::Masq,
+                        },
+                    )
+                } else {
+                    Op::DelDest(v.key, addr)
+                }
+            }
+            What::AddService => Op::AddService(self.virtuals[i].service),
+            What::EditService => Op::EditService(self.virtuals[i].service),
+            What::DelService => Op::DelService(self.virtuals[i].key),
+        })
     }
 
     /// Logs and counts a finished IPVS operation, and reacts to a failure: a destination

@@ -187,7 +187,13 @@ impl Core {
         } else {
             old.next_save
         };
-        let ops_before = self.outbox.len;
+        // Operations the old core had not handed over yet, whole (they name its tables), then
+        // this reload's; the whole queue may grow while it runs.
+        self.outbox.growable = true;
+        while let Some(op) = old.next_op() {
+            self.outbox.push_whole(op);
+        }
+        let ops_before = self.outbox.len();
 
         // Virtual services.
         let mut old_virt_kept = vec![false; old.virtuals.len()];
@@ -369,7 +375,8 @@ impl Core {
                 self.check_quorum(v);
             }
         }
-        ch.ops = self.outbox.len - ops_before;
+        ch.ops = self.outbox.len() - ops_before;
+        self.outbox.growable = false;
         ch
     }
 

@@ -34,6 +34,9 @@ use crate::config::ServiceKey;
 
 /// Requests in flight at once.
 pub const WINDOW: usize = 64;
+/// The most operations waiting in the send queue. The daemon keeps what does not fit in
+/// its own compact outbox until there is room, so this bounds memory, not the table's size.
+pub const QUEUE_MAX: usize = 4096;
 /// Size of the receive buffer: large enough for any dump datagram the kernel sends.
 const RECV_BUF: usize = 64 * 1024;
 /// How long startup waits for each reply.
@@ -208,7 +211,8 @@ impl Netlink {
             seq: 1,
             managed: managed.to_vec().into_boxed_slice(),
             fwmark_af,
-            queue: Ring::new(queue_cap.max(WINDOW)),
+            // Operations, plus a place for each managed service's destination dump.
+            queue: Ring::new(queue_cap.clamp(WINDOW, QUEUE_MAX) + managed.len() + 1),
             inflight: Ring::new(WINDOW),
             dump_seq: None,
             dumping: false,
@@ -656,6 +660,15 @@ impl Ipvs for Netlink {
         self.pump(out);
     }
 
+    fn room(&self) -> usize {
+        // The read-back's requests (one, then one per managed service) always find a place.
+        let dumps = 1 + self
+            .managed
+            .len()
+            .max(self.next_managed.as_ref().map_or(0, |m| m.len()));
+        (self.queue.buf.len() - self.queue.len).saturating_sub(dumps)
+    }
+
     fn pending(&self) -> bool {
         self.queue.len > 0 && self.dump_seq.is_none() && self.inflight.len < WINDOW
     }
@@ -694,7 +707,8 @@ impl Ipvs for Netlink {
                 ServiceKey::Fwmark(m) => Some((*m, *af)),
                 _ => None,
             }));
-        self.queue.grow(queue_cap.max(WINDOW));
+        self.queue
+            .grow(queue_cap.clamp(WINDOW, QUEUE_MAX) + managed.len() + 1);
         let m: Box<[(ServiceKey, u16)]> = managed.into();
         if self.dumping {
             self.next_managed = Some(m);

@@ -247,6 +247,12 @@ pub trait Ipvs {
         let _ = out;
     }
 
+    /// How many more operations [`Ipvs::submit`] takes now (the loop keeps the rest for a
+    /// later turn).
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+
     /// True when requests wait for room to be sent (the loop should come back soon).
     fn pending(&self) -> bool {
         false

@@ -254,6 +254,37 @@ else
 fi
 kill -TERM $cp 2>/dev/null; wait $cp 2>/dev/null
 
+# 8d. More destinations than the netlink send queue holds (4096): the daemon keeps the rest
+#     in its outbox until there is room, so all 6,000 arrive at startup, and again after the
+#     whole table is flushed by hand, without a single error.
+{
+    echo "interval 60s"; echo "resync 2s"
+    for v in $(seq 0 59); do
+        echo "virtual tcp 10.1.0.$((v + 1)):80 {"; echo "    check tcp"
+        for r in $(seq 0 99); do echo "    real 127.3.$v.$((r + 1)):9"; done
+        echo "}"
+    done
+} >/work/many.conf
+: >"$LOG"
+"$LVSMON" -f /work/many.conf >>"$LOG" 2>&1 & mp=$!
+count_dests() { ipvsadm -Ln | grep -c -- "->.*127\.3\."; }
+t0=$(date +%s); n=0
+while [ $(( $(date +%s) - t0 )) -lt 30 ]; do n=$(count_dests); [ "$n" = 6000 ] && break; sleep 0.5; done
+t1=$(( $(date +%s) - t0 ))
+ipvsadm -C
+t0=$(date +%s); m=0
+while [ $(( $(date +%s) - t0 )) -lt 30 ]; do m=$(count_dests); [ "$m" = 6000 ] && break; sleep 0.5; done
+t2=$(( $(date +%s) - t0 ))
+errs=$(grep -c "result=error" "$LOG")
+if [ "$n" = 6000 ] && [ "$m" = 6000 ] && [ "$errs" = 0 ] && kill -0 $mp; then
+    ok "six-thousand-destinations (all in after ${t1} s, again ${t2} s after a flush, 0 errors)"
+else
+    bad six-thousand-destinations "startup $n, after flush $m, errors $errs"
+    grep "result=error" "$LOG" | head -n 3 | sed 's/^/    err| /'
+fi
+kill -TERM $mp 2>/dev/null; wait $mp 2>/dev/null
+ipvsadm -C
+
 # 9. The allocation-counting test with the real netlink client (resyncs included).
 if [ -x /work/no_alloc ]; then
     if /work/no_alloc >/work/no_alloc.log 2>&1 && grep -q "IPVS side: netlink" /work/no_alloc.log; then
