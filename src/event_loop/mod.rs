@@ -225,7 +225,9 @@ struct Core {
     /// IPVS operations decided this turn, handed to the IPVS side at the end of it.
     outbox: Outbox,
     /// (service, destination) → real index, for read-backs and results.
-    dest_index: HashMap<(ServiceKey, SocketAddr), u32>,
+    /// (virtual index, destination) → real index, for read-backs and results (a virtual's
+    /// index rather than its key: 40 bytes an entry instead of 72).
+    dest_index: HashMap<(u32, SocketAddr), u32>,
     /// service → virtual index.
     virt_index: HashMap<ServiceKey, u32>,
     /// What the running read-back found: per real its weight, per virtual its service and
@@ -772,7 +774,7 @@ impl Core {
 
         let mut dest_index = HashMap::with_capacity(plan.reals.len());
         for (i, r) in plan.reals.iter().enumerate() {
-            dest_index.insert((plan.virtuals[r.virtual_idx].key, r.addr), i as u32);
+            dest_index.insert((r.virtual_idx as u32, r.addr), i as u32);
         }
         let virt_index: HashMap<ServiceKey, u32> = plan
             .virtuals
@@ -1392,11 +1394,10 @@ impl Core {
     /// are, whole otherwise.
     fn submit(&mut self, op: Op) {
         let real = match op {
-            Op::AddDest(k, d) | Op::EditDest(k, d) => self.dest_index.get(&(k, d.addr)),
-            Op::DelDest(k, a) => self.dest_index.get(&(k, a)),
+            Op::AddDest(k, d) | Op::EditDest(k, d) => self.real_of(k, d.addr),
+            Op::DelDest(k, a) => self.real_of(k, a),
             _ => None,
-        }
-        .map(|&r| r as usize);
+        };
         let virt = self.virt_index.get(&op.service()).map(|&v| v as usize);
         if self.resyncing {
             match (real, virt) {
@@ -1447,6 +1448,12 @@ impl Core {
                 .next_resync
                 .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
         }
+    }
+
+    /// The real behind virtual service `key` with destination `addr`.
+    fn real_of(&self, key: ServiceKey, addr: SocketAddr) -> Option<usize> {
+        let &v = self.virt_index.get(&key)?;
+        self.dest_index.get(&(v, addr)).map(|&r| r as usize)
     }
 
     /// The next operation for the IPVS side, whole operations first.
@@ -1540,8 +1547,8 @@ impl Core {
                 }
             }
             IpvsEvent::Dest(key, info) => {
-                if let Some(&r) = self.dest_index.get(&(key, info.addr)) {
-                    self.seen[r as usize] = Some(info.weight);
+                if let Some(r) = self.real_of(key, info.addr) {
+                    self.seen[r] = Some(info.weight);
                 } else if let Some(&v) = self.virt_index.get(&key) {
                     if self.virtuals[v as usize].sorry == Some(info.addr) {
                         self.sorry_seen[v as usize] = true;

@@ -240,11 +240,10 @@ impl Core {
         for r in 0..self.reals.len() {
             let key = self.virtuals[self.reals[r].virt as usize].key;
             let addr = self.reals[r].addr;
-            let Some(&or) = old.dest_index.get(&(key, addr)) else {
+            let Some(or) = old.real_of(key, addr) else {
                 ch.added += 1;
                 continue;
             };
-            let or = or as usize;
             old_real_kept[or] = true;
             ch.kept += 1;
             let o = &old.reals[or];
