@@ -133,6 +133,13 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             .map(|m| format!(", metrics {m}"))
             .unwrap_or_default()
     )))?;
+    // The plan is gone: what it took goes back to the system rather than staying in the
+    // allocator's free lists for the daemon's whole life.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let mut socket = SocketFile(Some(cli.socket.clone()));
     if let Some(target) = &target {
         drop_privileges(&mut daemon, target, cli, &mut || {
