@@ -40,6 +40,11 @@ pub const IDLE_US: u64 = 10_000_000;
 /// The same, for the docs.
 pub const IDLE: std::time::Duration = std::time::Duration::from_micros(IDLE_US);
 
+/// After `accept(2)` failed for want of a resource (`EMFILE`, `ENFILE`, `ENOBUFS`), the
+/// listeners are tried again this soon (µs): a client already in the backlog makes no new
+/// readiness edge, so without a retry it would wait until the next client came.
+pub const ACCEPT_RETRY_US: u64 = 200_000;
+
 /// Token of the control socket's listener.
 pub const CONTROL_LISTENER: Token = Token(usize::MAX - 2);
 /// Token of the metrics listener.
@@ -146,6 +151,8 @@ pub struct Server {
     pub stats: ServerStats,
     /// A slot freed since the last accept: try the listeners again.
     accept_pending: bool,
+    /// An accept failed for a reason of our own: try the listeners again at this time.
+    accept_retry: Option<Time>,
 }
 
 impl Server {
@@ -190,6 +197,7 @@ impl Server {
             out_slab: vec![0u8; SLOTS * OUT_CAP].into_boxed_slice(),
             stats: ServerStats::default(),
             accept_pending: false,
+            accept_retry: None,
         };
         if let Some(l) = s.control.as_mut() {
             registry.register(l, CONTROL_LISTENER, Interest::READABLE)?;
@@ -234,15 +242,22 @@ impl Server {
             let Some(slot) = self.conns.iter().position(|c| c.stream.is_none()) else {
                 return;
             };
-            let control = self.control.as_ref().and_then(|l| l.accept().ok());
+            let mut failed = false;
+            let control = self
+                .control
+                .as_ref()
+                .and_then(|l| accept_result(l.accept(), &mut failed));
             let accepted = match control {
                 Some((s, _)) => Some((Stream::Unix(s), Kind::Control)),
                 None => self
                     .metrics
                     .as_ref()
-                    .and_then(|l| l.accept().ok())
+                    .and_then(|l| accept_result(l.accept(), &mut failed))
                     .map(|(s, _)| (Stream::Tcp(s), Kind::Metrics)),
             };
+            if failed && self.accept_retry.is_none() {
+                self.accept_retry = Some(now.add_micros(ACCEPT_RETRY_US));
+            }
             let Some((mut stream, kind)) = accepted else {
                 return;
             };
@@ -394,6 +409,10 @@ impl Server {
                 self.serve(slot, registry, r, now);
             }
         }
+        if self.accept_retry.is_some_and(|t| now >= t) {
+            self.accept_retry = None;
+            self.accept_pending = true;
+        }
         if std::mem::take(&mut self.accept_pending) {
             self.accept(registry, now);
             // Newly accepted clients may have sent their request already.
@@ -411,7 +430,22 @@ impl Server {
             .iter()
             .filter(|c| c.stream.is_some())
             .map(|c| c.last_progress.add_micros(IDLE_US))
+            .chain(self.accept_retry)
             .min()
+    }
+}
+
+/// The connection `accept(2)` gave, if any. `WouldBlock` means nobody waits; any other error
+/// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ECONNABORTED`) sets `failed`, for a retry soon: the
+/// readiness edge is spent, and a client left in the backlog would otherwise wait for the
+/// next one to connect.
+fn accept_result<T>(r: io::Result<T>, failed: &mut bool) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            *failed |= e.kind() != io::ErrorKind::WouldBlock;
+            None
+        }
     }
 }
 

@@ -12,7 +12,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::backend::REQUEST_END;
+use common::farm::{Farm, Serve, Step};
 use common::lvsmon::{bin, field, Lvsmon, TempDir};
+use common::observe::{
+    metric, open_files_limit, parse_status_json, scrape, set_open_files_limit, CpuMeter,
+};
 use common::udp::{dns_answer, UdpServer};
 use common::{http_response, refused_addr, Action, Backend, FullQueue, Netns, Script};
 
@@ -499,59 +503,386 @@ fn notify_gets_argv_and_environment() {
 // The director's own problems
 // ---------------------------------------------------------------------------------------------
 
-/// Out of file descriptors: checks are deferred and counted as `local-error`, and no real
-/// server is marked down for it.
-#[test]
-fn out_of_file_descriptors_defers_and_never_marks_down() {
-    // Backends that answer after 1 s, so many sockets are open at once.
-    let backends: Vec<Backend> = (0..4)
-        .map(|_| {
-            Backend::start(Script(vec![
-                Action::Sleep(Duration::from_millis(800)),
-                Action::send("SSH-2.0-slow\r\n"),
-                Action::Drain,
-            ]))
-        })
-        .collect();
-    let mut conf = String::from("interval 500ms\ntimeout 3s\nfall 1\n");
-    for (i, b) in backends.iter().enumerate() {
-        // Five distinct checks per backend (identical ones would merge into one probe).
-        for k in 0..5 {
-            let expect = &"SSH-2.0-slow"[..8 + k % 5];
-            conf.push_str(&format!(
-                "virtual tcp {} {{\n  check banner --expect {expect}\n  real {}\n}}\n",
-                vip(i * 5 + k),
-                b.addr()
-            ));
-        }
+/// A config of `n` distinct checks (banner checks that differ in their expect) of one
+/// address, `interval` apart.
+fn distinct_checks(n: usize, addr: SocketAddr, interval: &str) -> String {
+    let mut conf = format!("interval {interval}\n");
+    for i in 0..n {
+        conf.push_str(&format!(
+            "virtual tcp {} {{\n  check banner --expect x{i}\n  real {addr}\n}}\n",
+            vip(i)
+        ));
     }
-    // The daemon itself needs a handful of descriptors; leave room for about four sockets.
-    let mut d = Lvsmon::start_with(&conf, &[], |cmd| {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit only, between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let l = libc::rlimit {
-                    rlim_cur: 12,
-                    rlim_max: 12,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+    conf
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE (bit 24 of CapEff), which lets root raise a
+/// hard limit.
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}
+
+/// Between fork and exec: set RLIMIT_NOFILE to (soft, hard) (`None`: keep the hard limit),
+/// and with `drop_cap` take CAP_SYS_RESOURCE out of the bounding set, so that even root
+/// cannot raise the hard limit after exec.
+fn with_open_files(cmd: &mut Command, soft: u64, hard: Option<u64>, drop_cap: bool) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl and get/setrlimit only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if drop_cap {
+                // CAP_SYS_RESOURCE is 24 (linux/capability.h). Without CAP_SETPCAP this fails,
+                // and then the process had no CAP_SYS_RESOURCE to lose.
+                libc::prctl(libc::PR_CAPBSET_DROP, 24, 0, 0, 0);
+            }
+            let mut l = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+            l.rlim_cur = soft as libc::rlim_t;
+            if let Some(h) = hard {
+                l.rlim_max = h as libc::rlim_t;
+            }
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Startup with a soft limit below what the plan needs: lvsmon raises it to exactly the need
+/// (one per distinct check plus its own), says so, and runs.
+#[test]
+fn open_files_soft_limit_raised_to_what_the_plan_needs() {
+    let (refused, _guard) = refused_addr();
+    let conf = distinct_checks(300, refused, "30s");
+    let mut d = Lvsmon::start_with(&conf, &[], |cmd| with_open_files(cmd, 64, None, false));
+    let line = d.wait_for(&["msg=\"open files\""], 5 * S);
+    let need: u64 = field(&line, "need").unwrap().parse().unwrap();
+    let own: u64 = field(&line, "own").unwrap().parse().unwrap();
+    let taken: u64 = field(&line, "taken").unwrap().parse().unwrap();
+    assert_eq!(field(&line, "checks"), Some("300"), "{line}");
+    assert_eq!(need, taken + 300 + own, "{line}");
+    assert!((3..need).contains(&taken) && own >= 16 + 8, "{line}");
+    assert_eq!(field(&line, "was_soft"), Some("64"), "{line}");
+    assert_eq!(
+        field(&line, "soft"),
+        Some(need.to_string().as_str()),
+        "{line}"
+    );
+    let (soft, hard) = open_files_limit(d.pid()).expect("/proc/PID/limits");
+    assert_eq!(soft, need, "soft limit of the running daemon");
+    assert_eq!(
+        field(&line, "hard"),
+        Some(hard.to_string().as_str()),
+        "{line}"
+    );
+    d.wait_for(&["msg=\"starting\""], 5 * S);
+    assert_eq!(d.stop().0, Some(0));
+
+    // With CAP_SYS_RESOURCE, root raises the hard limit too.
+    if has_cap_sys_resource() {
+        let mut d = Lvsmon::start_with(&conf, &[], |cmd| with_open_files(cmd, 64, Some(64), false));
+        let line = d.wait_for(&["msg=\"open files\""], 5 * S);
+        let need = field(&line, "need").unwrap().to_owned();
+        assert_eq!(field(&line, "hard"), Some(need.as_str()), "{line}");
+        assert_eq!(field(&line, "was_hard"), Some("64"), "{line}");
+        assert_eq!(d.stop().0, Some(0));
+    } else {
+        eprintln!("no CAP_SYS_RESOURCE here: the hard-limit half is covered by the refusal test");
+    }
+}
+
+/// Startup with a hard limit below what the plan needs and no right to raise it: one line
+/// saying how many open files are needed and what to raise, a 500 ms pause, exit 1.
+/// `--check-config` tells the same need beforehand.
+#[test]
+fn open_files_refused_when_the_hard_limit_is_too_low() {
+    let (refused, _guard) = refused_addr();
+    let dir = TempDir::new("nofile");
+    let conf = dir.file("lvsmon.conf", &distinct_checks(300, refused, "30s"));
+    let mut cmd = Command::new(bin());
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("--socket")
+        .arg(dir.0.join("sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
+    with_open_files(&mut cmd, 100, Some(100), true);
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let rest = err
+        .trim_end()
+        .strip_prefix("lvsmon: too few open files: ")
+        .unwrap_or_else(|| panic!("{err}"));
+    let (need, rest) = rest.split_once(' ').unwrap();
+    let need: u64 = need.parse().unwrap();
+    assert!(need > 300 + 24, "{err}");
+    assert_eq!(
+        rest,
+        "needed for 300 checks (soft limit 100, hard limit 100); raise the hard limit \
+         (ulimit -Hn, or LimitNOFILE= in the systemd unit)"
+    );
+    assert!(took >= Duration::from_millis(500), "exited after {took:?}");
+
+    let out = Command::new(bin())
+        .arg("--check-config")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("open files: ") && l.contains(" needed for 300 checks (")),
+        "{text}"
+    );
+}
+
+/// Out of file descriptors while running (the director's fault, not the real servers'):
+/// checks are deferred and counted, a warning is logged at most once a second, no real is
+/// marked down, a control client that came meanwhile is served once descriptors are back,
+/// and checks resume.
+#[test]
+fn out_of_file_descriptors_at_run_time_defers_and_never_marks_down() {
+    let ok = Serve::Tcp(vec![
+        Step::Expect(REQUEST_END.to_vec()),
+        Step::Send(http_response(200, "OK")),
+    ]);
+    let farm = Farm::start(vec![ok; 50], None, 120 * S);
+    let mut conf = String::from("interval 200ms\ntimeout 1s\nfall 1\nrise 1\n");
+    for v in 0..5 {
+        conf.push_str(&format!("virtual tcp {} {{\n  check http\n", vip(v)));
+        for r in 0..10 {
+            conf.push_str(&format!("  real {}\n", farm.addr(v * 10 + r)));
         }
+        conf.push_str("}\n");
+    }
+    let mut d = Lvsmon::start(&conf, &["--metrics", "127.0.0.1:0"]);
+    let maddr = d.metrics_addr();
+    for _ in 0..50 {
+        d.wait_for(&["event=up"], 5 * S);
+    }
+    let pid = d.pid();
+    let (soft, hard) = open_files_limit(pid).unwrap();
+    let before = d.seen().len();
+    // Descriptor numbers from 3 up are refused now: every new socket fails with EMFILE.
+    set_open_files_limit(pid, 3, hard).unwrap();
+    let window = Instant::now();
+    // A client that connects meanwhile waits in the listen backlog.
+    let sock = d.socket();
+    let client = std::thread::spawn(move || {
+        let out = Command::new(bin())
+            .args(["status", "--json", "--socket"])
+            .arg(sock)
+            .output()
+            .unwrap();
+        (out, Instant::now())
     });
+    d.collect_for(3 * S);
+    set_open_files_limit(pid, soft, hard).unwrap();
+    let restored = Instant::now();
+    let held = restored - window;
+    let (out, answered) = client.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        answered.saturating_duration_since(restored) < 2 * S,
+        "the control client was answered {:?} after descriptors came back",
+        answered.saturating_duration_since(restored)
+    );
+    let status = parse_status_json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(status.len(), 50);
+    assert!(status.iter().all(|r| r.state == "up"), "{status:?}");
+    let checks_then: u64 = status.iter().map(|r| r.checks).sum();
+    d.collect_for(2 * S);
+
+    let window_lines = &d.seen()[before..];
+    let deferred: Vec<&String> = window_lines
+        .iter()
+        .filter(|l| l.contains("result=deferred") && l.contains("reason=local-error"))
+        .collect();
+    assert!(!deferred.is_empty(), "no deferred check logged");
+    assert!(
+        deferred.iter().all(|l| l.contains("detail=\"EMFILE\"")),
+        "{deferred:?}"
+    );
+    // Rate-limited: one line a second at most, with the rest counted in held_back.
+    let most = held.as_secs() as usize + 2;
+    assert!(
+        deferred.len() <= most,
+        "{} warnings in {held:?}",
+        deferred.len()
+    );
+    let held_back: u64 = deferred
+        .iter()
+        .map(|l| field(l, "held_back").unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(held_back > 0, "{deferred:?}");
+    assert_eq!(
+        d.count(&["event=down"]),
+        0,
+        "a local error marked a server down"
+    );
+    let page = scrape(maddr, None).unwrap();
+    let local = metric(&page, "lvsmon_local_errors_total").unwrap();
+    // 50 checks every 200 ms for about 3 s, each deferred once per grid point.
+    assert!(
+        local >= 200.0 && local >= (deferred.len() as u64 + held_back) as f64,
+        "lvsmon_local_errors_total {local}, {} logged + {held_back} held back",
+        deferred.len()
+    );
+    // Checks resumed: about 10 more verdicts per real in the 2 s since.
+    let (_, text, _) = d.client(&["status", "--json"]);
+    let status = parse_status_json(&text);
+    let checks_now: u64 = status.iter().map(|r| r.checks).sum();
+    assert!(
+        checks_now >= checks_then + 50 * 6,
+        "{checks_then} checks then, {checks_now} now"
+    );
+    assert!(
+        status.iter().all(|r| r.state == "up" && r.failures == 0),
+        "{status:?}"
+    );
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// No ephemeral ports left (EADDRNOTAVAIL from connect): checks are deferred, never failed.
+/// The port range is set inside a network namespace of the test's own (it is a per-namespace
+/// sysctl), to four ports, and twelve distinct checks hold a connection each for 0.8 s.
+#[test]
+fn no_ephemeral_ports_defers_and_never_marks_down() {
+    if !Netns::available() {
+        eprintln!("skipped: network namespaces need root and iproute2");
+        return;
+    }
+    let ns = Netns::new();
+    let out = ns.run_output(
+        &[
+            "sh",
+            "-c",
+            "echo '40000 40003' > /proc/sys/net/ipv4/ip_local_port_range",
+        ],
+        5 * S,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let b = Backend::start_in(
+        &ns,
+        "127.0.0.1:8080".parse().unwrap(),
+        Script(vec![
+            Action::Sleep(Duration::from_millis(800)),
+            Action::send("SSH-2.0-slow\r\n"),
+            Action::Drain,
+        ]),
+    );
+    let mut conf = String::from("interval 500ms\ntimeout 3s\nfall 1\n");
+    for k in 0..12 {
+        conf.push_str(&format!(
+            "virtual tcp {} {{\n  check banner --expect {}\n  real {}\n}}\n",
+            vip(k),
+            &"SSH-2.0-slow"[..k + 1],
+            b.addr()
+        ));
+    }
+    let dir = TempDir::new("ports");
+    let path = dir.file("lvsmon.conf", &conf);
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
+        .arg(&path)
+        .arg("--socket")
+        .arg(dir.0.join("sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut d = Lvsmon::spawn(cmd, dir);
     let line = d.wait_for(&["result=deferred", "reason=local-error"], 5 * S);
-    assert!(line.contains("EMFILE"), "{line}");
-    d.wait_for(&["event=up"], 5 * S);
+    assert!(line.contains("EADDRNOTAVAIL"), "{line}");
+    d.wait_seen(&["event=up"], 5 * S);
     d.collect_for(2 * S);
     assert_eq!(
         d.count(&["event=down"]),
         0,
         "a local error marked a server down"
     );
-    assert!(d.count(&["result=pass"]) > 0);
+    assert!(d.count(&["result=pass"]) >= 4);
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// lvsmon never spins: with every real refused at once (200 at a 100 ms interval) or
+/// blackholed (200 whose connects are never answered), its CPU stays far below a core.
+#[test]
+fn never_spins_when_every_real_is_refused_or_blackholed() {
+    let mut entries = vec![Serve::Refused; 200];
+    entries.extend(vec![Serve::FullQueue; 200]);
+    let farm = Farm::start(entries, None, 60 * S);
+    let mut conf = String::from("interval 100ms\nconnect-timeout 1s\ntimeout 1s\nfall 1\n");
+    for v in 0..20 {
+        conf.push_str(&format!("virtual tcp {} {{\n  check tcp\n", vip(v)));
+        for r in 0..20 {
+            conf.push_str(&format!("  real {}\n", farm.addr(v * 20 + r)));
+        }
+        conf.push_str("}\n");
+    }
+    // Without -v: the check lines of 2,000 checks a second are not what is measured.
+    let dir = TempDir::new("spin");
+    let path = dir.file("lvsmon.conf", &conf);
+    let mut cmd = Command::new(bin());
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(&path)
+        .arg("--socket")
+        .arg(dir.0.join("lvsmon.sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut d = Lvsmon::spawn(cmd, dir);
+    d.wait_for(&["msg=\"starting\""], 5 * S);
+    // Every real down first (refused after one interval, blackholed after the 1 s timeout).
+    d.collect_for(3 * S);
+    let mut meter = CpuMeter::new(d.pid());
+    std::thread::sleep(5 * S);
+    let cpu = meter.percent();
+    let (code, text, err) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let status = parse_status_json(&text);
+    assert_eq!(status.len(), 400);
+    let (refused, blackholed) = status.split_at(200);
+    eprintln!(
+        "lvsmon CPU with 200 reals refused every 100 ms and 200 blackholed: {cpu:.1}% of one core \
+         (checks: refused {}..{}, blackholed {}..{})",
+        refused.iter().map(|r| r.checks).min().unwrap(),
+        refused.iter().map(|r| r.checks).max().unwrap(),
+        blackholed.iter().map(|r| r.checks).min().unwrap(),
+        blackholed.iter().map(|r| r.checks).max().unwrap(),
+    );
+    // The checks really ran, and failed for what they met.
+    assert!(refused.iter().all(|r| r.state == "down"
+        && r.last_reason.as_deref() == Some("connect-refused")
+        && r.checks >= 50));
+    assert!(blackholed.iter().all(|r| r.state == "down"
+        && r.last_reason.as_deref() == Some("connect-timeout")
+        && r.checks >= 5));
+    // A spin is a whole core; the work itself is a few percent.
+    assert!(cpu < 30.0, "lvsmon used {cpu:.1}% of a core");
+    assert_eq!(d.stop().0, Some(0));
 }
 
 /// After a verdict the director closes with a reset: no TIME_WAIT is left behind on either

@@ -433,3 +433,71 @@ fn reload_of_a_large_configuration() {
     );
     assert!(rss1 < rss0 + rss0 / 4, "RSS grew from {rss0} to {rss1} KiB");
 }
+
+/// A reload whose checks could not all hold a socket under the open-file limit is refused
+/// as startup would be, and the running configuration stays; one that fits raises the soft
+/// limit and loads. The hard limit is 2000 and CAP_SYS_RESOURCE is out of the bounding set,
+/// so not even root can raise it.
+#[test]
+fn a_reload_that_needs_more_open_files_than_allowed_is_refused() {
+    let g = Backend::start(Script::http(200, "OK"));
+    let conf = |n: usize| {
+        let mut c = String::from("interval 10s\n");
+        for v in 0..n {
+            // Distinct checks: one port each on the backend's address (only the first
+            // answers; the others are refused, which is fine here).
+            let port = if v == 0 {
+                g.addr().port()
+            } else {
+                20_000 + v as u16
+            };
+            c.push_str(&format!(
+                "virtual tcp {} {{\n  check tcp --port {port}\n  real {}\n}}\n",
+                vip(v),
+                g.addr()
+            ));
+        }
+        c
+    };
+    let mut d = Lvsmon::start_with(&conf(20), &[], |cmd| {
+        // SAFETY: prctl and setrlimit in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_CAPBSET_DROP, 24, 0, 0, 0);
+                let l = libc::rlimit {
+                    rlim_cur: 500,
+                    rlim_max: 2000,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    d.wait_seen(&["msg=\"open files\""], 5 * S);
+    rewrite(&d, &conf(2500));
+    let (code, _, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("too few open files") && err.contains("running configuration is kept"),
+        "{err}"
+    );
+    let (_, out, _) = d.client(&["status"]);
+    assert_eq!(out.lines().count(), 21, "{out}");
+    rewrite(&d, &conf(1000));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        soft > 1000 && soft <= 2000,
+        "soft limit {soft} after the reload"
+    );
+}

@@ -42,10 +42,14 @@ pub(super) struct Loaded {
 
 impl Loaded {
     fn build(plan: Plan, opts: &super::Options, origin: Time) -> Result<Loaded, String> {
+        let file = plan.files.first().map(|f| f.display().to_string());
+        // A configuration whose checks could not all hold a socket at once is refused, as
+        // at startup.
+        crate::startup::fit_fd_limit(&plan)
+            .map_err(|e| format!("{}: {e}", file.clone().unwrap_or_default()))?;
         let managed = crate::startup::managed_services(&plan);
         let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
         let summary = plan.summary();
-        let file = plan.files.first().map(|f| f.display().to_string());
         let core = Core::new(plan, opts, Log::new(Sink::Null, Level::Error), origin)
             .map_err(|e| format!("{}: {e}", file.unwrap_or_default()))?;
         Ok(Loaded {

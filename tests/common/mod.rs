@@ -6,7 +6,9 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod farm;
 pub mod lvsmon;
+pub mod observe;
 pub mod servers;
 pub mod udp;
 
