@@ -288,8 +288,11 @@ impl FdBudget {
 
     /// The budget of `plan`, with descriptor numbers below `taken` already in use.
     pub fn for_plan(plan: &Plan, taken: u64) -> FdBudget {
+        let probes = plan.checks.len() as u64;
         FdBudget {
-            checks: plan.checks.len() as u64,
+            checks: plan
+                .max_in_flight
+                .map_or(probes, |m| probes.min(u64::from(m))),
             own: Self::OWN + u64::from(plan.notify_max.max(1)),
             taken,
         }

@@ -558,6 +558,45 @@ fn with_open_files(cmd: &mut Command, soft: u64, hard: Option<u64>, drop_cap: bo
     }
 }
 
+/// `max-checks-in-flight 4`: 40 servers that accept and never answer (each check holds its
+/// socket for the whole 1 s timeout) are checked at most 4 at a time; the rest wait for
+/// their next grid point, counted as deferred with their own detail, and the open-file need
+/// counts 4 checks.
+#[test]
+fn max_checks_in_flight_caps_the_sockets_held_at_once() {
+    let holders: Vec<Backend> = (0..40)
+        .map(|_| Backend::start(Script(vec![Action::Hold])))
+        .collect();
+    let mut conf =
+        String::from("interval 500ms\ntimeout 1s\nconnect-timeout 1s\nmax-checks-in-flight 4\n");
+    for (i, b) in holders.iter().enumerate() {
+        conf.push_str(&format!(
+            "virtual tcp {} {{\n  check http\n  real {}\n}}\n",
+            vip(i),
+            b.addr()
+        ));
+    }
+    let mut d = Lvsmon::start(&conf, &["--metrics", "127.0.0.1:0"]);
+    let l = d.wait_for(&["msg=\"open files\""], 5 * S);
+    assert_eq!(field(&l, "checks"), Some("4"), "{l}");
+    let maddr = d.metrics_addr();
+    let t = Instant::now();
+    d.collect_for(3 * S);
+    let accepted: u64 = holders.iter().map(|b| b.accepted()).sum();
+    let secs = t.elapsed().as_secs_f64() + 1.0;
+    // 4 at a time, each for 1 s (uncapped: 40 every 500 ms, about 240).
+    assert!(
+        accepted >= 4 && accepted as f64 <= 4.0 * secs.ceil() + 4.0,
+        "{accepted} checks in {secs:.1} s"
+    );
+    let w = d.wait_seen(&["result=deferred", "max-checks-in-flight reached"], 5 * S);
+    assert_eq!(field(&w, "errno"), Some("0"), "{w}");
+    let page = scrape(maddr, None).unwrap();
+    let local = metric(&page, "lvsmon_local_errors_total").unwrap();
+    assert!(local >= 100.0, "lvsmon_local_errors_total {local}");
+    println!("max-checks-in-flight 4: {accepted} checks accepted in {secs:.1} s, {local} deferred");
+}
+
 /// Startup with a soft limit below what the plan needs: lvsmon raises it to exactly the need
 /// (one per distinct check plus its own), says so, and runs.
 #[test]

@@ -193,6 +193,9 @@ pub struct Plan {
     pub resync: Duration,
     /// `notify-max`: notify commands running at once.
     pub notify_max: u32,
+    /// `max-checks-in-flight`: the most checks that hold a socket at once (`None`: one per
+    /// distinct check, all at once if their grid points meet).
+    pub max_in_flight: Option<u32>,
     /// Distinct `notify` commands (argv words); reals point into this list.
     pub notifies: Vec<Vec<Vec<u8>>>,
     /// Virtual services, in file order.

@@ -210,6 +210,7 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("notify", G | V | R),
     ("check", G | V | R),
     ("notify-max", G),
+    ("max-checks-in-flight", G),
     ("resync", G),
     ("history", G),
     ("scheduler", G | V),
@@ -259,6 +260,7 @@ struct Layer {
     /// Index into `Planner::checks`.
     check: Option<Set<usize>>,
     notify_max: Option<Set<u32>>,
+    max_in_flight: Option<Set<u32>>,
     resync: Option<Set<Duration>>,
     history: Option<Set<HistorySpec>>,
     scheduler: Option<Set<String>>,
@@ -614,6 +616,10 @@ impl<'d> Planner<'d> {
             "rise" => self.put(&mut layer.rise, kw, || {
                 let w = self.one(kw, args, "a count of at least 1")?;
                 Ok(self.number(w, 1, u32::MAX.into(), "rise")? as u32)
+            }),
+            "max-checks-in-flight" => self.put(&mut layer.max_in_flight, kw, || {
+                let w = self.one(kw, args, "a count of at least 1")?;
+                Ok(self.number(w, 1, u32::MAX.into(), "max-checks-in-flight")? as u32)
             }),
             "notify-max" => self.put(&mut layer.notify_max, kw, || {
                 let w = self.one(kw, args, "a count of at least 1")?;
@@ -1548,6 +1554,7 @@ impl<'d> Planner<'d> {
                 .notify_max
                 .as_ref()
                 .map_or(DEFAULT_NOTIFY_MAX, |s| s.value),
+            max_in_flight: global.max_in_flight.as_ref().map(|s| s.value),
             notifies,
             virtuals: plan_virtuals,
             reals: plan_reals,

@@ -280,6 +280,10 @@ struct Core {
     dump_stale: bool,
     /// Reload requests and results (SIGHUP, `lvsmon reload`).
     reload: Reload,
+    /// Checks holding a socket now, and the most that may (`max-checks-in-flight`; the
+    /// number of probes when unset).
+    in_flight: u32,
+    max_in_flight: u32,
 }
 
 /// Reloading: the file is read and planned on a helper thread, so a large configuration
@@ -884,6 +888,8 @@ impl Core {
             dump_stale: false,
             reload: Reload::default(),
             systemd: None,
+            in_flight: 0,
+            max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
         })
     }
 }
@@ -975,6 +981,11 @@ impl Core {
     /// Starts probe `id`'s check (the connect phase).
     fn start(&mut self, id: u32, reg: &Registry, now: Time) {
         let i = id as usize;
+        if self.in_flight >= self.max_in_flight {
+            // `max-checks-in-flight`: no socket for it now; the next grid point may have one.
+            self.defer(id, 0, reg, now);
+            return;
+        }
         let late = now.micros_since(self.probes[i].scheduled);
         self.stats.started += 1;
         self.stats.sum_lateness_us += late;
@@ -992,6 +1003,9 @@ impl Core {
             c.connect_us,
             c.timeout_us,
         );
+        if self.probes[i].sock.is_some() {
+            self.in_flight += 1;
+        }
         self.after(id, outcome, reg, now);
     }
 
@@ -1041,6 +1055,9 @@ impl Core {
     /// Closes probe `id`'s socket and gives its buffer back (to a queued probe if any).
     fn release(&mut self, id: u32, reg: &Registry) {
         let i = id as usize;
+        if self.probes[i].sock.is_some() {
+            self.in_flight -= 1;
+        }
         phase::close(&mut self.probes[i], reg);
         self.pool.dequeue(id);
         self.rx_ready[i] = false;
@@ -1102,11 +1119,16 @@ impl Core {
         if now >= self.local_warn_at {
             let held = std::mem::take(&mut self.local_held);
             let target = self.cfg[id as usize].target;
+            // errno 0: the configured limit, not the system's.
+            let detail = if errno == 0 {
+                "max-checks-in-flight reached"
+            } else {
+                errno_name(errno)
+            };
             if let Some(mut l) = self.log.line(Level::Warn) {
                 let _ = write!(
                     l,
-                    "check target={target} result=deferred reason=local-error errno={errno} detail=\"{}\" held_back={held}",
-                    errno_name(errno)
+                    "check target={target} result=deferred reason=local-error errno={errno} detail=\"{detail}\" held_back={held}"
                 );
             }
             self.local_warn_at = now.add_micros(1_000_000);

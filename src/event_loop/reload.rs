@@ -378,6 +378,7 @@ impl Core {
                 self.check_quorum(v);
             }
         }
+        self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
         ch.ops = self.outbox.len() - ops_before;
         self.outbox.growable = false;
         ch
