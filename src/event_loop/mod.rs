@@ -437,18 +437,8 @@ impl Daemon {
             }
         }
         for v in 0..c.virtuals.len() {
-            c.virtuals[v].adopted = true;
             let want = c.virtuals[v].service;
-            match ipvs.existing_service(want.key) {
-                None => c.submit(Op::AddService(want)),
-                Some(have)
-                    if have.scheduler() != want.scheduler()
-                        || have.persistent != want.persistent =>
-                {
-                    c.submit(Op::EditService(want))
-                }
-                Some(_) => {}
-            }
+            c.adopt_virtual(v, ipvs.existing_service(want.key));
             if let Some(sorry) = c.virtuals[v].sorry {
                 c.virtuals[v].sorry_in_table = ipvs.existing_weight(want.key, sorry).is_some();
             }
@@ -1615,17 +1605,7 @@ impl Core {
             let want = self.virtuals[v].service;
             if !self.virtuals[v].adopted {
                 // Added by a reload: created if missing and adopted if present, as at startup.
-                self.virtuals[v].adopted = true;
-                match self.svc_seen[v] {
-                    None => self.submit(Op::AddService(want)),
-                    Some(have)
-                        if have.scheduler() != want.scheduler()
-                            || have.persistent != want.persistent =>
-                    {
-                        self.submit(Op::EditService(want))
-                    }
-                    Some(_) => {}
-                }
+                self.adopt_virtual(v, self.svc_seen[v]);
                 self.virtuals[v].sorry_in_table = self.sorry_seen[v];
                 continue;
             }

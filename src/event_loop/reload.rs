@@ -447,15 +447,29 @@ impl Core {
     fn adopt_assuming_empty(&mut self) {
         for v in 0..self.virtuals.len() {
             if !self.virtuals[v].adopted {
-                self.virtuals[v].adopted = true;
-                let s = self.virtuals[v].service;
-                self.submit(Op::AddService(s));
+                self.adopt_virtual(v, None);
             }
         }
         for r in 0..self.reals.len() {
             if !self.reals[r].adopted {
                 self.adopt_real(r, None);
             }
+        }
+    }
+
+    /// Virtual `v`'s service in the table is now known to be `seen` (SPEC section 4: created
+    /// if missing, adopted if present, its scheduler and persistence put right).
+    pub(super) fn adopt_virtual(&mut self, v: usize, seen: Option<crate::ipvs::Service>) {
+        self.virtuals[v].adopted = true;
+        let want = self.virtuals[v].service;
+        match seen {
+            None => self.submit(Op::AddService(want)),
+            Some(have)
+                if have.scheduler() != want.scheduler() || have.persistent != want.persistent =>
+            {
+                self.submit(Op::EditService(want))
+            }
+            Some(_) => {}
         }
     }
 
