@@ -494,3 +494,189 @@ fn a_reload_that_needs_more_open_files_than_allowed_is_refused() {
         "soft limit {soft} after the reload"
     );
 }
+
+/// A small deterministic generator (xorshift64*), so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Forty reloads between random configurations (virtual services and reals added and
+/// removed, weights, on-down, sorry servers, quorum and schedulers changed) while a backend
+/// flaps. Replaying every `ipvs op=` line against a model of the table must never add what
+/// is there or edit or delete what is not (a real kernel would refuse), and must end with
+/// exactly the weights lvsmon shows and nothing of what the last file dropped.
+#[test]
+fn random_reloads_keep_the_table_in_step() {
+    use std::collections::HashMap;
+    let good: Vec<Backend> = (0..3)
+        .map(|_| Backend::start(Script::http(200, "OK")))
+        .collect();
+    let bad = Backend::start(Script::http(503, "no"));
+    let flap = Backend::start(Script::http(200, "OK"));
+    let mut addrs: Vec<String> = good.iter().map(|b| b.addr().to_string()).collect();
+    addrs.push(bad.addr().to_string());
+    addrs.push(flap.addr().to_string());
+    let sorry = ["127.0.0.9:8080", "127.0.0.10:8080"];
+    // RELOAD_SEED tries others.
+    let seed = std::env::var("RELOAD_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_1234_u64);
+    let mut rng = Rng(seed);
+    let mut gen = |rng: &mut Rng| {
+        let mut c = String::from("interval 100ms\nfall 1\nrise 1\n");
+        let mut virtuals = Vec::new();
+        for v in 0..5 {
+            if rng.below(3) == 0 && !(v == 4 && virtuals.is_empty()) {
+                continue;
+            }
+            virtuals.push(v);
+            c.push_str(&format!("virtual tcp {} {{\n  check http\n", vip(v)));
+            c.push_str(if rng.below(2) == 0 {
+                "  scheduler rr\n"
+            } else {
+                "  scheduler wlc\n"
+            });
+            if rng.below(2) == 0 {
+                let s = sorry[rng.below(2) as usize];
+                c.push_str(&format!("  quorum {}\n  sorry {s}\n", 1 + rng.below(3)));
+            }
+            if rng.below(2) == 0 {
+                c.push_str("  on-down remove\n");
+            }
+            let mut any = false;
+            for (k, a) in addrs.iter().enumerate() {
+                if rng.below(2) == 0 || (k == addrs.len() - 1 && !any) {
+                    any = true;
+                    c.push_str(&format!("  real {a} weight {}\n", 1 + rng.below(5)));
+                }
+            }
+            c.push_str("}\n");
+        }
+        c
+    };
+    let mut d = Lvsmon::start(&gen(&mut rng), &[]);
+    d.wait_seen(&["event=up"], 5 * S);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let scripts = [Script::http(500, "down"), Script::http(200, "OK")];
+            let mut k = 0u64;
+            let end = Instant::now() + 60 * S;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                flap.set_script(scripts[(k % 2) as usize].clone());
+                k += 1;
+                std::thread::sleep(Duration::from_millis(60 + (k * 37) % 150));
+            }
+            flap.set_script(Script::http(200, "OK"));
+        });
+        for i in 0..40 {
+            rewrite(&d, &gen(&mut rng));
+            let out = reload(&d);
+            assert!(
+                out.starts_with("reloaded "),
+                "seed {seed:#x}, reload {i}: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // Settle: the flapping backend answers again, every real decides.
+    d.collect_for(2 * S);
+    let (code, json, err) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    d.collect_for(Duration::from_millis(300));
+
+    let mut model: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    let mut n_ops = 0;
+    for l in d.seen().iter().filter(|l| l.contains(" ipvs op=")) {
+        n_ops += 1;
+        assert_eq!(field(l, "result"), Some("dry-run"), "seed {seed:#x}: {l}");
+        let svc = field(l, "virtual").unwrap().to_owned();
+        let real = field(l, "real").map(str::to_owned);
+        let weight = field(l, "weight").map(|w| w.parse::<u64>().unwrap());
+        match field(l, "op").unwrap() {
+            "add-service" => assert!(
+                model.insert(svc, HashMap::new()).is_none(),
+                "seed {seed:#x}: adds a service that is there: {l}"
+            ),
+            "edit-service" => assert!(model.contains_key(&svc), "seed {seed:#x}: {l}"),
+            "del-service" => assert!(model.remove(&svc).is_some(), "seed {seed:#x}: {l}"),
+            op => {
+                let dests = model
+                    .get_mut(&svc)
+                    .unwrap_or_else(|| panic!("seed {seed:#x}: no service for {l}"));
+                let real = real.unwrap();
+                match op {
+                    "add-dest" => assert!(
+                        dests.insert(real, weight.unwrap()).is_none(),
+                        "seed {seed:#x}: adds a destination that is there: {l}"
+                    ),
+                    "edit-dest" => assert!(
+                        dests.insert(real, weight.unwrap()).is_some(),
+                        "seed {seed:#x}: edits a destination that is not there: {l}"
+                    ),
+                    "del-dest" => assert!(
+                        dests.remove(&real).is_some(),
+                        "seed {seed:#x}: deletes a destination that is not there: {l}"
+                    ),
+                    _ => panic!("unknown op in {l}"),
+                }
+            }
+        }
+    }
+    // What lvsmon believes is what the operations made, and the last file is all there is.
+    let mut rows = 0;
+    for row in json.split("{\"virtual\":\"").skip(1) {
+        rows += 1;
+        let svc = row.split('"').next().unwrap();
+        let real = row
+            .split("\"real\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let weight = row
+            .split("\"weight\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        let have = model.get(svc).and_then(|m| m.get(real));
+        match weight {
+            "null" => assert_eq!(have, None, "seed {seed:#x}: {svc} {real}"),
+            w => assert_eq!(
+                have,
+                Some(&w.parse().unwrap()),
+                "seed {seed:#x}: {svc} {real}"
+            ),
+        }
+        let m = model.get_mut(svc).unwrap();
+        m.remove(real);
+    }
+    for (svc, rest) in &model {
+        assert!(
+            json.contains(&format!("\"virtual\":\"{svc}\"")),
+            "seed {seed:#x}: service {svc} left in the table"
+        );
+        for real in rest.keys() {
+            assert!(
+                sorry.contains(&real.as_str()),
+                "seed {seed:#x}: {svc} {real} left in the table"
+            );
+        }
+    }
+    println!("random reloads: 40 reloads, {n_ops} IPVS operations replayed, {rows} reals agree");
+}
