@@ -533,7 +533,7 @@ fn random_reloads_keep_the_table_in_step() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed_1234_u64);
     let mut rng = Rng(seed);
-    let mut gen = |rng: &mut Rng| {
+    let gen = |rng: &mut Rng| {
         let mut c = String::from("interval 100ms\nfall 1\nrise 1\n");
         let mut virtuals = Vec::new();
         for v in 0..5 {
