@@ -105,13 +105,21 @@ impl Default for Options {
 #[derive(Debug)]
 struct ProbeCfg {
     target: SocketAddr,
+    /// Index in `kinds`: the plugin and timing, shared by probes that differ only in target.
+    kind: u32,
+    /// Range in `probe_reals`.
+    reals: (u32, u32),
+}
+
+/// A check's plugin with its options, and its timing: one for every probe whose check is
+/// written the same (most probes of a virtual service), so the per-probe part stays small.
+#[derive(Debug, PartialEq)]
+struct Kind {
     spec: CheckSpec,
     interval_us: u64,
     retry_us: u64,
     connect_us: u64,
     timeout_us: u64,
-    /// Range in `probe_reals`.
-    reals: (u32, u32),
 }
 
 /// One real server behind one virtual service: static settings and decision state.
@@ -211,6 +219,7 @@ pub struct Stats {
 struct Core {
     probes: Box<[Probe]>,
     cfg: Box<[ProbeCfg]>,
+    kinds: Box<[Kind]>,
     /// Readiness seen but not yet consumed, per probe.
     rx_ready: Box<[bool]>,
     probe_reals: Box<[u32]>,
@@ -785,6 +794,9 @@ impl Core {
         let mut cfg = Vec::with_capacity(n);
         let mut max_response = 0usize;
         let mut readers = 0usize;
+        let mut kinds: Vec<Kind> = Vec::new();
+        let mut recent = [u32::MAX; 8];
+        let mut next_recent = 0usize;
         for c in plan.checks {
             let start = probe_reals.len() as u32;
             probe_reals.extend(c.reals.iter().map(|&r| r as u32));
@@ -793,22 +805,44 @@ impl Core {
                 readers += 1;
             }
             max_response = max_response.max(mr);
-            cfg.push(ProbeCfg {
-                target: c.target,
+            let k = Kind {
                 spec: c.spec,
                 interval_us: micros(c.interval).max(1000),
                 retry_us: micros(c.retry_interval).max(1000),
                 connect_us: micros(c.connect_timeout),
                 timeout_us: micros(c.timeout),
+            };
+            // Probes of one virtual service come together: the last few kinds are where an
+            // equal one is found.
+            let kind = match recent
+                .iter()
+                .find(|&&i| i != u32::MAX && kinds[i as usize] == k)
+            {
+                Some(&i) => i,
+                None => {
+                    kinds.push(k);
+                    let i = (kinds.len() - 1) as u32;
+                    recent[next_recent % recent.len()] = i;
+                    next_recent += 1;
+                    i
+                }
+            };
+            cfg.push(ProbeCfg {
+                target: c.target,
+                kind,
                 reals: (start, probe_reals.len() as u32),
             });
         }
+        kinds.shrink_to_fit();
 
         // First checks spread evenly over each probe's first interval.
         let probes: Vec<Probe> = cfg
             .iter()
             .enumerate()
-            .map(|(i, c)| Probe::new(origin.add_micros(c.interval_us * i as u64 / n.max(1) as u64)))
+            .map(|(i, c)| {
+                let iv = kinds[c.kind as usize].interval_us;
+                Probe::new(origin.add_micros(iv * i as u64 / n.max(1) as u64))
+            })
             .collect();
         let mut wheel = Wheel::starting_at(n, 4096, origin);
         for (i, p) in probes.iter().enumerate() {
@@ -838,6 +872,7 @@ impl Core {
             probes: probes.into_boxed_slice(),
             rx_ready: vec![false; n].into_boxed_slice(),
             cfg: cfg.into_boxed_slice(),
+            kinds: kinds.into_boxed_slice(),
             probe_reals: probe_reals.into_boxed_slice(),
             reals: reals.into_boxed_slice(),
             rings: vec![0u64; rings_len as usize].into_boxed_slice(),
@@ -926,24 +961,24 @@ impl Core {
         if readable {
             self.rx_ready[i] = true;
         }
-        let cfg = &self.cfg[i];
+        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
         let outcome = match p.phase {
             // Idle: nothing to do (mio may report a closed socket's last readiness).
             Phase::Wait => return,
             // WRITABLE while connecting: the handshake ended one way or the other.
             Phase::ConResult { .. } if writable => {
                 let buf = self.pool.slice(p.buf);
-                phase::conresult(p, &cfg.spec, buf)
+                phase::conresult(p, spec, buf)
             }
             // Room to write the rest of the request.
             Phase::Query { .. } if writable => {
                 let buf = self.pool.slice(p.buf);
-                phase::send(p, &cfg.spec, buf)
+                phase::send(p, spec, buf)
             }
             // Bytes (or EOF, or an error) to read.
             Phase::Recv { .. } if readable => {
                 let buf = self.pool.slice(p.buf);
-                phase::recv(p, &cfg.spec, buf)
+                phase::recv(p, spec, buf)
             }
             _ => return,
         };
@@ -983,15 +1018,16 @@ impl Core {
         self.stats.lateness.observe(late);
         self.rx_ready[i] = false;
         let c = &self.cfg[i];
+        let k = &self.kinds[c.kind as usize];
         let outcome = phase::start(
             &mut self.probes[i],
             id,
-            &c.spec,
+            &k.spec,
             &c.target,
             reg,
             now,
-            c.connect_us,
-            c.timeout_us,
+            k.connect_us,
+            k.timeout_us,
         );
         if self.probes[i].sock.is_some() {
             self.in_flight += 1;
@@ -1009,7 +1045,8 @@ impl Core {
             } else if let Some(b) = self.pool.take() {
                 self.probes[i].buf = b;
                 let buf = self.pool.slice(b);
-                phase::recv(&mut self.probes[i], &self.cfg[i].spec, buf)
+                let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+                phase::recv(&mut self.probes[i], spec, buf)
             } else {
                 self.pool.enqueue(id);
                 Outcome::Pending
@@ -1037,7 +1074,8 @@ impl Core {
             let id = self.handed[self.handed_len];
             let i = id as usize;
             let buf = self.pool.slice(self.probes[i].buf);
-            let o = phase::recv(&mut self.probes[i], &self.cfg[i].spec, buf);
+            let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+            let o = phase::recv(&mut self.probes[i], spec, buf);
             self.after(id, o, reg, now);
         }
     }
@@ -1075,7 +1113,8 @@ impl Core {
         if self.log.enabled(Level::Info) {
             let c = &self.cfg[i];
             if let Some(mut l) = self.log.line(Level::Info) {
-                let _ = write!(l, "check target={} plugin={} ", c.target, c.spec.name());
+                let name = self.kinds[c.kind as usize].spec.name();
+                let _ = write!(l, "check target={} plugin={name} ", c.target);
                 match v {
                     Verdict::Pass => {
                         let _ = write!(l, "result=pass");
@@ -1139,7 +1178,8 @@ impl Core {
                 .health
                 .failing()
         });
-        let period = if failing { c.retry_us } else { c.interval_us };
+        let k = &self.kinds[c.kind as usize];
+        let period = if failing { k.retry_us } else { k.interval_us };
         let p = &mut self.probes[i];
         let mut next = p.scheduled.add_micros(period);
         if next <= now {

@@ -335,12 +335,7 @@ impl Core {
             let mut j = first.get(&c.target).copied().unwrap_or(END);
             while j != END {
                 let o = &old.cfg[j as usize];
-                if !carried[j as usize]
-                    && o.spec == c.spec
-                    && o.interval_us == c.interval_us
-                    && o.retry_us == c.retry_us
-                    && o.connect_us == c.connect_us
-                    && o.timeout_us == c.timeout_us
+                if !carried[j as usize] && old.kinds[o.kind as usize] == self.kinds[c.kind as usize]
                 {
                     break;
                 }
@@ -348,7 +343,7 @@ impl Core {
             }
             if j == END {
                 // A new probe: its first check somewhere in its first interval from now.
-                let at = now.add_micros(c.interval_us * i as u64 / n);
+                let at = now.add_micros(self.kinds[c.kind as usize].interval_us * i as u64 / n);
                 self.probes[i].scheduled = at;
                 self.wheel.set(i as u32, at);
                 continue;
@@ -421,7 +416,8 @@ impl Core {
         } else if keep && old.pool.is_queued(j as u32) {
             self.pool.enqueue(id);
         }
-        if keep && phase::rebind(&mut p, id, &self.cfg[i].spec, reg).is_err() {
+        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+        if keep && phase::rebind(&mut p, id, spec, reg).is_err() {
             keep = false;
         }
         if p.sock.is_some() && !keep {
