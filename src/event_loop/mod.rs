@@ -401,7 +401,9 @@ impl Daemon {
         }
         Ok(Daemon {
             poll,
-            events: Events::with_capacity(1024),
+            // At most 128 readiness events a turn, so due checks start between batches
+            // (1024 a turn doubled the p99 start lateness at 100,000 reals).
+            events: Events::with_capacity(128),
             signals,
             clock,
             ipvs,
