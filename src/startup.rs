@@ -399,30 +399,13 @@ fn fd_hint(need: u64, nr_open: Option<u64>) -> String {
 fn raise_fd_limit(plan: &Plan, log: &mut Log) -> Result<FdBudget, StartupError> {
     let budget = FdBudget::for_plan(plan, fd_numbers_in_use());
     STARTUP_TAKEN.store(budget.taken, std::sync::atomic::Ordering::Relaxed);
-    let need = budget.need();
-    let (soft, hard) = nofile().map_err(io_err("getrlimit(RLIMIT_NOFILE)"))?;
-    let ok = match raise_for(need, soft, hard) {
-        Raise::Nothing => true,
-        Raise::Soft => set_nofile(need, hard).is_ok(),
-        Raise::Both => set_nofile(need, need).is_ok(),
-    };
-    if !ok {
-        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|t| t.trim().parse().ok());
-        return Err(StartupError::FdLimit {
-            need,
-            checks: budget.checks,
-            soft,
-            hard,
-            nr_open,
-        });
-    }
+    let (soft, hard) = fit(&budget)?;
     let (now_soft, now_hard) = nofile().unwrap_or((soft, hard));
     if let Some(mut l) = log.line(Level::Notice) {
         let _ = write!(
             l,
-            "msg=\"open files\" need={need} checks={} own={} taken={} soft={} hard={} was_soft={} was_hard={}",
+            "msg=\"open files\" need={} checks={} own={} taken={} soft={} hard={} was_soft={} was_hard={}",
+            budget.need(),
             budget.checks,
             budget.own,
             budget.taken,
@@ -433,6 +416,34 @@ fn raise_fd_limit(plan: &Plan, log: &mut Log) -> Result<FdBudget, StartupError> 
         );
     }
     Ok(budget)
+}
+
+/// Raises the limits to `budget`'s need where needed and allowed; returns the soft and hard
+/// limits found before.
+///
+/// # Errors
+/// [`StartupError::FdLimit`] when the need cannot be had.
+fn fit(budget: &FdBudget) -> Result<(u64, u64), StartupError> {
+    let need = budget.need();
+    let (soft, hard) = nofile().map_err(io_err("getrlimit(RLIMIT_NOFILE)"))?;
+    let ok = match raise_for(need, soft, hard) {
+        Raise::Nothing => true,
+        Raise::Soft => set_nofile(need, hard).is_ok(),
+        Raise::Both => set_nofile(need, need).is_ok(),
+    };
+    if ok {
+        return Ok((soft, hard));
+    }
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    Err(StartupError::FdLimit {
+        need,
+        checks: budget.checks,
+        soft,
+        hard,
+        nr_open,
+    })
 }
 
 /// The descriptor numbers taken before the loop's own were opened, as startup counted them
@@ -447,28 +458,9 @@ static STARTUP_TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 /// The message of [`StartupError::FdLimit`].
 pub fn fit_fd_limit(plan: &Plan) -> Result<(), String> {
     let taken = STARTUP_TAKEN.load(std::sync::atomic::Ordering::Relaxed);
-    let budget = FdBudget::for_plan(plan, taken);
-    let need = budget.need();
-    let (soft, hard) = nofile().map_err(|e| format!("getrlimit(RLIMIT_NOFILE): {e}"))?;
-    let ok = match raise_for(need, soft, hard) {
-        Raise::Nothing => true,
-        Raise::Soft => set_nofile(need, hard).is_ok(),
-        Raise::Both => set_nofile(need, need).is_ok(),
-    };
-    if ok {
-        return Ok(());
-    }
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|t| t.trim().parse().ok());
-    Err(StartupError::FdLimit {
-        need,
-        checks: budget.checks,
-        soft,
-        hard,
-        nr_open,
-    }
-    .to_string())
+    fit(&FdBudget::for_plan(plan, taken))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The control socket's file, removed when the daemon stops (`None`: left in place).

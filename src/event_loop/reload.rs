@@ -498,8 +498,7 @@ impl super::Real {
         old_cmds: &[Vec<Vec<u8>>],
         new_cmds: &[Vec<Vec<u8>>],
     ) -> bool {
-        let get = |n: u32, cmds: &'_ [Vec<Vec<u8>>]| cmds.get(n as usize).cloned();
-        get(self.notify, old_cmds) != get(new.notify, new_cmds)
+        old_cmds.get(self.notify as usize) != new_cmds.get(new.notify as usize)
     }
 }
 
