@@ -469,6 +469,8 @@ fn a_reload_that_needs_more_open_files_than_allowed_is_refused() {
         }
     });
     d.wait_seen(&["msg=\"open files\""], 5 * S);
+    // The control socket is bound after the limit is logged, before this line.
+    d.wait_seen(&["msg=\"starting\""], 5 * S);
     rewrite(&d, &conf(2500));
     let (code, _, err) = d.client(&["reload"]);
     assert_eq!(code, Some(1), "{err}");
