@@ -401,13 +401,18 @@ impl Acc {
 
 /// Check history of every real server: a raw ring and minute and hour buckets each.
 pub struct History {
-    /// `raw_off[r]..raw_off[r + 1]` is real `r`'s ring in `raw`; `n + 1` entries.
+    /// Real servers tracked.
+    n: usize,
+    /// `raw_off[r]..raw_off[r + 1]` is real `r`'s ring in `raw`; `n + 1` entries, or none
+    /// when nothing is kept at any level (`history raw 0 minute 0 hour 0`).
     raw_off: Box<[usize]>,
     raw: Box<[Slot]>,
     /// Minute buckets, `minutes` per real, real `r`'s at `r * minutes`.
     minute: Box<[Cell]>,
     /// Hour buckets, `hours` per real.
     hour: Box<[Cell]>,
+    /// Per real; empty when nothing is kept at any level, so history off costs nothing
+    /// per real server.
     meta: Box<[Meta]>,
     minutes: usize,
     hours: usize,
@@ -416,7 +421,7 @@ pub struct History {
 impl fmt::Debug for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("History")
-            .field("reals", &self.meta.len())
+            .field("reals", &self.n)
             .field("raw_results", &self.raw.len())
             .field("minutes", &self.minutes)
             .field("hours", &self.hours)
@@ -431,27 +436,59 @@ impl History {
     /// hour rings longer than [`MAX_RING`] are cut to it (the planner refuses them).
     pub fn new(spec: &HistorySpec, intervals: &[Duration]) -> History {
         let n = intervals.len();
-        let mut raw_off = vec![0usize; n + 1].into_boxed_slice();
-        for (r, &iv) in intervals.iter().enumerate() {
-            raw_off[r + 1] = raw_off[r] + raw_len(spec.raw, iv);
-        }
         let minutes = bucket_len(spec.minute, MINUTE);
         let hours = bucket_len(spec.hour, HOUR);
+        let kept = Self::keeps(spec, intervals);
+        let mut raw_off = vec![0usize; if kept { n + 1 } else { 0 }].into_boxed_slice();
+        if kept {
+            for (r, &iv) in intervals.iter().enumerate() {
+                raw_off[r + 1] = raw_off[r] + raw_len(spec.raw, iv);
+            }
+        }
         History {
-            raw: vec![Slot::default(); raw_off[n]].into_boxed_slice(),
+            n,
+            raw: vec![Slot::default(); raw_off.last().copied().unwrap_or(0)].into_boxed_slice(),
             raw_off,
             minute: vec![Cell::default(); n * minutes].into_boxed_slice(),
             hour: vec![Cell::default(); n * hours].into_boxed_slice(),
-            meta: vec![Meta::default(); n].into_boxed_slice(),
+            meta: vec![Meta::default(); if kept { n } else { 0 }].into_boxed_slice(),
             minutes,
             hours,
         }
+    }
+
+    /// Whether anything is kept at any level for these reals.
+    fn keeps(spec: &HistorySpec, intervals: &[Duration]) -> bool {
+        bucket_len(spec.minute, MINUTE) > 0
+            || bucket_len(spec.hour, HOUR) > 0
+            || intervals.iter().any(|&iv| raw_len(spec.raw, iv) > 0)
+    }
+
+    /// Real `real`'s raw ring: its range in `raw` (empty when nothing is kept).
+    fn raw_range(&self, real: usize) -> (usize, usize) {
+        if self.raw_off.is_empty() {
+            assert!(real < self.n, "real {real} of {}", self.n);
+            return (0, 0);
+        }
+        (self.raw_off[real], self.raw_off[real + 1])
+    }
+
+    /// Real `real`'s bookkeeping (all zero when nothing is kept).
+    fn meta_of(&self, real: usize) -> Meta {
+        if self.meta.is_empty() {
+            assert!(real < self.n, "real {real} of {}", self.n);
+            return Meta::default();
+        }
+        self.meta[real]
     }
 
     /// The heap bytes [`History::new`] allocates for these arguments, exactly (what
     /// `--check-config` reports).
     pub fn bytes_for(spec: &HistorySpec, intervals: &[Duration]) -> usize {
         let n = intervals.len();
+        if !Self::keeps(spec, intervals) {
+            return 0;
+        }
         let raw: usize = intervals.iter().map(|&iv| raw_len(spec.raw, iv)).sum();
         let cells = n * (bucket_len(spec.minute, MINUTE) + bucket_len(spec.hour, HOUR));
         (n + 1) * size_of::<usize>()
@@ -479,7 +516,7 @@ impl History {
 
     /// Real servers tracked.
     pub fn reals(&self) -> usize {
-        self.meta.len()
+        self.n
     }
 
     /// Raw results real `real` can hold.
@@ -487,7 +524,8 @@ impl History {
     /// # Panics
     /// If `real` is not below [`History::reals`].
     pub fn raw_capacity(&self, real: usize) -> usize {
-        self.raw_off[real + 1] - self.raw_off[real]
+        let (a, b) = self.raw_range(real);
+        b - a
     }
 
     /// Minute buckets and hour buckets kept per real server.
@@ -502,13 +540,16 @@ impl History {
     /// # Panics
     /// If `real` is not below [`History::reals`].
     pub fn record(&mut self, real: usize, unix_secs: u64, latency_us: u64, reason: Option<Reason>) {
+        let (a, b) = self.raw_range(real);
+        if self.meta.is_empty() {
+            return;
+        }
         let m = &mut self.meta[real];
         let t = (unix_secs.min(u64::from(u32::MAX)) as u32).max(m.newest);
         m.newest = t;
         let lat = latency_us.min(u64::from(MAX_LATENCY_US)) as u32;
         let code = code_of(reason);
 
-        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
         if b > a {
             let cap = b - a;
             let at = usize::from(m.next);
@@ -660,13 +701,13 @@ impl History {
     /// # Panics
     /// If `real` is not below [`History::reals`].
     pub fn encode_real(&self, real: usize, out: &mut impl Write) -> io::Result<()> {
-        let m = self.meta[real];
+        let m = self.meta_of(real);
         out.write_all(MAGIC)?;
         out.write_all(&[FORMAT_VERSION])?;
         out.write_all(&m.newest.to_le_bytes())?;
         out.write_all(&m.lost.to_le_bytes())?;
 
-        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
+        let (a, b) = self.raw_range(real);
         let (cap, len, next) = (b - a, usize::from(m.len), usize::from(m.next));
         out.write_all(&m.len.to_le_bytes())?;
         for k in 0..len {
@@ -704,8 +745,11 @@ impl History {
     /// # Panics
     /// If either index is out of range.
     pub fn copy_real(&mut self, real: usize, from: &History, from_real: usize) {
-        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
-        let (fa, fb) = (from.raw_off[from_real], from.raw_off[from_real + 1]);
+        let (a, b) = self.raw_range(real);
+        let (fa, fb) = from.raw_range(from_real);
+        if self.meta.is_empty() {
+            return;
+        }
         if b - a == fb - fa && self.minutes == from.minutes && self.hours == from.hours {
             self.raw[a..b].copy_from_slice(&from.raw[fa..fb]);
             let (m, fm) = (self.minutes, from.minutes);
@@ -714,7 +758,7 @@ impl History {
             let (h, fh) = (self.hours, from.hours);
             self.hour[real * h..(real + 1) * h]
                 .copy_from_slice(&from.hour[from_real * fh..(from_real + 1) * fh]);
-            self.meta[real] = from.meta[from_real];
+            self.meta[real] = from.meta_of(from_real);
             return;
         }
         let mut buf = Vec::with_capacity(from.max_encoded_len());
@@ -748,6 +792,10 @@ impl History {
     /// If `real` is not below [`History::reals`].
     pub fn decode_real(&mut self, real: usize, input: &[u8]) -> Result<(), HistoryError> {
         let rec = Record::parse(input)?;
+        let (a, b) = self.raw_range(real);
+        if self.meta.is_empty() {
+            return Ok(());
+        }
 
         let m = &mut self.meta[real];
         *m = Meta {
@@ -756,7 +804,6 @@ impl History {
             newest: rec.newest,
             lost: rec.lost,
         };
-        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
         let cap = b - a;
         let keep = rec.raw.count.min(cap);
         if keep < rec.raw.count {
@@ -792,8 +839,8 @@ impl History {
 
     /// Calls `f` with real `real`'s raw results, newest first, until it returns false.
     fn raw_newest_first(&self, real: usize, mut f: impl FnMut(Slot) -> bool) {
-        let (a, b) = (self.raw_off[real], self.raw_off[real + 1]);
-        let m = self.meta[real];
+        let (a, b) = self.raw_range(real);
+        let m = self.meta_of(real);
         let cap = b - a;
         let mut at = usize::from(m.next);
         for _ in 0..m.len {
@@ -844,7 +891,7 @@ impl History {
     /// The earliest time from which `level` holds every result of real `real` at `now`.
     fn reach(&self, level: Level, real: usize, now: u64) -> u64 {
         match level {
-            Level::Raw => self.meta[real].lost.into(),
+            Level::Raw => self.meta_of(real).lost.into(),
             _ => {
                 let w = level.width();
                 ((now / w + 1).saturating_sub(self.ring_len(level) as u64)) * w
@@ -1178,6 +1225,32 @@ mod tests {
         assert_eq!(per(10), 3188);
         assert_eq!(per(1), 7508);
         assert_eq!(History::bytes_for(&d, &[]), 8);
+    }
+
+    /// `history raw 0 minute 0 hour 0` costs nothing per real server, and every operation
+    /// still works: nothing is recorded, records written and read are empty.
+    #[test]
+    fn history_off_holds_nothing_and_still_answers() {
+        let off = spec(0, 0, 0);
+        let mut h = History::new(&off, &vec![secs(10); 1000]);
+        assert_eq!(h.bytes(), 0);
+        assert_eq!(History::bytes_for(&off, &vec![secs(10); 1000]), 0);
+        assert_eq!(h.reals(), 1000);
+        assert_eq!(h.raw_capacity(999), 0);
+        h.record(999, 1_700_000_000, 1500, None);
+        assert!(recent_all(&h, 999).is_empty());
+        let s = h.summary(0..1000, 1_699_999_000, 1_700_000_000);
+        assert_eq!(s.checks, 0);
+        // A record from a history that kept something is read (and dropped) without error;
+        // an empty one round-trips.
+        let mut on = History::new(&HistorySpec::default(), &[secs(10)]);
+        on.record(0, 1_700_000_000, 1500, Some(Reason::Timeout));
+        assert_eq!(h.decode_real(3, &encode(&on, 0)), Ok(()));
+        assert_eq!(on.decode_real(0, &encode(&h, 3)), Ok(()));
+        assert!(recent_all(&on, 0).is_empty());
+        h.copy_real(5, &on, 0);
+        on.copy_real(0, &h, 5);
+        assert!(h.decode_real(3, b"junk").is_err());
     }
 
     // Tests for the raw ring
