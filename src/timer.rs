@@ -23,10 +23,8 @@ use crate::clock::Time;
 pub const TICK_US: u64 = 1_000;
 
 const NIL: u32 = u32::MAX;
-/// `list` value of an entry that is not scheduled.
-const OFF: u32 = u32::MAX;
-/// `list` value of an entry in the `due` list.
-const DUE: u32 = u32::MAX - 1;
+/// `tick` of an entry that is not scheduled.
+const OFF: u64 = u64::MAX;
 
 /// The wheel. Entries are `0..capacity`.
 #[derive(Debug)]
@@ -37,9 +35,8 @@ pub struct Wheel {
     occupied: Box<[u64]>,
     next: Box<[u32]>,
     prev: Box<[u32]>,
-    /// Which list the entry is in: a slot index, `DUE`, or `OFF`.
-    list: Box<[u32]>,
-    /// The entry's absolute tick.
+    /// The entry's absolute tick, or `OFF`. It also says which list the entry is in: the
+    /// `due` list when it is before `cur`, else slot `tick % slots`.
     tick: Box<[u64]>,
     /// Entries whose tick has passed, oldest first: `due_head` .. `due_tail`.
     due_head: u32,
@@ -60,8 +57,7 @@ impl Wheel {
             occupied: vec![0; slots / 64].into_boxed_slice(),
             next: vec![NIL; capacity].into_boxed_slice(),
             prev: vec![NIL; capacity].into_boxed_slice(),
-            list: vec![OFF; capacity].into_boxed_slice(),
-            tick: vec![0; capacity].into_boxed_slice(),
+            tick: vec![OFF; capacity].into_boxed_slice(),
             due_head: NIL,
             due_tail: NIL,
             cur: 0,
@@ -91,7 +87,7 @@ impl Wheel {
 
     /// True when `id` has a deadline.
     pub fn is_scheduled(&self, id: u32) -> bool {
-        self.list[id as usize] != OFF
+        self.tick[id as usize] != OFF
     }
 
     /// The tick at which a deadline at `at` fires: the first tick that starts at or after it.
@@ -108,7 +104,6 @@ impl Wheel {
         self.len += 1;
         if t < self.cur {
             // Already past: straight to the due list, in order of arrival.
-            self.list[i] = DUE;
             self.next[i] = NIL;
             self.prev[i] = self.due_tail;
             if self.due_tail == NIL {
@@ -121,7 +116,6 @@ impl Wheel {
         }
         let s = (t & self.mask) as usize;
         let head = self.heads[s];
-        self.list[i] = s as u32;
         self.prev[i] = NIL;
         self.next[i] = head;
         if head != NIL {
@@ -134,15 +128,15 @@ impl Wheel {
     /// Removes `id`'s deadline, if any.
     pub fn cancel(&mut self, id: u32) {
         let i = id as usize;
-        let list = self.list[i];
-        if list == OFF {
+        let t = self.tick[i];
+        if t == OFF {
             return;
         }
         let (p, n) = (self.prev[i], self.next[i]);
         if n != NIL {
             self.prev[n as usize] = p;
         }
-        if list == DUE {
+        if t < self.cur {
             if p == NIL {
                 self.due_head = n;
             } else {
@@ -152,7 +146,7 @@ impl Wheel {
                 self.due_tail = p;
             }
         } else {
-            let s = list as usize;
+            let s = (t & self.mask) as usize;
             if p == NIL {
                 self.heads[s] = n;
                 if n == NIL {
@@ -162,7 +156,7 @@ impl Wheel {
                 self.next[p as usize] = n;
             }
         }
-        self.list[i] = OFF;
+        self.tick[i] = OFF;
         self.next[i] = NIL;
         self.prev[i] = NIL;
         self.len -= 1;
@@ -197,10 +191,13 @@ impl Wheel {
             let mut e = self.heads[s];
             while e != NIL {
                 let n = self.next[e as usize];
-                if self.tick[e as usize] <= self.cur {
+                let t = self.tick[e as usize];
+                if t <= self.cur {
+                    // In this slot, so `t == cur`: off the slot's list, then on the due list
+                    // with its tick kept (before `cur` once this tick is done).
                     self.cancel(e);
+                    self.tick[e as usize] = t;
                     self.len += 1;
-                    self.list[e as usize] = DUE;
                     self.prev[e as usize] = self.due_tail;
                     if self.due_tail == NIL {
                         self.due_head = e;
