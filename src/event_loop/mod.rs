@@ -122,24 +122,91 @@ struct Kind {
     timeout_us: u64,
 }
 
-/// One real server behind one virtual service: static settings and decision state.
-#[derive(Debug)]
-struct Real {
-    addr: SocketAddr,
-    virt: u32,
+/// A real server's settings from the file, shared by every real written the same (most
+/// reals of a virtual service), so each real carries an index instead of 36 bytes.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Setup {
     weight: u32,
     forward: Forward,
     on_down: OnDown,
     notify: u32,
     rules: Rules,
-    /// Range in `rings` for the `within` window.
-    ring: (u32, u32),
+}
+
+impl Setup {
+    /// Slots of its `within` window in `rings` (`fall` of them when `within` is set).
+    fn ring_len(&self) -> u32 {
+        if self.rules.within_us > 0 {
+            self.rules.fall
+        } else {
+            0
+        }
+    }
+}
+
+/// A destination address as a real server keeps it: 20 bytes where `SocketAddr` takes 32.
+/// It holds no IPv6 flow label or scope, which no destination has (the planner refuses
+/// link-local addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Addr {
+    ip: [u8; 16],
+    port: u16,
+    v6: bool,
+}
+
+impl Addr {
+    fn new(a: SocketAddr) -> Addr {
+        let (ip, v6) = match a.ip() {
+            std::net::IpAddr::V4(v4) => {
+                let mut ip = [0u8; 16];
+                ip[..4].copy_from_slice(&v4.octets());
+                (ip, false)
+            }
+            std::net::IpAddr::V6(v6) => (v6.octets(), true),
+        };
+        Addr {
+            ip,
+            port: a.port(),
+            v6,
+        }
+    }
+
+    fn get(self) -> SocketAddr {
+        let ip = if self.v6 {
+            std::net::IpAddr::from(self.ip)
+        } else {
+            std::net::IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
+        };
+        SocketAddr::new(ip, self.port)
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// `Real::table` when the destination is not in the table (no weight is `u32::MAX`:
+/// the kernel's weights are non-negative `i32`s).
+const ABSENT: u32 = u32::MAX;
+
+/// One real server behind one virtual service: static settings and decision state.
+#[derive(Debug)]
+struct Real {
+    addr: Addr,
+    virt: u32,
+    /// Index in `setups`.
+    setup: u32,
+    /// Where its `within` window starts in `rings` ([`Setup::ring_len`] slots).
+    ring: u32,
     health: Health,
-    /// The weight IPVS has for this destination, `None` when absent.
-    table: Option<u32>,
+    /// The weight IPVS has for this destination, [`ABSENT`] when absent (see
+    /// [`Real::table`]).
+    table: u32,
     checks: u64,
     failures: u64,
-    transitions: u64,
+    transitions: u32,
     last_reason: Option<Reason>,
     last_detail: Detail,
     last_latency_us: u32,
@@ -150,12 +217,23 @@ struct Real {
     adopted: bool,
 }
 
+impl Real {
+    /// The weight IPVS has for this destination, `None` when it is not in the table.
+    fn table(&self) -> Option<u32> {
+        (self.table != ABSENT).then_some(self.table)
+    }
+
+    fn set_table(&mut self, w: Option<u32>) {
+        self.table = w.unwrap_or(ABSENT);
+    }
+}
+
 /// Each virtual's reals (indices, within the virtual's range) sorted by destination.
 fn sorted_by_dest(reals: &[Real], virtuals: &[Virtual]) -> Box<[u32]> {
     let mut by_dest: Box<[u32]> = (0..reals.len() as u32).collect();
     for v in virtuals {
         by_dest[v.reals.0 as usize..v.reals.1 as usize]
-            .sort_unstable_by(|&x, &y| reals[x as usize].addr.cmp(&reals[y as usize].addr));
+            .sort_unstable_by_key(|&x| reals[x as usize].addr.get());
     }
     by_dest
 }
@@ -234,6 +312,8 @@ struct Core {
     rx_ready: Box<[bool]>,
     probe_reals: Box<[u32]>,
     reals: Box<[Real]>,
+    /// Settings shared by reals (see [`Setup`]).
+    setups: Box<[Setup]>,
     rings: Box<[u64]>,
     virtuals: Box<[Virtual]>,
     wheel: Wheel,
@@ -249,9 +329,9 @@ struct Core {
     by_dest: Box<[u32]>,
     /// service → virtual index.
     virt_index: HashMap<ServiceKey, u32>,
-    /// What the running read-back found: per real its weight, per virtual its service and
-    /// whether its sorry server is there.
-    seen: Box<[Option<u32>]>,
+    /// What the running read-back found: per real its weight ([`ABSENT`]: not there), per
+    /// virtual its service and whether its sorry server is there.
+    seen: Box<[u32]>,
     svc_seen: Box<[Option<Service>]>,
     sorry_seen: Box<[bool]>,
     /// Reals and virtuals lvsmon itself changed while the read-back ran: what it saw of them
@@ -465,7 +545,10 @@ impl Daemon {
             }
         }
         for r in 0..c.reals.len() {
-            let (key, addr) = (c.virtuals[c.reals[r].virt as usize].key, c.reals[r].addr);
+            let (key, addr) = (
+                c.virtuals[c.reals[r].virt as usize].key,
+                c.reals[r].addr.get(),
+            );
             // SPEC section 3: a destination already in the table keeps its weight until its
             // first check decides.
             c.adopt_real(r, ipvs.existing_weight(key, addr));
@@ -756,12 +839,11 @@ impl Core {
 
         let mut rings_len = 0u32;
         let mut reals = Vec::with_capacity(plan.reals.len());
+        let mut setups: Vec<Setup> = Vec::new();
+        let mut setup_ids: HashMap<Setup, u32> = HashMap::new();
         for r in &plan.reals {
             let t = &r.thresholds;
-            let ring_len = if t.within.is_some() { t.fall } else { 0 };
-            reals.push(Real {
-                addr: r.addr,
-                virt: r.virtual_idx as u32,
+            let setup = Setup {
                 weight: r.weight,
                 forward: r.forward,
                 on_down: r.on_down,
@@ -772,9 +854,20 @@ impl Core {
                     within_us: t.within.map_or(0, micros),
                     down_after_us: t.down_after.map_or(0, micros),
                 },
-                ring: (rings_len, rings_len + ring_len),
+            };
+            let ring_len = setup.ring_len();
+            let id = *setup_ids.entry(setup).or_insert_with_key(|s| {
+                setups.push(Setup { ..*s });
+                (setups.len() - 1) as u32
+            });
+            debug_assert_eq!(Addr::new(r.addr).get(), r.addr);
+            reals.push(Real {
+                addr: Addr::new(r.addr),
+                virt: r.virtual_idx as u32,
+                setup: id,
+                ring: rings_len,
                 health: Health::new(origin),
-                table: None,
+                table: ABSENT,
                 checks: 0,
                 failures: 0,
                 transitions: 0,
@@ -786,6 +879,7 @@ impl Core {
             });
             rings_len += ring_len;
         }
+        drop(setup_ids);
 
         let by_dest = sorted_by_dest(&reals, &virtuals);
         let virt_index: HashMap<ServiceKey, u32> = plan
@@ -884,6 +978,7 @@ impl Core {
             kinds: kinds.into_boxed_slice(),
             probe_reals: probe_reals.into_boxed_slice(),
             reals: reals.into_boxed_slice(),
+            setups: setups.into_boxed_slice(),
             rings: vec![0u64; rings_len as usize].into_boxed_slice(),
             virtuals: virtuals.into_boxed_slice(),
             wheel,
@@ -893,7 +988,7 @@ impl Core {
             outbox: Outbox::new(n_reals + 2 * n_virtuals + 64, 64),
             by_dest,
             virt_index,
-            seen: vec![None; n_reals].into_boxed_slice(),
+            seen: vec![ABSENT; n_reals].into_boxed_slice(),
             svc_seen: vec![None; n_virtuals].into_boxed_slice(),
             sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
             touched_real: vec![false; n_reals].into_boxed_slice(),
@@ -1223,8 +1318,9 @@ impl Core {
             Verdict::Fail(reason, _) => Some(reason),
         };
         self.history.record(r, unix, latency_us, reason);
-        let ring = &mut self.rings[real.ring.0 as usize..real.ring.1 as usize];
-        let change = real.health.record(pass, now, &real.rules, ring);
+        let setup = &self.setups[real.setup as usize];
+        let ring = &mut self.rings[real.ring as usize..(real.ring + setup.ring_len()) as usize];
+        let change = real.health.record(pass, now, &setup.rules, ring);
         if change == Change::None {
             return;
         }
@@ -1250,7 +1346,7 @@ impl Core {
                 EventKind::Down
             },
             service: self.virtuals[virt].key,
-            real: Some(real.addr),
+            real: Some(real.addr.get()),
             reason: if change == Change::Down {
                 real.last_reason
             } else {
@@ -1263,7 +1359,7 @@ impl Core {
             },
             failures: real.health.fails as u64,
         };
-        let notify = real.notify;
+        let notify = self.setups[real.setup as usize].notify;
         self.emit(&ev, notify, None);
         self.sync_dest(r);
         self.check_quorum(virt);
@@ -1310,6 +1406,7 @@ impl Core {
     /// Brings real `r`'s destination in line with its state.
     fn sync_dest(&mut self, r: usize) {
         let real = &self.reals[r];
+        let setup = &self.setups[real.setup as usize];
         if !real.adopted {
             // Added by a reload, not yet seen in the table: the read-back decides first.
             return;
@@ -1319,42 +1416,43 @@ impl Core {
             // DRAINED: weight 0, established connections finish (a removed DOWN real stays
             // out of the table).
             _ if real.drained
-                && !(real.health.state == State::Down && real.on_down == OnDown::Remove) =>
+                && !(real.health.state == State::Down && setup.on_down == OnDown::Remove) =>
             {
                 Some(0)
             }
             State::Unknown => return,
-            State::Up => Some(real.weight),
-            State::Down => match real.on_down {
+            State::Up => Some(setup.weight),
+            State::Down => match setup.on_down {
                 OnDown::Quiesce => Some(0),
                 OnDown::Remove => None,
             },
         };
-        if want == real.table {
+        if want == real.table() {
             return;
         }
         let key = self.virtuals[real.virt as usize].key;
-        let op = match (real.table, want) {
+        let (addr, forward) = (real.addr.get(), setup.forward);
+        let op = match (real.table(), want) {
             (None, Some(w)) => Op::AddDest(
                 key,
                 Dest {
-                    addr: real.addr,
+                    addr,
                     weight: w,
-                    forward: real.forward,
+                    forward,
                 },
             ),
             (Some(_), Some(w)) => Op::EditDest(
                 key,
                 Dest {
-                    addr: real.addr,
+                    addr,
                     weight: w,
-                    forward: real.forward,
+                    forward,
                 },
             ),
-            (Some(_), None) => Op::DelDest(key, real.addr),
+            (Some(_), None) => Op::DelDest(key, addr),
             (None, None) => return,
         };
-        self.reals[r].table = want;
+        self.reals[r].set_table(want);
         self.submit(op);
     }
 
@@ -1380,12 +1478,12 @@ impl Core {
                 EventKind::Undrained
             },
             service: self.virtuals[virt].key,
-            real: Some(self.reals[r].addr),
+            real: Some(self.reals[r].addr.get()),
             reason: None,
             detail: Detail::EMPTY,
             failures: self.reals[r].health.fails as u64,
         };
-        let notify = self.reals[r].notify;
+        let notify = self.setups[self.reals[r].setup as usize].notify;
         self.stats.transitions += 1;
         self.reals[r].transitions += 1;
         self.emit(&ev, notify, None);
@@ -1473,10 +1571,10 @@ impl Core {
             weight,
         };
         let compact = match (op, real, virt) {
-            (Op::AddDest(_, d), Some(r), _) if d.forward == self.reals[r].forward => {
+            (Op::AddDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
                 Some(slot(What::AddDest, r, d.weight))
             }
-            (Op::EditDest(_, d), Some(r), _) if d.forward == self.reals[r].forward => {
+            (Op::EditDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
                 Some(slot(What::EditDest, r, d.weight))
             }
             (Op::DelDest(..), Some(r), _) => Some(slot(What::DelDest, r, 0)),
@@ -1511,13 +1609,18 @@ impl Core {
         }
     }
 
+    /// Real `r`'s forwarding method.
+    fn forward_of(&self, r: usize) -> Forward {
+        self.setups[self.reals[r].setup as usize].forward
+    }
+
     /// The real behind virtual service `key` with destination `addr`.
     fn real_of(&self, key: ServiceKey, addr: SocketAddr) -> Option<usize> {
         let &v = self.virt_index.get(&key)?;
         let (a, b) = self.virtuals[v as usize].reals;
         let range = &self.by_dest[a as usize..b as usize];
         range
-            .binary_search_by(|&r| self.reals[r as usize].addr.cmp(&addr))
+            .binary_search_by(|&r| self.reals[r as usize].addr.get().cmp(&addr))
             .ok()
             .map(|i| range[i] as usize)
     }
@@ -1530,9 +1633,9 @@ impl Core {
         let s = self.outbox.pop()?;
         let i = s.idx as usize;
         let dest = |r: &Real| Dest {
-            addr: r.addr,
+            addr: r.addr.get(),
             weight: s.weight,
-            forward: r.forward,
+            forward: self.setups[r.setup as usize].forward,
         };
         Some(match s.what {
             What::AddDest | What::EditDest | What::DelDest => {
@@ -1541,7 +1644,7 @@ impl Core {
                 match s.what {
                     What::AddDest => Op::AddDest(key, dest(r)),
                     What::EditDest => Op::EditDest(key, dest(r)),
-                    _ => Op::DelDest(key, r.addr),
+                    _ => Op::DelDest(key, r.addr.get()),
                 }
             }
             What::AddSorry | What::DelSorry => {
@@ -1614,7 +1717,7 @@ impl Core {
             }
             IpvsEvent::Dest(key, info) => {
                 if let Some(r) = self.real_of(key, info.addr) {
-                    self.seen[r] = Some(info.weight);
+                    self.seen[r] = info.weight.min(ABSENT - 1);
                 } else if let Some(&v) = self.virt_index.get(&key) {
                     if self.virtuals[v as usize].sorry == Some(info.addr) {
                         self.sorry_seen[v as usize] = true;
@@ -1642,7 +1745,7 @@ impl Core {
     /// A read-back starts: forget what the last one saw.
     fn begin_resync(&mut self) {
         self.resyncing = true;
-        self.seen.iter_mut().for_each(|s| *s = None);
+        self.seen.fill(ABSENT);
         self.svc_seen.iter_mut().for_each(|s| *s = None);
         self.sorry_seen.iter_mut().for_each(|s| *s = false);
         self.touched_real.iter_mut().for_each(|s| *s = false);
@@ -1684,16 +1787,16 @@ impl Core {
             if self.touched_real[r] || self.touched_virt[virt] || !self.virtuals[virt].adopted {
                 continue;
             }
-            let seen = self.seen[r];
+            let seen = (self.seen[r] != ABSENT).then_some(self.seen[r]);
             if !self.reals[r].adopted {
                 // Added by a reload: its entry (or none) is what the table has.
                 self.adopt_real(r, seen);
                 self.sync_dest(r);
                 continue;
             }
-            if seen != self.reals[r].table {
+            if seen != self.reals[r].table() {
                 let key = self.virtuals[self.reals[r].virt as usize].key;
-                let addr = self.reals[r].addr;
+                let addr = self.reals[r].addr.get();
                 self.drift(
                     key,
                     Some(addr),
@@ -1703,20 +1806,21 @@ impl Core {
                         "weight changed"
                     },
                 );
-                self.reals[r].table = seen;
+                self.reals[r].set_table(seen);
             }
+            let setup = &self.setups[self.reals[r].setup as usize];
             if self.reals[r].health.state == State::Unknown
                 && seen.is_none()
-                && self.reals[r].on_down == OnDown::Quiesce
+                && setup.on_down == OnDown::Quiesce
             {
                 // Not checked yet and gone from the table: back at weight 0, as at startup.
                 let key = self.virtuals[self.reals[r].virt as usize].key;
                 let d = Dest {
-                    addr: self.reals[r].addr,
+                    addr: self.reals[r].addr.get(),
                     weight: 0,
-                    forward: self.reals[r].forward,
+                    forward: setup.forward,
                 };
-                self.reals[r].table = Some(0);
+                self.reals[r].set_table(Some(0));
                 self.submit(Op::AddDest(key, d));
             }
             self.sync_dest(r);
@@ -1793,10 +1897,10 @@ impl Core {
                 let _ = write!(
                     l,
                     "status virtual={key} real={} state={} for={}s weight={} checks={} failures={} transitions={}",
-                    real.addr,
+                    real.addr.get(),
                     if real.drained { "drained" } else { real.health.state.as_str() },
                     now.micros_since(real.health.since) / 1_000_000,
-                    real.table.map_or(-1, |w| w as i64),
+                    real.table().map_or(-1, |w| w as i64),
                     real.checks,
                     real.failures,
                     real.transitions
@@ -1807,5 +1911,47 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// What each real server and each distinct check cost in the loop's tables (bench/README.md
+    /// adds them up against the 256 bytes a real the benchmark aims for).
+    #[test]
+    fn per_real_sizes() {
+        println!(
+            "Real {} Setup {} Addr {} Health {} Probe {} ProbeCfg {} Kind {}",
+            size_of::<Real>(),
+            size_of::<Setup>(),
+            size_of::<Addr>(),
+            size_of::<Health>(),
+            size_of::<Probe>(),
+            size_of::<ProbeCfg>(),
+            size_of::<Kind>()
+        );
+        assert!(size_of::<Addr>() <= 20);
+        assert!(size_of::<Real>() <= 136);
+    }
+
+    #[test]
+    fn compact_addresses_round_trip() {
+        for a in [
+            "192.0.2.1:80",
+            "[2001:db8::1]:443",
+            "0.0.0.0:0",
+            "[::ffff:192.0.2.1]:8080",
+        ] {
+            let s: SocketAddr = a.parse().unwrap();
+            assert_eq!(Addr::new(s).get(), s, "{a}");
+            assert_eq!(Addr::new(s).to_string(), s.to_string());
+        }
+        // v4 and its v4-mapped v6 form stay apart.
+        let v4: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
+        assert_ne!(Addr::new(v4), Addr::new(mapped));
     }
 }

@@ -243,7 +243,7 @@ impl Core {
         let mut old_real_kept = vec![false; old.reals.len()];
         for r in 0..self.reals.len() {
             let key = self.virtuals[self.reals[r].virt as usize].key;
-            let addr = self.reals[r].addr;
+            let addr = self.reals[r].addr.get();
             let Some(or) = old.real_of(key, addr) else {
                 ch.added += 1;
                 continue;
@@ -252,11 +252,15 @@ impl Core {
             ch.kept += 1;
             let o = &old.reals[or];
             let nr = &mut self.reals[r];
-            if o.weight != nr.weight
-                || o.forward != nr.forward
-                || o.on_down != nr.on_down
-                || o.rules != nr.rules
-                || o.notify_cmd_changed(nr, &old.notify_cmds, &self.notify_cmds)
+            let (os, ns) = (
+                &old.setups[o.setup as usize],
+                &self.setups[nr.setup as usize],
+            );
+            if os.weight != ns.weight
+                || os.forward != ns.forward
+                || os.on_down != ns.on_down
+                || os.rules != ns.rules
+                || os.notify_cmd_changed(ns, &old.notify_cmds, &self.notify_cmds)
             {
                 ch.changed += 1;
             }
@@ -270,21 +274,22 @@ impl Core {
             nr.last_latency_us = o.last_latency_us;
             nr.drained = o.drained;
             nr.adopted = o.adopted;
-            let (a, b) = (nr.ring.0 as usize, nr.ring.1 as usize);
-            let (oa, ob) = (o.ring.0 as usize, o.ring.1 as usize);
+            let (a, b) = (nr.ring as usize, (nr.ring + ns.ring_len()) as usize);
+            let (oa, ob) = (o.ring as usize, (o.ring + os.ring_len()) as usize);
             if b - a == ob - oa {
                 self.rings[a..b].copy_from_slice(&old.rings[oa..ob]);
             } else {
                 // `fall` changed the window's length: it starts afresh.
                 nr.health.restart_window();
             }
-            let forward_changed = o.forward != nr.forward;
+            let forward_changed = os.forward != ns.forward;
+            let forward = ns.forward;
             self.history.copy_real(r, &old.history, or);
-            if let (true, true, Some(w)) = (forward_changed, nr.adopted, nr.table) {
+            if let (true, true, Some(w)) = (forward_changed, nr.adopted, nr.table()) {
                 let d = Dest {
                     addr,
                     weight: w,
-                    forward: nr.forward,
+                    forward,
                 };
                 self.submit(Op::EditDest(key, d));
             }
@@ -297,8 +302,8 @@ impl Core {
             let o = &old.reals[or];
             let ov = o.virt as usize;
             // Under a removed virtual service the del-service takes it along.
-            if old_virt_kept[ov] && o.adopted && o.table.is_some() {
-                self.submit(Op::DelDest(old.virtuals[ov].key, o.addr));
+            if old_virt_kept[ov] && o.adopted && o.table().is_some() {
+                self.submit(Op::DelDest(old.virtuals[ov].key, o.addr.get()));
             }
         }
 
@@ -474,27 +479,28 @@ impl Core {
     /// at weight 0 unless the real is removed when DOWN).
     pub(super) fn adopt_real(&mut self, r: usize, seen: Option<u32>) {
         let real = &mut self.reals[r];
+        let setup = &self.setups[real.setup as usize];
         real.adopted = true;
-        real.table = seen;
-        if seen.is_none() && real.on_down == crate::config::OnDown::Quiesce {
+        real.set_table(seen);
+        if seen.is_none() && setup.on_down == crate::config::OnDown::Quiesce {
             let key = self.virtuals[real.virt as usize].key;
             let d = Dest {
-                addr: real.addr,
+                addr: real.addr.get(),
                 weight: 0,
-                forward: real.forward,
+                forward: setup.forward,
             };
-            real.table = Some(0);
+            real.set_table(Some(0));
             self.submit(Op::AddDest(key, d));
         }
     }
 }
 
-impl super::Real {
-    /// True when the notify command of this real differs from `new`'s (compared by argv, as
-    /// command numbers change between plans).
+impl super::Setup {
+    /// True when the notify command of these settings differs from `new`'s (compared by
+    /// argv, as command numbers change between plans).
     fn notify_cmd_changed(
         &self,
-        new: &super::Real,
+        new: &super::Setup,
         old_cmds: &[Vec<Vec<u8>>],
         new_cmds: &[Vec<Vec<u8>>],
     ) -> bool {

@@ -126,7 +126,7 @@ impl Core {
         let virt = args.get(1).map(|w| std::str::from_utf8(w).unwrap_or(""));
         let (mut matched, mut changed) = (0u32, 0u32);
         for r in 0..self.reals.len() {
-            if self.reals[r].addr != real {
+            if self.reals[r].addr.get() != real {
                 continue;
             }
             if let Some(v) = virt {
@@ -173,11 +173,12 @@ impl Core {
         let lat = real.last_latency_us as u64;
         if json {
             write!(w, "{{\"virtual\":\"{key}\",\"real\":\"{}\",\"state\":\"{}\",\"since\":{},\"since_seconds\":{since},\"weight\":", real.addr, self.state_name(r), self.unix_secs(real.health.since))?;
-            match real.table {
+            match real.table() {
                 Some(wt) => write!(w, "{wt}")?,
                 None => write!(w, "null")?,
             }
-            write!(w, ",\"configured_weight\":{},\"last_reason\":", real.weight)?;
+            let weight = self.setups[real.setup as usize].weight;
+            write!(w, ",\"configured_weight\":{weight},\"last_reason\":")?;
             match real.last_reason {
                 Some(reason) => write!(
                     w,
@@ -211,7 +212,7 @@ impl Core {
                 self.state_name(r),
                 for_
             )?;
-            match real.table {
+            match real.table() {
                 Some(wt) => write!(w, "{wt:>6} ")?,
                 None => write!(w, "{:>6} ", "-")?,
             }
@@ -622,7 +623,8 @@ impl Core {
                         .ok()
                         .and_then(|s| s.parse::<std::net::SocketAddr>().ok());
                     let (a, b) = self.virtuals[v].reals;
-                    match (a as usize..b as usize).find(|&r| Some(self.reals[r].addr) == addr) {
+                    match (a as usize..b as usize).find(|&r| Some(self.reals[r].addr.get()) == addr)
+                    {
                         Some(r) => Scope::Real(r),
                         None => {
                             out.line(|w| {

@@ -48,7 +48,7 @@ pub enum Change {
 }
 
 /// The thresholds in the loop's units (microseconds; 0 = unset).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rules {
     /// Failures that make DOWN (`fall`), ≥ 1.
     pub fall: u32,
@@ -59,6 +59,9 @@ pub struct Rules {
     /// `down-after` in µs, 0 when unset.
     pub down_after_us: u64,
 }
+
+/// `Health::last_ok` before any check passed (8 bytes a real where an `Option` takes 16).
+const NEVER: Time = Time(u64::MAX);
 
 /// The counters behind one real server's decision.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +74,8 @@ pub struct Health {
     pub fails: u32,
     /// Consecutive successes (saturating).
     pub oks: u32,
-    /// Last passed check, if any.
-    pub last_ok: Option<Time>,
+    /// Last passed check, or [`NEVER`] (see [`Health::last_ok`]).
+    last_ok: Time,
     /// Next slot to overwrite in the `within` ring.
     ring_pos: u32,
 }
@@ -85,9 +88,14 @@ impl Health {
             since: now,
             fails: 0,
             oks: 0,
-            last_ok: None,
+            last_ok: NEVER,
             ring_pos: 0,
         }
+    }
+
+    /// The last passed check, if any.
+    pub fn last_ok(&self) -> Option<Time> {
+        (self.last_ok != NEVER).then_some(self.last_ok)
     }
 
     /// Forgets where the `within` ring was (its slots were cleared or resized).
@@ -106,7 +114,7 @@ impl Health {
         if pass {
             self.fails = 0;
             self.oks = self.oks.saturating_add(1);
-            self.last_ok = Some(now);
+            self.last_ok = now;
         } else {
             self.oks = 0;
             self.fails = self.fails.saturating_add(1);
@@ -144,7 +152,7 @@ impl Health {
     fn should_fall(&self, now: Time, rules: &Rules, ring: &[u64]) -> bool {
         if rules.down_after_us > 0 {
             // Without any success since start, count from the state's start.
-            let from = self.last_ok.unwrap_or(self.since);
+            let from = self.last_ok().unwrap_or(self.since);
             if now.micros_since(from) >= rules.down_after_us {
                 return true;
             }
