@@ -101,14 +101,46 @@ impl Default for Options {
     }
 }
 
-/// What a probe needs to run, fixed at startup.
+/// What a probe needs to run, fixed at startup: 8 bytes. Its target follows from its first
+/// real server and its kind's [`Aim`].
 #[derive(Debug)]
 struct ProbeCfg {
-    target: SocketAddr,
     /// Index in `kinds`: the plugin and timing, shared by probes that differ only in target.
     kind: u32,
-    /// Range in `probe_reals`.
-    reals: (u32, u32),
+    /// Where its reals start in `probe_reals`; they end where the next probe's start.
+    reals: u32,
+}
+
+/// Where a probe's checks connect, relative to the address of its first real server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Aim {
+    /// The real server's address.
+    Real,
+    /// The real server's IP address on another port (`--port`).
+    Port(u16),
+    /// An address of its own (`--address`).
+    Fixed(SocketAddr),
+}
+
+impl Aim {
+    /// How `target` is reached from `first`, the address of the probe's first real.
+    fn of(target: SocketAddr, first: SocketAddr) -> Aim {
+        if target == first {
+            Aim::Real
+        } else if target.ip() == first.ip() {
+            Aim::Port(target.port())
+        } else {
+            Aim::Fixed(target)
+        }
+    }
+
+    fn target(self, first: SocketAddr) -> SocketAddr {
+        match self {
+            Aim::Real => first,
+            Aim::Port(p) => SocketAddr::new(first.ip(), p),
+            Aim::Fixed(a) => a,
+        }
+    }
 }
 
 /// A check's plugin with its options, and its timing: one for every probe whose check is
@@ -116,6 +148,7 @@ struct ProbeCfg {
 #[derive(Debug, PartialEq)]
 struct Kind {
     spec: CheckSpec,
+    aim: Aim,
     interval_us: u64,
     retry_us: u64,
     connect_us: u64,
@@ -190,6 +223,24 @@ impl std::fmt::Display for Addr {
 /// `Real::table` when the destination is not in the table (no weight is `u32::MAX`:
 /// the kernel's weights are non-negative `i32`s).
 const ABSENT: u32 = u32::MAX;
+
+impl Kind {
+    /// The same plugin, options and timing (the target is compared apart).
+    fn same_check(&self, other: &Kind) -> bool {
+        self.spec == other.spec
+            && (
+                self.interval_us,
+                self.retry_us,
+                self.connect_us,
+                self.timeout_us,
+            ) == (
+                other.interval_us,
+                other.retry_us,
+                other.connect_us,
+                other.timeout_us,
+            )
+    }
+}
 
 /// One real server behind one virtual service: static settings and decision state.
 #[derive(Debug)]
@@ -903,6 +954,8 @@ impl Core {
         for c in plan.checks {
             let start = probe_reals.len() as u32;
             probe_reals.extend(c.reals.iter().map(|&r| r as u32));
+            // Every probe decides at least one real (the planner makes probes for reals).
+            let first = plan.reals[c.reals[0]].addr;
             let mr = c.spec.max_response();
             if mr > 0 {
                 readers += 1;
@@ -910,6 +963,7 @@ impl Core {
             max_response = max_response.max(mr);
             let k = Kind {
                 spec: c.spec,
+                aim: Aim::of(c.target, first),
                 interval_us: micros(c.interval).max(1000),
                 retry_us: micros(c.retry_interval).max(1000),
                 connect_us: micros(c.connect_timeout),
@@ -930,11 +984,7 @@ impl Core {
                     i
                 }
             };
-            cfg.push(ProbeCfg {
-                target: c.target,
-                kind,
-                reals: (start, probe_reals.len() as u32),
-            });
+            cfg.push(ProbeCfg { kind, reals: start });
         }
         kinds.shrink_to_fit();
 
@@ -1121,13 +1171,13 @@ impl Core {
         self.stats.max_lateness_us = self.stats.max_lateness_us.max(late);
         self.stats.lateness.observe(late);
         self.rx_ready[i] = false;
-        let c = &self.cfg[i];
-        let k = &self.kinds[c.kind as usize];
+        let target = self.target(i);
+        let k = &self.kinds[self.cfg[i].kind as usize];
         let outcome = phase::start(
             &mut self.probes[i],
             id,
             &k.spec,
-            &c.target,
+            &target,
             reg,
             now,
             k.connect_us,
@@ -1216,9 +1266,10 @@ impl Core {
         }
         if self.log.enabled(Level::Info) {
             let c = &self.cfg[i];
+            let target = self.target(i);
             if let Some(mut l) = self.log.line(Level::Info) {
                 let name = self.kinds[c.kind as usize].spec.name();
-                let _ = write!(l, "check target={} plugin={name} ", c.target);
+                let _ = write!(l, "check target={target} plugin={name} ");
                 match v {
                     Verdict::Pass => {
                         let _ = write!(l, "result=pass");
@@ -1236,7 +1287,7 @@ impl Core {
                 );
             }
         }
-        let (a, b) = self.cfg[i].reals;
+        let (a, b) = self.reals_of(i);
         for k in a..b {
             let r = self.probe_reals[k as usize] as usize;
             self.record(r, v, latency, now);
@@ -1251,7 +1302,7 @@ impl Core {
         self.stats.local_errors += 1;
         if now >= self.local_warn_at {
             let held = std::mem::take(&mut self.local_held);
-            let target = self.cfg[id as usize].target;
+            let target = self.target(id as usize);
             // errno 0: the configured limit, not the system's.
             let detail = if errno == 0 {
                 "max-checks-in-flight reached"
@@ -1276,13 +1327,13 @@ impl Core {
     /// already past.
     fn schedule_next(&mut self, id: u32, now: Time) {
         let i = id as usize;
-        let c = &self.cfg[i];
-        let failing = (c.reals.0..c.reals.1).any(|k| {
+        let (a, b) = self.reals_of(i);
+        let failing = (a..b).any(|k| {
             self.reals[self.probe_reals[k as usize] as usize]
                 .health
                 .failing()
         });
-        let k = &self.kinds[c.kind as usize];
+        let k = &self.kinds[self.cfg[i].kind as usize];
         let period = if failing { k.retry_us } else { k.interval_us };
         let p = &mut self.probes[i];
         let mut next = p.scheduled.add_micros(period);
@@ -1607,6 +1658,24 @@ impl Core {
                 .next_resync
                 .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
         }
+    }
+
+    /// Probe `i`'s reals: a range in `probe_reals`.
+    fn reals_of(&self, i: usize) -> (u32, u32) {
+        let end = self
+            .cfg
+            .get(i + 1)
+            .map_or(self.probe_reals.len() as u32, |c| c.reals);
+        (self.cfg[i].reals, end)
+    }
+
+    /// Where probe `i`'s checks connect.
+    fn target(&self, i: usize) -> SocketAddr {
+        let c = &self.cfg[i];
+        let first = self.reals[self.probe_reals[c.reals as usize] as usize]
+            .addr
+            .get();
+        self.kinds[c.kind as usize].aim.target(first)
     }
 
     /// Real `r`'s forwarding method.
@@ -1935,6 +2004,35 @@ mod tests {
         );
         assert!(size_of::<Addr>() <= 20);
         assert!(size_of::<Real>() <= 136);
+        assert!(size_of::<ProbeCfg>() <= 8);
+    }
+
+    #[test]
+    fn a_probe_target_follows_from_its_first_real() {
+        let real: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        for (target, aim) in [
+            ("192.0.2.1:80", Aim::Real),
+            ("192.0.2.1:8080", Aim::Port(8080)),
+            (
+                "198.51.100.7:80",
+                Aim::Fixed("198.51.100.7:80".parse().unwrap()),
+            ),
+            (
+                "[2001:db8::1]:80",
+                Aim::Fixed("[2001:db8::1]:80".parse().unwrap()),
+            ),
+        ] {
+            let t: SocketAddr = target.parse().unwrap();
+            assert_eq!(Aim::of(t, real), aim, "{target}");
+            assert_eq!(aim.target(real), t, "{target}");
+        }
+        // Another real behind the same kind gets its own address, or its own on the port.
+        let other: SocketAddr = "192.0.2.2:80".parse().unwrap();
+        assert_eq!(Aim::Real.target(other), other);
+        assert_eq!(
+            Aim::Port(8080).target(other),
+            "192.0.2.2:8080".parse().unwrap()
+        );
     }
 
     #[test]

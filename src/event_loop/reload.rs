@@ -329,7 +329,7 @@ impl Core {
             std::collections::HashMap::with_capacity(old.cfg.len());
         let mut next = vec![END; old.cfg.len()];
         for j in (0..old.cfg.len()).rev() {
-            if let Some(f) = first.insert(old.cfg[j].target, j as u32) {
+            if let Some(f) = first.insert(old.target(j), j as u32) {
                 next[j] = f;
             }
         }
@@ -337,10 +337,13 @@ impl Core {
         let n = self.cfg.len().max(1) as u64;
         for i in 0..self.cfg.len() {
             let c = &self.cfg[i];
-            let mut j = first.get(&c.target).copied().unwrap_or(END);
+            let mut j = first.get(&self.target(i)).copied().unwrap_or(END);
             while j != END {
                 let o = &old.cfg[j as usize];
-                if !carried[j as usize] && old.kinds[o.kind as usize] == self.kinds[c.kind as usize]
+                // Same target: the same check if plugin and timing are (however the target
+                // follows from the first real).
+                if !carried[j as usize]
+                    && old.kinds[o.kind as usize].same_check(&self.kinds[c.kind as usize])
                 {
                     break;
                 }
