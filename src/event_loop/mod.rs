@@ -1616,17 +1616,19 @@ impl Core {
                 (None, None) => {}
             }
         }
-        let slot = |what, idx: usize, weight| Slot {
+        let slot = |what, idx: usize, weight: u16| Slot {
             what,
             idx: idx as u32,
             weight,
         };
+        // The file's weights fit in 16 bits; one read from the table may not: it goes whole.
+        let w16 = |w: u32| u16::try_from(w).ok();
         let compact = match (op, real, virt) {
             (Op::AddDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
-                Some(slot(What::AddDest, r, d.weight))
+                w16(d.weight).map(|w| slot(What::AddDest, r, w))
             }
             (Op::EditDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
-                Some(slot(What::EditDest, r, d.weight))
+                w16(d.weight).map(|w| slot(What::EditDest, r, w))
             }
             (Op::DelDest(..), Some(r), _) => Some(slot(What::DelDest, r, 0)),
             (Op::AddDest(_, d), None, Some(v))
@@ -1703,7 +1705,7 @@ impl Core {
         let i = s.idx as usize;
         let dest = |r: &Real| Dest {
             addr: r.addr.get(),
-            weight: s.weight,
+            weight: s.weight.into(),
             forward: self.setups[r.setup as usize].forward,
         };
         Some(match s.what {

@@ -1,11 +1,12 @@
 //! IPVS operations decided but not yet handed to the IPVS side.
 //!
 //! Most operations concern one of the daemon's own real servers or virtual services, and
-//! are kept in 12 bytes: what to do, to which one, and the weight decided. They become an
+//! are kept in 8 bytes: what to do, to which one, and the weight decided. They become an
 //! [`Op`] only when handed over, from the tables as they are then (a real server's address
 //! and forwarding method, its virtual service's key and scheduler). The queue is sized for
 //! every real server and virtual service at once (a read-back that finds the whole table
-//! flushed), which at 12 bytes each costs far less than whole operations would.
+//! flushed), which at 8 bytes each costs far less than whole operations would. A weight
+//! above 65,535 (one read from the table, never one from the file) goes whole.
 //!
 //! Operations on what the tables do not hold (the `del-dest` and `del-service` of a reload
 //! that removed them) wait whole in a second queue, which only a reload may grow; in
@@ -32,9 +33,9 @@ pub(super) enum What {
 /// service's otherwise.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Slot {
-    pub what: What,
     pub idx: u32,
-    pub weight: u32,
+    pub weight: u16,
+    pub what: What,
 }
 
 /// Both queues, first in first out; whole operations go first.
@@ -125,8 +126,13 @@ mod tests {
         Slot {
             what: What::EditDest,
             idx,
-            weight: idx * 10,
+            weight: (idx * 10) as u16,
         }
+    }
+
+    #[test]
+    fn a_slot_is_8_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
     }
 
     #[test]
@@ -139,7 +145,8 @@ mod tests {
             assert!(!o.push(slot(999)), "a 17th fits in 16");
             for i in 0..16 {
                 let s = o.pop().unwrap();
-                assert_eq!((s.idx, s.weight), (round * 100 + i, (round * 100 + i) * 10));
+                let i = round * 100 + i;
+                assert_eq!((s.idx, s.weight), (i, (i * 10) as u16));
             }
             assert!(o.pop().is_none());
         }
