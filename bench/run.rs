@@ -28,7 +28,24 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{endpoint, Args, PORT_FLOOR, PORT_LVSMON};
+use common::{endpoint, Args};
+
+/// The farm's port for lvsmon's checks: `LVSMON_BENCH_PORT` (default
+/// [`common::PORT_LVSMON`]), so two runs can share a machine; the floor's is the next one.
+fn port_lvsmon() -> u16 {
+    std::env::var("LVSMON_BENCH_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(common::PORT_LVSMON)
+}
+
+fn port_floor() -> u16 {
+    if std::env::var_os("LVSMON_BENCH_PORT").is_some() {
+        port_lvsmon() + 1
+    } else {
+        common::PORT_FLOOR
+    }
+}
 
 /// Reals per virtual service in the generated config (as in the `plan_100k` test).
 const REALS_PER_VIRTUAL: usize = 100;
@@ -490,7 +507,7 @@ fn start_floor(bins: &Bins, n: usize, interval_us: u64, dir: &Path) -> Proc {
         "--n",
         &n.to_string(),
         "--port",
-        &PORT_FLOOR.to_string(),
+        &port_floor().to_string(),
         "--interval",
         &(interval_us as f64 / 1e6).to_string(),
     ]);
@@ -597,13 +614,13 @@ fn run_load(args: &Args) {
     let bins = Bins::find(args);
     let dir = workdir(args);
     let conf = dir.join("lvsmon.conf");
-    write_config(&conf, n, interval_us, &l.history, PORT_LVSMON);
+    write_config(&conf, n, interval_us, &l.history, port_lvsmon());
     let load_at_start = loadavg();
     let span = l.warmup.as_secs_f64() + l.duration.as_secs_f64() + 30.0;
     let (mut farm, farm_shape) = start_farm(
         &bins,
         n,
-        &[PORT_LVSMON, PORT_FLOOR],
+        &[port_lvsmon(), port_floor()],
         interval_us,
         if l.together { span } else { 2.0 * span },
         l.rt,
@@ -1068,7 +1085,7 @@ fn run_rss(args: &Args) {
         let mut pts = Vec::new();
         for &n in &sizes {
             let conf = dir.join(format!("rss-{h}-{n}.conf"));
-            write_config(&conf, n, interval_us, h, PORT_LVSMON);
+            write_config(&conf, n, interval_us, h, port_lvsmon());
             let hist = Command::new(&bins.lvsmon)
                 .arg("--check-config")
                 .arg("--file")
@@ -1085,7 +1102,7 @@ fn run_rss(args: &Args) {
             let (mut farm, _) = start_farm(
                 &bins,
                 n,
-                &[PORT_LVSMON, PORT_FLOOR],
+                &[port_lvsmon(), port_floor()],
                 interval_us,
                 settle.as_secs_f64() + 30.0,
                 false,
@@ -1150,7 +1167,7 @@ fn run_plan(args: &Args) {
     let bins = Bins::find(args);
     let dir = workdir(args);
     let conf = dir.join("plan.conf");
-    write_config(&conf, n, 10_000_000, "default", PORT_LVSMON);
+    write_config(&conf, n, 10_000_000, "default", port_lvsmon());
     let bytes = std::fs::metadata(&conf).map_or(0, |m| m.len());
     let (mut parse, mut plan, mut build, mut wall) = (vec![], vec![], vec![], vec![]);
     for _ in 0..repeat {
