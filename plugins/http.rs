@@ -17,7 +17,9 @@
 //! - `--url http://host[:port]/path?query`: its authority (host and port as written) is the
 //!   `Host` header and its path and query the request target (a fragment is dropped). The
 //!   connection still goes to the real server's address. Without `--url` the target is `/` and
-//!   `Host` is the address checked (`10.0.0.5:80`, `[2001:db8::5]:80`). `https://` is refused:
+//!   `Host` is the address checked (`10.0.0.5:80`, `[2001:db8::5]:80`), written in as the
+//!   request is sent ([`Http::target_at`]), so one request serves every real server that
+//!   shares the check line. `https://` is refused:
 //!   lvsmon speaks no TLS. Userinfo (`user:pw@`) is refused too: use `--header "Authorization:
 //!   ..."`.
 //! - `--header "Name: value"` (repeatable): a `Host`, `User-Agent` or `Connection` header given
@@ -59,8 +61,6 @@
 //! before it (within the same chunk), so an occurrence split across two `on_data` calls is found
 //! and every body byte is searched a bounded number of times. [`CheckState::step`] is unused.
 
-use std::net::SocketAddr;
-
 use httparse::Status;
 
 use super::common::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
@@ -87,8 +87,12 @@ const OPTIONS: &[OptionDef] = &[
 /// Options of the `http` plugin: the request, built at startup, and how to judge the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Http {
-    /// The whole request, headers and final empty line.
+    /// The whole request, headers and final empty line; without the `Host` value when that is
+    /// the address checked (see `target_at`).
     request: Box<[u8]>,
+    /// Where in `request` the address checked goes, as [`crate::plugins::target_text`] writes
+    /// it: set when `Host` is that address (no `--url`, no `--header Host`).
+    target_at: Option<u32>,
     /// The request is `HEAD`: the response has no body.
     head: bool,
     /// Status codes that pass.
@@ -168,17 +172,16 @@ impl Http {
             ));
         }
 
-        let host = match &url {
-            Some(url) => url.authority.clone(),
-            None => host_of(target.addr),
-        };
+        let _ = target;
+        let host = url.as_ref().map(|u| &u.authority[..]);
         let path: &[u8] = match &url {
             Some(url) => &url.target,
             None => b"/",
         };
-        let request = build_request(head, path, minor, &host, &headers)?;
+        let (request, target_at) = build_request(head, path, minor, host, &headers)?;
         Ok(Http {
             request: request.into_boxed_slice(),
+            target_at: target_at.map(|at| at as u32),
             head,
             codes,
             needle: Box::from(needle.1),
@@ -196,9 +199,16 @@ impl Http {
         Step::Send
     }
 
-    /// The request, built at startup.
+    /// The request, built at startup (without the address checked: see
+    /// [`Http::target_at`]).
     pub fn send_bytes(&self, _st: &CheckState) -> &[u8] {
         &self.request
+    }
+
+    /// Where in [`Http::send_bytes`] the address checked goes as text (the default `Host`),
+    /// if it does.
+    pub fn target_at(&self) -> Option<usize> {
+        self.target_at.map(|at| at as usize)
     }
 
     /// The request is written: wait for the response.
@@ -568,16 +578,6 @@ impl Url {
     }
 }
 
-/// The default `Host` for a check without `--url`: the address checked, IPv6 in brackets
-/// (without a scope id, which has no place in a `Host` header).
-fn host_of(addr: SocketAddr) -> Vec<u8> {
-    match addr {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
-    .into_bytes()
-}
-
 /// Checks a `--header` value: `Name: value`, the name a token, no control characters.
 fn check_header(line: &[u8]) -> Result<(), String> {
     let shown = String::from_utf8_lossy(line);
@@ -608,13 +608,15 @@ fn header_name(line: &[u8]) -> &[u8] {
 }
 
 /// Builds the request bytes; `headers` are checked `--header` values with their word index.
+/// Without `host` (and no `Host` among `headers`) the `Host` value is left out, and its
+/// offset returned: the address checked goes there when the request is sent.
 fn build_request(
     head: bool,
     target: &[u8],
     minor: u8,
-    host: &[u8],
+    host: Option<&[u8]>,
     headers: &[(usize, &[u8])],
-) -> Result<Vec<u8>, PluginError> {
+) -> Result<(Vec<u8>, Option<usize>), PluginError> {
     let named = |name: &'static [u8]| {
         headers
             .iter()
@@ -632,11 +634,15 @@ fn build_request(
     r.extend_from_slice(b" HTTP/1.");
     r.push(minor);
     r.extend_from_slice(b"\r\n");
+    let mut target_at = None;
     match named(b"host").next() {
         Some(h) => r.extend_from_slice(h.1),
         None => {
             r.extend_from_slice(b"Host: ");
-            r.extend_from_slice(host);
+            match host {
+                Some(host) => r.extend_from_slice(host),
+                None => target_at = Some(r.len()),
+            }
         }
     }
     r.extend_from_slice(b"\r\n");
@@ -655,12 +661,13 @@ fn build_request(
         }
     }
     r.extend_from_slice(b"\r\n");
-    Ok(r)
+    Ok((r, target_at))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     /// The address checked in every test.
     fn target() -> Target {
@@ -918,13 +925,38 @@ mod tests {
 
     // Tests for the request.
 
+    /// The request as it goes out to `addr`: the address written in where `target_at` says.
+    fn on_wire(h: &Http, addr: SocketAddr) -> Vec<u8> {
+        let mut r = h.send_bytes(&CheckState::default()).to_vec();
+        if let Some(at) = h.target_at() {
+            let mut text = [0u8; crate::plugins::TARGET_TEXT_MAX];
+            let n = crate::plugins::target_text(addr, &mut text);
+            r.splice(at..at, text[..n].iter().copied());
+        }
+        r
+    }
+
     #[track_caller]
     fn request(args: &[&[u8]], want: &str) {
         let h = http(args);
-        assert_eq!(
-            String::from_utf8_lossy(h.send_bytes(&CheckState::default())),
-            want
-        );
+        assert_eq!(String::from_utf8_lossy(&on_wire(&h, target().addr)), want);
+    }
+
+    #[test]
+    fn target_text_is_the_address_as_host_names_it() {
+        for a in [
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "1.20.100.9:8080",
+            "10.0.0.5:80",
+            "[::1]:443",
+            "[2001:db8::5]:8080",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let mut out = [0u8; crate::plugins::TARGET_TEXT_MAX];
+            let n = crate::plugins::target_text(addr, &mut out);
+            assert_eq!(std::str::from_utf8(&out[..n]), Ok(a));
+        }
     }
 
     #[test]
@@ -942,9 +974,18 @@ mod tests {
             addr: "[2001:db8::5]:8080".parse().unwrap(),
         };
         let h = Http::parse(&[], t).unwrap();
-        assert!(h
-            .request
-            .starts_with(b"GET / HTTP/1.1\r\nHost: [2001:db8::5]:8080\r\n"));
+        assert!(on_wire(&h, t.addr).starts_with(b"GET / HTTP/1.1\r\nHost: [2001:db8::5]:8080\r\n"));
+        // One request for every target: the same spec checks another address.
+        assert_eq!(h, http(&[]));
+        let longest: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        assert!(on_wire(&h, longest).starts_with(
+            b"GET / HTTP/1.1\r\nHost: [ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535\r\n"
+        ));
+        // An explicit Host (by --url or --header) leaves nothing to write in.
+        assert_eq!(http(&[b"--url", b"http://h/"]).target_at(), None);
+        assert_eq!(http(&[b"--header", b"Host: h"]).target_at(), None);
     }
 
     #[test]

@@ -281,6 +281,52 @@ impl PluginError {
     }
 }
 
+/// The longest text [`target_text`] writes (`[` 39 `]:65535`).
+pub const TARGET_TEXT_MAX: usize = 48;
+
+/// Writes `addr` as a `Host` header names it, into `out`; returns the length. IPv6 goes in
+/// brackets, without a scope id (which has no place in a `Host` header). Allocates nothing.
+pub fn target_text(addr: std::net::SocketAddr, out: &mut [u8; TARGET_TEXT_MAX]) -> usize {
+    /// Writes `n` in decimal at `out[at..]`; returns the new end.
+    fn decimal(out: &mut [u8], at: usize, n: u16) -> usize {
+        let mut digits = [0u8; 5];
+        let (mut n, mut k) = (n, 0);
+        loop {
+            digits[k] = b'0' + (n % 10) as u8;
+            k += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (j, d) in digits[..k].iter().rev().enumerate() {
+            out[at + j] = *d;
+        }
+        at + k
+    }
+    match addr {
+        // Every HTTP check of an IPv4 real writes this: digits by hand, not `fmt`.
+        std::net::SocketAddr::V4(a) => {
+            let mut at = 0;
+            for (i, o) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out[at] = b'.';
+                    at += 1;
+                }
+                at = decimal(out, at, o.into());
+            }
+            out[at] = b':';
+            decimal(out, at + 1, a.port())
+        }
+        std::net::SocketAddr::V6(a) => {
+            use std::io::Write;
+            let mut c = std::io::Cursor::new(&mut out[..]);
+            let _ = write!(c, "[{}]:{}", a.ip(), a.port());
+            c.position() as usize
+        }
+    }
+}
+
 /// Context a plugin may need to build its request, given by the config layer.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
@@ -391,6 +437,16 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
+        }
+    }
+
+    /// Where in [`CheckSpec::send_bytes`] the address checked goes, as [`target_text`] writes
+    /// it (the default `Host` of `http`): the bytes sent are `send_bytes[..at]`, the address,
+    /// then `send_bytes[at..]`. So one spec serves every target of a check line.
+    pub fn target_at(&self) -> Option<usize> {
+        match self {
+            CheckSpec::Http(c) => c.target_at(),
+            _ => None,
         }
     }
 

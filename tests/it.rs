@@ -2166,3 +2166,42 @@ fn systemd_watchdog_not_ours_or_unusable() {
     d.wait_for(&["event=up"], 5 * S);
     assert_eq!(d.stop().0, Some(0));
 }
+
+/// A plain `check http` sends each real server its own address as `Host`: the request is
+/// built once for the check line and the address written in as it goes out. Each backend
+/// answers only a request naming it exactly; one that waits for another name fails.
+#[test]
+fn plain_http_check_names_each_real_in_host() {
+    let script = |host: &str| {
+        Script(vec![
+            Action::expect(format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ")),
+            Action::expect(REQUEST_END),
+            Action::send(http_response(200, "OK")),
+            Action::Close,
+        ])
+    };
+    let a = Backend::start_on("127.0.0.1:0".parse().unwrap(), Script::default());
+    a.set_script(script(&a.addr().to_string()));
+    let b = Backend::start_on("127.0.0.1:0".parse().unwrap(), Script::default());
+    b.set_script(script(&b.addr().to_string()));
+    let six = Backend::start_on("[::1]:0".parse().unwrap(), Script::default());
+    six.set_script(script(&six.addr().to_string()));
+    // This one waits for a name no check sends, until the check's timeout.
+    let wrong = Backend::start_on("127.0.0.1:0".parse().unwrap(), script("elsewhere:80"));
+    let conf = format!(
+        "interval 500ms\ntimeout 400ms\nvirtual tcp {} {{\n  check http\n  real {}\n  real {}\n  real {}\n}}\nvirtual tcp [fd00::1]:80 {{\n  check http\n  real {}\n}}\n",
+        vip(0),
+        a.addr(),
+        b.addr(),
+        wrong.addr(),
+        six.addr(),
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    for r in [a.addr(), b.addr(), six.addr()] {
+        d.wait_seen(&["event=up", &format!("real={r}")], 5 * S);
+    }
+    let l = d.wait_seen(&["event=down", &format!("real={}", wrong.addr())], 5 * S);
+    assert_eq!(field(&l, "reason"), Some("recv-timeout"), "{l}");
+    d.collect_for(Duration::from_secs(1));
+    assert_eq!(d.count(&["event=down", &format!("real={}", a.addr())]), 0);
+}

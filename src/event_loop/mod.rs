@@ -1115,26 +1115,26 @@ impl Core {
         if readable {
             self.rx_ready[i] = true;
         }
-        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-        let outcome = match p.phase {
+        let go = match p.phase {
             // Idle: nothing to do (mio may report a closed socket's last readiness).
-            Phase::Wait => return,
+            Phase::Wait => false,
+            Phase::ConResult { .. } | Phase::Query { .. } => writable,
+            Phase::Recv { .. } => readable,
+        };
+        if !go {
+            return;
+        }
+        let target = self.target(i);
+        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+        let p = &mut self.probes[i];
+        let buf = self.pool.slice(p.buf);
+        let outcome = match p.phase {
             // WRITABLE while connecting: the handshake ended one way or the other.
-            Phase::ConResult { .. } if writable => {
-                let buf = self.pool.slice(p.buf);
-                phase::conresult(p, spec, buf)
-            }
+            Phase::ConResult { .. } => phase::conresult(p, spec, &target, buf),
             // Room to write the rest of the request.
-            Phase::Query { .. } if writable => {
-                let buf = self.pool.slice(p.buf);
-                phase::send(p, spec, buf)
-            }
+            Phase::Query { .. } => phase::send(p, spec, &target, buf),
             // Bytes (or EOF, or an error) to read.
-            Phase::Recv { .. } if readable => {
-                let buf = self.pool.slice(p.buf);
-                phase::recv(p, spec, buf)
-            }
-            _ => return,
+            _ => phase::recv(p, spec, &target, buf),
         };
         self.after(id, outcome, reg, now);
     }
@@ -1198,9 +1198,10 @@ impl Core {
                 Outcome::Pending
             } else if let Some(b) = self.pool.take() {
                 self.probes[i].buf = b;
+                let target = self.target(i);
                 let buf = self.pool.slice(b);
                 let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-                phase::recv(&mut self.probes[i], spec, buf)
+                phase::recv(&mut self.probes[i], spec, &target, buf)
             } else {
                 self.pool.enqueue(id);
                 Outcome::Pending
@@ -1227,9 +1228,10 @@ impl Core {
             self.handed_len -= 1;
             let id = self.handed[self.handed_len];
             let i = id as usize;
+            let target = self.target(i);
             let buf = self.pool.slice(self.probes[i].buf);
             let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-            let o = phase::recv(&mut self.probes[i], spec, buf);
+            let o = phase::recv(&mut self.probes[i], spec, &target, buf);
             self.after(id, o, reg, now);
         }
     }

@@ -26,7 +26,9 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::clock::Time;
-use crate::plugins::{CheckSpec, CheckState, Detail, Reason, Step, Transport, Verdict};
+use crate::plugins::{
+    target_text, CheckSpec, CheckState, Detail, Reason, Step, Transport, Verdict, TARGET_TEXT_MAX,
+};
 
 /// Where a check stands. See the module diagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,7 +474,7 @@ fn recv_datagram(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
 
 /// ConResult phase: the socket became writable (or errored). Reads `SO_ERROR`; on success
 /// asks the plugin what comes first and goes on with it.
-pub fn conresult(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+pub fn conresult(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]) -> Outcome {
     let Some(sock) = p.sock.as_ref() else {
         return Outcome::Pending;
     };
@@ -495,27 +497,52 @@ pub fn conresult(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
         Err(e) => return Outcome::Done(errno_verdict(e.raw_os_error().unwrap_or(libc::EIO), true)),
     }
     let step = spec.begin(&mut p.st);
-    follow(p, spec, step, 0, buf)
+    follow(p, spec, target, step, 0, buf)
 }
 
 /// Moves to the phase a plugin step asks for and attempts its I/O at once. `got` is the
 /// number of bytes received so far in this check.
-fn follow(p: &mut Probe, spec: &CheckSpec, step: Step, got: u32, buf: &mut [u8]) -> Outcome {
+fn follow(
+    p: &mut Probe,
+    spec: &CheckSpec,
+    target: &SocketAddr,
+    step: Step,
+    got: u32,
+    buf: &mut [u8],
+) -> Outcome {
     match step {
         Step::Done(v) => Outcome::Done(v),
         Step::Send => {
             p.phase = Phase::Query { sent: 0, got };
-            send(p, spec, buf)
+            send(p, spec, target, buf)
         }
         Step::Recv => {
             p.phase = Phase::Recv { got };
-            recv(p, spec, buf)
+            recv(p, spec, target, buf)
         }
     }
 }
 
-/// Query phase: writes the plugin's bytes until done or `WouldBlock`.
-pub fn send(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+/// What is left of `parts` (sent one after the other) once `sent` bytes are out: the
+/// pieces, non-empty ones first, and how many there are.
+fn unsent(parts: [&[u8]; 3], sent: usize) -> ([&[u8]; 3], usize) {
+    let mut rest: [&[u8]; 3] = [&[]; 3];
+    let (mut k, mut skip) = (0, sent);
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        rest[k] = &part[skip..];
+        skip = 0;
+        k += 1;
+    }
+    (rest, k)
+}
+
+/// Query phase: writes the plugin's bytes until done or `WouldBlock`, with `target` written
+/// in where the plugin asks ([`CheckSpec::target_at`]).
+pub fn send(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]) -> Outcome {
     let Phase::Query { mut sent, got } = p.phase else {
         return Outcome::Pending;
     };
@@ -523,16 +550,37 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
         return Outcome::Pending;
     };
     let bytes = spec.send_bytes(&p.st);
-    while (sent as usize) < bytes.len() {
-        let rest = &bytes[sent as usize..];
-        // SAFETY: writes from a valid slice; MSG_NOSIGNAL turns a closed peer into EPIPE.
+    let mut text = [0u8; TARGET_TEXT_MAX];
+    let parts: [&[u8]; 3] = match spec.target_at() {
+        Some(at) => {
+            let n = target_text(*target, &mut text);
+            [&bytes[..at], &text[..n], &bytes[at..]]
+        }
+        None => [bytes, &[], &[]],
+    };
+    let total: usize = parts.iter().map(|b| b.len()).sum();
+    while (sent as usize) < total {
+        let (rest, k) = unsent(parts, sent as usize);
+        let mut iov = rest.map(|r| libc::iovec {
+            iov_base: r.as_ptr() as *mut libc::c_void,
+            iov_len: r.len(),
+        });
+        // SAFETY: the iovecs point into live slices that are only read; MSG_NOSIGNAL turns a
+        // closed peer into EPIPE.
         let n = unsafe {
-            libc::send(
-                sock.as_raw_fd(),
-                rest.as_ptr().cast(),
-                rest.len(),
-                libc::MSG_NOSIGNAL,
-            )
+            if k == 1 {
+                libc::send(
+                    sock.as_raw_fd(),
+                    iov[0].iov_base,
+                    iov[0].iov_len,
+                    libc::MSG_NOSIGNAL,
+                )
+            } else {
+                let mut msg: libc::msghdr = mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = k as _;
+                libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+            }
         };
         if n < 0 {
             let e = last_errno();
@@ -549,13 +597,13 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
     }
     p.phase = Phase::Query { sent, got };
     let step = spec.sent(&mut p.st);
-    follow(p, spec, step, got, buf)
+    follow(p, spec, target, step, got, buf)
 }
 
 /// Recv phase: reads into the assigned buffer until `WouldBlock`, EOF or a verdict, handing
 /// the plugin every byte so far. `buf` is the probe's buffer from the pool, or empty when
 /// none is assigned yet.
-pub fn recv(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
+pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]) -> Outcome {
     if spec.transport() == Transport::Udp {
         return recv_datagram(p, spec, buf);
     }
@@ -610,7 +658,7 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
             Step::Send => {
                 // A dialogue step: send, then come back to reading with `got` kept.
                 p.phase = Phase::Query { sent: 0, got };
-                return send(p, spec, buf);
+                return send(p, spec, target, buf);
             }
         }
     }
@@ -662,4 +710,30 @@ pub fn close(p: &mut Probe, registry: &Registry) {
     drop(p.sock.take());
     p.gen = p.gen.wrapping_add(1) & 0x7fff_ffff;
     p.phase = Phase::Wait;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request sent in pieces (head, address, tail) resumes at any byte: what is left is
+    /// always the rest of the whole, whatever the piece lengths, empty ones included.
+    #[test]
+    fn unsent_is_the_rest_of_the_whole_at_every_offset() {
+        let cases: [[&[u8]; 3]; 4] = [
+            [b"GET / HTTP/1.1\r\nHost: ", b"10.0.0.5:80", b"\r\n\r\n"],
+            [b"whole request", b"", b""],
+            [b"", b"x", b""],
+            [b"ab", b"", b"cd"],
+        ];
+        for parts in cases {
+            let whole = parts.concat();
+            for sent in 0..=whole.len() {
+                let (rest, k) = unsent(parts, sent);
+                assert!(rest[..k].iter().all(|r| !r.is_empty()));
+                assert!(rest[k..].iter().all(|r| r.is_empty()));
+                assert_eq!(rest.concat(), &whole[sent..], "{parts:?} at {sent}");
+            }
+        }
+    }
 }
