@@ -359,8 +359,6 @@ struct Core {
     probes: Box<[Probe]>,
     cfg: Box<[ProbeCfg]>,
     kinds: Box<[Kind]>,
-    /// Readiness seen but not yet consumed, per probe.
-    rx_ready: Box<[bool]>,
     probe_reals: Box<[u32]>,
     reals: Box<[Real]>,
     /// Settings shared by reals (see [`Setup`]).
@@ -1023,7 +1021,6 @@ impl Core {
 
         Ok(Core {
             probes: probes.into_boxed_slice(),
-            rx_ready: vec![false; n].into_boxed_slice(),
             cfg: cfg.into_boxed_slice(),
             kinds: kinds.into_boxed_slice(),
             probe_reals: probe_reals.into_boxed_slice(),
@@ -1109,16 +1106,16 @@ impl Core {
         }
         let p = &mut self.probes[i];
         // Readiness from a socket already closed (an older generation) is ignored.
-        if p.gen != gen || p.sock.is_none() {
+        if u32::from(p.gen) != gen || p.sock.is_none() {
             return;
         }
         if readable {
-            self.rx_ready[i] = true;
+            p.rx_ready = true;
         }
         let go = match p.phase {
             // Idle: nothing to do (mio may report a closed socket's last readiness).
             Phase::Wait => false,
-            Phase::ConResult { .. } | Phase::Query { .. } => writable,
+            Phase::ConResult | Phase::Query { .. } => writable,
             Phase::Recv { .. } => readable,
         };
         if !go {
@@ -1130,7 +1127,7 @@ impl Core {
         let buf = self.pool.slice(p.buf);
         let outcome = match p.phase {
             // WRITABLE while connecting: the handshake ended one way or the other.
-            Phase::ConResult { .. } => phase::conresult(p, spec, &target, buf),
+            Phase::ConResult => phase::conresult(p, spec, &target, buf),
             // Room to write the rest of the request.
             Phase::Query { .. } => phase::send(p, spec, &target, buf),
             // Bytes (or EOF, or an error) to read.
@@ -1170,19 +1167,12 @@ impl Core {
         self.stats.sum_lateness_us += late;
         self.stats.max_lateness_us = self.stats.max_lateness_us.max(late);
         self.stats.lateness.observe(late);
-        self.rx_ready[i] = false;
         let target = self.target(i);
         let k = &self.kinds[self.cfg[i].kind as usize];
-        let outcome = phase::start(
-            &mut self.probes[i],
-            id,
-            &k.spec,
-            &target,
-            reg,
-            now,
-            k.connect_us,
-            k.timeout_us,
-        );
+        let p = &mut self.probes[i];
+        p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
+        p.rx_ready = false;
+        let outcome = phase::start(p, id, &k.spec, &target, reg, now);
         if self.probes[i].sock.is_some() {
             self.in_flight += 1;
         }
@@ -1193,7 +1183,7 @@ impl Core {
     fn after(&mut self, id: u32, mut outcome: Outcome, reg: &Registry, now: Time) {
         let i = id as usize;
         if outcome == Outcome::NeedBuffer {
-            outcome = if !self.rx_ready[i] {
+            outcome = if !self.probes[i].rx_ready {
                 // Nothing to read yet: no buffer needed until READABLE.
                 Outcome::Pending
             } else if let Some(b) = self.pool.take() {
@@ -1209,12 +1199,13 @@ impl Core {
         }
         match outcome {
             Outcome::Pending | Outcome::NeedBuffer => {
-                let p = &self.probes[i];
+                let p = &mut self.probes[i];
                 if matches!(p.phase, Phase::Recv { .. }) && p.buf != NO_BUF {
                     // recv() stopped at WouldBlock: the readiness is used up.
-                    self.rx_ready[i] = false;
+                    p.rx_ready = false;
                 }
-                let d = p.phase_deadline();
+                let k = &self.kinds[self.cfg[i].kind as usize];
+                let d = p.phase_deadline(k.connect_us, k.timeout_us);
                 self.wheel.set(id, d);
             }
             Outcome::Done(v) => self.finish(id, v, reg, now),
@@ -1244,7 +1235,7 @@ impl Core {
         }
         phase::close(&mut self.probes[i], reg);
         self.pool.dequeue(id);
-        self.rx_ready[i] = false;
+        self.probes[i].rx_ready = false;
         let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
         if b != NO_BUF {
             if let Some((w, b)) = self.pool.give_back(b) {
@@ -1259,7 +1250,7 @@ impl Core {
     fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time) {
         let i = id as usize;
         self.release(id, reg);
-        let latency = now.micros_since(self.probes[i].started);
+        let latency = now.micros_since(self.probes[i].started());
         self.stats.checks += 1;
         self.stats.duration.observe(latency);
         match v {
@@ -2009,6 +2000,7 @@ mod tests {
         assert!(size_of::<Addr>() <= 20);
         assert!(size_of::<Real>() <= 136);
         assert!(size_of::<ProbeCfg>() <= 8);
+        assert!(size_of::<Probe>() <= 48);
     }
 
     #[test]

@@ -439,9 +439,11 @@ impl Core {
         }
         if p.sock.is_some() {
             ch.running += 1;
-            self.rx_ready[i] = old.rx_ready[j];
+        } else {
+            p.rx_ready = false;
         }
-        let at = p.phase_deadline();
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let at = p.phase_deadline(k.connect_us, k.timeout_us);
         self.probes[i] = p;
         self.wheel.set(id, at);
     }

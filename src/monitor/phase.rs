@@ -35,11 +35,8 @@ use crate::plugins::{
 pub enum Phase {
     /// No socket; the timer holds the next start.
     Wait,
-    /// `connect(2)` in flight; `deadline` = start + min(connect-timeout, timeout).
-    ConResult {
-        /// When the handshake counts as timed out.
-        deadline: Time,
-    },
+    /// `connect(2)` in flight, until start + min(connect-timeout, timeout).
+    ConResult,
     /// Writing the plugin's bytes; `sent` ≤ `send_bytes().len()`.
     Query {
         /// Bytes already written.
@@ -60,7 +57,7 @@ impl Phase {
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::Wait => "wait",
-            Phase::ConResult { .. } => "conresult",
+            Phase::ConResult => "conresult",
             Phase::Query { .. } => "query",
             Phase::Recv { .. } => "recv",
         }
@@ -83,15 +80,19 @@ pub enum Outcome {
 /// Marks "no buffer assigned".
 pub const NO_BUF: u32 = u32::MAX;
 
-/// One distinct check in progress or waiting. Preallocated, one per plan check; about 80
-/// bytes, no buffers of its own.
+/// One distinct check in progress or waiting. Preallocated, one per plan check; 48 bytes,
+/// no buffers of its own. Its deadlines follow from its start and its check's timeouts.
 #[derive(Debug)]
 pub struct Probe {
     /// Current phase.
     pub phase: Phase,
     /// Bumped at every socket close, and part of the mio token, so readiness from a closed
-    /// socket can never be taken for the next one's.
-    pub gen: u32,
+    /// socket can never be taken for the next one's. Such readiness can only wait in the
+    /// batch of events being handled (closing a socket takes it out of epoll), so 16 bits
+    /// are plenty.
+    pub gen: u16,
+    /// Readiness to read seen and not yet used up.
+    pub rx_ready: bool,
     /// The socket while a check runs (a TCP stream, or a connected UDP socket).
     pub sock: Option<OwnedFd>,
     /// The plugin's progress.
@@ -100,10 +101,30 @@ pub struct Probe {
     pub buf: u32,
     /// The grid point this check was (or will be) started for.
     pub scheduled: Time,
-    /// When the running check actually started.
-    pub started: Time,
-    /// Whole-check deadline (start + timeout).
-    pub deadline: Time,
+    /// When the running check actually started: µs after `scheduled` (see [`Probe::started`];
+    /// the caller keeps it below [`MAX_LATE_US`]).
+    started_after: u32,
+}
+
+/// The most a check may start after its grid point ([`Probe::started_after`] holds it): past
+/// that the loop stood still for over an hour, and the caller moves the grid point on.
+pub const MAX_LATE_US: u64 = u32::MAX as u64;
+
+/// The grid point a check starting at `now` counts from. Normally `scheduled` itself; when
+/// the loop stood still for longer than [`MAX_LATE_US`] (a stopped process, a suspended
+/// machine), the point moves on by whole intervals, keeping the grid's phase, so the start
+/// fits in [`Probe`]'s 32 bits.
+pub fn catch_up(scheduled: Time, now: Time, interval_us: u64) -> Time {
+    let late = now.micros_since(scheduled);
+    if late <= MAX_LATE_US {
+        return scheduled;
+    }
+    let moved = scheduled.add_micros(late - late % interval_us.max(1));
+    if now.micros_since(moved) > MAX_LATE_US {
+        // An interval longer than the limit: start the grid afresh.
+        return now;
+    }
+    moved
 }
 
 impl Probe {
@@ -112,21 +133,28 @@ impl Probe {
         Probe {
             phase: Phase::Wait,
             gen: 0,
+            rx_ready: false,
             sock: None,
             st: CheckState::default(),
             buf: NO_BUF,
             scheduled: first,
-            started: first,
-            deadline: first,
+            started_after: 0,
         }
     }
 
-    /// The earliest deadline of the running phase.
-    pub fn phase_deadline(&self) -> Time {
+    /// When the running (or last) check started.
+    pub fn started(&self) -> Time {
+        self.scheduled.add_micros(self.started_after.into())
+    }
+
+    /// The earliest deadline of the running phase, for a check with these timeouts.
+    pub fn phase_deadline(&self, connect_timeout_us: u64, timeout_us: u64) -> Time {
         match self.phase {
             Phase::Wait => self.scheduled,
-            Phase::ConResult { deadline } => deadline.min(self.deadline),
-            Phase::Query { .. } | Phase::Recv { .. } => self.deadline,
+            Phase::ConResult => self
+                .started()
+                .add_micros(connect_timeout_us.min(timeout_us)),
+            Phase::Query { .. } | Phase::Recv { .. } => self.started().add_micros(timeout_us),
         }
     }
 
@@ -312,7 +340,6 @@ fn set_linger(fd: RawFd, on: bool) {
 /// Sets the phase to `ConResult` (or decides at once). `polite` keeps the default close
 /// (FIN); otherwise the socket is set to reset on close (`SO_LINGER` 0), which leaves no
 /// TIME_WAIT on the director.
-#[allow(clippy::too_many_arguments)]
 pub fn start(
     p: &mut Probe,
     id: u32,
@@ -320,15 +347,12 @@ pub fn start(
     target: &SocketAddr,
     registry: &Registry,
     now: Time,
-    connect_timeout_us: u64,
-    timeout_us: u64,
 ) -> Outcome {
     p.st = CheckState {
-        nonce: nonce(now, id, p.gen),
+        nonce: nonce(now, id, p.gen.into()),
         ..CheckState::default()
     };
-    p.started = now;
-    p.deadline = now.add_micros(timeout_us);
+    p.started_after = now.micros_since(p.scheduled).min(MAX_LATE_US) as u32;
     let udp = spec.transport() == Transport::Udp;
     let domain = if target.is_ipv4() {
         libc::AF_INET
@@ -369,7 +393,9 @@ pub fn start(
     } else {
         Interest::READABLE | Interest::WRITABLE
     };
-    if let Err(err) = registry.register(&mut SourceFd(&fd), Probe::token(id, p.gen), interest) {
+    if let Err(err) =
+        registry.register(&mut SourceFd(&fd), Probe::token(id, p.gen.into()), interest)
+    {
         return Outcome::Local(err.raw_os_error().unwrap_or(libc::ENOMEM));
     }
     p.sock = Some(sock);
@@ -378,9 +404,7 @@ pub fn start(
         p.phase = Phase::Query { sent: 0, got: 0 };
         return send_datagram(p, spec);
     }
-    p.phase = Phase::ConResult {
-        deadline: now.add_micros(connect_timeout_us.min(timeout_us)),
-    };
+    p.phase = Phase::ConResult;
     Outcome::Pending
 }
 
@@ -667,7 +691,7 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
 /// The verdict for a deadline in the current phase.
 pub fn deadline_verdict(p: &Probe) -> Verdict {
     match p.phase {
-        Phase::ConResult { .. } => Verdict::fail(Reason::ConnectTimeout),
+        Phase::ConResult => Verdict::fail(Reason::ConnectTimeout),
         Phase::Query { got: 0, .. } => Verdict::fail(Reason::Timeout),
         Phase::Query { got, .. } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
         Phase::Recv { got: 0 } => Verdict::fail(Reason::RecvTimeout),
@@ -693,7 +717,7 @@ pub fn rebind(p: &mut Probe, id: u32, spec: &CheckSpec, registry: &Registry) -> 
     };
     registry.reregister(
         &mut SourceFd(&s.as_raw_fd()),
-        Probe::token(id, p.gen),
+        Probe::token(id, p.gen.into()),
         interest,
     )
 }
@@ -708,13 +732,31 @@ pub fn rebind(p: &mut Probe, id: u32, spec: &CheckSpec, registry: &Registry) -> 
 pub fn close(p: &mut Probe, registry: &Registry) {
     let _ = registry;
     drop(p.sock.take());
-    p.gen = p.gen.wrapping_add(1) & 0x7fff_ffff;
+    p.gen = p.gen.wrapping_add(1);
     p.phase = Phase::Wait;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A start more than an hour late (the machine was suspended) keeps the grid's phase
+    /// and still fits the probe's 32-bit start; an ordinary late start changes nothing.
+    #[test]
+    fn a_start_after_a_long_stop_keeps_the_grid() {
+        let iv = 10_000_000;
+        let at = Time(5_000_000);
+        assert_eq!(catch_up(at, Time(5_030_000), iv), at);
+        let now = Time(5_000_000 + 3 * 3_600_000_000 + 2_500_000);
+        let moved = catch_up(at, now, iv);
+        assert_eq!(moved.micros_since(at) % iv, 0, "off the grid");
+        assert_eq!(now.micros_since(moved), 2_500_000);
+        // An interval longer than the limit: the grid starts again at `now`.
+        assert_eq!(catch_up(at, now, 5 * 3_600_000_000), now);
+        let mut p = Probe::new(moved);
+        p.started_after = now.micros_since(moved) as u32;
+        assert_eq!(p.started(), now);
+    }
 
     /// A request sent in pieces (head, address, tail) resumes at any byte: what is left is
     /// always the rest of the whole, whatever the piece lengths, empty ones included.
