@@ -10,6 +10,8 @@
 //! director, not by the real server: the caller defers it as a local error.
 
 const NIL: u32 = u32::MAX;
+/// `prev` of a probe that is not queued.
+const OUT: u32 = u32::MAX - 1;
 
 /// The slab, its free list and the queue of checks waiting for a buffer.
 #[derive(Debug)]
@@ -18,10 +20,10 @@ pub struct BufPool {
     size: usize,
     free: Box<[u32]>,
     nfree: usize,
-    /// Waiting queue over probe ids: `next`/`prev` links, `queued` flag.
+    /// Waiting queue over probe ids: `next`/`prev` links; `prev` is [`OUT`] for a probe
+    /// that is not queued.
     next: Box<[u32]>,
     prev: Box<[u32]>,
-    queued: Box<[bool]>,
     head: u32,
     tail: u32,
     /// Times a check had to queue.
@@ -40,8 +42,7 @@ impl BufPool {
                 .into_boxed_slice(),
             nfree: count,
             next: vec![NIL; probes].into_boxed_slice(),
-            prev: vec![NIL; probes].into_boxed_slice(),
-            queued: vec![false; probes].into_boxed_slice(),
+            prev: vec![OUT; probes].into_boxed_slice(),
             head: NIL,
             tail: NIL,
             waits: 0,
@@ -96,11 +97,10 @@ impl BufPool {
     /// Queues probe `id` for the next buffer given back.
     pub fn enqueue(&mut self, id: u32) {
         let i = id as usize;
-        if self.queued[i] {
+        if self.prev[i] != OUT {
             return;
         }
         self.waits += 1;
-        self.queued[i] = true;
         self.next[i] = NIL;
         self.prev[i] = self.tail;
         if self.tail == NIL {
@@ -113,13 +113,13 @@ impl BufPool {
 
     /// True when `id` is queued.
     pub fn is_queued(&self, id: u32) -> bool {
-        self.queued[id as usize]
+        self.prev[id as usize] != OUT
     }
 
     /// Takes `id` out of the queue, if it is there.
     pub fn dequeue(&mut self, id: u32) {
         let i = id as usize;
-        if !self.queued[i] {
+        if self.prev[i] == OUT {
             return;
         }
         let (p, n) = (self.prev[i], self.next[i]);
@@ -133,7 +133,7 @@ impl BufPool {
         } else {
             self.prev[n as usize] = p;
         }
-        self.queued[i] = false;
+        self.prev[i] = OUT;
     }
 }
 
@@ -152,9 +152,15 @@ mod tests {
         p.enqueue(3);
         p.enqueue(1);
         p.enqueue(4);
+        p.enqueue(4);
+        p.dequeue(1);
+        assert!(!p.is_queued(1) && p.is_queued(3) && p.is_queued(4) && !p.is_queued(0));
         p.dequeue(1);
         assert_eq!(p.give_back(a), Some((3, a)));
+        assert!(!p.is_queued(3));
+        p.enqueue(1);
         assert_eq!(p.give_back(b), Some((4, b)));
+        assert_eq!(p.give_back(b), Some((1, b)));
         assert_eq!(p.give_back(a), None);
         assert_eq!(p.available(), 1);
         assert!(p.slice(u32::MAX).is_empty());
