@@ -280,11 +280,11 @@ pub struct FdBudget {
 }
 
 impl FdBudget {
-    /// Descriptors of the daemon itself, apart from notify commands: epoll 1, signal pipe 2,
-    /// netlink 1, syslog 1, control listener 1, metrics listener 1, client slots
-    /// ([`crate::control::SLOTS`]), state file, state directory and state read-back 3, pid
-    /// file 1, margin 32.
-    pub const OWN: u64 = 1 + 2 + 1 + 1 + 1 + 1 + crate::control::SLOTS as u64 + 3 + 1 + 32;
+    /// Descriptors of the daemon itself, apart from notify commands: epoll 1, the loop's
+    /// timer 1, signal pipe 2, netlink 1, syslog 1, control listener 1, metrics listener 1,
+    /// client slots ([`crate::control::SLOTS`]), state file, state directory and state
+    /// read-back 3, pid file 1, margin 32.
+    pub const OWN: u64 = 1 + 1 + 2 + 1 + 1 + 1 + 1 + crate::control::SLOTS as u64 + 3 + 1 + 32;
 
     /// The budget of `plan`, with descriptor numbers below `taken` already in use.
     pub fn for_plan(plan: &Plan, taken: u64) -> FdBudget {
