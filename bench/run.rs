@@ -320,7 +320,11 @@ fn write_config(path: &Path, n: usize, interval_us: u64, history: &str, port: u1
     if history == "off" {
         t.push_str("history raw 0 minute 0 hour 0\n");
     }
-    t.push_str("forward masq\ncheck http --url http://bench/health\n");
+    // LVSMON_BENCH_CHECK replaces the check line (a plain `check http`, say, whose `Host`
+    // is each real's own address).
+    let check = std::env::var("LVSMON_BENCH_CHECK")
+        .unwrap_or_else(|_| "check http --url http://bench/health".into());
+    writeln!(t, "forward masq\n{check}").unwrap();
     // lvsmon wants an open-file limit of one per check or refuses to start; where the hard
     // limit is lower (20,000 on the benchmark machine, which may not raise it), cap the
     // checks at once instead: at N/I checks a second of a few ms each, a few hundred run at
