@@ -59,6 +59,7 @@
 //! before it (within the same chunk), so an occurrence split across two `on_data` calls is found
 //! and every body byte is searched a bounded number of times. [`CheckState::step`] is unused.
 
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 use httparse::Status;
@@ -225,9 +226,17 @@ impl Http {
         // The status line and headers of the final response.
         let mut start = 0;
         let (code, body, framing) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&rx[start..]) {
+            // Left uninitialised: the parser writes the headers it finds (64 empty ones would
+            // be 2 KiB of stores for every call).
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                &rx[start..],
+                &mut headers,
+            );
+            match parsed {
                 Err(e) => return invalid(parse_error(e)),
                 Ok(Status::Partial) if !eof => return Step::Recv,
                 Ok(Status::Partial) if rx.is_empty() => {
