@@ -993,6 +993,11 @@ impl Core {
         match self.probes[i].phase {
             // Due: start the next check.
             Phase::Wait => self.start(id, reg, now),
+            // An earlier phase's deadline (see `after`): the check has moved on.
+            _ if now < self.probes[i].phase_deadline() => {
+                let d = self.probes[i].phase_deadline();
+                self.wheel.set(id, d);
+            }
             // Still queued for a buffer with bytes waiting: the director's fault.
             Phase::Recv { .. } if self.pool.is_queued(id) => {
                 self.defer(id, libc::ENOBUFS, reg, now)
@@ -1061,8 +1066,13 @@ impl Core {
                     // recv() stopped at WouldBlock: the readiness is used up.
                     self.rx_ready[i] = false;
                 }
-                let d = p.phase_deadline();
-                self.wheel.set(id, d);
+                // A running check's phase deadlines only move later (the connect bound, then
+                // the whole check's), so a deadline already set for it is never late:
+                // on_deadline sets the later one if it comes first. Checks that end before
+                // their connect bound, nearly all, are spared moving it.
+                if !self.wheel.is_scheduled(id) {
+                    self.wheel.set(id, p.phase_deadline());
+                }
             }
             Outcome::Done(v) => self.finish(id, v, reg, now),
             Outcome::Local(e) => self.defer(id, e, reg, now),
