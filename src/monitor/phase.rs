@@ -267,7 +267,11 @@ mod raw {
     ///
     /// # Safety
     /// `addr` points to `len` readable bytes of a socket address.
-    pub unsafe fn connect(fd: RawFd, addr: *const libc::sockaddr, len: libc::socklen_t) -> i64 {
+    pub unsafe fn connect(
+        fd: RawFd,
+        addr: *const libc::sockaddr,
+        len: libc::socklen_t,
+    ) -> libc::c_long {
         libc::syscall(libc::SYS_connect, fd, addr, len as libc::c_long)
     }
 
