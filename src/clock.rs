@@ -3,7 +3,7 @@
 //! Only the event loop reads the clock; everything else takes `now: Time` as an argument, so
 //! tests can drive any module with made-up times. Wall-clock jumps never reach this clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A point on the daemon's monotonic time line, in microseconds since [`Clock::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -42,30 +42,38 @@ pub fn micros(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
 }
 
-/// The monotonic clock (`CLOCK_MONOTONIC` through [`Instant`]).
+/// The monotonic clock: `CLOCK_MONOTONIC`, the clock [`std::time::Instant`] reads on Linux,
+/// read with `clock_gettime(2)` and kept in whole nanoseconds (the loop reads it twice a turn;
+/// `Instant` and `Duration` would add checked arithmetic and a 128-bit conversion each time).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    origin: Instant,
-    /// `CLOCK_MONOTONIC` in µs at `origin` (read just after it), for protocols that carry the
-    /// system's own monotonic time (systemd's `MONOTONIC_USEC`).
+    /// `CLOCK_MONOTONIC` in ns at [`Time::ZERO`].
+    origin_ns: u64,
+    /// The same in µs, for protocols that carry the system's own monotonic time (systemd's
+    /// `MONOTONIC_USEC`).
     origin_monotonic_us: u64,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec.max(0) as u64)
 }
 
 impl Clock {
     /// A clock whose [`Time::ZERO`] is now.
     pub fn new() -> Clock {
-        let origin = Instant::now();
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec we own. On Linux `Instant` reads
-        // this same clock, so the two origins differ by the microseconds between the calls.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let origin_ns = monotonic_ns();
         Clock {
-            origin,
-            origin_monotonic_us: ts.tv_sec.max(0) as u64 * 1_000_000
-                + ts.tv_nsec.max(0) as u64 / 1000,
+            origin_ns,
+            origin_monotonic_us: origin_ns / 1000,
         }
     }
 
@@ -75,9 +83,15 @@ impl Clock {
         self.origin_monotonic_us
     }
 
-    /// The current time.
+    /// `CLOCK_MONOTONIC` in ns at `t`: once the system's clock reads this, [`Clock::now`]
+    /// is `t` or later (a timer set to it never wakes the loop early).
+    pub fn monotonic_ns_at(&self, t: Time) -> u64 {
+        self.origin_ns.saturating_add(t.0.saturating_mul(1000))
+    }
+
+    /// The current time: whole microseconds since [`Time::ZERO`].
     pub fn now(&self) -> Time {
-        Time(micros(self.origin.elapsed()))
+        Time(monotonic_ns().saturating_sub(self.origin_ns) / 1000)
     }
 }
 

@@ -153,6 +153,8 @@ pub struct Server {
     accept_pending: bool,
     /// An accept failed for a reason of our own: try the listeners again at this time.
     accept_retry: Option<Time>,
+    /// Slots holding a connection: with none, a turn skips the scans of the slots.
+    open: usize,
 }
 
 impl Server {
@@ -198,6 +200,7 @@ impl Server {
             stats: ServerStats::default(),
             accept_pending: false,
             accept_retry: None,
+            open: 0,
         };
         if let Some(l) = s.control.as_mut() {
             registry.register(l, CONTROL_LISTENER, Interest::READABLE)?;
@@ -274,6 +277,7 @@ impl Server {
                 continue;
             }
             c.stream = Some(stream);
+            self.open += 1;
             c.kind = kind;
             c.in_len = 0;
             c.req = None;
@@ -387,6 +391,7 @@ impl Server {
         }
         if let Some(mut s) = c.stream.take() {
             let _ = registry.deregister(s.source());
+            self.open -= 1;
         }
         c.gen = c.gen.wrapping_add(1);
         // A slot is free: clients waiting in the backlog may come in now.
@@ -394,19 +399,21 @@ impl Server {
     }
 
     /// Closes idle connections and accepts clients that waited for a slot. Call once per
-    /// loop turn; O(SLOTS).
+    /// loop turn; O(SLOTS) while a connection is open, O(1) otherwise.
     pub fn tick(&mut self, registry: &Registry, r: &mut dyn Render, now: Time) {
-        for slot in 0..SLOTS {
-            let c = &self.conns[slot];
-            if c.stream.is_some() && now.micros_since(c.last_progress) >= IDLE_US {
-                self.stats.dropped += 1;
-                self.close(slot, registry);
+        if self.open > 0 {
+            for slot in 0..SLOTS {
+                let c = &self.conns[slot];
+                if c.stream.is_some() && now.micros_since(c.last_progress) >= IDLE_US {
+                    self.stats.dropped += 1;
+                    self.close(slot, registry);
+                }
             }
-        }
-        for slot in 0..SLOTS {
-            let c = &self.conns[slot];
-            if c.stream.is_some() && c.cursor & PARKED != 0 && c.out_start == c.out_end {
-                self.serve(slot, registry, r, now);
+            for slot in 0..SLOTS {
+                let c = &self.conns[slot];
+                if c.stream.is_some() && c.cursor & PARKED != 0 && c.out_start == c.out_end {
+                    self.serve(slot, registry, r, now);
+                }
             }
         }
         if self.accept_retry.is_some_and(|t| now >= t) {
@@ -426,6 +433,9 @@ impl Server {
 
     /// The earliest idle deadline, for the loop's poll timeout.
     pub fn next_deadline(&self) -> Option<Time> {
+        if self.open == 0 {
+            return self.accept_retry;
+        }
         self.conns
             .iter()
             .filter(|c| c.stream.is_some())

@@ -479,14 +479,14 @@ pub struct Daemon {
 /// tick itself.
 struct Alarm {
     fd: std::os::fd::OwnedFd,
-    /// `CLOCK_MONOTONIC` at the daemon's time zero, µs.
-    origin_us: u64,
+    /// The daemon's clock, whose times the timer is set to.
+    clock: Clock,
     /// When it is set to fire, if it is.
     armed: Option<Time>,
 }
 
 impl Alarm {
-    fn new(registry: &mio::Registry, origin_us: u64) -> io::Result<Alarm> {
+    fn new(registry: &mio::Registry, clock: Clock) -> io::Result<Alarm> {
         use std::os::fd::{AsRawFd, FromRawFd};
         // SAFETY: timerfd_create returns a new descriptor or -1; the OwnedFd owns it.
         let fd = unsafe {
@@ -507,7 +507,7 @@ impl Alarm {
         )?;
         Ok(Alarm {
             fd,
-            origin_us,
+            clock,
             armed: None,
         })
     }
@@ -519,15 +519,15 @@ impl Alarm {
         if self.armed == Some(at) {
             return true;
         }
-        let abs = self.origin_us.saturating_add(at.0);
+        let abs = self.clock.monotonic_ns_at(at);
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             },
             it_value: libc::timespec {
-                tv_sec: (abs / 1_000_000) as libc::time_t,
-                tv_nsec: ((abs % 1_000_000) * 1000) as libc::c_long,
+                tv_sec: (abs / 1_000_000_000) as libc::time_t,
+                tv_nsec: (abs % 1_000_000_000) as libc::c_long,
             },
         };
         // SAFETY: settime reads the itimerspec we own; no old value is asked for.
@@ -624,7 +624,7 @@ impl Daemon {
             core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
         }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
-        let alarm = Alarm::new(poll.registry(), clock.monotonic_origin_us()).ok();
+        let alarm = Alarm::new(poll.registry(), clock).ok();
         Ok(Daemon {
             poll,
             // At most 128 readiness events a turn, so due checks start between batches
@@ -1239,9 +1239,13 @@ impl Core {
     /// The timer fired for probe `id`.
     fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time) {
         let i = id as usize;
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
         match self.probes[i].phase {
             // Due: start the next check.
             Phase::Wait => self.start(id, reg, now),
+            // An earlier phase's deadline (see `after`): the check has moved on.
+            _ if now < d => self.wheel.set(id, d),
             // Still queued for a buffer with bytes waiting: the director's fault.
             Phase::Recv { .. } if self.pool.is_queued(id) => {
                 self.defer(id, libc::ENOBUFS, reg, now)
@@ -1304,9 +1308,15 @@ impl Core {
                     // recv() stopped at WouldBlock: the readiness is used up.
                     p.rx_ready = false;
                 }
-                let k = &self.kinds[self.cfg[i].kind as usize];
-                let d = p.phase_deadline(k.connect_us, k.timeout_us);
-                self.wheel.set(id, d);
+                // A running check's phase deadlines only move later (the connect bound, then
+                // the whole check's), so a deadline already set for it is never late:
+                // on_deadline sets the later one if it comes first. Checks that end before
+                // their connect bound, nearly all, are spared moving it.
+                if !self.wheel.is_scheduled(id) {
+                    let k = &self.kinds[self.cfg[i].kind as usize];
+                    self.wheel
+                        .set(id, p.phase_deadline(k.connect_us, k.timeout_us));
+                }
             }
             Outcome::Done(v) => self.finish(id, v, reg, now),
             Outcome::Local(e) => self.defer(id, e, reg, now),

@@ -284,6 +284,70 @@ fn peer_addr(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// The system calls every check makes, issued with `syscall(2)` rather than through the C
+/// library's functions of the same names. Those are cancellation points: in a process with a
+/// second thread (the state writer's) each of them switches asynchronous thread cancellation
+/// on and off around the system call, two atomic updates each time, and lvsmon never cancels
+/// a thread. Same system calls (`send` and `recv` are `sendto` and `recvfrom` without an
+/// address, as in the C library), same results: -1 with `errno` set on failure.
+mod raw {
+    use std::os::fd::RawFd;
+
+    /// `connect(2)`.
+    ///
+    /// # Safety
+    /// `addr` points to `len` readable bytes of a socket address.
+    pub unsafe fn connect(
+        fd: RawFd,
+        addr: *const libc::sockaddr,
+        len: libc::socklen_t,
+    ) -> libc::c_long {
+        libc::syscall(libc::SYS_connect, fd, addr, len as libc::c_long)
+    }
+
+    /// `send(2)`.
+    ///
+    /// # Safety
+    /// `buf` points to `len` readable bytes.
+    pub unsafe fn send(fd: RawFd, buf: *const u8, len: usize, flags: libc::c_int) -> isize {
+        let null = std::ptr::null::<libc::sockaddr>();
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            buf,
+            len,
+            flags,
+            null,
+            0 as libc::c_long,
+        ) as isize
+    }
+
+    /// `sendmsg(2)`.
+    ///
+    /// # Safety
+    /// `msg` and the iovecs it points to describe readable memory.
+    pub unsafe fn sendmsg(fd: RawFd, msg: *const libc::msghdr, flags: libc::c_int) -> isize {
+        libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as isize
+    }
+
+    /// `recv(2)`.
+    ///
+    /// # Safety
+    /// `buf` points to `len` writable bytes.
+    pub unsafe fn recv(fd: RawFd, buf: *mut u8, len: usize, flags: libc::c_int) -> isize {
+        let null = std::ptr::null_mut::<libc::sockaddr>();
+        let no_len = std::ptr::null_mut::<libc::socklen_t>();
+        libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, null, no_len) as isize
+    }
+
+    /// `close(2)` of a descriptor we own; like dropping an `OwnedFd`, errors are ignored.
+    pub fn close(fd: std::os::fd::OwnedFd) {
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        // SAFETY: the descriptor was ours alone and is not used again.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+    }
+}
+
 fn last_errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
@@ -378,7 +442,7 @@ pub fn start(
     let len = sockaddr(target, &mut ss);
     // SAFETY: ss holds a valid address of length len. For UDP this only fixes the peer:
     // the kernel then drops datagrams from anyone else and reports ICMP errors to us.
-    let rc = unsafe { libc::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let rc = unsafe { raw::connect(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
     let e = if rc == 0 { 0 } else { last_errno() };
     if rc != 0 && e != libc::EINPROGRESS {
         drop(sock);
@@ -432,7 +496,7 @@ fn send_datagram(p: &mut Probe, spec: &CheckSpec) -> Outcome {
         return Outcome::Local(libc::EMSGSIZE);
     }
     // SAFETY: sends from a valid buffer on our socket.
-    let rc = unsafe { libc::send(sock.as_raw_fd(), out.as_ptr().cast(), n, libc::MSG_NOSIGNAL) };
+    let rc = unsafe { raw::send(sock.as_raw_fd(), out.as_ptr(), n, libc::MSG_NOSIGNAL) };
     if rc < 0 {
         let e = last_errno();
         return if is_local_errno(e) {
@@ -463,14 +527,7 @@ fn recv_datagram(p: &mut Probe, spec: &CheckSpec, buf: &mut [u8]) -> Outcome {
     loop {
         // SAFETY: reads into a valid, writable slice. MSG_TRUNC makes recv return the
         // datagram's real length, so a reply longer than the buffer is told apart.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                limit,
-                libc::MSG_TRUNC,
-            )
-        };
+        let n = unsafe { raw::recv(sock.as_raw_fd(), buf.as_mut_ptr(), limit, libc::MSG_TRUNC) };
         if n < 0 {
             let e = last_errno();
             if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
@@ -593,17 +650,17 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         // closed peer into EPIPE.
         let n = unsafe {
             if k == 1 {
-                libc::send(
+                raw::send(
                     sock.as_raw_fd(),
-                    iov[0].iov_base,
-                    iov[0].iov_len,
+                    rest[0].as_ptr(),
+                    rest[0].len(),
                     libc::MSG_NOSIGNAL,
                 )
             } else {
                 let mut msg: libc::msghdr = mem::zeroed();
                 msg.msg_iov = iov.as_mut_ptr();
                 msg.msg_iovlen = k as _;
-                libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+                raw::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
             }
         };
         if n < 0 {
@@ -652,7 +709,7 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         }
         let space = &mut buf[got as usize..limit];
         // SAFETY: reads into a valid, writable slice.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), space.as_mut_ptr().cast(), space.len(), 0) };
+        let n = unsafe { raw::recv(sock.as_raw_fd(), space.as_mut_ptr(), space.len(), 0) };
         if n < 0 {
             let e = last_errno();
             if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
@@ -731,7 +788,9 @@ pub fn rebind(p: &mut Probe, id: u32, spec: &CheckSpec, registry: &Registry) -> 
 /// [`Probe::untoken`] callers ignore. One system call fewer per check.
 pub fn close(p: &mut Probe, registry: &Registry) {
     let _ = registry;
-    drop(p.sock.take());
+    if let Some(sock) = p.sock.take() {
+        raw::close(sock);
+    }
     p.gen = p.gen.wrapping_add(1);
     p.phase = Phase::Wait;
 }
