@@ -1221,7 +1221,7 @@ impl Core {
         if !go {
             return;
         }
-        let target = self.target(i);
+        let target = self.target_to_send(i);
         let spec = &self.kinds[self.cfg[i].kind as usize].spec;
         let p = &mut self.probes[i];
         let buf = self.pool.slice(p.buf);
@@ -1292,7 +1292,7 @@ impl Core {
                 Outcome::Pending
             } else if let Some(b) = self.pool.take() {
                 self.probes[i].buf = b;
-                let target = self.target(i);
+                let target = self.target_to_send(i);
                 let buf = self.pool.slice(b);
                 let spec = &self.kinds[self.cfg[i].kind as usize].spec;
                 phase::recv(&mut self.probes[i], spec, &target, buf)
@@ -1329,7 +1329,7 @@ impl Core {
             self.handed_len -= 1;
             let id = self.handed[self.handed_len];
             let i = id as usize;
-            let target = self.target(i);
+            let target = self.target_to_send(i);
             let buf = self.pool.slice(self.probes[i].buf);
             let spec = &self.kinds[self.cfg[i].kind as usize].spec;
             let o = phase::recv(&mut self.probes[i], spec, &target, buf);
@@ -1343,8 +1343,14 @@ impl Core {
         if self.probes[i].sock.is_some() {
             self.in_flight -= 1;
         }
+        // Only a reading check without a buffer can be queued for one (the pool's links are
+        // not touched otherwise).
+        let queued =
+            matches!(self.probes[i].phase, Phase::Recv { .. }) && self.probes[i].buf == NO_BUF;
         phase::close(&mut self.probes[i], reg);
-        self.pool.dequeue(id);
+        if queued {
+            self.pool.dequeue(id);
+        }
         self.probes[i].rx_ready = false;
         let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
         if b != NO_BUF {
@@ -1772,6 +1778,20 @@ impl Core {
             .get(i + 1)
             .map_or(self.probe_reals.len() as u32, |c| c.reals);
         (self.cfg[i].reals, end)
+    }
+
+    /// Probe `i`'s target for the bytes it sends: looked up only where they name it (a plain
+    /// `check http`), so other readiness touches no real server's entry.
+    fn target_to_send(&self, i: usize) -> SocketAddr {
+        if self.kinds[self.cfg[i].kind as usize]
+            .spec
+            .target_at()
+            .is_some()
+        {
+            self.target(i)
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        }
     }
 
     /// Where probe `i`'s checks connect.
