@@ -1095,7 +1095,17 @@ impl Core {
                 Probe::new(origin.add_micros(iv * i as u64 / n.max(1) as u64))
             })
             .collect();
-        let mut wheel = Wheel::starting_at(n, 4096, origin);
+        // One turn of the wheel spans the longest interval (up to 65 s), so a slot holds
+        // only the checks due at its tick, not also those of later turns, which each pass
+        // over it would walk past (4,096 slots at 10 s intervals: 2.4 entries walked per
+        // check due).
+        let longest_ms = kinds
+            .iter()
+            .map(|k| k.interval_us.max(k.retry_us) / 1000 + 1)
+            .max()
+            .unwrap_or(0);
+        let slots = (longest_ms as usize).clamp(4096, 65536);
+        let mut wheel = Wheel::starting_at(n, slots, origin);
         for (i, p) in probes.iter().enumerate() {
             wheel.set(i as u32, p.scheduled);
         }
