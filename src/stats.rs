@@ -7,10 +7,11 @@
 
 use std::io::{self, Write};
 
-/// Upper bounds of the histogram buckets, µs (the `+Inf` bucket comes on top).
-pub const BOUNDS_US: [u64; 16] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+/// Upper bounds of the histogram buckets, µs (the `+Inf` bucket comes on top). Finer from
+/// 1 to 10 ms, where start lateness is judged (a p99 of 5 ms is a goal).
+pub const BOUNDS_US: [u64; 20] = [
+    100, 250, 500, 1_000, 2_000, 2_500, 3_000, 4_000, 5_000, 7_500, 10_000, 25_000, 50_000,
+    100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
 /// A histogram of durations with the fixed bounds [`BOUNDS_US`].
