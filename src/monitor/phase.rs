@@ -632,31 +632,34 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
     };
     let bytes = spec.send_bytes(&p.st);
     let mut text = [0u8; TARGET_TEXT_MAX];
-    let parts: [&[u8]; 3] = match spec.target_at() {
+    // Most requests go as they are; only one naming its target is sent in three pieces.
+    let at = spec.target_at();
+    let parts: [&[u8]; 3] = match at {
         Some(at) => {
             let n = target_text(*target, &mut text);
             [&bytes[..at], &text[..n], &bytes[at..]]
         }
         None => [bytes, &[], &[]],
     };
-    let total: usize = parts.iter().map(|b| b.len()).sum();
+    let total = parts[0].len() + parts[1].len() + parts[2].len();
     while (sent as usize) < total {
-        let (rest, k) = unsent(parts, sent as usize);
-        let mut iov = rest.map(|r| libc::iovec {
-            iov_base: r.as_ptr() as *mut libc::c_void,
-            iov_len: r.len(),
-        });
-        // SAFETY: the iovecs point into live slices that are only read; MSG_NOSIGNAL turns a
-        // closed peer into EPIPE.
+        // SAFETY: the pointers and lengths describe live slices that are only read;
+        // MSG_NOSIGNAL turns a closed peer into EPIPE.
         let n = unsafe {
-            if k == 1 {
+            if at.is_none() {
+                let rest = &bytes[sent as usize..];
                 raw::send(
                     sock.as_raw_fd(),
-                    rest[0].as_ptr(),
-                    rest[0].len(),
+                    rest.as_ptr(),
+                    rest.len(),
                     libc::MSG_NOSIGNAL,
                 )
             } else {
+                let (rest, k) = unsent(parts, sent as usize);
+                let mut iov = rest.map(|r| libc::iovec {
+                    iov_base: r.as_ptr() as *mut libc::c_void,
+                    iov_len: r.len(),
+                });
                 let mut msg: libc::msghdr = mem::zeroed();
                 msg.msg_iov = iov.as_mut_ptr();
                 msg.msg_iovlen = k as _;
