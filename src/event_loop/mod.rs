@@ -1361,6 +1361,12 @@ impl Core {
         if queued {
             self.pool.dequeue(id);
         }
+        // The tests run with this on: a probe queued in any other phase would be handed a
+        // buffer after its check ended.
+        debug_assert!(
+            !self.pool.is_queued(id),
+            "probe {id} still queued for a buffer"
+        );
         self.probes[i].rx_ready = false;
         let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
         if b != NO_BUF {
