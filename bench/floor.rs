@@ -19,8 +19,9 @@
 //! bytes lvsmon sends); on readable `recv` until the status line and the blank line after the
 //! headers are in; `close` (which also takes the socket out of the epoll set). A check still
 //! running when its endpoint is due again fails (`overrun`): the interval is its timeout.
-//! What it does not do, and lvsmon does: `SO_ERROR`/`getpeername` after connect, a full
-//! header parse, an explicit epoll deregistration, decisions, history, metrics, logging.
+//! Both make the same seven system calls a check (lvsmon confirms a connect with `SO_ERROR`
+//! and `getpeername` only when its readiness came with an error or a hang-up). What the floor
+//! does not do, and lvsmon does: a full header parse, decisions, history, metrics, logging.
 //!
 //! SIGUSR1 marks a window boundary (prints `mark ...`); SIGTERM stops the loop and prints
 //! `window ...` for the checks started between the first two marks (or the whole run).

@@ -543,12 +543,10 @@ impl Alarm {
         rc == 0
     }
 
-    /// The timer fired: takes its count, so the next expiry is a new edge.
+    /// The timer fired. Its count is left unread: every `timerfd_settime` clears it, and the
+    /// kernel wakes the descriptor's waiters at every expiry, so with edge-triggered epoll
+    /// each expiry of the next setting is a new event all the same (one `read` a turn fewer).
     fn fired(&mut self) {
-        use std::os::fd::AsRawFd;
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into the array we own (non-blocking descriptor).
-        unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
         self.armed = None;
     }
 }
@@ -909,8 +907,9 @@ impl Daemon {
             }
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
             let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            let trouble = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
             let (id, gen) = Probe::untoken(ev.token());
-            core.on_ready(id, gen, readable, writable, registry, now);
+            core.on_ready(id, gen, readable, writable, trouble, registry, now);
         }
         if signalled {
             if let Some(s) = self.signals.as_mut() {
@@ -1200,13 +1199,16 @@ impl Core {
 
     // ----- readiness and deadlines -------------------------------------------------------
 
-    /// Readiness for probe `id`'s socket of generation `gen`.
+    /// Readiness for probe `id`'s socket of generation `gen`; `trouble`: it came with an
+    /// error or a hang-up.
+    #[allow(clippy::too_many_arguments)]
     fn on_ready(
         &mut self,
         id: u32,
         gen: u32,
         readable: bool,
         writable: bool,
+        trouble: bool,
         reg: &Registry,
         now: Time,
     ) {
@@ -1237,7 +1239,7 @@ impl Core {
         let buf = self.pool.slice(p.buf);
         let outcome = match p.phase {
             // WRITABLE while connecting: the handshake ended one way or the other.
-            Phase::ConResult => phase::conresult(p, spec, &target, buf),
+            Phase::ConResult => phase::conresult(p, spec, &target, buf, !trouble),
             // Room to write the rest of the request.
             Phase::Query { .. } => phase::send(p, spec, &target, buf),
             // Bytes (or EOF, or an error) to read.
