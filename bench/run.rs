@@ -557,6 +557,8 @@ struct Side {
     own_p99_us: f64,
     farm_late: (f64, f64, f64),
     farm_jitter: (f64, f64, f64),
+    /// With `--perf`: how its `perf` samples split between user and kernel mode.
+    perf: Option<PerfSplit>,
 }
 
 impl Side {
@@ -648,6 +650,7 @@ fn run_load(args: &Args) {
     let (mut lv, mut fl) = (Side::default(), Side::default());
     let (lv_rss, fl_rss);
     let mut perf_child: Option<Proc> = None;
+    let mut floor_perf: Option<Proc> = None;
     if l.together {
         let (mut lvsmon, maddr) = start_lvsmon(&bins, &conf, &dir);
         let mut floor = start_floor(&bins, n, interval_us, &dir);
@@ -662,6 +665,12 @@ fn run_load(args: &Args) {
         floor.expect("mark", Duration::from_secs(10));
         if let Some(p) = &l.perf {
             perf_child = Some(start_perf(p, lvsmon.pid(), l.duration, &dir));
+            floor_perf = Some(start_perf(
+                &floor_perf_file(p),
+                floor.pid(),
+                l.duration,
+                &dir,
+            ));
         }
         watch(l.duration, &mut [&mut lvsmon, &mut floor, &mut farm]);
         lv.cpu.1 = proc_stat(lvsmon.pid());
@@ -712,6 +721,14 @@ fn run_load(args: &Args) {
         let f0 = cpu_of(&farm);
         fl.cpu.0 = proc_stat(floor.pid());
         floor.expect("mark", Duration::from_secs(10));
+        if let Some(p) = &l.perf {
+            floor_perf = Some(start_perf(
+                &floor_perf_file(p),
+                floor.pid(),
+                l.duration,
+                &dir,
+            ));
+        }
         watch(l.duration, &mut [&mut floor, &mut farm]);
         fl.cpu.1 = proc_stat(floor.pid());
         farm_cpu.0 += cpu_of(&farm) - f0;
@@ -726,13 +743,17 @@ fn run_load(args: &Args) {
         floor_side(&mut fl, &w);
         floor.stop(Duration::from_secs(10));
     }
-    if let Some(mut p) = perf_child {
-        // perf ends by itself after the window (`-- sleep D`); give it time to write.
+    // perf ends by itself after the window (`-- sleep D`); give it time to write.
+    for p in [&mut perf_child, &mut floor_perf].into_iter().flatten() {
         let until = Instant::now() + Duration::from_secs(60);
         while p.alive() && Instant::now() < until {
             thread::sleep(Duration::from_millis(100));
         }
         p.stop(Duration::from_secs(10));
+    }
+    if let Some(p) = &l.perf {
+        lv.perf = perf_split(p);
+        fl.perf = perf_split(&floor_perf_file(p));
     }
     let windows = finish_farm(farm);
     lv.take_farm(windows.get(&(0, 0)));
@@ -757,6 +778,112 @@ fn start_perf(out: &Path, pid: i32, d: Duration, dir: &Path) -> Proc {
         .arg(out)
         .args(["--", "sleep", &d.as_secs().to_string()]);
     Proc::spawn("perf", &mut cmd, false, Some(&dir.join("perf.log")))
+}
+
+/// Where the floor's profile goes: beside lvsmon's, `.floor` added.
+fn floor_perf_file(lvsmon: &Path) -> PathBuf {
+    let mut f = lvsmon.as_os_str().to_owned();
+    f.push(".floor");
+    PathBuf::from(f)
+}
+
+/// A profile's samples by where they were taken: in user mode, and in user mode at the
+/// instruction right after a `syscall` (a return address from the kernel).
+#[derive(Debug, Default, Clone, Copy)]
+struct PerfSplit {
+    all: u64,
+    user: u64,
+    user_at_return: u64,
+}
+
+impl PerfSplit {
+    /// Share of samples in user mode, all of them.
+    fn user_share(&self) -> f64 {
+        self.user as f64 / self.all.max(1) as f64
+    }
+
+    /// The same without the samples at a system call's return address.
+    fn user_share_net(&self) -> f64 {
+        (self.user - self.user_at_return) as f64 / self.all.max(1) as f64
+    }
+}
+
+/// How a profile's samples split between kernel and user mode (`perf script`, with the
+/// mappings to find each user sample's instruction in its file).
+///
+/// perf's timer samples at a prime 997 Hz, out of step with both checkers' millisecond wakes,
+/// so unlike the clock tick's user/system split it does not alias. It has a bias of its own:
+/// the kernel returns to user mode with interrupts masked until the last instruction, so a
+/// sample due during that stretch is taken at the first user instruction after the `syscall`
+/// (skid). Those samples are kernel time; `user_at_return` counts them (the two bytes before
+/// the sampled instruction are `0f 05`), for lvsmon and the floor alike.
+fn perf_split(file: &Path) -> Option<PerfSplit> {
+    let out = Command::new("perf")
+        .args(["script", "-F", "ip,dso", "-G", "--show-mmap-events", "-i"])
+        .arg(file)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    // Executable mappings: (start, length, file offset, path).
+    let mut maps: Vec<(u64, u64, u64, String)> = Vec::new();
+    let mut files: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+    let mut s = PerfSplit::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let line = line.trim();
+        if line.starts_with("PERF_RECORD_MMAP") {
+            // PERF_RECORD_MMAP2 5256/5256: [0x55cf42ea7000(0x14b000) @ 0x5d000 fe:00 ...]: r-xp /path
+            let (Some(a), Some(path)) = (line.find('['), line.rsplit(' ').next()) else {
+                continue;
+            };
+            let rest = &line[a + 1..];
+            let hex = |t: &str| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok();
+            let Some((start, rest)) = rest.split_once('(') else {
+                continue;
+            };
+            let Some((len, rest)) = rest.split_once(')') else {
+                continue;
+            };
+            let off = rest
+                .trim_start_matches(" @ ")
+                .split(' ')
+                .next()
+                .unwrap_or("");
+            if let (Some(start), Some(len), Some(off)) = (hex(start), hex(len), hex(off)) {
+                if path.starts_with('/') {
+                    maps.push((start, len, off, path.to_string()));
+                }
+            }
+            continue;
+        }
+        let Some((ip, dso)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(ip) = u64::from_str_radix(ip, 16) else {
+            continue;
+        };
+        s.all += 1;
+        if dso.contains("[kernel") || ip >= 0xffff_8000_0000_0000 {
+            continue;
+        }
+        s.user += 1;
+        let Some((start, _, off, path)) = maps
+            .iter()
+            .rev()
+            .find(|(start, len, _, _)| ip >= *start && ip < start + len)
+        else {
+            continue;
+        };
+        let at = (ip - start + off) as usize;
+        let bytes = files
+            .entry(path.clone())
+            .or_insert_with(|| std::fs::read(path).ok());
+        if let Some(b) = bytes {
+            if at >= 2 && at <= b.len() && b[at - 2..at] == [0x0f, 0x05] {
+                s.user_at_return += 1;
+            }
+        }
+    }
+    (s.all > 0).then_some(s)
 }
 
 fn lvsmon_side(s: &mut Side, a: &Scrape, b: &Scrape) {
@@ -946,6 +1073,26 @@ fn print_load(
         ratio(lt, ft),
         &format!("ratio ≤ 1.10 {}", verdict(ft > 0.0 && lt / ft <= 1.10)),
     );
+    if let (Some(a), Some(b)) = (lv.perf, fl.perf) {
+        let (pu, pf) = (a.user_share() * lt, b.user_share() * ft);
+        row(
+            &mut o,
+            "CPU user µs/check, perf samples",
+            format!("{} {:.1}%", us(pu), 100.0 * a.user_share()),
+            format!("{} {:.1}%", us(pf), 100.0 * b.user_share()),
+            ratio(pu, pf),
+            "",
+        );
+        let (nu, nf) = (a.user_share_net() * lt, b.user_share_net() * ft);
+        row(
+            &mut o,
+            "  without system call returns",
+            format!("{} {:.1}%", us(nu), 100.0 * a.user_share_net()),
+            format!("{} {:.1}%", us(nf), 100.0 * b.user_share_net()),
+            ratio(nu, nf),
+            &format!("lvsmon ≤ 2 µs {}", verdict(nu * 1e6 <= 2.0)),
+        );
+    }
     row(
         &mut o,
         "CPU share of one core",
@@ -1041,8 +1188,9 @@ fn print_load(
     if let Some(p) = &l.perf {
         writeln!(
             o,
-            "   perf profile of lvsmon over the window: {}",
-            p.display()
+            "   perf profiles over the window: lvsmon {}, floor {}",
+            p.display(),
+            floor_perf_file(p).display()
         )
         .unwrap();
     }
@@ -1245,8 +1393,24 @@ fn main() {
         "load" => run_load(&args),
         "rss" => run_rss(&args),
         "plan" => run_plan(&args),
+        // The user/kernel split of a profile recorded by `load --perf`.
+        "split" => {
+            let file = args.get("perf").expect("split --perf FILE");
+            match perf_split(Path::new(file)) {
+                Some(s) => println!(
+                    "{file}: {} samples, user {:.2}%, of which at system call returns {:.2}%, user without them {:.2}%",
+                    s.all,
+                    100.0 * s.user_share(),
+                    100.0 * s.user_at_return as f64 / s.all.max(1) as f64,
+                    100.0 * s.user_share_net()
+                ),
+                None => println!("{file}: no samples"),
+            }
+        }
         _ => {
-            eprintln!("usage: bench_run load|rss|plan [--key value ...]; see bench/README.md");
+            eprintln!(
+                "usage: bench_run load|rss|plan|split [--key value ...]; see bench/README.md"
+            );
             std::process::exit(2);
         }
     }

@@ -190,6 +190,12 @@ impl Wheel {
         Some(id)
     }
 
+    /// The entry [`Wheel::pop_expired`] returns next, if it is already on the due list (a
+    /// hint: the caller may load its data while it handles the current one).
+    pub fn next_due(&self) -> Option<u32> {
+        (self.due_head != NIL).then_some(self.due_head)
+    }
+
     /// Processes every tick up to and including the one `now` falls in.
     fn advance(&mut self, now: Time) {
         let now_tick = now.0 / TICK_US;
