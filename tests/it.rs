@@ -27,6 +27,21 @@ fn vip(n: usize) -> String {
     format!("127.1.{}.{}:80", n / 250, n % 250 + 1)
 }
 
+/// `lvsmon -n -v -f CONF` started inside network namespace `ns`, with its socket and state
+/// in `dir`.
+fn dry_run_in_netns(ns: &Netns, conf: &std::path::Path, dir: TempDir) -> Lvsmon {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
+        .arg(conf)
+        .arg("--socket")
+        .arg(dir.0.join("sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    Lvsmon::spawn(cmd, dir)
+}
+
 fn secs(line: &str, key: &str) -> f64 {
     field(line, key)
         .and_then(|v| v.parse().ok())
@@ -193,16 +208,7 @@ fn unreachable_inside_a_network_namespace() {
         "lvsmon.conf",
         "interval 1s\nvirtual tcp 127.0.0.1:80 {\n  check tcp\n  real 198.51.100.7:80\n}\n",
     );
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
-        .arg(&conf)
-        .arg("--socket")
-        .arg(dir.0.join("sock"))
-        .arg("--state-dir")
-        .arg(dir.0.join("state"));
-    cmd.stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut d = Lvsmon::spawn(cmd, dir);
+    let mut d = dry_run_in_netns(&ns, &conf, dir);
     let ev = d.wait_for(&["event=down", "real=198.51.100.7:80"], 5 * S);
     assert_eq!(field(&ev, "reason"), Some("unreachable"), "{ev}");
     assert_eq!(field(&ev, "detail"), Some("EHOSTUNREACH"), "{ev}");
@@ -841,16 +847,7 @@ fn no_ephemeral_ports_defers_and_never_marks_down() {
     }
     let dir = TempDir::new("ports");
     let path = dir.file("lvsmon.conf", &conf);
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
-        .arg(&path)
-        .arg("--socket")
-        .arg(dir.0.join("sock"))
-        .arg("--state-dir")
-        .arg(dir.0.join("state"));
-    cmd.stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut d = Lvsmon::spawn(cmd, dir);
+    let mut d = dry_run_in_netns(&ns, &path, dir);
     let line = d.wait_for(&["result=deferred", "reason=local-error"], 5 * S);
     assert!(line.contains("EADDRNOTAVAIL"), "{line}");
     d.wait_seen(&["event=up"], 5 * S);
