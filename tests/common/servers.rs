@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::lvsmon::TempDir;
 
 /// What to tell whoever runs the tests without the servers installed.
-pub const INSTALL_HINT: &str = "run `bash .ci/install-servers` as root (it installs the Debian \
+pub const INSTALL_HINT: &str = "run `bash .ci/install` as root (it installs the Debian \
                                 packages tests/servers.rs starts)";
 
 /// Panics, naming the package and `.ci/install-servers`, unless `path` exists.
