@@ -96,6 +96,11 @@ pub struct Cli {
     #[arg(long = "state-interval", value_name = "DUR", default_value = "5m", value_parser = parse_dur)]
     pub state_interval: Duration,
 
+    /// A reload (SIGHUP, `lvsmon reload`) still reading and checking the file after this long
+    /// is abandoned with an error; the running configuration stays.
+    #[arg(long = "reload-timeout", value_name = "DUR", default_value = "60s", value_parser = parse_dur)]
+    pub reload_timeout: Duration,
+
     /// Once every socket and file is open, run as this user (and its primary group), keeping
     /// only CAP_NET_ADMIN.
     #[arg(long = "user", value_name = "NAME")]

@@ -159,6 +159,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         state_interval: cli.state_interval,
         file: Some(cli.file.clone()),
         interval: cli.interval,
+        reload_timeout: cli.reload_timeout,
         systemd: systemd.config,
         ..Options::default()
     };
