@@ -2,7 +2,8 @@
 //!
 //! The file is read and planned on a helper thread, so even a 100,000-real configuration
 //! never holds up the checks; a bad file is reported with its `file:line:col` and changes
-//! nothing. A good plan becomes a new [`Core`] into which the running one hands over:
+//! nothing. Neither does a load still running after `--reload-timeout`: the loop abandons it
+//! (the thread ends when it can, its answer unread) and the next reload starts afresh. A good plan becomes a new [`Core`] into which the running one hands over:
 //!
 //! - a real server is the same when its virtual service and address are: it keeps its
 //!   state, counters, drain, history and `within` window (the window restarts only when
@@ -144,6 +145,8 @@ impl Core {
                     "msg=\"reload refused; the running configuration is kept\" loading={running}"
                 );
             }
+            // Answered at once: systemd hears that the reload is over.
+            self.ready(now);
             return;
         }
         if let Some(mut l) = self.log.line(Level::Notice) {
@@ -600,7 +603,7 @@ impl Daemon {
             Ok(v) => v,
             Err(TryRecvError::Empty) => {
                 let now = self.clock.now();
-                if !self.core.reload.deadline.is_some_and(|d| now >= d) {
+                if self.core.reload.deadline.is_none_or(|d| now < d) {
                     return;
                 }
                 // Overran --reload-timeout: give up on it (the thread ends by itself, if
