@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+use crate::config::plan::{MAX_INTERVAL, MIN_INTERVAL};
+
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogTarget {
@@ -35,7 +37,7 @@ pub struct Cli {
     pub file: PathBuf,
 
     /// Check interval in seconds for every check that does not set its own (overrides the
-    /// file's global `interval`); fractions allowed.
+    /// file's global `interval`); fractions allowed, 0.05 to 86400.
     #[arg(short = 'i', long = "interval", value_name = "SECS", value_parser = parse_secs)]
     pub interval: Option<Duration>,
 
@@ -93,6 +95,11 @@ pub struct Cli {
     /// How often that state is saved while running (it is also saved on SIGTERM).
     #[arg(long = "state-interval", value_name = "DUR", default_value = "5m", value_parser = parse_dur)]
     pub state_interval: Duration,
+
+    /// A reload (SIGHUP, `lvsmon reload`) still reading and checking the file after this long
+    /// is abandoned with an error; the running configuration stays.
+    #[arg(long = "reload-timeout", value_name = "DUR", default_value = "60s", value_parser = parse_dur)]
+    pub reload_timeout: Duration,
 
     /// Once every socket and file is open, run as this user (and its primary group), keeping
     /// only CAP_NET_ADMIN.
@@ -154,7 +161,9 @@ pub enum Command {
 }
 
 const AFTER_HELP: &str = "\
-Signals: SIGTERM and SIGINT stop cleanly (exit 0); SIGUSR1 logs the status table.
+Signals: SIGHUP reloads the configuration (a bad file is reported and the running one
+kept); SIGTERM and SIGINT save state and stop cleanly (exit 0); SIGUSR1 logs the status
+table.
 Exit status: 0 clean stop, 1 configuration or startup error, 2 usage error.
 See lvsmon(8) and lvsmon.conf(5).";
 
@@ -165,13 +174,19 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?}: expected a duration like 10m, 1h, 1d"))
 }
 
-/// Parses `SECS` with fractions (`10`, `0.5`, `2.25`) into a duration.
+/// Parses `SECS` with fractions (`10`, `0.5`, `2.25`) into a duration, within the limits of
+/// the file's `interval` ([`MIN_INTERVAL`] to [`MAX_INTERVAL`]).
 fn parse_secs(s: &str) -> Result<Duration, String> {
+    let range = format!(
+        "expected {} to {} seconds",
+        MIN_INTERVAL.as_secs_f64(),
+        MAX_INTERVAL.as_secs()
+    );
     let v: f64 = s
         .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || v <= 0.0 || v > 86_400.0 * 365.0 {
-        return Err(format!("{s:?}: expected a number of seconds above 0"));
+        .map_err(|_| format!("{s:?} is not a number of seconds ({range})"))?;
+    if !v.is_finite() || v < MIN_INTERVAL.as_secs_f64() || v > MAX_INTERVAL.as_secs_f64() {
+        return Err(format!("{s} is out of range ({range})"));
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -192,6 +207,26 @@ mod tests {
         assert_eq!(c.interval, Some(Duration::from_millis(250)));
         assert!(Cli::try_parse_from(["lvsmon", "-i", "0"]).is_err());
         assert!(Cli::try_parse_from(["lvsmon", "-i", "ten"]).is_err());
+    }
+
+    #[test]
+    fn interval_limits_are_the_files() {
+        let at = |s: &str| Cli::try_parse_from(["lvsmon", "-i", s]).map(|c| c.interval);
+        assert_eq!(at("0.05").unwrap(), Some(MIN_INTERVAL));
+        assert_eq!(at("86400").unwrap(), Some(MAX_INTERVAL));
+        for bad in ["0.049", "0.0000001", "86401", "1e9", "inf", "NaN"] {
+            let e = at(bad).unwrap_err().to_string();
+            assert!(e.contains("expected 0.05 to 86400 seconds"), "{bad}: {e}");
+        }
+    }
+
+    /// The signals the daemon answers are in `--help` (SIGHUP was once left out).
+    #[test]
+    fn help_names_every_signal() {
+        let help = Cli::command().render_long_help().to_string();
+        for sig in ["SIGHUP", "SIGTERM", "SIGINT", "SIGUSR1"] {
+            assert!(help.contains(sig), "--help does not name {sig}:\n{help}");
+        }
     }
 
     /// Every long option must be in the man page (kept in step by hand, checked here).

@@ -18,6 +18,7 @@ pub mod ipvs;
 pub mod log;
 pub mod monitor;
 pub mod notify;
+pub mod output;
 pub mod pool;
 pub mod privdrop;
 pub mod sd_notify;

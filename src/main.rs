@@ -4,23 +4,47 @@ use std::time::Duration;
 
 use clap::Parser;
 use lvsmon::cli::Cli;
+use lvsmon::output;
 use lvsmon::startup::{self, StartupError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to standard output, usage errors to standard error;
+            // neither may panic or pass for success when it could not be written.
+            let code = e.exit_code();
+            if let Err(error) = e.print() {
+                let what = if e.use_stderr() {
+                    "standard error"
+                } else {
+                    "standard output"
+                };
+                return ExitCode::from(output::Failure { what, error }.report());
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
     if let Some(cmd) = &cli.command {
-        return match lvsmon::client::run(&cli.socket, cmd, &mut std::io::stdout().lock()) {
+        let mut out = output::Stdout::new();
+        let res = lvsmon::client::run(&cli.socket, cmd, &mut out);
+        if let Some(f) = out.failed.take() {
+            // The reply could not be copied: say so, not that the socket failed.
+            return ExitCode::from(f.report());
+        }
+        return match res {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("lvsmon: {e}");
+                output::error_line(&format!("lvsmon: {e}"));
                 ExitCode::from(1)
             }
         };
     }
     match startup::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(StartupError::Output(f)) => ExitCode::from(f.report()),
         Err(e) => {
-            eprintln!("lvsmon: {e}");
+            output::error_line(&format!("lvsmon: {e}"));
             // A supervisor that restarts us in a loop must not make us spin.
             if !matches!(e, StartupError::ConfigCheck(_)) {
                 std::thread::sleep(Duration::from_millis(500));

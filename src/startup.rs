@@ -5,6 +5,7 @@
 //! Every failure here is fatal and reported as one [`StartupError`] line by `main`, which
 //! then waits 500 ms before exiting 1 (SPEC section 1).
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -39,17 +40,22 @@ pub enum StartupError {
     /// `--user` or `--chroot` could not be carried out.
     #[error("{0}")]
     Privileges(#[from] PrivError),
+    /// `--check-config` could not write its report.
+    #[error("{0}")]
+    Output(crate::output::Failure),
     /// The open-file limit is below what the plan needs and cannot be raised (see
     /// [`FdBudget`]).
     #[error(
-        "too few open files: {need} needed for {checks} checks (soft limit {soft}, hard limit {hard}); {}",
+        "too few open files: {need} needed for {checks} checks and notify-max {notify_max} (soft limit {soft}, hard limit {hard}); {}",
         fd_hint(*.need, *.nr_open)
     )]
     FdLimit {
         /// Descriptors needed ([`FdBudget::need`]).
         need: u64,
-        /// Distinct checks in the plan.
+        /// Distinct checks in the plan (or `max-checks-in-flight`, if lower).
         checks: u64,
+        /// `notify-max`: one descriptor for each notify command running at once.
+        notify_max: u64,
         /// The soft limit found at startup.
         soft: u64,
         /// The hard limit found at startup.
@@ -73,13 +79,14 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartupError {
 pub fn run(cli: &Cli) -> Result<(), StartupError> {
     if cli.check_config {
         let plan = config::load(&cli.file, cli.interval).map_err(StartupError::ConfigCheck)?;
-        println!("{}: OK: {}", cli.file.display(), plan.summary());
+        let mut report = format!("{}: OK: {}\n", cli.file.display(), plan.summary());
         let bytes = crate::history::History::bytes_for(
             &plan.history,
             &crate::history::History::intervals(&plan),
         );
         let h = &plan.history;
-        println!(
+        let _ = writeln!(
+            report,
             "history: {:.1} MiB ({} bytes per real server on average; raw {}s, minute {}s, hour {}s)",
             bytes as f64 / 1048576.0,
             bytes / plan.reals.len().max(1),
@@ -89,13 +96,16 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         );
         let fds = FdBudget::for_plan(&plan, fd_numbers_in_use());
         let (soft, hard) = nofile().unwrap_or((0, 0));
-        println!(
-            "open files: {} needed for {} checks (soft limit {}, hard limit {})",
+        let _ = writeln!(
+            report,
+            "open files: {} needed for {} checks and notify-max {} (soft limit {}, hard limit {})",
             fds.need(),
             fds.checks,
+            fds.notify,
             limit_text(soft),
             limit_text(hard)
         );
+        crate::output::stdout(&report).map_err(StartupError::Output)?;
         return Ok(());
     }
     #[cfg(target_env = "gnu")]
@@ -149,6 +159,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         state_interval: cli.state_interval,
         file: Some(cli.file.clone()),
         interval: cli.interval,
+        reload_timeout: cli.reload_timeout,
         systemd: systemd.config,
         ..Options::default()
     };
@@ -273,6 +284,8 @@ pub fn managed_services(plan: &Plan) -> Vec<(ServiceKey, u16)> {
 pub struct FdBudget {
     /// Distinct checks in the plan: at most one socket each at any moment.
     pub checks: u64,
+    /// `notify-max`: the notify commands that may run at once (counted in `own` too).
+    pub notify: u64,
     /// The daemon's own descriptors, notify commands included.
     pub own: u64,
     /// One more than the highest descriptor number open when the budget was made.
@@ -293,6 +306,7 @@ impl FdBudget {
             checks: plan
                 .max_in_flight
                 .map_or(probes, |m| probes.min(u64::from(m))),
+            notify: u64::from(plan.notify_max.max(1)),
             own: Self::OWN + u64::from(plan.notify_max.max(1)),
             taken,
         }
@@ -440,6 +454,7 @@ fn fit(budget: &FdBudget) -> Result<(u64, u64), StartupError> {
     Err(StartupError::FdLimit {
         need,
         checks: budget.checks,
+        notify_max: budget.notify,
         soft,
         hard,
         nr_open,
@@ -519,6 +534,7 @@ mod tests {
             b,
             FdBudget {
                 checks: 2,
+                notify: 5,
                 own: FdBudget::OWN + 5,
                 taken: 7
             }
@@ -561,18 +577,20 @@ mod tests {
         let e = StartupError::FdLimit {
             need: 120_064,
             checks: 120_000,
+            notify_max: 8,
             soft: 1024,
             hard: 20_000,
             nr_open: Some(1_048_576),
         };
         assert_eq!(
             e.to_string(),
-            "too few open files: 120064 needed for 120000 checks (soft limit 1024, hard limit \
-             20000); raise the hard limit (ulimit -Hn, or LimitNOFILE= in the systemd unit)"
+            "too few open files: 120064 needed for 120000 checks and notify-max 8 (soft limit \
+             1024, hard limit 20000); raise the hard limit (ulimit -Hn, or LimitNOFILE= in the systemd unit)"
         );
         let e = StartupError::FdLimit {
             need: 2_000_064,
             checks: 2_000_000,
+            notify_max: 8,
             soft: 1024,
             hard: 1_048_576,
             nr_open: Some(1_048_576),

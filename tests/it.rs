@@ -678,7 +678,7 @@ fn open_files_refused_when_the_hard_limit_is_too_low() {
     assert!(need > 300 + 24, "{err}");
     assert_eq!(
         rest,
-        "needed for 300 checks (soft limit 100, hard limit 100); raise the hard limit \
+        "needed for 300 checks and notify-max 8 (soft limit 100, hard limit 100); raise the hard limit \
          (ulimit -Hn, or LimitNOFILE= in the systemd unit)"
     );
     assert!(took >= Duration::from_millis(500), "exited after {took:?}");
@@ -691,8 +691,8 @@ fn open_files_refused_when_the_hard_limit_is_too_low() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("open files: ") && l.contains(" needed for 300 checks (")),
+        text.lines().any(|l| l.starts_with("open files: ")
+            && l.contains(" needed for 300 checks and notify-max 8 (")),
         "{text}"
     );
 }

@@ -73,6 +73,19 @@ pub const MAX_WEIGHT: u32 = 65535;
 /// The longest scheduler name: `IP_VS_SCHEDNAME_MAXLEN` (16) minus the terminating NUL.
 pub const MAX_SCHEDULER_LEN: usize = 15;
 
+/// The shortest `interval` and `retry-interval` (and `--interval`): 20 checks a second of each
+/// real server is already more than any failure detection needs, and shorter intervals only
+/// load the servers (`interval 0.0000001` once ran a thousand checks a second per real).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest `interval` and `retry-interval` (and `--interval`): one day.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+/// The most notify commands that may run at once (`notify-max`): each is a process and an
+/// open file of lvsmon's, counted in the open-file need (lvsmon(8), open files).
+pub const MAX_NOTIFY_MAX: u32 = 1024;
+/// The longest `persistent`, in seconds: the kernel keeps it in clock ticks in 32 bits
+/// (`timeout * HZ`), which overflows beyond this with HZ 1000 (about 49 days).
+pub const MAX_PERSISTENT_SECS: u32 = 4_294_967;
+
 const DURATION_HINT: &str = "expected a duration like 250ms, 10s, 5m, 1h, 1d";
 
 /// Parses a duration as the config language writes it: `250ms`, `10s`, `5m`, `1h`, `1d`, or a
@@ -136,16 +149,30 @@ fn show_duration(d: Duration) -> String {
     }
 }
 
+/// A whole number of days as `1d`, anything else as [`show_duration`] does.
+fn show_days(d: Duration) -> String {
+    if d.subsec_nanos() == 0 && d.as_secs() > 0 && d.as_secs().is_multiple_of(86_400) {
+        format!("{}d", d.as_secs() / 86_400)
+    } else {
+        show_duration(d)
+    }
+}
+
 /// Builds the plan from a parsed document. `interval_override` (from `--interval`) replaces the
 /// global `interval`; intervals set inside a `virtual` or `real` still win over it.
 ///
 /// # Errors
 /// The first mistake, pointing at the word at fault and saying what was expected.
 pub fn plan(doc: &Document, interval_override: Option<Duration>) -> Result<Plan, ConfigError> {
-    if interval_override == Some(Duration::ZERO) {
+    if let Some(d) = interval_override.filter(|d| !(MIN_INTERVAL..=MAX_INTERVAL).contains(d)) {
         return Err(ConfigError::File {
             path: doc.files.first().cloned().unwrap_or_default(),
-            message: "--interval must be greater than 0".to_string(),
+            message: format!(
+                "--interval {} is out of range (expected {} to {} seconds)",
+                d.as_secs_f64(),
+                MIN_INTERVAL.as_secs_f64(),
+                MAX_INTERVAL.as_secs()
+            ),
         });
     }
     let n_reals = count_reals(doc);
@@ -450,6 +477,7 @@ impl<'d> Planner<'d> {
         let key = match proto {
             Some(proto) => {
                 let (ip, port) = self.endpoint(value, true)?;
+                self.usable(value, ip, "a virtual service")?;
                 ServiceKey::Inet(proto, SocketAddr::new(ip, port.unwrap_or(0)))
             }
             None => ServiceKey::Fwmark(self.fwmark(value)?),
@@ -517,6 +545,7 @@ impl<'d> Planner<'d> {
             ));
         };
         let (ip, port) = self.endpoint(addr_word, false)?;
+        self.usable(addr_word, ip, "a real server")?;
         let port = port.unwrap_or(match key {
             ServiceKey::Inet(_, a) => a.port(),
             ServiceKey::Fwmark(_) => 0,
@@ -603,13 +632,13 @@ impl<'d> Planner<'d> {
             ));
         }
         match name {
-            "interval" => self.put(&mut layer.interval, kw, || self.positive(kw, args)),
+            "interval" => self.put(&mut layer.interval, kw, || self.interval(kw, args)),
             "connect-timeout" => {
                 self.put(&mut layer.connect_timeout, kw, || self.positive(kw, args))
             }
             "timeout" => self.put(&mut layer.timeout, kw, || self.positive(kw, args)),
             "down-after" => self.put(&mut layer.down_after, kw, || self.positive(kw, args)),
-            "retry-interval" => self.put(&mut layer.retry_interval, kw, || self.positive(kw, args)),
+            "retry-interval" => self.put(&mut layer.retry_interval, kw, || self.interval(kw, args)),
             "resync" => self.put(&mut layer.resync, kw, || self.positive(kw, args)),
             "history" => self.put(&mut layer.history, kw, || self.history(kw, args)),
             "fall" => self.put(&mut layer.fall, kw, || self.fall(kw, args)),
@@ -623,7 +652,7 @@ impl<'d> Planner<'d> {
             }),
             "notify-max" => self.put(&mut layer.notify_max, kw, || {
                 let w = self.one(kw, args, "a count of at least 1")?;
-                Ok(self.number(w, 1, u32::MAX.into(), "notify-max")? as u32)
+                Ok(self.number(w, 1, MAX_NOTIFY_MAX.into(), "notify-max")? as u32)
             }),
             "quorum" => self.put(&mut layer.quorum, kw, || {
                 let w = self.one(kw, args, "a number of reals")?;
@@ -679,7 +708,17 @@ impl<'d> Planner<'d> {
             }),
             "persistent" => self.put(&mut layer.persistent, kw, || {
                 let d = self.positive(kw, args)?;
-                if d.subsec_nanos() != 0 || u32::try_from(d.as_secs()).is_err() {
+                if d > Duration::from_secs(MAX_PERSISTENT_SECS.into()) {
+                    return Err(self.err(
+                        args[0].pos,
+                        format!(
+                            "persistent {} is too long (expected at most {MAX_PERSISTENT_SECS}s, \
+                             about 49 days: the kernel counts it in clock ticks in 32 bits)",
+                            args[0].show().trim_matches('"')
+                        ),
+                    ));
+                }
+                if d.subsec_nanos() != 0 {
                     return Err(self.err(
                         args[0].pos,
                         "expected a whole number of seconds after persistent (IPVS counts \
@@ -691,6 +730,7 @@ impl<'d> Planner<'d> {
             "sorry" => self.put(&mut layer.sorry, kw, || {
                 let w = self.one(kw, args, "ADDR:PORT")?;
                 let (ip, port) = self.endpoint(w, true)?;
+                self.usable(w, ip, "a sorry server")?;
                 Ok((SocketAddr::new(ip, port.unwrap_or(0)), w.pos))
             }),
             "notify" => {
@@ -809,6 +849,56 @@ impl<'d> Planner<'d> {
             ));
         }
         Ok(d)
+    }
+
+    /// `interval` or `retry-interval`: a duration from [`MIN_INTERVAL`] to [`MAX_INTERVAL`].
+    fn interval(&self, kw: &Word, args: &[Word]) -> Result<Duration, ConfigError> {
+        let d = self.positive(kw, args)?;
+        if (MIN_INTERVAL..=MAX_INTERVAL).contains(&d) {
+            return Ok(d);
+        }
+        let name = kw.as_str().unwrap_or_default();
+        let what = if d < MIN_INTERVAL {
+            "too short"
+        } else {
+            "too long"
+        };
+        Err(self.err(
+            args[0].pos,
+            format!(
+                "{name} {} is {what} (expected {} to {})",
+                args[0].show().trim_matches('"'),
+                show_duration(MIN_INTERVAL),
+                show_days(MAX_INTERVAL)
+            ),
+        ))
+    }
+
+    /// Addresses that can never be a server: the unspecified address (`0.0.0.0`, `::`; a
+    /// check of it reaches the director itself), the rest of `0.0.0.0/8`, the broadcast
+    /// address `255.255.255.255` and multicast groups (`224.0.0.0/4`, `ff00::/8`), the IPv4
+    /// ones also when written as IPv4-mapped IPv6 (`::ffff:0.0.0.0`).
+    fn usable(&self, w: &Word, ip: IpAddr, role: &str) -> Result<(), ConfigError> {
+        let v4 = match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(a) => a.to_ipv4_mapped(),
+        };
+        let why = match (ip, v4) {
+            (_, Some(a)) if a.is_unspecified() => Some("the unspecified address"),
+            (_, Some(a)) if a.octets()[0] == 0 => Some("in 0.0.0.0/8, which names no host"),
+            (_, Some(a)) if a.is_broadcast() => Some("the broadcast address"),
+            (_, Some(a)) if a.is_multicast() => Some("a multicast group"),
+            (IpAddr::V6(a), None) if a.is_unspecified() => Some("the unspecified address"),
+            (IpAddr::V6(a), None) if a.is_multicast() => Some("a multicast group"),
+            _ => None,
+        };
+        match why {
+            None => Ok(()),
+            Some(why) => Err(self.err(
+                w.pos,
+                format!("{ip} cannot be {role}: it is {why} (expected the address of one host)"),
+            )),
+        }
     }
 
     /// `fall N` or `fall N within D`.
@@ -932,11 +1022,7 @@ impl<'d> Planner<'d> {
         if let Some(v) = value.filter(|v| (min..=max).contains(v)) {
             return Ok(v);
         }
-        let range = if max == u64::from(u32::MAX) {
-            format!("a number of at least {min}")
-        } else {
-            format!("a number {min}..{max}")
-        };
+        let range = format!("a number {min}..{max}");
         let message = if digits {
             // In range of u64 or not: all digits, so the value is what is wrong.
             format!(
@@ -1027,6 +1113,7 @@ impl<'d> Planner<'d> {
                     ),
                 ));
             };
+            self.no_scope_id(w, &rest[..end])?;
             let ip: Ipv6Addr = rest[..end].parse().map_err(|_| {
                 self.err(
                     w.pos,
@@ -1049,6 +1136,7 @@ impl<'d> Planner<'d> {
             };
             (IpAddr::V6(ip), port)
         } else if s.bytes().filter(|&b| b == b':').count() >= 2 {
+            self.no_scope_id(w, s)?;
             let ip: Ipv6Addr = s.parse().map_err(|_| {
                 self.err(
                     w.pos,
@@ -1096,6 +1184,22 @@ impl<'d> Planner<'d> {
             return Err(self.err(w.pos, format!("missing port (expected {form})")));
         }
         Ok((ip, port))
+    }
+
+    /// An IPv6 address with a zone (`fe80::1%eth0`) is refused with its reason: neither an
+    /// IPVS destination nor lvsmon's checks carry a scope id, so the interface would be lost.
+    fn no_scope_id(&self, w: &Word, addr: &str) -> Result<(), ConfigError> {
+        let Some((ip, zone)) = addr.split_once('%') else {
+            return Ok(());
+        };
+        Err(self.err(
+            w.pos,
+            format!(
+                "IPv6 scope id %{zone} in {ip}%{zone} cannot be used: IPVS destinations and \
+                 lvsmon's checks carry no interface (expected a global or ULA address, without \
+                 %ZONE)"
+            ),
+        ))
     }
 
     /// A port number 1..=65535 written as `p` inside word `w`.
@@ -1198,6 +1302,7 @@ impl<'d> Planner<'d> {
                     .strip_prefix('[')
                     .and_then(|t| t.strip_suffix(']'))
                     .unwrap_or(text);
+                self.no_scope_id(value_word, bare)?;
                 let ip: IpAddr = bare.parse().map_err(|_| {
                     self.err(
                         value_word.pos,
@@ -1216,6 +1321,7 @@ impl<'d> Planner<'d> {
                         ));
                     }
                 }
+                self.usable(value_word, ip, "a check target")?;
                 line.address = Some(ip);
             }
         }
@@ -1415,6 +1521,21 @@ impl<'d> Planner<'d> {
             let sorry = v.layer.sorry.as_ref().map(|s| s.value);
             if let Some((addr, pos)) = sorry {
                 self.family(v.key, addr.ip(), forward, pos, "sorry server")?;
+                // IPVS knows one destination per address and port: the sorry server's
+                // removal when quorum returns would delete that real's destination.
+                if let Some(r) = reals[v.reals.clone()].iter().find(|r| r.addr == addr) {
+                    return Err(doc.error(
+                        pos,
+                        format!(
+                            "sorry server {addr} is also a real server of virtual {} (at {}); \
+                             expected a server that is not one of its reals (IPVS has one \
+                             destination for both, and taking the sorry server out would \
+                             delete the real's)",
+                            v.key,
+                            doc.place(r.pos)
+                        ),
+                    ));
+                }
             }
             for r in &reals[v.reals.clone()] {
                 let rs = Scope {
@@ -2476,7 +2597,8 @@ virtual tcp 192.0.2.2:80 {
         let path = dir.write("main.conf", text);
         let e = load(&path, Some(Duration::ZERO)).unwrap_err();
         assert!(
-            e.to_string().contains("--interval must be greater than 0"),
+            e.to_string()
+                .contains("--interval 0 is out of range (expected 0.05 to 86400 seconds)"),
             "{e}"
         );
     }
@@ -2563,7 +2685,7 @@ virtual tcp 192.0.2.2:80 {
             &format!("rise two{v}"),
             1,
             6,
-            "expected a number of at least 1 for rise, not \"two\"",
+            "expected a number 1..4294967295 for rise, not \"two\"",
         );
         expect_error(&format!("quorum -1{v}"), 1, 8, "for quorum");
         expect_error(
@@ -2717,6 +2839,155 @@ virtual tcp 192.0.2.2:80 {
             "fwmark 4294967296 is out of range",
         );
         expect_error("virtual fwmark x2 {\n}\n", 1, 16, "expected a mark number");
+    }
+
+    #[test]
+    fn a_sorry_server_may_not_be_one_of_the_reals() {
+        // The real's port comes from the virtual: still the same destination.
+        let (l, c, m) = error(
+            "virtual tcp 127.88.0.10:9001 {\n  quorum 2\n  sorry 127.88.0.1:9001\n  real 127.88.0.1\n}\n",
+        );
+        assert_eq!((l, c), (3, 9), "{m}");
+        assert!(
+            m.starts_with(
+                "sorry server 127.88.0.1:9001 is also a real server of virtual \
+                 tcp:127.88.0.10:9001 (at "
+            ) && m.contains("main.conf:4)"),
+            "{m}"
+        );
+        // Another port, or the same server behind another virtual, is another destination.
+        let p = plan_text(
+            "virtual tcp 127.88.0.10:80 {\n  sorry 127.88.0.1:9002\n  real 127.88.0.1:9001\n}\n\
+             virtual tcp 127.88.0.11:80 {\n  sorry 127.88.0.1:9001\n  real 127.88.0.2:9001\n}\n",
+        );
+        assert_eq!(p.virtuals[1].sorry, Some(sa("127.88.0.1:9001")));
+    }
+
+    #[test]
+    fn addresses_that_are_never_servers() {
+        let real = |a: &str| format!("virtual udp 192.0.2.1:53 {{\n  real {a}\n}}\n");
+        for (addr, why) in [
+            (
+                "0.0.0.0:9500",
+                "0.0.0.0 cannot be a real server: it is the unspecified address",
+            ),
+            (
+                "0.1.2.3",
+                "0.1.2.3 cannot be a real server: it is in 0.0.0.0/8",
+            ),
+            ("255.255.255.255", "it is the broadcast address"),
+            (
+                "224.0.0.1",
+                "224.0.0.1 cannot be a real server: it is a multicast group",
+            ),
+            (
+                "[::ffff:0.0.0.0]:53",
+                "::ffff:0.0.0.0 cannot be a real server: it is the unspecified",
+            ),
+            ("[::ffff:239.0.0.1]:53", "it is a multicast group"),
+        ] {
+            expect_error(&real(addr), 2, 8, why);
+        }
+        let real6 = |a: &str| format!("virtual udp [2001:db8::1]:53 {{\n  real {a}\n}}\n");
+        expect_error(&real6("[::]:53"), 2, 8, ":: cannot be a real server");
+        expect_error(
+            &real6("ff05::1:3"),
+            2,
+            8,
+            "ff05::1:3 cannot be a real server: it is a multicast",
+        );
+        expect_error(
+            "virtual tcp 0.0.0.0:80 {\n}\n",
+            1,
+            13,
+            "0.0.0.0 cannot be a virtual service: it is the unspecified address",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  check tcp --address=224.1.1.1\n  real 192.0.2.9\n}\n",
+            2,
+            13,
+            "224.1.1.1 cannot be a check target: it is a multicast group",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 0.0.0.0:80\n  real 192.0.2.9\n}\n",
+            2,
+            9,
+            "0.0.0.0 cannot be a sorry server",
+        );
+        // Loopback and private addresses are servers like any other.
+        plan_text("virtual tcp 127.0.0.1:80 {\n  real 127.0.0.2\n  real 10.0.0.1\n}\n");
+    }
+
+    #[test]
+    fn scope_ids_are_refused_with_their_reason() {
+        for (line, col, text) in [
+            (2, 8, "virtual tcp [2001:db8::1]:80 {\n  real [fe80::1%eth0]:80\n}\n"),
+            (2, 8, "virtual tcp [2001:db8::1]:80 {\n  real fe80::1%2\n}\n"),
+            (2, 23, "virtual tcp [2001:db8::1]:80 {\n  check tcp --address [fe80::1%eth0]\n  real 2001:db8::2\n}\n"),
+        ] {
+            let (l, c, m) = error(text);
+            assert_eq!((l, c), (line, col), "{m}");
+            assert!(m.starts_with("IPv6 scope id %") && m.contains("carry no interface"), "{m}");
+        }
+    }
+
+    #[test]
+    fn intervals_have_a_minimum_and_a_maximum() {
+        let p = plan_text(
+            "interval 50ms\nretry-interval 1d\nvirtual tcp 192.0.2.1:80 {\n  real 192.0.2.9\n}\n",
+        );
+        assert_eq!(p.checks[0].interval, MIN_INTERVAL);
+        assert_eq!(p.checks[0].retry_interval, MAX_INTERVAL);
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  interval 49ms\n  real 192.0.2.9\n}\n",
+            2,
+            12,
+            "interval 49ms is too short (expected 50ms to 1d)",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  real 192.0.2.9 {\n    retry-interval 86401\n  }\n}\n",
+            3,
+            20,
+            "retry-interval 86401 is too long (expected 50ms to 1d)",
+        );
+        // --interval: the same limits.
+        let dir = TempDir::new("override");
+        let path = dir.write(
+            "main.conf",
+            "virtual tcp 192.0.2.1:80 {\n  real 192.0.2.9\n}\n",
+        );
+        for bad in [Duration::from_millis(10), Duration::ZERO, secs(86_401)] {
+            let e = load(&path, Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("is out of range (expected 0.05 to 86400 seconds)"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_the_range() {
+        expect_error(
+            "rise 4294967296\nvirtual tcp 192.0.2.1:80 {\n  real 192.0.2.9\n}\n",
+            1,
+            6,
+            "rise 4294967296 is out of range (expected a number 1..4294967295)",
+        );
+        expect_error(
+            "notify-max 1025\nvirtual tcp 192.0.2.1:80 {\n  real 192.0.2.9\n}\n",
+            1,
+            12,
+            "notify-max 1025 is out of range (expected a number 1..1024)",
+        );
+        let p = plan_text("notify-max 1024\nvirtual tcp 192.0.2.1:80 {\n  persistent 4294967\n  real 192.0.2.9\n}\n");
+        assert_eq!(p.notify_max, MAX_NOTIFY_MAX);
+        assert_eq!(p.virtuals[0].persistent, Some(secs(4_294_967)));
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  persistent 4294968\n  real 192.0.2.9\n}\n",
+            2,
+            14,
+            "persistent 4294968 is too long (expected at most 4294967s, about 49 days",
+        );
     }
 
     #[test]

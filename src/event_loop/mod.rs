@@ -81,6 +81,8 @@ pub struct Options {
     pub file: Option<std::path::PathBuf>,
     /// `--interval`, applied again at every reload.
     pub interval: Option<Duration>,
+    /// `--reload-timeout`: a reload whose reading and planning takes longer is abandoned.
+    pub reload_timeout: Duration,
     /// systemd's notification socket and watchdog, from the environment
     /// ([`crate::sd_notify::take_env`]); `None`: no notifications.
     pub systemd: Option<crate::sd_notify::Config>,
@@ -98,6 +100,7 @@ impl Default for Options {
             state_interval: Duration::from_secs(300),
             file: None,
             interval: None,
+            reload_timeout: reload::DEFAULT_RELOAD_TIMEOUT,
             systemd: None,
         }
     }
@@ -457,6 +460,12 @@ struct Reload {
     finished: u64,
     /// What the last reload did, for `lvsmon reload` (one or two lines).
     result: String,
+    /// When the running load is abandoned (`--reload-timeout`), while one runs.
+    deadline: Option<Time>,
+    /// Set to tell the running load, once abandoned, to stop at its next step.
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Loading threads still running, abandoned ones included.
+    loaders: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The daemon.
@@ -870,6 +879,9 @@ impl Daemon {
         if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
             next = Some(next.map_or(d, |w| w.min(d)));
         }
+        if let Some(d) = self.core.reload.deadline {
+            next = Some(next.map_or(d, |w| w.min(d)));
+        }
         // An idle loop still wakes to ping systemd's watchdog.
         if let Some(p) = self.core.systemd.as_ref().and_then(|s| s.next_ping()) {
             next = Some(next.map_or(p, |w| w.min(p)));
@@ -975,7 +987,8 @@ impl Daemon {
             s.tick(now);
         }
         self.drain_outbox();
-        if reload_ready {
+        // A load that overran `--reload-timeout` is answered (abandoned) without its wake.
+        if reload_ready || self.core.reload.deadline.is_some_and(|d| now >= d) {
             self.finish_reload();
             // The answer is ready: parked `lvsmon reload` connections get it now, not at the
             // next turn.

@@ -2,7 +2,8 @@
 //!
 //! The file is read and planned on a helper thread, so even a 100,000-real configuration
 //! never holds up the checks; a bad file is reported with its `file:line:col` and changes
-//! nothing. A good plan becomes a new [`Core`] into which the running one hands over:
+//! nothing. Neither does a load still running after `--reload-timeout`: the loop abandons it
+//! (the thread ends when it can, its answer unread) and the next reload starts afresh. A good plan becomes a new [`Core`] into which the running one hands over:
 //!
 //! - a real server is the same when its virtual service and address are: it keeps its
 //!   state, counters, drain, history and `within` window (the window restarts only when
@@ -20,7 +21,9 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::TryRecvError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Core, Daemon, Log, Probe};
@@ -31,6 +34,25 @@ use crate::log::{Level, Sink};
 use crate::monitor::health::State;
 use crate::monitor::phase::{self, Phase, NO_BUF};
 use crate::notify::NotifyCounters;
+
+/// `--reload-timeout` when none is given: reading, planning and building even 100,000 real
+/// servers takes a few seconds, so a load still running after a minute is stuck (a file on
+/// a hung network file system, say) and is abandoned; the running configuration stays.
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Loading threads that may be alive at once, abandoned ones included: past this, a reload is
+/// refused until they end, so that a file system that hangs every read cannot make lvsmon
+/// pile up threads.
+const MAX_LOADERS: usize = 4;
+
+/// Counts a loading thread as running until it ends.
+struct Loader(Arc<AtomicUsize>);
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A configuration loaded and built on the helper thread, ready to take over.
 pub(super) struct Loaded {
@@ -108,9 +130,36 @@ impl Core {
                     .into();
             return;
         };
+        let running = r.loaders.load(Ordering::Relaxed);
+        if running >= MAX_LOADERS {
+            r.finished = r.started;
+            r.result = format!(
+                "error: {}: {running} earlier reloads are still reading past --reload-timeout \
+                 (a file that cannot be read?); nothing was reloaded (the running \
+                 configuration is kept)\n",
+                file.display()
+            );
+            if let Some(mut l) = self.log.line(Level::Error) {
+                let _ = write!(
+                    l,
+                    "msg=\"reload refused; the running configuration is kept\" loading={running}"
+                );
+            }
+            // Answered at once: systemd hears that the reload is over.
+            self.ready(now);
+            return;
+        }
         if let Some(mut l) = self.log.line(Level::Notice) {
             let _ = write!(l, "msg=\"reloading\" file={}", file.display());
         }
+        let limit = r
+            .opts
+            .as_ref()
+            .map_or(DEFAULT_RELOAD_TIMEOUT, |o| o.reload_timeout);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = Arc::clone(&cancel);
+        let loader = Loader(Arc::clone(&r.loaders));
+        r.loaders.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::channel();
         let waker = r.waker.clone();
         let interval = r.interval;
@@ -121,17 +170,28 @@ impl Core {
         let spawned = std::thread::Builder::new()
             .name("lvsmon-reload".into())
             .spawn(move || {
+                let _loader = loader;
                 let t = Instant::now();
                 let res = crate::config::load(&file, interval)
                     .map_err(|e| e.to_string())
-                    .and_then(|plan| Loaded::build(plan, &opts, clock.now()));
+                    .and_then(|plan| {
+                        // Abandoned meanwhile: building the tables would be for nothing.
+                        if cancelled.load(Ordering::Relaxed) {
+                            return Err("abandoned".to_string());
+                        }
+                        Loaded::build(plan, &opts, clock.now())
+                    });
                 let _ = tx.send((res, t.elapsed()));
                 if let Some(w) = waker {
                     let _ = w.wake();
                 }
             });
         match spawned {
-            Ok(_) => r.rx = Some(rx),
+            Ok(_) => {
+                r.rx = Some(rx);
+                r.deadline = Some(now.add_micros(limit.as_micros().min(u64::MAX.into()) as u64));
+                r.cancel = Some(cancel);
+            }
             Err(e) => {
                 r.finished = r.started;
                 r.result = format!("error: reload: cannot start the loading thread: {e}\n");
@@ -541,13 +601,45 @@ impl Daemon {
         };
         let (res, parse) = match rx.try_recv() {
             Ok(v) => v,
-            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Empty) => {
+                let now = self.clock.now();
+                if self.core.reload.deadline.is_none_or(|d| now < d) {
+                    return;
+                }
+                // Overran --reload-timeout: give up on it (the thread ends by itself, if
+                // ever; its answer goes nowhere) and keep the running configuration.
+                if let Some(c) = self.core.reload.cancel.as_ref() {
+                    c.store(true, Ordering::Relaxed);
+                }
+                let limit = self
+                    .core
+                    .reload
+                    .opts
+                    .as_ref()
+                    .map_or(DEFAULT_RELOAD_TIMEOUT, |o| o.reload_timeout);
+                (
+                    Err(format!(
+                        "{}: reading and checking the configuration took longer than {} s \
+                         (--reload-timeout); the reload was abandoned",
+                        self.core
+                            .reload
+                            .file
+                            .as_ref()
+                            .map(|f| f.display().to_string())
+                            .unwrap_or_default(),
+                        limit.as_secs_f64()
+                    )),
+                    limit,
+                )
+            }
             Err(TryRecvError::Disconnected) => (
                 Err("the loading thread stopped without an answer".to_string()),
                 Duration::ZERO,
             ),
         };
         self.core.reload.rx = None;
+        self.core.reload.deadline = None;
+        self.core.reload.cancel = None;
         let file = self
             .core
             .reload
