@@ -520,10 +520,13 @@ fn parse_virtual(id: &[u8]) -> Option<crate::config::ServiceKey> {
     };
     if let Some(m) = prefixed("fwmark:") {
         let v = match m.strip_prefix("0x").or_else(|| m.strip_prefix("0X")) {
-            Some(h) => u32::from_str_radix(h, 16).ok()?,
-            None => m.parse::<u32>().ok()?,
+            Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(h, 16).ok()?
+            }
+            None if m.bytes().all(|b| b.is_ascii_digit()) => m.parse::<u32>().ok()?,
+            _ => return None,
         };
-        return (v > 0 && !m.starts_with('+')).then_some(ServiceKey::Fwmark(v));
+        return (v > 0).then_some(ServiceKey::Fwmark(v));
     }
     let (proto, rest) = [
         ("tcp:", Proto::Tcp),
@@ -980,5 +983,65 @@ impl Core {
     /// counted in the `state loaded` line).
     fn load_history(&mut self, r: usize, bytes: &[u8]) -> bool {
         bytes.is_empty() || self.history.decode_real(r, bytes).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Proto, ServiceKey};
+
+    #[test]
+    fn virtual_services_in_every_form_of_the_configuration() {
+        let tcp = |a: &str| Some(ServiceKey::Inet(Proto::Tcp, a.parse().unwrap()));
+        assert_eq!(parse_virtual(b"tcp:10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"TCP:10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"[2001:db8::1]:80"), tcp("[2001:db8::1]:80"));
+        assert_eq!(
+            parse_virtual(b"udp:[2001:db8::1]:53"),
+            Some(ServiceKey::Inet(
+                Proto::Udp,
+                "[2001:db8::1]:53".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            parse_virtual(b"sctp:192.0.2.3:3868"),
+            Some(ServiceKey::Inet(
+                Proto::Sctp,
+                "192.0.2.3:3868".parse().unwrap()
+            ))
+        );
+        assert_eq!(parse_virtual(b"fwmark:42"), Some(ServiceKey::Fwmark(42)));
+        assert_eq!(parse_virtual(b"fwmark:0x2a"), Some(ServiceKey::Fwmark(42)));
+        for bad in [
+            &b"fwmark:0"[..],
+            b"fwmark:+4",
+            b"fwmark:0x+4",
+            b"fwmark:4294967296",
+            b"fwmark:",
+            b"tcp:10.0.0.1",
+            b"10.0.0.1",
+            b"2001:db8::1:80",
+            b"icmp:10.0.0.1:80",
+            b"\xff",
+        ] {
+            assert_eq!(
+                parse_virtual(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn request_targets() {
+        assert_eq!(request_path(b"/metrics"), b"/metrics");
+        assert_eq!(request_path(b"http://h:9/metrics"), b"/metrics");
+        assert_eq!(request_path(b"HTTP://h/metrics?x=1"), b"/metrics?x=1");
+        assert_eq!(request_path(b"http://h:9?x"), b"?x");
+        assert_eq!(request_path(b"http://h:9"), b"/");
+        assert_eq!(request_path(b"ftp://h/metrics"), b"ftp://h/metrics");
     }
 }
