@@ -454,3 +454,21 @@ fn client_gives_up_on_a_full_backlog() {
     drop(held);
     drop(l);
 }
+
+/// With every control slot held by clients that say nothing, a command waits in the backlog
+/// and is answered once the first of them is cut at the 5 s request limit.
+#[test]
+fn full_control_slots_make_a_command_wait_not_fail() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let d = daemon(&a);
+    let t = Instant::now();
+    let silent: Vec<UnixStream> = (0..8)
+        .map(|_| UnixStream::connect(d.socket()).unwrap())
+        .collect();
+    let (code, out, err) = d.client(&["status", "--timeout", "10"]);
+    let took = t.elapsed();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(" up "), "{out}");
+    assert!((4 * S..8 * S).contains(&took), "answered after {took:?}");
+    drop(silent);
+}
