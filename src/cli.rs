@@ -80,6 +80,17 @@ pub struct Cli {
     )]
     pub socket: PathBuf,
 
+    /// How long a command waits for the daemon: to take the connection in, then for each
+    /// piece of its reply (seconds, fractions allowed).
+    #[arg(
+        long = "timeout",
+        value_name = "SECS",
+        default_value = "30",
+        value_parser = parse_secs,
+        global = true
+    )]
+    pub timeout: Duration,
+
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9110).
     #[arg(long = "metrics", value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,

@@ -7,12 +7,21 @@
 //! memory in proportion to the reply, and never blocks checking.
 //!
 //! Invariants and limits:
-//! - at most [`SLOTS`] connections at once; further clients wait in the listen backlog until
-//!   a slot frees (the listener is accepted from again whenever a slot closes);
+//! - at most [`CONTROL_SLOTS`] control connections and [`METRICS_SLOTS`] metrics connections
+//!   at once, each side with its own slots, so that no number of metrics clients can keep
+//!   root from the control socket; further clients wait in the listen backlog until a slot
+//!   of their side frees (the listener is accepted from again whenever a slot closes);
+//! - when every metrics slot is taken and another scraper waits, the metrics connection that
+//!   has waited longest for its request (open at least [`EVICT_GRACE_US`]) is closed to make
+//!   room: a few clients that connect and dawdle cannot lock Prometheus out;
 //! - a request is at most [`IN_CAP`] bytes (a line for the control socket, the head of an
 //!   HTTP request for metrics); longer or malformed input gets an error reply and a close;
-//! - a connection that makes no progress for [`IDLE`] is closed, so a client that hangs
-//!   costs one slot for ten seconds at most;
+//! - a request must be whole within [`REQUEST`] of the connection's acceptance, however
+//!   steadily its bytes come; then it gets a timeout reply (`408` for HTTP) and a close. A
+//!   request cut short by the client's half-close gets an error reply (`400`) too;
+//! - a connection that makes no progress for [`IDLE`] is closed, and none lives longer than
+//!   [`LIFETIME`], so a client that hangs or reads its reply byte by byte holds its slot
+//!   for a bounded time;
 //! - nothing here allocates after [`Server::new`].
 
 use std::io::{self, Read, Write};
@@ -24,8 +33,13 @@ use mio::{Interest, Registry, Token};
 
 use crate::clock::Time;
 
-/// Connections served at once (control and metrics together).
-pub const SLOTS: usize = 16;
+/// Control-socket connections served at once.
+pub const CONTROL_SLOTS: usize = 8;
+/// Metrics connections served at once.
+pub const METRICS_SLOTS: usize = 8;
+/// Connections served at once (control and metrics together): the control socket's slots
+/// come first, then the metrics endpoint's.
+pub const SLOTS: usize = CONTROL_SLOTS + METRICS_SLOTS;
 /// Bytes of request a connection may send.
 pub const IN_CAP: usize = 2048;
 /// A cursor with this bit set, with nothing rendered and the reply not done, parks the
@@ -39,6 +53,20 @@ pub const OUT_CAP: usize = 64 * 1024;
 pub const IDLE_US: u64 = 10_000_000;
 /// The same, for the docs.
 pub const IDLE: std::time::Duration = std::time::Duration::from_micros(IDLE_US);
+/// A request must be whole this soon after its connection was accepted (µs), counted from
+/// the accept, not from the last byte: a client dripping one byte at a time is cut here.
+pub const REQUEST_US: u64 = 5_000_000;
+/// The same, for the docs.
+pub const REQUEST: std::time::Duration = std::time::Duration::from_micros(REQUEST_US);
+// The timeout replies say "5 s".
+const _: () = assert!(REQUEST_US == 5_000_000);
+/// No connection lives longer than this (µs), reply included.
+pub const LIFETIME_US: u64 = 60_000_000;
+/// The same, for the docs.
+pub const LIFETIME: std::time::Duration = std::time::Duration::from_micros(LIFETIME_US);
+/// A metrics connection still without a whole request may be closed to make room for a new
+/// client once it has been open this long (µs).
+pub const EVICT_GRACE_US: u64 = 500_000;
 
 /// After `accept(2)` failed for want of a resource (`EMFILE`, `ENFILE`, `ENOBUFS`), the
 /// listeners are tried again this soon (µs): a client already in the backlog makes no new
@@ -127,6 +155,18 @@ struct Conn {
     done: bool,
     /// Close once the output drains (errors, complete replies).
     last_progress: Time,
+    /// When the connection was accepted.
+    opened: Time,
+}
+
+impl Kind {
+    /// The slots of this side.
+    fn slots(self) -> std::ops::Range<usize> {
+        match self {
+            Kind::Control => 0..CONTROL_SLOTS,
+            Kind::Metrics => CONTROL_SLOTS..SLOTS,
+        }
+    }
 }
 
 /// Counters of the servers.
@@ -155,6 +195,9 @@ pub struct Server {
     accept_retry: Option<Time>,
     /// Slots holding a connection: with none, a turn skips the scans of the slots.
     open: usize,
+    /// The metrics side was full when a client may have been waiting: until an accept finds
+    /// the backlog empty, each turn sees whether a dawdling connection can give way.
+    metrics_waiting: bool,
 }
 
 impl Server {
@@ -193,6 +236,7 @@ impl Server {
                     out_end: 0,
                     done: false,
                     last_progress: Time::ZERO,
+                    opened: Time::ZERO,
                 })
                 .collect(),
             in_slab: vec![0u8; SLOTS * IN_CAP].into_boxed_slice(),
@@ -201,6 +245,7 @@ impl Server {
             accept_pending: false,
             accept_retry: None,
             open: 0,
+            metrics_waiting: false,
         };
         if let Some(l) = s.control.as_mut() {
             registry.register(l, CONTROL_LISTENER, Interest::READABLE)?;
@@ -227,8 +272,13 @@ impl Server {
 
     /// Handles readiness of `t`.
     pub fn on_ready(&mut self, t: Token, registry: &Registry, r: &mut dyn Render, now: Time) {
-        if t == CONTROL_LISTENER || t == METRICS_LISTENER {
-            self.accept(registry, now);
+        if t == CONTROL_LISTENER {
+            self.accept_kind(Kind::Control, false, registry, now);
+            return;
+        }
+        if t == METRICS_LISTENER {
+            // A scraper knocks: it may take the place of a client that dawdles.
+            self.accept_kind(Kind::Metrics, true, registry, now);
             return;
         }
         let slot = t.0 & 0xffff;
@@ -239,30 +289,72 @@ impl Server {
         self.serve(slot, registry, r, now);
     }
 
-    /// Accepts while there are free slots.
+    /// Accepts on both listeners while their sides have free slots.
     fn accept(&mut self, registry: &Registry, now: Time) {
+        self.accept_kind(Kind::Control, false, registry, now);
+        self.accept_kind(Kind::Metrics, false, registry, now);
+    }
+
+    /// Accepts clients of `kind` while its side has a free slot. With `evict`, a full side
+    /// makes room by closing its connection that has waited longest for a whole request (if
+    /// open for [`EVICT_GRACE_US`] at least): a new client knocked.
+    fn accept_kind(&mut self, kind: Kind, evict: bool, registry: &Registry, now: Time) {
         loop {
-            let Some(slot) = self.conns.iter().position(|c| c.stream.is_none()) else {
-                return;
+            let free = kind.slots().find(|&i| self.conns[i].stream.is_none());
+            // With the side full, the connection that would give way (if any); it is
+            // closed only once a new client has really been accepted.
+            let victim = match free {
+                Some(_) => None,
+                None if evict => {
+                    let v = kind
+                        .slots()
+                        .filter(|&i| {
+                            let c = &self.conns[i];
+                            c.req.is_none() && now.micros_since(c.opened) >= EVICT_GRACE_US
+                        })
+                        .min_by_key(|&i| self.conns[i].opened);
+                    if v.is_none() {
+                        self.metrics_waiting = true;
+                        return;
+                    }
+                    v
+                }
+                None => {
+                    self.metrics_waiting |= kind == Kind::Metrics;
+                    return;
+                }
             };
             let mut failed = false;
-            let control = self
-                .control
-                .as_ref()
-                .and_then(|l| accept_result(l.accept(), &mut failed));
-            let accepted = match control {
-                Some((s, _)) => Some((Stream::Unix(s), Kind::Control)),
-                None => self
+            let accepted = match kind {
+                Kind::Control => self
+                    .control
+                    .as_ref()
+                    .and_then(|l| accept_result(l.accept(), &mut failed))
+                    .map(|(s, _)| Stream::Unix(s)),
+                Kind::Metrics => self
                     .metrics
                     .as_ref()
                     .and_then(|l| accept_result(l.accept(), &mut failed))
-                    .map(|(s, _)| (Stream::Tcp(s), Kind::Metrics)),
+                    .map(|(s, _)| Stream::Tcp(s)),
             };
             if failed && self.accept_retry.is_none() {
                 self.accept_retry = Some(now.add_micros(ACCEPT_RETRY_US));
             }
-            let Some((mut stream, kind)) = accepted else {
+            let Some(mut stream) = accepted else {
+                // Nobody waits (or the accept failed, and is retried): nothing to make room for.
+                if kind == Kind::Metrics {
+                    self.metrics_waiting = false;
+                }
                 return;
+            };
+            let slot = match (free, victim) {
+                (Some(slot), _) => slot,
+                (None, Some(v)) => {
+                    self.stats.dropped += 1;
+                    self.close(v, registry);
+                    v
+                }
+                (None, None) => return,
             };
             let c = &mut self.conns[slot];
             c.gen = c.gen.wrapping_add(1);
@@ -286,6 +378,7 @@ impl Server {
             c.out_end = 0;
             c.done = false;
             c.last_progress = now;
+            c.opened = now;
             self.stats.accepted += 1;
         }
     }
@@ -303,9 +396,9 @@ impl Server {
         let outb = &mut self.out_slab[slot * OUT_CAP..(slot + 1) * OUT_CAP];
         let stats = &mut self.stats;
         let c = &mut self.conns[slot];
-        let Some(stream) = c.stream.as_mut() else {
+        if c.stream.is_none() {
             return false;
-        };
+        }
         // Read until the request is whole.
         while c.req.is_none() {
             if c.in_len == IN_CAP {
@@ -315,20 +408,27 @@ impl Server {
                         b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"
                     }
                 };
-                outb[..msg.len()].copy_from_slice(msg);
-                c.out_start = 0;
-                c.out_end = msg.len();
-                c.done = true;
-                c.req = Some(Request {
-                    kind: c.kind,
-                    len: 0,
-                });
+                refuse(c, outb, msg);
                 stats.dropped += 1;
                 break;
             }
+            let Some(stream) = c.stream.as_mut() else {
+                return true;
+            };
             match stream.read(&mut inb[c.in_len..]) {
-                // The peer closed before a whole request: nothing to answer.
-                Ok(0) => return true,
+                // The peer closed before sending anything: nothing to answer.
+                Ok(0) if c.in_len == 0 => return true,
+                // It half-closed part-way through a request: say so rather than guess at
+                // the rest (a cut `drain` line could name another real server).
+                Ok(0) => {
+                    let msg: &[u8] = match c.kind {
+                        Kind::Control => b"error: request ends without a newline\n",
+                        Kind::Metrics => b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nthe request head ended before its blank line\n",
+                    };
+                    refuse(c, outb, msg);
+                    stats.dropped += 1;
+                    break;
+                }
                 Ok(n) => {
                     c.in_len += n;
                     c.last_progress = now;
@@ -360,6 +460,9 @@ impl Server {
                 c.done = done || n == 0;
                 continue;
             }
+            let Some(stream) = c.stream.as_mut() else {
+                return true;
+            };
             match stream.write(&outb[c.out_start..c.out_end]) {
                 Ok(0) => return true,
                 Ok(n) => {
@@ -374,6 +477,19 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A request that did not arrive whole within [`REQUEST_US`]: a timeout reply, then
+    /// the close.
+    fn time_out(&mut self, slot: usize) {
+        let outb = &mut self.out_slab[slot * OUT_CAP..(slot + 1) * OUT_CAP];
+        let c = &mut self.conns[slot];
+        let msg: &[u8] = match c.kind {
+            Kind::Control => b"error: request not complete within 5 s of connecting\n",
+            Kind::Metrics => b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\nthe request head did not arrive within 5 s\n",
+        };
+        refuse(c, outb, msg);
+        self.stats.dropped += 1;
     }
 
     fn close(&mut self, slot: usize, registry: &Registry) {
@@ -404,7 +520,15 @@ impl Server {
         if self.open > 0 {
             for slot in 0..SLOTS {
                 let c = &self.conns[slot];
-                if c.stream.is_some() && now.micros_since(c.last_progress) >= IDLE_US {
+                if c.stream.is_none() {
+                    continue;
+                }
+                if c.req.is_none() && now.micros_since(c.opened) >= REQUEST_US {
+                    self.time_out(slot);
+                    self.serve(slot, registry, r, now);
+                } else if now.micros_since(c.last_progress) >= IDLE_US
+                    || now.micros_since(c.opened) >= LIFETIME_US
+                {
                     self.stats.dropped += 1;
                     self.close(slot, registry);
                 }
@@ -412,6 +536,14 @@ impl Server {
             for slot in 0..SLOTS {
                 let c = &self.conns[slot];
                 if c.stream.is_some() && c.cursor & PARKED != 0 && c.out_start == c.out_end {
+                    self.serve(slot, registry, r, now);
+                }
+            }
+        }
+        if self.metrics_waiting {
+            self.accept_kind(Kind::Metrics, true, registry, now);
+            for slot in Kind::Metrics.slots() {
+                if self.conns[slot].stream.is_some() && self.conns[slot].opened == now {
                     self.serve(slot, registry, r, now);
                 }
             }
@@ -431,6 +563,20 @@ impl Server {
         }
     }
 
+    /// While a metrics client may wait for a slot: when the oldest connection still without
+    /// a whole request may give way.
+    fn evict_deadline(&self) -> Option<Time> {
+        if !self.metrics_waiting {
+            return None;
+        }
+        Kind::Metrics
+            .slots()
+            .map(|i| &self.conns[i])
+            .filter(|c| c.stream.is_some() && c.req.is_none())
+            .map(|c| c.opened.add_micros(EVICT_GRACE_US))
+            .min()
+    }
+
     /// The earliest idle deadline, for the loop's poll timeout.
     pub fn next_deadline(&self) -> Option<Time> {
         if self.open == 0 {
@@ -439,10 +585,31 @@ impl Server {
         self.conns
             .iter()
             .filter(|c| c.stream.is_some())
-            .map(|c| c.last_progress.add_micros(IDLE_US))
+            .map(|c| {
+                let idle = c.last_progress.add_micros(IDLE_US);
+                let end = c.opened.add_micros(if c.req.is_none() {
+                    REQUEST_US
+                } else {
+                    LIFETIME_US
+                });
+                idle.min(end)
+            })
             .chain(self.accept_retry)
+            .chain(self.evict_deadline())
             .min()
     }
+}
+
+/// Ends `c`'s request with the fixed reply `msg` (an error), to be written before the close.
+fn refuse(c: &mut Conn, outb: &mut [u8], msg: &[u8]) {
+    outb[..msg.len()].copy_from_slice(msg);
+    c.out_start = 0;
+    c.out_end = msg.len();
+    c.done = true;
+    c.req = Some(Request {
+        kind: c.kind,
+        len: 0,
+    });
 }
 
 /// The connection `accept(2)` gave, if any. `WouldBlock` means nobody waits; any other error

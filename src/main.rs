@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     };
     if let Some(cmd) = &cli.command {
         let mut out = output::Stdout::new();
-        let res = lvsmon::client::run(&cli.socket, cmd, &mut out);
+        let res = lvsmon::client::run(&cli.socket, cmd, cli.timeout, &mut out);
         if let Some(f) = out.failed.take() {
             // The reply could not be copied: say so, not that the socket failed.
             return ExitCode::from(f.report());

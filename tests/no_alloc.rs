@@ -318,7 +318,17 @@ fn main() {
                 format!("history tcp:127.1.0.{flap_virtual}:80 {flap_real}"),
                 format!("drain {flap_real}"),
                 format!("undrain {flap_real}"),
+                format!("drain {flap_real} 127.1.0.{flap_virtual}:80"),
+                format!("undrain {flap_real} TCP:127.1.0.{flap_virtual}:80"),
+                "drain 127.0.0.1:1 fwmark:0x2a".to_string(),
                 "garbage \u{1}".to_string(),
+            ];
+            let heads: [&[u8]; 4] = [
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"HEAD /metrics HTTP/1.1\r\n\r\n",
+                b"GET http://x/metrics?a=1 HTTP/1.1\r\n\r\n",
+                // Cut short by a half-close: answered 400.
+                b"GET /metrics HTTP/1.1\r\n",
             ];
             let end = Instant::now() + Duration::from_secs(120);
             let mut k = 0;
@@ -330,7 +340,8 @@ fn main() {
                 }
                 if let Ok(mut s) = std::net::TcpStream::connect(maddr) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                    let _ = s.write_all(heads[k % heads.len()]);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
                     let _ = s.read_to_end(&mut Vec::new());
                 }
                 k += 1;

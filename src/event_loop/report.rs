@@ -20,6 +20,31 @@ use crate::stats::{self, label_value, seconds};
 /// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
 const LINE: usize = 8192;
 
+/// The head of a `/metrics` reply (also the whole reply to `HEAD`).
+const METRICS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
+
+/// The path of an HTTP request target: `/metrics` of `/metrics`, and of an absolute URI
+/// (`http://host:port/metrics`); the query string is left on.
+fn request_path(target: &[u8]) -> &[u8] {
+    let scheme = target.iter().position(|&b| b == b':');
+    match scheme {
+        Some(i)
+            if target[..i].eq_ignore_ascii_case(b"http")
+                || target[..i].eq_ignore_ascii_case(b"https") =>
+        {
+            let rest = &target[i + 1..];
+            let Some(auth) = rest.strip_prefix(b"//") else {
+                return rest;
+            };
+            match auth.iter().position(|&b| b == b'/' || b == b'?') {
+                Some(j) => &auth[j..],
+                None => b"/",
+            }
+        }
+        _ => target,
+    }
+}
+
 /// Copies lines into the reply buffer while they fit.
 struct Out<'a> {
     buf: &'a mut [u8],
@@ -123,17 +148,29 @@ impl Core {
             });
             return;
         };
-        let virt = args.get(1).map(|w| std::str::from_utf8(w).unwrap_or(""));
+        // The virtual service in any form the configuration takes, normalised.
+        let mut vbuf = [0u8; 80];
+        let (virt, vindex) = match args.get(1) {
+            None => (None, None),
+            Some(w) => match self.find_virtual(w) {
+                Some(v) => (Some(key_text(self.virtuals[v].key, &mut vbuf)), Some(v)),
+                None => {
+                    out.line(|o| {
+                        write!(o, "error: no virtual service ")?;
+                        o.write_all(&w[..w.len().min(80)])?;
+                        writeln!(o, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
+                    });
+                    return;
+                }
+            },
+        };
         let (mut matched, mut changed) = (0u32, 0u32);
         for r in 0..self.reals.len() {
             if self.reals[r].addr.get() != real {
                 continue;
             }
-            if let Some(v) = virt {
-                let key = self.virtuals[self.reals[r].virt as usize].key;
-                if key_text(key, &mut [0u8; 80]) != v {
-                    continue;
-                }
+            if vindex.is_some_and(|v| self.reals[r].virt as usize != v) {
+                continue;
             }
             matched += 1;
             if self.set_drained(r, on) {
@@ -281,7 +318,7 @@ impl Core {
             let (sec, item) = (*cursor >> 56, *cursor & ((1 << 56) - 1));
             match sec {
                 0 => {
-                    let ok = out.line(|w| write!(w, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n"))
+                    let ok = out.line(|w| w.write_all(METRICS_HEAD))
                         && out.line(|w| {
                             let st = &self.stats;
                             stats::family(w, "lvsmon_checks_total", "counter", "Checks finished with a verdict.")?;
@@ -402,13 +439,15 @@ impl Render for Core {
         let done = match kind {
             Kind::Metrics => {
                 let (w, n) = words(text);
-                if n >= 2
-                    && w[0] == b"GET"
-                    && (w[1] == b"/metrics" || w[1].starts_with(b"/metrics?"))
-                {
+                let path = request_path(if n >= 2 { w[1] } else { b"" });
+                let ours = path == b"/metrics" || path.starts_with(b"/metrics?");
+                if n >= 2 && w[0] == b"HEAD" && ours {
+                    o.line(|w| w.write_all(METRICS_HEAD));
+                    true
+                } else if n >= 2 && w[0] == b"GET" && ours {
                     self.metrics(cursor, &mut o)
-                } else if n >= 2 && w[0] != b"GET" {
-                    o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
+                } else if n >= 2 && w[0] != b"GET" && w[0] != b"HEAD" {
+                    o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
                     true
                 } else {
                     o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
@@ -468,6 +507,40 @@ impl Render for Core {
     }
 }
 
+/// A virtual service as a client writes it: `tcp:10.0.0.1:80`, `udp:[2001:db8::1]:53`,
+/// `sctp:...`, a bare `10.0.0.1:80` or `[2001:db8::1]:80` (TCP, as in the configuration's
+/// `virtual tcp`), `fwmark:42` or `fwmark:0x2a`. The protocol is case-blind. Never allocates.
+fn parse_virtual(id: &[u8]) -> Option<crate::config::ServiceKey> {
+    use crate::config::{Proto, ServiceKey};
+    let s = std::str::from_utf8(id).ok()?;
+    let prefixed = |p: &str| {
+        s.get(..p.len())
+            .filter(|h| h.eq_ignore_ascii_case(p))
+            .map(|_| &s[p.len()..])
+    };
+    if let Some(m) = prefixed("fwmark:") {
+        let v = match m.strip_prefix("0x").or_else(|| m.strip_prefix("0X")) {
+            Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(h, 16).ok()?
+            }
+            None if m.bytes().all(|b| b.is_ascii_digit()) => m.parse::<u32>().ok()?,
+            _ => return None,
+        };
+        return (v > 0).then_some(ServiceKey::Fwmark(v));
+    }
+    let (proto, rest) = [
+        ("tcp:", Proto::Tcp),
+        ("udp:", Proto::Udp),
+        ("sctp:", Proto::Sctp),
+    ]
+    .into_iter()
+    .find_map(|(p, proto)| prefixed(p).map(|rest| (proto, rest)))
+    .unwrap_or((Proto::Tcp, s));
+    rest.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| ServiceKey::Inet(proto, a))
+}
+
 /// What a `history` request asks for.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -480,10 +553,11 @@ enum Scope {
 }
 
 impl Core {
-    /// Finds the virtual service written as `id` (`tcp:10.0.0.1:80`).
+    /// Finds the virtual service written as `id` in any form the configuration takes
+    /// (see [`parse_virtual`]).
     fn find_virtual(&self, id: &[u8]) -> Option<usize> {
-        (0..self.virtuals.len())
-            .find(|&v| key_text(self.virtuals[v].key, &mut [0u8; 80]).as_bytes() == id)
+        let key = parse_virtual(id)?;
+        (0..self.virtuals.len()).find(|&v| self.virtuals[v].key == key)
     }
 
     /// One row of a history reply.
@@ -909,5 +983,65 @@ impl Core {
     /// counted in the `state loaded` line).
     fn load_history(&mut self, r: usize, bytes: &[u8]) -> bool {
         bytes.is_empty() || self.history.decode_real(r, bytes).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Proto, ServiceKey};
+
+    #[test]
+    fn virtual_services_in_every_form_of_the_configuration() {
+        let tcp = |a: &str| Some(ServiceKey::Inet(Proto::Tcp, a.parse().unwrap()));
+        assert_eq!(parse_virtual(b"tcp:10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"TCP:10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"[2001:db8::1]:80"), tcp("[2001:db8::1]:80"));
+        assert_eq!(
+            parse_virtual(b"udp:[2001:db8::1]:53"),
+            Some(ServiceKey::Inet(
+                Proto::Udp,
+                "[2001:db8::1]:53".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            parse_virtual(b"sctp:192.0.2.3:3868"),
+            Some(ServiceKey::Inet(
+                Proto::Sctp,
+                "192.0.2.3:3868".parse().unwrap()
+            ))
+        );
+        assert_eq!(parse_virtual(b"fwmark:42"), Some(ServiceKey::Fwmark(42)));
+        assert_eq!(parse_virtual(b"fwmark:0x2a"), Some(ServiceKey::Fwmark(42)));
+        for bad in [
+            &b"fwmark:0"[..],
+            b"fwmark:+4",
+            b"fwmark:0x+4",
+            b"fwmark:4294967296",
+            b"fwmark:",
+            b"tcp:10.0.0.1",
+            b"10.0.0.1",
+            b"2001:db8::1:80",
+            b"icmp:10.0.0.1:80",
+            b"\xff",
+        ] {
+            assert_eq!(
+                parse_virtual(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn request_targets() {
+        assert_eq!(request_path(b"/metrics"), b"/metrics");
+        assert_eq!(request_path(b"http://h:9/metrics"), b"/metrics");
+        assert_eq!(request_path(b"HTTP://h/metrics?x=1"), b"/metrics?x=1");
+        assert_eq!(request_path(b"http://h:9?x"), b"?x");
+        assert_eq!(request_path(b"http://h:9"), b"/");
+        assert_eq!(request_path(b"ftp://h/metrics"), b"ftp://h/metrics");
     }
 }
