@@ -36,6 +36,10 @@ pub enum StartupError {
     /// The IPVS side could not start (no IPVS in the kernel, no permission).
     #[error("{0}")]
     Ipvs(#[from] OpenError),
+    /// Another process holds the pid file or the state directory, or the pid file is a
+    /// symbolic link: the message says which, and names the holder's pid when known.
+    #[error("{0}")]
+    Refused(String),
     /// `--user` or `--chroot` could not be carried out.
     #[error("{0}")]
     Privileges(#[from] PrivError),
@@ -152,14 +156,18 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         systemd: systemd.config,
         ..Options::default()
     };
-    let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(io_err(format!(
-        "startup (control socket {}, state directory {}{})",
-        cli.socket.display(),
-        cli.state_dir.display(),
-        cli.metrics
-            .map(|m| format!(", metrics {m}"))
-            .unwrap_or_default()
-    )))?;
+    let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(|e| match e.kind() {
+        // The state directory is locked by another lvsmon: its message says it all.
+        io::ErrorKind::WouldBlock if e.get_ref().is_some() => StartupError::Refused(e.to_string()),
+        _ => io_err(format!(
+            "startup (control socket {}, state directory {}{})",
+            cli.socket.display(),
+            cli.state_dir.display(),
+            cli.metrics
+                .map(|m| format!(", metrics {m}"))
+                .unwrap_or_default()
+        ))(e),
+    })?;
     // The plan is gone: what it took goes back to the system rather than staying in the
     // allocator's free lists for the daemon's whole life.
     #[cfg(target_env = "gnu")]
@@ -171,10 +179,11 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     if let Some(target) = &target {
         drop_privileges(&mut daemon, target, cli, &mut || {
             // Inside the chroot these paths name other files, if any: leave ours behind (a
-            // stale socket is replaced at the next start, a stale pid file overwritten).
+            // stale socket is replaced at the next start; the pid file is emptied at exit
+            // through its descriptor, and locked and overwritten at the next start).
             socket.0 = None;
             if let Some(p) = pid.as_mut() {
-                p.0 = None;
+                p.path = None;
             }
         })?;
     }
@@ -474,21 +483,89 @@ impl Drop for SocketFile {
     }
 }
 
-/// The `--pidfile`, removed when dropped (`None`: left in place).
-struct PidFile(Option<PathBuf>);
+/// The `--pidfile`: opened without following a symbolic link, locked (`flock`, exclusive)
+/// for the daemon's whole life, and holding its pid. The descriptor is close-on-exec (notify
+/// commands do not inherit the lock) and survives the privilege drop. At a clean stop the
+/// file is removed if the path still names it (`path` is `None` once the path means
+/// something else: after `--chroot`), else emptied through the descriptor, so that a pid
+/// file left behind never names a process.
+struct PidFile {
+    file: std::fs::File,
+    path: Option<PathBuf>,
+}
 
 impl PidFile {
+    /// Opens, locks and fills the pid file.
+    ///
+    /// # Errors
+    /// The path is a symbolic link or not a regular file, another process holds the lock
+    /// (named by its pid), or the file cannot be written.
     fn create(path: PathBuf) -> Result<PidFile, StartupError> {
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .map_err(io_err(format!("pid file {}", path.display())))?;
-        Ok(PidFile(Some(path)))
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let what = || format!("pid file {}", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => StartupError::Refused(format!(
+                    "{} is a symbolic link: refusing to follow it (remove it, or name the pid file itself)",
+                    what()
+                )),
+                _ => io_err(what())(e),
+            })?;
+        let meta = file.metadata().map_err(io_err(what()))?;
+        if !meta.file_type().is_file() {
+            return Err(StartupError::Refused(format!(
+                "{} is not a regular file: name a file (or a path where one may be created)",
+                what()
+            )));
+        }
+        if let Err(e) = crate::state::lock(&file) {
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return Err(io_err(format!("{}: flock", what()))(e));
+            }
+            // Whoever holds the lock wrote its pid into the file.
+            let mut text = [0u8; 32];
+            let n = file.read_at(&mut text, 0).unwrap_or(0);
+            let written = std::str::from_utf8(&text[..n])
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            let holder = crate::state::lock_holder(&file);
+            return Err(StartupError::Refused(format!(
+                "{} is locked by {}: it is running; stop it first, or give this one another --pidfile, --socket and --state-dir",
+                what(),
+                crate::state::holder_text(holder, written)
+            )));
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|_| file.write_all_at(pid.as_bytes(), 0))
+            .map_err(io_err(what()))?;
+        Ok(PidFile {
+            file,
+            path: Some(path),
+        })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
+        use std::os::unix::fs::MetadataExt;
+        // Removed only while the path still leads to the file we locked.
+        let ours = |p: &PathBuf| match (std::fs::symlink_metadata(p), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        let removed = match &self.path {
+            Some(p) if ours(p) => std::fs::remove_file(p).is_ok(),
+            _ => false,
+        };
+        if !removed {
+            let _ = self.file.set_len(0);
         }
     }
 }

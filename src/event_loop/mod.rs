@@ -629,6 +629,13 @@ impl Daemon {
         core.reload.interval = opts.interval;
         core.reload.opts = Some(opts.clone());
         core.reload.clock = Some(clock);
+        // The state first: the saver locks the directory (a second lvsmon given the same
+        // --state-dir stops here, before it binds anything or reads the file), then the file
+        // is read.
+        if let Some(dir) = &opts.state_dir {
+            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
+            core.load_state(dir);
+        }
         let server = if opts.socket.is_some() || opts.metrics.is_some() {
             Some(Server::new(
                 opts.socket.as_deref(),
@@ -638,11 +645,6 @@ impl Daemon {
         } else {
             None
         };
-        // After the control socket is ours (a second lvsmon stops there), the state.
-        if let Some(dir) = &opts.state_dir {
-            core.load_state(dir);
-            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
-        }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
         let alarm = Alarm::new(poll.registry(), clock).ok();
         Ok(Daemon {
@@ -665,8 +667,11 @@ impl Daemon {
     /// tells systemd the daemon is ready: the first round of checks is on the timer wheel.
     pub fn startup(&mut self) {
         // The state saver's helper thread starts here, not in `new`: after a privilege drop
-        // (`--user`, `--chroot`), which must find the process with one thread.
-        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync()) {
+        // (`--user`, `--chroot`), which must find the process with one thread. It wakes the
+        // loop through the reload's waker when a save ends (a parked `drain` waits for it;
+        // the reload side ignores a wake with no answer for it).
+        let wake = self.core.reload.waker.clone();
+        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync(wake)) {
             if let Some(mut l) = self.core.log.line(Level::Warn) {
                 let _ = write!(
                     l,
