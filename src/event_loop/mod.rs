@@ -629,13 +629,6 @@ impl Daemon {
         core.reload.interval = opts.interval;
         core.reload.opts = Some(opts.clone());
         core.reload.clock = Some(clock);
-        // The state first: the saver locks the directory (a second lvsmon given the same
-        // --state-dir stops here, before it binds anything or reads the file), then the file
-        // is read.
-        if let Some(dir) = &opts.state_dir {
-            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
-            core.load_state(dir);
-        }
         let server = if opts.socket.is_some() || opts.metrics.is_some() {
             Some(Server::new(
                 opts.socket.as_deref(),
@@ -645,6 +638,13 @@ impl Daemon {
         } else {
             None
         };
+        // After the control socket is ours (a second lvsmon stops there), the state: the
+        // saver locks the directory (a second lvsmon given only the same --state-dir stops
+        // here), then the file is read.
+        if let Some(dir) = &opts.state_dir {
+            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
+            core.load_state(dir);
+        }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
         let alarm = Alarm::new(poll.registry(), clock).ok();
         Ok(Daemon {
