@@ -962,7 +962,7 @@ impl Daemon {
             s.tick(registry, core, now);
         }
         core.poll_notify(now);
-        core.save_step(now);
+        let save_ended = core.save_step(now);
         if core.adopt_pending && !self.ipvs.is_dry_run() && self.ipvs.start_dump() {
             // What a reload added is adopted from this read-back.
             core.adopt_pending = false;
@@ -984,6 +984,11 @@ impl Daemon {
             self.finish_reload();
             // The answer is ready: parked `lvsmon reload` connections get it now, not at the
             // next turn.
+            if let Some(s) = self.server.as_mut() {
+                s.tick(self.poll.registry(), &mut self.core, now);
+            }
+        } else if save_ended {
+            // A save ended (synced in this thread, without a wake): parked `drain` replies.
             if let Some(s) = self.server.as_mut() {
                 s.tick(self.poll.registry(), &mut self.core, now);
             }

@@ -166,11 +166,9 @@ impl Core {
         if let Some(e) = failed {
             let dir = self.saver.as_ref().map(|s| s.dir());
             out.line(|w| {
-                write!(
-                    w,
-                    "error: {verb} {changed} of {matched} destinations of {real} ({} already {verb}) in the running daemon, but the state file "
-                    , matched - changed
-                )?;
+                let already = matched - changed;
+                write!(w, "error: {verb} {changed} of {matched} destinations of {real} ")?;
+                write!(w, "({already} already {verb}) in the running daemon, but the state file ")?;
                 if let Some(d) = dir {
                     write!(w, "{}/", d.display())?;
                 }
@@ -828,7 +826,20 @@ impl Core {
     /// asked for one (right after the save under way, if any), writes a bounded number of
     /// records, and hands the file to the sync thread when all are written. Logs failures
     /// (rate-limited, [`state::Saver::note`]).
-    pub(super) fn save_step(&mut self, now: Time) {
+    ///
+    /// Returns true when a save ended this turn (parked `drain` replies can be given).
+    pub(super) fn save_step(&mut self, now: Time) -> bool {
+        let Some(saver) = self.saver.as_mut() else {
+            return false;
+        };
+        let ended = saver.saved + saver.failed;
+        self.save_turn(now);
+        self.saver
+            .as_ref()
+            .is_some_and(|s| s.saved + s.failed != ended)
+    }
+
+    fn save_turn(&mut self, now: Time) {
         let Some(saver) = self.saver.as_mut() else {
             return;
         };
