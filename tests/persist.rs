@@ -341,3 +341,62 @@ fn a_pid_file_that_is_a_symbolic_link_is_refused() {
         .file_type()
         .is_symlink());
 }
+
+/// After `--user nobody --chroot DIR` the locks still hold (their descriptors survive the
+/// drop): a second daemon on the same state directory is refused naming the first one's pid;
+/// a drain is still saved before `ok`; at the stop the pid file, which the daemon can no
+/// longer reach by its path, is emptied so that it names no process.
+#[test]
+fn locks_and_saves_survive_the_privilege_drop() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED locks_and_saves_survive_the_privilege_drop: needs root");
+        return;
+    }
+    let (real, _g) = refused_addr();
+    let dir = TempDir::new("droplocks");
+    let jail = TempDir::new("droplocks-jail");
+    let pidfile = dir.0.join("lvsmon.pid");
+    let state = dir.0.join("state");
+    let text = conf(real, "");
+    let conf_path = dir.file("lvsmon.conf", &text);
+    let (p, s) = (pidfile.to_str().unwrap(), state.to_str().unwrap());
+    let mut d = Lvsmon::start(
+        &text,
+        &[
+            "--pidfile",
+            p,
+            "--state-dir",
+            s,
+            "--user",
+            "nobody",
+            "--chroot",
+            jail.0.to_str().unwrap(),
+        ],
+    );
+    d.wait_for(&["msg=\"privileges dropped\""], 5 * S);
+    let first = d.pid();
+    let (code, err) = run_refused(
+        &conf_path,
+        &[
+            "--state-dir",
+            s,
+            "--socket",
+            dir.0.join("second.sock").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("pid {first}")), "{err}");
+    let r = real.to_string();
+    let (code, out, err) = d.client(&["drain", &r]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(d.stop().0, Some(0));
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), "");
+    let mut d = Lvsmon::start(&text, &["--pidfile", p, "--state-dir", s]);
+    d.wait_for(&["msg=\"state loaded\"", "drained=1"], 5 * S);
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        format!("{}\n", d.pid())
+    );
+    assert_eq!(d.stop().0, Some(0));
+}
