@@ -143,7 +143,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     };
     raise_fd_limit(&plan, &mut log)?;
     let mut pid = match &cli.pidfile {
-        Some(p) => Some(PidFile::create(p.clone())?),
+        Some(p) => Some(PidFile::create(p.clone(), &mut log)?),
         None => None,
     };
     let opts = Options {
@@ -500,7 +500,7 @@ impl PidFile {
     /// # Errors
     /// The path is a symbolic link or not a regular file, another process holds the lock
     /// (named by its pid), or the file cannot be written.
-    fn create(path: PathBuf) -> Result<PidFile, StartupError> {
+    fn create(path: PathBuf, log: &mut Log) -> Result<PidFile, StartupError> {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let what = || format!("pid file {}", path.display());
         let file = std::fs::OpenOptions::new()
@@ -524,22 +524,34 @@ impl PidFile {
                 what()
             )));
         }
-        if let Err(e) = crate::state::lock(&file) {
-            if e.kind() != io::ErrorKind::WouldBlock {
-                return Err(io_err(format!("{}: flock", what()))(e));
+        match crate::state::lock(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Whoever holds the lock wrote its pid into the file.
+                let mut text = [0u8; 32];
+                let n = file.read_at(&mut text, 0).unwrap_or(0);
+                let written = std::str::from_utf8(&text[..n])
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                let holder = crate::state::holder_text(crate::state::lock_holder(&file), written);
+                return Err(StartupError::Refused(format!(
+                    "{} is locked by {holder}: it is running; stop it first, or give this one \
+                     another --pidfile, --socket and --state-dir",
+                    what()
+                )));
             }
-            // Whoever holds the lock wrote its pid into the file.
-            let mut text = [0u8; 32];
-            let n = file.read_at(&mut text, 0).unwrap_or(0);
-            let written = std::str::from_utf8(&text[..n])
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            let holder = crate::state::lock_holder(&file);
-            return Err(StartupError::Refused(format!(
-                "{} is locked by {}: it is running; stop it first, or give this one another --pidfile, --socket and --state-dir",
-                what(),
-                crate::state::holder_text(holder, written)
-            )));
+            Err(e) => {
+                // A file system without locks: the pid is still written.
+                if let Some(mut l) = log.line(Level::Warn) {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    let _ = write!(
+                        l,
+                        "msg=\"pid file not locked\" path={} error=\"{}\" errno={errno}",
+                        path.display(),
+                        crate::state::errno_text(errno)
+                    );
+                }
+            }
         }
         let pid = format!("{}\n", std::process::id());
         file.set_len(0)

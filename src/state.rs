@@ -376,6 +376,9 @@ pub struct Saver {
     logged: Option<SaveError>,
     logged_at_us: u64,
     recovered: Option<u64>,
+    /// The errno of a `flock` of the directory that failed for a reason other than another
+    /// holder (a file system without locks): the directory is not locked.
+    pub lock_error: Option<i32>,
 }
 
 impl Saver {
@@ -390,17 +393,22 @@ impl Saver {
     pub fn new(dir: &Path, max_record: usize) -> io::Result<Saver> {
         fs::create_dir_all(dir)?;
         let dir_fd: OwnedFd = File::open(dir)?.into();
-        lock(&dir_fd).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => io::Error::new(
-                e.kind(),
-                format!(
-                    "state directory {} is in use by {}: give each lvsmon its own --state-dir",
-                    dir.display(),
-                    holder_text(lock_holder(&dir_fd), None)
-                ),
-            ),
-            _ => e,
-        })?;
+        // Held by another process: refused. A file system without locks (ENOLCK,
+        // EOPNOTSUPP): saves still work, and the daemon warns (`lock_error`).
+        let lock_error = match lock(&dir_fd) {
+            Ok(()) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "state directory {} is in use by {}: give each lvsmon its own --state-dir",
+                        dir.display(),
+                        holder_text(lock_holder(&dir_fd), None)
+                    ),
+                ))
+            }
+            Err(e) => Some(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
         let s = Saver {
             dir: dir.to_path_buf(),
             dir_fd,
@@ -424,6 +432,7 @@ impl Saver {
             logged: None,
             logged_at_us: 0,
             recovered: None,
+            lock_error,
         };
         // Prove now that the directory is writable, rather than at the first save.
         s.probe()?;

@@ -643,6 +643,16 @@ impl Daemon {
         // here), then the file is read.
         if let Some(dir) = &opts.state_dir {
             core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
+            if let Some(errno) = core.saver.as_ref().and_then(|s| s.lock_error) {
+                if let Some(mut l) = core.log.line(Level::Warn) {
+                    let _ = write!(
+                        l,
+                        "msg=\"state directory not locked\" dir={} error=\"{}\" errno={errno}",
+                        dir.display(),
+                        crate::state::errno_text(errno)
+                    );
+                }
+            }
             core.load_state(dir);
         }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
