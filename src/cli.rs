@@ -67,7 +67,8 @@ pub struct Cli {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
 
-    /// Write the daemon's pid to this file (removed on a clean stop).
+    /// Write the daemon's pid to this file, locked while it runs (a symbolic link is refused;
+    /// removed on a clean stop).
     #[arg(long = "pidfile", value_name = "PATH")]
     pub pidfile: Option<PathBuf>,
 
@@ -95,7 +96,8 @@ pub struct Cli {
     #[arg(long = "metrics", value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
 
-    /// Where check history and DRAINED marks are kept across restarts.
+    /// Where check history and DRAINED marks are kept across restarts (locked while the daemon
+    /// runs).
     #[arg(
         long = "state-dir",
         value_name = "DIR",

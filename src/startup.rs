@@ -37,6 +37,10 @@ pub enum StartupError {
     /// The IPVS side could not start (no IPVS in the kernel, no permission).
     #[error("{0}")]
     Ipvs(#[from] OpenError),
+    /// Another process holds the pid file or the state directory, or the pid file is a
+    /// symbolic link: the message says which, and names the holder's pid when known.
+    #[error("{0}")]
+    Refused(String),
     /// `--user` or `--chroot` could not be carried out.
     #[error("{0}")]
     Privileges(#[from] PrivError),
@@ -149,7 +153,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     };
     raise_fd_limit(&plan, &mut log)?;
     let mut pid = match &cli.pidfile {
-        Some(p) => Some(PidFile::create(p.clone())?),
+        Some(p) => Some(PidFile::create(p.clone(), &mut log)?),
         None => None,
     };
     let opts = Options {
@@ -163,14 +167,18 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         systemd: systemd.config,
         ..Options::default()
     };
-    let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(io_err(format!(
-        "startup (control socket {}, state directory {}{})",
-        cli.socket.display(),
-        cli.state_dir.display(),
-        cli.metrics
-            .map(|m| format!(", metrics {m}"))
-            .unwrap_or_default()
-    )))?;
+    let mut daemon = Daemon::new(plan, ipvs, log, &opts).map_err(|e| match e.kind() {
+        // The state directory is locked by another lvsmon: its message says it all.
+        io::ErrorKind::WouldBlock if e.get_ref().is_some() => StartupError::Refused(e.to_string()),
+        _ => io_err(format!(
+            "startup (control socket {}, state directory {}{})",
+            cli.socket.display(),
+            cli.state_dir.display(),
+            cli.metrics
+                .map(|m| format!(", metrics {m}"))
+                .unwrap_or_default()
+        ))(e),
+    })?;
     // The plan is gone: what it took goes back to the system rather than staying in the
     // allocator's free lists for the daemon's whole life.
     #[cfg(target_env = "gnu")]
@@ -182,10 +190,11 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     if let Some(target) = &target {
         drop_privileges(&mut daemon, target, cli, &mut || {
             // Inside the chroot these paths name other files, if any: leave ours behind (a
-            // stale socket is replaced at the next start, a stale pid file overwritten).
+            // stale socket is replaced at the next start; the pid file is emptied at exit
+            // through its descriptor, and locked and overwritten at the next start).
             socket.0 = None;
             if let Some(p) = pid.as_mut() {
-                p.0 = None;
+                p.path = None;
             }
         })?;
     }
@@ -489,21 +498,101 @@ impl Drop for SocketFile {
     }
 }
 
-/// The `--pidfile`, removed when dropped (`None`: left in place).
-struct PidFile(Option<PathBuf>);
+/// The `--pidfile`: opened without following a symbolic link, locked (`flock`, exclusive)
+/// for the daemon's whole life, and holding its pid. The descriptor is close-on-exec (notify
+/// commands do not inherit the lock) and survives the privilege drop. At a clean stop the
+/// file is removed if the path still names it (`path` is `None` once the path means
+/// something else: after `--chroot`), else emptied through the descriptor, so that a pid
+/// file left behind never names a process.
+struct PidFile {
+    file: std::fs::File,
+    path: Option<PathBuf>,
+}
 
 impl PidFile {
-    fn create(path: PathBuf) -> Result<PidFile, StartupError> {
-        std::fs::write(&path, format!("{}\n", std::process::id()))
-            .map_err(io_err(format!("pid file {}", path.display())))?;
-        Ok(PidFile(Some(path)))
+    /// Opens, locks and fills the pid file.
+    ///
+    /// # Errors
+    /// The path is a symbolic link or not a regular file, another process holds the lock
+    /// (named by its pid), or the file cannot be written.
+    fn create(path: PathBuf, log: &mut Log) -> Result<PidFile, StartupError> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let what = || format!("pid file {}", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => StartupError::Refused(format!(
+                    "{} is a symbolic link: refusing to follow it (remove it, or name the pid file itself)",
+                    what()
+                )),
+                _ => io_err(what())(e),
+            })?;
+        let meta = file.metadata().map_err(io_err(what()))?;
+        if !meta.file_type().is_file() {
+            return Err(StartupError::Refused(format!(
+                "{} is not a regular file: name a file (or a path where one may be created)",
+                what()
+            )));
+        }
+        match crate::state::lock(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Whoever holds the lock wrote its pid into the file.
+                let mut text = [0u8; 32];
+                let n = file.read_at(&mut text, 0).unwrap_or(0);
+                let written = std::str::from_utf8(&text[..n])
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                let holder = crate::state::holder_text(crate::state::lock_holder(&file), written);
+                return Err(StartupError::Refused(format!(
+                    "{} is locked by {holder}: it is running; stop it first, or give this one \
+                     another --pidfile, --socket and --state-dir",
+                    what()
+                )));
+            }
+            Err(e) => {
+                // A file system without locks: the pid is still written.
+                if let Some(mut l) = log.line(Level::Warn) {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    let _ = write!(
+                        l,
+                        "msg=\"pid file not locked\" path={} error=\"{}\" errno={errno}",
+                        path.display(),
+                        crate::state::errno_text(errno)
+                    );
+                }
+            }
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|_| file.write_all_at(pid.as_bytes(), 0))
+            .map_err(io_err(what()))?;
+        Ok(PidFile {
+            file,
+            path: Some(path),
+        })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
+        use std::os::unix::fs::MetadataExt;
+        // Removed only while the path still leads to the file we locked.
+        let ours = |p: &PathBuf| match (std::fs::symlink_metadata(p), self.file.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        let removed = match &self.path {
+            Some(p) if ours(p) => std::fs::remove_file(p).is_ok(),
+            _ => false,
+        };
+        if !removed {
+            let _ = self.file.set_len(0);
         }
     }
 }

@@ -21,6 +21,20 @@
 //! and the slow part (fsync, rename, directory fsync) runs on a small helper thread. On
 //! SIGTERM the save is done at once, in the loop's thread.
 //!
+//! An operator's `drain`/`undrain` asks for a save at once ([`Saver::request`] gives it a
+//! ticket); if a save is already under way, another one follows right after it, since the
+//! running one may have written that real's record already. The control connection's reply
+//! waits for the first save begun after the request ([`Saver::outcome`]): `ok` only once that
+//! save's fsync and renames have succeeded. The helper thread wakes the loop when a save ends.
+//!
+//! Failures name the step and the reason ([`SaveError`], [`errno_text`]: words from a static
+//! table, nothing allocated), are counted ([`Saver::failed`]) and are reported to the loop
+//! rate-limited ([`Saver::note`]): once for each new error, then a reminder at most every
+//! [`REMIND`] while the same error goes on, and one line when saves succeed again.
+//!
+//! The directory is locked (`flock`, exclusive) for as long as the [`Saver`] lives: a second
+//! lvsmon given the same `--state-dir` is refused at startup with the holder's pid.
+//!
 //! The [`Saver`] opens the directory once, at startup, and from then on names every file
 //! relative to that descriptor (`openat`, `renameat`, `unlinkat`): saves go on working after
 //! `--chroot` has made the directory's path meaningless, and after `--user` (the directory and
@@ -36,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::time::Duration;
 
 const MAGIC: &[u8; 13] = b"LVSMON-STATE\n";
 /// The state file and its temporary, relative to the state directory.
@@ -45,6 +60,157 @@ const VERSION: u32 = 1;
 const END: u16 = 0xffff;
 /// Bytes gathered before each write(2).
 const CHUNK: usize = 256 * 1024;
+/// While saves keep failing with the same error, it is logged again at most this often.
+pub const REMIND: Duration = Duration::from_secs(600);
+/// Bits of a save ticket kept in a control connection's cursor ([`Saver::request`]).
+pub const TICKET_BITS: u32 = 38;
+
+/// The part of a save that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Creating `state.tmp`.
+    Create = 1,
+    /// Writing `state.tmp`.
+    Write = 2,
+    /// `fsync` of `state.tmp`.
+    Sync = 3,
+    /// Renaming `state.tmp` over `state`.
+    Rename = 4,
+    /// `fsync` of the directory after the rename.
+    SyncDir = 5,
+}
+
+impl Step {
+    /// The step in words, for log lines and replies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Create => "creating state.tmp",
+            Step::Write => "writing state.tmp",
+            Step::Sync => "syncing state.tmp",
+            Step::Rename => "renaming state.tmp over it",
+            Step::SyncDir => "syncing the directory",
+        }
+    }
+
+    /// A short name, for the `step=` field of log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Create => "create",
+            Step::Write => "write",
+            Step::Sync => "fsync",
+            Step::Rename => "rename",
+            Step::SyncDir => "fsync-dir",
+        }
+    }
+
+    fn from_code(c: i32) -> Step {
+        match c {
+            1 => Step::Create,
+            2 => Step::Write,
+            3 => Step::Sync,
+            4 => Step::Rename,
+            _ => Step::SyncDir,
+        }
+    }
+}
+
+/// Why a save failed: the step and the operating system's error number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaveError {
+    /// What the save was doing.
+    pub step: Step,
+    /// `errno`.
+    pub errno: i32,
+}
+
+impl SaveError {
+    fn of(step: Step, e: &io::Error) -> SaveError {
+        SaveError {
+            step,
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// The reason in words ([`errno_text`]).
+    pub fn reason(self) -> &'static str {
+        errno_text(self.errno)
+    }
+
+    /// As the sync thread hands it over: negative, step above the errno's 16 bits.
+    fn code(self) -> i32 {
+        -(((self.step as i32) << 16) | (self.errno & 0xffff))
+    }
+
+    fn from_code(c: i32) -> SaveError {
+        let c = -c;
+        SaveError {
+            step: Step::from_code(c >> 16),
+            errno: c & 0xffff,
+        }
+    }
+}
+
+/// What the loop should log about saves that ended since it last asked ([`Saver::note`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveNote {
+    /// Saves fail: `failures` of them since the last line about it.
+    Failed {
+        /// The latest failure.
+        err: SaveError,
+        /// Failures since the last line.
+        failures: u64,
+    },
+    /// A save succeeded after `failures` failed in a row.
+    Recovered {
+        /// Failures in a row before it.
+        failures: u64,
+    },
+}
+
+/// The text of an error number, as the C library words it, from a static table (no
+/// allocation, no locale): the errors a save can meet, and `unknown error` for the rest
+/// (log lines carry the number too).
+pub fn errno_text(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "Operation not permitted",
+        libc::ENOENT => "No such file or directory",
+        libc::EINTR => "Interrupted system call",
+        libc::EIO => "Input/output error",
+        libc::ENXIO => "No such device or address",
+        libc::EBADF => "Bad file descriptor",
+        libc::EAGAIN => "Resource temporarily unavailable",
+        libc::ENOMEM => "Cannot allocate memory",
+        libc::EACCES => "Permission denied",
+        libc::EBUSY => "Device or resource busy",
+        libc::EEXIST => "File exists",
+        libc::EXDEV => "Invalid cross-device link",
+        libc::ENODEV => "No such device",
+        libc::ENOTDIR => "Not a directory",
+        libc::EISDIR => "Is a directory",
+        libc::EINVAL => "Invalid argument",
+        libc::ENFILE => "Too many open files in system",
+        libc::EMFILE => "Too many open files",
+        libc::ETXTBSY => "Text file busy",
+        libc::EFBIG => "File too large",
+        libc::ENOSPC => "No space left on device",
+        libc::ESPIPE => "Illegal seek",
+        libc::EROFS => "Read-only file system",
+        libc::EMLINK => "Too many links",
+        libc::EPIPE => "Broken pipe",
+        libc::ENAMETOOLONG => "File name too long",
+        libc::ENOTEMPTY => "Directory not empty",
+        libc::ELOOP => "Too many levels of symbolic links",
+        libc::EOVERFLOW => "Value too large for defined data type",
+        libc::ENOTSUP => "Operation not supported",
+        libc::ESTALE => "Stale file handle",
+        libc::EDQUOT => "Disk quota exceeded",
+        libc::EUCLEAN => "Structure needs cleaning",
+        libc::EREMOTEIO => "Remote I/O error",
+        libc::ETIMEDOUT => "Connection timed out",
+        libc::ENOTCONN => "Transport endpoint is not connected",
+        _ => "unknown error",
+    }
+}
 
 /// FNV-1a 64-bit, incrementally.
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +344,7 @@ pub fn load(dir: &Path) -> Result<Option<Vec<Record>>, LoadError> {
 pub struct Saver {
     /// The directory's path, for log lines only: files are named relative to `dir_fd`.
     dir: PathBuf,
-    /// The state directory, opened at startup.
+    /// The state directory, opened at startup and locked (`flock`) while this lives.
     dir_fd: OwnedFd,
     file: Option<File>,
     buf: Box<[u8]>,
@@ -189,25 +355,60 @@ pub struct Saver {
     /// The helper thread's queue, once [`Saver::start_sync`] has started it; without it,
     /// saves sync and rename in the caller's thread.
     sync: Option<SyncSender<RawFd>>,
-    /// 0: idle or running, 1: last sync done, negative: errno of a failed sync.
+    /// 0: idle or running, 1: last sync done, negative: [`SaveError::code`] of a failed one.
     result: Arc<AtomicI32>,
     syncing: bool,
     /// Saves completed and failed.
     pub saved: u64,
     /// Saves that failed.
     pub failed: u64,
+    /// Tickets handed out by [`Saver::request`]; the last ticket the save under way (or the
+    /// last one) covers; the last covered by a finished save, and by a successful one.
+    requested: u64,
+    covering: u64,
+    done: u64,
+    done_ok: u64,
+    /// The latest failure, failures in a row, failures not yet in a log line, and what the
+    /// last line said and when (µs of the loop's clock).
+    last_error: Option<SaveError>,
+    streak: u64,
+    unlogged: u64,
+    logged: Option<SaveError>,
+    logged_at_us: u64,
+    recovered: Option<u64>,
+    /// The errno of a `flock` of the directory that failed for a reason other than another
+    /// holder (a file system without locks): the directory is not locked.
+    pub lock_error: Option<i32>,
 }
 
 impl Saver {
     /// Prepares saving into `dir` (created if missing), with room for records of up to
-    /// `max_record` bytes of history: opens the directory and proves that a file can be
-    /// created in it. The helper thread is not started yet ([`Saver::start_sync`]).
+    /// `max_record` bytes of history: opens the directory, locks it against a second lvsmon,
+    /// and proves that a file can be created in it. The helper thread is not started yet
+    /// ([`Saver::start_sync`]).
     ///
     /// # Errors
-    /// The directory cannot be created, opened or written.
+    /// The directory cannot be created, opened, locked or written; when another process holds
+    /// the lock the error says which (`WouldBlock`).
     pub fn new(dir: &Path, max_record: usize) -> io::Result<Saver> {
         fs::create_dir_all(dir)?;
         let dir_fd: OwnedFd = File::open(dir)?.into();
+        // Held by another process: refused. A file system without locks (ENOLCK,
+        // EOPNOTSUPP): saves still work, and the daemon warns (`lock_error`).
+        let lock_error = match lock(&dir_fd) {
+            Ok(()) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "state directory {} is in use by {}: give each lvsmon its own --state-dir",
+                        dir.display(),
+                        holder_text(lock_holder(&dir_fd), None)
+                    ),
+                ))
+            }
+            Err(e) => Some(e.raw_os_error().unwrap_or(libc::EIO)),
+        };
         let s = Saver {
             dir: dir.to_path_buf(),
             dir_fd,
@@ -221,6 +422,17 @@ impl Saver {
             syncing: false,
             saved: 0,
             failed: 0,
+            requested: 0,
+            covering: 0,
+            done: 0,
+            done_ok: 0,
+            last_error: None,
+            streak: 0,
+            unlogged: 0,
+            logged: None,
+            logged_at_us: 0,
+            recovered: None,
+            lock_error,
         };
         // Prove now that the directory is writable, rather than at the first save.
         s.probe()?;
@@ -261,19 +473,32 @@ impl Saver {
         }
     }
 
-    /// Starts the helper thread that syncs and renames periodic saves. Call it after the
-    /// privilege drop (the thread inherits the caller's credentials); until then, and if it is
-    /// never called, [`Saver::finish`] does that work in the caller's thread. Calling it again
-    /// does nothing.
+    /// Starts the helper thread that syncs and renames periodic saves, and wakes the loop
+    /// through `wake` when one ends. Call it after the privilege drop (the thread inherits
+    /// the caller's credentials); until then, and if it is never called, [`Saver::finish`]
+    /// does that work in the caller's thread. Calling it again does nothing.
     ///
     /// # Errors
-    /// The directory descriptor cannot be duplicated or the thread cannot be started.
-    pub fn start_sync(&mut self) -> io::Result<()> {
+    /// The directory cannot be opened again or the thread cannot be started.
+    pub fn start_sync(&mut self, wake: Option<Arc<mio::Waker>>) -> io::Result<()> {
         if self.sync.is_some() {
             return Ok(());
         }
         let (tx, rx) = sync_channel::<RawFd>(1);
-        let (r2, d2) = (self.result.clone(), self.dir_fd.try_clone()?);
+        // The thread's own descriptor of the directory: a new open file, not a duplicate of
+        // `dir_fd`, which holds the lock (a duplicate would hold it too, until the thread
+        // ends).
+        // SAFETY: openat relative to our directory descriptor with a NUL-terminated name.
+        let fd = cvt(unsafe {
+            libc::openat(
+                self.dir_fd.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: fd was just opened and is owned by nobody else.
+        let d2 = unsafe { OwnedFd::from_raw_fd(fd) };
+        let r2 = self.result.clone();
         std::thread::Builder::new()
             .name("lvsmon-state-sync".into())
             .spawn(move || {
@@ -281,15 +506,21 @@ impl Saver {
                 while let Ok(fd) = rx.recv() {
                     // SAFETY: the loop handed us this open file and no longer uses it.
                     let f = unsafe { File::from_raw_fd(fd) };
-                    let r = f.sync_all().and_then(|_| commit(&d2));
+                    let r = f
+                        .sync_all()
+                        .map_err(|e| SaveError::of(Step::Sync, &e))
+                        .and_then(|_| commit(&d2));
                     drop(f);
                     r2.store(
                         match r {
                             Ok(()) => 1,
-                            Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+                            Err(e) => e.code(),
                         },
                         Ordering::Release,
                     );
+                    if let Some(w) = &wake {
+                        let _ = w.wake();
+                    }
                 }
             })?;
         self.sync = Some(tx);
@@ -327,7 +558,8 @@ impl Saver {
     }
 
     /// Gives up the save whose records are being written (a reload renumbered the reals);
-    /// the previous state file stays. Not counted as a failure.
+    /// the previous state file stays. Not counted as a failure; requests it covered are
+    /// still waiting, so [`Saver::wanted`] starts another save.
     pub fn cancel(&mut self) {
         if self.file.take().is_some() {
             self.len = 0;
@@ -350,12 +582,94 @@ impl Saver {
         self.file.is_some() || self.syncing
     }
 
-    /// Starts a save: opens the temporary file and writes the header.
+    /// Asks for a save that includes everything changed so far (an operator's drain):
+    /// returns its ticket, for [`Saver::outcome`]. The ticket fits [`TICKET_BITS`].
+    pub fn request(&mut self) -> u64 {
+        self.requested += 1;
+        self.requested & ((1 << TICKET_BITS) - 1)
+    }
+
+    /// True when a request waits for a save that has not finished (asked between saves: a
+    /// save may begin for it once none is [`Saver::busy`]).
+    pub fn wanted(&self) -> bool {
+        self.requested > self.done
+    }
+
+    /// The outcome of request `ticket`: `None` while no save begun after it has finished;
+    /// `Some(Ok)` once one has been written, synced and renamed; `Some(Err)` when the saves
+    /// that covered it failed (the latest failure).
+    pub fn outcome(&self, ticket: u64) -> Option<Result<(), SaveError>> {
+        if self.done_ok >= ticket {
+            Some(Ok(()))
+        } else if self.done >= ticket {
+            Some(Err(self.last_error.unwrap_or(SaveError {
+                step: Step::Write,
+                errno: libc::EIO,
+            })))
+        } else {
+            None
+        }
+    }
+
+    /// The latest failure of a save, if any ever failed.
+    pub fn last_error(&self) -> Option<SaveError> {
+        self.last_error
+    }
+
+    /// Records how the save covering [`Saver::covering`] ended.
+    fn complete(&mut self, r: Result<(), SaveError>) {
+        self.done = self.done.max(self.covering);
+        match r {
+            Ok(()) => {
+                self.saved += 1;
+                self.done_ok = self.done_ok.max(self.covering);
+                if self.streak > 0 {
+                    self.recovered = Some(self.streak);
+                }
+                self.streak = 0;
+                self.unlogged = 0;
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.streak += 1;
+                self.unlogged += 1;
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    /// What to log about saves that ended since the last call, at loop time `now_us` (µs):
+    /// a failure when the error differs from the one last logged or [`REMIND`] has passed
+    /// since, and once when saves succeed again after failing.
+    pub fn note(&mut self, now_us: u64) -> Option<SaveNote> {
+        if let Some(failures) = self.recovered.take() {
+            self.logged = None;
+            return Some(SaveNote::Recovered { failures });
+        }
+        let err = self.last_error?;
+        if self.unlogged == 0 {
+            return None;
+        }
+        let remind = REMIND.as_micros() as u64;
+        if self.logged == Some(err) && now_us < self.logged_at_us.saturating_add(remind) {
+            return None;
+        }
+        let failures = std::mem::take(&mut self.unlogged);
+        self.logged = Some(err);
+        self.logged_at_us = now_us;
+        Some(SaveNote::Failed { err, failures })
+    }
+
+    /// Starts a save: opens the temporary file and writes the header. The save covers every
+    /// request made so far.
     ///
     /// # Errors
-    /// The file cannot be created.
+    /// The file cannot be created (the failure is recorded).
     pub fn begin(&mut self, unix_secs: u64) -> io::Result<()> {
-        let f = self.open_tmp()?;
+        self.covering = self.requested;
+        let f = self.open_tmp().inspect_err(|e| {
+            self.complete(Err(SaveError::of(Step::Create, e)));
+        })?;
         self.file = Some(f);
         self.len = 0;
         self.sum = Fnv::new();
@@ -383,7 +697,7 @@ impl Saver {
     /// scratch buffer it is given. Writes to the file whenever a chunk is full.
     ///
     /// # Errors
-    /// The write failed (the save is abandoned).
+    /// The write failed (the save is abandoned and the failure recorded).
     pub fn record(
         &mut self,
         key: &[u8],
@@ -391,7 +705,10 @@ impl Saver {
         history: &mut dyn FnMut(&mut Cursor<&mut [u8]>) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut c = Cursor::new(&mut self.scratch[..]);
-        history(&mut c)?;
+        if let Err(e) = history(&mut c) {
+            self.abandon(SaveError::of(Step::Write, &e));
+            return Err(e);
+        }
         let n = c.position() as usize;
         let key = &key[..key.len().min(1024)];
         let mut head = [0u8; 2];
@@ -406,15 +723,16 @@ impl Saver {
         self.sum.update(&scratch[..n]);
         self.len += n;
         if self.len >= CHUNK {
-            self.flush().inspect_err(|_| self.abandon())?;
+            self.flush()
+                .inspect_err(|e| self.abandon(SaveError::of(Step::Write, e)))?;
         }
         Ok(())
     }
 
-    fn abandon(&mut self) {
+    fn abandon(&mut self, e: SaveError) {
         self.file = None;
         self.len = 0;
-        self.failed += 1;
+        self.complete(Err(e));
         let _ = self.unlink_tmp();
     }
 
@@ -422,26 +740,26 @@ impl Saver {
     /// and renames at once (`blocking` true: at shutdown; also when no sync thread runs).
     ///
     /// # Errors
-    /// The write, sync or rename failed.
+    /// The write, sync or rename failed (the failure is recorded).
     pub fn finish(&mut self, blocking: bool) -> io::Result<()> {
         self.put(&END.to_le_bytes());
         let sum = self.sum.0.to_le_bytes();
         self.buf[self.len..self.len + 8].copy_from_slice(&sum);
         self.len += 8;
         if let Err(e) = self.flush() {
-            self.abandon();
+            self.abandon(SaveError::of(Step::Write, &e));
             return Err(e);
         }
         let Some(f) = self.file.take() else {
             return Ok(());
         };
         let Some(sync) = self.sync.as_ref().filter(|_| !blocking) else {
-            let r = f.sync_all().and_then(|_| commit(&self.dir_fd));
-            match &r {
-                Ok(()) => self.saved += 1,
-                Err(_) => self.failed += 1,
-            }
-            return r;
+            let r = f
+                .sync_all()
+                .map_err(|e| SaveError::of(Step::Sync, &e))
+                .and_then(|_| commit(&self.dir_fd));
+            self.complete(r);
+            return r.map_err(|e| io::Error::from_raw_os_error(e.errno));
         };
         self.result.store(0, Ordering::Release);
         self.syncing = true;
@@ -450,30 +768,28 @@ impl Saver {
             // SAFETY: the thread did not take it; we still own the descriptor.
             drop(unsafe { File::from_raw_fd(fd) });
             self.syncing = false;
-            self.failed += 1;
+            self.complete(Err(SaveError {
+                step: Step::Sync,
+                errno: libc::EAGAIN,
+            }));
         }
         Ok(())
     }
 
     /// Checks whether the sync thread finished: `Some(Ok)` once per completed save,
-    /// `Some(Err(errno))` once per failed one.
-    pub fn poll(&mut self) -> Option<Result<(), i32>> {
+    /// `Some(Err)` once per failed one (both also recorded for [`Saver::outcome`]).
+    pub fn poll(&mut self) -> Option<Result<(), SaveError>> {
         if !self.syncing {
             return None;
         }
-        match self.result.load(Ordering::Acquire) {
-            0 => None,
-            1 => {
-                self.syncing = false;
-                self.saved += 1;
-                Some(Ok(()))
-            }
-            e => {
-                self.syncing = false;
-                self.failed += 1;
-                Some(Err(-e))
-            }
-        }
+        let r = match self.result.load(Ordering::Acquire) {
+            0 => return None,
+            1 => Ok(()),
+            e => Err(SaveError::from_code(e)),
+        };
+        self.syncing = false;
+        self.complete(r);
+        Some(r)
     }
 
     /// The file descriptor of the save in progress (for tests).
@@ -482,12 +798,54 @@ impl Saver {
     }
 }
 
+/// Takes an exclusive `flock` on `fd` without waiting.
+///
+/// # Errors
+/// `WouldBlock` when another open file holds it.
+pub fn lock(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: flock on a descriptor the caller owns.
+    cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
+}
+
+/// The pid holding a `flock` on the file open as `fd`, as `/proc/locks` shows it (`None`
+/// when it cannot be read or names no holder).
+pub fn lock_holder(fd: &impl AsRawFd) -> Option<u32> {
+    // SAFETY: fstat into a struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    let (major, minor) = (libc::major(st.st_dev), libc::minor(st.st_dev));
+    let want = format!("{major:02x}:{minor:02x}:{}", st.st_ino);
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 00:2d:5678 0 EOF"
+    text.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let at = w.iter().position(|&x| x == "FLOCK")?;
+        (w.get(at + 4) == Some(&want.as_str()))
+            .then(|| w.get(at + 3)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// "pid N" (from `/proc/locks`, else `fallback`), or "another process" when neither is
+/// known.
+pub fn holder_text(pid: Option<u32>, fallback: Option<u32>) -> String {
+    match pid.or(fallback) {
+        Some(p) => format!("another lvsmon (pid {p})"),
+        None => "another process (its pid is not known)".into(),
+    }
+}
+
 /// Renames `state.tmp` over `state` in `dir` and flushes the directory.
-fn commit(dir: &OwnedFd) -> io::Result<()> {
+fn commit(dir: &OwnedFd) -> Result<(), SaveError> {
     let d = dir.as_raw_fd();
     // SAFETY: renameat and fsync on a directory descriptor we own, NUL-terminated names.
-    cvt(unsafe { libc::renameat(d, TMP.as_ptr(), d, STATE.as_ptr()) })?;
-    cvt(unsafe { libc::fsync(d) }).map(drop)
+    cvt(unsafe { libc::renameat(d, TMP.as_ptr(), d, STATE.as_ptr()) })
+        .map_err(|e| SaveError::of(Step::Rename, &e))?;
+    cvt(unsafe { libc::fsync(d) })
+        .map(drop)
+        .map_err(|e| SaveError::of(Step::SyncDir, &e))
 }
 
 /// `-1` from a libc call as the errno.
@@ -511,7 +869,7 @@ mod tests {
 
     fn save(d: &Path, records: &[(&str, bool, &[u8])], blocking: bool) -> Saver {
         let mut s = Saver::new(d, 4096).unwrap();
-        s.start_sync().unwrap();
+        s.start_sync(None).unwrap();
         s.begin(1_700_000_000).unwrap();
         for (k, dr, h) in records {
             s.record(k.as_bytes(), *dr, &mut |c| c.write_all(h))
@@ -585,6 +943,86 @@ mod tests {
             assert_eq!(fs::metadata(moved.join("state")).unwrap().gid(), 65534);
         }
         let _ = fs::remove_dir_all(&moved);
+    }
+
+    /// A request made while a save is being written waits for the save after it (the running
+    /// one may have written that record already); a failure answers every request it covered,
+    /// with the step and the reason; a later success answers `ok`.
+    #[test]
+    fn requests_wait_for_a_save_begun_after_them() {
+        let d = dir("tickets");
+        let mut s = Saver::new(&d, 4096).unwrap();
+        let t1 = s.request();
+        assert!(s.wanted());
+        s.begin(1).unwrap();
+        s.record(b"k", true, &mut |c| c.write_all(b"h")).unwrap();
+        // Asked while the records are being written: not covered by this save.
+        let t2 = s.request();
+        s.finish(false).unwrap();
+        assert_eq!(s.outcome(t1), Some(Ok(())));
+        assert_eq!(s.outcome(t2), None);
+        assert!(s.wanted());
+        // The next save fails: the state file is a directory, so the rename does.
+        fs::create_dir(d.join("state.keep")).unwrap();
+        fs::rename(d.join("state"), d.join("state.keep/state")).unwrap();
+        fs::create_dir_all(d.join("state/x")).unwrap();
+        s.begin(2).unwrap();
+        assert!(s.finish(false).is_err());
+        let e = s.outcome(t2).unwrap().unwrap_err();
+        assert_eq!(
+            (e.step, e.errno, e.reason()),
+            (Step::Rename, libc::EISDIR, "Is a directory")
+        );
+        assert!(!s.wanted());
+        assert_eq!(s.failed, 1);
+        assert_eq!(
+            s.note(0),
+            Some(SaveNote::Failed {
+                err: e,
+                failures: 1
+            })
+        );
+        // The same failure again: counted, logged only after REMIND.
+        let t3 = s.request();
+        s.begin(3).unwrap();
+        assert!(s.finish(false).is_err());
+        assert!(s.outcome(t3).unwrap().is_err());
+        assert_eq!(s.note(1), None);
+        let later = REMIND.as_micros() as u64;
+        assert_eq!(
+            s.note(later),
+            Some(SaveNote::Failed {
+                err: e,
+                failures: 1
+            })
+        );
+        // Repaired: the next save answers ok and saves are said to work again.
+        fs::remove_dir_all(d.join("state")).unwrap();
+        let t4 = s.request();
+        s.begin(4).unwrap();
+        s.finish(false).unwrap();
+        assert_eq!(s.outcome(t4), Some(Ok(())));
+        assert_eq!(s.note(later + 1), Some(SaveNote::Recovered { failures: 2 }));
+        assert_eq!(s.note(later + 2), None);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A second saver on the same directory is refused while the first lives.
+    #[test]
+    fn the_directory_is_locked_while_a_saver_lives() {
+        let d = dir("lock");
+        let s = Saver::new(&d, 64).unwrap();
+        let e = Saver::new(&d, 64).err().expect("a second saver is refused");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let text = e.to_string();
+        assert!(text.contains("is in use by"), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(s);
+        Saver::new(&d, 64).expect("free again");
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -647,10 +647,22 @@ impl Daemon {
         } else {
             None
         };
-        // After the control socket is ours (a second lvsmon stops there), the state.
+        // After the control socket is ours (a second lvsmon stops there), the state: the
+        // saver locks the directory (a second lvsmon given only the same --state-dir stops
+        // here), then the file is read.
         if let Some(dir) = &opts.state_dir {
-            core.load_state(dir);
             core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
+            if let Some(errno) = core.saver.as_ref().and_then(|s| s.lock_error) {
+                if let Some(mut l) = core.log.line(Level::Warn) {
+                    let _ = write!(
+                        l,
+                        "msg=\"state directory not locked\" dir={} error=\"{}\" errno={errno}",
+                        dir.display(),
+                        crate::state::errno_text(errno)
+                    );
+                }
+            }
+            core.load_state(dir);
         }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
         let alarm = Alarm::new(poll.registry(), clock).ok();
@@ -674,8 +686,11 @@ impl Daemon {
     /// tells systemd the daemon is ready: the first round of checks is on the timer wheel.
     pub fn startup(&mut self) {
         // The state saver's helper thread starts here, not in `new`: after a privilege drop
-        // (`--user`, `--chroot`), which must find the process with one thread.
-        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync()) {
+        // (`--user`, `--chroot`), which must find the process with one thread. It wakes the
+        // loop through the reload's waker when a save ends (a parked `drain` waits for it;
+        // the reload side ignores a wake with no answer for it).
+        let wake = self.core.reload.waker.clone();
+        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync(wake)) {
             if let Some(mut l) = self.core.log.line(Level::Warn) {
                 let _ = write!(
                     l,
@@ -969,7 +984,7 @@ impl Daemon {
             s.tick(registry, core, now);
         }
         core.poll_notify(now);
-        core.save_step(now);
+        let save_ended = core.save_step(now);
         if core.adopt_pending && !self.ipvs.is_dry_run() && self.ipvs.start_dump() {
             // What a reload added is adopted from this read-back.
             core.adopt_pending = false;
@@ -992,6 +1007,11 @@ impl Daemon {
             self.finish_reload();
             // The answer is ready: parked `lvsmon reload` connections get it now, not at the
             // next turn.
+            if let Some(s) = self.server.as_mut() {
+                s.tick(self.poll.registry(), &mut self.core, now);
+            }
+        } else if save_ended {
+            // A save ended (synced in this thread, without a wake): parked `drain` replies.
             if let Some(s) = self.server.as_mut() {
                 s.tick(self.poll.registry(), &mut self.core, now);
             }

@@ -10,7 +10,7 @@ use std::io::{Cursor, Write};
 
 use super::{Core, State};
 use crate::clock::Time;
-use crate::control::{Kind, Render};
+use crate::control::{Kind, Render, PARKED};
 use crate::ipvs::OpKind;
 use crate::log::Level;
 use crate::plugins::Reason;
@@ -132,8 +132,13 @@ impl Core {
         (self.wall_origin_us + t.0) / 1_000_000
     }
 
-    /// `drain`/`undrain REAL [VIRTUAL]`: applies once, then reports.
-    fn drain_cmd(&mut self, on: bool, args: &[&[u8]], out: &mut Out<'_>) {
+    /// `drain`/`undrain REAL [VIRTUAL]`: applies once, asks for a save at once, and parks the
+    /// connection until that save has ended; then reports (`ok` only once the state file
+    /// holds the change, an error naming the file and the reason otherwise). Returns true
+    /// when the reply is complete. The cursor of a parked reply is [`PARKED`], the count of
+    /// destinations changed, and the save's ticket ([`state::TICKET_BITS`]).
+    fn drain_cmd(&mut self, on: bool, args: &[&[u8]], cursor: &mut u64, out: &mut Out<'_>) -> bool {
+        let parked = *cursor & PARKED != 0;
         let parse = |w: &[u8]| {
             std::str::from_utf8(w)
                 .ok()
@@ -146,7 +151,7 @@ impl Core {
                     "error: expected a real server as ADDR:PORT ([ADDR]:PORT for IPv6)"
                 )
             });
-            return;
+            return true;
         };
         // The virtual service in any form the configuration takes, normalised.
         let mut vbuf = [0u8; 80];
@@ -160,7 +165,7 @@ impl Core {
                         o.write_all(&w[..w.len().min(80)])?;
                         writeln!(o, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
                     });
-                    return;
+                    return true;
                 }
             },
         };
@@ -173,12 +178,45 @@ impl Core {
                 continue;
             }
             matched += 1;
-            if self.set_drained(r, on) {
+            if !parked && self.set_drained(r, on) {
                 changed += 1;
             }
         }
         let verb = if on { "drained" } else { "undrained" };
-        if matched == 0 {
+        let mut failed = None;
+        if matched > 0 {
+            if let Some(saver) = self.saver.as_mut() {
+                if parked {
+                    changed = ((*cursor & !PARKED) >> state::TICKET_BITS) as u32;
+                    match saver.outcome(*cursor & ((1 << state::TICKET_BITS) - 1)) {
+                        None => return false,
+                        Some(r) => failed = r.err(),
+                    }
+                } else {
+                    let ticket = saver.request();
+                    let n = u64::from(changed.min(1 << 24));
+                    *cursor = PARKED | n << state::TICKET_BITS | ticket;
+                    return false;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            let dir = self.saver.as_ref().map(|s| s.dir());
+            out.line(|w| {
+                let already = matched - changed;
+                write!(w, "error: {verb} {changed} of {matched} destinations of {real} ")?;
+                write!(w, "({already} already {verb}) in the running daemon, but the state file ")?;
+                if let Some(d) = dir {
+                    write!(w, "{}/", d.display())?;
+                }
+                writeln!(
+                    w,
+                    "state was not saved ({}: {}): a restart forgets this unless a later save succeeds",
+                    e.step.as_str(),
+                    e.reason()
+                )
+            });
+        } else if matched == 0 {
             out.line(|w| {
                 write!(w, "error: no real server {real}")?;
                 if let Some(v) = virt {
@@ -195,6 +233,7 @@ impl Core {
                 )
             });
         }
+        true
     }
 
     fn status_line(
@@ -359,6 +398,11 @@ impl Core {
                         && out.line(|w| {
                             stats::family(w, "lvsmon_check_lateness_seconds", "histogram", "Start time of a check minus its scheduled time.")?;
                             self.stats.lateness.render("lvsmon_check_lateness_seconds", w)
+                        })
+                        && out.line(|w| {
+                            let failed = self.saver.as_ref().map_or(0, |s| s.failed);
+                            stats::family(w, "lvsmon_state_save_failures_total", "counter", "Saves of the state directory that failed (the log names the path and the reason).")?;
+                            writeln!(w, "lvsmon_state_save_failures_total {failed}")
                         });
                     if !ok {
                         // The fixed part always fits an empty buffer; a partly filled one
@@ -461,10 +505,8 @@ impl Render for Core {
                         let json = w[1..n].contains(&&b"json"[..]);
                         self.status(json, cursor, &mut o, now)
                     }
-                    (b"drain", _) | (b"undrain", _) if *cursor == 0 => {
-                        *cursor = 1;
-                        self.drain_cmd(w[0] == b"drain", &w[1..n], &mut o);
-                        true
+                    (b"drain", _) | (b"undrain", _) => {
+                        self.drain_cmd(w[0] == b"drain", &w[1..n], cursor, &mut o)
                     }
                     (b"reload", 1) => {
                         // The load runs on a helper thread; the connection waits parked until
@@ -854,29 +896,37 @@ impl Core {
         }
     }
 
-    /// One turn's share of a periodic save: starts one when due, writes a bounded number of
-    /// records, and hands the file to the sync thread when all are written.
-    pub(super) fn save_step(&mut self, now: Time) {
+    /// One turn's share of a save: starts one when the period is up or an operator's drain
+    /// asked for one (right after the save under way, if any), writes a bounded number of
+    /// records, and hands the file to the sync thread when all are written. Logs failures
+    /// (rate-limited, [`state::Saver::note`]).
+    ///
+    /// Returns true when a save ended this turn (parked `drain` replies can be given).
+    pub(super) fn save_step(&mut self, now: Time) -> bool {
+        let Some(saver) = self.saver.as_mut() else {
+            return false;
+        };
+        let ended = saver.saved + saver.failed;
+        self.save_turn(now);
+        self.saver
+            .as_ref()
+            .is_some_and(|s| s.saved + s.failed != ended)
+    }
+
+    fn save_turn(&mut self, now: Time) {
         let Some(saver) = self.saver.as_mut() else {
             return;
         };
-        if let Some(Err(errno)) = saver.poll() {
-            if let Some(mut l) = self.log.line(Level::Error) {
-                let _ = write!(l, "msg=\"state save failed\" errno={errno}");
-            }
-        }
-        let saver = self.saver.as_mut().expect("checked above");
+        saver.poll();
         if self.save_cursor.is_none() {
-            if now < self.next_save || saver.busy() {
+            if (now < self.next_save && !saver.wanted()) || saver.busy() {
+                self.log_save_note(now);
                 return;
             }
             self.next_save = now.add_micros(self.save_every_us);
             let unix = (self.wall_origin_us + now.0) / 1_000_000;
-            if let Err(e) = saver.begin(unix) {
-                let errno = e.raw_os_error().unwrap_or(0);
-                if let Some(mut l) = self.log.line(Level::Error) {
-                    let _ = write!(l, "msg=\"state save failed\" errno={errno}");
-                }
+            if saver.begin(unix).is_err() {
+                self.log_save_note(now);
                 return;
             }
             self.save_cursor = Some(0);
@@ -886,12 +936,9 @@ impl Core {
         };
         let end = (r + SAVE_RECORDS_PER_TURN).min(self.reals.len());
         while r < end {
-            if let Err(e) = self.save_record(r) {
+            if self.save_record(r).is_err() {
                 self.save_cursor = None;
-                let errno = e.raw_os_error().unwrap_or(0);
-                if let Some(mut l) = self.log.line(Level::Error) {
-                    let _ = write!(l, "msg=\"state save failed\" errno={errno}");
-                }
+                self.log_save_note(now);
                 return;
             }
             r += 1;
@@ -901,10 +948,43 @@ impl Core {
             return;
         }
         self.save_cursor = None;
-        if let Some(Err(e)) = self.saver.as_mut().map(|s| s.finish(false)) {
-            let errno = e.raw_os_error().unwrap_or(0);
-            if let Some(mut l) = self.log.line(Level::Error) {
-                let _ = write!(l, "msg=\"state save failed\" errno={errno}");
+        if let Some(s) = self.saver.as_mut() {
+            // A failure is recorded by the saver and logged below.
+            let _ = s.finish(false);
+        }
+        self.log_save_note(now);
+    }
+
+    /// Logs what the saver has to say about saves that ended: a failure (path, step, reason
+    /// in words, errno, failures since the last such line), or that saves work again.
+    fn log_save_note(&mut self, now: Time) {
+        let Some(saver) = self.saver.as_mut() else {
+            return;
+        };
+        let Some(note) = saver.note(now.0) else {
+            return;
+        };
+        let dir = saver.dir();
+        match note {
+            state::SaveNote::Failed { err, failures } => {
+                if let Some(mut l) = self.log.line(Level::Error) {
+                    let _ = write!(l, "msg=\"state save failed\" ");
+                    write_save_error(&mut l, dir, err);
+                    let _ = write!(
+                        l,
+                        " failures={failures} remind_after={}s",
+                        state::REMIND.as_secs()
+                    );
+                }
+            }
+            state::SaveNote::Recovered { failures } => {
+                if let Some(mut l) = self.log.line(Level::Notice) {
+                    let _ = write!(
+                        l,
+                        "msg=\"state saved again\" path={}/state failed_before={failures}",
+                        dir.display()
+                    );
+                }
             }
         }
     }
@@ -950,6 +1030,7 @@ impl Core {
             Err(std::io::Error::other("write failed"))
         };
         let dir = saver.dir().to_path_buf();
+        let err = saver.last_error();
         match res {
             Ok(()) => {
                 if let Some(mut l) = self.log.line(Level::Notice) {
@@ -963,12 +1044,12 @@ impl Core {
             }
             Err(e) => {
                 if let Some(mut l) = self.log.line(Level::Error) {
-                    let _ = write!(
-                        l,
-                        "msg=\"state save failed\" dir={} errno={}",
-                        dir.display(),
-                        e.raw_os_error().unwrap_or(0)
-                    );
+                    let _ = write!(l, "msg=\"state save failed\" ");
+                    let err = err.unwrap_or(state::SaveError {
+                        step: state::Step::Write,
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    });
+                    write_save_error(&mut l, &dir, err);
                 }
             }
         }
@@ -984,6 +1065,18 @@ impl Core {
     fn load_history(&mut self, r: usize, bytes: &[u8]) -> bool {
         bytes.is_empty() || self.history.decode_real(r, bytes).is_ok()
     }
+}
+
+/// `path=DIR/state step=STEP error="REASON" errno=N` of a failed save.
+fn write_save_error(w: &mut impl Write, dir: &std::path::Path, e: state::SaveError) {
+    let _ = write!(
+        w,
+        "path={}/state step={} error=\"{}\" errno={}",
+        dir.display(),
+        e.step.name(),
+        e.reason(),
+        e.errno
+    );
 }
 
 #[cfg(test)]
