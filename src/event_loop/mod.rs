@@ -56,6 +56,9 @@ const NETLINK: Token = Token(usize::MAX - 1);
 const RELOAD: Token = Token(usize::MAX - 4);
 /// The loop's timer ([`Alarm`]).
 const ALARM: Token = Token(usize::MAX - 5);
+/// The log's output descriptor, writable again after it was full ([`Log::on_writable`]).
+/// Checked before [`Server::owns`], whose connection bit it shares.
+const LOG: Token = Token(usize::MAX - 16);
 /// After a failed IPVS operation, the table is read back and repaired this soon.
 const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 
@@ -615,6 +618,8 @@ impl Daemon {
             None
         };
         let mut log = log;
+        // Without the registration the log still never blocks: it tries again at each line.
+        let _ = log.register(poll.registry(), LOG);
         let systemd = opts
             .systemd
             .as_ref()
@@ -755,6 +760,9 @@ impl Daemon {
                 self.core.stats.checks, self.core.stats.transitions
             );
         }
+        // The last lines reach a reader that is slow, but a reader that is gone does not
+        // hold up the exit for long.
+        self.core.log.drain(crate::log::EXIT_FLUSH);
         Ok(())
     }
 
@@ -924,6 +932,10 @@ impl Daemon {
                 if let Some(a) = self.alarm.as_mut() {
                     a.fired();
                 }
+                continue;
+            }
+            if ev.token() == LOG {
+                core.log.on_writable();
                 continue;
             }
             if Server::owns(ev.token()) {
