@@ -761,6 +761,39 @@ mod tests {
         assert_eq!(log.dropped(), 100);
     }
 
+    /// Where the pipe cannot be reopened, its own blocking descriptor is written only when
+    /// poll says there is room: whole lines of at most PIPE_BUF bytes then never block.
+    #[test]
+    fn a_pipe_that_cannot_be_reopened_is_polled() {
+        let (mut r, w) = pipe();
+        let raw = w.as_raw_fd();
+        let mut log = Log::new(Sink::Fd(w), Level::Info);
+        log.out = Out::Polled(raw);
+        let t = std::time::Instant::now();
+        let mut i = 0;
+        while log.dropped() == 0 {
+            let mut l = log.line(Level::Info).unwrap();
+            let _ = write!(l, "n={i} pad={}", "z".repeat(300));
+            drop(l);
+            i += 1;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "writes blocked");
+        let mut text = String::new();
+        for _ in 0..1000 {
+            text.push_str(&read_all(&mut r));
+            log.drain(Duration::from_millis(1));
+            if log.pending() == 0 {
+                break;
+            }
+        }
+        text.push_str(&read_all(&mut r));
+        let (lines, notes): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.ends_with('z'));
+        assert!(lines.iter().all(|l| l.starts_with("ts=")));
+        assert_eq!(lines.len() as u64 + 1, i);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].ends_with("msg=\"log lines dropped\" count=1"));
+    }
+
     /// A stream socket (systemd's journal) is written with MSG_DONTWAIT, as a pipe is.
     #[test]
     fn a_full_socket_does_not_block() {
@@ -780,6 +813,46 @@ mod tests {
         let t = std::time::Instant::now();
         drop(log);
         assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
+    /// Syslog datagrams that find the socket full are dropped and counted; the next one that
+    /// goes says how many, before itself.
+    #[test]
+    fn a_full_syslog_socket_drops_and_says_so() {
+        let (rx, tx) = UnixDatagram::pair().unwrap();
+        tx.set_nonblocking(true).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let mut log = Log::new(Sink::Syslog(tx), Level::Info);
+        let t = std::time::Instant::now();
+        let mut i = 0;
+        while log.dropped() < 5 {
+            let mut l = log.line(Level::Info).unwrap();
+            let _ = write!(l, "n={i}");
+            drop(l);
+            i += 1;
+            assert!(i < 1_000_000);
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "sends blocked");
+        let mut b = [0u8; 256];
+        let mut got = 0;
+        while rx.recv(&mut b).is_ok() {
+            got += 1;
+        }
+        assert_eq!(got + 5, i);
+        {
+            let mut l = log.line(Level::Info).unwrap();
+            let _ = write!(l, "after");
+        }
+        let n = rx.recv(&mut b).unwrap();
+        let note = std::str::from_utf8(&b[..n]).unwrap();
+        assert!(note.starts_with("<28>lvsmon["), "{note}");
+        assert!(
+            note.ends_with("]: msg=\"log lines dropped\" count=5"),
+            "{note}"
+        );
+        let n = rx.recv(&mut b).unwrap();
+        assert!(std::str::from_utf8(&b[..n]).unwrap().ends_with("]: after"));
+        assert_eq!(log.dropped(), 5);
     }
 
     #[test]
