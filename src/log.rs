@@ -402,7 +402,13 @@ impl Log {
     /// Writes what waits in the ring, waiting up to `limit` for a reader that does not take
     /// it (at exit).
     pub fn drain(&mut self, limit: Duration) {
-        let end = Instant::now() + limit;
+        self.drain_until(Instant::now() + limit);
+    }
+
+    /// As [`Log::drain`], waiting until `end` at the latest: at exit, before and after the
+    /// last line, so that the ring has room for it (lines dropped before are then told
+    /// first) without waiting twice as long for a reader that has gone.
+    pub fn drain_until(&mut self, end: Instant) {
         loop {
             self.waiting = false;
             self.flush();

@@ -123,17 +123,28 @@ fn scrape_within(addr: SocketAddr, limit: Duration) -> Option<String> {
     rx.recv_timeout(limit).ok().and_then(Result::ok)
 }
 
-#[test]
-fn a_stalled_log_reader_never_stalls_checking() {
-    let farm = Farm::start(vec![Serve::Tcp(vec![]); REALS], None, 120 * S);
+/// A running lvsmon whose stderr this test reads, and can stop reading.
+struct Run {
+    daemon: Daemon,
+    lines: Lines,
+    /// While true the reader reads nothing at all, so the pipe fills up behind it.
+    paused: Arc<AtomicBool>,
+    maddr: SocketAddr,
+    sock: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+/// Starts `lvsmon --dry-run -v --metrics` checking `reals` entries of `farm` (50 to a
+/// virtual service) every second, with a reader of its stderr; waits for the starting line.
+fn start(farm: &Farm, reals: usize) -> Run {
     let mut conf = String::from("interval 1s\ntimeout 500ms\nfall 1\nrise 1\n");
-    for v in 0..REALS / 50 {
+    for v in 0..reals.div_ceil(50) {
         conf.push_str(&format!(
             "virtual tcp 127.1.9.{}:80 {{\n  check tcp\n",
             v + 1
         ));
-        for r in 0..50 {
-            conf.push_str(&format!("  real {}\n", farm.addr(v * 50 + r)));
+        for r in v * 50..reals.min(v * 50 + 50) {
+            conf.push_str(&format!("  real {}\n", farm.addr(r)));
         }
         conf.push_str("}\n");
     }
@@ -153,17 +164,14 @@ fn a_stalled_log_reader_never_stalls_checking() {
         .spawn()
         .expect("start lvsmon");
     let err = child.stderr.take().unwrap();
-    // The smallest pipe (one page), so that lvsmon's own ring (256 KiB, about 13 s of these
-    // lines) is what fills up during the stall.
+    // The smallest pipe (one page), so that lvsmon's own ring (256 KiB, about 13 s of
+    // lines at 200 checks a second) is what fills up during a stall.
     {
         use std::os::fd::AsRawFd;
         // SAFETY: fcntl on the read end of the pipe we own.
         unsafe { libc::fcntl(err.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     }
     let daemon = Daemon(child);
-
-    // The reader: reads lines as they come, except while `paused` (then it reads nothing at
-    // all, so the pipe fills up behind it).
     let paused = Arc::new(AtomicBool::new(false));
     let (tx, rx) = channel();
     let p = paused.clone();
@@ -198,6 +206,27 @@ fn a_stalled_log_reader_never_stalls_checking() {
         .unwrap()
         .parse()
         .unwrap();
+    Run {
+        daemon,
+        lines,
+        paused,
+        maddr,
+        sock,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn a_stalled_log_reader_never_stalls_checking() {
+    let farm = Farm::start(vec![Serve::Tcp(vec![]); REALS], None, 120 * S);
+    let Run {
+        daemon,
+        mut lines,
+        paused,
+        maddr,
+        sock,
+        _dir,
+    } = start(&farm, REALS);
     for _ in 0..REALS {
         lines
             .wait_for(&["event=up"], 10 * S)
@@ -287,4 +316,50 @@ fn a_stalled_log_reader_never_stalls_checking() {
     println!(
         "log stall: {checks} checks in {window:?}, {count} lines dropped, status replies {replies:?}"
     );
+}
+
+/// SIGTERM while the ring is full and dropping: the daemon writes the ring out first (waiting
+/// at most 2 s for the reader), so the stopping line still finds room, after the line that
+/// tells what was dropped.
+#[test]
+fn the_stopping_line_is_not_dropped_with_a_full_ring() {
+    // 1,000 reals: the ring fills within a few seconds.
+    let farm = Farm::start(vec![Serve::Tcp(vec![]); 1000], None, 60 * S);
+    let mut run = start(&farm, 1000);
+    run.lines.collect_for(2 * S);
+    run.paused.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    loop {
+        std::thread::sleep(S / 2);
+        let page = scrape_within(run.maddr, 5 * S).expect("no metrics page");
+        if metric(&page, "lvsmon_log_dropped_total").unwrap() > 0.0 {
+            break;
+        }
+        assert!(t.elapsed() < 20 * S, "no log line dropped in a 20 s stall");
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(run.daemon.0.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(S / 2);
+    run.paused.store(false, Ordering::Relaxed);
+    let stop = run
+        .lines
+        .wait_for(&["msg=\"stopping\""], 5 * S)
+        .expect("the stopping line was lost");
+    let end = Instant::now() + 5 * S;
+    let code = loop {
+        if let Ok(Some(st)) = run.daemon.0.try_wait() {
+            break st.code();
+        }
+        assert!(Instant::now() < end, "no exit 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(code, Some(0));
+    let notice = run
+        .lines
+        .seen
+        .iter()
+        .position(|l| l.contains("msg=\"log lines dropped\""))
+        .expect("no `log lines dropped` line before the stopping line");
+    let stopping = run.lines.seen.iter().position(|l| *l == stop).unwrap();
+    assert!(notice < stopping);
 }

@@ -753,6 +753,11 @@ impl Daemon {
             s.stopping();
         }
         self.core.save_now();
+        // The last lines reach a reader that is slow (the ring is written out first, so the
+        // stopping line finds room in it), but a reader that is gone does not hold up the
+        // exit for long.
+        let end = std::time::Instant::now() + crate::log::EXIT_FLUSH;
+        self.core.log.drain_until(end);
         if let Some(mut l) = self.core.log.line(Level::Notice) {
             let _ = write!(
                 l,
@@ -760,9 +765,7 @@ impl Daemon {
                 self.core.stats.checks, self.core.stats.transitions
             );
         }
-        // The last lines reach a reader that is slow, but a reader that is gone does not
-        // hold up the exit for long.
-        self.core.log.drain(crate::log::EXIT_FLUSH);
+        self.core.log.drain_until(end);
         Ok(())
     }
 
