@@ -315,6 +315,10 @@ pub struct Log {
     /// Lines dropped since the last `log lines dropped` line; new lines are dropped while
     /// this is not 0, until the ring has room again for that line.
     gap: u64,
+    /// Before the loop runs: a line that finds the ring full waits for room (at most
+    /// [`EXIT_FLUSH`]) rather than being dropped; off for good after [`Log::loop_started`]
+    /// or after one such wait in vain.
+    wait_when_full: bool,
 }
 
 impl Log {
@@ -349,6 +353,7 @@ impl Log {
             waiting: false,
             dropped: 0,
             gap: 0,
+            wait_when_full: true,
         }
     }
 
@@ -378,6 +383,20 @@ impl Log {
     /// Bytes of whole lines waiting in the ring.
     pub fn pending(&self) -> usize {
         self.ring.len
+    }
+
+    /// True when the ring is at most half full (always without a ring): output that the
+    /// caller can hold back, such as the SIGUSR1 status lines, goes on while this holds and
+    /// waits for the reader otherwise, rather than being dropped.
+    pub fn has_room(&self) -> bool {
+        self.ring.free() >= self.ring.cap() / 2
+    }
+
+    /// The loop runs from now on: a line that finds the ring full is dropped and counted.
+    /// Before, lines of the startup (and of a fatal error in it) wait for the reader as a
+    /// blocking write did, but at most [`EXIT_FLUSH`] in all.
+    pub fn loop_started(&mut self) {
+        self.wait_when_full = false;
     }
 
     /// Registers the output descriptor with the loop's poll, for [`Log::on_writable`] when
@@ -497,6 +516,9 @@ impl Log {
             Sink::Stderr | Sink::Fd(_) => {
                 self.buf[self.len] = b'\n';
                 self.len += 1;
+                if self.wait_when_full && (self.gap > 0 || self.ring.free() < self.len) {
+                    self.wait_for_room(self.len);
+                }
                 self.resume();
                 if self.gap > 0 || !self.ring.push(&self.buf[..self.len]) {
                     self.dropped += 1;
@@ -508,6 +530,34 @@ impl Log {
             }
         }
         self.len = 0;
+    }
+
+    /// Before the loop runs: waits for the reader until `n` bytes fit in the ring, at most
+    /// [`EXIT_FLUSH`]; after a wait in vain, lines are dropped from then on.
+    fn wait_for_room(&mut self, n: usize) {
+        let end = Instant::now() + EXIT_FLUSH;
+        loop {
+            self.waiting = false;
+            self.flush();
+            if self.ring.free() >= n.max(self.ring.cap() / 2)
+                || self.gap == 0 && self.ring.free() >= n
+            {
+                return;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            let Some(fd) = self.out.pollable().filter(|_| !left.is_zero()) else {
+                self.wait_when_full = false;
+                return;
+            };
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one pollfd we own.
+            unsafe { libc::poll(&mut p, 1, ms) };
+        }
     }
 
     /// After lines were dropped, once the ring has emptied to half: puts the line that says
@@ -720,6 +770,7 @@ mod tests {
     fn a_full_pipe_fills_the_ring_then_drops_and_says_so() {
         let (mut r, w) = pipe();
         let mut log = Log::new(Sink::Fd(w), Level::Info);
+        log.loop_started();
         assert!(matches!(log.out, Out::Own(_)), "{:?}", log.out);
         let t = std::time::Instant::now();
         let mut i = 0u64;
@@ -774,6 +825,7 @@ mod tests {
         let (mut r, w) = pipe();
         let raw = w.as_raw_fd();
         let mut log = Log::new(Sink::Fd(w), Level::Info);
+        log.loop_started();
         log.out = Out::Polled(raw);
         let t = std::time::Instant::now();
         let mut i = 0;
@@ -800,11 +852,59 @@ mod tests {
         assert!(notes[0].ends_with("msg=\"log lines dropped\" count=1"));
     }
 
+    /// Before the loop runs, a full ring waits for the reader instead of dropping, as a
+    /// blocking write did; a reader that never comes back costs one wait of EXIT_FLUSH, and
+    /// lines are dropped from then on.
+    #[test]
+    fn before_the_loop_a_full_ring_waits_for_the_reader() {
+        let (mut r, w) = pipe();
+        let mut log = Log::new(Sink::Fd(w), Level::Info);
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut text = String::new();
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            while !text.contains("last") && std::time::Instant::now() < end {
+                text.push_str(&read_all(&mut r));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (text, r)
+        });
+        for i in 0..4000 {
+            let mut l = log.line(Level::Info).unwrap();
+            let _ = write!(l, "n={i} pad={}", "w".repeat(150));
+        }
+        {
+            let mut l = log.line(Level::Info).unwrap();
+            let _ = write!(l, "last");
+        }
+        log.drain(Duration::from_secs(5));
+        let (text, _r) = reader.join().unwrap();
+        assert_eq!(log.dropped(), 0);
+        assert_eq!(text.lines().filter(|l| l.contains(" n=")).count(), 4000);
+
+        // A reader that never reads: one wait, then drops.
+        let (r, w) = pipe();
+        let mut log = Log::new(Sink::Fd(w), Level::Info);
+        let t = std::time::Instant::now();
+        while log.dropped() < 10 {
+            let mut l = log.line(Level::Info).unwrap();
+            let _ = write!(l, "pad={}", "v".repeat(150));
+        }
+        let took = t.elapsed();
+        assert!(took >= EXIT_FLUSH && took < EXIT_FLUSH * 2, "{took:?}");
+        // The reader goes: what waits is dropped at once, and the exit does not wait.
+        drop(r);
+        let t = std::time::Instant::now();
+        drop(log);
+        assert!(t.elapsed() < Duration::from_millis(500));
+    }
+
     /// A stream socket (systemd's journal) is written with MSG_DONTWAIT, as a pipe is.
     #[test]
     fn a_full_socket_does_not_block() {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut log = Log::new(Sink::Fd(b.into()), Level::Info);
+        log.loop_started();
         assert!(matches!(log.out, Out::Socket(_)), "{:?}", log.out);
         let t = std::time::Instant::now();
         while log.dropped() == 0 {

@@ -90,7 +90,7 @@ fn status_within(sock: &std::path::Path, limit: Duration) -> Option<Duration> {
         .arg("--socket")
         .arg(sock)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("run lvsmon status");
@@ -135,9 +135,10 @@ struct Run {
 }
 
 /// Starts `lvsmon --dry-run -v --metrics` checking `reals` entries of `farm` (50 to a
-/// virtual service) every second, with a reader of its stderr; waits for the starting line.
-fn start(farm: &Farm, reals: usize) -> Run {
-    let mut conf = String::from("interval 1s\ntimeout 500ms\nfall 1\nrise 1\n");
+/// virtual service) every `interval`, with a reader of its stderr; waits for the starting
+/// line.
+fn start(farm: &Farm, reals: usize, interval: &str) -> Run {
+    let mut conf = format!("interval {interval}\ntimeout 500ms\nfall 1\nrise 1\n");
     for v in 0..reals.div_ceil(50) {
         conf.push_str(&format!(
             "virtual tcp 127.1.9.{}:80 {{\n  check tcp\n",
@@ -226,7 +227,7 @@ fn a_stalled_log_reader_never_stalls_checking() {
         maddr,
         sock,
         _dir,
-    } = start(&farm, REALS);
+    } = start(&farm, REALS, "1s");
     for _ in 0..REALS {
         lines
             .wait_for(&["event=up"], 10 * S)
@@ -325,7 +326,7 @@ fn a_stalled_log_reader_never_stalls_checking() {
 fn the_stopping_line_is_not_dropped_with_a_full_ring() {
     // 1,000 reals: the ring fills within a few seconds.
     let farm = Farm::start(vec![Serve::Tcp(vec![]); 1000], None, 60 * S);
-    let mut run = start(&farm, 1000);
+    let mut run = start(&farm, 1000, "1s");
     run.lines.collect_for(2 * S);
     run.paused.store(true, Ordering::Relaxed);
     let t = Instant::now();
@@ -362,4 +363,37 @@ fn the_stopping_line_is_not_dropped_with_a_full_ring() {
         .expect("no `log lines dropped` line before the stopping line");
     let stopping = run.lines.seen.iter().position(|l| *l == stop).unwrap();
     assert!(notice < stopping);
+}
+
+/// SIGUSR1 with more status lines than the log can hold while its reader is stalled: the
+/// dump waits for the reader instead of dropping lines.
+#[test]
+fn sigusr1_status_lines_wait_for_the_reader() {
+    const N: usize = 3000;
+    // 3,000 status lines are about 450 KB, more than the ring and the pipe together; at a
+    // 30 s interval the checks themselves log little.
+    let farm = Farm::start(vec![Serve::Tcp(vec![]); N], None, 60 * S);
+    let mut run = start(&farm, N, "30s");
+    run.lines.collect_for(S);
+    run.paused.store(true, Ordering::Relaxed);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(run.daemon.0.id() as i32, libc::SIGUSR1) };
+    std::thread::sleep(2 * S);
+    // The loop is not held up meanwhile.
+    let took = status_within(&run.sock, 5 * S);
+    assert!(took.is_some_and(|t| t < 2 * S), "status: {took:?}");
+    run.paused.store(false, Ordering::Relaxed);
+    let last = format!("real={} ", farm.addr(N - 1));
+    run.lines
+        .wait_for(&["status virtual=", &last], 20 * S)
+        .expect("the status dump did not finish");
+    let page = scrape_within(run.maddr, 5 * S).expect("no metrics page");
+    let status = run
+        .lines
+        .seen
+        .iter()
+        .filter(|l| l.contains(" status virtual="))
+        .count();
+    assert_eq!(status, N, "status lines lost");
+    assert_eq!(metric(&page, "lvsmon_log_dropped_total"), Some(0.0));
 }

@@ -431,6 +431,9 @@ struct Core {
     adopt_pending: bool,
     /// The read-back in flight was started before a reload: its result is not used.
     dump_stale: bool,
+    /// The next real of a SIGUSR1 status dump still being written: the dump goes on while
+    /// the log has room, and waits for its reader otherwise (never dropped).
+    status_next: Option<usize>,
     /// Reload requests and results (SIGHUP, `lvsmon reload`).
     reload: Reload,
     /// Checks holding a socket now, and the most that may (`max-checks-in-flight`; the
@@ -717,6 +720,8 @@ impl Daemon {
         }
         ipvs.forget_snapshot();
         self.drain_outbox();
+        // From here on a line that finds the log full is dropped rather than waited for.
+        self.core.log.loop_started();
         let now = self.clock.now();
         self.core.ready(now);
     }
@@ -959,6 +964,9 @@ impl Daemon {
                     core.on_signal(sig, now);
                 }
             }
+        }
+        if core.status_next.is_some() {
+            core.dump_status_more(now);
         }
         core.run_handed(registry, now);
         while let Some(id) = core.wheel.pop_expired(now) {
@@ -1216,6 +1224,7 @@ impl Core {
             notify_retired: crate::notify::NotifyCounters::default(),
             adopt_pending: false,
             dump_stale: false,
+            status_next: None,
             reload: Reload::default(),
             systemd: None,
             in_flight: 0,
@@ -2166,10 +2175,21 @@ impl Core {
         }
     }
 
-    /// SIGUSR1: one line per real server.
+    /// SIGUSR1: one line per real server, as far as the log has room now; the rest
+    /// follows in later turns, as the log's reader takes it.
     fn dump_status(&mut self, now: Time) {
-        for r in 0..self.reals.len() {
+        self.status_next = Some(0);
+        self.dump_status_more(now);
+    }
+
+    /// Goes on with the status dump while the log has room.
+    fn dump_status_more(&mut self, now: Time) {
+        let Some(mut r) = self.status_next else {
+            return;
+        };
+        while r < self.reals.len() && self.log.has_room() {
             let real = &self.reals[r];
+            r += 1;
             let key = self.virtuals[real.virt as usize].key;
             if let Some(mut l) = self.log.line(Level::Notice) {
                 let _ = write!(
@@ -2189,6 +2209,7 @@ impl Core {
                 }
             }
         }
+        self.status_next = (r < self.reals.len()).then_some(r);
     }
 }
 
