@@ -38,7 +38,10 @@
 //!   then one line `msg="log lines dropped" count=N` stands in for the N lines lost, in the
 //!   place where they were.
 //! - At exit, and before a fatal startup error is printed, what is in the ring is written
-//!   with a bounded wait ([`EXIT_FLUSH`], [`Log::drain`]).
+//!   with a bounded wait ([`EXIT_FLUSH`], [`Log::drain`]). Before the loop runs
+//!   ([`Log::loop_started`]), a line that finds the ring full waits for the reader too (once
+//!   at most [`EXIT_FLUSH`]). Output that can wait, the SIGUSR1 status dump, goes on only
+//!   while [`Log::has_room`], so none of it is dropped.
 //!
 //! With syslog each line is one datagram, sent on a non-blocking socket of our own: a line
 //! the syslog daemon has no room for is dropped and counted the same way, and the next line
