@@ -272,7 +272,16 @@ fn main() {
             "dry-run"
         }
     );
-    let mut d = Daemon::new(plan, ipvs, Log::new(Sink::Null, Level::Debug), &opts).expect("daemon");
+    // Every line goes to a pipe whose reader stalls and catches up in turns, so the log's
+    // ring fills, drops lines, says so, and is written out on writability events.
+    let (log_sink, log_reader) = stalling_log_reader();
+    let mut d = Daemon::new(
+        plan,
+        ipvs,
+        Log::with_ring(log_sink, Level::Debug, 16 * 1024),
+        &opts,
+    )
+    .expect("daemon");
     d.startup();
     let warm_end = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < warm_end {
@@ -304,6 +313,7 @@ fn main() {
     let maddr = d.metrics_addr().expect("metrics served");
     let flap_real = backends.last().unwrap().1.addr().to_string();
     let flap_virtual = backends.len();
+    let log_dropped0 = d.log().dropped();
     let run = std::thread::scope(|scope| {
         // Clients of the control socket and the metrics endpoint, on another thread (not
         // counted): every kind of request, served by the loop while it checks.
@@ -364,7 +374,56 @@ fn main() {
     });
     SD_STOP.store(true, Relaxed);
     let sd_seen = sd_reader.join().expect("notify socket reader");
-    report(d, backends, run, sd_seen);
+    report(d, backends, run, sd_seen, (log_dropped0, log_reader));
+}
+
+/// A pipe for the daemon's log and a thread reading it: 2 s of nothing, then 0.5 s of
+/// reading all there is, and again, until the write end closes (or 300 s). The pipe is one
+/// page and the ring 16 KiB, so that both fill within the stall. The thread returns how many
+/// `log lines dropped` lines it read.
+fn stalling_log_reader() -> (Sink, std::thread::JoinHandle<u64>) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors, which we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on descriptors we own.
+    unsafe {
+        libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 4096);
+        libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
+    }
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut r = std::fs::File::from(r);
+        let start = Instant::now();
+        let pat = b"msg=\"log lines dropped\" count=";
+        let mut buf = vec![0u8; 65536 + pat.len()];
+        let mut carry = 0;
+        let mut notes = 0u64;
+        while start.elapsed() < Duration::from_secs(300) {
+            if start.elapsed().as_millis() % 2500 < 2000 {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            match r.read(&mut buf[carry..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let end = carry + n;
+                    notes += buf[..end].windows(pat.len()).filter(|w| *w == pat).count() as u64;
+                    // Keep a tail shorter than the pattern, so a match split between two
+                    // reads is found once.
+                    carry = (pat.len() - 1).min(end);
+                    buf.copy_within(end - carry..end, 0);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => break,
+            }
+        }
+        notes
+    });
+    (Sink::Fd(w), reader)
 }
 
 /// Tells the notify socket reader to finish.
@@ -422,7 +481,13 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     Run(before, nb, t0, turns, sb, saves, sd)
 }
 
-fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run, sd_seen: SdSeen) {
+fn report(
+    mut d: Daemon,
+    backends: Vec<(&str, Backend, &str)>,
+    run: Run,
+    sd_seen: SdSeen,
+    (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
+) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
     let Run(before, nb, t0, turns, sb, saves0, sd0) = run;
@@ -514,8 +579,18 @@ fn report(d: Daemon, backends: Vec<(&str, Backend, &str)>, run: Run, sd_seen: Sd
         println!("FAIL: no transitions or no notify spawned while counting");
         ok = false;
     }
+    let log_dropped = d.log().dropped() - log_dropped0;
+    let log_pending = d.log().pending();
     drop(d);
     drop(backends);
+    let notes = log_reader.join().expect("log reader");
+    println!(
+        "  log: {log_dropped} lines dropped while counting, {log_pending} bytes waiting at the end, {notes} `log lines dropped` lines read"
+    );
+    if log_dropped == 0 || notes == 0 {
+        println!("FAIL: the log's full-pipe path (drops and the line saying so) not covered");
+        ok = false;
+    }
     if ok {
         println!("1 passed, 0 failed");
     } else {

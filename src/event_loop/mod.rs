@@ -56,6 +56,9 @@ const NETLINK: Token = Token(usize::MAX - 1);
 const RELOAD: Token = Token(usize::MAX - 4);
 /// The loop's timer ([`Alarm`]).
 const ALARM: Token = Token(usize::MAX - 5);
+/// The log's output descriptor, writable again after it was full ([`Log::on_writable`]).
+/// Checked before [`Server::owns`], whose connection bit it shares.
+const LOG: Token = Token(usize::MAX - 16);
 /// After a failed IPVS operation, the table is read back and repaired this soon.
 const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 
@@ -431,6 +434,9 @@ struct Core {
     adopt_pending: bool,
     /// The read-back in flight was started before a reload: its result is not used.
     dump_stale: bool,
+    /// The next real of a SIGUSR1 status dump still being written: the dump goes on while
+    /// the log has room, and waits for its reader otherwise (never dropped).
+    status_next: Option<usize>,
     /// Reload requests and results (SIGHUP, `lvsmon reload`).
     reload: Reload,
     /// Checks holding a socket now, and the most that may (`max-checks-in-flight`; the
@@ -624,6 +630,8 @@ impl Daemon {
             None
         };
         let mut log = log;
+        // Without the registration the log still never blocks: it tries again at each line.
+        let _ = log.register(poll.registry(), LOG);
         let systemd = opts
             .systemd
             .as_ref()
@@ -736,6 +744,8 @@ impl Daemon {
         }
         ipvs.forget_snapshot();
         self.drain_outbox();
+        // From here on a line that finds the log full is dropped rather than waited for.
+        self.core.log.loop_started();
         let now = self.clock.now();
         self.core.ready(now);
     }
@@ -772,6 +782,11 @@ impl Daemon {
             s.stopping();
         }
         self.core.save_now();
+        // The last lines reach a reader that is slow (the ring is written out first, so the
+        // stopping line finds room in it), but a reader that is gone does not hold up the
+        // exit for long.
+        let end = std::time::Instant::now() + crate::log::EXIT_FLUSH;
+        self.core.log.drain_until(end);
         if let Some(mut l) = self.core.log.line(Level::Notice) {
             let _ = write!(
                 l,
@@ -779,6 +794,7 @@ impl Daemon {
                 self.core.stats.checks, self.core.stats.transitions
             );
         }
+        self.core.log.drain_until(end);
         Ok(())
     }
 
@@ -953,6 +969,10 @@ impl Daemon {
                 }
                 continue;
             }
+            if ev.token() == LOG {
+                core.log.on_writable();
+                continue;
+            }
             if Server::owns(ev.token()) {
                 if let Some(s) = self.server.as_mut() {
                     s.on_ready(ev.token(), registry, core, now);
@@ -971,6 +991,9 @@ impl Daemon {
                     core.on_signal(sig, now);
                 }
             }
+        }
+        if core.status_next.is_some() {
+            core.dump_status_more(now);
         }
         core.run_handed(registry, now);
         while let Some(id) = core.wheel.pop_expired(now) {
@@ -1234,6 +1257,7 @@ impl Core {
             notify_retired: crate::notify::NotifyCounters::default(),
             adopt_pending: false,
             dump_stale: false,
+            status_next: None,
             reload: Reload::default(),
             systemd: None,
             in_flight: 0,
@@ -2184,10 +2208,21 @@ impl Core {
         }
     }
 
-    /// SIGUSR1: one line per real server.
+    /// SIGUSR1: one line per real server, as far as the log has room now; the rest
+    /// follows in later turns, as the log's reader takes it.
     fn dump_status(&mut self, now: Time) {
-        for r in 0..self.reals.len() {
+        self.status_next = Some(0);
+        self.dump_status_more(now);
+    }
+
+    /// Goes on with the status dump while the log has room.
+    fn dump_status_more(&mut self, now: Time) {
+        let Some(mut r) = self.status_next else {
+            return;
+        };
+        while r < self.reals.len() && self.log.has_room() {
             let real = &self.reals[r];
+            r += 1;
             let key = self.virtuals[real.virt as usize].key;
             if let Some(mut l) = self.log.line(Level::Notice) {
                 let _ = write!(
@@ -2207,6 +2242,7 @@ impl Core {
                 }
             }
         }
+        self.status_next = (r < self.reals.len()).then_some(r);
     }
 }
 

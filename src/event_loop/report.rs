@@ -374,6 +374,10 @@ impl Core {
                             writeln!(w, "lvsmon_ipvs_drift_repaired_total {}", st.drift_repaired)
                         })
                         && out.line(|w| {
+                            stats::family(w, "lvsmon_log_dropped_total", "counter", "Log lines dropped because the log's reader did not keep up (or had gone).")?;
+                            writeln!(w, "lvsmon_log_dropped_total {}", self.log.dropped())
+                        })
+                        && out.line(|w| {
                             stats::family(w, "lvsmon_check_failures_total", "counter", "Failed checks by reason.")?;
                             for r in Reason::ALL {
                                 writeln!(w, "lvsmon_check_failures_total{{reason=\"{}\"}} {}", r.as_str(), self.stats.failures[r as usize])?;
