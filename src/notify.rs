@@ -15,10 +15,14 @@
 //! - no method blocks: children are reaped with `waitpid(pid, WNOHANG)` per child this module
 //!   started (never `waitpid(-1)`, which would steal other code's children);
 //! - at most `max_running` children run at once, and waiting events start in the order they
-//!   were pushed; a full queue drops the new event and counts it;
+//!   were pushed, except that an event whose real server (or, for a quorum event, whose virtual
+//!   service) still has a command running waits until that command has ended: events of one
+//!   real, and of one virtual's quorum, reach the command in the order they happened, while
+//!   events of others pass them; a full queue drops the new event and counts it;
 //! - every child runs in its own process group, so a child still running after `kill_after` is
 //!   killed together with anything it started (`kill(-pid, SIGKILL)`);
-//! - the child starts with stdin on `/dev/null`, stdout and stderr inherited, an empty signal
+//! - the child starts with stdin, stdout and stderr on `/dev/null` (what a command prints can
+//!   neither fill the daemon's log pipe nor pass for one of its log lines), an empty signal
 //!   mask and default dispositions for the signals the daemon handles or ignores.
 //!
 //! argv is used exactly as configured: no shell and no `PATH` search, so argv\[0\] must be a path
@@ -75,6 +79,13 @@ const VAR_CAPS: [usize; 6] = [
     20,
 ];
 
+/// Buckets of the table of servers with a command running (see [`Notifier::busy`]): at least
+/// this many, and at least eight per running slot, so unrelated servers rarely share one.
+const MIN_BUCKETS: usize = 64;
+/// At most this many buckets, whatever `notify-max` is (a shared bucket only makes two
+/// servers' events wait for each other, never reorders them).
+const MAX_BUCKETS: usize = 1 << 16;
+
 /// How long after a kill `poll` should run again if the child has not been reaped by then, in
 /// case the caller missed the `SIGCHLD`.
 const REAP_RETRY: Duration = Duration::from_secs(1);
@@ -91,7 +102,7 @@ const DEFAULT_SIGNALS: [libc::c_int; 6] = [
 ];
 
 /// What one [`Notifier::poll`] did, for the caller to log and count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NotifyReport {
     /// Children started.
     pub spawned: u32,
@@ -104,6 +115,8 @@ pub struct NotifyReport {
     /// The errno of the last failed spawn (`ENOENT` for a missing program, `EAGAIN`, ...);
     /// 0 when `spawn_errors` is 0.
     pub last_errno: i32,
+    /// The command id and event of the last failed spawn, for the log line that names them.
+    pub last_failed: Option<(u32, Event)>,
     /// Reaped children that exited non-zero or died of a signal other than our kill.
     pub exit_failures: u32,
 }
@@ -135,6 +148,8 @@ struct Child {
     deadline: Time,
     /// `SIGKILL` has been sent.
     killed: bool,
+    /// The bucket of its event's server in [`Notifier::busy`].
+    bucket: u32,
 }
 
 impl Child {
@@ -142,7 +157,16 @@ impl Child {
         pid: 0,
         deadline: Time::ZERO,
         killed: false,
+        bucket: 0,
     };
+}
+
+/// An event waiting in the queue, with its command and the bucket of its server.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    cmd: u32,
+    bucket: u32,
+    ev: Event,
 }
 
 /// Where a variable's value starts in the environment buffer.
@@ -204,11 +228,14 @@ impl Drop for SpawnAttr {
 struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd);
 
 impl FileActions {
-    /// Makes `/dev/null`, opened now, the child's fd 0. Opened here rather than by path in
-    /// each child, so children still get it after a `--chroot` to a directory without
-    /// `/dev/null`.
+    /// Makes `/dev/null`, opened now for reading and writing, the child's fds 0, 1 and 2.
+    /// Opened here rather than by path in each child, so children still get it after a
+    /// `--chroot` to a directory without `/dev/null`.
     fn new() -> io::Result<FileActions> {
-        let null = std::fs::File::open("/dev/null")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
         // At 3 or above (close-on-exec), so that the dup2 below always makes a new fd 0 that
         // survives exec, even if this process was started with fd 0 closed.
         // SAFETY: fcntl on a descriptor we own; the result is a new descriptor we then own.
@@ -223,10 +250,12 @@ impl FileActions {
         // SAFETY: `fa` points to writable memory of the right type.
         check(unsafe { libc::posix_spawn_file_actions_init(&mut *fa) })?;
         let mut this = FileActions(fa, null);
-        // SAFETY: initialised above; the descriptor lives as long as the file actions.
-        check(unsafe {
-            libc::posix_spawn_file_actions_adddup2(&mut *this.0, this.1.as_raw_fd(), 0)
-        })?;
+        for target in 0..=2 {
+            // SAFETY: initialised above; the descriptor lives as long as the file actions.
+            check(unsafe {
+                libc::posix_spawn_file_actions_adddup2(&mut *this.0, this.1.as_raw_fd(), target)
+            })?;
+        }
         Ok(this)
     }
 }
@@ -267,15 +296,24 @@ pub struct Notifier {
     slots: [Slot; 6],
     /// Spawn attributes: signal mask, signal defaults, process group.
     attr: SpawnAttr,
-    /// Spawn file actions: stdin from `/dev/null`.
+    /// Spawn file actions: stdin, stdout and stderr on `/dev/null`.
     actions: FileActions,
-    /// The waiting events: a ring of `(command id, event)`; `queue[(head + i) % cap]` for
-    /// `i < len` are `Some`, the rest `None`.
-    queue: Box<[Option<(u32, Event)>]>,
-    /// Index of the oldest waiting event.
+    /// The waiting events, oldest first: a ring; `queue[(head + i) % cap]` for `i < span`
+    /// are the waiting events (`Some`) and the holes left by events that started before
+    /// older ones (`None`); the rest are `None`.
+    queue: Box<[Option<Waiting>]>,
+    /// Index of the oldest entry (never a hole while `span > 0`).
     head: usize,
-    /// Number of waiting events; `len <= queue.len()`.
+    /// Entries from `head` to the newest, holes included; `len <= span <= queue.len()`.
+    span: usize,
+    /// Number of waiting events.
     len: usize,
+    /// Per bucket of servers (a hash of the event's virtual service and real server, the
+    /// real being none for quorum events), the children running for it. An event whose
+    /// bucket is not zero waits: that is what keeps one server's events in order.
+    busy: Box<[u32]>,
+    /// Something changed that may let a waiting event start (a push, a reap, a spawn).
+    dirty: bool,
     /// The running table, `max_running` entries.
     children: Box<[Child]>,
     /// Entries of `children` in use; `running <= children.len()`.
@@ -298,6 +336,7 @@ impl fmt::Debug for Notifier {
             .field("running", &self.running)
             .field("max_running", &self.children.len())
             .field("queued", &self.len)
+            .field("span", &self.span)
             .field("queue_cap", &self.queue.len())
             .field("counters", &self.counters)
             .finish()
@@ -432,7 +471,16 @@ impl Notifier {
             actions: FileActions::new()?,
             queue: vec![None; queue_cap].into_boxed_slice(),
             head: 0,
+            span: 0,
             len: 0,
+            busy: vec![
+                0;
+                (max_running.saturating_mul(8))
+                    .clamp(MIN_BUCKETS, MAX_BUCKETS)
+                    .next_power_of_two()
+            ]
+            .into_boxed_slice(),
+            dirty: false,
             children: vec![Child::FREE; max_running].into_boxed_slice(),
             running: 0,
             kill_after_us: micros(kill_after),
@@ -441,7 +489,8 @@ impl Notifier {
     }
 
     /// Queues `ev` for command `cmd`; it starts at a later [`Notifier::poll`], after every
-    /// event queued before it.
+    /// event of the same server queued before it has ended, and after every event queued
+    /// before it has started.
     ///
     /// Returns false, and counts the event as dropped, if the queue is full (or `cmd` is not a
     /// command id, which is a bug in the caller).
@@ -450,15 +499,52 @@ impl Notifier {
             self.counters.dropped += 1;
             return false;
         }
-        let tail = (self.head + self.len) % self.queue.len();
+        if self.span == self.queue.len() {
+            self.compact();
+        }
+        let tail = (self.head + self.span) % self.queue.len();
         // `cmd < argv.len() <= u32::MAX`, checked in `new`.
-        self.queue[tail] = Some((cmd as u32, *ev));
+        self.queue[tail] = Some(Waiting {
+            cmd: cmd as u32,
+            bucket: self.bucket(ev),
+            ev: *ev,
+        });
+        self.span += 1;
         self.len += 1;
+        self.dirty = true;
         true
     }
 
+    /// The bucket of `ev`'s server: its virtual service and real server (none for quorum
+    /// events), hashed. `DefaultHasher::new` has fixed keys and allocates nothing.
+    fn bucket(&self, ev: &Event) -> u32 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        ev.service.hash(&mut h);
+        ev.real.hash(&mut h);
+        // `busy.len()` is a power of two no larger than MAX_BUCKETS.
+        (h.finish() as usize & (self.busy.len() - 1)) as u32
+    }
+
+    /// Closes the holes of the queue, keeping the order: the waiting events move to the
+    /// front of the span. Runs only when the span reaches the end of the ring with holes in
+    /// it, so at most once per `queue.len()` pushes.
+    fn compact(&mut self) {
+        let cap = self.queue.len();
+        let mut w = 0;
+        for r in 0..self.span {
+            let from = (self.head + r) % cap;
+            if let Some(e) = self.queue[from].take() {
+                self.queue[(self.head + w) % cap] = Some(e);
+                w += 1;
+            }
+        }
+        self.span = w;
+    }
+
     /// Reaps exited children, kills children running longer than `kill_after`, then starts
-    /// waiting events in order while fewer than `max_running` run. Never blocks.
+    /// waiting events in order while fewer than `max_running` run, skipping those whose
+    /// server still has a command running. Never blocks.
     ///
     /// A spawn failure drops that event and is counted; the report carries the errno of the
     /// last one so the caller can log `notify spawn failed errno=N`.
@@ -515,6 +601,8 @@ impl Notifier {
                 r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
             };
             if gone {
+                self.busy[c.bucket as usize] -= 1;
+                self.dirty = true;
                 *c = Child::FREE;
                 self.running -= 1;
                 report.reaped += 1;
@@ -546,14 +634,30 @@ impl Notifier {
         }
     }
 
-    /// Starts waiting events, oldest first, while a slot is free.
+    /// Starts waiting events, oldest first, while a slot is free; an event whose server has
+    /// a command running stays, and so do the later events of that server (the bucket stays
+    /// busy). Scans only when something changed since the last scan.
     fn start_waiting(&mut self, now: Time, report: &mut NotifyReport) {
-        while self.running < self.children.len() && self.len > 0 {
-            let entry = self.queue[self.head].take();
-            self.head = (self.head + 1) % self.queue.len();
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let cap = self.queue.len();
+        let mut i = 0;
+        while i < self.span && self.running < self.children.len() && self.len > 0 {
+            let at = (self.head + i) % cap;
+            let Some(w) = self.queue[at] else {
+                i += 1;
+                continue;
+            };
+            if self.busy[w.bucket as usize] > 0 {
+                i += 1;
+                continue;
+            }
+            self.queue[at] = None;
             self.len -= 1;
-            let Some((cmd, ev)) = entry else { continue };
-            match self.spawn(cmd as usize, &ev) {
+            i += 1;
+            match self.spawn(w.cmd as usize, &w.ev) {
                 Ok(pid) => {
                     let deadline = now.add_micros(self.kill_after_us);
                     if let Some(c) = self.children.iter_mut().find(|c| c.pid == 0) {
@@ -561,8 +665,10 @@ impl Notifier {
                             pid,
                             deadline,
                             killed: false,
+                            bucket: w.bucket,
                         };
                     }
+                    self.busy[w.bucket as usize] += 1;
                     self.running += 1;
                     report.spawned += 1;
                     self.counters.spawned += 1;
@@ -570,9 +676,18 @@ impl Notifier {
                 Err(errno) => {
                     report.spawn_errors += 1;
                     report.last_errno = errno;
+                    report.last_failed = Some((w.cmd, w.ev));
                     self.counters.spawn_errors += 1;
                 }
             }
+        }
+        // The head moves past the holes it now has.
+        while self.span > 0 && self.queue[self.head].is_none() {
+            self.head = (self.head + 1) % cap;
+            self.span -= 1;
+        }
+        if self.span == 0 {
+            self.head = 0;
         }
     }
 
@@ -631,6 +746,389 @@ impl Notifier {
         let n = cap - rest.len();
         slot[n] = 0;
     }
+}
+
+/// A few words for the errors a spawn or an open of the event FIFO gives, for log lines
+/// (`io::Error`'s own text would be allocated).
+pub fn errno_text(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT => "no such file or directory",
+        libc::EACCES => "permission denied",
+        libc::ENOEXEC => "not an executable format",
+        libc::ENOTDIR => "a path component is not a directory",
+        libc::ELOOP => "too many symbolic links",
+        libc::ETXTBSY => "text file busy",
+        libc::EISDIR => "is a directory",
+        libc::E2BIG => "argument list too long",
+        libc::ENOMEM => "out of memory",
+        libc::EAGAIN => "resource temporarily unavailable (process limit?)",
+        libc::EMFILE | libc::ENFILE => "too many open files",
+        libc::ENXIO => "no process has the FIFO open for reading",
+        libc::EPIPE => "the reader closed the FIFO",
+        libc::ENOSPC => "no space left on device",
+        libc::EROFS => "read-only file system",
+        _ => "error",
+    }
+}
+
+/// Checks that a notify program can be started: `program` (argv\[0\], a path with a `/`) names
+/// a regular file, through symbolic links, with an execute bit for the user it will run as.
+///
+/// `root` is the `--chroot` directory when the daemon has not entered it yet (startup and
+/// `--check-config`): the program is looked up inside it, as the spawn will, an absolute path
+/// from the chroot's root and a relative one from it too (the daemon works in `/` there).
+/// `user` is the `--user` uid and gid the commands will run as; `None`: the daemon's own
+/// (checked with `access(2)`).
+///
+/// # Errors
+/// A sentence saying what is wrong and where the program was looked for.
+pub fn check_program(
+    program: &[u8],
+    root: Option<&std::path::Path>,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+    let shown = String::from_utf8_lossy(program);
+    let path: PathBuf = match root {
+        Some(r) => {
+            let rel = Path::new(std::ffi::OsStr::from_bytes(program));
+            let rel = rel.strip_prefix("/").unwrap_or(rel);
+            r.join(rel)
+        }
+        None => PathBuf::from(std::ffi::OsStr::from_bytes(program)),
+    };
+    let where_ = match root {
+        Some(r) => format!(
+            " (looked up as {} inside --chroot {})",
+            path.display(),
+            r.display()
+        ),
+        None => String::new(),
+    };
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| format!("notify program {shown}{where_} cannot be used: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "notify program {shown}{where_} is not a regular file"
+        ));
+    }
+    let mode = meta.permissions().mode();
+    let runnable = match user {
+        Some((0, _)) => mode & 0o111 != 0,
+        Some((uid, gid)) => {
+            let bit = if meta.uid() == uid {
+                0o100
+            } else if meta.gid() == gid {
+                0o010
+            } else {
+                0o001
+            };
+            mode & bit != 0
+        }
+        None => {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| format!("notify program {shown} holds a NUL byte"))?;
+            // SAFETY: access reads the NUL-terminated path only.
+            unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+        }
+    };
+    if !runnable {
+        let who = match user {
+            Some((uid, gid)) => format!("uid {uid} gid {gid}"),
+            None => "the daemon's user".to_string(),
+        };
+        return Err(format!(
+            "notify program {shown}{where_} is not executable by {who} (mode {:o})",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_program`] for every notify command of `plan`; an error points at the program word
+/// of the command's first `notify` line.
+///
+/// # Errors
+/// The first program that cannot be started, at its `file:line:col`.
+pub fn check_programs(
+    plan: &crate::config::Plan,
+    root: Option<&std::path::Path>,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> Result<(), crate::config::ConfigError> {
+    for (i, argv) in plan.notifies.iter().enumerate() {
+        let Some(program) = argv.first() else {
+            continue;
+        };
+        if let Err(msg) = check_program(program, root, user) {
+            let loc = plan
+                .notify_at
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| crate::config::Loc {
+                    file: plan.files.first().cloned().unwrap_or_default(),
+                    line: 0,
+                    col: 0,
+                });
+            return Err(crate::config::ConfigError::at(&loc, msg));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of event lines [`EventFifo`] holds while its reader is slow or absent.
+pub const FIFO_BUFFER: usize = 64 * 1024;
+/// How soon [`EventFifo`] tries again after a FIFO with no reader, a full pipe or an error.
+const FIFO_RETRY: Duration = Duration::from_secs(1);
+/// The longest event line (a detail of [`DETAIL_CAP`] bytes, each escaped, and the widest
+/// addresses fit well within it).
+const LINE_MAX: usize = 512;
+
+/// What [`EventFifo::flush`] found, for the caller to log (only when it changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FifoStatus {
+    /// Nothing new.
+    Same,
+    /// The path is open (again).
+    Opened,
+    /// The path could not be opened or written: the errno. Lines wait in the buffer.
+    Failed(i32),
+}
+
+/// `notify-fifo PATH`: every event line, in order, written to a FIFO or a file that another
+/// program reads, without ever blocking the loop.
+///
+/// Lines go to a buffer of [`FIFO_BUFFER`] bytes allocated at construction, and from there to
+/// the path, opened `O_WRONLY | O_NONBLOCK | O_APPEND` (and created as a regular file, mode
+/// 0600, if missing). A FIFO without a reader (`ENXIO`), a full pipe (`EAGAIN`) or a reader
+/// that went away (`EPIPE`) leaves the lines in the buffer and the path is tried again
+/// [`FIFO_RETRY`] later; a line that does not fit in the buffer is dropped and counted. A
+/// line is written whole to the next reader: after `EPIPE` the rest of a line cut short is
+/// discarded, so a new reader starts at the beginning of a line.
+pub struct EventFifo {
+    path: std::ffi::CString,
+    fd: Option<OwnedFd>,
+    buf: Box<[u8]>,
+    /// Bytes waiting at the front of `buf`.
+    len: usize,
+    /// The last byte written did not end a line.
+    partial: bool,
+    /// Not before this time is the path opened or written again (after a failure).
+    retry_at: Time,
+    /// The errno of the last failure, 0 once open: a failure is reported once, not at every
+    /// retry.
+    failing: i32,
+    /// Lines dropped because the buffer was full (or longer than [`LINE_MAX`]).
+    dropped: u64,
+    /// Lines written whole.
+    written: u64,
+}
+
+impl fmt::Debug for EventFifo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFifo")
+            .field("path", &self.path)
+            .field("open", &self.fd.is_some())
+            .field("pending", &self.len)
+            .field("dropped", &self.dropped)
+            .finish()
+    }
+}
+
+impl EventFifo {
+    /// A writer for `path`, not opened yet (the first line opens it, inside the chroot and as
+    /// the daemon's user if those apply).
+    ///
+    /// # Errors
+    /// `InvalidInput` if the path holds a NUL byte.
+    pub fn new(path: &[u8]) -> io::Result<EventFifo> {
+        let path = std::ffi::CString::new(path)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in notify-fifo"))?;
+        Ok(EventFifo {
+            path,
+            fd: None,
+            buf: vec![0; FIFO_BUFFER].into_boxed_slice(),
+            len: 0,
+            partial: false,
+            retry_at: Time::ZERO,
+            failing: 0,
+            dropped: 0,
+            written: 0,
+        })
+    }
+
+    /// The path, as configured.
+    pub fn path(&self) -> &[u8] {
+        self.path.as_bytes()
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Bytes waiting for the reader.
+    pub fn pending(&self) -> usize {
+        self.len
+    }
+
+    /// Lines waiting for the reader (a line cut short by a write counts).
+    pub fn pending_lines(&self) -> u64 {
+        self.buf[..self.len].iter().filter(|&&b| b == b'\n').count() as u64
+    }
+
+    /// When [`EventFifo::flush`] should run again: lines wait and the last try failed.
+    pub fn next_deadline(&self) -> Option<Time> {
+        (self.len > 0).then_some(self.retry_at)
+    }
+
+    /// Adds the line of `ev` (as the log writes it, without the time stamp, then a newline)
+    /// and writes what it can. Returns false if the line was dropped (no room).
+    pub fn push(
+        &mut self,
+        ev: &Event,
+        quorum: Option<(u32, u32)>,
+        now: Time,
+    ) -> (bool, FifoStatus) {
+        let mut line = [0u8; LINE_MAX];
+        let mut w = &mut line[..];
+        let ok = write_event_line(&mut w, ev, quorum).is_ok();
+        let n = LINE_MAX - w.len();
+        let kept = ok && self.len + n <= self.buf.len();
+        if kept {
+            self.buf[self.len..self.len + n].copy_from_slice(&line[..n]);
+            self.len += n;
+        } else {
+            self.dropped += 1;
+        }
+        let status = if now >= self.retry_at {
+            self.flush(now)
+        } else {
+            FifoStatus::Same
+        };
+        (kept, status)
+    }
+
+    /// Opens the path if needed and writes what waits, without blocking.
+    pub fn flush(&mut self, now: Time) -> FifoStatus {
+        let mut status = FifoStatus::Same;
+        if self.len == 0 {
+            return status;
+        }
+        if self.fd.is_none() {
+            // SAFETY: open with a NUL-terminated path; the result is a new descriptor or -1.
+            let fd = unsafe {
+                libc::open(
+                    self.path.as_ptr(),
+                    libc::O_WRONLY
+                        | libc::O_NONBLOCK
+                        | libc::O_APPEND
+                        | libc::O_CREAT
+                        | libc::O_CLOEXEC
+                        | libc::O_NOCTTY,
+                    0o600 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                return self.failed(now, io::Error::last_os_error().raw_os_error().unwrap_or(0));
+            }
+            // SAFETY: just opened, owned by nobody else.
+            self.fd = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            if self.failing != 0 || self.written == 0 {
+                status = FifoStatus::Opened;
+            }
+            self.failing = 0;
+        }
+        let Some(fd) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return status;
+        };
+        while self.len > 0 {
+            // SAFETY: writes from our own buffer, `len` bytes of which are initialised.
+            let n = unsafe { libc::write(fd, self.buf.as_ptr().cast(), self.len) };
+            if n < 0 {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                match errno {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => {
+                        // The pipe is full: the reader is slow. Not a failure to report.
+                        self.retry_at = now.plus(FIFO_RETRY);
+                        return status;
+                    }
+                    _ => {
+                        self.fd = None;
+                        if self.partial {
+                            self.discard_partial_line();
+                        }
+                        return self.failed(now, errno);
+                    }
+                }
+            }
+            let n = n as usize;
+            if n == 0 {
+                break;
+            }
+            self.written += self.buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.partial = self.buf[n - 1] != b'\n';
+            self.buf.copy_within(n..self.len, 0);
+            self.len -= n;
+        }
+        status
+    }
+
+    /// Drops the bytes up to and including the first newline: the rest of a line whose
+    /// beginning went to a reader that is gone.
+    fn discard_partial_line(&mut self) {
+        let cut = self.buf[..self.len]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.len, |i| i + 1);
+        self.buf.copy_within(cut..self.len, 0);
+        self.len -= cut;
+        self.partial = false;
+    }
+
+    fn failed(&mut self, now: Time, errno: i32) -> FifoStatus {
+        self.retry_at = now.plus(FIFO_RETRY);
+        if self.failing == errno {
+            return FifoStatus::Same;
+        }
+        self.failing = errno;
+        FifoStatus::Failed(errno)
+    }
+}
+
+/// Writes the line of an event as the log does after its time stamp and level:
+/// `event=down virtual=tcp:10.0.0.1:80 real=192.168.1.10:80 reason=http-status
+/// detail="503" failures=3` (`up=N quorum=Q` instead of `failures=` for quorum events), then
+/// a newline. Allocates nothing.
+///
+/// # Errors
+/// `w` is full.
+pub fn write_event_line(
+    w: &mut impl Write,
+    ev: &Event,
+    quorum: Option<(u32, u32)>,
+) -> io::Result<()> {
+    write!(w, "event={} virtual={}", ev.kind.as_str(), ev.service)?;
+    if let Some(a) = ev.real {
+        write!(w, " real={a}")?;
+    }
+    if let Some(r) = ev.reason {
+        write!(w, " reason={} detail=\"", r.as_str())?;
+        for &b in ev.detail.as_bytes() {
+            match b {
+                b'"' | b'\\' => w.write_all(&[b'\\', b])?,
+                0x20..=0x7e => w.write_all(&[b])?,
+                _ => w.write_all(b"?")?,
+            }
+        }
+        w.write_all(b"\"")?;
+    }
+    match quorum {
+        Some((up, q)) => write!(w, " up={up} quorum={q}")?,
+        None => write!(w, " failures={}", ev.failures)?,
+    }
+    w.write_all(b"\n")
 }
 
 #[cfg(test)]
@@ -1033,7 +1531,7 @@ mod tests {
         ];
         let mut n = notifier(&cmds, 2, 2, Duration::from_secs(30));
         assert!(n.push(0, &event(EventKind::Up, None)));
-        assert!(n.push(1, &event(EventKind::Up, None)));
+        assert!(n.push(1, &event(EventKind::Up, Some("192.168.1.10:80"))));
         // Block SIGUSR1 in this thread while spawning: the child must not inherit the mask.
         // (SIGPIPE is already ignored in every Rust test binary.)
         // SAFETY: plain sigset manipulation on locals; the old mask is restored below.
@@ -1098,8 +1596,10 @@ mod tests {
     fn at_most_max_running() {
         let file = TempFile::new("cap");
         let mut n = notifier(&[sh("sleep 0.3", &file)], 2, 8, Duration::from_secs(30));
-        for _ in 0..6 {
-            assert!(n.push(0, &event(EventKind::Up, None)));
+        // Six different reals: nothing but the cap holds them back.
+        for i in 0..6 {
+            let real = format!("192.168.1.{i}:80");
+            assert!(n.push(0, &event(EventKind::Up, Some(&real))));
         }
         let mut most = 0;
         let total = drive(
@@ -1222,5 +1722,270 @@ mod tests {
         }
         assert!(process_gone(pid));
         wait_for("the grandchild to die", || process_gone(grandchild));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for the order of one server's events
+    // ---------------------------------------------------------------------------------------
+
+    /// Events of one real, and of one virtual's quorum, reach the command in the order they
+    /// were pushed although up to four commands run at once and each sleeps a different time;
+    /// events of different servers run side by side.
+    #[test]
+    fn one_servers_events_keep_their_order() {
+        let file = TempFile::new("per-key-order");
+        // Sleeps a time that depends on the event number (0 to 90 ms, out of step with the
+        // order), then appends "KEY NUMBER".
+        let script = r#"sleep "0.0$(( ($LVSMON_FAILURES * 7) % 10 ))"; printf '%s %s\n' "${LVSMON_REAL:-quorum}" "$LVSMON_FAILURES" >> "$1""#;
+        let mut n = notifier(&[sh(script, &file)], 4, 64, Duration::from_secs(30));
+        let keys = [Some("192.168.1.1:80"), Some("192.168.1.2:80"), None];
+        let mut pushed = 0;
+        for round in 0..6 {
+            for (k, real) in keys.iter().enumerate() {
+                let kind = if real.is_none() {
+                    EventKind::QuorumLost
+                } else {
+                    EventKind::Down
+                };
+                let mut ev = event(kind, *real);
+                ev.failures = (round * 3 + k) as u64;
+                assert!(n.push(0, &ev));
+                pushed += 1;
+            }
+        }
+        let mut most = 0;
+        let total = drive(
+            &mut n,
+            &Clock::new(),
+            |n| most = most.max(n.running()),
+            |n| n.queued() == 0 && n.running() == 0,
+        );
+        assert_eq!((total.spawned, total.reaped), (pushed, pushed));
+        assert!(most >= 2, "different servers ran side by side: most {most}");
+        let text = file.read();
+        for key in ["192.168.1.1:80", "192.168.1.2:80", "quorum"] {
+            let got: Vec<u64> = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v.parse().unwrap())
+                .collect();
+            let mut want = got.clone();
+            want.sort_unstable();
+            assert_eq!(got.len(), 6, "{key}: {text}");
+            assert_eq!(got, want, "{key} out of order:\n{text}");
+        }
+    }
+
+    /// A queue whose oldest event waits for its server while later ones start keeps room:
+    /// the holes are closed when the ring wraps.
+    #[test]
+    fn holes_are_reused() {
+        let file = TempFile::new("holes");
+        let mut n = notifier(&[sh("sleep 0.2", &file)], 8, 4, Duration::from_secs(30));
+        let a = event(EventKind::Down, Some("192.168.1.1:80"));
+        assert!(n.push(0, &a));
+        assert!(n.push(0, &a)); // waits for the first
+        assert_eq!(n.poll(Time::ZERO).spawned, 1);
+        for i in 2..5 {
+            let real = format!("192.168.1.{i}:80");
+            assert!(n.push(0, &event(EventKind::Up, Some(&real))));
+            assert_eq!(n.poll(Time::ZERO).spawned, 1, "{:?}", n.0);
+        }
+        // One waits; three holes behind it, and the ring is at its end: room for three more.
+        assert_eq!(n.queued(), 1);
+        for i in 5..8 {
+            let real = format!("192.168.1.{i}:80");
+            assert!(n.push(0, &event(EventKind::Up, Some(&real))), "{:?}", n.0);
+        }
+        assert!(!n.push(0, &a), "full");
+        let total = drain(&mut n);
+        assert_eq!(total.spawned, 4);
+        assert_eq!(n.counters().spawned, 8);
+    }
+
+    /// A failed spawn names its command and event.
+    #[test]
+    fn spawn_failure_names_command_and_event() {
+        let cmds = vec![
+            vec![b"/bin/true".to_vec()],
+            vec![b"/nonexistent/lvsmon-notify-test".to_vec()],
+        ];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        let ev = event(EventKind::Drained, Some("192.168.1.9:80"));
+        assert!(n.push(1, &ev));
+        let r = n.poll(Time::ZERO);
+        assert_eq!(r.last_failed, Some((1, ev)));
+        assert_eq!(r.last_errno, libc::ENOENT);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for check_program
+    // ---------------------------------------------------------------------------------------
+
+    #[test]
+    fn check_program_finds_what_cannot_run() {
+        assert_eq!(check_program(b"/bin/sh", None, None), Ok(()));
+        let missing = check_program(b"/nonexistent/x.sh", None, None).unwrap_err();
+        assert!(
+            missing.contains("/nonexistent/x.sh") && missing.contains("No such file"),
+            "{missing}"
+        );
+        let dir = check_program(b"/tmp", None, None).unwrap_err();
+        assert!(dir.contains("not a regular file"), "{dir}");
+        let plain = TempFile::new("noexec");
+        std::fs::write(&plain.0, "#!/bin/sh\n").unwrap();
+        let p = plain.arg();
+        let e = check_program(&p, None, Some((12345, 12345))).unwrap_err();
+        assert!(e.contains("not executable by uid 12345"), "{e}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&plain.0, std::fs::Permissions::from_mode(0o701)).unwrap();
+        assert_eq!(check_program(&p, None, Some((12345, 12345))), Ok(()));
+        // Inside a chroot: /bin/sh is looked up under the directory.
+        let root = std::path::Path::new("/nonexistent-root");
+        let e = check_program(b"/bin/sh", Some(root), None).unwrap_err();
+        assert!(
+            e.contains("/nonexistent-root/bin/sh") && e.contains("--chroot"),
+            "{e}"
+        );
+        assert_eq!(
+            check_program(b"/sh", Some(std::path::Path::new("/bin")), None),
+            Ok(())
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for EventFifo
+    // ---------------------------------------------------------------------------------------
+
+    fn mkfifo(f: &TempFile) {
+        let c = std::ffi::CString::new(f.arg()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    fn down(i: u64) -> Event {
+        let mut ev = event(EventKind::Down, Some("192.168.1.10:80"));
+        ev.reason = Some(Reason::HttpStatus);
+        ev.detail = Detail::text(b"503 Service Unavailable");
+        ev.failures = i;
+        ev
+    }
+
+    #[test]
+    fn fifo_line_is_the_log_line() {
+        let mut buf = Vec::new();
+        write_event_line(&mut buf, &down(3), None).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "event=down virtual=tcp:10.0.0.1:80 real=192.168.1.10:80 reason=http-status detail=\"503 Service Unavailable\" failures=3\n"
+        );
+        let mut buf = Vec::new();
+        write_event_line(&mut buf, &event(EventKind::QuorumLost, None), Some((1, 2))).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "event=quorum-lost virtual=tcp:10.0.0.1:80 up=1 quorum=2\n"
+        );
+    }
+
+    /// A regular file gets every line, appended, in order.
+    #[test]
+    fn fifo_to_a_regular_file() {
+        let file = TempFile::new("fifo-file");
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        for i in 0..100 {
+            assert_eq!(f.push(&down(i), None, Time::ZERO).0, true);
+        }
+        assert_eq!((f.pending(), f.dropped()), (0, 0));
+        let text = file.read();
+        let got: Vec<&str> = text
+            .lines()
+            .map(|l| l.rsplit('=').next().unwrap())
+            .collect();
+        let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+    }
+
+    /// No reader: nothing blocks, lines wait up to the buffer's size and the rest are dropped
+    /// and counted; a reader that comes later gets the waiting lines, whole and in order.
+    #[test]
+    fn fifo_without_reader_then_with_one() {
+        let file = TempFile::new("fifo");
+        mkfifo(&file);
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        let t = Instant::now();
+        let (kept, status) = f.push(&down(0), None, Time::ZERO);
+        assert!(kept);
+        assert_eq!(status, FifoStatus::Failed(libc::ENXIO));
+        assert_eq!(f.next_deadline(), Some(Time::ZERO.plus(FIFO_RETRY)));
+        let mut i = 1;
+        while f.dropped() == 0 {
+            f.push(&down(i), None, Time::ZERO);
+            i += 1;
+            assert!(i < 10_000);
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "never blocks");
+        let kept_lines = f.pending_lines();
+        assert!(kept_lines > 100, "{kept_lines}");
+        // A reader arrives; at the retry time the lines go out.
+        let path = file.0.clone();
+        let reader = std::thread::spawn(move || std::fs::read_to_string(path).unwrap());
+        let later = Time::ZERO.plus(FIFO_RETRY);
+        let start = Instant::now();
+        loop {
+            let st = f.flush(later);
+            if f.pending() == 0 {
+                break;
+            }
+            assert!(start.elapsed() < WAIT_MAX, "{st:?} {f:?}");
+            std::thread::sleep(TICK);
+        }
+        drop(f); // EOF for the reader
+        let text = reader.join().unwrap();
+        let got: Vec<u64> = text
+            .lines()
+            .map(|l| l.rsplit('=').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(got, (0..kept_lines).collect::<Vec<_>>());
+    }
+
+    /// A reader that stops reading fills the pipe: the writer never blocks, lines wait, then
+    /// are dropped; a reader that closes is replaced by the next one, which starts at a line.
+    #[test]
+    fn fifo_with_stalled_then_gone_reader() {
+        let file = TempFile::new("fifo-stall");
+        mkfifo(&file);
+        // A reader that opens and never reads.
+        let c = std::ffi::CString::new(file.arg()).unwrap();
+        // SAFETY: open with a NUL-terminated path.
+        let rd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
+        assert!(rd >= 0);
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        assert_eq!(f.push(&down(0), None, Time::ZERO).1, FifoStatus::Opened);
+        let t = Instant::now();
+        let mut i = 1;
+        while f.dropped() == 0 {
+            f.push(&down(i), None, Time::ZERO);
+            i += 1;
+            assert!(i < 100_000);
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "never blocks");
+        assert!(f.pending() > FIFO_BUFFER - LINE_MAX);
+        // The reader goes away: EPIPE; the rest of a cut line is discarded.
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(rd) };
+        let later = Time::ZERO.plus(FIFO_RETRY);
+        let st = f.flush(later);
+        assert!(
+            matches!(
+                st,
+                FifoStatus::Failed(libc::EPIPE) | FifoStatus::Failed(libc::ENXIO)
+            ),
+            "{st:?}"
+        );
+        assert!(
+            f.pending() == 0 || f.buf[..f.pending()].starts_with(b"event="),
+            "starts at a line"
+        );
     }
 }

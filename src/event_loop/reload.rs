@@ -47,6 +47,9 @@ impl Loaded {
         // at startup.
         crate::startup::fit_fd_limit(&plan)
             .map_err(|e| format!("{}: {e}", file.clone().unwrap_or_default()))?;
+        // The daemon runs where and as whom its notify commands will: a program it could not
+        // start is refused here, as at startup.
+        crate::notify::check_programs(&plan, None, None).map_err(|e| e.to_string())?;
         let managed = crate::startup::managed_services(&plan);
         let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
         let summary = plan.summary();
@@ -642,6 +645,18 @@ impl Daemon {
         } else {
             old_notifier
         };
+        // The same notify-fifo keeps its writer: its open descriptor and the lines waiting
+        // for the reader. Another path (or none) starts afresh; lines still waiting for the
+        // old one are dropped and counted.
+        let same_fifo = match (&new.fifo, &self.core.fifo) {
+            (Some(n), Some(o)) => n.path() == o.path(),
+            _ => false,
+        };
+        if same_fifo {
+            new.fifo = self.core.fifo.take();
+        } else if let Some(old) = self.core.fifo.take() {
+            self.core.stats.fifo_dropped += old.pending_lines();
+        }
         self.ipvs.reconfigure(&managed, queue_cap);
         let dry = self.ipvs.is_dry_run();
         let registry = self.poll.registry();
