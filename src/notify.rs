@@ -549,10 +549,20 @@ impl Notifier {
     /// A spawn failure drops that event and is counted; the report carries the errno of the
     /// last one so the caller can log `notify spawn failed errno=N`.
     pub fn poll(&mut self, now: Time) -> NotifyReport {
+        self.poll_with(now, &mut |_, _, _| {})
+    }
+
+    /// [`Notifier::poll`], calling `failed(command id, event, errno)` for every event whose
+    /// spawn failed, so that each can be logged with its program and event.
+    pub fn poll_with(
+        &mut self,
+        now: Time,
+        failed: &mut dyn FnMut(u32, &Event, i32),
+    ) -> NotifyReport {
         let mut report = NotifyReport::default();
         self.reap(&mut report);
         self.kill_overdue(now, &mut report);
-        self.start_waiting(now, &mut report);
+        self.start_waiting(now, &mut report, failed);
         report
     }
 
@@ -637,7 +647,12 @@ impl Notifier {
     /// Starts waiting events, oldest first, while a slot is free; an event whose server has
     /// a command running stays, and so do the later events of that server (the bucket stays
     /// busy). Scans only when something changed since the last scan.
-    fn start_waiting(&mut self, now: Time, report: &mut NotifyReport) {
+    fn start_waiting(
+        &mut self,
+        now: Time,
+        report: &mut NotifyReport,
+        failed: &mut dyn FnMut(u32, &Event, i32),
+    ) {
         if !self.dirty {
             return;
         }
@@ -677,6 +692,7 @@ impl Notifier {
                     report.spawn_errors += 1;
                     report.last_errno = errno;
                     report.last_failed = Some((w.cmd, w.ev));
+                    failed(w.cmd, &w.ev, errno);
                     self.counters.spawn_errors += 1;
                 }
             }

@@ -2164,31 +2164,24 @@ impl Core {
         let Some(n) = self.notifier.as_mut() else {
             return;
         };
-        let rep = n.poll(now);
-        if rep.spawn_errors > 0 {
-            if let Some(mut l) = self.log.line(Level::Error) {
+        let (log, cmds) = (&mut self.log, &self.notify_cmds);
+        let rep = n.poll_with(now, &mut |cmd, ev, errno| {
+            // One line per event lost, naming the program and the event.
+            if let Some(mut l) = log.line(Level::Error) {
                 let _ = write!(l, "msg=\"notify spawn failed\" ");
-                if let Some((cmd, ev)) = rep.last_failed {
-                    let program = self
-                        .notify_cmds
-                        .get(cmd as usize)
-                        .and_then(|argv| argv.first())
-                        .map_or(&b""[..], |p| &p[..]);
-                    l.quoted("program", program);
-                    let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
-                    if let Some(a) = ev.real {
-                        let _ = write!(l, " real={a}");
-                    }
-                    let _ = write!(l, " ");
+                let program = cmds
+                    .get(cmd as usize)
+                    .and_then(|argv| argv.first())
+                    .map_or(&b""[..], |p| &p[..]);
+                l.quoted("program", program);
+                let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
+                if let Some(a) = ev.real {
+                    let _ = write!(l, " real={a}");
                 }
-                let _ = write!(l, "errno={} ", rep.last_errno);
-                l.quoted(
-                    "error",
-                    crate::notify::errno_text(rep.last_errno).as_bytes(),
-                );
-                let _ = write!(l, " failed={}", rep.spawn_errors);
+                let _ = write!(l, " errno={errno} ");
+                l.quoted("error", crate::notify::errno_text(errno).as_bytes());
             }
-        }
+        });
         if rep.killed > 0 {
             if let Some(mut l) = self.log.line(Level::Warn) {
                 let _ = write!(
