@@ -32,8 +32,8 @@ fn flap(backends: &[&Backend], d: Duration) {
     while Instant::now() < end {
         for (i, b) in backends.iter().enumerate() {
             // Backend i changes every (i + 2) ticks: the two are out of step.
-            if tick % (i as u32 + 2) == 0 {
-                let up = (tick / (i as u32 + 2)) % 2 == 0;
+            if tick.is_multiple_of(i as u32 + 2) {
+                let up = (tick / (i as u32 + 2)).is_multiple_of(2);
                 b.set_script(Script::http(if up { 200 } else { 503 }, "x"));
             }
         }
