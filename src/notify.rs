@@ -21,9 +21,14 @@
 //!   events of others pass them; a full queue drops the new event and counts it;
 //! - every child runs in its own process group, so a child still running after `kill_after` is
 //!   killed together with anything it started (`kill(-pid, SIGKILL)`);
-//! - the child starts with stdin, stdout and stderr on `/dev/null` (what a command prints can
-//!   neither fill the daemon's log pipe nor pass for one of its log lines), an empty signal
-//!   mask and default dispositions for the signals the daemon handles or ignores.
+//! - the child starts with stdin on `/dev/null`, stdout and stderr on a pipe of its own whose
+//!   non-blocking read end this module drains at every poll (at most every [`DRAIN_EVERY`]):
+//!   the first [`OUTPUT_LINES`] lines, each cut at [`OUTPUT_LINE_MAX`] bytes, go to the
+//!   caller's [`NotifySink`] to be logged as quoted values, the rest is counted and discarded,
+//!   so what a command prints can neither fill the daemon's log pipe nor pass for one of its
+//!   log lines (without a pipe, for want of descriptors, the child writes to `/dev/null`);
+//! - the child has an empty signal mask and default dispositions for the signals the daemon
+//!   handles or ignores.
 //!
 //! argv is used exactly as configured: no shell and no `PATH` search, so argv\[0\] must be a path
 //! to the program (`/usr/local/bin/lvs-notify`; a relative path is taken from the daemon's working
@@ -85,6 +90,139 @@ const MIN_BUCKETS: usize = 64;
 /// At most this many buckets, whatever `notify-max` is (a shared bucket only makes two
 /// servers' events wait for each other, never reorders them).
 const MAX_BUCKETS: usize = 1 << 16;
+
+/// Lines of a command's output passed to [`NotifySink::output`]; the rest are counted.
+pub const OUTPUT_LINES: u32 = 10;
+/// Bytes of one output line passed on; the rest of the line is counted.
+pub const OUTPUT_LINE_MAX: usize = 200;
+/// How often the output pipes of running children are read.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// Most bytes read from one child's pipe in one drain (a pipe holds 64 KiB by default).
+const DRAIN_MAX: usize = 64 * 1024;
+
+/// What [`Notifier::poll_with`] tells its caller as it happens, to be logged.
+pub trait NotifySink {
+    /// Command `cmd` could not be started for `ev`: `errno` from `posix_spawn`.
+    fn spawn_failed(&mut self, cmd: u32, ev: &Event, errno: i32);
+    /// One line (without its newline, cut at [`OUTPUT_LINE_MAX`] bytes) that command `cmd`,
+    /// started for `ev`, printed.
+    fn output(&mut self, cmd: u32, ev: &Event, line: &[u8]);
+    /// Command `cmd`, started for `ev`, has ended; `lines` more lines and `bytes` bytes in
+    /// all of its output were discarded (called only when some were).
+    fn output_discarded(&mut self, cmd: u32, ev: &Event, lines: u64, bytes: u64);
+}
+
+/// A sink that drops everything (for [`Notifier::poll`]).
+struct NoSink;
+
+impl NotifySink for NoSink {
+    fn spawn_failed(&mut self, _: u32, _: &Event, _: i32) {}
+    fn output(&mut self, _: u32, _: &Event, _: &[u8]) {}
+    fn output_discarded(&mut self, _: u32, _: &Event, _: u64, _: u64) {}
+}
+
+/// A running child's output pipe and the line being gathered from it.
+struct Output {
+    /// The read end (non-blocking, close-on-exec); -1 when there is none (closed at end of
+    /// file, or no pipe could be made).
+    fd: libc::c_int,
+    /// The command and event the child runs for, for the sink.
+    cmd: u32,
+    ev: Option<Event>,
+    /// The line so far (its first [`OUTPUT_LINE_MAX`] bytes) and its length.
+    line: [u8; OUTPUT_LINE_MAX],
+    len: usize,
+    /// Lines passed on so far.
+    lines: u32,
+    /// Lines and bytes discarded so far (bytes include those cut off passed lines).
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl Output {
+    const NONE: Output = Output {
+        fd: -1,
+        cmd: 0,
+        ev: None,
+        line: [0; OUTPUT_LINE_MAX],
+        len: 0,
+        lines: 0,
+        dropped_lines: 0,
+        dropped_bytes: 0,
+    };
+
+    /// Takes `bytes` of output: complete lines are passed on or counted.
+    fn take(&mut self, bytes: &[u8], sink: &mut dyn NotifySink) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.end_line(sink);
+            } else if self.len < OUTPUT_LINE_MAX {
+                self.line[self.len] = b;
+                self.len += 1;
+            } else {
+                self.dropped_bytes += 1;
+            }
+        }
+    }
+
+    /// The line gathered so far is complete.
+    fn end_line(&mut self, sink: &mut dyn NotifySink) {
+        if self.lines < OUTPUT_LINES {
+            if let Some(ev) = self.ev.as_ref() {
+                sink.output(self.cmd, ev, &self.line[..self.len]);
+            }
+            self.lines += 1;
+        } else {
+            self.dropped_lines += 1;
+            self.dropped_bytes += self.len as u64 + 1;
+        }
+        self.len = 0;
+    }
+
+    /// Reads what the pipe holds (at most [`DRAIN_MAX`] bytes); closes it at end of file.
+    fn drain(&mut self, sink: &mut dyn NotifySink) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0;
+        while self.fd >= 0 && total < DRAIN_MAX {
+            // SAFETY: reads into a local buffer of the given length from our own descriptor.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let n = n as usize;
+                total += n;
+                self.take(&buf[..n], sink);
+                continue;
+            }
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => return,
+                    _ => {}
+                }
+            }
+            // End of file (or an error): the child and whatever it started are done with it.
+            self.close(sink);
+        }
+    }
+
+    /// Closes the pipe, passing on a last line without a newline, and reports what was
+    /// discarded.
+    fn close(&mut self, sink: &mut dyn NotifySink) {
+        if self.fd >= 0 {
+            // SAFETY: our own descriptor, closed once.
+            unsafe { libc::close(self.fd) };
+            self.fd = -1;
+        }
+        if self.len > 0 {
+            self.end_line(sink);
+        }
+        if let Some(ev) = self.ev.take() {
+            if self.dropped_lines > 0 || self.dropped_bytes > 0 {
+                sink.output_discarded(self.cmd, &ev, self.dropped_lines, self.dropped_bytes);
+            }
+        }
+        *self = Output::NONE;
+    }
+}
 
 /// How long after a kill `poll` should run again if the child has not been reaped by then, in
 /// case the caller missed the `SIGCHLD`.
@@ -223,14 +361,16 @@ impl Drop for SpawnAttr {
     }
 }
 
-/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop; and
-/// the `/dev/null` descriptor it hands to children.
-struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd);
+/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop; the
+/// `/dev/null` descriptor it hands to children; and the descriptor that becomes their stdout
+/// and stderr (`/dev/null` too, except during a spawn, when it is the write end of the
+/// child's output pipe).
+struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd, OwnedFd);
 
 impl FileActions {
-    /// Makes `/dev/null`, opened now for reading and writing, the child's fds 0, 1 and 2.
-    /// Opened here rather than by path in each child, so children still get it after a
-    /// `--chroot` to a directory without `/dev/null`.
+    /// Makes `/dev/null`, opened now for reading and writing, the child's fd 0, and the
+    /// output slot its fds 1 and 2. Opened here rather than by path in each child, so
+    /// children still get it after a `--chroot` to a directory without `/dev/null`.
     fn new() -> io::Result<FileActions> {
         let null = std::fs::OpenOptions::new()
             .read(true)
@@ -245,16 +385,25 @@ impl FileActions {
         }
         // SAFETY: fd was just created and is owned by nobody else.
         let null = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: as above.
+        let out = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if out < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: out was just created and is owned by nobody else.
+        let out = unsafe { OwnedFd::from_raw_fd(out) };
         // SAFETY: as for SpawnAttr::new: plain data, overwritten by the init call.
         let mut fa = Box::new(unsafe { std::mem::zeroed::<libc::posix_spawn_file_actions_t>() });
         // SAFETY: `fa` points to writable memory of the right type.
         check(unsafe { libc::posix_spawn_file_actions_init(&mut *fa) })?;
-        let mut this = FileActions(fa, null);
-        for target in 0..=2 {
-            // SAFETY: initialised above; the descriptor lives as long as the file actions.
-            check(unsafe {
-                libc::posix_spawn_file_actions_adddup2(&mut *this.0, this.1.as_raw_fd(), target)
-            })?;
+        let mut this = FileActions(fa, null, out);
+        for (fd, target) in [
+            (this.1.as_raw_fd(), 0),
+            (this.2.as_raw_fd(), 1),
+            (this.2.as_raw_fd(), 2),
+        ] {
+            // SAFETY: initialised above; the descriptors live as long as the file actions.
+            check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut *this.0, fd, target) })?;
         }
         Ok(this)
     }
@@ -316,12 +465,27 @@ pub struct Notifier {
     dirty: bool,
     /// The running table, `max_running` entries.
     children: Box<[Child]>,
+    /// Per entry of `children`, its output pipe.
+    outputs: Box<[Output]>,
+    /// When the output pipes are read next.
+    next_drain: Time,
     /// Entries of `children` in use; `running <= children.len()`.
     running: usize,
     /// `kill_after` in microseconds.
     kill_after_us: u64,
     /// Totals since construction.
     counters: NotifyCounters,
+}
+
+impl Drop for Notifier {
+    /// Closes the output pipes of children still running (their further output is lost).
+    fn drop(&mut self) {
+        for o in self.outputs.iter_mut().filter(|o| o.fd >= 0) {
+            // SAFETY: our own descriptor, closed once.
+            unsafe { libc::close(o.fd) };
+            o.fd = -1;
+        }
+    }
 }
 
 // SAFETY: the raw pointers in `argv` and `envp` point only into `words` and `env_buf`, heap
@@ -482,6 +646,8 @@ impl Notifier {
             .into_boxed_slice(),
             dirty: false,
             children: vec![Child::FREE; max_running].into_boxed_slice(),
+            outputs: (0..max_running).map(|_| Output::NONE).collect(),
+            next_drain: Time::ZERO,
             running: 0,
             kill_after_us: micros(kill_after),
             counters: NotifyCounters::default(),
@@ -549,20 +715,22 @@ impl Notifier {
     /// A spawn failure drops that event and is counted; the report carries the errno of the
     /// last one so the caller can log `notify spawn failed errno=N`.
     pub fn poll(&mut self, now: Time) -> NotifyReport {
-        self.poll_with(now, &mut |_, _, _| {})
+        self.poll_with(now, &mut NoSink)
     }
 
-    /// [`Notifier::poll`], calling `failed(command id, event, errno)` for every event whose
-    /// spawn failed, so that each can be logged with its program and event.
-    pub fn poll_with(
-        &mut self,
-        now: Time,
-        failed: &mut dyn FnMut(u32, &Event, i32),
-    ) -> NotifyReport {
+    /// [`Notifier::poll`], telling `sink` of every failed spawn and of the children's output
+    /// (read here, at most every [`DRAIN_EVERY`], and always before a child is reaped).
+    pub fn poll_with(&mut self, now: Time, sink: &mut dyn NotifySink) -> NotifyReport {
         let mut report = NotifyReport::default();
-        self.reap(&mut report);
+        if now >= self.next_drain {
+            self.next_drain = now.plus(DRAIN_EVERY);
+            for o in self.outputs.iter_mut().filter(|o| o.fd >= 0) {
+                o.drain(sink);
+            }
+        }
+        self.reap(&mut report, sink);
         self.kill_overdue(now, &mut report);
-        self.start_waiting(now, &mut report, failed);
+        self.start_waiting(now, &mut report, sink);
         report
     }
 
@@ -570,11 +738,21 @@ impl Notifier {
     /// re-check a killed one not yet reaped); `None` when nothing runs. Exits and new events
     /// are the caller's to notice (`SIGCHLD`, [`Notifier::push`]).
     pub fn next_deadline(&self) -> Option<Time> {
-        self.children
+        let kill = self
+            .children
             .iter()
             .filter(|c| c.pid != 0)
             .map(|c| c.deadline)
-            .min()
+            .min();
+        let drain = self
+            .outputs
+            .iter()
+            .any(|o| o.fd >= 0)
+            .then_some(self.next_drain);
+        match (kill, drain) {
+            (Some(k), Some(d)) => Some(k.min(d)),
+            (k, d) => k.or(d),
+        }
     }
 
     /// Children running now (including killed ones not yet reaped).
@@ -593,8 +771,13 @@ impl Notifier {
     }
 
     /// `waitpid(pid, WNOHANG)` for every running child.
-    fn reap(&mut self, report: &mut NotifyReport) {
-        for c in self.children.iter_mut().filter(|c| c.pid != 0) {
+    fn reap(&mut self, report: &mut NotifyReport, sink: &mut dyn NotifySink) {
+        for (c, o) in self
+            .children
+            .iter_mut()
+            .zip(self.outputs.iter_mut())
+            .filter(|(c, _)| c.pid != 0)
+        {
             let mut status: libc::c_int = 0;
             // SAFETY: `status` is a live local; WNOHANG keeps this from blocking.
             let r = unsafe { libc::waitpid(c.pid, &mut status, libc::WNOHANG) };
@@ -611,6 +794,10 @@ impl Notifier {
                 r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
             };
             if gone {
+                // What it printed last; a pipe still held open by something it started is
+                // closed all the same.
+                o.drain(sink);
+                o.close(sink);
                 self.busy[c.bucket as usize] -= 1;
                 self.dirty = true;
                 *c = Child::FREE;
@@ -647,12 +834,7 @@ impl Notifier {
     /// Starts waiting events, oldest first, while a slot is free; an event whose server has
     /// a command running stays, and so do the later events of that server (the bucket stays
     /// busy). Scans only when something changed since the last scan.
-    fn start_waiting(
-        &mut self,
-        now: Time,
-        report: &mut NotifyReport,
-        failed: &mut dyn FnMut(u32, &Event, i32),
-    ) {
+    fn start_waiting(&mut self, now: Time, report: &mut NotifyReport, sink: &mut dyn NotifySink) {
         if !self.dirty {
             return;
         }
@@ -673,15 +855,22 @@ impl Notifier {
             self.len -= 1;
             i += 1;
             match self.spawn(w.cmd as usize, &w.ev) {
-                Ok(pid) => {
+                Ok((pid, out)) => {
                     let deadline = now.add_micros(self.kill_after_us);
-                    if let Some(c) = self.children.iter_mut().find(|c| c.pid == 0) {
-                        *c = Child {
+                    if let Some(i) = self.children.iter().position(|c| c.pid == 0) {
+                        self.children[i] = Child {
                             pid,
                             deadline,
                             killed: false,
                             bucket: w.bucket,
                         };
+                        let o = &mut self.outputs[i];
+                        o.fd = out;
+                        o.cmd = w.cmd;
+                        o.ev = Some(w.ev);
+                    } else if out >= 0 {
+                        // SAFETY: our own descriptor (cannot happen: a slot is free).
+                        unsafe { libc::close(out) };
                     }
                     self.busy[w.bucket as usize] += 1;
                     self.running += 1;
@@ -692,7 +881,7 @@ impl Notifier {
                     report.spawn_errors += 1;
                     report.last_errno = errno;
                     report.last_failed = Some((w.cmd, w.ev));
-                    failed(w.cmd, &w.ev, errno);
+                    sink.spawn_failed(w.cmd, &w.ev, errno);
                     self.counters.spawn_errors += 1;
                 }
             }
@@ -707,9 +896,62 @@ impl Notifier {
         }
     }
 
-    /// Fills the `LVSMON_*` slots from `ev` and spawns command `cmd`. Returns the pid, or the
-    /// errno posix_spawn returned (it reports exec failures such as `ENOENT` too).
-    fn spawn(&mut self, cmd: usize, ev: &Event) -> Result<libc::pid_t, i32> {
+    /// Makes a pipe for a child's output: the read end non-blocking, the write end put in
+    /// the output slot the child's stdout and stderr come from. Returns the read end, or -1
+    /// (the slot keeps `/dev/null`) if no pipe could be made.
+    fn output_pipe(&mut self) -> libc::c_int {
+        let mut fds = [-1 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return -1;
+        }
+        let [r, w] = fds;
+        let slot = self.actions.2.as_raw_fd();
+        // SAFETY: plain calls on descriptors we own; dup3 replaces the slot atomically.
+        unsafe {
+            let ok = libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) == 0
+                && libc::dup3(w, slot, libc::O_CLOEXEC) == slot;
+            libc::close(w);
+            if !ok {
+                libc::close(r);
+                self.reset_output_slot();
+                return -1;
+            }
+        }
+        r
+    }
+
+    /// Points the output slot at `/dev/null` again, so the daemon holds no write end of a
+    /// child's pipe (the reader sees end of file when the child is done).
+    fn reset_output_slot(&mut self) {
+        // SAFETY: dup3 of our own descriptors.
+        unsafe {
+            libc::dup3(
+                self.actions.1.as_raw_fd(),
+                self.actions.2.as_raw_fd(),
+                libc::O_CLOEXEC,
+            )
+        };
+    }
+
+    /// Fills the `LVSMON_*` slots from `ev` and spawns command `cmd` with an output pipe of
+    /// its own. Returns the pid and the pipe's read end (-1 if none), or the errno
+    /// posix_spawn returned (it reports exec failures such as `ENOENT` too).
+    fn spawn(&mut self, cmd: usize, ev: &Event) -> Result<(libc::pid_t, libc::c_int), i32> {
+        let out = self.output_pipe();
+        let res = self.spawn_with_slot(cmd, ev);
+        if out >= 0 {
+            self.reset_output_slot();
+            if res.is_err() {
+                // SAFETY: our own descriptor, closed once.
+                unsafe { libc::close(out) };
+            }
+        }
+        res.map(|pid| (pid, out))
+    }
+
+    /// `posix_spawn` of command `cmd` for `ev` with the file actions as they are.
+    fn spawn_with_slot(&mut self, cmd: usize, ev: &Event) -> Result<libc::pid_t, i32> {
         self.fill_env(ev);
         let argv = &self.argv[cmd];
         let mut pid: libc::pid_t = 0;
@@ -1334,6 +1576,15 @@ mod tests {
             .unwrap_or(true)
     }
 
+    /// The earliest kill (or re-check) deadline of the running children.
+    fn kill_deadline(n: &Notifier) -> Option<Time> {
+        n.children
+            .iter()
+            .filter(|c| c.pid != 0)
+            .map(|c| c.deadline)
+            .min()
+    }
+
     /// The pids of the running children.
     fn pids(n: &Notifier) -> Vec<libc::pid_t> {
         n.children
@@ -1697,7 +1948,9 @@ mod tests {
         let clock = Clock::new();
         let t0 = clock.now();
         assert_eq!(n.poll(t0).spawned, 1);
-        assert_eq!(n.next_deadline(), Some(t0.plus(Duration::from_millis(200))));
+        assert_eq!(kill_deadline(&n), Some(t0.plus(Duration::from_millis(200))));
+        // Until then the loop comes back to read the child's output.
+        assert_eq!(n.next_deadline(), Some(t0.plus(DRAIN_EVERY)));
         let pid = pids(&n)[0];
         // SAFETY: getpgid only reads.
         assert_eq!(
@@ -1731,7 +1984,7 @@ mod tests {
         let at = Time::ZERO.plus(kill_after);
         assert_eq!(n.poll(at).killed, 1);
         // A killed child is re-checked a little later in case SIGCHLD goes missing.
-        assert_eq!(n.next_deadline(), Some(at.plus(REAP_RETRY)));
+        assert_eq!(kill_deadline(&n), Some(at.plus(REAP_RETRY)));
         let start = Instant::now();
         while n.running() > 0 {
             assert!(start.elapsed() < WAIT_MAX, "killed child not reaped");
@@ -2005,5 +2258,82 @@ mod tests {
             f.pending() == 0 || f.buf[..f.pending()].starts_with(b"event="),
             "starts at a line"
         );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for the children's output
+    // ---------------------------------------------------------------------------------------
+
+    #[derive(Default)]
+    struct Record {
+        lines: Vec<(u32, EventKind, String)>,
+        discarded: Vec<(u32, u64, u64)>,
+        failed: Vec<(u32, i32)>,
+    }
+
+    impl NotifySink for Record {
+        fn spawn_failed(&mut self, cmd: u32, _: &Event, errno: i32) {
+            self.failed.push((cmd, errno));
+        }
+        fn output(&mut self, cmd: u32, ev: &Event, line: &[u8]) {
+            self.lines
+                .push((cmd, ev.kind, String::from_utf8_lossy(line).into_owned()));
+        }
+        fn output_discarded(&mut self, cmd: u32, _: &Event, lines: u64, bytes: u64) {
+            self.discarded.push((cmd, lines, bytes));
+        }
+    }
+
+    /// Polls with `rec` until nothing waits or runs.
+    fn drain_into(n: &mut Notifier, rec: &mut Record) {
+        let clock = Clock::new();
+        let start = Instant::now();
+        loop {
+            n.poll_with(clock.now(), rec);
+            if n.queued() == 0 && n.running() == 0 {
+                return;
+            }
+            assert!(start.elapsed() < WAIT_MAX, "gave up: {n:?}");
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// stdout and stderr reach the sink line by line, named by command and event; past the
+    /// first lines, and past the length of a line, output is counted and discarded, and a
+    /// command that prints megabytes runs to its end.
+    #[test]
+    fn output_is_passed_on_in_bounded_lines() {
+        let file = TempFile::new("output");
+        let cmds = [
+            sh(r#"echo "out $LVSMON_EVENT"; echo err >&2; printf 'no newline'"#, &file),
+            sh(
+                "i=0; while [ $i -lt 15 ]; do echo line$i; i=$((i+1)); done; head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done > \"$1\"",
+                &file,
+            ),
+        ];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        assert!(n.push(0, &event(EventKind::Up, Some("192.168.1.1:80"))));
+        assert!(n.push(1, &event(EventKind::Down, Some("192.168.1.2:80"))));
+        let mut rec = Record::default();
+        drain_into(&mut n, &mut rec);
+        let of = |cmd: u32| -> Vec<String> {
+            rec.lines
+                .iter()
+                .filter(|(c, _, _)| *c == cmd)
+                .map(|(_, _, l)| l.clone())
+                .collect()
+        };
+        assert_eq!(of(0), ["out up", "err", "no newline"]);
+        assert!(rec
+            .lines
+            .iter()
+            .all(|(c, k, _)| (*c == 0) == (*k == EventKind::Up)));
+        let want: Vec<String> = (0..10).map(|i| format!("line{i}")).collect();
+        assert_eq!(of(1), want);
+        assert_eq!(file.read(), "done\n", "the command ran to its end");
+        // Lines 10 to 14 (7 bytes each with the newline), the 3,000,000 x and its newline.
+        assert_eq!(rec.discarded, [(1, 6, 5 * 7 + 3_000_001)]);
+        assert!(rec.failed.is_empty());
+        assert!(n.outputs.iter().all(|o| o.fd == -1));
     }
 }

@@ -221,15 +221,16 @@ fn notify_fifo_without_reader_never_blocks() {
     assert_eq!(lines[..want.len().min(lines.len())], want[..], "{text}");
 }
 
-/// What a notify command prints goes nowhere near the daemon's log: a command that writes
-/// 4 MB to its stdout and 4 MB to its stderr for every event leaves the log small, and the
-/// loop misses no grid point.
+/// What a notify command prints reaches the log only as a few bounded lines of the daemon's
+/// own: a command that writes a line, then 4 MB to its stdout and 4 MB to its stderr for
+/// every event, leaves the log small (its first lines logged as `msg="notify output"`, the
+/// rest counted), and the loop misses no grid point.
 #[test]
 fn notify_output_stays_out_of_the_log() {
     let a = Backend::start(Script::http(200, "x"));
     let conf = format!(
         "interval 100ms\nfall 1\nrise 1\nnotify-max 4\n\
-         notify /bin/sh -c \"head -c 4000000 /dev/zero | tr '\\\\0' o; head -c 4000000 /dev/zero | tr '\\\\0' e >&2; echo notify-output-end >&2\"\n\
+         notify /bin/sh -c \"echo hello from $LVSMON_EVENT >&2; head -c 4000000 /dev/zero | tr '\\\\0' o; head -c 4000000 /dev/zero | tr '\\\\0' e >&2; echo notify-output-end >&2\"\n\
          virtual tcp 127.1.0.3:80 {{\n  check http\n  real {}\n}}\n",
         a.addr()
     );
@@ -251,6 +252,16 @@ fn notify_output_stays_out_of_the_log() {
         bytes < 200 * events + 200_000,
         "log grew to {bytes} bytes for {events} events"
     );
+    // Each command's first line, and then its count of what was discarded.
+    let ups = d.count(&[" event=up"]);
+    let said = d.count(&[
+        "msg=\"notify output\" program=\"/bin/sh\" event=up",
+        "line=\"hello from up\"",
+    ]);
+    assert!(said >= 1 && said <= ups, "{said} of {ups}");
+    let l = d.wait_seen(&["msg=\"notify output discarded\"", "event=down"], 10 * S);
+    let dropped: u64 = common::lvsmon::field(&l, "bytes").unwrap().parse().unwrap();
+    assert!(dropped >= 7_999_000, "{l}");
     let page = scrape(m, None).unwrap();
     assert_eq!(
         metric(&page, "lvsmon_missed_starts_total"),

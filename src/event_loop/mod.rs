@@ -1221,6 +1221,61 @@ impl Core {
     }
 }
 
+/// Logs what the notifier reports as it happens: each failed spawn and each line of a
+/// command's output, naming the program and the event.
+struct NotifyLog<'a> {
+    log: &'a mut Log,
+    cmds: &'a [Vec<Vec<u8>>],
+}
+
+impl NotifyLog<'_> {
+    /// `program="..." event=... virtual=... real=...` after `msg`, on a line at `level`.
+    fn line(
+        &mut self,
+        level: Level,
+        msg: &str,
+        cmd: u32,
+        ev: &Event,
+    ) -> Option<crate::log::Line<'_>> {
+        let program = self
+            .cmds
+            .get(cmd as usize)
+            .and_then(|argv| argv.first())
+            .map_or(&b""[..], |p| &p[..]);
+        let mut l = self.log.line(level)?;
+        let _ = write!(l, "msg=\"{msg}\" ");
+        l.quoted("program", program);
+        let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
+        if let Some(a) = ev.real {
+            let _ = write!(l, " real={a}");
+        }
+        Some(l)
+    }
+}
+
+impl crate::notify::NotifySink for NotifyLog<'_> {
+    fn spawn_failed(&mut self, cmd: u32, ev: &Event, errno: i32) {
+        // One line per event lost.
+        if let Some(mut l) = self.line(Level::Error, "notify spawn failed", cmd, ev) {
+            let _ = write!(l, " errno={errno} ");
+            l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+        }
+    }
+
+    fn output(&mut self, cmd: u32, ev: &Event, line: &[u8]) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output", cmd, ev) {
+            let _ = write!(l, " ");
+            l.quoted("line", line);
+        }
+    }
+
+    fn output_discarded(&mut self, cmd: u32, ev: &Event, lines: u64, bytes: u64) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output discarded", cmd, ev) {
+            let _ = write!(l, " lines={lines} bytes={bytes}");
+        }
+    }
+}
+
 impl Core {
     // ----- systemd ------------------------------------------------------------------------
 
@@ -2164,24 +2219,11 @@ impl Core {
         let Some(n) = self.notifier.as_mut() else {
             return;
         };
-        let (log, cmds) = (&mut self.log, &self.notify_cmds);
-        let rep = n.poll_with(now, &mut |cmd, ev, errno| {
-            // One line per event lost, naming the program and the event.
-            if let Some(mut l) = log.line(Level::Error) {
-                let _ = write!(l, "msg=\"notify spawn failed\" ");
-                let program = cmds
-                    .get(cmd as usize)
-                    .and_then(|argv| argv.first())
-                    .map_or(&b""[..], |p| &p[..]);
-                l.quoted("program", program);
-                let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
-                if let Some(a) = ev.real {
-                    let _ = write!(l, " real={a}");
-                }
-                let _ = write!(l, " errno={errno} ");
-                l.quoted("error", crate::notify::errno_text(errno).as_bytes());
-            }
-        });
+        let mut sink = NotifyLog {
+            log: &mut self.log,
+            cmds: &self.notify_cmds,
+        };
+        let rep = n.poll_with(now, &mut sink);
         if rep.killed > 0 {
             if let Some(mut l) = self.log.line(Level::Warn) {
                 let _ = write!(
