@@ -101,24 +101,35 @@ pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const DRAIN_MAX: usize = 64 * 1024;
 
 /// What [`Notifier::poll_with`] tells its caller as it happens, to be logged.
+/// Each call names the command by its id and its program (argv\[0\]).
 pub trait NotifySink {
     /// Command `cmd` could not be started for `ev`: `errno` from `posix_spawn`.
-    fn spawn_failed(&mut self, cmd: u32, ev: &Event, errno: i32);
+    fn spawn_failed(&mut self, cmd: u32, program: &[u8], ev: &Event, errno: i32);
     /// One line (without its newline, cut at [`OUTPUT_LINE_MAX`] bytes) that command `cmd`,
     /// started for `ev`, printed.
-    fn output(&mut self, cmd: u32, ev: &Event, line: &[u8]);
+    fn output(&mut self, cmd: u32, program: &[u8], ev: &Event, line: &[u8]);
     /// Command `cmd`, started for `ev`, has ended; `lines` more lines and `bytes` bytes in
     /// all of its output were discarded (called only when some were).
-    fn output_discarded(&mut self, cmd: u32, ev: &Event, lines: u64, bytes: u64);
+    fn output_discarded(&mut self, cmd: u32, program: &[u8], ev: &Event, lines: u64, bytes: u64);
 }
 
 /// A sink that drops everything (for [`Notifier::poll`]).
 struct NoSink;
 
 impl NotifySink for NoSink {
-    fn spawn_failed(&mut self, _: u32, _: &Event, _: i32) {}
-    fn output(&mut self, _: u32, _: &Event, _: &[u8]) {}
-    fn output_discarded(&mut self, _: u32, _: &Event, _: u64, _: u64) {}
+    fn spawn_failed(&mut self, _: u32, _: &[u8], _: &Event, _: i32) {}
+    fn output(&mut self, _: u32, _: &[u8], _: &Event, _: &[u8]) {}
+    fn output_discarded(&mut self, _: u32, _: &[u8], _: &Event, _: u64, _: u64) {}
+}
+
+/// The program (argv\[0\]) of command `cmd`; empty for an unknown id.
+fn program_of(argv: &[Box<[*mut c_char]>], cmd: u32) -> &[u8] {
+    match argv.get(cmd as usize).and_then(|a| a.first()) {
+        // SAFETY: argv entries point to NUL-terminated strings in the notifier's `_words`,
+        // which live as long as `argv` does.
+        Some(&p) if !p.is_null() => unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes(),
+        _ => b"",
+    }
 }
 
 /// A running child's output pipe and the line being gathered from it.
@@ -152,10 +163,10 @@ impl Output {
     };
 
     /// Takes `bytes` of output: complete lines are passed on or counted.
-    fn take(&mut self, bytes: &[u8], sink: &mut dyn NotifySink) {
+    fn take(&mut self, bytes: &[u8], program: &[u8], sink: &mut dyn NotifySink) {
         for &b in bytes {
             if b == b'\n' {
-                self.end_line(sink);
+                self.end_line(program, sink);
             } else if self.len < OUTPUT_LINE_MAX {
                 self.line[self.len] = b;
                 self.len += 1;
@@ -166,10 +177,10 @@ impl Output {
     }
 
     /// The line gathered so far is complete.
-    fn end_line(&mut self, sink: &mut dyn NotifySink) {
+    fn end_line(&mut self, program: &[u8], sink: &mut dyn NotifySink) {
         if self.lines < OUTPUT_LINES {
             if let Some(ev) = self.ev.as_ref() {
-                sink.output(self.cmd, ev, &self.line[..self.len]);
+                sink.output(self.cmd, program, ev, &self.line[..self.len]);
             }
             self.lines += 1;
         } else {
@@ -180,7 +191,8 @@ impl Output {
     }
 
     /// Reads what the pipe holds (at most [`DRAIN_MAX`] bytes); closes it at end of file.
-    fn drain(&mut self, sink: &mut dyn NotifySink) {
+    fn drain(&mut self, argv: &[Box<[*mut c_char]>], sink: &mut dyn NotifySink) {
+        let program = program_of(argv, self.cmd);
         let mut buf = [0u8; 16 * 1024];
         let mut total = 0;
         while self.fd >= 0 && total < DRAIN_MAX {
@@ -189,7 +201,7 @@ impl Output {
             if n > 0 {
                 let n = n as usize;
                 total += n;
-                self.take(&buf[..n], sink);
+                self.take(&buf[..n], program, sink);
                 continue;
             }
             if n < 0 {
@@ -200,24 +212,31 @@ impl Output {
                 }
             }
             // End of file (or an error): the child and whatever it started are done with it.
-            self.close(sink);
+            self.close(argv, sink);
         }
     }
 
     /// Closes the pipe, passing on a last line without a newline, and reports what was
     /// discarded.
-    fn close(&mut self, sink: &mut dyn NotifySink) {
+    fn close(&mut self, argv: &[Box<[*mut c_char]>], sink: &mut dyn NotifySink) {
+        let program = program_of(argv, self.cmd);
         if self.fd >= 0 {
             // SAFETY: our own descriptor, closed once.
             unsafe { libc::close(self.fd) };
             self.fd = -1;
         }
         if self.len > 0 {
-            self.end_line(sink);
+            self.end_line(program, sink);
         }
         if let Some(ev) = self.ev.take() {
             if self.dropped_lines > 0 || self.dropped_bytes > 0 {
-                sink.output_discarded(self.cmd, &ev, self.dropped_lines, self.dropped_bytes);
+                sink.output_discarded(
+                    self.cmd,
+                    program,
+                    &ev,
+                    self.dropped_lines,
+                    self.dropped_bytes,
+                );
             }
         }
         *self = Output::NONE;
@@ -725,7 +744,7 @@ impl Notifier {
         if now >= self.next_drain {
             self.next_drain = now.plus(DRAIN_EVERY);
             for o in self.outputs.iter_mut().filter(|o| o.fd >= 0) {
-                o.drain(sink);
+                o.drain(&self.argv, sink);
             }
         }
         self.reap(&mut report, sink);
@@ -796,8 +815,8 @@ impl Notifier {
             if gone {
                 // What it printed last; a pipe still held open by something it started is
                 // closed all the same.
-                o.drain(sink);
-                o.close(sink);
+                o.drain(&self.argv, sink);
+                o.close(&self.argv, sink);
                 self.busy[c.bucket as usize] -= 1;
                 self.dirty = true;
                 *c = Child::FREE;
@@ -881,7 +900,7 @@ impl Notifier {
                     report.spawn_errors += 1;
                     report.last_errno = errno;
                     report.last_failed = Some((w.cmd, w.ev));
-                    sink.spawn_failed(w.cmd, &w.ev, errno);
+                    sink.spawn_failed(w.cmd, program_of(&self.argv, w.cmd), &w.ev, errno);
                     self.counters.spawn_errors += 1;
                 }
             }
@@ -2272,14 +2291,24 @@ mod tests {
     }
 
     impl NotifySink for Record {
-        fn spawn_failed(&mut self, cmd: u32, _: &Event, errno: i32) {
+        fn spawn_failed(&mut self, cmd: u32, program: &[u8], _: &Event, errno: i32) {
+            assert!(!program.is_empty());
             self.failed.push((cmd, errno));
         }
-        fn output(&mut self, cmd: u32, ev: &Event, line: &[u8]) {
+        fn output(&mut self, cmd: u32, program: &[u8], ev: &Event, line: &[u8]) {
+            assert_eq!(program, b"/bin/sh");
             self.lines
                 .push((cmd, ev.kind, String::from_utf8_lossy(line).into_owned()));
         }
-        fn output_discarded(&mut self, cmd: u32, _: &Event, lines: u64, bytes: u64) {
+        fn output_discarded(
+            &mut self,
+            cmd: u32,
+            program: &[u8],
+            _: &Event,
+            lines: u64,
+            bytes: u64,
+        ) {
+            assert_eq!(program, b"/bin/sh");
             self.discarded.push((cmd, lines, bytes));
         }
     }

@@ -1221,11 +1221,10 @@ impl Core {
     }
 }
 
-/// Logs what the notifier reports as it happens: each failed spawn and each line of a
+/// Logs what a notifier reports as it happens: each failed spawn and each line of a
 /// command's output, naming the program and the event.
-struct NotifyLog<'a> {
-    log: &'a mut Log,
-    cmds: &'a [Vec<Vec<u8>>],
+pub(super) struct NotifyLog<'a> {
+    pub(super) log: &'a mut Log,
 }
 
 impl NotifyLog<'_> {
@@ -1234,14 +1233,9 @@ impl NotifyLog<'_> {
         &mut self,
         level: Level,
         msg: &str,
-        cmd: u32,
+        program: &[u8],
         ev: &Event,
     ) -> Option<crate::log::Line<'_>> {
-        let program = self
-            .cmds
-            .get(cmd as usize)
-            .and_then(|argv| argv.first())
-            .map_or(&b""[..], |p| &p[..]);
         let mut l = self.log.line(level)?;
         let _ = write!(l, "msg=\"{msg}\" ");
         l.quoted("program", program);
@@ -1254,23 +1248,23 @@ impl NotifyLog<'_> {
 }
 
 impl crate::notify::NotifySink for NotifyLog<'_> {
-    fn spawn_failed(&mut self, cmd: u32, ev: &Event, errno: i32) {
+    fn spawn_failed(&mut self, _: u32, program: &[u8], ev: &Event, errno: i32) {
         // One line per event lost.
-        if let Some(mut l) = self.line(Level::Error, "notify spawn failed", cmd, ev) {
+        if let Some(mut l) = self.line(Level::Error, "notify spawn failed", program, ev) {
             let _ = write!(l, " errno={errno} ");
             l.quoted("error", crate::notify::errno_text(errno).as_bytes());
         }
     }
 
-    fn output(&mut self, cmd: u32, ev: &Event, line: &[u8]) {
-        if let Some(mut l) = self.line(Level::Notice, "notify output", cmd, ev) {
+    fn output(&mut self, _: u32, program: &[u8], ev: &Event, line: &[u8]) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output", program, ev) {
             let _ = write!(l, " ");
             l.quoted("line", line);
         }
     }
 
-    fn output_discarded(&mut self, cmd: u32, ev: &Event, lines: u64, bytes: u64) {
-        if let Some(mut l) = self.line(Level::Notice, "notify output discarded", cmd, ev) {
+    fn output_discarded(&mut self, _: u32, program: &[u8], ev: &Event, lines: u64, bytes: u64) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output discarded", program, ev) {
             let _ = write!(l, " lines={lines} bytes={bytes}");
         }
     }
@@ -2219,10 +2213,7 @@ impl Core {
         let Some(n) = self.notifier.as_mut() else {
             return;
         };
-        let mut sink = NotifyLog {
-            log: &mut self.log,
-            cmds: &self.notify_cmds,
-        };
+        let mut sink = NotifyLog { log: &mut self.log };
         let rep = n.poll_with(now, &mut sink);
         if rep.killed > 0 {
             if let Some(mut l) = self.log.line(Level::Warn) {

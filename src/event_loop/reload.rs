@@ -155,7 +155,9 @@ impl Core {
     pub(super) fn poll_retiring(&mut self, now: Time) {
         let mut i = 0;
         while i < self.retiring.len() {
-            let _ = self.retiring[i].poll(now);
+            // Their commands' failures and output are logged as the running notifier's are.
+            let mut sink = super::NotifyLog { log: &mut self.log };
+            let _ = self.retiring[i].poll_with(now, &mut sink);
             if self.retiring[i].running() == 0 && self.retiring[i].queued() == 0 {
                 let n = self.retiring.swap_remove(i);
                 add_counters(&mut self.notify_retired, &n.counters());
