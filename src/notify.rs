@@ -482,6 +482,8 @@ pub struct Notifier {
     busy: Box<[u32]>,
     /// Something changed that may let a waiting event start (a push, a reap, a spawn).
     dirty: bool,
+    /// Nothing starts while set (see [`Notifier::hold`]).
+    held: bool,
     /// The running table, `max_running` entries.
     children: Box<[Child]>,
     /// Per entry of `children`, its output pipe.
@@ -664,6 +666,7 @@ impl Notifier {
             ]
             .into_boxed_slice(),
             dirty: false,
+            held: false,
             children: vec![Child::FREE; max_running].into_boxed_slice(),
             outputs: (0..max_running).map(|_| Output::NONE).collect(),
             next_drain: Time::ZERO,
@@ -698,6 +701,17 @@ impl Notifier {
         self.len += 1;
         self.dirty = true;
         true
+    }
+
+    /// While `held`, waiting events do not start (they are still queued, and running children
+    /// are still reaped and killed). The daemon holds a new notifier while the one a reload
+    /// replaced still has commands to run, so that one server's events stay in order across
+    /// the reload.
+    pub fn hold(&mut self, held: bool) {
+        if self.held && !held {
+            self.dirty = true;
+        }
+        self.held = held;
     }
 
     /// The bucket of `ev`'s server: its virtual service and real server (none for quorum
@@ -854,7 +868,7 @@ impl Notifier {
     /// a command running stays, and so do the later events of that server (the bucket stays
     /// busy). Scans only when something changed since the last scan.
     fn start_waiting(&mut self, now: Time, report: &mut NotifyReport, sink: &mut dyn NotifySink) {
-        if !self.dirty {
+        if !self.dirty || self.held {
             return;
         }
         self.dirty = false;
@@ -2364,5 +2378,19 @@ mod tests {
         assert_eq!(rec.discarded, [(1, 6, 5 * 7 + 3_000_001)]);
         assert!(rec.failed.is_empty());
         assert!(n.outputs.iter().all(|o| o.fd == -1));
+    }
+
+    /// A held notifier queues but starts nothing until released.
+    #[test]
+    fn held_notifier_starts_nothing() {
+        let cmds = vec![vec![b"/bin/true".to_vec()]];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        n.hold(true);
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        assert_eq!(n.poll(Time::ZERO).spawned, 0);
+        assert_eq!(n.queued(), 1);
+        n.hold(false);
+        assert_eq!(n.poll(Time::ZERO).spawned, 1);
+        drain(&mut n);
     }
 }

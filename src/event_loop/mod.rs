@@ -2213,6 +2213,9 @@ impl Core {
         let Some(n) = self.notifier.as_mut() else {
             return;
         };
+        // Commands of the notifier a reload replaced run to their end first: one server's
+        // events stay in order across the reload.
+        n.hold(!self.retiring.is_empty());
         let mut sink = NotifyLog { log: &mut self.log };
         let rep = n.poll_with(now, &mut sink);
         if rep.killed > 0 {
