@@ -15,11 +15,20 @@
 //! - no method blocks: children are reaped with `waitpid(pid, WNOHANG)` per child this module
 //!   started (never `waitpid(-1)`, which would steal other code's children);
 //! - at most `max_running` children run at once, and waiting events start in the order they
-//!   were pushed; a full queue drops the new event and counts it;
+//!   were pushed, except that an event whose real server (or, for a quorum event, whose virtual
+//!   service) still has a command running waits until that command has ended: events of one
+//!   real, and of one virtual's quorum, reach the command in the order they happened, while
+//!   events of others pass them; a full queue drops the new event and counts it;
 //! - every child runs in its own process group, so a child still running after `kill_after` is
 //!   killed together with anything it started (`kill(-pid, SIGKILL)`);
-//! - the child starts with stdin on `/dev/null`, stdout and stderr inherited, an empty signal
-//!   mask and default dispositions for the signals the daemon handles or ignores.
+//! - the child starts with stdin on `/dev/null`, stdout and stderr on a pipe of its own whose
+//!   non-blocking read end this module drains at every poll (at most every [`DRAIN_EVERY`]):
+//!   the first [`OUTPUT_LINES`] lines, each cut at [`OUTPUT_LINE_MAX`] bytes, go to the
+//!   caller's [`NotifySink`] to be logged as quoted values, the rest is counted and discarded,
+//!   so what a command prints can neither fill the daemon's log pipe nor pass for one of its
+//!   log lines (without a pipe, for want of descriptors, the child writes to `/dev/null`);
+//! - the child has an empty signal mask and default dispositions for the signals the daemon
+//!   handles or ignores.
 //!
 //! argv is used exactly as configured: no shell and no `PATH` search, so argv\[0\] must be a path
 //! to the program (`/usr/local/bin/lvs-notify`; a relative path is taken from the daemon's working
@@ -75,6 +84,165 @@ const VAR_CAPS: [usize; 6] = [
     20,
 ];
 
+/// Buckets of the table of servers with a command running (see [`Notifier::busy`]): at least
+/// this many, and at least eight per running slot, so unrelated servers rarely share one.
+const MIN_BUCKETS: usize = 64;
+/// At most this many buckets, whatever `notify-max` is (a shared bucket only makes two
+/// servers' events wait for each other, never reorders them).
+const MAX_BUCKETS: usize = 1 << 16;
+
+/// Lines of a command's output passed to [`NotifySink::output`]; the rest are counted.
+pub const OUTPUT_LINES: u32 = 10;
+/// Bytes of one output line passed on; the rest of the line is counted.
+pub const OUTPUT_LINE_MAX: usize = 200;
+/// How often the output pipes of running children are read.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// Most bytes read from one child's pipe in one drain (a pipe holds 64 KiB by default).
+const DRAIN_MAX: usize = 64 * 1024;
+
+/// What [`Notifier::poll_with`] tells its caller as it happens, to be logged.
+/// Each call names the command by its id and its program (argv\[0\]).
+pub trait NotifySink {
+    /// Command `cmd` could not be started for `ev`: `errno` from `posix_spawn`.
+    fn spawn_failed(&mut self, cmd: u32, program: &[u8], ev: &Event, errno: i32);
+    /// One line (without its newline, cut at [`OUTPUT_LINE_MAX`] bytes) that command `cmd`,
+    /// started for `ev`, printed.
+    fn output(&mut self, cmd: u32, program: &[u8], ev: &Event, line: &[u8]);
+    /// Command `cmd`, started for `ev`, has ended; `lines` more lines and `bytes` bytes in
+    /// all of its output were discarded (called only when some were).
+    fn output_discarded(&mut self, cmd: u32, program: &[u8], ev: &Event, lines: u64, bytes: u64);
+}
+
+/// A sink that drops everything (for [`Notifier::poll`]).
+struct NoSink;
+
+impl NotifySink for NoSink {
+    fn spawn_failed(&mut self, _: u32, _: &[u8], _: &Event, _: i32) {}
+    fn output(&mut self, _: u32, _: &[u8], _: &Event, _: &[u8]) {}
+    fn output_discarded(&mut self, _: u32, _: &[u8], _: &Event, _: u64, _: u64) {}
+}
+
+/// The program (argv\[0\]) of command `cmd`; empty for an unknown id.
+fn program_of(argv: &[Box<[*mut c_char]>], cmd: u32) -> &[u8] {
+    match argv.get(cmd as usize).and_then(|a| a.first()) {
+        // SAFETY: argv entries point to NUL-terminated strings in the notifier's `_words`,
+        // which live as long as `argv` does.
+        Some(&p) if !p.is_null() => unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes(),
+        _ => b"",
+    }
+}
+
+/// A running child's output pipe and the line being gathered from it.
+struct Output {
+    /// The read end (non-blocking, close-on-exec); -1 when there is none (closed at end of
+    /// file, or no pipe could be made).
+    fd: libc::c_int,
+    /// The command and event the child runs for, for the sink.
+    cmd: u32,
+    ev: Option<Event>,
+    /// The line so far (its first [`OUTPUT_LINE_MAX`] bytes) and its length.
+    line: [u8; OUTPUT_LINE_MAX],
+    len: usize,
+    /// Lines passed on so far.
+    lines: u32,
+    /// Lines and bytes discarded so far (bytes include those cut off passed lines).
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl Output {
+    const NONE: Output = Output {
+        fd: -1,
+        cmd: 0,
+        ev: None,
+        line: [0; OUTPUT_LINE_MAX],
+        len: 0,
+        lines: 0,
+        dropped_lines: 0,
+        dropped_bytes: 0,
+    };
+
+    /// Takes `bytes` of output: complete lines are passed on or counted.
+    fn take(&mut self, bytes: &[u8], program: &[u8], sink: &mut dyn NotifySink) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.end_line(program, sink);
+            } else if self.len < OUTPUT_LINE_MAX {
+                self.line[self.len] = b;
+                self.len += 1;
+            } else {
+                self.dropped_bytes += 1;
+            }
+        }
+    }
+
+    /// The line gathered so far is complete.
+    fn end_line(&mut self, program: &[u8], sink: &mut dyn NotifySink) {
+        if self.lines < OUTPUT_LINES {
+            if let Some(ev) = self.ev.as_ref() {
+                sink.output(self.cmd, program, ev, &self.line[..self.len]);
+            }
+            self.lines += 1;
+        } else {
+            self.dropped_lines += 1;
+            self.dropped_bytes += self.len as u64 + 1;
+        }
+        self.len = 0;
+    }
+
+    /// Reads what the pipe holds (at most [`DRAIN_MAX`] bytes); closes it at end of file.
+    fn drain(&mut self, argv: &[Box<[*mut c_char]>], sink: &mut dyn NotifySink) {
+        let program = program_of(argv, self.cmd);
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0;
+        while self.fd >= 0 && total < DRAIN_MAX {
+            // SAFETY: reads into a local buffer of the given length from our own descriptor.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let n = n as usize;
+                total += n;
+                self.take(&buf[..n], program, sink);
+                continue;
+            }
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => return,
+                    _ => {}
+                }
+            }
+            // End of file (or an error): the child and whatever it started are done with it.
+            self.close(argv, sink);
+        }
+    }
+
+    /// Closes the pipe, passing on a last line without a newline, and reports what was
+    /// discarded.
+    fn close(&mut self, argv: &[Box<[*mut c_char]>], sink: &mut dyn NotifySink) {
+        let program = program_of(argv, self.cmd);
+        if self.fd >= 0 {
+            // SAFETY: our own descriptor, closed once.
+            unsafe { libc::close(self.fd) };
+            self.fd = -1;
+        }
+        if self.len > 0 {
+            self.end_line(program, sink);
+        }
+        if let Some(ev) = self.ev.take() {
+            if self.dropped_lines > 0 || self.dropped_bytes > 0 {
+                sink.output_discarded(
+                    self.cmd,
+                    program,
+                    &ev,
+                    self.dropped_lines,
+                    self.dropped_bytes,
+                );
+            }
+        }
+        *self = Output::NONE;
+    }
+}
+
 /// How long after a kill `poll` should run again if the child has not been reaped by then, in
 /// case the caller missed the `SIGCHLD`.
 const REAP_RETRY: Duration = Duration::from_secs(1);
@@ -91,7 +259,7 @@ const DEFAULT_SIGNALS: [libc::c_int; 6] = [
 ];
 
 /// What one [`Notifier::poll`] did, for the caller to log and count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NotifyReport {
     /// Children started.
     pub spawned: u32,
@@ -104,6 +272,8 @@ pub struct NotifyReport {
     /// The errno of the last failed spawn (`ENOENT` for a missing program, `EAGAIN`, ...);
     /// 0 when `spawn_errors` is 0.
     pub last_errno: i32,
+    /// The command id and event of the last failed spawn, for the log line that names them.
+    pub last_failed: Option<(u32, Event)>,
     /// Reaped children that exited non-zero or died of a signal other than our kill.
     pub exit_failures: u32,
 }
@@ -135,6 +305,8 @@ struct Child {
     deadline: Time,
     /// `SIGKILL` has been sent.
     killed: bool,
+    /// The bucket of its event's server in [`Notifier::busy`].
+    bucket: u32,
 }
 
 impl Child {
@@ -142,7 +314,16 @@ impl Child {
         pid: 0,
         deadline: Time::ZERO,
         killed: false,
+        bucket: 0,
     };
+}
+
+/// An event waiting in the queue, with its command and the bucket of its server.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    cmd: u32,
+    bucket: u32,
+    ev: Event,
 }
 
 /// Where a variable's value starts in the environment buffer.
@@ -199,16 +380,21 @@ impl Drop for SpawnAttr {
     }
 }
 
-/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop; and
-/// the `/dev/null` descriptor it hands to children.
-struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd);
+/// `posix_spawn_file_actions_t`, boxed so its address never changes, destroyed on drop; the
+/// `/dev/null` descriptor it hands to children; and the descriptor that becomes their stdout
+/// and stderr (`/dev/null` too, except during a spawn, when it is the write end of the
+/// child's output pipe).
+struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd, OwnedFd);
 
 impl FileActions {
-    /// Makes `/dev/null`, opened now, the child's fd 0. Opened here rather than by path in
-    /// each child, so children still get it after a `--chroot` to a directory without
-    /// `/dev/null`.
+    /// Makes `/dev/null`, opened now for reading and writing, the child's fd 0, and the
+    /// output slot its fds 1 and 2. Opened here rather than by path in each child, so
+    /// children still get it after a `--chroot` to a directory without `/dev/null`.
     fn new() -> io::Result<FileActions> {
-        let null = std::fs::File::open("/dev/null")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
         // At 3 or above (close-on-exec), so that the dup2 below always makes a new fd 0 that
         // survives exec, even if this process was started with fd 0 closed.
         // SAFETY: fcntl on a descriptor we own; the result is a new descriptor we then own.
@@ -218,15 +404,26 @@ impl FileActions {
         }
         // SAFETY: fd was just created and is owned by nobody else.
         let null = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: as above.
+        let out = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+        if out < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: out was just created and is owned by nobody else.
+        let out = unsafe { OwnedFd::from_raw_fd(out) };
         // SAFETY: as for SpawnAttr::new: plain data, overwritten by the init call.
         let mut fa = Box::new(unsafe { std::mem::zeroed::<libc::posix_spawn_file_actions_t>() });
         // SAFETY: `fa` points to writable memory of the right type.
         check(unsafe { libc::posix_spawn_file_actions_init(&mut *fa) })?;
-        let mut this = FileActions(fa, null);
-        // SAFETY: initialised above; the descriptor lives as long as the file actions.
-        check(unsafe {
-            libc::posix_spawn_file_actions_adddup2(&mut *this.0, this.1.as_raw_fd(), 0)
-        })?;
+        let mut this = FileActions(fa, null, out);
+        for (fd, target) in [
+            (this.1.as_raw_fd(), 0),
+            (this.2.as_raw_fd(), 1),
+            (this.2.as_raw_fd(), 2),
+        ] {
+            // SAFETY: initialised above; the descriptors live as long as the file actions.
+            check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut *this.0, fd, target) })?;
+        }
         Ok(this)
     }
 }
@@ -267,23 +464,49 @@ pub struct Notifier {
     slots: [Slot; 6],
     /// Spawn attributes: signal mask, signal defaults, process group.
     attr: SpawnAttr,
-    /// Spawn file actions: stdin from `/dev/null`.
+    /// Spawn file actions: stdin, stdout and stderr on `/dev/null`.
     actions: FileActions,
-    /// The waiting events: a ring of `(command id, event)`; `queue[(head + i) % cap]` for
-    /// `i < len` are `Some`, the rest `None`.
-    queue: Box<[Option<(u32, Event)>]>,
-    /// Index of the oldest waiting event.
+    /// The waiting events, oldest first: a ring; `queue[(head + i) % cap]` for `i < span`
+    /// are the waiting events (`Some`) and the holes left by events that started before
+    /// older ones (`None`); the rest are `None`.
+    queue: Box<[Option<Waiting>]>,
+    /// Index of the oldest entry (never a hole while `span > 0`).
     head: usize,
-    /// Number of waiting events; `len <= queue.len()`.
+    /// Entries from `head` to the newest, holes included; `len <= span <= queue.len()`.
+    span: usize,
+    /// Number of waiting events.
     len: usize,
+    /// Per bucket of servers (a hash of the event's virtual service and real server, the
+    /// real being none for quorum events), the children running for it. An event whose
+    /// bucket is not zero waits: that is what keeps one server's events in order.
+    busy: Box<[u32]>,
+    /// Something changed that may let a waiting event start (a push, a reap, a spawn).
+    dirty: bool,
+    /// Nothing starts while set (see [`Notifier::hold`]).
+    held: bool,
     /// The running table, `max_running` entries.
     children: Box<[Child]>,
+    /// Per entry of `children`, its output pipe.
+    outputs: Box<[Output]>,
+    /// When the output pipes are read next.
+    next_drain: Time,
     /// Entries of `children` in use; `running <= children.len()`.
     running: usize,
     /// `kill_after` in microseconds.
     kill_after_us: u64,
     /// Totals since construction.
     counters: NotifyCounters,
+}
+
+impl Drop for Notifier {
+    /// Closes the output pipes of children still running (their further output is lost).
+    fn drop(&mut self) {
+        for o in self.outputs.iter_mut().filter(|o| o.fd >= 0) {
+            // SAFETY: our own descriptor, closed once.
+            unsafe { libc::close(o.fd) };
+            o.fd = -1;
+        }
+    }
 }
 
 // SAFETY: the raw pointers in `argv` and `envp` point only into `words` and `env_buf`, heap
@@ -298,6 +521,7 @@ impl fmt::Debug for Notifier {
             .field("running", &self.running)
             .field("max_running", &self.children.len())
             .field("queued", &self.len)
+            .field("span", &self.span)
             .field("queue_cap", &self.queue.len())
             .field("counters", &self.counters)
             .finish()
@@ -432,8 +656,20 @@ impl Notifier {
             actions: FileActions::new()?,
             queue: vec![None; queue_cap].into_boxed_slice(),
             head: 0,
+            span: 0,
             len: 0,
+            busy: vec![
+                0;
+                (max_running.saturating_mul(8))
+                    .clamp(MIN_BUCKETS, MAX_BUCKETS)
+                    .next_power_of_two()
+            ]
+            .into_boxed_slice(),
+            dirty: false,
+            held: false,
             children: vec![Child::FREE; max_running].into_boxed_slice(),
+            outputs: (0..max_running).map(|_| Output::NONE).collect(),
+            next_drain: Time::ZERO,
             running: 0,
             kill_after_us: micros(kill_after),
             counters: NotifyCounters::default(),
@@ -441,7 +677,8 @@ impl Notifier {
     }
 
     /// Queues `ev` for command `cmd`; it starts at a later [`Notifier::poll`], after every
-    /// event queued before it.
+    /// event of the same server queued before it has ended, and after every event queued
+    /// before it has started.
     ///
     /// Returns false, and counts the event as dropped, if the queue is full (or `cmd` is not a
     /// command id, which is a bug in the caller).
@@ -450,23 +687,83 @@ impl Notifier {
             self.counters.dropped += 1;
             return false;
         }
-        let tail = (self.head + self.len) % self.queue.len();
+        if self.span == self.queue.len() {
+            self.compact();
+        }
+        let tail = (self.head + self.span) % self.queue.len();
         // `cmd < argv.len() <= u32::MAX`, checked in `new`.
-        self.queue[tail] = Some((cmd as u32, *ev));
+        self.queue[tail] = Some(Waiting {
+            cmd: cmd as u32,
+            bucket: self.bucket(ev),
+            ev: *ev,
+        });
+        self.span += 1;
         self.len += 1;
+        self.dirty = true;
         true
     }
 
+    /// While `held`, waiting events do not start (they are still queued, and running children
+    /// are still reaped and killed). The daemon holds a new notifier while the one a reload
+    /// replaced still has commands to run, so that one server's events stay in order across
+    /// the reload.
+    pub fn hold(&mut self, held: bool) {
+        if self.held && !held {
+            self.dirty = true;
+        }
+        self.held = held;
+    }
+
+    /// The bucket of `ev`'s server: its virtual service and real server (none for quorum
+    /// events), hashed. `DefaultHasher::new` has fixed keys and allocates nothing.
+    fn bucket(&self, ev: &Event) -> u32 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        ev.service.hash(&mut h);
+        ev.real.hash(&mut h);
+        // `busy.len()` is a power of two no larger than MAX_BUCKETS.
+        (h.finish() as usize & (self.busy.len() - 1)) as u32
+    }
+
+    /// Closes the holes of the queue, keeping the order: the waiting events move to the
+    /// front of the span. Runs only when the span reaches the end of the ring with holes in
+    /// it, so at most once per `queue.len()` pushes.
+    fn compact(&mut self) {
+        let cap = self.queue.len();
+        let mut w = 0;
+        for r in 0..self.span {
+            let from = (self.head + r) % cap;
+            if let Some(e) = self.queue[from].take() {
+                self.queue[(self.head + w) % cap] = Some(e);
+                w += 1;
+            }
+        }
+        self.span = w;
+    }
+
     /// Reaps exited children, kills children running longer than `kill_after`, then starts
-    /// waiting events in order while fewer than `max_running` run. Never blocks.
+    /// waiting events in order while fewer than `max_running` run, skipping those whose
+    /// server still has a command running. Never blocks.
     ///
     /// A spawn failure drops that event and is counted; the report carries the errno of the
     /// last one so the caller can log `notify spawn failed errno=N`.
     pub fn poll(&mut self, now: Time) -> NotifyReport {
+        self.poll_with(now, &mut NoSink)
+    }
+
+    /// [`Notifier::poll`], telling `sink` of every failed spawn and of the children's output
+    /// (read here, at most every [`DRAIN_EVERY`], and always before a child is reaped).
+    pub fn poll_with(&mut self, now: Time, sink: &mut dyn NotifySink) -> NotifyReport {
         let mut report = NotifyReport::default();
-        self.reap(&mut report);
+        if now >= self.next_drain {
+            self.next_drain = now.plus(DRAIN_EVERY);
+            for o in self.outputs.iter_mut().filter(|o| o.fd >= 0) {
+                o.drain(&self.argv, sink);
+            }
+        }
+        self.reap(&mut report, sink);
         self.kill_overdue(now, &mut report);
-        self.start_waiting(now, &mut report);
+        self.start_waiting(now, &mut report, sink);
         report
     }
 
@@ -474,11 +771,21 @@ impl Notifier {
     /// re-check a killed one not yet reaped); `None` when nothing runs. Exits and new events
     /// are the caller's to notice (`SIGCHLD`, [`Notifier::push`]).
     pub fn next_deadline(&self) -> Option<Time> {
-        self.children
+        let kill = self
+            .children
             .iter()
             .filter(|c| c.pid != 0)
             .map(|c| c.deadline)
-            .min()
+            .min();
+        let drain = self
+            .outputs
+            .iter()
+            .any(|o| o.fd >= 0)
+            .then_some(self.next_drain);
+        match (kill, drain) {
+            (Some(k), Some(d)) => Some(k.min(d)),
+            (k, d) => k.or(d),
+        }
     }
 
     /// Children running now (including killed ones not yet reaped).
@@ -497,8 +804,13 @@ impl Notifier {
     }
 
     /// `waitpid(pid, WNOHANG)` for every running child.
-    fn reap(&mut self, report: &mut NotifyReport) {
-        for c in self.children.iter_mut().filter(|c| c.pid != 0) {
+    fn reap(&mut self, report: &mut NotifyReport, sink: &mut dyn NotifySink) {
+        for (c, o) in self
+            .children
+            .iter_mut()
+            .zip(self.outputs.iter_mut())
+            .filter(|(c, _)| c.pid != 0)
+        {
             let mut status: libc::c_int = 0;
             // SAFETY: `status` is a live local; WNOHANG keeps this from blocking.
             let r = unsafe { libc::waitpid(c.pid, &mut status, libc::WNOHANG) };
@@ -515,6 +827,12 @@ impl Notifier {
                 r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
             };
             if gone {
+                // What it printed last; a pipe still held open by something it started is
+                // closed all the same.
+                o.drain(&self.argv, sink);
+                o.close(&self.argv, sink);
+                self.busy[c.bucket as usize] -= 1;
+                self.dirty = true;
                 *c = Child::FREE;
                 self.running -= 1;
                 report.reaped += 1;
@@ -546,23 +864,48 @@ impl Notifier {
         }
     }
 
-    /// Starts waiting events, oldest first, while a slot is free.
-    fn start_waiting(&mut self, now: Time, report: &mut NotifyReport) {
-        while self.running < self.children.len() && self.len > 0 {
-            let entry = self.queue[self.head].take();
-            self.head = (self.head + 1) % self.queue.len();
+    /// Starts waiting events, oldest first, while a slot is free; an event whose server has
+    /// a command running stays, and so do the later events of that server (the bucket stays
+    /// busy). Scans only when something changed since the last scan.
+    fn start_waiting(&mut self, now: Time, report: &mut NotifyReport, sink: &mut dyn NotifySink) {
+        if !self.dirty || self.held {
+            return;
+        }
+        self.dirty = false;
+        let cap = self.queue.len();
+        let mut i = 0;
+        while i < self.span && self.running < self.children.len() && self.len > 0 {
+            let at = (self.head + i) % cap;
+            let Some(w) = self.queue[at] else {
+                i += 1;
+                continue;
+            };
+            if self.busy[w.bucket as usize] > 0 {
+                i += 1;
+                continue;
+            }
+            self.queue[at] = None;
             self.len -= 1;
-            let Some((cmd, ev)) = entry else { continue };
-            match self.spawn(cmd as usize, &ev) {
-                Ok(pid) => {
+            i += 1;
+            match self.spawn(w.cmd as usize, &w.ev) {
+                Ok((pid, out)) => {
                     let deadline = now.add_micros(self.kill_after_us);
-                    if let Some(c) = self.children.iter_mut().find(|c| c.pid == 0) {
-                        *c = Child {
+                    if let Some(i) = self.children.iter().position(|c| c.pid == 0) {
+                        self.children[i] = Child {
                             pid,
                             deadline,
                             killed: false,
+                            bucket: w.bucket,
                         };
+                        let o = &mut self.outputs[i];
+                        o.fd = out;
+                        o.cmd = w.cmd;
+                        o.ev = Some(w.ev);
+                    } else if out >= 0 {
+                        // SAFETY: our own descriptor (cannot happen: a slot is free).
+                        unsafe { libc::close(out) };
                     }
+                    self.busy[w.bucket as usize] += 1;
                     self.running += 1;
                     report.spawned += 1;
                     self.counters.spawned += 1;
@@ -570,15 +913,78 @@ impl Notifier {
                 Err(errno) => {
                     report.spawn_errors += 1;
                     report.last_errno = errno;
+                    report.last_failed = Some((w.cmd, w.ev));
+                    sink.spawn_failed(w.cmd, program_of(&self.argv, w.cmd), &w.ev, errno);
                     self.counters.spawn_errors += 1;
                 }
             }
         }
+        // The head moves past the holes it now has.
+        while self.span > 0 && self.queue[self.head].is_none() {
+            self.head = (self.head + 1) % cap;
+            self.span -= 1;
+        }
+        if self.span == 0 {
+            self.head = 0;
+        }
     }
 
-    /// Fills the `LVSMON_*` slots from `ev` and spawns command `cmd`. Returns the pid, or the
-    /// errno posix_spawn returned (it reports exec failures such as `ENOENT` too).
-    fn spawn(&mut self, cmd: usize, ev: &Event) -> Result<libc::pid_t, i32> {
+    /// Makes a pipe for a child's output: the read end non-blocking, the write end put in
+    /// the output slot the child's stdout and stderr come from. Returns the read end, or -1
+    /// (the slot keeps `/dev/null`) if no pipe could be made.
+    fn output_pipe(&mut self) -> libc::c_int {
+        let mut fds = [-1 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return -1;
+        }
+        let [r, w] = fds;
+        let slot = self.actions.2.as_raw_fd();
+        // SAFETY: plain calls on descriptors we own; dup3 replaces the slot atomically.
+        unsafe {
+            let ok = libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) == 0
+                && libc::dup3(w, slot, libc::O_CLOEXEC) == slot;
+            libc::close(w);
+            if !ok {
+                libc::close(r);
+                self.reset_output_slot();
+                return -1;
+            }
+        }
+        r
+    }
+
+    /// Points the output slot at `/dev/null` again, so the daemon holds no write end of a
+    /// child's pipe (the reader sees end of file when the child is done).
+    fn reset_output_slot(&mut self) {
+        // SAFETY: dup3 of our own descriptors.
+        unsafe {
+            libc::dup3(
+                self.actions.1.as_raw_fd(),
+                self.actions.2.as_raw_fd(),
+                libc::O_CLOEXEC,
+            )
+        };
+    }
+
+    /// Fills the `LVSMON_*` slots from `ev` and spawns command `cmd` with an output pipe of
+    /// its own. Returns the pid and the pipe's read end (-1 if none), or the errno
+    /// posix_spawn returned (it reports exec failures such as `ENOENT` too).
+    fn spawn(&mut self, cmd: usize, ev: &Event) -> Result<(libc::pid_t, libc::c_int), i32> {
+        let out = self.output_pipe();
+        let res = self.spawn_with_slot(cmd, ev);
+        if out >= 0 {
+            self.reset_output_slot();
+            if res.is_err() {
+                // SAFETY: our own descriptor, closed once.
+                unsafe { libc::close(out) };
+            }
+        }
+        res.map(|pid| (pid, out))
+    }
+
+    /// `posix_spawn` of command `cmd` for `ev` with the file actions as they are.
+    fn spawn_with_slot(&mut self, cmd: usize, ev: &Event) -> Result<libc::pid_t, i32> {
         self.fill_env(ev);
         let argv = &self.argv[cmd];
         let mut pid: libc::pid_t = 0;
@@ -631,6 +1037,391 @@ impl Notifier {
         let n = cap - rest.len();
         slot[n] = 0;
     }
+}
+
+/// A few words for the errors a spawn or an open of the event FIFO gives, for log lines
+/// (`io::Error`'s own text would be allocated).
+pub fn errno_text(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT => "no such file or directory",
+        libc::EACCES => "permission denied",
+        libc::ENOEXEC => "not an executable format",
+        libc::ENOTDIR => "a path component is not a directory",
+        libc::ELOOP => "too many symbolic links",
+        libc::ETXTBSY => "text file busy",
+        libc::EISDIR => "is a directory",
+        libc::E2BIG => "argument list too long",
+        libc::ENOMEM => "out of memory",
+        libc::EAGAIN => "resource temporarily unavailable (process limit?)",
+        libc::EMFILE | libc::ENFILE => "too many open files",
+        libc::ENXIO => "no process has the FIFO open for reading",
+        libc::EPIPE => "the reader closed the FIFO",
+        libc::ENOSPC => "no space left on device",
+        libc::EROFS => "read-only file system",
+        _ => "error",
+    }
+}
+
+/// Checks that a notify program can be started: `program` (argv\[0\], a path with a `/`) names
+/// a regular file, through symbolic links, with an execute bit for the user it will run as.
+///
+/// `root` is the `--chroot` directory when the daemon has not entered it yet (startup and
+/// `--check-config`): the program is looked up inside it, as the spawn will, an absolute path
+/// from the chroot's root and a relative one from it too (the daemon works in `/` there).
+/// `user` is the `--user` uid and gid the commands will run as; `None`: the daemon's own
+/// (checked with `access(2)`).
+///
+/// # Errors
+/// A sentence saying what is wrong and where the program was looked for.
+pub fn check_program(
+    program: &[u8],
+    root: Option<&std::path::Path>,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+    let shown = String::from_utf8_lossy(program);
+    let path: PathBuf = match root {
+        Some(r) => {
+            let rel = Path::new(std::ffi::OsStr::from_bytes(program));
+            let rel = rel.strip_prefix("/").unwrap_or(rel);
+            r.join(rel)
+        }
+        None => PathBuf::from(std::ffi::OsStr::from_bytes(program)),
+    };
+    let where_ = match root {
+        Some(r) => format!(
+            " (looked up as {} inside --chroot {})",
+            path.display(),
+            r.display()
+        ),
+        None => String::new(),
+    };
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| format!("notify program {shown}{where_} cannot be used: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "notify program {shown}{where_} is not a regular file"
+        ));
+    }
+    let mode = meta.permissions().mode();
+    let runnable = match user {
+        Some((0, _)) => mode & 0o111 != 0,
+        Some((uid, gid)) => {
+            let bit = if meta.uid() == uid {
+                0o100
+            } else if meta.gid() == gid {
+                0o010
+            } else {
+                0o001
+            };
+            mode & bit != 0
+        }
+        None => {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| format!("notify program {shown} holds a NUL byte"))?;
+            // SAFETY: access reads the NUL-terminated path only.
+            unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+        }
+    };
+    if !runnable {
+        let who = match user {
+            Some((uid, gid)) => format!("uid {uid} gid {gid}"),
+            None => "the daemon's user".to_string(),
+        };
+        return Err(format!(
+            "notify program {shown}{where_} is not executable by {who} (mode {:o})",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_program`] for every notify command of `plan`; an error points at the program word
+/// of the command's first `notify` line.
+///
+/// # Errors
+/// The first program that cannot be started, at its `file:line:col`.
+pub fn check_programs(
+    plan: &crate::config::Plan,
+    root: Option<&std::path::Path>,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> Result<(), crate::config::ConfigError> {
+    for (i, argv) in plan.notifies.iter().enumerate() {
+        let Some(program) = argv.first() else {
+            continue;
+        };
+        if let Err(msg) = check_program(program, root, user) {
+            let loc = plan
+                .notify_at
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| crate::config::Loc {
+                    file: plan.files.first().cloned().unwrap_or_default(),
+                    line: 0,
+                    col: 0,
+                });
+            return Err(crate::config::ConfigError::at(&loc, msg));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of event lines [`EventFifo`] holds while its reader is slow or absent.
+pub const FIFO_BUFFER: usize = 64 * 1024;
+/// How soon [`EventFifo`] tries again after a FIFO with no reader, a full pipe or an error.
+const FIFO_RETRY: Duration = Duration::from_secs(1);
+/// The longest event line (a detail of [`DETAIL_CAP`] bytes, each escaped, and the widest
+/// addresses fit well within it).
+const LINE_MAX: usize = 512;
+
+/// What [`EventFifo::flush`] found, for the caller to log (only when it changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FifoStatus {
+    /// Nothing new.
+    Same,
+    /// The path is open (again).
+    Opened,
+    /// The path could not be opened or written: the errno. Lines wait in the buffer.
+    Failed(i32),
+}
+
+/// `notify-fifo PATH`: every event line, in order, written to a FIFO or a file that another
+/// program reads, without ever blocking the loop.
+///
+/// Lines go to a buffer of [`FIFO_BUFFER`] bytes allocated at construction, and from there to
+/// the path, opened `O_WRONLY | O_NONBLOCK | O_APPEND` (and created as a regular file, mode
+/// 0600, if missing). A FIFO without a reader (`ENXIO`), a full pipe (`EAGAIN`) or a reader
+/// that went away (`EPIPE`) leaves the lines in the buffer and the path is tried again
+/// [`FIFO_RETRY`] later; a line that does not fit in the buffer is dropped and counted. A
+/// line is written whole to the next reader: after `EPIPE` the rest of a line cut short is
+/// discarded, so a new reader starts at the beginning of a line.
+pub struct EventFifo {
+    path: std::ffi::CString,
+    fd: Option<OwnedFd>,
+    buf: Box<[u8]>,
+    /// Bytes waiting at the front of `buf`.
+    len: usize,
+    /// The last byte written did not end a line.
+    partial: bool,
+    /// Not before this time is the path opened or written again (after a failure).
+    retry_at: Time,
+    /// The errno of the last failure, 0 once open: a failure is reported once, not at every
+    /// retry.
+    failing: i32,
+    /// Lines dropped because the buffer was full (or longer than [`LINE_MAX`]).
+    dropped: u64,
+    /// Lines written whole.
+    written: u64,
+}
+
+impl fmt::Debug for EventFifo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFifo")
+            .field("path", &self.path)
+            .field("open", &self.fd.is_some())
+            .field("pending", &self.len)
+            .field("dropped", &self.dropped)
+            .finish()
+    }
+}
+
+impl EventFifo {
+    /// A writer for `path`, not opened yet (the first line opens it, inside the chroot and as
+    /// the daemon's user if those apply).
+    ///
+    /// # Errors
+    /// `InvalidInput` if the path holds a NUL byte.
+    pub fn new(path: &[u8]) -> io::Result<EventFifo> {
+        let path = std::ffi::CString::new(path)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in notify-fifo"))?;
+        Ok(EventFifo {
+            path,
+            fd: None,
+            buf: vec![0; FIFO_BUFFER].into_boxed_slice(),
+            len: 0,
+            partial: false,
+            retry_at: Time::ZERO,
+            failing: 0,
+            dropped: 0,
+            written: 0,
+        })
+    }
+
+    /// The path, as configured.
+    pub fn path(&self) -> &[u8] {
+        self.path.as_bytes()
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Bytes waiting for the reader.
+    pub fn pending(&self) -> usize {
+        self.len
+    }
+
+    /// Lines waiting for the reader (a line cut short by a write counts).
+    pub fn pending_lines(&self) -> u64 {
+        self.buf[..self.len].iter().filter(|&&b| b == b'\n').count() as u64
+    }
+
+    /// When [`EventFifo::flush`] should run again: lines wait and the last try failed.
+    pub fn next_deadline(&self) -> Option<Time> {
+        (self.len > 0).then_some(self.retry_at)
+    }
+
+    /// Adds the line of `ev` (as the log writes it, without the time stamp, then a newline)
+    /// and writes what it can. Returns false if the line was dropped (no room).
+    pub fn push(
+        &mut self,
+        ev: &Event,
+        quorum: Option<(u32, u32)>,
+        now: Time,
+    ) -> (bool, FifoStatus) {
+        let mut line = [0u8; LINE_MAX];
+        let mut w = &mut line[..];
+        let ok = write_event_line(&mut w, ev, quorum).is_ok();
+        let n = LINE_MAX - w.len();
+        let kept = ok && self.len + n <= self.buf.len();
+        if kept {
+            self.buf[self.len..self.len + n].copy_from_slice(&line[..n]);
+            self.len += n;
+        } else {
+            self.dropped += 1;
+        }
+        let status = if now >= self.retry_at {
+            self.flush(now)
+        } else {
+            FifoStatus::Same
+        };
+        (kept, status)
+    }
+
+    /// Opens the path if needed and writes what waits, without blocking.
+    pub fn flush(&mut self, now: Time) -> FifoStatus {
+        let mut status = FifoStatus::Same;
+        if self.len == 0 {
+            return status;
+        }
+        if self.fd.is_none() {
+            // SAFETY: open with a NUL-terminated path; the result is a new descriptor or -1.
+            let fd = unsafe {
+                libc::open(
+                    self.path.as_ptr(),
+                    libc::O_WRONLY
+                        | libc::O_NONBLOCK
+                        | libc::O_APPEND
+                        | libc::O_CREAT
+                        | libc::O_CLOEXEC
+                        | libc::O_NOCTTY,
+                    0o600 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                return self.failed(now, io::Error::last_os_error().raw_os_error().unwrap_or(0));
+            }
+            // SAFETY: just opened, owned by nobody else.
+            self.fd = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            if self.failing != 0 || self.written == 0 {
+                status = FifoStatus::Opened;
+            }
+            self.failing = 0;
+        }
+        let Some(fd) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return status;
+        };
+        while self.len > 0 {
+            // SAFETY: writes from our own buffer, `len` bytes of which are initialised.
+            let n = unsafe { libc::write(fd, self.buf.as_ptr().cast(), self.len) };
+            if n < 0 {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                match errno {
+                    libc::EINTR => continue,
+                    libc::EAGAIN => {
+                        // The pipe is full: the reader is slow. Not a failure to report.
+                        self.retry_at = now.plus(FIFO_RETRY);
+                        return status;
+                    }
+                    _ => {
+                        self.fd = None;
+                        if self.partial {
+                            self.discard_partial_line();
+                        }
+                        return self.failed(now, errno);
+                    }
+                }
+            }
+            let n = n as usize;
+            if n == 0 {
+                // Nothing taken and no error: try again later rather than at once.
+                self.retry_at = now.plus(FIFO_RETRY);
+                break;
+            }
+            self.written += self.buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.partial = self.buf[n - 1] != b'\n';
+            self.buf.copy_within(n..self.len, 0);
+            self.len -= n;
+        }
+        status
+    }
+
+    /// Drops the bytes up to and including the first newline: the rest of a line whose
+    /// beginning went to a reader that is gone.
+    fn discard_partial_line(&mut self) {
+        let cut = self.buf[..self.len]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.len, |i| i + 1);
+        self.buf.copy_within(cut..self.len, 0);
+        self.len -= cut;
+        self.partial = false;
+    }
+
+    fn failed(&mut self, now: Time, errno: i32) -> FifoStatus {
+        self.retry_at = now.plus(FIFO_RETRY);
+        if self.failing == errno {
+            return FifoStatus::Same;
+        }
+        self.failing = errno;
+        FifoStatus::Failed(errno)
+    }
+}
+
+/// Writes the line of an event as the log does after its time stamp and level:
+/// `event=down virtual=tcp:10.0.0.1:80 real=192.168.1.10:80 reason=http-status
+/// detail="503" failures=3` (`up=N quorum=Q` instead of `failures=` for quorum events), then
+/// a newline. Allocates nothing.
+///
+/// # Errors
+/// `w` is full.
+pub fn write_event_line(
+    w: &mut impl Write,
+    ev: &Event,
+    quorum: Option<(u32, u32)>,
+) -> io::Result<()> {
+    write!(w, "event={} virtual={}", ev.kind.as_str(), ev.service)?;
+    if let Some(a) = ev.real {
+        write!(w, " real={a}")?;
+    }
+    if let Some(r) = ev.reason {
+        write!(w, " reason={} detail=\"", r.as_str())?;
+        for &b in ev.detail.as_bytes() {
+            match b {
+                b'"' | b'\\' => w.write_all(&[b'\\', b])?,
+                0x20..=0x7e => w.write_all(&[b])?,
+                _ => w.write_all(b"?")?,
+            }
+        }
+        w.write_all(b"\"")?;
+    }
+    match quorum {
+        Some((up, q)) => write!(w, " up={up} quorum={q}")?,
+        None => write!(w, " failures={}", ev.failures)?,
+    }
+    w.write_all(b"\n")
 }
 
 #[cfg(test)]
@@ -816,6 +1607,15 @@ mod tests {
                     .is_some_and(|(_, rest)| rest.starts_with('Z'))
             })
             .unwrap_or(true)
+    }
+
+    /// The earliest kill (or re-check) deadline of the running children.
+    fn kill_deadline(n: &Notifier) -> Option<Time> {
+        n.children
+            .iter()
+            .filter(|c| c.pid != 0)
+            .map(|c| c.deadline)
+            .min()
     }
 
     /// The pids of the running children.
@@ -1033,7 +1833,7 @@ mod tests {
         ];
         let mut n = notifier(&cmds, 2, 2, Duration::from_secs(30));
         assert!(n.push(0, &event(EventKind::Up, None)));
-        assert!(n.push(1, &event(EventKind::Up, None)));
+        assert!(n.push(1, &event(EventKind::Up, Some("192.168.1.10:80"))));
         // Block SIGUSR1 in this thread while spawning: the child must not inherit the mask.
         // (SIGPIPE is already ignored in every Rust test binary.)
         // SAFETY: plain sigset manipulation on locals; the old mask is restored below.
@@ -1098,8 +1898,10 @@ mod tests {
     fn at_most_max_running() {
         let file = TempFile::new("cap");
         let mut n = notifier(&[sh("sleep 0.3", &file)], 2, 8, Duration::from_secs(30));
-        for _ in 0..6 {
-            assert!(n.push(0, &event(EventKind::Up, None)));
+        // Six different reals: nothing but the cap holds them back.
+        for i in 0..6 {
+            let real = format!("192.168.1.{i}:80");
+            assert!(n.push(0, &event(EventKind::Up, Some(&real))));
         }
         let mut most = 0;
         let total = drive(
@@ -1179,7 +1981,9 @@ mod tests {
         let clock = Clock::new();
         let t0 = clock.now();
         assert_eq!(n.poll(t0).spawned, 1);
-        assert_eq!(n.next_deadline(), Some(t0.plus(Duration::from_millis(200))));
+        assert_eq!(kill_deadline(&n), Some(t0.plus(Duration::from_millis(200))));
+        // Until then the loop comes back to read the child's output.
+        assert_eq!(n.next_deadline(), Some(t0.plus(DRAIN_EVERY)));
         let pid = pids(&n)[0];
         // SAFETY: getpgid only reads.
         assert_eq!(
@@ -1213,7 +2017,7 @@ mod tests {
         let at = Time::ZERO.plus(kill_after);
         assert_eq!(n.poll(at).killed, 1);
         // A killed child is re-checked a little later in case SIGCHLD goes missing.
-        assert_eq!(n.next_deadline(), Some(at.plus(REAP_RETRY)));
+        assert_eq!(kill_deadline(&n), Some(at.plus(REAP_RETRY)));
         let start = Instant::now();
         while n.running() > 0 {
             assert!(start.elapsed() < WAIT_MAX, "killed child not reaped");
@@ -1222,5 +2026,371 @@ mod tests {
         }
         assert!(process_gone(pid));
         wait_for("the grandchild to die", || process_gone(grandchild));
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for the order of one server's events
+    // ---------------------------------------------------------------------------------------
+
+    /// Events of one real, and of one virtual's quorum, reach the command in the order they
+    /// were pushed although up to four commands run at once and each sleeps a different time;
+    /// events of different servers run side by side.
+    #[test]
+    fn one_servers_events_keep_their_order() {
+        let file = TempFile::new("per-key-order");
+        // Sleeps a time that depends on the event number (0 to 90 ms, out of step with the
+        // order), then appends "KEY NUMBER".
+        let script = r#"sleep "0.0$(( ($LVSMON_FAILURES * 7) % 10 ))"; printf '%s %s\n' "${LVSMON_REAL:-quorum}" "$LVSMON_FAILURES" >> "$1""#;
+        let mut n = notifier(&[sh(script, &file)], 4, 64, Duration::from_secs(30));
+        let keys = [Some("192.168.1.1:80"), Some("192.168.1.2:80"), None];
+        let mut pushed = 0;
+        for round in 0..6 {
+            for (k, real) in keys.iter().enumerate() {
+                let kind = if real.is_none() {
+                    EventKind::QuorumLost
+                } else {
+                    EventKind::Down
+                };
+                let mut ev = event(kind, *real);
+                ev.failures = (round * 3 + k) as u64;
+                assert!(n.push(0, &ev));
+                pushed += 1;
+            }
+        }
+        let mut most = 0;
+        let total = drive(
+            &mut n,
+            &Clock::new(),
+            |n| most = most.max(n.running()),
+            |n| n.queued() == 0 && n.running() == 0,
+        );
+        assert_eq!((total.spawned, total.reaped), (pushed, pushed));
+        assert!(most >= 2, "different servers ran side by side: most {most}");
+        let text = file.read();
+        for key in ["192.168.1.1:80", "192.168.1.2:80", "quorum"] {
+            let got: Vec<u64> = text
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v.parse().unwrap())
+                .collect();
+            let mut want = got.clone();
+            want.sort_unstable();
+            assert_eq!(got.len(), 6, "{key}: {text}");
+            assert_eq!(got, want, "{key} out of order:\n{text}");
+        }
+    }
+
+    /// A queue whose oldest event waits for its server while later ones start keeps room:
+    /// the holes are closed when the ring wraps.
+    #[test]
+    fn holes_are_reused() {
+        let file = TempFile::new("holes");
+        let mut n = notifier(&[sh("sleep 0.2", &file)], 8, 4, Duration::from_secs(30));
+        let a = event(EventKind::Down, Some("192.168.1.1:80"));
+        assert!(n.push(0, &a));
+        assert!(n.push(0, &a)); // waits for the first
+        assert_eq!(n.poll(Time::ZERO).spawned, 1);
+        for i in 2..5 {
+            let real = format!("192.168.1.{i}:80");
+            assert!(n.push(0, &event(EventKind::Up, Some(&real))));
+            assert_eq!(n.poll(Time::ZERO).spawned, 1, "{:?}", n.0);
+        }
+        // One waits; three holes behind it, and the ring is at its end: room for three more.
+        assert_eq!(n.queued(), 1);
+        for i in 5..8 {
+            let real = format!("192.168.1.{i}:80");
+            assert!(n.push(0, &event(EventKind::Up, Some(&real))), "{:?}", n.0);
+        }
+        assert!(!n.push(0, &a), "full");
+        let total = drain(&mut n);
+        assert_eq!(total.spawned, 4);
+        assert_eq!(n.counters().spawned, 8);
+    }
+
+    /// A failed spawn names its command and event.
+    #[test]
+    fn spawn_failure_names_command_and_event() {
+        let cmds = vec![
+            vec![b"/bin/true".to_vec()],
+            vec![b"/nonexistent/lvsmon-notify-test".to_vec()],
+        ];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        let ev = event(EventKind::Drained, Some("192.168.1.9:80"));
+        assert!(n.push(1, &ev));
+        let r = n.poll(Time::ZERO);
+        assert_eq!(r.last_failed, Some((1, ev)));
+        assert_eq!(r.last_errno, libc::ENOENT);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for check_program
+    // ---------------------------------------------------------------------------------------
+
+    #[test]
+    fn check_program_finds_what_cannot_run() {
+        assert_eq!(check_program(b"/bin/sh", None, None), Ok(()));
+        let missing = check_program(b"/nonexistent/x.sh", None, None).unwrap_err();
+        assert!(
+            missing.contains("/nonexistent/x.sh") && missing.contains("No such file"),
+            "{missing}"
+        );
+        let dir = check_program(b"/tmp", None, None).unwrap_err();
+        assert!(dir.contains("not a regular file"), "{dir}");
+        let plain = TempFile::new("noexec");
+        std::fs::write(&plain.0, "#!/bin/sh\n").unwrap();
+        let p = plain.arg();
+        let e = check_program(&p, None, Some((12345, 12345))).unwrap_err();
+        assert!(e.contains("not executable by uid 12345"), "{e}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&plain.0, std::fs::Permissions::from_mode(0o701)).unwrap();
+        assert_eq!(check_program(&p, None, Some((12345, 12345))), Ok(()));
+        // Inside a chroot: /bin/sh is looked up under the directory.
+        let root = std::path::Path::new("/nonexistent-root");
+        let e = check_program(b"/bin/sh", Some(root), None).unwrap_err();
+        assert!(
+            e.contains("/nonexistent-root/bin/sh") && e.contains("--chroot"),
+            "{e}"
+        );
+        assert_eq!(
+            check_program(b"/sh", Some(std::path::Path::new("/bin")), None),
+            Ok(())
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for EventFifo
+    // ---------------------------------------------------------------------------------------
+
+    fn mkfifo(f: &TempFile) {
+        let c = std::ffi::CString::new(f.arg()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    fn down(i: u64) -> Event {
+        let mut ev = event(EventKind::Down, Some("192.168.1.10:80"));
+        ev.reason = Some(Reason::HttpStatus);
+        ev.detail = Detail::text(b"503 Service Unavailable");
+        ev.failures = i;
+        ev
+    }
+
+    #[test]
+    fn fifo_line_is_the_log_line() {
+        let mut buf = Vec::new();
+        write_event_line(&mut buf, &down(3), None).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "event=down virtual=tcp:10.0.0.1:80 real=192.168.1.10:80 reason=http-status detail=\"503 Service Unavailable\" failures=3\n"
+        );
+        let mut buf = Vec::new();
+        write_event_line(&mut buf, &event(EventKind::QuorumLost, None), Some((1, 2))).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "event=quorum-lost virtual=tcp:10.0.0.1:80 up=1 quorum=2\n"
+        );
+    }
+
+    /// A regular file gets every line, appended, in order.
+    #[test]
+    fn fifo_to_a_regular_file() {
+        let file = TempFile::new("fifo-file");
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        for i in 0..100 {
+            assert!(f.push(&down(i), None, Time::ZERO).0);
+        }
+        assert_eq!((f.pending(), f.dropped()), (0, 0));
+        let text = file.read();
+        let got: Vec<&str> = text
+            .lines()
+            .map(|l| l.rsplit('=').next().unwrap())
+            .collect();
+        let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+    }
+
+    /// No reader: nothing blocks, lines wait up to the buffer's size and the rest are dropped
+    /// and counted; a reader that comes later gets the waiting lines, whole and in order.
+    #[test]
+    fn fifo_without_reader_then_with_one() {
+        let file = TempFile::new("fifo");
+        mkfifo(&file);
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        let t = Instant::now();
+        let (kept, status) = f.push(&down(0), None, Time::ZERO);
+        assert!(kept);
+        assert_eq!(status, FifoStatus::Failed(libc::ENXIO));
+        assert_eq!(f.next_deadline(), Some(Time::ZERO.plus(FIFO_RETRY)));
+        let mut i = 1;
+        while f.dropped() == 0 {
+            f.push(&down(i), None, Time::ZERO);
+            i += 1;
+            assert!(i < 10_000);
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "never blocks");
+        let kept_lines = f.pending_lines();
+        assert!(kept_lines > 100, "{kept_lines}");
+        // A reader arrives; at the retry time the lines go out.
+        let path = file.0.clone();
+        let reader = std::thread::spawn(move || std::fs::read_to_string(path).unwrap());
+        let later = Time::ZERO.plus(FIFO_RETRY);
+        let start = Instant::now();
+        loop {
+            let st = f.flush(later);
+            if f.pending() == 0 {
+                break;
+            }
+            assert!(start.elapsed() < WAIT_MAX, "{st:?} {f:?}");
+            std::thread::sleep(TICK);
+        }
+        drop(f); // EOF for the reader
+        let text = reader.join().unwrap();
+        let got: Vec<u64> = text
+            .lines()
+            .map(|l| l.rsplit('=').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(got, (0..kept_lines).collect::<Vec<_>>());
+    }
+
+    /// A reader that stops reading fills the pipe: the writer never blocks, lines wait, then
+    /// are dropped; a reader that closes is replaced by the next one, which starts at a line.
+    #[test]
+    fn fifo_with_stalled_then_gone_reader() {
+        let file = TempFile::new("fifo-stall");
+        mkfifo(&file);
+        // A reader that opens and never reads.
+        let c = std::ffi::CString::new(file.arg()).unwrap();
+        // SAFETY: open with a NUL-terminated path.
+        let rd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
+        assert!(rd >= 0);
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        assert_eq!(f.push(&down(0), None, Time::ZERO).1, FifoStatus::Opened);
+        let t = Instant::now();
+        let mut i = 1;
+        while f.dropped() == 0 {
+            f.push(&down(i), None, Time::ZERO);
+            i += 1;
+            assert!(i < 100_000);
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "never blocks");
+        assert!(f.pending() > FIFO_BUFFER - LINE_MAX);
+        // The reader goes away: EPIPE; the rest of a cut line is discarded.
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(rd) };
+        let later = Time::ZERO.plus(FIFO_RETRY);
+        let st = f.flush(later);
+        assert!(
+            matches!(
+                st,
+                FifoStatus::Failed(libc::EPIPE) | FifoStatus::Failed(libc::ENXIO)
+            ),
+            "{st:?}"
+        );
+        assert!(
+            f.pending() == 0 || f.buf[..f.pending()].starts_with(b"event="),
+            "starts at a line"
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Tests for the children's output
+    // ---------------------------------------------------------------------------------------
+
+    #[derive(Default)]
+    struct Record {
+        lines: Vec<(u32, EventKind, String)>,
+        discarded: Vec<(u32, u64, u64)>,
+        failed: Vec<(u32, i32)>,
+    }
+
+    impl NotifySink for Record {
+        fn spawn_failed(&mut self, cmd: u32, program: &[u8], _: &Event, errno: i32) {
+            assert!(!program.is_empty());
+            self.failed.push((cmd, errno));
+        }
+        fn output(&mut self, cmd: u32, program: &[u8], ev: &Event, line: &[u8]) {
+            assert_eq!(program, b"/bin/sh");
+            self.lines
+                .push((cmd, ev.kind, String::from_utf8_lossy(line).into_owned()));
+        }
+        fn output_discarded(
+            &mut self,
+            cmd: u32,
+            program: &[u8],
+            _: &Event,
+            lines: u64,
+            bytes: u64,
+        ) {
+            assert_eq!(program, b"/bin/sh");
+            self.discarded.push((cmd, lines, bytes));
+        }
+    }
+
+    /// Polls with `rec` until nothing waits or runs.
+    fn drain_into(n: &mut Notifier, rec: &mut Record) {
+        let clock = Clock::new();
+        let start = Instant::now();
+        loop {
+            n.poll_with(clock.now(), rec);
+            if n.queued() == 0 && n.running() == 0 {
+                return;
+            }
+            assert!(start.elapsed() < WAIT_MAX, "gave up: {n:?}");
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// stdout and stderr reach the sink line by line, named by command and event; past the
+    /// first lines, and past the length of a line, output is counted and discarded, and a
+    /// command that prints megabytes runs to its end.
+    #[test]
+    fn output_is_passed_on_in_bounded_lines() {
+        let file = TempFile::new("output");
+        let cmds = [
+            sh(r#"echo "out $LVSMON_EVENT"; echo err >&2; printf 'no newline'"#, &file),
+            sh(
+                "i=0; while [ $i -lt 15 ]; do echo line$i; i=$((i+1)); done; head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done > \"$1\"",
+                &file,
+            ),
+        ];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        assert!(n.push(0, &event(EventKind::Up, Some("192.168.1.1:80"))));
+        assert!(n.push(1, &event(EventKind::Down, Some("192.168.1.2:80"))));
+        let mut rec = Record::default();
+        drain_into(&mut n, &mut rec);
+        let of = |cmd: u32| -> Vec<String> {
+            rec.lines
+                .iter()
+                .filter(|(c, _, _)| *c == cmd)
+                .map(|(_, _, l)| l.clone())
+                .collect()
+        };
+        assert_eq!(of(0), ["out up", "err", "no newline"]);
+        assert!(rec
+            .lines
+            .iter()
+            .all(|(c, k, _)| (*c == 0) == (*k == EventKind::Up)));
+        let want: Vec<String> = (0..10).map(|i| format!("line{i}")).collect();
+        assert_eq!(of(1), want);
+        assert_eq!(file.read(), "done\n", "the command ran to its end");
+        // Lines 10 to 14 (7 bytes each with the newline), the 3,000,000 x and its newline.
+        assert_eq!(rec.discarded, [(1, 6, 5 * 7 + 3_000_001)]);
+        assert!(rec.failed.is_empty());
+        assert!(n.outputs.iter().all(|o| o.fd == -1));
+    }
+
+    /// A held notifier queues but starts nothing until released.
+    #[test]
+    fn held_notifier_starts_nothing() {
+        let cmds = vec![vec![b"/bin/true".to_vec()]];
+        let mut n = notifier(&cmds, 2, 4, Duration::from_secs(30));
+        n.hold(true);
+        assert!(n.push(0, &event(EventKind::Up, None)));
+        assert_eq!(n.poll(Time::ZERO).spawned, 0);
+        assert_eq!(n.queued(), 1);
+        n.hold(false);
+        assert_eq!(n.poll(Time::ZERO).spawned, 1);
+        drain(&mut n);
     }
 }

@@ -83,6 +83,20 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartupError {
 pub fn run(cli: &Cli) -> Result<(), StartupError> {
     if cli.check_config {
         let plan = config::load(&cli.file, cli.interval).map_err(StartupError::ConfigCheck)?;
+        // The notify programs as the daemon would find them: inside the chroot, for the user.
+        // (Without root, `--user` cannot be looked up here: then the daemon's own user.)
+        let target = Target::resolve(cli.user.as_deref(), cli.chroot.as_deref())
+            .ok()
+            .flatten();
+        let root = target
+            .as_ref()
+            .and_then(|t| t.chroot.as_deref())
+            .or(cli.chroot.as_deref());
+        let user = target
+            .as_ref()
+            .and_then(|t| t.user.as_ref())
+            .map(|u| (u.uid, u.gid));
+        crate::notify::check_programs(&plan, root, user).map_err(StartupError::ConfigCheck)?;
         let mut report = format!("{}: OK: {}\n", cli.file.display(), plan.summary());
         let bytes = crate::history::History::bytes_for(
             &plan.history,
@@ -126,6 +140,16 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
     let plan = config::load(&cli.file, cli.interval)?;
     // Before anything is opened: an unknown user or a missing directory stops us here.
     let target = Target::resolve(cli.user.as_deref(), cli.chroot.as_deref())?;
+    // The notify programs must start where and as whom they will run: inside the chroot,
+    // as the user.
+    crate::notify::check_programs(
+        &plan,
+        target.as_ref().and_then(|t| t.chroot.as_deref()),
+        target
+            .as_ref()
+            .and_then(|t| t.user.as_ref())
+            .map(|u| (u.uid, u.gid)),
+    )?;
     let level = if cli.quiet {
         Level::Error
     } else {

@@ -1074,8 +1074,21 @@ fn check_config_rejects_every_bad_file() {
         n += 1;
     }
     assert!(n >= 20, "only {n} bad inputs");
+    // The example's notify programs are checked where they will run: here, inside a chroot
+    // that has them.
+    let chroot = TempDir::new("example-chroot");
+    for program in ["lvs-notify", "page-mail-team"] {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = chroot.0.join("usr/local/sbin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(program);
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let out = Command::new(bin())
-        .args(["--check-config", "-f"])
+        .args(["--check-config", "--chroot"])
+        .arg(&chroot.0)
+        .arg("-f")
         .arg(format!("{root}/lvsmon.conf.example"))
         .output()
         .unwrap();

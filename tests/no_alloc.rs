@@ -166,8 +166,14 @@ fn main() {
     ];
     let dir = TempDir::new("noalloc");
     let mut conf = String::from(
-        "interval 60ms\nconnect-timeout 150ms\ntimeout 250ms\nfall 1\nrise 1\nquorum 1\nresync 1s\nnotify \"/bin/true\" \"event\"\nnotify-max 2\n",
+        "interval 60ms\nconnect-timeout 150ms\ntimeout 250ms\nfall 1\nrise 1\nquorum 1\nresync 1s\nnotify \"/bin/echo\" \"event\"\nnotify-max 2\n",
     );
+    // Every event line also goes to a file (notify-fifo), written from the loop; the notify
+    // command prints a line, read from its pipe and logged by the loop.
+    conf.push_str(&format!(
+        "notify-fifo \"{}\"\n",
+        dir.0.join("events.fifo").display()
+    ));
     let mut add = |n: usize, addr: std::net::SocketAddr, check: &str| {
         conf.push_str(&format!(
             "virtual tcp 127.1.0.{}:80 {{\n  sorry 127.0.0.1:8080\n  {check}\n  real {addr} weight 2\n}}\n",

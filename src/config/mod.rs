@@ -198,6 +198,11 @@ pub struct Plan {
     pub max_in_flight: Option<u32>,
     /// Distinct `notify` commands (argv words); reals point into this list.
     pub notifies: Vec<Vec<Vec<u8>>>,
+    /// Where the program word of each entry of `notifies` stands (its first `notify` line),
+    /// for the errors of [`crate::notify::check_program`].
+    pub notify_at: Vec<Loc>,
+    /// `notify-fifo`: the FIFO or file every event line is written to, and where it was set.
+    pub notify_fifo: Option<(Vec<u8>, Loc)>,
     /// Virtual services, in file order.
     pub virtuals: Vec<VirtualPlan>,
     /// Real servers (one per real line per virtual: an IPVS destination), grouped by virtual.

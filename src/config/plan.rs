@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use super::parse::{Document, Pos, Statement, Word};
 use super::{
-    CheckPlan, ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey,
+    CheckPlan, ConfigError, Forward, HistorySpec, Loc, OnDown, Plan, Proto, RealPlan, ServiceKey,
     Thresholds, VirtualPlan,
 };
 use crate::history::MAX_RING;
@@ -237,6 +237,7 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("notify", G | V | R),
     ("check", G | V | R),
     ("notify-max", G),
+    ("notify-fifo", G),
     ("max-checks-in-flight", G),
     ("resync", G),
     ("history", G),
@@ -287,6 +288,8 @@ struct Layer {
     /// Index into `Planner::checks`.
     check: Option<Set<usize>>,
     notify_max: Option<Set<u32>>,
+    /// `notify-fifo PATH`, and where the path word stands.
+    notify_fifo: Option<Set<(Vec<u8>, Pos)>>,
     max_in_flight: Option<Set<u32>>,
     resync: Option<Set<Duration>>,
     history: Option<Set<HistorySpec>>,
@@ -653,6 +656,16 @@ impl<'d> Planner<'d> {
             "notify-max" => self.put(&mut layer.notify_max, kw, || {
                 let w = self.one(kw, args, "a count of at least 1")?;
                 Ok(self.number(w, 1, MAX_NOTIFY_MAX.into(), "notify-max")? as u32)
+            }),
+            "notify-fifo" => self.put(&mut layer.notify_fifo, kw, || {
+                let w = self.one(kw, args, "a path (notify-fifo PATH)")?;
+                if w.text.is_empty() || w.text.contains(&0) {
+                    return Err(self.err(
+                        w.pos,
+                        "expected a path after notify-fifo (not empty, no NUL byte)",
+                    ));
+                }
+                Ok((w.text.clone(), w.pos))
             }),
             "quorum" => self.put(&mut layer.quorum, kw, || {
                 let w = self.one(kw, args, "a number of reals")?;
@@ -1393,16 +1406,19 @@ impl Hasher for FastHasher {
 /// The index in `Plan::notifies` of notify line `line` (argv `words`): each line is turned
 /// into argv once, and equal argvs share one entry.
 fn intern_notify(
+    doc: &Document,
     words: &[Word],
     line: usize,
     line_notify: &mut [Option<usize>],
     notify_ids: &mut HashMap<Vec<Vec<u8>>, usize>,
     notifies: &mut Vec<Vec<Vec<u8>>>,
+    notify_at: &mut Vec<Loc>,
 ) -> usize {
     *line_notify[line].get_or_insert_with(|| {
         let argv: Vec<Vec<u8>> = words.iter().map(|w| w.text.clone()).collect();
         *notify_ids.entry(argv.clone()).or_insert_with(|| {
             notifies.push(argv);
+            notify_at.push(doc.loc(words[0].pos));
             notifies.len() - 1
         })
     })
@@ -1507,6 +1523,7 @@ impl<'d> Planner<'d> {
         let mut notify_ids: HashMap<Vec<Vec<u8>>, usize> = HashMap::new();
         let mut line_notify: Vec<Option<usize>> = vec![None; self.notifies.len()];
         let mut notifies: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut notify_at: Vec<Loc> = Vec::new();
         let mut plan_virtuals = Vec::with_capacity(virtuals.len());
         let mut plan_reals = Vec::with_capacity(reals.len());
 
@@ -1579,11 +1596,13 @@ impl<'d> Planner<'d> {
                 // Each notify line is turned into argv once; equal argvs share one entry.
                 let notify = rs.find(|l| &l.notify).map(|s| {
                     intern_notify(
+                        doc,
                         self.notifies[s.value],
                         s.value,
                         &mut line_notify,
                         &mut notify_ids,
                         &mut notifies,
+                        &mut notify_at,
                     )
                 });
 
@@ -1637,11 +1656,13 @@ impl<'d> Planner<'d> {
                 // Quorum events go to the notify command set for the virtual (or globally).
                 notify: vs.find(|l| &l.notify).map(|s| {
                     intern_notify(
+                        doc,
                         self.notifies[s.value],
                         s.value,
                         &mut line_notify,
                         &mut notify_ids,
                         &mut notifies,
+                        &mut notify_at,
                     )
                 }),
                 loc: doc.loc(v.pos),
@@ -1677,6 +1698,11 @@ impl<'d> Planner<'d> {
                 .map_or(DEFAULT_NOTIFY_MAX, |s| s.value),
             max_in_flight: global.max_in_flight.as_ref().map(|s| s.value),
             notifies,
+            notify_at,
+            notify_fifo: global
+                .notify_fifo
+                .as_ref()
+                .map(|s| (s.value.0.clone(), doc.loc(s.value.1))),
             virtuals: plan_virtuals,
             reals: plan_reals,
             checks,

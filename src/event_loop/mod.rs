@@ -38,7 +38,7 @@ use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::{Change, Health, Rules, State};
 use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
-use crate::notify::Notifier;
+use crate::notify::{EventFifo, FifoStatus, Notifier};
 use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
 use crate::pool::BufPool;
 use crate::sd_notify::{SdCounters, SdNotify};
@@ -353,6 +353,8 @@ pub struct Stats {
     pub lateness: Histogram,
     /// Notify events dropped because the queue was full.
     pub notify_dropped: u64,
+    /// Event lines `notify-fifo` dropped because its reader was slow or absent.
+    pub fifo_dropped: u64,
     /// Differences between the table and lvsmon's decisions found by resyncs (and repaired).
     pub drift_repaired: u64,
     /// Read-backs of the table completed.
@@ -412,6 +414,8 @@ struct Core {
     next_save: Time,
     save_cursor: Option<usize>,
     notifier: Option<Notifier>,
+    /// `notify-fifo`: every event line, in order, for another program.
+    fifo: Option<EventFifo>,
     /// systemd's notification socket (readiness, reload, stop, watchdog pings).
     systemd: Option<SdNotify>,
     log: Log,
@@ -903,6 +907,9 @@ impl Daemon {
         for n in notifiers.filter_map(|n| n.next_deadline()) {
             next = Some(next.map_or(n, |w| w.min(n)));
         }
+        if let Some(f) = self.core.fifo.as_ref().and_then(|f| f.next_deadline()) {
+            next = Some(next.map_or(f, |w| w.min(f)));
+        }
         if !self.ipvs.is_dry_run() && self.core.resync_us > 0 {
             let r = self.core.next_resync;
             next = Some(next.map_or(r, |w| w.min(r)));
@@ -1213,6 +1220,10 @@ impl Core {
                 opts.notify_kill_after,
             )?)
         };
+        let fifo = match &plan.notify_fifo {
+            Some((path, _)) => Some(EventFifo::new(path)?),
+            None => None,
+        };
 
         Ok(Core {
             probes: probes.into_boxed_slice(),
@@ -1246,6 +1257,7 @@ impl Core {
             next_save: Time(micros(opts.state_interval).max(1_000_000)),
             save_cursor: None,
             notifier,
+            fifo,
             log,
             stats: Stats::default(),
             stop: false,
@@ -1263,6 +1275,55 @@ impl Core {
             in_flight: 0,
             max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
         })
+    }
+}
+
+/// Logs what a notifier reports as it happens: each failed spawn and each line of a
+/// command's output, naming the program and the event.
+pub(super) struct NotifyLog<'a> {
+    pub(super) log: &'a mut Log,
+}
+
+impl NotifyLog<'_> {
+    /// `program="..." event=... virtual=... real=...` after `msg`, on a line at `level`.
+    fn line(
+        &mut self,
+        level: Level,
+        msg: &str,
+        program: &[u8],
+        ev: &Event,
+    ) -> Option<crate::log::Line<'_>> {
+        let mut l = self.log.line(level)?;
+        let _ = write!(l, "msg=\"{msg}\" ");
+        l.quoted("program", program);
+        let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
+        if let Some(a) = ev.real {
+            let _ = write!(l, " real={a}");
+        }
+        Some(l)
+    }
+}
+
+impl crate::notify::NotifySink for NotifyLog<'_> {
+    fn spawn_failed(&mut self, _: u32, program: &[u8], ev: &Event, errno: i32) {
+        // One line per event lost.
+        if let Some(mut l) = self.line(Level::Error, "notify spawn failed", program, ev) {
+            let _ = write!(l, " errno={errno} ");
+            l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+        }
+    }
+
+    fn output(&mut self, _: u32, program: &[u8], ev: &Event, line: &[u8]) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output", program, ev) {
+            let _ = write!(l, " ");
+            l.quoted("line", line);
+        }
+    }
+
+    fn output_discarded(&mut self, _: u32, program: &[u8], ev: &Event, lines: u64, bytes: u64) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output discarded", program, ev) {
+            let _ = write!(l, " lines={lines} bytes={bytes}");
+        }
     }
 }
 
@@ -1672,6 +1733,13 @@ impl Core {
                     let _ = write!(l, " failures={}", ev.failures);
                 }
             }
+        }
+        if let Some(f) = self.fifo.as_mut() {
+            let (kept, status) = f.push(ev, quorum, self.now);
+            if !kept {
+                self.stats.fifo_dropped += 1;
+            }
+            self.fifo_status(status);
         }
         if notify != NO_NOTIFY {
             if let Some(n) = self.notifier.as_mut() {
@@ -2166,23 +2234,47 @@ impl Core {
         }
     }
 
+    /// Logs what the `notify-fifo` writer reported, if anything changed.
+    fn fifo_status(&mut self, status: FifoStatus) {
+        let Some(f) = self.fifo.as_ref() else { return };
+        match status {
+            FifoStatus::Same => {}
+            FifoStatus::Opened => {
+                if let Some(mut l) = self.log.line(Level::Info) {
+                    let _ = write!(l, "msg=\"notify-fifo open\" ");
+                    l.quoted("path", f.path());
+                }
+            }
+            FifoStatus::Failed(errno) => {
+                if let Some(mut l) = self.log.line(Level::Warn) {
+                    let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
+                    l.quoted("path", f.path());
+                    let _ = write!(l, " errno={errno} ");
+                    l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+                    let _ = write!(l, " pending_bytes={}", f.pending());
+                }
+            }
+        }
+    }
+
     fn poll_notify(&mut self, now: Time) {
         if !self.retiring.is_empty() {
             self.poll_retiring(now);
         }
+        if let Some(f) = self.fifo.as_mut() {
+            if f.next_deadline().is_some_and(|t| now >= t) {
+                let status = f.flush(now);
+                self.fifo_status(status);
+            }
+        }
         let Some(n) = self.notifier.as_mut() else {
             return;
         };
-        let rep = n.poll(now);
-        if rep.spawn_errors > 0 {
-            if let Some(mut l) = self.log.line(Level::Error) {
-                let _ = write!(
-                    l,
-                    "msg=\"notify spawn failed\" errno={} failed={}",
-                    rep.last_errno, rep.spawn_errors
-                );
-            }
-        }
+        // Commands of the notifier a reload replaced run to their end first: one server's
+        // events stay in order across the reload.
+        n.hold(!self.retiring.is_empty());
+        let mut sink = NotifyLog { log: &mut self.log };
+        let rep = n.poll_with(now, &mut sink);
         if rep.killed > 0 {
             if let Some(mut l) = self.log.line(Level::Warn) {
                 let _ = write!(

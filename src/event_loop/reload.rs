@@ -69,6 +69,9 @@ impl Loaded {
         // at startup.
         crate::startup::fit_fd_limit(&plan)
             .map_err(|e| format!("{}: {e}", file.clone().unwrap_or_default()))?;
+        // The daemon runs where and as whom its notify commands will: a program it could not
+        // start is refused here, as at startup.
+        crate::notify::check_programs(&plan, None, None).map_err(|e| e.to_string())?;
         let managed = crate::startup::managed_services(&plan);
         let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
         let summary = plan.summary();
@@ -212,7 +215,9 @@ impl Core {
     pub(super) fn poll_retiring(&mut self, now: Time) {
         let mut i = 0;
         while i < self.retiring.len() {
-            let _ = self.retiring[i].poll(now);
+            // Their commands' failures and output are logged as the running notifier's are.
+            let mut sink = super::NotifyLog { log: &mut self.log };
+            let _ = self.retiring[i].poll_with(now, &mut sink);
             if self.retiring[i].running() == 0 && self.retiring[i].queued() == 0 {
                 let n = self.retiring.swap_remove(i);
                 add_counters(&mut self.notify_retired, &n.counters());
@@ -734,6 +739,18 @@ impl Daemon {
         } else {
             old_notifier
         };
+        // The same notify-fifo keeps its writer: its open descriptor and the lines waiting
+        // for the reader. Another path (or none) starts afresh; lines still waiting for the
+        // old one are dropped and counted.
+        let same_fifo = match (&new.fifo, &self.core.fifo) {
+            (Some(n), Some(o)) => n.path() == o.path(),
+            _ => false,
+        };
+        if same_fifo {
+            new.fifo = self.core.fifo.take();
+        } else if let Some(old) = self.core.fifo.take() {
+            self.core.stats.fifo_dropped += old.pending_lines();
+        }
         self.ipvs.reconfigure(&managed, queue_cap);
         let dry = self.ipvs.is_dry_run();
         let registry = self.poll.registry();

@@ -378,6 +378,12 @@ impl Core {
                             writeln!(w, "lvsmon_log_dropped_total {}", self.log.dropped())
                         })
                         && out.line(|w| {
+                            let st = &self.stats;
+                            stats::family(w, "lvsmon_notify_dropped_total", "counter", "Events not passed on: to the notify command (queue full) or to notify-fifo (its reader slow or absent).")?;
+                            writeln!(w, "lvsmon_notify_dropped_total{{to=\"command\"}} {}", st.notify_dropped)?;
+                            writeln!(w, "lvsmon_notify_dropped_total{{to=\"fifo\"}} {}", st.fifo_dropped)
+                        })
+                        && out.line(|w| {
                             stats::family(w, "lvsmon_check_failures_total", "counter", "Failed checks by reason.")?;
                             for r in Reason::ALL {
                                 writeln!(w, "lvsmon_check_failures_total{{reason=\"{}\"}} {}", r.as_str(), self.stats.failures[r as usize])?;
