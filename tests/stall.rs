@@ -87,6 +87,56 @@ fn sigstop_for_10s_marks_no_real_down() {
     println!("stopped 10 s: stall of {stalled} s logged, {passes} passes in 3 s after, no DOWN");
 }
 
+/// Stops shorter than a stall (0.3 s, five times) while checks with a 0.2 s timeout wait for
+/// replies that come after 0.1 s: the wait ends with EINTR at SIGCONT and returns nothing,
+/// and the replies, there all along, are read before the deadlines that passed meanwhile.
+#[test]
+fn short_stops_read_the_replies_before_the_deadlines() {
+    let backends: Vec<Backend> = (0..20)
+        .map(|_| {
+            Backend::start(Script(vec![
+                Action::Expect(REQUEST_END.to_vec()),
+                Action::Sleep(Duration::from_millis(100)),
+                Action::Send(http_response(200, "OK")),
+                Action::Close,
+            ]))
+        })
+        .collect();
+    let mut conf = String::from(
+        "interval 500ms\nconnect-timeout 200ms\ntimeout 200ms\nfall 1\nrise 1\nvirtual tcp 127.1.0.1:80 {\n  check http\n",
+    );
+    for b in &backends {
+        conf.push_str(&format!("  real {}\n", b.addr()));
+    }
+    conf.push_str("}\n");
+    let mut d = Lvsmon::start(&conf, &[]);
+    let end = Instant::now() + 10 * S;
+    while d.count(&["event=up"]) < 20 && Instant::now() < end {
+        d.try_wait_for(&["event=up"], end.saturating_duration_since(Instant::now()));
+    }
+    assert_eq!(d.count(&["event=up"]), 20, "not every real came up");
+    // About 4 checks wait for a reply at any time.
+    for _ in 0..5 {
+        d.collect_for(S / 2);
+        d.signal(libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(300));
+        d.signal(libc::SIGCONT);
+    }
+    d.collect_for(S);
+    let fails: Vec<&String> = d
+        .seen()
+        .iter()
+        .filter(|l| l.contains("result=fail"))
+        .take(5)
+        .collect();
+    assert!(
+        fails.is_empty(),
+        "checks failed across the stops: {fails:#?}"
+    );
+    assert_eq!(d.count(&["event=down"]), 0);
+    assert!(d.count(&["result=pass"]) >= 60);
+}
+
 /// The loop stands still (this thread sleeps) right after it started a check: the connect
 /// completes meanwhile, and the check's whole timeout passes. Once the loop runs again the
 /// request goes out and the reply, 0.3 s later, decides: a pass, not a `recv-timeout`.
@@ -145,5 +195,5 @@ fn a_check_started_just_before_a_stall_is_judged_by_its_reply() {
         st.failures
     );
     assert_eq!(d.real_state(0).0, State::Up);
-    assert_eq!(st.loop_stalls, 1, "stalls counted");
+    assert!(st.loop_stalls >= 1, "stall not counted");
 }

@@ -484,6 +484,8 @@ pub struct Daemon {
     /// Turns left that only read readiness (a zero wait, no deadline expired), after a
     /// stall or a wait cut short by a signal, until a poll returns less than a full batch.
     catch_up: u32,
+    /// The last wait was cut short by a signal and returned nothing: poll again first.
+    repoll: bool,
     core: Core,
 }
 
@@ -599,6 +601,37 @@ fn wall_now_us() -> u64 {
     ts.tv_sec.max(0) as u64 * 1_000_000 + ts.tv_nsec.max(0) as u64 / 1000
 }
 
+/// The loop woke `late` µs later than the wait it asked for, or a signal cut its wait short
+/// (`interrupted`: the poll returned nothing): from now on it reads what is ready, a batch a
+/// turn, before it expires any deadline (see [`caught_up`]). The turns that may take are
+/// bounded: as many as full batches of every check's readiness, and four.
+#[cold]
+#[inline(never)]
+fn woke_late(core: &Core, state: (&mut u32, &mut bool), cap: usize, late: u64, interrupted: bool) {
+    let (catch_up, repoll) = state;
+    if late > STALL_MARGIN_US || interrupted {
+        if *catch_up == 0 {
+            *catch_up = (core.probes.len() / cap.max(1)) as u32 + 4;
+        }
+        *repoll |= interrupted;
+    }
+}
+
+/// A turn while catching up, after its readiness was handled: true when the deadlines may
+/// be expired now, that is once a poll, not cut short, returned less than a full batch
+/// (nothing that was ready is left unread), or the turns allowed are used up.
+#[cold]
+#[inline(never)]
+fn caught_up(catch_up: &mut u32, repoll: &mut bool, events: &Events) -> bool {
+    let full = events.iter().count() >= events.capacity();
+    *catch_up = if std::mem::take(repoll) || full {
+        *catch_up - 1
+    } else {
+        0
+    };
+    *catch_up == 0
+}
+
 /// Rounds a wait up to whole milliseconds, as `epoll_wait` counts.
 fn wait_for(now: Time, until: Time) -> Duration {
     let us = until.micros_since(now);
@@ -668,6 +701,7 @@ impl Daemon {
             alarm,
             awake: clock.now(),
             catch_up: 0,
+            repoll: false,
             clock,
             ipvs,
             server,
@@ -922,25 +956,28 @@ impl Daemon {
         core.now = now;
         core.stats.turns += 1;
         let registry = self.poll.registry();
-        // A stall: the loop woke later than the wait it asked for, by over the margin. One
-        // comparison a turn; the work is done only then.
-        let late = now
-            .micros_since(self.awake)
-            .saturating_sub(timeout.map_or(u64::MAX, micros));
+        // A stall: the loop woke later than the wait it asked for, by over the margin. A busy
+        // loop wakes well within the margin of its last wake: one comparison a turn.
+        let gap = now.micros_since(self.awake);
         self.awake = now;
-        if (late > STALL_MARGIN_US || interrupted) && self.catch_up == 0 {
-            // At most as many turns as full batches of every check's readiness, and a few.
-            self.catch_up = (core.probes.len() / self.events.capacity()) as u32 + 4;
+        if gap > STALL_MARGIN_US || interrupted {
+            let cap = self.events.capacity();
+            let late = gap.saturating_sub(timeout.map_or(u64::MAX, micros));
+            woke_late(
+                core,
+                (&mut self.catch_up, &mut self.repoll),
+                cap,
+                late,
+                interrupted,
+            );
+            if late > STALL_MARGIN_US {
+                core.stalled(late, registry, now);
+            }
         }
-        if late > STALL_MARGIN_US {
-            core.stalled(late, registry, now);
-        }
-        let mut ready = 0usize;
         let mut signalled = false;
         let mut reload_ready = false;
         let mut events = self.events.iter().peekable();
         while let Some(ev) = events.next() {
-            ready += 1;
             // The next event's check is most likely a probe's: have its data on the way.
             if let Some(next) = events.peek() {
                 core.prefetch(Probe::untoken(next.token()).0);
@@ -983,16 +1020,9 @@ impl Daemon {
             }
         }
         core.run_handed(registry, now);
-        if self.catch_up > 0 {
-            // Caught up once a poll, not cut short, returned less than a full batch: nothing
-            // that was ready is left unread.
-            if !interrupted && ready < self.events.capacity() {
-                self.catch_up = 0;
-            } else {
-                self.catch_up -= 1;
-            }
-        }
-        if self.catch_up == 0 {
+        let expire =
+            self.catch_up == 0 || caught_up(&mut self.catch_up, &mut self.repoll, &self.events);
+        if expire {
             while let Some(id) = core.wheel.pop_expired(now) {
                 if let Some(next) = core.wheel.next_due() {
                     core.prefetch(next);
@@ -1376,6 +1406,7 @@ impl Core {
     /// move that far (a stall of over an hour) is closed without a verdict and starts again
     /// at once. Checks due meanwhile start at once, as after any late start. Logged and
     /// counted once per stall; the slow path, taken only then, walks every probe.
+    #[cold]
     fn stalled(&mut self, late: u64, reg: &Registry, now: Time) {
         self.stats.loop_stalls += 1;
         let (mut held, mut restarted) = (0u32, 0u32);
