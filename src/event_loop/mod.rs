@@ -62,7 +62,7 @@ const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 /// it could not run): a stall. The checks it could not watch get back the time they lost,
 /// and what is ready is read before any deadline is expired. Far above the loop's own
 /// delays (a turn takes well under a millisecond a check; the wake is to the microsecond),
-/// below the shortest timeouts in use.
+/// below the timeouts of seconds that checks usually have.
 const STALL_MARGIN_US: u64 = 500_000;
 
 /// Settings that are not in the config file.
