@@ -61,6 +61,12 @@ const ALARM: Token = Token(usize::MAX - 5);
 const LOG: Token = Token(usize::MAX - 16);
 /// After a failed IPVS operation, the table is read back and repaired this soon.
 const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
+/// The loop woke this much later than it asked to (it was stopped, the machine paused, or
+/// it could not run): a stall. The checks it could not watch get back the time they lost,
+/// and what is ready is read before any deadline is expired. Far above the loop's own
+/// delays (a turn takes well under a millisecond a check; the wake is to the microsecond),
+/// below the timeouts of seconds that checks usually have.
+const STALL_MARGIN_US: u64 = 500_000;
 
 /// Settings that are not in the config file.
 #[derive(Debug, Clone)]
@@ -361,6 +367,8 @@ pub struct Stats {
     pub resyncs: u64,
     /// Loop turns.
     pub turns: u64,
+    /// Stalls of the loop (it woke over [`STALL_MARGIN_US`] later than it asked to).
+    pub loop_stalls: u64,
 }
 
 /// The daemon's state apart from the poller, so dispatch can borrow the registry and the
@@ -489,6 +497,14 @@ pub struct Daemon {
     /// Wakes the loop at its next deadline to the microsecond (`None`: the poll's own
     /// timeout, in whole milliseconds, does).
     alarm: Option<Alarm>,
+    /// When the loop last woke: a wake later than this plus the wait it asked for, by more
+    /// than [`STALL_MARGIN_US`], is a stall.
+    awake: Time,
+    /// Turns left that only read readiness (a zero wait, no deadline expired), after a
+    /// stall or a wait cut short by a signal, until a poll returns less than a full batch.
+    catch_up: u32,
+    /// The last wait was cut short by a signal and returned nothing: poll again first.
+    repoll: bool,
     core: Core,
 }
 
@@ -604,6 +620,37 @@ fn wall_now_us() -> u64 {
     ts.tv_sec.max(0) as u64 * 1_000_000 + ts.tv_nsec.max(0) as u64 / 1000
 }
 
+/// The loop woke `late` µs later than the wait it asked for, or a signal cut its wait short
+/// (`interrupted`: the poll returned nothing): from now on it reads what is ready, a batch a
+/// turn, before it expires any deadline (see [`caught_up`]). The turns that may take are
+/// bounded: as many as full batches of every check's readiness, and four.
+#[cold]
+#[inline(never)]
+fn woke_late(core: &Core, state: (&mut u32, &mut bool), cap: usize, late: u64, interrupted: bool) {
+    let (catch_up, repoll) = state;
+    if late > STALL_MARGIN_US || interrupted {
+        if *catch_up == 0 {
+            *catch_up = (core.probes.len() / cap.max(1)) as u32 + 4;
+        }
+        *repoll |= interrupted;
+    }
+}
+
+/// A turn while catching up, after its readiness was handled: true when the deadlines may
+/// be expired now, that is once a poll, not cut short, returned less than a full batch
+/// (nothing that was ready is left unread), or the turns allowed are used up.
+#[cold]
+#[inline(never)]
+fn caught_up(catch_up: &mut u32, repoll: &mut bool, events: &Events) -> bool {
+    let full = events.iter().count() >= events.capacity();
+    *catch_up = if std::mem::take(repoll) || full {
+        *catch_up - 1
+    } else {
+        0
+    };
+    *catch_up == 0
+}
+
 /// Rounds a wait up to whole milliseconds, as `epoll_wait` counts.
 fn wait_for(now: Time, until: Time) -> Duration {
     let us = until.micros_since(now);
@@ -685,6 +732,9 @@ impl Daemon {
             events: Events::with_capacity(128),
             signals,
             alarm,
+            awake: clock.now(),
+            catch_up: 0,
+            repoll: false,
             clock,
             ipvs,
             server,
@@ -751,6 +801,7 @@ impl Daemon {
         // From here on a line that finds the log full is dropped rather than waited for.
         self.core.log.loop_started();
         let now = self.clock.now();
+        self.awake = now;
         self.core.ready(now);
     }
 
@@ -940,16 +991,39 @@ impl Daemon {
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
-        match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        if self.catch_up > 0 {
+            // Catching up: what is ready first, deadlines after.
+            timeout = Some(Duration::ZERO);
         }
+        let interrupted = match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => false,
+            // A signal, or SIGCONT after a stop: the wait ends with no readiness returned.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(e) => return Err(e),
+        };
         let now = self.clock.now();
         let core = &mut self.core;
         core.now = now;
         core.stats.turns += 1;
         let registry = self.poll.registry();
+        // A stall: the loop woke later than the wait it asked for, by over the margin. A busy
+        // loop wakes well within the margin of its last wake: one comparison a turn.
+        let gap = now.micros_since(self.awake);
+        self.awake = now;
+        if gap > STALL_MARGIN_US || interrupted {
+            let cap = self.events.capacity();
+            let late = gap.saturating_sub(timeout.map_or(u64::MAX, micros));
+            woke_late(
+                core,
+                (&mut self.catch_up, &mut self.repoll),
+                cap,
+                late,
+                interrupted,
+            );
+            if late > STALL_MARGIN_US {
+                core.stalled(late, registry, now);
+            }
+        }
         let mut signalled = false;
         let mut reload_ready = false;
         let mut events = self.events.iter().peekable();
@@ -1003,12 +1077,16 @@ impl Daemon {
             core.dump_status_more(now);
         }
         core.run_handed(registry, now);
-        while let Some(id) = core.wheel.pop_expired(now) {
-            if let Some(next) = core.wheel.next_due() {
-                core.prefetch(next);
+        let expire =
+            self.catch_up == 0 || caught_up(&mut self.catch_up, &mut self.repoll, &self.events);
+        if expire {
+            while let Some(id) = core.wheel.pop_expired(now) {
+                if let Some(next) = core.wheel.next_due() {
+                    core.prefetch(next);
+                }
+                core.on_deadline(id, registry, now);
+                core.run_handed(registry, now);
             }
-            core.on_deadline(id, registry, now);
-            core.run_handed(registry, now);
         }
         if let Some(s) = self.server.as_mut() {
             s.tick(registry, core, now);
@@ -1436,6 +1514,40 @@ impl Core {
                 let v = phase::deadline_verdict(&self.probes[i]);
                 self.finish(id, v, reg, now);
             }
+        }
+    }
+
+    /// The loop stood still for `late` µs beyond the wait it asked for (SIGSTOP, a paused
+    /// machine, a loop that could not run): no check may be judged on that time. Every
+    /// running check gets back the time it lost (its start and deadlines move on by the
+    /// stall; what arrived meanwhile is read before any deadline); one whose start cannot
+    /// move that far (a stall of over an hour) is closed without a verdict and starts again
+    /// at once. Checks due meanwhile start at once, as after any late start. Logged and
+    /// counted once per stall; the slow path, taken only then, walks every probe.
+    #[cold]
+    fn stalled(&mut self, late: u64, reg: &Registry, now: Time) {
+        self.stats.loop_stalls += 1;
+        let (mut held, mut restarted) = (0u32, 0u32);
+        for i in 0..self.probes.len() {
+            if self.probes[i].phase == Phase::Wait {
+                continue;
+            }
+            if self.probes[i].hold(late) {
+                held += 1;
+            } else {
+                // Not a failure of the server, nor a local error: a fresh check, due now.
+                self.release(i as u32, reg);
+                self.wheel.set(i as u32, now);
+                restarted += 1;
+            }
+        }
+        if let Some(mut l) = self.log.line(Level::Warn) {
+            let _ = write!(
+                l,
+                "msg=\"loop stalled\" seconds={}.{:06} running={held} restarted={restarted}",
+                late / 1_000_000,
+                late % 1_000_000
+            );
         }
     }
 
@@ -2389,6 +2501,77 @@ mod tests {
             Aim::Port(8080).target(other),
             "192.0.2.2:8080".parse().unwrap()
         );
+    }
+
+    /// A daemon (dry-run IPVS, no log, no signals) with one `check tcp` against a loopback
+    /// listener that never accepts (the kernel completes the handshakes): a check runs until
+    /// its 1 s timeout.
+    fn holding_daemon(tag: &str) -> (Daemon, std::net::TcpListener, std::path::PathBuf) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = std::env::temp_dir().join(format!("lvsmon-unit-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvsmon.conf");
+        std::fs::write(
+            &path,
+            format!(
+                "interval 5s\ntimeout 1s\nfall 1\nvirtual tcp 127.1.0.1:80 {{\n  check banner --expect x\n  real {}\n}}\n",
+                l.local_addr().unwrap()
+            ),
+        )
+        .unwrap();
+        let plan = crate::config::load(&path, None).unwrap();
+        let opts = Options {
+            signals: false,
+            ..Options::default()
+        };
+        let log = Log::new(crate::log::Sink::Null, Level::Debug);
+        let d = Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
+        (d, l, dir)
+    }
+
+    /// A stall of the loop while a check waits for its reply: a short one moves the check's
+    /// deadline on by the stall; one too long for the check's 32-bit start (over an hour)
+    /// closes it without a verdict and starts it again at once, once, with a deadline of its
+    /// own. Neither counts a failure or a local error; each is one stall.
+    #[test]
+    fn a_stall_holds_or_restarts_the_running_checks() {
+        let (mut d, _l, dir) = holding_daemon("stall");
+        d.startup();
+        let end = std::time::Instant::now() + Duration::from_secs(3);
+        while d.core.stats.started == 0 && std::time::Instant::now() < end {
+            d.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+        // A turn or two more: connected, waiting for the banner.
+        d.turn(Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(d.core.stats.started, 1);
+        assert!(matches!(d.core.probes[0].phase, Phase::Recv { .. }));
+        let k = &d.core.kinds[0];
+        let (c, t) = (k.connect_us, k.timeout_us);
+        let before = d.core.probes[0].phase_deadline(c, t);
+        let now = d.clock.now();
+
+        d.core.stalled(10_000_000, d.poll.registry(), now);
+        assert_eq!(d.core.stats.loop_stalls, 1);
+        assert_eq!(
+            d.core.probes[0].phase_deadline(c, t),
+            before.add_micros(10_000_000)
+        );
+        assert_eq!(d.core.in_flight, 1);
+
+        d.core.stalled(phase::MAX_LATE_US, d.poll.registry(), now);
+        assert_eq!(d.core.stats.loop_stalls, 2);
+        let p = &d.core.probes[0];
+        assert!(p.phase == Phase::Wait && p.sock.is_none());
+        assert_eq!(d.core.in_flight, 0);
+        // Due now: the next turn starts it again.
+        assert!(d.core.wheel.next_expiry().unwrap() <= now.add_micros(crate::timer::TICK_US));
+        d.turn(Some(Duration::from_millis(20))).unwrap();
+        let st = &d.core.stats;
+        assert_eq!(st.started, 2);
+        assert_eq!((st.checks, st.local_errors), (0, 0));
+        assert!(d.core.probes[0].sock.is_some());
+        assert!(d.core.probes[0].phase_deadline(c, t) > now);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -368,6 +368,8 @@ impl Core {
                             writeln!(w, "lvsmon_local_errors_total {}", st.local_errors)?;
                             stats::family(w, "lvsmon_missed_starts_total", "counter", "Grid points skipped because the previous check still ran.")?;
                             writeln!(w, "lvsmon_missed_starts_total {}", st.missed_starts)?;
+                            stats::family(w, "lvsmon_loop_stalls_total", "counter", "Times the loop woke over 0.5 s later than it asked to (stopped, paused or starved); its running checks got the time back.")?;
+                            writeln!(w, "lvsmon_loop_stalls_total {}", st.loop_stalls)?;
                             stats::family(w, "lvsmon_ipvs_resyncs_total", "counter", "Read-backs of the IPVS table.")?;
                             writeln!(w, "lvsmon_ipvs_resyncs_total {}", st.resyncs)?;
                             stats::family(w, "lvsmon_ipvs_drift_repaired_total", "counter", "Differences between the IPVS table and lvsmon's decisions found by resyncs.")?;

@@ -147,6 +147,19 @@ impl Probe {
         self.scheduled.add_micros(self.started_after.into())
     }
 
+    /// The loop stood still for `us` while this check ran: its start, and so its deadlines
+    /// and its duration, move on by that much, so it gets the time it had left. False (and
+    /// nothing moved) when the start would fall more than [`MAX_LATE_US`] after its grid
+    /// point: the caller starts the check afresh instead.
+    pub fn hold(&mut self, us: u64) -> bool {
+        let after = u64::from(self.started_after).saturating_add(us);
+        if after > MAX_LATE_US {
+            return false;
+        }
+        self.started_after = after as u32;
+        true
+    }
+
     /// The earliest deadline of the running phase, for a check with these timeouts.
     pub fn phase_deadline(&self, connect_timeout_us: u64, timeout_us: u64) -> Time {
         match self.phase {
@@ -833,6 +846,29 @@ mod tests {
         let mut p = Probe::new(moved);
         p.started_after = now.micros_since(moved) as u32;
         assert_eq!(p.started(), now);
+    }
+
+    /// A check held over a stall of the loop keeps the time it had left: its deadlines move
+    /// on by the stall, its grid point does not; a stall too long for the 32-bit start
+    /// moves nothing and says so.
+    #[test]
+    fn a_check_held_over_a_stall_keeps_its_time_left() {
+        let mut p = Probe::new(Time(1_000_000));
+        p.started_after = 200;
+        p.phase = Phase::Recv { got: 0 };
+        let (connect, timeout) = (500_000, 1_000_000);
+        assert_eq!(p.phase_deadline(connect, timeout), Time(2_000_200));
+        assert!(p.hold(10_000_000));
+        assert_eq!(p.scheduled, Time(1_000_000));
+        assert_eq!(p.started(), Time(11_000_200));
+        assert_eq!(p.phase_deadline(connect, timeout), Time(12_000_200));
+        p.phase = Phase::ConResult;
+        assert_eq!(p.phase_deadline(connect, timeout), Time(11_500_200));
+        // Over an hour: left as it was.
+        assert!(!p.hold(MAX_LATE_US));
+        assert_eq!(p.started(), Time(11_000_200));
+        assert!(p.hold(MAX_LATE_US - 10_000_200));
+        assert_eq!(p.started_after as u64, MAX_LATE_US);
     }
 
     /// A request sent in pieces (head, address, tail) resumes at any byte: what is left is
