@@ -40,8 +40,8 @@
 //! not depend on how busy the farm is. It is the check's start as the server sees it: the
 //! checker's connect plus one loop turn to send.
 //!
-//! Endpoint `i`'s checks are due at `T0 + interval * i / n + k * interval` (the grid of SPEC
-//! section 3, on which lvsmon and the floor both start). The farm does not know a checker's
+//! Endpoint `i`'s checks are due at `T0 + interval * i / n + k * interval` (the grid of
+//! lvsmon(8), DECISIONS, on which lvsmon and the floor both start). The farm does not know a checker's
 //! `T0`, so it takes the earliest first request over all endpoints (`min_i(first_i -
 //! offset_i)`): lateness is then measured against the checker's own best start, never
 //! negative in the first round. Each request is matched to its nearest grid point. `jitter`

@@ -7,7 +7,7 @@
 //!
 //! One thread, one epoll set, edge-triggered, non-blocking sockets, no allocation after
 //! startup. Endpoint `i` (`127.1.0.1 + i`) is checked on the fixed grid
-//! `T0 + interval * i / n + k * interval`, as lvsmon schedules it (SPEC section 3, first checks spread evenly).
+//! `T0 + interval * i / n + k * interval`, as lvsmon schedules it (lvsmon(8), DECISIONS, first checks spread evenly).
 //! Because of that spread the due order is simply 0, 1, ..., n-1, 0, 1, ...: the timer is a
 //! cursor, the cheapest timer there is. The loop sleeps in `epoll_wait` until the next due
 //! time rounded up to a whole millisecond (lvsmon's wheel has 1 ms ticks too), then starts

@@ -27,7 +27,7 @@ pub const PLUGIN_NAMES: &[&str] = &[
     "smtp", "pop3", "imap", "ftp", "ssh", "redis", "mysql", "pgsql", // presets
 ];
 
-/// Why a check failed, named by the layer that failed (SPEC section 3).
+/// Why a check failed, named by the layer that failed (lvsmon(8), DECISIONS).
 ///
 /// The set is fixed: logs, metrics labels and notify scripts depend on the names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +66,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Every reason, in the order of SPEC section 3 (metrics render one series per entry).
+    /// Every reason, in the order of lvsmon(8), DECISIONS (metrics render one series per entry).
     pub const ALL: [Reason; 15] = [
         Reason::ConnectRefused,
         Reason::ConnectTimeout,

@@ -1,4 +1,4 @@
-//! The command line (SPEC section 1), as a clap derive struct.
+//! The command line (lvsmon(8), OPTIONS), as a clap derive struct.
 //!
 //! `main` parses it, and everything else receives plain values from it. The subcommands
 //! `status`, `history`, `drain`, `undrain` and `reload` belong to the control socket and are

@@ -1,4 +1,4 @@
-//! What each real server's checks did over time: the `history` of SPEC section 7.
+//! What each real server's checks did over time: the `history` of lvsmon(8), HISTORY.
 //!
 //! The event loop hands every check result (time, latency, pass or failure reason) to
 //! [`History::record`]; the control socket asks [`History::summary`], [`History::series`] and

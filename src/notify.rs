@@ -1,4 +1,4 @@
-//! Notify commands: the operator's `notify` program, started for every event (SPEC section 5).
+//! Notify commands: the operator's `notify` program, started for every event (lvsmon(8), NOTIFY).
 //!
 //! This module exists because the event loop may not allocate or block once it runs, and
 //! `std::process::Command` does both. Everything a spawn needs is therefore built once, in
@@ -538,7 +538,7 @@ impl Notifier {
     /// group is killed (30 s in production).
     ///
     /// The children's environment is the daemon's environment as it is now (minus `LVSMON_*`
-    /// variables), plus the six `LVSMON_*` variables of SPEC section 5.
+    /// variables), plus the six `LVSMON_*` variables of lvsmon(8), NOTIFY.
     ///
     /// # Errors
     /// `InvalidInput` if a command is empty, a word contains a NUL byte, argv\[0\] has no `/`,

@@ -1,4 +1,4 @@
-//! The privilege drop of `--user NAME` and `--chroot DIR` (SPEC section 1).
+//! The privilege drop of `--user NAME` and `--chroot DIR` (lvsmon(8), OPTIONS).
 //!
 //! lvsmon starts as root because it needs root to open what it uses: the IPVS netlink socket,
 //! the control socket in `/run`, perhaps a metrics port below 1024, `/dev/log`, the pid file

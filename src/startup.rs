@@ -3,7 +3,7 @@
 //! (`--user`, `--chroot`: [`crate::privdrop`]) and run it.
 //!
 //! Every failure here is fatal and reported as one [`StartupError`] line by `main`, which
-//! then waits 500 ms before exiting 1 (SPEC section 1).
+//! then waits 500 ms before exiting 1 (lvsmon(8), OPTIONS).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};

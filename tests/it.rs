@@ -3,7 +3,7 @@
 //!
 //! Each test writes a config, starts `lvsmon --dry-run -v`, and reads its log lines: the
 //! `check ...` line of every result, the `event=...` lines and the `ipvs op=...` lines are
-//! the daemon's contract (SPEC sections 3 to 5), so they are what the tests assert on.
+//! the daemon's contract (lvsmon(8) and lvsmon.conf(5)), so they are what the tests assert on.
 
 mod common;
 
@@ -52,7 +52,7 @@ fn secs(line: &str, key: &str) -> f64 {
 // Failure reasons
 // ---------------------------------------------------------------------------------------------
 
-/// Every failure reason of SPEC section 3 that a backend can cause on loopback, each from a
+/// Every failure reason of lvsmon(8), DECISIONS that a backend can cause on loopback, each from a
 /// real misbehaving server, in one daemon; passing servers beside them come UP.
 #[test]
 fn every_failure_reason_from_a_real_backend() {
@@ -991,7 +991,7 @@ fn fatal_error_prints_one_line_waits_and_exits_1() {
         "virtual tcp 127.1.0.1:80 {\n  real 127.0.0.1:9\n}\n",
     );
     // Without --dry-run on a kernel without IPVS (this machine's; the VM tests cover the
-    // other case): SPEC section 4's message, then exit 1 after 500 ms.
+    // other case): lvsmon(8), IPVS message, then exit 1 after 500 ms.
     if std::path::Path::new("/proc/net/ip_vs").exists() {
         eprintln!("IPVS is present here: the no-IPVS half of this test does not apply");
     } else {
@@ -1159,7 +1159,7 @@ fn interval_flag_overrides_the_global_value() {
 // Control socket and metrics
 // ---------------------------------------------------------------------------------------------
 
-/// `lvsmon status` prints a table and `--json` an array with the fields of SPEC section 6;
+/// `lvsmon status` prints a table and `--json` an array with the fields of lvsmon(8), CONTROL SOCKET;
 /// without a daemon the client says so clearly.
 #[test]
 fn status_table_and_json() {
@@ -1197,7 +1197,7 @@ fn status_table_and_json() {
     );
     let (code, json, _) = d.client(&["status", "--json"]);
     assert_eq!(code, Some(0));
-    // A real JSON parser reads it; every field of SPEC section 6 is there.
+    // A real JSON parser reads it; every field of lvsmon(8), CONTROL SOCKET is there.
     let check = Command::new("python3")
         .arg("-c")
         .arg(

@@ -1,4 +1,4 @@
-//! Reload (SIGHUP and `lvsmon reload`, SPEC section 8) with the real binary against real
+//! Reload (SIGHUP and `lvsmon reload`, lvsmon(8), SIGNALS) with the real binary against real
 //! loopback backends: what is kept, what reaches IPVS, what a bad file changes (nothing),
 //! the check grid across a reload, and memory over a thousand reloads.
 

@@ -1,5 +1,5 @@
 //! Soak: lvsmon against a farm of loopback backends at scale, a quarter of them misbehaving in
-//! every way SPEC section 3's failure reasons name (slowloris senders and endless replies
+//! every way lvsmon(8), DECISIONS failure reasons name (slowloris senders and endless replies
 //! among them), for minutes.
 //!
 //! It asserts, at every sample (about every 10 s), what an operator relies on:

@@ -108,7 +108,7 @@ pub enum ServiceKey {
 }
 
 impl fmt::Display for ServiceKey {
-    /// The identifier of SPEC section 5: `tcp:10.0.0.1:80`, `udp:[2001:db8::1]:53`, `fwmark:42`.
+    /// The identifier of lvsmon(8), EVENTS AND LOG LINES: `tcp:10.0.0.1:80`, `udp:[2001:db8::1]:53`, `fwmark:42`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServiceKey::Inet(p, a) => write!(f, "{}:{}", p.as_str(), a),
@@ -162,7 +162,7 @@ pub struct Thresholds {
 }
 
 /// `history raw D minute D hour D`: how much check history is kept for each real server
-/// (SPEC section 7). The rings themselves are [`crate::history::History`].
+/// (lvsmon(8), HISTORY). The rings themselves are [`crate::history::History`].
 ///
 /// Each span may be zero, which keeps nothing at that level. The planner refuses minute and
 /// hour spans that need more than [`crate::history::MAX_RING`] buckets.

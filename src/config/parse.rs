@@ -1,4 +1,4 @@
-//! Text to located words: the first half of reading `lvsmon.conf` (SPEC section 2).
+//! Text to located words: the first half of reading `lvsmon.conf` (lvsmon.conf(5)).
 //!
 //! This step knows the lexical rules and nothing about settings: it splits lines into words,
 //! decodes quoted strings, groups words into statements and `{ }` blocks, and replaces every

@@ -1,6 +1,6 @@
 //! Located words to a validated [`Plan`]: the second half of reading `lvsmon.conf`.
 //!
-//! This is where the config language gets its meaning (SPEC section 2): which keyword may stand
+//! This is where the config language gets its meaning (lvsmon.conf(5)): which keyword may stand
 //! at which level, what each setting's value looks like, the defaults, and the override order
 //! real > virtual > global > default. It also resolves every address and builds every check's
 //! plugin, so the daemon receives nothing it still has to interpret.
@@ -2017,7 +2017,7 @@ mod tests {
         );
     }
 
-    // Tests for the SPEC example and the shipped files
+    // Tests for the example of lvsmon.conf(5) and the shipped files
 
     #[test]
     fn spec_example() {

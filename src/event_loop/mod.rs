@@ -71,7 +71,7 @@ const STALL_MARGIN_US: u64 = 500_000;
 /// Settings that are not in the config file.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How long a notify command may run before it is killed (SPEC: 30 s).
+    /// How long a notify command may run before it is killed (lvsmon(8), NOTIFY: 30 s).
     pub notify_kill_after: Duration,
     /// Receive buffers in the pool (0 = sized from the plan).
     pub buffers: usize,
@@ -416,7 +416,7 @@ struct Core {
     /// State persistence: the writer, its period, the next save, and the next real to
     /// write while a save is under way.
     saver: Option<Saver>,
-    /// Every real's check history (SPEC section 7).
+    /// Every real's check history (lvsmon(8), HISTORY).
     history: History,
     save_every_us: u64,
     next_save: Time,
@@ -742,7 +742,7 @@ impl Daemon {
         })
     }
 
-    /// Puts the configured services and destinations in the table (SPEC section 4: create
+    /// Puts the configured services and destinations in the table (lvsmon(8), IPVS: create
     /// what is missing, adopt what is there; destinations not yet checked keep the weight
     /// they have, and new ones come in at weight 0 until their first check decides), then
     /// tells systemd the daemon is ready: the first round of checks is on the timer wheel.
@@ -792,7 +792,7 @@ impl Daemon {
                 c.virtuals[c.reals[r].virt as usize].key,
                 c.reals[r].addr.get(),
             );
-            // SPEC section 3: a destination already in the table keeps its weight until its
+            // lvsmon(8), DECISIONS: a destination already in the table keeps its weight until its
             // first check decides.
             c.adopt_real(r, ipvs.existing_weight(key, addr));
         }

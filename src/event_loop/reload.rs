@@ -528,7 +528,7 @@ impl Core {
         }
     }
 
-    /// Virtual `v`'s service in the table is now known to be `seen` (SPEC section 4: created
+    /// Virtual `v`'s service in the table is now known to be `seen` (lvsmon(8), IPVS: created
     /// if missing, adopted if present, its scheduler and persistence put right).
     pub(super) fn adopt_virtual(&mut self, v: usize, seen: Option<crate::ipvs::Service>) {
         self.virtuals[v].adopted = true;
@@ -544,7 +544,7 @@ impl Core {
         }
     }
 
-    /// Real `r`'s entry in the table is now known to be `seen` (SPEC section 3: an entry
+    /// Real `r`'s entry in the table is now known to be `seen` (lvsmon(8), DECISIONS: an entry
     /// already there keeps its weight until the first check decides; a missing one comes in
     /// at weight 0 unless the real is removed when DOWN).
     pub(super) fn adopt_real(&mut self, r: usize, seen: Option<u32>) {

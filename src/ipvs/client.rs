@@ -3,7 +3,7 @@
 //!
 //! At startup (before the loop runs) [`Netlink::open`] resolves the `IPVS` family, and reads
 //! the whole table once, blocking with a time limit: that snapshot is how lvsmon adopts what
-//! is already there (SPEC section 3's initial-state rule). From then on the socket is
+//! is already there (lvsmon(8), DECISIONS initial-state rule). From then on the socket is
 //! non-blocking:
 //! - [`Ipvs::submit`] queues an operation in a fixed ring; up to [`WINDOW`] requests are in
 //!   flight at once, each with its own sequence number, and their ACKs (or errors) come back

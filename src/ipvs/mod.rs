@@ -8,7 +8,7 @@
 //! [`Op`]s and [`IpvsEvent`]s. Operations are small `Copy` values, so queuing, logging and
 //! retrying them never allocates. An implementation answers each [`Ipvs::submit`] either at
 //! once (dry-run) or later as an [`IpvsEvent::Done`] (netlink, when the kernel's ACK
-//! arrives). Either way the daemon logs one `ipvs op=...` line per operation (SPEC section 4)
+//! arrives). Either way the daemon logs one `ipvs op=...` line per operation (lvsmon(8), IPVS)
 //! when the result is known.
 
 pub mod client;
@@ -41,7 +41,7 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    /// Every kind, in SPEC order (metrics render one series per entry).
+    /// Every kind, in the order lvsmon(8) lists them (metrics render one series per entry).
     pub const ALL: [OpKind; 6] = [
         OpKind::AddService,
         OpKind::EditService,
@@ -265,8 +265,8 @@ pub trait Ipvs {
         false
     }
 
-    /// The weight of `dest` under `service` in the table as it was at startup, for SPEC
-    /// section 3's initial-state rule.
+    /// The weight of `dest` under `service` in the table as it was at startup, for the
+    /// initial-state rule of lvsmon(8), DECISIONS.
     fn existing_weight(&self, service: ServiceKey, dest: SocketAddr) -> Option<u32> {
         let _ = (service, dest);
         None
@@ -330,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_match_spec_section_4() {
+    fn lines_match_the_documented_form() {
         let svc = ServiceKey::Inet(Proto::Tcp, "10.0.0.1:80".parse().unwrap());
         let d = Dest {
             addr: "192.168.1.10:80".parse().unwrap(),

@@ -1,4 +1,4 @@
-//! Events: the transitions operators are told about (SPEC section 5).
+//! Events: the transitions operators are told about (lvsmon(8), EVENTS AND LOG LINES).
 
 use std::net::SocketAddr;
 

@@ -1,4 +1,4 @@
-//! The decision: when a real server counts as UP or DOWN (SPEC section 3).
+//! The decision: when a real server counts as UP or DOWN (lvsmon(8), DECISIONS).
 //!
 //! Each real server behind each virtual service has a [`Health`]. Results come in one at a
 //! time; [`Health::record`] returns a [`Change`] only on the result that crosses a threshold,
@@ -270,7 +270,7 @@ mod tests {
 
 #[cfg(test)]
 mod proptests {
-    //! Properties of [`Health::record`] over any sequence of results (SPEC section 3), checked
+    //! Properties of [`Health::record`] over any sequence of results (lvsmon(8), DECISIONS), checked
     //! against the results themselves rather than against a second implementation.
 
     use super::*;

@@ -185,7 +185,7 @@ impl Probe {
     }
 }
 
-/// Errors that are the director's own fault (SPEC section 3: never mark a real down).
+/// Errors that are the director's own fault (lvsmon(8), DECISIONS: never mark a real down).
 pub fn is_local_errno(e: i32) -> bool {
     matches!(
         e,

@@ -1,6 +1,6 @@
 //! Scripted TCP servers on loopback that misbehave on purpose, for lvsmon's integration tests.
 //!
-//! lvsmon names every failed check by layer (SPEC section 3: `connect-refused`,
+//! lvsmon names every failed check by layer (lvsmon(8), DECISIONS: `connect-refused`,
 //! `connect-timeout`, `unreachable`, `reset`, `closed`, `recv-timeout`, `http-status`, ...).
 //! The servers here produce each of those on demand, with real sockets and a real kernel:
 //!

@@ -1,5 +1,5 @@
 //! A farm of loopback backends for tests at scale: thousands of addresses, each with its own
-//! behaviour (a good server, or one of the misbehaviours behind SPEC section 3's failure
+//! behaviour (a good server, or one of the misbehaviours behind lvsmon(8), DECISIONS failure
 //! reasons), all served by one thread around one `mio` poll.
 //!
 //! [`crate::common::Backend`] gives every connection a thread, which is right for a handful
