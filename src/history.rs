@@ -42,12 +42,9 @@ use std::io::{self, Write};
 use std::mem::size_of;
 use std::time::Duration;
 
+pub use crate::config::MAX_RING;
 use crate::config::{HistorySpec, Plan};
 use crate::plugins::Reason;
-
-/// The longest ring of any level: raw results per real server, and minute or hour buckets
-/// per real server (65,535 minutes is about 45 days; 65,535 hours about 7.5 years).
-pub const MAX_RING: usize = 65_535;
 
 /// The largest latency kept, in microseconds (24 bits: 16.777215 s); longer ones count as this.
 pub const MAX_LATENCY_US: u32 = (1 << 24) - 1;

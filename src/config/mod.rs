@@ -161,15 +161,23 @@ pub struct Thresholds {
     pub down_after: Option<Duration>,
 }
 
+/// The longest ring of any history level: raw results per real server, and minute or hour
+/// buckets per real server (65,535 minutes is about 45 days; 65,535 hours about 7.5 years).
+///
+/// A limit of the config language (the planner refuses longer minute and hour spans) as much
+/// as of the rings, so it lives here, with [`HistorySpec`], where both the planner and
+/// [`crate::history`] read it.
+pub const MAX_RING: usize = 65_535;
+
 /// `history raw D minute D hour D`: how much check history is kept for each real server
 /// (lvsmon(8), HISTORY). The rings themselves are [`crate::history::History`].
 ///
 /// Each span may be zero, which keeps nothing at that level. The planner refuses minute and
-/// hour spans that need more than [`crate::history::MAX_RING`] buckets.
+/// hour spans that need more than [`MAX_RING`] buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HistorySpec {
     /// The raw ring keeps every result of about this span: `ceil(raw / interval)` results
-    /// per real server, at most [`crate::history::MAX_RING`].
+    /// per real server, at most [`MAX_RING`].
     pub raw: Duration,
     /// The minute summaries cover this span: `ceil(minute / 60 s)` buckets per real server.
     pub minute: Duration,

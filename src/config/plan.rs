@@ -33,9 +33,8 @@ use std::time::Duration;
 use super::parse::{Document, Pos, Statement, Word};
 use super::{
     CheckPlan, ConfigError, Forward, HistorySpec, Loc, OnDown, Plan, Proto, RealPlan, ServiceKey,
-    Thresholds, VirtualPlan,
+    Thresholds, VirtualPlan, MAX_RING,
 };
-use crate::history::MAX_RING;
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
 /// `interval` when none is set anywhere (and no `--interval` is given).
