@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
-use crate::config::plan::{MAX_INTERVAL, MIN_INTERVAL};
+use crate::config::values::{MAX_INTERVAL, MIN_INTERVAL};
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,7 +182,7 @@ See lvsmon(8) and lvsmon.conf(5).";
 
 /// Parses a duration as the config does (`250ms`, `10s`, `5m`, `1h`, `1d`, seconds).
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    crate::config::plan::parse_duration(s.as_bytes())
+    crate::config::values::parse_duration(s.as_bytes())
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{s:?}: expected a duration like 10m, 1h, 1d"))
 }

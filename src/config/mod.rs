@@ -5,12 +5,18 @@
 //!   came from, and follows `include`;
 //! - [`plan`] checks every setting, applies defaults and overrides (global → virtual → real),
 //!   resolves addresses, builds each check's plugin, merges identical checks so a real server
-//!   behind many virtual services is probed once, and computes every capacity the daemon needs.
+//!   behind many virtual services is probed once, and computes every capacity the daemon needs;
+//!   [`values`] reads each setting's words into typed values (durations, counts, addresses,
+//!   ports) with the message that says what was expected.
 //!
 //! Nothing here runs after startup; the daemon sizes all of its tables from the plan.
 
 pub mod parse;
 pub mod plan;
+pub mod values;
+
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 use std::net::SocketAddr;
