@@ -66,7 +66,13 @@ fn code(text: &str) -> String {
         let rest = rest.strip_prefix("pub ").unwrap_or(rest);
         let rest = rest.strip_prefix("pub(crate) ").unwrap_or(rest);
         let rest = rest.strip_prefix("pub(super) ").unwrap_or(rest);
-        if rest.starts_with("mod ") {
+        // `mod tests {` (a body here), not `mod test_support;` (a file of its own).
+        let body = rest.strip_prefix("mod ").is_some_and(|r| {
+            r.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_')
+                .trim_start()
+                .starts_with('{')
+        });
+        if body {
             end = i;
             break;
         }
@@ -305,7 +311,10 @@ fn the_reader_finds_a_circle() {
     let _ = fs::remove_dir_all(&dir);
     for (path, text) in [
         ("src/lib.rs", "pub mod a;\npub mod b;\npub mod c;\n"),
-        ("src/a/mod.rs", "pub mod inner;\nuse crate::b::X;\n"),
+        (
+            "src/a/mod.rs",
+            "#[cfg(test)]\nmod t;\npub mod inner;\nuse crate::b::X;\n",
+        ),
         ("src/a/inner.rs", "use super::super::c::{Y, Z};\n"),
         (
             "src/b.rs",

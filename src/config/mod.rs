@@ -11,6 +11,7 @@
 //!
 //! Nothing here runs after startup; the daemon sizes all of its tables from the plan.
 
+mod merge;
 pub mod parse;
 pub mod plan;
 pub mod values;

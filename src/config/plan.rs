@@ -25,17 +25,16 @@
 //! reals behind 1,000 virtuals plan in about 0.1 to 0.2 s in release mode, most of it spent
 //! building the plugins' requests and touching fresh memory (see the `plan_100k` test).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
+use super::merge::{self, fast_map, Checks, FastMap, Notifies, Timing};
 use super::parse::{Document, Pos, Statement, Word};
 use super::values::{self, show_duration, MAX_INTERVAL, MAX_NOTIFY_MAX, MAX_WEIGHT, MIN_INTERVAL};
 use super::{
-    CheckPlan, ConfigError, Forward, HistorySpec, Loc, OnDown, Plan, Proto, RealPlan, ServiceKey,
-    Thresholds, VirtualPlan,
+    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Thresholds,
+    VirtualPlan,
 };
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
@@ -806,142 +805,6 @@ impl<'d> Planner<'d> {
 // ---------------------------------------------------------------------------------------------
 // The second pass: effective values, real by real
 
-/// A fast, non-cryptographic hasher for the planner's own tables. Their keys come from the
-/// operator's own file, so there is no flooding attacker to resist, and SipHash showed in the
-/// profile of a 100,000-real plan.
-#[derive(Default, Clone, Copy)]
-struct FastHasher(u64);
-
-impl FastHasher {
-    fn add(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(n.into());
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(n.into());
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(n.into());
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // A final mix (from MurmurHash3's fmix64) so the table's low and high bits both vary.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h
-    }
-}
-
-/// The index in `Plan::notifies` of notify line `line` (argv `words`): each line is turned
-/// into argv once, and equal argvs share one entry.
-fn intern_notify(
-    doc: &Document,
-    words: &[Word],
-    line: usize,
-    line_notify: &mut [Option<usize>],
-    notify_ids: &mut HashMap<Vec<Vec<u8>>, usize>,
-    notifies: &mut Vec<Vec<Vec<u8>>>,
-    notify_at: &mut Vec<Loc>,
-) -> usize {
-    *line_notify[line].get_or_insert_with(|| {
-        let argv: Vec<Vec<u8>> = words.iter().map(|w| w.text.clone()).collect();
-        *notify_ids.entry(argv.clone()).or_insert_with(|| {
-            notifies.push(argv);
-            notify_at.push(doc.loc(words[0].pos));
-            notifies.len() - 1
-        })
-    })
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
-fn fast_map<K, V>(capacity: usize) -> FastMap<K, V> {
-    HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default())
-}
-
-/// How often and how long one probe runs: part of what makes two reals share it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Timing {
-    interval: Duration,
-    retry: Duration,
-    connect: Duration,
-    timeout: Duration,
-}
-
-/// The distinct probes built so far.
-///
-/// Reals share a probe when target, timing and spec are equal. Specs are compared with `==`
-/// only among the probes of one (target, timing), which `heads` and `next` chain together, so
-/// a spec is never hashed or cloned; and each `check` line is parsed once per target.
-struct Probes {
-    /// (check line, target) to a probe whose spec is that line's against that target.
-    parsed: FastMap<(Option<usize>, SocketAddr), usize>,
-    /// (target, timing) to the most recent probe with them.
-    heads: FastMap<(SocketAddr, u32), usize>,
-    /// For each probe, the previous one with the same target and timing (`usize::MAX`: none).
-    next: Vec<usize>,
-    /// Distinct timings, to keep the keys of `heads` small.
-    timing_ids: FastMap<Timing, u32>,
-    checks: Vec<CheckPlan>,
-}
-
-impl Probes {
-    fn with_capacity(reals: usize) -> Probes {
-        Probes {
-            parsed: fast_map(reals),
-            heads: fast_map(reals),
-            next: Vec::with_capacity(reals),
-            timing_ids: fast_map(16),
-            checks: Vec::with_capacity(reals),
-        }
-    }
-
-    fn timing(&mut self, t: Timing) -> u32 {
-        let n = u32::try_from(self.timing_ids.len()).unwrap_or(u32::MAX);
-        *self.timing_ids.entry(t).or_insert(n)
-    }
-}
-
-/// A check's spec while looking for an equal probe.
-enum Spec {
-    /// Just parsed.
-    Fresh(CheckSpec),
-    /// The spec of this probe (built from the same check line and target).
-    Known(usize),
-}
-
 /// How many `real` lines the document has, to size the tables once.
 fn count_reals(doc: &Document) -> usize {
     doc.statements
@@ -980,11 +843,8 @@ impl<'d> Planner<'d> {
         };
         self.timeouts(top)?;
 
-        let mut probes = Probes::with_capacity(reals.len());
-        let mut notify_ids: HashMap<Vec<Vec<u8>>, usize> = HashMap::new();
-        let mut line_notify: Vec<Option<usize>> = vec![None; self.notifies.len()];
-        let mut notifies: Vec<Vec<Vec<u8>>> = Vec::new();
-        let mut notify_at: Vec<Loc> = Vec::new();
+        let mut checks = Checks::with_capacity(reals.len());
+        let mut notifies = Notifies::new(self.notifies.len());
         let mut plan_virtuals = Vec::with_capacity(virtuals.len());
         let mut plan_reals = Vec::with_capacity(reals.len());
 
@@ -1055,28 +915,14 @@ impl<'d> Planner<'d> {
                 };
 
                 // Each notify line is turned into argv once; equal argvs share one entry.
-                let notify = rs.find(|l| &l.notify).map(|s| {
-                    intern_notify(
-                        doc,
-                        self.notifies[s.value],
-                        s.value,
-                        &mut line_notify,
-                        &mut notify_ids,
-                        &mut notifies,
-                        &mut notify_at,
-                    )
-                });
+                let notify = rs
+                    .find(|l| &l.notify)
+                    .map(|s| notifies.intern(doc, self.notifies[s.value], s.value));
 
                 let line = rs.find(|l| &l.check).map(|s| s.value);
                 let target = match line {
                     None => r.addr,
-                    Some(i) => {
-                        let c = &self.checks[i];
-                        SocketAddr::new(
-                            c.address.unwrap_or(r.addr.ip()),
-                            c.port.unwrap_or(r.addr.port()),
-                        )
-                    }
+                    Some(i) => merge::target(r.addr, self.checks[i].address, self.checks[i].port),
                 };
                 if target.port() == 0 {
                     return Err(doc.error(
@@ -1090,8 +936,8 @@ impl<'d> Planner<'d> {
                     ));
                 }
                 let real_idx = plan_reals.len();
-                let check = self.probe(&mut probes, line, target, timing)?;
-                probes.checks[check].reals.push(real_idx);
+                let check =
+                    checks.share(real_idx, line, target, timing, |l, t| self.parse_spec(l, t))?;
 
                 plan_reals.push(RealPlan {
                     virtual_idx: vi,
@@ -1115,17 +961,9 @@ impl<'d> Planner<'d> {
                 sorry: sorry.map(|(a, _)| a),
                 reals: v.reals.clone(),
                 // Quorum events go to the notify command set for the virtual (or globally).
-                notify: vs.find(|l| &l.notify).map(|s| {
-                    intern_notify(
-                        doc,
-                        self.notifies[s.value],
-                        s.value,
-                        &mut line_notify,
-                        &mut notify_ids,
-                        &mut notifies,
-                        &mut notify_at,
-                    )
-                }),
+                notify: vs
+                    .find(|l| &l.notify)
+                    .map(|s| notifies.intern(doc, self.notifies[s.value], s.value)),
                 loc: doc.loc(v.pos),
             });
         }
@@ -1140,15 +978,10 @@ impl<'d> Planner<'d> {
             let scope = c
                 .scope
                 .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-            let target = SocketAddr::new(
-                c.address.unwrap_or(scope.ip()),
-                c.port.unwrap_or(scope.port()),
-            );
+            let target = merge::target(scope, c.address, c.port);
             self.parse_spec(Some(i), target)?;
         }
 
-        let mut checks = probes.checks;
-        checks.shrink_to_fit();
         Ok(Plan {
             files: doc.files.clone(),
             resync: global.resync.as_ref().map_or(DEFAULT_RESYNC, |s| s.value),
@@ -1158,78 +991,16 @@ impl<'d> Planner<'d> {
                 .as_ref()
                 .map_or(DEFAULT_NOTIFY_MAX, |s| s.value),
             max_in_flight: global.max_in_flight.as_ref().map(|s| s.value),
-            notifies,
-            notify_at,
+            notifies: notifies.argvs,
+            notify_at: notifies.at,
             notify_fifo: global
                 .notify_fifo
                 .as_ref()
                 .map(|s| (s.value.0.clone(), doc.loc(s.value.1))),
             virtuals: plan_virtuals,
             reals: plan_reals,
-            checks,
+            checks: checks.into_checks(),
         })
-    }
-
-    /// The probe for check line `line` (`None`: the default `tcp`) against `target` with
-    /// `timing`: an existing one if equal, else a new one.
-    fn probe(
-        &mut self,
-        probes: &mut Probes,
-        line: Option<usize>,
-        target: SocketAddr,
-        timing: Timing,
-    ) -> Result<usize, ConfigError> {
-        let timing_id = probes.timing(timing);
-        // The spec of (line, target): the one of a probe already built from the same pair
-        // (a real behind several virtuals sharing a check line), or parsed now.
-        let known = probes.parsed.get(&(line, target)).copied();
-        let spec = match known {
-            Some(c) => Spec::Known(c),
-            None => Spec::Fresh(self.parse_spec(line, target)?),
-        };
-        let head = probes.heads.get(&(target, timing_id)).copied();
-        let found = {
-            let spec = match &spec {
-                Spec::Fresh(s) => s,
-                Spec::Known(c) => &probes.checks[*c].spec,
-            };
-            let mut cur = head;
-            let mut found = None;
-            while let Some(c) = cur {
-                if Some(c) == known || probes.checks[c].spec == *spec {
-                    found = Some(c);
-                    break;
-                }
-                cur = Some(probes.next[c]).filter(|&n| n != usize::MAX);
-            }
-            found
-        };
-        let check = match found {
-            Some(c) => c,
-            None => {
-                let spec = match spec {
-                    Spec::Fresh(s) => s,
-                    Spec::Known(c) => probes.checks[c].spec.clone(),
-                };
-                probes.checks.push(CheckPlan {
-                    target,
-                    spec,
-                    interval: timing.interval,
-                    retry_interval: timing.retry,
-                    connect_timeout: timing.connect,
-                    timeout: timing.timeout,
-                    reals: Vec::new(),
-                });
-                let c = probes.checks.len() - 1;
-                probes.next.push(head.unwrap_or(usize::MAX));
-                probes.heads.insert((target, timing_id), c);
-                c
-            }
-        };
-        if known.is_none() {
-            probes.parsed.insert((line, target), check);
-        }
-        Ok(check)
     }
 
     /// Builds the spec of check line `line` (`None`: the default `tcp`) against `target`.
@@ -2298,73 +2069,6 @@ virtual tcp 192.0.2.2:80 {
             "has no port to check",
         );
         plan_text("virtual fwmark 5 {\n real 198.51.100.1 {\n  check tcp --port 22\n }\n}\n");
-    }
-
-    #[test]
-    fn same_real_behind_three_virtuals_is_checked_once() {
-        let p = plan_text(
-            "check http --url http://www.example.com/health\n\
-             virtual tcp 192.0.2.1:80 {\n real 198.51.100.1:80\n}\n\
-             virtual tcp 192.0.2.2:80 {\n real 198.51.100.1\n real 198.51.100.2\n}\n\
-             virtual fwmark 9 {\n real 198.51.100.1:80 weight 4\n}\n\
-             virtual tcp 192.0.2.4:80 {\n interval 5s\n real 198.51.100.1\n}\n",
-        );
-        assert_eq!(p.reals.len(), 5);
-        assert_eq!(p.checks.len(), 3);
-        let shared = &p.checks[p.reals[0].check];
-        assert_eq!(shared.reals, [0, 1, 3]);
-        assert_eq!(shared.target, sa("198.51.100.1:80"));
-        assert_eq!(
-            (p.reals[1].check, p.reals[3].check),
-            (p.reals[0].check, p.reals[0].check)
-        );
-        // A different interval is a different probe.
-        assert_ne!(p.reals[4].check, p.reals[0].check);
-        assert_eq!(p.checks[p.reals[4].check].reals, [4]);
-        assert_eq!(p.checks[p.reals[2].check].reals, [2]);
-        // Every real is in exactly one check's list.
-        let mut all: Vec<usize> = p
-            .checks
-            .iter()
-            .flat_map(|c| c.reals.iter().copied())
-            .collect();
-        all.sort_unstable();
-        assert_eq!(all, [0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn identical_checks_from_different_lines_merge() {
-        let p = plan_text(
-            "virtual tcp 192.0.2.1:80 {\n check tcp --address 203.0.113.9\n real 198.51.100.1\n real 198.51.100.2\n}\n\
-             virtual tcp 192.0.2.2:80 {\n real 198.51.100.3 {\n  check tcp --port 80 --address 203.0.113.9\n }\n\
-             real 198.51.100.4 {\n  check tcp --port 81 --address 203.0.113.9\n }\n\
-             real 198.51.100.5 {\n  timeout 4s\n  check tcp --address 203.0.113.9\n }\n}\n",
-        );
-        assert_eq!(p.checks.len(), 3);
-        assert_eq!(p.checks[0].reals, [0, 1, 2]);
-        assert_eq!(p.checks[1].reals, [3]);
-        assert_eq!(p.checks[2].reals, [4]);
-    }
-
-    #[test]
-    fn notify_commands_are_deduplicated() {
-        let p = plan_text(
-            "notify /bin/n x\nvirtual tcp 192.0.2.1:80 {\n real 198.51.100.1\n real 198.51.100.2 {\n  notify \"/bin/n\" \"x\"\n }\n\
-             real 198.51.100.3 {\n  notify /bin/n y\n }\n}\nvirtual tcp 192.0.2.2:80 {\n notify /bin/unused\n}\n",
-        );
-        assert_eq!(
-            p.notifies,
-            [
-                vec![b"/bin/n".to_vec(), b"x".to_vec()],
-                vec![b"/bin/n".to_vec(), b"y".to_vec()],
-                vec![b"/bin/unused".to_vec()],
-            ]
-        );
-        let idx: Vec<Option<usize>> = p.reals.iter().map(|r| r.notify).collect();
-        assert_eq!(idx, [Some(0), Some(0), Some(1)]);
-        // Quorum events use the virtual's own (or the global) notify.
-        let v: Vec<Option<usize>> = p.virtuals.iter().map(|v| v.notify).collect();
-        assert_eq!(v, [Some(0), Some(2)]);
     }
 
     #[test]
