@@ -768,51 +768,9 @@ fn lex_quoted(line: &[u8], open: usize) -> Result<(Vec<u8>, usize), (u32, String
     }
 }
 
-/// Temporary files for the config tests (shared with `plan`'s tests).
-#[cfg(test)]
-pub(super) mod test_support {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fresh directory under the system's temp dir, removed with everything in it on drop.
-    pub struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        /// A new empty directory whose name contains `tag`, the process id and a counter.
-        pub fn new(tag: &str) -> TempDir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("lvsmon-config-{}-{tag}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        /// Writes `text` to `name` (a relative path, directories created) and returns its path.
-        pub fn write(&self, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-
-        /// The directory.
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_support::TempDir;
+    use super::super::test_support::TempDir;
     use super::*;
 
     /// Parses `text` as the file `main.conf` in a fresh directory.
