@@ -7,7 +7,8 @@
 //!   resolves addresses, builds each check's plugin, merges identical checks so a real server
 //!   behind many virtual services is probed once, and computes every capacity the daemon needs;
 //!   [`values`] reads each setting's words into typed values (durations, counts, addresses,
-//!   ports) with the message that says what was expected.
+//!   ports) with the message that says what was expected, and `merge` finds what reals share
+//!   (one probe per target, check and timing; one argv per notify command).
 //!
 //! Nothing here runs after startup; the daemon sizes all of its tables from the plan.
 

@@ -4,7 +4,8 @@
 //! at which level, what each setting's value looks like, the defaults, and the override order
 //! real > virtual > global > default. It also resolves every address and builds every check's
 //! plugin, so the daemon receives nothing it still has to interpret. What one setting's words
-//! mean on their own (a duration, an address, a count in its range) is [`super::values`]'.
+//! mean on their own (a duration, an address, a count in its range) is [`super::values`]';
+//! which reals share one probe, and which notify lines one argv, is [`super::merge`]'s.
 //!
 //! It works in two passes. The first walks the [`Document`] in file order and checks each
 //! statement on its own (so the first mistake in the file is the one reported); the second
