@@ -30,7 +30,7 @@ pub const MAX_NOTIFY_MAX: u32 = 1024;
 /// (`timeout * HZ`), which overflows beyond this with HZ 1000 (about 49 days).
 pub const MAX_PERSISTENT_SECS: u32 = 4_294_967;
 
-pub(super) const DURATION_HINT: &str = "expected a duration like 250ms, 10s, 5m, 1h, 1d";
+const DURATION_HINT: &str = "expected a duration like 250ms, 10s, 5m, 1h, 1d";
 
 /// Parses a duration as the config language writes it: `250ms`, `10s`, `5m`, `1h`, `1d`, or a
 /// bare number of seconds, with an optional fraction (`1.5s`, `0.25`). Exact to the nanosecond
@@ -94,7 +94,7 @@ pub(super) fn show_duration(d: Duration) -> String {
 }
 
 /// A whole number of days as `1d`, anything else as [`show_duration`] does.
-pub(super) fn show_days(d: Duration) -> String {
+fn show_days(d: Duration) -> String {
     if d.subsec_nanos() == 0 && d.as_secs() > 0 && d.as_secs().is_multiple_of(86_400) {
         format!("{}d", d.as_secs() / 86_400)
     } else {
