@@ -95,6 +95,9 @@ pub struct Options {
     /// systemd's notification socket and watchdog, from the environment
     /// ([`crate::sd_notify::take_env`]); `None`: no notifications.
     pub systemd: Option<crate::sd_notify::Config>,
+    /// Descriptor numbers taken before the daemon opened its own, as startup counted them
+    /// ([`crate::fdbudget::FdBudget::taken`]): a reload sizes its open-file budget with them.
+    pub fd_taken: u64,
 }
 
 impl Default for Options {
@@ -111,6 +114,7 @@ impl Default for Options {
             interval: None,
             reload_timeout: reload::DEFAULT_RELOAD_TIMEOUT,
             systemd: None,
+            fd_taken: 3,
         }
     }
 }
