@@ -589,3 +589,68 @@ fn a_server_that_closes_is_judged_when_the_close_is_read() {
         ],
     );
 }
+
+/// A socket bound to a loopback port the kernel picked, never listening: a SYN to it is
+/// answered with a reset. Kept open so that the port stays unused.
+fn refusing() -> (OwnedFd, SocketAddr) {
+    // SAFETY: plain socket(2); the OwnedFd owns the result.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = sockaddr(&"127.0.0.1:0".parse().unwrap(), &mut ss);
+    // SAFETY: `ss` holds a valid address of length `len`.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `ss`.
+    let rc = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0);
+    // SAFETY: an AF_INET address was written.
+    let sin = unsafe { &*(&ss as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+    let port = u16::from_be(sin.sin_port);
+    (fd, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// A connect answered with a reset: the readiness comes with an error, so the handshake's
+/// result is read from `SO_ERROR` (not taken as a connection), and the verdict is
+/// `connect-refused` naming the errno, with the latency of the moment it was read.
+#[test]
+fn a_refused_connect_is_judged_on_its_error_readiness() {
+    let (_closed, addr) = refusing();
+    let mut rig = Rig::new(listener(), "tcp", &[]);
+    rig.target = addr;
+    let s = GRID;
+    rig.run(
+        "refused",
+        &[
+            (
+                s,
+                Start,
+                Going(Outcome::Pending, Phase::ConResult, s + CONNECT_US),
+            ),
+            (
+                s + 120,
+                Writable,
+                Decided(
+                    Verdict::fail_with(Reason::ConnectRefused, b"ECONNREFUSED"),
+                    120,
+                ),
+            ),
+        ],
+    );
+    assert!(rig.trouble, "the readiness came without an error");
+}
