@@ -5,7 +5,7 @@
 //!
 //! A [`Clock`] is either the system's monotonic clock ([`Clock::new`], what the daemon runs
 //! on) or a manual one ([`Clock::manual`]) that stands still until a test sets or advances
-//! it: the loop ([`crate::event_loop::Options::clock`]) and the phase tests
+//! it: the loop (given one in its `Options::clock`) and the phase tests
 //! (`monitor/phase/steps.rs`) read the same type. The real clock pays one well-predicted
 //! branch for this (`benches/timer.rs`, `clock_now`).
 
