@@ -53,8 +53,9 @@ enum Act {
     Readable,
     /// No readiness comes for this long in real time (a connect whose SYN is dropped).
     Quiet(Duration),
-    /// The probe's timer fired: before its phase's deadline the check goes on (the driver
-    /// sets the timer again); at or after it, the phase's deadline verdict.
+    /// The probe's timer fired: waiting, the check starts; running, before its phase's
+    /// deadline the check goes on (the driver sets the timer again), at or after it the
+    /// phase's deadline verdict.
     Deadline,
     /// The verdict is recorded: the socket is closed and the probe waits for its next grid
     /// point, one interval on.
@@ -225,6 +226,11 @@ impl Rig {
             }
             Deadline => {
                 let d = self.p.phase_deadline(CONNECT_US, TIMEOUT_US);
+                if self.p.phase == Phase::Wait {
+                    // Waiting, the deadline is the grid point (the wheel never fires early).
+                    assert!(now >= d, "the timer fired before the grid point {d:?}");
+                    return self.act(Start, now);
+                }
                 if now < d {
                     return self.after(Outcome::Pending, now);
                 }
@@ -341,10 +347,10 @@ fn a_check_steps_from_connect_to_the_next_grid_point() {
         (s + 450_000, Reply(b"ok"), Server),
         (s + 450_030, Readable, Decided(Verdict::Pass, 450_030)),
         (s + 450_030, Finish, Asleep(n)),
-        // On the grid, not on the late start; a timer that fires for it finds it due.
+        // On the grid, not on the late start: the timer set for it starts the next check.
         (
             n,
-            Start,
+            Deadline,
             Going(Outcome::Pending, Phase::ConResult, n + CONNECT_US),
         ),
         (
