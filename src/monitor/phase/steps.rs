@@ -11,7 +11,7 @@
 //! the microsecond: just before, at and just after.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ enum Act {
     Reply(&'static [u8]),
     /// The server side closes the connection.
     Hangup,
+    /// The UDP server side receives one datagram.
+    Datagram,
+    /// The UDP server side answers the last datagram's sender with these bytes.
+    Answer(&'static [u8]),
     /// The socket reported READABLE: the probe takes its receive buffer (at the first read,
     /// as the driver hands one over only then) and reads.
     Readable,
@@ -86,8 +90,10 @@ struct Rig {
     p: Probe,
     spec: CheckSpec,
     target: SocketAddr,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     server: Option<TcpStream>,
+    /// The UDP server side, and where its last datagram came from.
+    udp: Option<(UdpSocket, Option<SocketAddr>)>,
     buf: Box<[u8]>,
     /// The probe holds its buffer (from its first READABLE until the check ends).
     has_buf: bool,
@@ -103,7 +109,21 @@ struct Rig {
 impl Rig {
     /// A probe with `check NAME ARGS` against `listener`, first due at [`GRID`].
     fn new(listener: TcpListener, check: &str, args: &[&str]) -> Rig {
-        let target = listener.local_addr().unwrap();
+        let mut rig = Rig::to(listener.local_addr().unwrap(), check, args);
+        rig.listener = Some(listener);
+        rig
+    }
+
+    /// A probe with `check NAME ARGS` against the UDP socket `server`.
+    fn udp(server: UdpSocket, check: &str, args: &[&str]) -> Rig {
+        let mut rig = Rig::to(server.local_addr().unwrap(), check, args);
+        server.set_read_timeout(Some(REAL_WAIT)).unwrap();
+        rig.udp = Some((server, None));
+        rig
+    }
+
+    /// A probe with `check NAME ARGS` against `target`, first due at [`GRID`].
+    fn to(target: SocketAddr, check: &str, args: &[&str]) -> Rig {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let spec = CheckSpec::parse(check, &args, Target { addr: target }).unwrap();
         Rig {
@@ -113,8 +133,9 @@ impl Rig {
             p: Probe::new(Time(GRID)),
             spec,
             target,
-            listener,
+            listener: None,
             server: None,
+            udp: None,
             buf: vec![0u8; 4096].into_boxed_slice(),
             has_buf: false,
             readable: false,
@@ -177,7 +198,7 @@ impl Rig {
                 self.after(o, now)
             }
             Accept => {
-                let (mut s, _) = self.listener.accept().unwrap();
+                let (mut s, _) = self.listener.as_ref().expect("listening").accept().unwrap();
                 s.set_read_timeout(Some(REAL_WAIT)).unwrap();
                 let mut req = Vec::new();
                 let mut chunk = [0u8; 512];
@@ -191,11 +212,32 @@ impl Rig {
                 Server
             }
             Take => {
-                self.server = Some(self.listener.accept().unwrap().0);
+                self.server = Some(
+                    self.listener
+                        .as_ref()
+                        .expect("listening")
+                        .accept()
+                        .unwrap()
+                        .0,
+                );
                 Server
             }
             Hangup => {
                 drop(self.server.take().expect("accepted"));
+                Server
+            }
+            Datagram => {
+                let (sock, from) = self.udp.as_mut().expect("a UDP server");
+                let mut d = [0u8; 1500];
+                let (n, peer) = sock.recv_from(&mut d).unwrap();
+                *from = Some(peer);
+                self.requests
+                    .push(String::from_utf8_lossy(&d[..n]).into_owned());
+                Server
+            }
+            Answer(bytes) => {
+                let (sock, from) = self.udp.as_ref().expect("a UDP server");
+                sock.send_to(bytes, from.expect("a datagram came")).unwrap();
                 Server
             }
             Reply(bytes) => {
@@ -659,4 +701,53 @@ fn a_refused_connect_is_judged_on_its_error_readiness() {
         ],
     );
     assert!(rig.trouble, "the readiness came without an error");
+}
+
+/// A UDP check: the datagram goes out as the check starts (no handshake), the probe waits
+/// to read, and the reply decides; with no reply, `recv-timeout` at the check's timeout
+/// from its start, not a microsecond before.
+#[test]
+fn a_datagram_check_steps_from_send_to_reply_or_timeout() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rig = Rig::udp(server, "udp", &["--send", "ping", "--expect", "pong"]);
+    let s = GRID + 3;
+    let d = s + TIMEOUT_US;
+    rig.run(
+        "answered",
+        &[
+            (
+                s,
+                Start,
+                Going(Outcome::NeedBuffer, Phase::Recv { got: 0 }, d),
+            ),
+            (s + 20, Datagram, Server),
+            (s + 500_000, Answer(b"pong"), Server),
+            (s + 500_040, Readable, Decided(Verdict::Pass, 500_040)),
+            (s + 500_040, Finish, Asleep(GRID + INTERVAL_US)),
+        ],
+    );
+    assert_eq!(rig.requests, ["ping"]);
+    let s = GRID + INTERVAL_US;
+    let d = s + TIMEOUT_US;
+    rig.run(
+        "unanswered",
+        &[
+            (
+                s,
+                Deadline,
+                Going(Outcome::NeedBuffer, Phase::Recv { got: 0 }, d),
+            ),
+            (s + 20, Datagram, Server),
+            (
+                d - 1,
+                Deadline,
+                Going(Outcome::Pending, Phase::Recv { got: 0 }, d),
+            ),
+            (
+                d,
+                Deadline,
+                Decided(Verdict::fail(Reason::RecvTimeout), TIMEOUT_US),
+            ),
+        ],
+    );
 }
