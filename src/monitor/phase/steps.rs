@@ -46,6 +46,8 @@ enum Act {
     Take,
     /// The server side writes these bytes.
     Reply(&'static [u8]),
+    /// The server side reads exactly these bytes.
+    Hear(&'static [u8]),
     /// The server side closes the connection.
     Hangup,
     /// The UDP server side receives one datagram.
@@ -220,6 +222,14 @@ impl Rig {
                         .unwrap()
                         .0,
                 );
+                Server
+            }
+            Hear(want) => {
+                let s = self.server.as_mut().expect("accepted");
+                s.set_read_timeout(Some(REAL_WAIT)).unwrap();
+                let mut got = vec![0u8; want.len()];
+                s.read_exact(&mut got).unwrap();
+                assert_eq!(got, want);
                 Server
             }
             Hangup => {
@@ -750,4 +760,64 @@ fn a_datagram_check_steps_from_send_to_reply_or_timeout() {
             ),
         ],
     );
+}
+
+/// A dialogue (`script`): the greeting read, the plugin's answer sent from the reading
+/// phase (recv → query → recv, the bytes so far kept), then the server's reply decides. A
+/// server that goes quiet after the answer fails at the check's timeout from its start with
+/// `timeout` and the bytes received as detail (not `recv-timeout`: bytes came).
+#[test]
+fn a_dialogue_sends_from_its_reading_phase_and_keeps_the_bytes() {
+    for last in [Some(&b"250 ok\r\n"[..]), None] {
+        let mut rig = Rig::new(
+            listener(),
+            "script",
+            &["--expect", "220", "--send", "HELO x\r\n", "--expect", "250"],
+        );
+        let s = GRID;
+        let d = s + TIMEOUT_US;
+        let mut rows = vec![
+            (
+                s,
+                Start,
+                Going(Outcome::Pending, Phase::ConResult, s + CONNECT_US),
+            ),
+            (
+                s + 10,
+                Writable,
+                Going(Outcome::NeedBuffer, Phase::Recv { got: 0 }, d),
+            ),
+            (s + 11, Take, Server),
+            (s + 100_000, Reply(b"220 hi\r\n"), Server),
+            // The greeting passes; the answer goes out at once; reading again, 8 bytes kept.
+            (
+                s + 100_010,
+                Readable,
+                Going(Outcome::Pending, Phase::Recv { got: 8 }, d),
+            ),
+            (s + 100_020, Hear(b"HELO x\r\n"), Server),
+        ];
+        match last {
+            Some(reply) => rows.extend([
+                (s + 300_000, Reply(reply), Server),
+                (s + 300_005, Readable, Decided(Verdict::Pass, 300_005)),
+            ]),
+            None => rows.extend([
+                (
+                    d - 1,
+                    Deadline,
+                    Going(Outcome::Pending, Phase::Recv { got: 8 }, d),
+                ),
+                (
+                    d,
+                    Deadline,
+                    Decided(
+                        Verdict::Fail(Reason::Timeout, Detail::number(8)),
+                        TIMEOUT_US,
+                    ),
+                ),
+            ]),
+        }
+        rig.run(if last.is_some() { "answered" } else { "quiet" }, &rows);
+    }
 }
