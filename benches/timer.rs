@@ -3,7 +3,8 @@
 //! A check sets its probe's deadline about three times (connect deadline, then the phase
 //! deadline after each step that waits, then the next grid point when it finishes), and every
 //! turn pops what is due and asks for the next expiry. Sizes are the benchmark's: 10,000
-//! probes every second and 100,000 every 10 s, both 10,000 checks per second.
+//! probes every second and 100,000 every 10 s, both 10,000 checks per second. Also the clock
+//! the loop reads to drive the wheel (`clock_now`).
 
 use divan::counter::ItemsCount;
 use divan::{black_box, Bencher};
@@ -79,4 +80,12 @@ fn set_and_pop_one(bencher: Bencher) {
         now += 3 * TICK_US;
         black_box(w.pop_expired(Time(now)))
     });
+}
+
+/// The loop's clock, read a few times every turn (before the wait, after it, and for the
+/// stall check): the monotonic clock of `Daemon::new`.
+#[divan::bench]
+fn clock_now(bencher: Bencher) {
+    let c = lvsmon::clock::Clock::new();
+    bencher.bench_local(|| black_box(&c).now());
 }

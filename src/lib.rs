@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod event_loop;
+pub mod fdbudget;
 pub mod history;
 pub mod ipvs;
 pub mod log;

@@ -265,7 +265,7 @@ fn main() {
     // netlink client, resyncs included; elsewhere the dry-run side.
     let netlink = std::path::Path::new("/proc/net/ip_vs").exists();
     let ipvs: Box<dyn Ipvs> = if netlink {
-        let managed = lvsmon::startup::managed_services(&plan);
+        let managed = lvsmon::ipvs::managed_services(&plan);
         Box::new(Netlink::open(&managed, 4096).expect("netlink IPVS client"))
     } else {
         Box::new(DryRun::default())

@@ -95,6 +95,12 @@ pub struct Options {
     /// systemd's notification socket and watchdog, from the environment
     /// ([`crate::sd_notify::take_env`]); `None`: no notifications.
     pub systemd: Option<crate::sd_notify::Config>,
+    /// Descriptor numbers taken before the daemon opened its own, as startup counted them
+    /// ([`crate::fdbudget::FdBudget::taken`]): a reload sizes its open-file budget with them.
+    pub fd_taken: u64,
+    /// The clock the loop reads (`None`: the system's monotonic clock, from
+    /// [`Daemon::new`]); tests give a [`Clock::manual`] one to set the time themselves.
+    pub clock: Option<Clock>,
 }
 
 impl Default for Options {
@@ -111,6 +117,8 @@ impl Default for Options {
             interval: None,
             reload_timeout: reload::DEFAULT_RELOAD_TIMEOUT,
             systemd: None,
+            fd_taken: 3,
+            clock: None,
         }
     }
 }
@@ -671,7 +679,7 @@ impl Daemon {
     ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
         ipvs.register(poll.registry(), NETLINK)?;
-        let clock = Clock::new();
+        let clock = opts.clock.unwrap_or_default();
         let signals = if opts.signals {
             let mut s = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1])?;
             poll.registry()

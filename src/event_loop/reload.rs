@@ -67,12 +67,12 @@ impl Loaded {
         let file = plan.files.first().map(|f| f.display().to_string());
         // A configuration whose checks could not all hold a socket at once is refused, as
         // at startup.
-        crate::startup::fit_fd_limit(&plan)
+        crate::fdbudget::fit_fd_limit(&plan, opts.fd_taken)
             .map_err(|e| format!("{}: {e}", file.clone().unwrap_or_default()))?;
         // The daemon runs where and as whom its notify commands will: a program it could not
         // start is refused here, as at startup.
         crate::notify::check_programs(&plan, None, None).map_err(|e| e.to_string())?;
-        let managed = crate::startup::managed_services(&plan);
+        let managed = crate::ipvs::managed_services(&plan);
         let queue_cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
         let summary = plan.summary();
         let core = Core::new(plan, opts, Log::new(Sink::Null, Level::Error), origin)

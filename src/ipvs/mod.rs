@@ -316,6 +316,30 @@ impl Ipvs for DryRun {
     }
 }
 
+/// The services lvsmon manages, each with its address family: a fwmark service is IPv6 when
+/// all of its reals are, IPv4 otherwise. What [`client::Netlink::open`] is given, at startup
+/// and at each reload.
+pub fn managed_services(plan: &crate::config::Plan) -> Vec<(ServiceKey, u16)> {
+    plan.virtuals
+        .iter()
+        .map(|v| {
+            let af = match v.key {
+                ServiceKey::Inet(_, a) if a.is_ipv6() => libc::AF_INET6,
+                ServiceKey::Inet(..) => libc::AF_INET,
+                ServiceKey::Fwmark(_) => {
+                    let reals = &plan.reals[v.reals.clone()];
+                    if !reals.is_empty() && reals.iter().all(|r| r.addr.is_ipv6()) {
+                        libc::AF_INET6
+                    } else {
+                        libc::AF_INET
+                    }
+                }
+            };
+            (v.key, af as u16)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

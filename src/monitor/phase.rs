@@ -827,6 +827,9 @@ pub fn close(p: &mut Probe, registry: &Registry) {
 }
 
 #[cfg(test)]
+mod steps;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
