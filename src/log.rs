@@ -441,14 +441,7 @@ impl Log {
             if self.ring.len == 0 || left.is_zero() {
                 return;
             }
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-            // SAFETY: one pollfd we own.
-            unsafe { libc::poll(&mut p, 1, ms) };
+            wait_writable(fd, left);
         }
     }
 
@@ -552,14 +545,7 @@ impl Log {
                 self.wait_when_full = false;
                 return;
             };
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-            // SAFETY: one pollfd we own.
-            unsafe { libc::poll(&mut p, 1, ms) };
+            wait_writable(fd, left);
         }
     }
 
@@ -713,6 +699,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Waits until `fd` takes output, or `left` has passed (at least 1 ms). Only outside the
+/// loop: before it runs and at exit.
+fn wait_writable(fd: std::os::fd::RawFd, left: Duration) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one pollfd we own, for the length of the call.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
 #[cfg(test)]
 mod tests {
     use super::*;
