@@ -14,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod event_loop;
 pub mod history;
+pub mod ids;
 pub mod ipvs;
 pub mod log;
 pub mod monitor;
@@ -25,6 +26,7 @@ pub mod sd_notify;
 pub mod startup;
 pub mod state;
 pub mod stats;
+pub mod table;
 pub mod timer;
 
 #[path = "../plugins/mod.rs"]

@@ -16,11 +16,9 @@
 //! generation in the high bits (see [`Probe::token`]); the top of the token space is
 //! reserved for the daemon's own sources.
 
-mod outbox;
 mod reload;
 mod report;
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,22 +28,23 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::clock::{micros, Clock, Time};
-use crate::config::{Forward, OnDown, Plan, ServiceKey};
+use crate::config::{Plan, ServiceKey};
 use crate::control::Server;
 use crate::history::History;
-use crate::ipvs::{Dest, Ipvs, IpvsEvent, Op, OpKind, OpResult, Service};
+use crate::ids::RealId;
+use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
-use crate::monitor::health::{Change, Health, Rules, State};
+use crate::monitor::health::State;
 use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use crate::notify::{EventFifo, FifoStatus, Notifier};
-use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
+use crate::plugins::{CheckSpec, Verdict};
 use crate::pool::BufPool;
 use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
 use crate::stats::Histogram;
+use crate::table::{self, Table};
 use crate::timer::Wheel;
-use outbox::{Outbox, Slot, What};
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
@@ -59,8 +58,6 @@ const ALARM: Token = Token(usize::MAX - 5);
 /// The log's output descriptor, writable again after it was full ([`Log::on_writable`]).
 /// Checked before [`Server::owns`], whose connection bit it shares.
 const LOG: Token = Token(usize::MAX - 16);
-/// After a failed IPVS operation, the table is read back and repaired this soon.
-const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 /// The loop woke this much later than it asked to (it was stopped, the machine paused, or
 /// it could not run): a stall. The checks it could not watch get back the time they lost,
 /// and what is ready is read before any deadline is expired. Far above the loop's own
@@ -169,75 +166,6 @@ struct Kind {
     timeout_us: u64,
 }
 
-/// A real server's settings from the file, shared by every real written the same (most
-/// reals of a virtual service), so each real carries an index instead of 36 bytes.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Setup {
-    weight: u32,
-    forward: Forward,
-    on_down: OnDown,
-    notify: u32,
-    rules: Rules,
-}
-
-impl Setup {
-    /// Slots of its `within` window in `rings` (`fall` of them when `within` is set).
-    fn ring_len(&self) -> u32 {
-        if self.rules.within_us > 0 {
-            self.rules.fall
-        } else {
-            0
-        }
-    }
-}
-
-/// A destination address as a real server keeps it: 20 bytes where `SocketAddr` takes 32.
-/// It holds no IPv6 flow label or scope, which no destination has (the planner refuses
-/// link-local addresses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Addr {
-    ip: [u8; 16],
-    port: u16,
-    v6: bool,
-}
-
-impl Addr {
-    fn new(a: SocketAddr) -> Addr {
-        let (ip, v6) = match a.ip() {
-            std::net::IpAddr::V4(v4) => {
-                let mut ip = [0u8; 16];
-                ip[..4].copy_from_slice(&v4.octets());
-                (ip, false)
-            }
-            std::net::IpAddr::V6(v6) => (v6.octets(), true),
-        };
-        Addr {
-            ip,
-            port: a.port(),
-            v6,
-        }
-    }
-
-    fn get(self) -> SocketAddr {
-        let ip = if self.v6 {
-            std::net::IpAddr::from(self.ip)
-        } else {
-            std::net::IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
-        };
-        SocketAddr::new(ip, self.port)
-    }
-}
-
-impl std::fmt::Display for Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
-    }
-}
-
-/// `Real::table` when the destination is not in the table (no weight is `u32::MAX`:
-/// the kernel's weights are non-negative `i32`s).
-const ABSENT: u32 = u32::MAX;
-
 impl Kind {
     /// The same plugin, options and timing (the target is compared apart).
     fn same_check(&self, other: &Kind) -> bool {
@@ -255,74 +183,6 @@ impl Kind {
             )
     }
 }
-
-/// One real server behind one virtual service: static settings and decision state.
-#[derive(Debug)]
-struct Real {
-    addr: Addr,
-    virt: u32,
-    /// Index in `setups`.
-    setup: u32,
-    /// Where its `within` window starts in `rings` ([`Setup::ring_len`] slots).
-    ring: u32,
-    health: Health,
-    /// The weight IPVS has for this destination, [`ABSENT`] when absent (see
-    /// [`Real::table`]).
-    table: u32,
-    checks: u64,
-    failures: u64,
-    transitions: u32,
-    last_reason: Option<Reason>,
-    last_detail: Detail,
-    last_latency_us: u32,
-    /// Taken out of service by an operator (`lvsmon drain`): weight 0 whatever its checks say.
-    drained: bool,
-    /// `table` is known: read at startup, or from the first read-back after a reload added
-    /// this real. Until then no operation is sent for it.
-    adopted: bool,
-}
-
-impl Real {
-    /// The weight IPVS has for this destination, `None` when it is not in the table.
-    fn table(&self) -> Option<u32> {
-        (self.table != ABSENT).then_some(self.table)
-    }
-
-    fn set_table(&mut self, w: Option<u32>) {
-        self.table = w.unwrap_or(ABSENT);
-    }
-}
-
-/// Each virtual's reals (indices, within the virtual's range) sorted by destination.
-fn sorted_by_dest(reals: &[Real], virtuals: &[Virtual]) -> Box<[u32]> {
-    let mut by_dest: Box<[u32]> = (0..reals.len() as u32).collect();
-    for v in virtuals {
-        by_dest[v.reals.0 as usize..v.reals.1 as usize]
-            .sort_unstable_by_key(|&x| reals[x as usize].addr.get());
-    }
-    by_dest
-}
-
-/// A virtual service's identity and quorum bookkeeping.
-#[derive(Debug)]
-struct Virtual {
-    key: ServiceKey,
-    service: Service,
-    quorum: u32,
-    sorry: Option<SocketAddr>,
-    notify: u32,
-    /// Its reals: a range of real indices.
-    reals: (u32, u32),
-    /// Reals UP, and reals not yet decided.
-    up: u32,
-    unknown: u32,
-    quorum_lost: bool,
-    sorry_in_table: bool,
-    /// The table's view of this service is known (see [`Real::adopted`]).
-    adopted: bool,
-}
-
-const NO_NOTIFY: u32 = u32::MAX;
 
 /// Counters the daemon keeps (64-bit, never reset while it runs).
 #[derive(Debug, Clone, Default)]
@@ -378,37 +238,13 @@ struct Core {
     cfg: Box<[ProbeCfg]>,
     kinds: Box<[Kind]>,
     probe_reals: Box<[u32]>,
-    reals: Box<[Real]>,
-    /// Settings shared by reals (see [`Setup`]).
-    setups: Box<[Setup]>,
-    rings: Box<[u64]>,
-    virtuals: Box<[Virtual]>,
+    /// The policy: reals, virtuals, their decisions and the IPVS operations they need.
+    table: Table,
     wheel: Wheel,
     pool: BufPool,
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
     handed: Box<[u32]>,
     handed_len: usize,
-    /// IPVS operations decided this turn, handed to the IPVS side at the end of it.
-    outbox: Outbox,
-    /// Each virtual's reals sorted by destination (indices into `reals`, in each virtual's
-    /// range of them), so a read-back or a result finds its real by binary search: 4 bytes
-    /// a real, where a hash map of (virtual, destination) took about 47.
-    by_dest: Box<[u32]>,
-    /// service → virtual index.
-    virt_index: HashMap<ServiceKey, u32>,
-    /// What the running read-back found: per real its weight ([`ABSENT`]: not there), per
-    /// virtual its service and whether its sorry server is there.
-    seen: Box<[u32]>,
-    svc_seen: Box<[Option<Service>]>,
-    sorry_seen: Box<[bool]>,
-    /// Reals and virtuals lvsmon itself changed while the read-back ran: what it saw of them
-    /// may predate the change, so they wait for the next one.
-    touched_real: Box<[bool]>,
-    touched_virt: Box<[bool]>,
-    /// Resync period (0 = never), next resync, and whether a read-back is running.
-    resync_us: u64,
-    next_resync: Time,
-    resyncing: bool,
     /// Time of the current turn.
     now: Time,
     /// Unix time (µs) at daemon time zero, for timestamps people read.
@@ -442,10 +278,6 @@ struct Core {
     retiring: Vec<Notifier>,
     /// Counters of notifiers that are gone (so the totals never go backwards).
     notify_retired: crate::notify::NotifyCounters,
-    /// Reals or virtuals a reload added wait for a read-back of the table.
-    adopt_pending: bool,
-    /// The read-back in flight was started before a reload: its result is not used.
-    dump_stale: bool,
     /// The next real of a SIGUSR1 status dump still being written: the dump goes on while
     /// the log has room, and waits for its reader otherwise (never dropped).
     status_next: Option<usize>,
@@ -769,8 +601,8 @@ impl Daemon {
             let _ = write!(
                 l,
                 "msg=\"starting\" virtuals={} reals={} checks={} buffers={}x{} ipvs={}",
-                c.virtuals.len(),
-                c.reals.len(),
+                c.table.virtuals.len(),
+                c.table.reals.len(),
                 c.probes.len(),
                 c.pool.count(),
                 c.pool.size(),
@@ -780,22 +612,10 @@ impl Daemon {
                 let _ = write!(l, " metrics=http://{m}/metrics");
             }
         }
-        for v in 0..c.virtuals.len() {
-            let want = c.virtuals[v].service;
-            c.adopt_virtual(v, ipvs.existing_service(want.key));
-            if let Some(sorry) = c.virtuals[v].sorry {
-                c.virtuals[v].sorry_in_table = ipvs.existing_weight(want.key, sorry).is_some();
-            }
-        }
-        for r in 0..c.reals.len() {
-            let (key, addr) = (
-                c.virtuals[c.reals[r].virt as usize].key,
-                c.reals[r].addr.get(),
-            );
-            // lvsmon(8), DECISIONS: a destination already in the table keeps its weight until its
-            // first check decides.
-            c.adopt_real(r, ipvs.existing_weight(key, addr));
-        }
+        c.table.adopt_at_start(
+            |key| ipvs.existing_service(key),
+            |key, addr| ipvs.existing_weight(key, addr),
+        );
         ipvs.forget_snapshot();
         self.drain_outbox();
         // From here on a line that finds the log full is dropped rather than waited for.
@@ -811,14 +631,16 @@ impl Daemon {
     fn drain_outbox(&mut self) {
         for _ in 0..4 {
             while self.ipvs.room() > 0 {
-                let Some(op) = self.core.next_op() else { break };
+                let Some(op) = self.core.table.next_op() else {
+                    break;
+                };
                 if let Some(res) = self.ipvs.submit(op) {
                     self.core.op_done(op, res);
                 }
             }
             let core = &mut self.core;
             self.ipvs.flush(&mut |ev| core.on_ipvs(ev));
-            if self.core.outbox.len() == 0 || self.ipvs.room() == 0 {
+            if self.core.table.pending_ops() == 0 || self.ipvs.room() == 0 {
                 break;
             }
         }
@@ -942,7 +764,7 @@ impl Daemon {
 
     /// Real `i`'s state, consecutive failures and checks, for tests and status output.
     pub fn real_state(&self, i: usize) -> (State, u32, u64) {
-        let r = &self.core.reals[i];
+        let r = &self.core.table.reals[i];
         (r.health.state, r.health.fails, r.checks)
     }
 
@@ -961,8 +783,7 @@ impl Daemon {
         if let Some(f) = self.core.fifo.as_ref().and_then(|f| f.next_deadline()) {
             next = Some(next.map_or(f, |w| w.min(f)));
         }
-        if !self.ipvs.is_dry_run() && self.core.resync_us > 0 {
-            let r = self.core.next_resync;
+        if let Some(r) = self.core.table.next_resync(self.ipvs.is_dry_run()) {
             next = Some(next.map_or(r, |w| w.min(r)));
         }
         if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
@@ -982,7 +803,10 @@ impl Daemon {
                 timeout = Some(wait_for(now, t) + Duration::from_millis(1));
             }
         }
-        if self.ipvs.pending() || self.core.adopt_pending || self.core.outbox.len() > 0 {
+        if self.ipvs.pending()
+            || self.core.table.adopt_pending()
+            || self.core.table.pending_ops() > 0
+        {
             // Requests wait for room in the socket: come back soon.
             timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
                 t.min(Duration::from_millis(5))
@@ -1093,17 +917,9 @@ impl Daemon {
         }
         core.poll_notify(now);
         let save_ended = core.save_step(now);
-        if core.adopt_pending && !self.ipvs.is_dry_run() && self.ipvs.start_dump() {
-            // What a reload added is adopted from this read-back.
-            core.adopt_pending = false;
-            core.next_resync = now.add_micros(core.resync_us);
-            core.begin_resync();
-        } else if core.resync_us > 0 && now >= core.next_resync {
-            core.next_resync = now.add_micros(core.resync_us);
-            if self.ipvs.start_dump() {
-                core.begin_resync();
-            }
-        }
+        let ipvs = &mut self.ipvs;
+        let dry = ipvs.is_dry_run();
+        core.table.poll_read_back(now, dry, || ipvs.start_dump());
         // The ping comes from the loop itself, after the turn's work: a loop that hangs
         // stops pinging, and systemd restarts it.
         if let Some(s) = core.systemd.as_mut() {
@@ -1138,78 +954,7 @@ impl Core {
     fn new(plan: Plan, opts: &Options, log: Log, origin: Time) -> io::Result<Core> {
         let n = plan.checks.len();
 
-        let mut virtuals = Vec::with_capacity(plan.virtuals.len());
-        for v in &plan.virtuals {
-            let notify = v.notify.map_or(NO_NOTIFY, |i| i as u32);
-            virtuals.push(Virtual {
-                key: v.key,
-                service: Service::new(v.key, &v.scheduler, v.persistent),
-                quorum: v.quorum,
-                sorry: v.sorry,
-                notify,
-                reals: (v.reals.start as u32, v.reals.end as u32),
-                up: 0,
-                unknown: v.reals.len() as u32,
-                quorum_lost: false,
-                sorry_in_table: false,
-                adopted: false,
-            });
-        }
-
-        let mut rings_len = 0u32;
-        let mut reals = Vec::with_capacity(plan.reals.len());
-        let mut setups: Vec<Setup> = Vec::new();
-        let mut setup_ids: HashMap<Setup, u32> = HashMap::new();
-        for r in &plan.reals {
-            let t = &r.thresholds;
-            let setup = Setup {
-                weight: r.weight,
-                forward: r.forward,
-                on_down: r.on_down,
-                notify: r.notify.map_or(NO_NOTIFY, |i| i as u32),
-                rules: Rules {
-                    fall: t.fall.max(1),
-                    rise: t.rise.max(1),
-                    within_us: t.within.map_or(0, micros),
-                    down_after_us: t.down_after.map_or(0, micros),
-                },
-            };
-            let ring_len = setup.ring_len();
-            let id = *setup_ids.entry(setup).or_insert_with_key(|s| {
-                setups.push(Setup { ..*s });
-                (setups.len() - 1) as u32
-            });
-            debug_assert_eq!(Addr::new(r.addr).get(), r.addr);
-            reals.push(Real {
-                addr: Addr::new(r.addr),
-                virt: r.virtual_idx as u32,
-                setup: id,
-                ring: rings_len,
-                health: Health::new(origin),
-                table: ABSENT,
-                checks: 0,
-                failures: 0,
-                transitions: 0,
-                last_reason: None,
-                last_detail: Detail::EMPTY,
-                last_latency_us: 0,
-                drained: false,
-                adopted: false,
-            });
-            rings_len += ring_len;
-        }
-        drop(setup_ids);
-
-        let by_dest = sorted_by_dest(&reals, &virtuals);
-        let virt_index: HashMap<ServiceKey, u32> = plan
-            .virtuals
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.key, i as u32))
-            .collect();
-        let n_reals = plan.reals.len();
-        let n_virtuals = plan.virtuals.len();
-        let resync_us = micros(plan.resync);
+        let table = Table::new(&plan, origin);
 
         let history = History::new(&plan.history, &History::intervals(&plan));
         let mut probe_reals = Vec::with_capacity(plan.reals.len());
@@ -1308,25 +1053,11 @@ impl Core {
             cfg: cfg.into_boxed_slice(),
             kinds: kinds.into_boxed_slice(),
             probe_reals: probe_reals.into_boxed_slice(),
-            reals: reals.into_boxed_slice(),
-            setups: setups.into_boxed_slice(),
-            rings: vec![0u64; rings_len as usize].into_boxed_slice(),
-            virtuals: virtuals.into_boxed_slice(),
+            table,
             wheel,
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
             handed_len: 0,
-            outbox: Outbox::new(n_reals + 2 * n_virtuals + 64, 64),
-            by_dest,
-            virt_index,
-            seen: vec![ABSENT; n_reals].into_boxed_slice(),
-            svc_seen: vec![None; n_virtuals].into_boxed_slice(),
-            sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
-            touched_real: vec![false; n_reals].into_boxed_slice(),
-            touched_virt: vec![false; n_virtuals].into_boxed_slice(),
-            resync_us,
-            next_resync: Time(resync_us),
-            resyncing: false,
             now: Time::ZERO,
             wall_origin_us: wall_now_us(),
             saver: None,
@@ -1345,14 +1076,109 @@ impl Core {
             notify_max: plan.notify_max,
             retiring: Vec::new(),
             notify_retired: crate::notify::NotifyCounters::default(),
-            adopt_pending: false,
-            dump_stale: false,
             status_next: None,
             reload: Reload::default(),
             systemd: None,
             in_flight: 0,
             max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
         })
+    }
+}
+
+/// Where the table's events and notes go: the log, `notify-fifo`, the notify commands and
+/// the counters.
+struct Sinks<'a> {
+    log: &'a mut Log,
+    stats: &'a mut Stats,
+    fifo: &'a mut Option<EventFifo>,
+    notifier: &'a mut Option<Notifier>,
+    now: Time,
+}
+
+impl table::Out for Sinks<'_> {
+    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
+    /// quorum events, which print those instead of a failure count.
+    fn event(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
+        self.stats.events += 1;
+        if !matches!(ev.kind, EventKind::QuorumLost | EventKind::QuorumRestored) {
+            self.stats.transitions += 1;
+        }
+        if let Some(mut l) = self.log.line(Level::Notice) {
+            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
+            if let Some(a) = ev.real {
+                let _ = write!(l, " real={a}");
+            }
+            if let Some(r) = ev.reason {
+                let _ = write!(l, " reason={} ", r.as_str());
+                l.quoted("detail", ev.detail.as_bytes());
+            }
+            match quorum {
+                Some((up, q)) => {
+                    let _ = write!(l, " up={up} quorum={q}");
+                }
+                None => {
+                    let _ = write!(l, " failures={}", ev.failures);
+                }
+            }
+        }
+        if let Some(f) = self.fifo.as_mut() {
+            let (kept, status) = f.push(ev, quorum, self.now);
+            if !kept {
+                self.stats.fifo_dropped += 1;
+            }
+            fifo_status(self.log, f, status);
+        }
+        if notify != table::NO_NOTIFY {
+            if let Some(n) = self.notifier.as_mut() {
+                if !n.push(notify as usize, ev) {
+                    self.stats.notify_dropped += 1;
+                    if let Some(mut l) = self.log.line(Level::Warn) {
+                        let _ = write!(
+                            l,
+                            "msg=\"notify queue full, event dropped\" event={}",
+                            ev.kind.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs one difference found by a resync.
+    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
+        self.stats.drift_repaired += 1;
+        if let Some(mut l) = self.log.line(Level::Warn) {
+            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
+            if let Some(a) = real {
+                let _ = write!(l, " real={a}");
+            }
+        }
+    }
+
+    fn resynced(&mut self) {
+        self.stats.resyncs += 1;
+    }
+}
+
+/// Logs what the `notify-fifo` writer reported, if anything changed.
+fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
+    match status {
+        FifoStatus::Same => {}
+        FifoStatus::Opened => {
+            if let Some(mut l) = log.line(Level::Info) {
+                let _ = write!(l, "msg=\"notify-fifo open\" ");
+                l.quoted("path", f.path());
+            }
+        }
+        FifoStatus::Failed(errno) => {
+            if let Some(mut l) = log.line(Level::Warn) {
+                let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
+                l.quoted("path", f.path());
+                let _ = write!(l, " errno={errno} ");
+                l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+                let _ = write!(l, " pending_bytes={}", f.pending());
+            }
+        }
     }
 }
 
@@ -1410,7 +1236,7 @@ impl Core {
 
     /// `READY=1` to systemd, naming what is checked (see [`Daemon::ready`]).
     fn ready(&mut self, now: Time) {
-        let (reals, virtuals) = (self.reals.len(), self.virtuals.len());
+        let (reals, virtuals) = (self.table.reals.len(), self.table.virtuals.len());
         if let Some(s) = self.systemd.as_mut() {
             s.ready(now, reals, virtuals);
         }
@@ -1440,7 +1266,7 @@ impl Core {
         if let Some(real) = self
             .probe_reals
             .get(c.reals as usize)
-            .and_then(|&r| self.reals.get(r as usize))
+            .and_then(|&r| self.table.real(RealId(r)))
         {
             prefetch_lines(real);
         }
@@ -1696,9 +1522,16 @@ impl Core {
             }
         }
         let (a, b) = self.reals_of(i);
+        let unix = (self.wall_origin_us + now.0) / 1_000_000;
+        let reason = match v {
+            Verdict::Pass => None,
+            Verdict::Fail(reason, _) => Some(reason),
+        };
         for k in a..b {
-            let r = self.probe_reals[k as usize] as usize;
-            self.record(r, v, latency, now);
+            let r = self.probe_reals[k as usize];
+            self.history.record(r as usize, unix, latency, reason);
+            let (table, mut out) = self.split();
+            table.record(RealId(r), v, latency, now, &mut out);
         }
         self.schedule_next(id, now);
     }
@@ -1736,11 +1569,7 @@ impl Core {
     fn schedule_next(&mut self, id: u32, now: Time) {
         let i = id as usize;
         let (a, b) = self.reals_of(i);
-        let failing = (a..b).any(|k| {
-            self.reals[self.probe_reals[k as usize] as usize]
-                .health
-                .failing()
-        });
+        let failing = (a..b).any(|k| self.table.failing(RealId(self.probe_reals[k as usize])));
         let k = &self.kinds[self.cfg[i].kind as usize];
         let period = if failing { k.retry_us } else { k.interval_us };
         let p = &mut self.probes[i];
@@ -1752,329 +1581,6 @@ impl Core {
         }
         p.scheduled = next;
         self.wheel.set(id, next);
-    }
-
-    // ----- decisions ----------------------------------------------------------------------
-
-    /// Records one result for real `r`; emits the transition if a threshold was crossed.
-    fn record(&mut self, r: usize, v: Verdict, latency_us: u64, now: Time) {
-        let real = &mut self.reals[r];
-        real.checks += 1;
-        real.last_latency_us = latency_us.min(u32::MAX as u64) as u32;
-        let pass = match v {
-            Verdict::Pass => true,
-            Verdict::Fail(reason, detail) => {
-                real.failures += 1;
-                real.last_reason = Some(reason);
-                real.last_detail = detail;
-                false
-            }
-        };
-        let before = real.health.state;
-        let unix = (self.wall_origin_us + now.0) / 1_000_000;
-        let reason = match v {
-            Verdict::Pass => None,
-            Verdict::Fail(reason, _) => Some(reason),
-        };
-        self.history.record(r, unix, latency_us, reason);
-        let setup = &self.setups[real.setup as usize];
-        let ring = &mut self.rings[real.ring as usize..(real.ring + setup.ring_len()) as usize];
-        let change = real.health.record(pass, now, &setup.rules, ring);
-        if change == Change::None {
-            return;
-        }
-        real.transitions += 1;
-        self.stats.transitions += 1;
-        let virt = real.virt as usize;
-        let drained = real.drained;
-        let v = &mut self.virtuals[virt];
-        if before == State::Unknown {
-            v.unknown -= 1;
-        }
-        // A drained real serves nothing whatever its health: it never counts as UP.
-        match change {
-            Change::Up if !drained => v.up += 1,
-            Change::Down if before == State::Up && !drained => v.up -= 1,
-            _ => {}
-        }
-        let real = &self.reals[r];
-        let ev = Event {
-            kind: if change == Change::Up {
-                EventKind::Up
-            } else {
-                EventKind::Down
-            },
-            service: self.virtuals[virt].key,
-            real: Some(real.addr.get()),
-            reason: if change == Change::Down {
-                real.last_reason
-            } else {
-                None
-            },
-            detail: if change == Change::Down {
-                real.last_detail
-            } else {
-                Detail::EMPTY
-            },
-            failures: real.health.fails as u64,
-        };
-        let notify = self.setups[real.setup as usize].notify;
-        self.emit(&ev, notify, None);
-        self.sync_dest(r);
-        self.check_quorum(virt);
-    }
-
-    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
-    /// quorum events, which print those instead of a failure count.
-    fn emit(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
-        self.stats.events += 1;
-        if let Some(mut l) = self.log.line(Level::Notice) {
-            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
-            if let Some(a) = ev.real {
-                let _ = write!(l, " real={a}");
-            }
-            if let Some(r) = ev.reason {
-                let _ = write!(l, " reason={} ", r.as_str());
-                l.quoted("detail", ev.detail.as_bytes());
-            }
-            match quorum {
-                Some((up, q)) => {
-                    let _ = write!(l, " up={up} quorum={q}");
-                }
-                None => {
-                    let _ = write!(l, " failures={}", ev.failures);
-                }
-            }
-        }
-        if let Some(f) = self.fifo.as_mut() {
-            let (kept, status) = f.push(ev, quorum, self.now);
-            if !kept {
-                self.stats.fifo_dropped += 1;
-            }
-            self.fifo_status(status);
-        }
-        if notify != NO_NOTIFY {
-            if let Some(n) = self.notifier.as_mut() {
-                if !n.push(notify as usize, ev) {
-                    self.stats.notify_dropped += 1;
-                    if let Some(mut l) = self.log.line(Level::Warn) {
-                        let _ = write!(
-                            l,
-                            "msg=\"notify queue full, event dropped\" event={}",
-                            ev.kind.as_str()
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// Brings real `r`'s destination in line with its state.
-    fn sync_dest(&mut self, r: usize) {
-        let real = &self.reals[r];
-        let setup = &self.setups[real.setup as usize];
-        if !real.adopted {
-            // Added by a reload, not yet seen in the table: the read-back decides first.
-            return;
-        }
-        let want = match real.health.state {
-            State::Unknown if !real.drained => return,
-            // DRAINED: weight 0, established connections finish (a removed DOWN real stays
-            // out of the table).
-            _ if real.drained
-                && !(real.health.state == State::Down && setup.on_down == OnDown::Remove) =>
-            {
-                Some(0)
-            }
-            State::Unknown => return,
-            State::Up => Some(setup.weight),
-            State::Down => match setup.on_down {
-                OnDown::Quiesce => Some(0),
-                OnDown::Remove => None,
-            },
-        };
-        if want == real.table() {
-            return;
-        }
-        let key = self.virtuals[real.virt as usize].key;
-        let (addr, forward) = (real.addr.get(), setup.forward);
-        let op = match (real.table(), want) {
-            (None, Some(w)) => Op::AddDest(
-                key,
-                Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                },
-            ),
-            (Some(_), Some(w)) => Op::EditDest(
-                key,
-                Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                },
-            ),
-            (Some(_), None) => Op::DelDest(key, addr),
-            (None, None) => return,
-        };
-        self.reals[r].set_table(want);
-        self.submit(op);
-    }
-
-    /// Drains (`on` true) or undrains real `r`: emits the event, moves the weight, and
-    /// updates the quorum. Returns false if it already was in that state.
-    fn set_drained(&mut self, r: usize, on: bool) -> bool {
-        if self.reals[r].drained == on {
-            return false;
-        }
-        self.reals[r].drained = on;
-        let virt = self.reals[r].virt as usize;
-        if self.reals[r].health.state == State::Up {
-            if on {
-                self.virtuals[virt].up -= 1;
-            } else {
-                self.virtuals[virt].up += 1;
-            }
-        }
-        let ev = Event {
-            kind: if on {
-                EventKind::Drained
-            } else {
-                EventKind::Undrained
-            },
-            service: self.virtuals[virt].key,
-            real: Some(self.reals[r].addr.get()),
-            reason: None,
-            detail: Detail::EMPTY,
-            failures: self.reals[r].health.fails as u64,
-        };
-        let notify = self.setups[self.reals[r].setup as usize].notify;
-        self.stats.transitions += 1;
-        self.reals[r].transitions += 1;
-        self.emit(&ev, notify, None);
-        self.sync_dest(r);
-        self.check_quorum(virt);
-        true
-    }
-
-    /// Emits quorum events when virtual `v`'s count of UP reals crosses its quorum, and
-    /// brings its sorry server in or out. Silent until every real has had its first result.
-    fn check_quorum(&mut self, v: usize) {
-        let virt = &self.virtuals[v];
-        if virt.unknown > 0 || virt.quorum == 0 {
-            return;
-        }
-        let lost = virt.up < virt.quorum;
-        if lost != virt.quorum_lost {
-            let ev = Event {
-                kind: if lost {
-                    EventKind::QuorumLost
-                } else {
-                    EventKind::QuorumRestored
-                },
-                service: virt.key,
-                real: None,
-                reason: None,
-                detail: Detail::EMPTY,
-                failures: 0,
-            };
-            let (notify, counts) = (virt.notify, (virt.up, virt.quorum));
-            self.virtuals[v].quorum_lost = lost;
-            self.emit(&ev, notify, Some(counts));
-        }
-        self.sync_sorry(v);
-    }
-
-    /// Puts virtual `v`'s sorry server in the table while quorum is lost, and takes it out
-    /// otherwise. Until every real has had a first result, the table keeps what it has.
-    fn sync_sorry(&mut self, v: usize) {
-        let virt = &self.virtuals[v];
-        let Some(addr) = virt.sorry else { return };
-        if virt.unknown > 0 || !virt.adopted {
-            return;
-        }
-        let want = virt.quorum > 0 && virt.quorum_lost;
-        let key = virt.key;
-        if want && !virt.sorry_in_table {
-            self.virtuals[v].sorry_in_table = true;
-            self.submit(Op::AddDest(
-                key,
-                Dest {
-                    addr,
-                    weight: 1,
-                    forward: Forward::Masq,
-                },
-            ));
-        } else if !want && virt.sorry_in_table {
-            self.virtuals[v].sorry_in_table = false;
-            self.submit(Op::DelDest(key, addr));
-        }
-    }
-
-    // ----- IPVS and notify ----------------------------------------------------------------
-
-    /// Queues `op` for the IPVS side (handed over at the end of the turn, or later when it
-    /// has no room): compact when it concerns one of this core's reals or virtuals as they
-    /// are, whole otherwise.
-    fn submit(&mut self, op: Op) {
-        let real = match op {
-            Op::AddDest(k, d) | Op::EditDest(k, d) => self.real_of(k, d.addr),
-            Op::DelDest(k, a) => self.real_of(k, a),
-            _ => None,
-        };
-        let virt = self.virt_index.get(&op.service()).map(|&v| v as usize);
-        if self.resyncing {
-            match (real, virt) {
-                (Some(r), _) => self.touched_real[r] = true,
-                (None, Some(v)) => self.touched_virt[v] = true,
-                (None, None) => {}
-            }
-        }
-        let slot = |what, idx: usize, weight: u16| Slot {
-            what,
-            idx: idx as u32,
-            weight,
-        };
-        // The file's weights fit in 16 bits; one read from the table may not: it goes whole.
-        let w16 = |w: u32| u16::try_from(w).ok();
-        let compact = match (op, real, virt) {
-            (Op::AddDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
-                w16(d.weight).map(|w| slot(What::AddDest, r, w))
-            }
-            (Op::EditDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
-                w16(d.weight).map(|w| slot(What::EditDest, r, w))
-            }
-            (Op::DelDest(..), Some(r), _) => Some(slot(What::DelDest, r, 0)),
-            (Op::AddDest(_, d), None, Some(v))
-                if self.virtuals[v].sorry == Some(d.addr)
-                    && d.weight == 1
-                    && d.forward == Forward::Masq =>
-            {
-                Some(slot(What::AddSorry, v, 1))
-            }
-            (Op::DelDest(_, a), None, Some(v)) if self.virtuals[v].sorry == Some(a) => {
-                Some(slot(What::DelSorry, v, 0))
-            }
-            (Op::AddService(s), _, Some(v)) if s == self.virtuals[v].service => {
-                Some(slot(What::AddService, v, 0))
-            }
-            (Op::EditService(s), _, Some(v)) if s == self.virtuals[v].service => {
-                Some(slot(What::EditService, v, 0))
-            }
-            (Op::DelService(_), _, Some(v)) => Some(slot(What::DelService, v, 0)),
-            _ => None,
-        };
-        let queued = match compact {
-            Some(s) => self.outbox.push(s),
-            None => self.outbox.push_whole(op),
-        };
-        if !queued {
-            // Full: the next resync sees the difference and repairs it.
-            self.next_resync = self
-                .next_resync
-                .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
-        }
     }
 
     /// Probe `i`'s reals: a range in `probe_reals`.
@@ -2103,76 +1609,11 @@ impl Core {
     /// Where probe `i`'s checks connect.
     fn target(&self, i: usize) -> SocketAddr {
         let c = &self.cfg[i];
-        let first = self.reals[self.probe_reals[c.reals as usize] as usize]
-            .addr
-            .get();
+        let first = self.table.addr(RealId(self.probe_reals[c.reals as usize]));
         self.kinds[c.kind as usize].aim.target(first)
     }
 
-    /// Real `r`'s forwarding method.
-    fn forward_of(&self, r: usize) -> Forward {
-        self.setups[self.reals[r].setup as usize].forward
-    }
-
-    /// The real behind virtual service `key` with destination `addr`.
-    fn real_of(&self, key: ServiceKey, addr: SocketAddr) -> Option<usize> {
-        let &v = self.virt_index.get(&key)?;
-        let (a, b) = self.virtuals[v as usize].reals;
-        let range = &self.by_dest[a as usize..b as usize];
-        range
-            .binary_search_by(|&r| self.reals[r as usize].addr.get().cmp(&addr))
-            .ok()
-            .map(|i| range[i] as usize)
-    }
-
-    /// The next operation for the IPVS side, whole operations first.
-    fn next_op(&mut self) -> Option<Op> {
-        if let Some(op) = self.outbox.pop_whole() {
-            return Some(op);
-        }
-        let s = self.outbox.pop()?;
-        let i = s.idx as usize;
-        let dest = |r: &Real| Dest {
-            addr: r.addr.get(),
-            weight: s.weight.into(),
-            forward: self.setups[r.setup as usize].forward,
-        };
-        Some(match s.what {
-            What::AddDest | What::EditDest | What::DelDest => {
-                let r = &self.reals[i];
-                let key = self.virtuals[r.virt as usize].key;
-                match s.what {
-                    What::AddDest => Op::AddDest(key, dest(r)),
-                    What::EditDest => Op::EditDest(key, dest(r)),
-                    _ => Op::DelDest(key, r.addr.get()),
-                }
-            }
-            What::AddSorry | What::DelSorry => {
-                let v = &self.virtuals[i];
-                // A sorry server is only ever queued while it is configured.
-                let addr = v.sorry.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                if s.what == What::AddSorry {
-                    Op::AddDest(
-                        v.key,
-                        Dest {
-                            addr,
-                            weight: 1,
-                            forward: Forward::Masq,
-                        },
-                    )
-                } else {
-                    Op::DelDest(v.key, addr)
-                }
-            }
-            What::AddService => Op::AddService(self.virtuals[i].service),
-            What::EditService => Op::EditService(self.virtuals[i].service),
-            What::DelService => Op::DelService(self.virtuals[i].key),
-        })
-    }
-
-    /// Logs and counts a finished IPVS operation, and reacts to a failure: a destination
-    /// edited by lvsmon but deleted by hand is added again at once; anything else is
-    /// repaired by an early resync.
+    /// Logs and counts a finished IPVS operation; the table reacts to a failure.
     fn op_done(&mut self, op: Op, res: OpResult) {
         let k = OpKind::ALL
             .iter()
@@ -2193,180 +1634,34 @@ impl Core {
             let _ = l.write_all(b" ");
             let _ = res.describe(&mut l);
         }
-        match (op, res) {
-            (_, OpResult::Ok | OpResult::DryRun) => {}
-            (Op::EditDest(key, d), OpResult::Error(libc::ENOENT)) => {
-                self.submit(Op::AddDest(key, d))
-            }
-            _ => {
-                self.next_resync = self
-                    .next_resync
-                    .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
-            }
-        }
+        self.table.op_done(op, res, self.now);
     }
 
     /// What the IPVS side reports: results, and the entries of a read-back.
     fn on_ipvs(&mut self, ev: IpvsEvent) {
         match ev {
             IpvsEvent::Done(op, res) => self.op_done(op, res),
-            IpvsEvent::Service(info) => {
-                if let Some(&v) = self.virt_index.get(&info.key) {
-                    self.svc_seen[v as usize] = Some(info.service);
-                }
-            }
-            IpvsEvent::Dest(key, info) => {
-                if let Some(r) = self.real_of(key, info.addr) {
-                    self.seen[r] = info.weight.min(ABSENT - 1);
-                } else if let Some(&v) = self.virt_index.get(&key) {
-                    if self.virtuals[v as usize].sorry == Some(info.addr) {
-                        self.sorry_seen[v as usize] = true;
-                    }
-                }
-            }
-            IpvsEvent::DumpDone { ok } => {
-                self.resyncing = false;
-                if std::mem::take(&mut self.dump_stale) {
-                    // Begun before a reload, so its entries follow the old numbering: read
-                    // the table again now rather than at the next period.
-                    self.next_resync = self.now;
-                } else if ok {
-                    self.stats.resyncs += 1;
-                    self.reconcile();
-                } else {
-                    self.next_resync = self
-                        .next_resync
-                        .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
-                }
+            ev => {
+                let now = self.now;
+                let (table, mut out) = self.split();
+                table.read_back(ev, now, &mut out);
             }
         }
     }
 
-    /// A read-back starts: forget what the last one saw.
-    fn begin_resync(&mut self) {
-        self.resyncing = true;
-        self.seen.fill(ABSENT);
-        self.svc_seen.iter_mut().for_each(|s| *s = None);
-        self.sorry_seen.iter_mut().for_each(|s| *s = false);
-        self.touched_real.iter_mut().for_each(|s| *s = false);
-        self.touched_virt.iter_mut().for_each(|s| *s = false);
-    }
-
-    /// A read-back is complete: repair every difference between the table and what lvsmon
-    /// decided (a service flushed or edited by hand, a destination deleted or re-weighted).
-    fn reconcile(&mut self) {
-        for v in 0..self.virtuals.len() {
-            if self.touched_virt[v] {
-                continue;
-            }
-            let want = self.virtuals[v].service;
-            if !self.virtuals[v].adopted {
-                // Added by a reload: created if missing and adopted if present, as at startup.
-                self.adopt_virtual(v, self.svc_seen[v]);
-                self.virtuals[v].sorry_in_table = self.sorry_seen[v];
-                continue;
-            }
-            match self.svc_seen[v] {
-                None => {
-                    self.drift(want.key, None, "service missing");
-                    self.submit(Op::AddService(want));
-                }
-                Some(have)
-                    if have.scheduler() != want.scheduler()
-                        || have.persistent != want.persistent =>
-                {
-                    self.drift(want.key, None, "service settings changed");
-                    self.submit(Op::EditService(want));
-                }
-                Some(_) => {}
-            }
-            self.virtuals[v].sorry_in_table = self.sorry_seen[v];
-        }
-        for r in 0..self.reals.len() {
-            let virt = self.reals[r].virt as usize;
-            if self.touched_real[r] || self.touched_virt[virt] || !self.virtuals[virt].adopted {
-                continue;
-            }
-            let seen = (self.seen[r] != ABSENT).then_some(self.seen[r]);
-            if !self.reals[r].adopted {
-                // Added by a reload: its entry (or none) is what the table has.
-                self.adopt_real(r, seen);
-                self.sync_dest(r);
-                continue;
-            }
-            if seen != self.reals[r].table() {
-                let key = self.virtuals[self.reals[r].virt as usize].key;
-                let addr = self.reals[r].addr.get();
-                self.drift(
-                    key,
-                    Some(addr),
-                    if seen.is_none() {
-                        "destination missing"
-                    } else {
-                        "weight changed"
-                    },
-                );
-                self.reals[r].set_table(seen);
-            }
-            let setup = &self.setups[self.reals[r].setup as usize];
-            if self.reals[r].health.state == State::Unknown
-                && seen.is_none()
-                && setup.on_down == OnDown::Quiesce
-            {
-                // Not checked yet and gone from the table: back at weight 0, as at startup.
-                let key = self.virtuals[self.reals[r].virt as usize].key;
-                let d = Dest {
-                    addr: self.reals[r].addr.get(),
-                    weight: 0,
-                    forward: setup.forward,
-                };
-                self.reals[r].set_table(Some(0));
-                self.submit(Op::AddDest(key, d));
-            }
-            self.sync_dest(r);
-        }
-        for v in 0..self.virtuals.len() {
-            if !self.touched_virt[v] {
-                self.sync_sorry(v);
-            }
-        }
-        // Anything a reload added that this read-back could not settle waits for the next.
-        self.adopt_pending =
-            self.virtuals.iter().any(|v| !v.adopted) || self.reals.iter().any(|r| !r.adopted);
-    }
-
-    /// Logs one difference found by a resync.
-    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
-        self.stats.drift_repaired += 1;
-        if let Some(mut l) = self.log.line(Level::Warn) {
-            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
-            if let Some(a) = real {
-                let _ = write!(l, " real={a}");
-            }
-        }
-    }
-
-    /// Logs what the `notify-fifo` writer reported, if anything changed.
-    fn fifo_status(&mut self, status: FifoStatus) {
-        let Some(f) = self.fifo.as_ref() else { return };
-        match status {
-            FifoStatus::Same => {}
-            FifoStatus::Opened => {
-                if let Some(mut l) = self.log.line(Level::Info) {
-                    let _ = write!(l, "msg=\"notify-fifo open\" ");
-                    l.quoted("path", f.path());
-                }
-            }
-            FifoStatus::Failed(errno) => {
-                if let Some(mut l) = self.log.line(Level::Warn) {
-                    let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
-                    l.quoted("path", f.path());
-                    let _ = write!(l, " errno={errno} ");
-                    l.quoted("error", crate::notify::errno_text(errno).as_bytes());
-                    let _ = write!(l, " pending_bytes={}", f.pending());
-                }
-            }
-        }
+    /// The table, and where its events go.
+    #[inline]
+    fn split(&mut self) -> (&mut Table, Sinks<'_>) {
+        (
+            &mut self.table,
+            Sinks {
+                log: &mut self.log,
+                stats: &mut self.stats,
+                fifo: &mut self.fifo,
+                notifier: &mut self.notifier,
+                now: self.now,
+            },
+        )
     }
 
     fn poll_notify(&mut self, now: Time) {
@@ -2376,7 +1671,7 @@ impl Core {
         if let Some(f) = self.fifo.as_mut() {
             if f.next_deadline().is_some_and(|t| now >= t) {
                 let status = f.flush(now);
-                self.fifo_status(status);
+                fifo_status(&mut self.log, f, status);
             }
         }
         let Some(n) = self.notifier.as_mut() else {
@@ -2424,10 +1719,10 @@ impl Core {
         let Some(mut r) = self.status_next else {
             return;
         };
-        while r < self.reals.len() && self.log.has_room() {
-            let real = &self.reals[r];
+        while r < self.table.reals.len() && self.log.has_room() {
+            let real = &self.table.reals[r];
             r += 1;
-            let key = self.virtuals[real.virt as usize].key;
+            let key = self.table.virtuals[real.virt as usize].key;
             if let Some(mut l) = self.log.line(Level::Notice) {
                 let _ = write!(
                     l,
@@ -2446,13 +1741,15 @@ impl Core {
                 }
             }
         }
-        self.status_next = (r < self.reals.len()).then_some(r);
+        self.status_next = (r < self.table.reals.len()).then_some(r);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::health::Health;
+    use crate::table::{Addr, Real, Setup};
     use std::mem::size_of;
 
     /// What each real server and each distinct check cost in the loop's tables (bench/README.md
@@ -2572,23 +1869,5 @@ mod tests {
         assert!(d.core.probes[0].sock.is_some());
         assert!(d.core.probes[0].phase_deadline(c, t) > now);
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn compact_addresses_round_trip() {
-        for a in [
-            "192.0.2.1:80",
-            "[2001:db8::1]:443",
-            "0.0.0.0:0",
-            "[::ffff:192.0.2.1]:8080",
-        ] {
-            let s: SocketAddr = a.parse().unwrap();
-            assert_eq!(Addr::new(s).get(), s, "{a}");
-            assert_eq!(Addr::new(s).to_string(), s.to_string());
-        }
-        // v4 and its v4-mapped v6 form stay apart.
-        let v4: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
-        assert_ne!(Addr::new(v4), Addr::new(mapped));
     }
 }

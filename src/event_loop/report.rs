@@ -119,7 +119,7 @@ fn words(text: &[u8]) -> ([&[u8]; 8], usize) {
 impl Core {
     /// The state name a client sees.
     fn state_name(&self, r: usize) -> &'static str {
-        let real = &self.reals[r];
+        let real = &self.table.reals[r];
         if real.drained {
             "drained"
         } else {
@@ -158,7 +158,10 @@ impl Core {
         let (virt, vindex) = match args.get(1) {
             None => (None, None),
             Some(w) => match self.find_virtual(w) {
-                Some(v) => (Some(key_text(self.virtuals[v].key, &mut vbuf)), Some(v)),
+                Some(v) => (
+                    Some(key_text(self.table.virtuals[v].key, &mut vbuf)),
+                    Some(v),
+                ),
                 None => {
                     out.line(|o| {
                         write!(o, "error: no virtual service ")?;
@@ -170,15 +173,19 @@ impl Core {
             },
         };
         let (mut matched, mut changed) = (0u32, 0u32);
-        for r in 0..self.reals.len() {
-            if self.reals[r].addr.get() != real {
+        for r in 0..self.table.reals.len() {
+            if self.table.reals[r].addr.get() != real {
                 continue;
             }
-            if vindex.is_some_and(|v| self.reals[r].virt as usize != v) {
+            if vindex.is_some_and(|v| self.table.reals[r].virt as usize != v) {
                 continue;
             }
             matched += 1;
-            if !parked && self.set_drained(r, on) {
+            if !parked && {
+                let now = self.now;
+                let (table, mut out) = self.split();
+                table.set_drained(crate::ids::RealId::of(r), on, now, &mut out)
+            } {
                 changed += 1;
             }
         }
@@ -243,8 +250,8 @@ impl Core {
         now: Time,
         w: &mut Cursor<&mut [u8]>,
     ) -> std::io::Result<()> {
-        let real = &self.reals[r];
-        let key = self.virtuals[real.virt as usize].key;
+        let real = &self.table.reals[r];
+        let key = self.table.virtuals[real.virt as usize].key;
         let since = now.micros_since(real.health.since) / 1_000_000;
         let lat = real.last_latency_us as u64;
         if json {
@@ -253,7 +260,7 @@ impl Core {
                 Some(wt) => write!(w, "{wt}")?,
                 None => write!(w, "null")?,
             }
-            let weight = self.setups[real.setup as usize].weight;
+            let weight = self.table.setups[real.setup as usize].weight;
             write!(w, ",\"configured_weight\":{weight},\"last_reason\":")?;
             match real.last_reason {
                 Some(reason) => write!(
@@ -308,7 +315,7 @@ impl Core {
     }
 
     fn status(&self, json: bool, cursor: &mut u64, out: &mut Out<'_>, now: Time) -> bool {
-        let n = self.reals.len() as u64;
+        let n = self.table.reals.len() as u64;
         if *cursor == 0 {
             let ok = if json {
                 out.line(|w| write!(w, "["))
@@ -440,7 +447,7 @@ impl Core {
                         }
                         item = 1;
                     }
-                    while let Some(v) = self.virtuals.get(item as usize - 1) {
+                    while let Some(v) = self.table.virtuals.get(item as usize - 1) {
                         if !out.line(|w| {
                             write!(w, "lvsmon_virtual_reals_up{{virtual=\"")?;
                             service_label(w, v.key)?;
@@ -461,9 +468,9 @@ impl Core {
                         }
                         item = 1;
                     }
-                    while let Some(real) = self.reals.get(item as usize - 1) {
+                    while let Some(real) = self.table.reals.get(item as usize - 1) {
                         let up = (real.health.state == State::Up && !real.drained) as u8;
-                        let key = self.virtuals[real.virt as usize].key;
+                        let key = self.table.virtuals[real.virt as usize].key;
                         if !out.line(|w| {
                             write!(w, "lvsmon_real_up{{virtual=\"")?;
                             service_label(w, key)?;
@@ -611,7 +618,7 @@ impl Core {
     /// (see [`parse_virtual`]).
     fn find_virtual(&self, id: &[u8]) -> Option<usize> {
         let key = parse_virtual(id)?;
-        (0..self.virtuals.len()).find(|&v| self.virtuals[v].key == key)
+        (0..self.table.virtuals.len()).find(|&v| self.table.virtuals[v].key == key)
     }
 
     /// One row of a history reply.
@@ -630,14 +637,14 @@ impl Core {
         let sum = match (v, r) {
             (_, Some(r)) => self.history.summary(r..r + 1, since, now),
             (Some(v), None) => {
-                let (a, b) = self.virtuals[v].reals;
+                let (a, b) = self.table.virtuals[v].reals;
                 self.history.summary(a as usize..b as usize, since, now)
             }
-            (None, None) => self.history.summary(0..self.reals.len(), since, now),
+            (None, None) => self.history.summary(0..self.table.reals.len(), since, now),
         };
         let mut vbuf = [0u8; 80];
         let vid = match v {
-            Some(v) => key_text(self.virtuals[v].key, &mut vbuf),
+            Some(v) => key_text(self.table.virtuals[v].key, &mut vbuf),
             None => "",
         };
         let avail = sum.availability();
@@ -653,7 +660,7 @@ impl Core {
             }
             write!(w, ",\"real\":")?;
             match r {
-                Some(r) => write!(w, "\"{}\"", self.reals[r].addr)?,
+                Some(r) => write!(w, "\"{}\"", self.table.reals[r].addr)?,
                 None => write!(w, "null")?,
             }
             write!(
@@ -678,7 +685,7 @@ impl Core {
                 sum.covered_from
             )
         } else {
-            let real = r.map(|r| self.reals[r].addr);
+            let real = r.map(|r| self.table.reals[r].addr);
             let mut rb = [0u8; 64];
             let mut c = Cursor::new(&mut rb[..]);
             match real {
@@ -750,8 +757,9 @@ impl Core {
                     let addr = std::str::from_utf8(names[1])
                         .ok()
                         .and_then(|s| s.parse::<std::net::SocketAddr>().ok());
-                    let (a, b) = self.virtuals[v].reals;
-                    match (a as usize..b as usize).find(|&r| Some(self.reals[r].addr.get()) == addr)
+                    let (a, b) = self.table.virtuals[v].reals;
+                    match (a as usize..b as usize)
+                        .find(|&r| Some(self.table.reals[r].addr.get()) == addr)
                     {
                         Some(r) => Scope::Real(r),
                         None => {
@@ -800,16 +808,16 @@ impl Core {
             let row: Option<(&str, Option<usize>, Option<usize>)> = match scope {
                 Scope::All if k == 0 => Some(("director", None, None)),
                 Scope::All => {
-                    (k - 1 < self.virtuals.len()).then_some(("virtual", Some(k - 1), None))
+                    (k - 1 < self.table.virtuals.len()).then_some(("virtual", Some(k - 1), None))
                 }
                 Scope::Virtual(v) if k == 0 => Some(("virtual", Some(v), None)),
                 Scope::Virtual(v) => {
-                    let (a, b) = self.virtuals[v].reals;
+                    let (a, b) = self.table.virtuals[v].reals;
                     let r = a as usize + k - 1;
                     (r < b as usize).then_some(("real", Some(v), Some(r)))
                 }
                 Scope::Real(r) if k == 0 => {
-                    Some(("real", Some(self.reals[r].virt as usize), Some(r)))
+                    Some(("real", Some(self.table.reals[r].virt as usize), Some(r)))
                 }
                 Scope::Real(_) => None,
             };
@@ -854,8 +862,12 @@ impl Core {
     /// Writes `VIRTUAL REAL` of real `r` into `buf`; returns its length.
     fn state_key(&self, r: usize, buf: &mut [u8]) -> usize {
         let mut c = Cursor::new(buf);
-        let real = &self.reals[r];
-        let _ = write!(c, "{} {}", self.virtuals[real.virt as usize].key, real.addr);
+        let real = &self.table.reals[r];
+        let _ = write!(
+            c,
+            "{} {}",
+            self.table.virtuals[real.virt as usize].key, real.addr
+        );
         c.position() as usize
     }
 
@@ -868,7 +880,7 @@ impl Core {
                 let by_key: std::collections::HashMap<&str, &state::Record> =
                     records.iter().map(|r| (r.key.as_str(), r)).collect();
                 let (mut used, mut drained, mut damaged) = (0usize, 0usize, 0usize);
-                for r in 0..self.reals.len() {
+                for r in 0..self.table.reals.len() {
                     let mut k = [0u8; 160];
                     let n = self.state_key(r, &mut k);
                     let Some(rec) = std::str::from_utf8(&k[..n])
@@ -879,7 +891,7 @@ impl Core {
                     };
                     used += 1;
                     if rec.drained {
-                        self.reals[r].drained = true;
+                        self.table.restore_drained(crate::ids::RealId::of(r));
                         drained += 1;
                     }
                     if !self.load_history(r, &rec.history) {
@@ -946,7 +958,7 @@ impl Core {
         let Some(mut r) = self.save_cursor else {
             return;
         };
-        let end = (r + SAVE_RECORDS_PER_TURN).min(self.reals.len());
+        let end = (r + SAVE_RECORDS_PER_TURN).min(self.table.reals.len());
         while r < end {
             if self.save_record(r).is_err() {
                 self.save_cursor = None;
@@ -955,7 +967,7 @@ impl Core {
             }
             r += 1;
         }
-        if r < self.reals.len() {
+        if r < self.table.reals.len() {
             self.save_cursor = Some(r);
             return;
         }
@@ -1004,7 +1016,7 @@ impl Core {
     fn save_record(&mut self, r: usize) -> std::io::Result<()> {
         let mut k = [0u8; 160];
         let n = self.state_key(r, &mut k);
-        let drained = self.reals[r].drained;
+        let drained = self.table.reals[r].drained;
         let mut saver = self.saver.take().expect("saving");
         let res = saver.record(&k[..n], drained, &mut |c| self.encode_history(r, c));
         self.saver = Some(saver);
@@ -1029,7 +1041,7 @@ impl Core {
         }
         let unix = (self.wall_origin_us + self.now.0) / 1_000_000;
         let mut ok = saver.begin(unix).is_ok();
-        for r in 0..self.reals.len() {
+        for r in 0..self.table.reals.len() {
             if !ok {
                 break;
             }
@@ -1050,7 +1062,7 @@ impl Core {
                         l,
                         "msg=\"state saved\" dir={} reals={}",
                         dir.display(),
-                        self.reals.len()
+                        self.table.reals.len()
                     );
                 }
             }
