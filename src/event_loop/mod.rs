@@ -36,15 +36,14 @@ use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::State;
-use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
+use crate::monitor::phase::Probe;
+use crate::monitor::probes::{self, prefetch_lines, Probes};
 use crate::notify::{EventFifo, FifoStatus, Notifier};
-use crate::plugins::{CheckSpec, Verdict};
-use crate::pool::BufPool;
+use crate::plugins::Verdict;
 use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
-use crate::stats::Histogram;
+pub use crate::stats::Stats;
 use crate::table::{self, Table};
-use crate::timer::Wheel;
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
@@ -112,139 +111,13 @@ impl Default for Options {
     }
 }
 
-/// What a probe needs to run, fixed at startup: 8 bytes. Its target follows from its first
-/// real server and its kind's [`Aim`].
-#[derive(Debug)]
-struct ProbeCfg {
-    /// Index in `kinds`: the plugin and timing, shared by probes that differ only in target.
-    kind: u32,
-    /// Where its reals start in `probe_reals`; they end where the next probe's start.
-    reals: u32,
-}
-
-/// Where a probe's checks connect, relative to the address of its first real server.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Aim {
-    /// The real server's address.
-    Real,
-    /// The real server's IP address on another port (`--port`).
-    Port(u16),
-    /// An address of its own (`--address`).
-    Fixed(SocketAddr),
-}
-
-impl Aim {
-    /// How `target` is reached from `first`, the address of the probe's first real.
-    fn of(target: SocketAddr, first: SocketAddr) -> Aim {
-        if target == first {
-            Aim::Real
-        } else if target.ip() == first.ip() {
-            Aim::Port(target.port())
-        } else {
-            Aim::Fixed(target)
-        }
-    }
-
-    fn target(self, first: SocketAddr) -> SocketAddr {
-        match self {
-            Aim::Real => first,
-            Aim::Port(p) => SocketAddr::new(first.ip(), p),
-            Aim::Fixed(a) => a,
-        }
-    }
-}
-
-/// A check's plugin with its options, and its timing: one for every probe whose check is
-/// written the same (most probes of a virtual service), so the per-probe part stays small.
-#[derive(Debug, PartialEq)]
-struct Kind {
-    spec: CheckSpec,
-    aim: Aim,
-    interval_us: u64,
-    retry_us: u64,
-    connect_us: u64,
-    timeout_us: u64,
-}
-
-impl Kind {
-    /// The same plugin, options and timing (the target is compared apart).
-    fn same_check(&self, other: &Kind) -> bool {
-        self.spec == other.spec
-            && (
-                self.interval_us,
-                self.retry_us,
-                self.connect_us,
-                self.timeout_us,
-            ) == (
-                other.interval_us,
-                other.retry_us,
-                other.connect_us,
-                other.timeout_us,
-            )
-    }
-}
-
-/// Counters the daemon keeps (64-bit, never reset while it runs).
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    /// Checks started.
-    pub started: u64,
-    /// Checks finished with a verdict.
-    pub checks: u64,
-    /// Checks that passed.
-    pub passes: u64,
-    /// Failures by reason (index as in [`Reason::ALL`]).
-    pub failures: [u64; 15],
-    /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
-    pub local_errors: u64,
-    /// Grid points skipped because the previous check was still running.
-    pub missed_starts: u64,
-    /// Transitions (UP/DOWN).
-    pub transitions: u64,
-    /// Events emitted (log lines), by any kind.
-    pub events: u64,
-    /// Largest start lateness seen, µs.
-    pub max_lateness_us: u64,
-    /// Sum of start lateness, µs (for a mean).
-    pub sum_lateness_us: u64,
-    /// IPVS operations by kind (index as in [`OpKind::ALL`]) that succeeded or were dry-run.
-    pub ipvs_ok: [u64; 6],
-    /// IPVS operations by kind that failed.
-    pub ipvs_errors: [u64; 6],
-    /// Of `ipvs_ok`, those that were only logged (`--dry-run`).
-    pub ipvs_dry_run: [u64; 6],
-    /// Check durations (connect to verdict).
-    pub duration: Histogram,
-    /// Check start lateness (start time minus scheduled time).
-    pub lateness: Histogram,
-    /// Notify events dropped because the queue was full.
-    pub notify_dropped: u64,
-    /// Event lines `notify-fifo` dropped because its reader was slow or absent.
-    pub fifo_dropped: u64,
-    /// Differences between the table and lvsmon's decisions found by resyncs (and repaired).
-    pub drift_repaired: u64,
-    /// Read-backs of the table completed.
-    pub resyncs: u64,
-    /// Loop turns.
-    pub turns: u64,
-    /// Stalls of the loop (it woke over [`STALL_MARGIN_US`] later than it asked to).
-    pub loop_stalls: u64,
-}
-
 /// The daemon's state apart from the poller, so dispatch can borrow the registry and the
 /// state at once.
 struct Core {
-    probes: Box<[Probe]>,
-    cfg: Box<[ProbeCfg]>,
-    kinds: Box<[Kind]>,
-    probe_reals: Box<[u32]>,
+    /// The probe driver: probes, their timer wheel, buffers and sockets in flight.
+    probes: Probes,
     /// The policy: reals, virtuals, their decisions and the IPVS operations they need.
     table: Table,
-    wheel: Wheel,
-    pool: BufPool,
-    /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
-    handed: Box<[u32]>,
-    handed_len: usize,
     /// Time of the current turn.
     now: Time,
     /// Unix time (µs) at daemon time zero, for timestamps people read.
@@ -265,10 +138,6 @@ struct Core {
     log: Log,
     stats: Stats,
     stop: bool,
-    /// Rate limit for local-error warnings: next time one may be logged, and how many were
-    /// held back since the last.
-    local_warn_at: Time,
-    local_held: u64,
     /// The `notify` commands and `notify-max` the notifier was built with (a reload that
     /// keeps them keeps the notifier, its queue and its children).
     notify_cmds: Vec<Vec<Vec<u8>>>,
@@ -283,10 +152,6 @@ struct Core {
     status_next: Option<usize>,
     /// Reload requests and results (SIGHUP, `lvsmon reload`).
     reload: Reload,
-    /// Checks holding a socket now, and the most that may (`max-checks-in-flight`; the
-    /// number of probes when unset).
-    in_flight: u32,
-    max_in_flight: u32,
 }
 
 /// Reloading: the file is read and planned on a helper thread, so a large configuration
@@ -416,28 +281,6 @@ impl Alarm {
     fn fired(&mut self) {
         self.armed = None;
     }
-}
-
-/// Asks the CPU to load every cache line of `*v` (a hint; nothing on other machines).
-#[inline(always)]
-fn prefetch_lines<T>(v: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = (v as *const T).cast::<i8>();
-        let mut off = 0;
-        while off < std::mem::size_of::<T>() {
-            // SAFETY: a prefetch never faults and reads nothing into the program; the
-            // addresses lie within `*v` anyway.
-            unsafe { _mm_prefetch(p.add(off), _MM_HINT_T0) };
-            off += 64;
-        }
-        // The last line, when `*v` does not start on one.
-        // SAFETY: as above.
-        unsafe { _mm_prefetch(p.add(std::mem::size_of::<T>() - 1), _MM_HINT_T0) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
 }
 
 /// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
@@ -604,8 +447,8 @@ impl Daemon {
                 c.table.virtuals.len(),
                 c.table.reals.len(),
                 c.probes.len(),
-                c.pool.count(),
-                c.pool.size(),
+                c.probes.buffers().0,
+                c.probes.buffers().1,
                 if dry { "dry-run" } else { "netlink" }
             );
             if let Some(m) = metrics {
@@ -759,7 +602,7 @@ impl Daemon {
 
     /// How often a check had to queue for a receive buffer.
     pub fn buffer_waits(&self) -> u64 {
-        self.core.pool.waits
+        self.core.probes.buffer_waits()
     }
 
     /// Real `i`'s state, consecutive failures and checks, for tests and status output.
@@ -775,7 +618,7 @@ impl Daemon {
     /// `epoll_wait` failed for a reason other than a signal.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let now = self.clock.now();
-        let mut next = self.core.wheel.next_expiry();
+        let mut next = self.core.probes.next_expiry();
         let notifiers = self.core.notifier.iter().chain(self.core.retiring.iter());
         for n in notifiers.filter_map(|n| n.next_deadline()) {
             next = Some(next.map_or(n, |w| w.min(n)));
@@ -904,13 +747,7 @@ impl Daemon {
         let expire =
             self.catch_up == 0 || caught_up(&mut self.catch_up, &mut self.repoll, &self.events);
         if expire {
-            while let Some(id) = core.wheel.pop_expired(now) {
-                if let Some(next) = core.wheel.next_due() {
-                    core.prefetch(next);
-                }
-                core.on_deadline(id, registry, now);
-                core.run_handed(registry, now);
-            }
+            core.expire(registry, now);
         }
         if let Some(s) = self.server.as_mut() {
             s.tick(registry, core, now);
@@ -951,86 +788,11 @@ impl Core {
     ///
     /// # Errors
     /// The notify setup could not be created.
-    fn new(plan: Plan, opts: &Options, log: Log, origin: Time) -> io::Result<Core> {
-        let n = plan.checks.len();
-
+    fn new(mut plan: Plan, opts: &Options, log: Log, origin: Time) -> io::Result<Core> {
         let table = Table::new(&plan, origin);
 
         let history = History::new(&plan.history, &History::intervals(&plan));
-        let mut probe_reals = Vec::with_capacity(plan.reals.len());
-        let mut cfg = Vec::with_capacity(n);
-        let mut max_response = 0usize;
-        let mut readers = 0usize;
-        let mut kinds: Vec<Kind> = Vec::new();
-        let mut recent = [u32::MAX; 8];
-        let mut next_recent = 0usize;
-        for c in plan.checks {
-            let start = probe_reals.len() as u32;
-            probe_reals.extend(c.reals.iter().map(|&r| r as u32));
-            // Every probe decides at least one real (the planner makes probes for reals).
-            let first = plan.reals[c.reals[0]].addr;
-            let mr = c.spec.max_response();
-            if mr > 0 {
-                readers += 1;
-            }
-            max_response = max_response.max(mr);
-            let k = Kind {
-                spec: c.spec,
-                aim: Aim::of(c.target, first),
-                interval_us: micros(c.interval).max(1000),
-                retry_us: micros(c.retry_interval).max(1000),
-                connect_us: micros(c.connect_timeout),
-                timeout_us: micros(c.timeout),
-            };
-            // Probes of one virtual service come together: the last few kinds are where an
-            // equal one is found.
-            let kind = match recent
-                .iter()
-                .find(|&&i| i != u32::MAX && kinds[i as usize] == k)
-            {
-                Some(&i) => i,
-                None => {
-                    kinds.push(k);
-                    let i = (kinds.len() - 1) as u32;
-                    recent[next_recent % recent.len()] = i;
-                    next_recent += 1;
-                    i
-                }
-            };
-            cfg.push(ProbeCfg { kind, reals: start });
-        }
-        kinds.shrink_to_fit();
-
-        // First checks spread evenly over each probe's first interval.
-        let probes: Vec<Probe> = cfg
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let iv = kinds[c.kind as usize].interval_us;
-                Probe::new(origin.add_micros(iv * i as u64 / n.max(1) as u64))
-            })
-            .collect();
-        // One turn of the wheel spans the longest interval (up to 65 s), so a slot holds
-        // only the checks due at its tick, not also those of later turns, which each pass
-        // over it would walk past (4,096 slots at 10 s intervals: 2.4 entries walked per
-        // check due).
-        let longest_ms = kinds
-            .iter()
-            .map(|k| k.interval_us.max(k.retry_us) / 1000 + 1)
-            .max()
-            .unwrap_or(0);
-        let slots = (longest_ms as usize).clamp(4096, 65536);
-        let mut wheel = Wheel::starting_at(n, slots, origin);
-        for (i, p) in probes.iter().enumerate() {
-            wheel.set(i as u32, p.scheduled);
-        }
-
-        let buffers = if opts.buffers > 0 {
-            opts.buffers
-        } else {
-            readers.clamp(1, 1024)
-        };
-        let pool = BufPool::new(buffers, max_response.max(64), n);
+        let probes = Probes::new(&mut plan, opts.buffers, origin);
 
         let notifier = if plan.notifies.is_empty() {
             None
@@ -1049,15 +811,8 @@ impl Core {
         };
 
         Ok(Core {
-            probes: probes.into_boxed_slice(),
-            cfg: cfg.into_boxed_slice(),
-            kinds: kinds.into_boxed_slice(),
-            probe_reals: probe_reals.into_boxed_slice(),
+            probes,
             table,
-            wheel,
-            pool,
-            handed: vec![0u32; n].into_boxed_slice(),
-            handed_len: 0,
             now: Time::ZERO,
             wall_origin_us: wall_now_us(),
             saver: None,
@@ -1070,8 +825,6 @@ impl Core {
             log,
             stats: Stats::default(),
             stop: false,
-            local_warn_at: Time::ZERO,
-            local_held: 0,
             notify_cmds: plan.notifies,
             notify_max: plan.notify_max,
             retiring: Vec::new(),
@@ -1079,9 +832,70 @@ impl Core {
             status_next: None,
             reload: Reload::default(),
             systemd: None,
-            in_flight: 0,
-            max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
         })
+    }
+}
+
+/// What the probe driver asks of the rest of the daemon: the reals' addresses and health
+/// (from the table), where results go (the history, then the table, whose events go to the
+/// [`Sinks`]), the log and the counters.
+struct Around<'a> {
+    table: &'a mut Table,
+    history: &'a mut History,
+    log: &'a mut Log,
+    stats: &'a mut Stats,
+    fifo: &'a mut Option<EventFifo>,
+    notifier: &'a mut Option<Notifier>,
+    wall_origin_us: u64,
+    now: Time,
+}
+
+impl probes::Host for Around<'_> {
+    #[inline]
+    fn addr(&self, r: RealId) -> SocketAddr {
+        self.table.addr(r)
+    }
+
+    #[inline]
+    fn failing(&self, r: RealId) -> bool {
+        self.table.failing(r)
+    }
+
+    #[inline]
+    fn prefetch(&self, r: RealId) {
+        if let Some(real) = self.table.real(r) {
+            prefetch_lines(real);
+        }
+    }
+
+    #[inline]
+    fn results(&mut self, reals: &[RealId], v: Verdict, latency_us: u64, now: Time) {
+        let unix = (self.wall_origin_us + now.0) / 1_000_000;
+        let reason = match v {
+            Verdict::Pass => None,
+            Verdict::Fail(reason, _) => Some(reason),
+        };
+        let mut out = Sinks {
+            log: self.log,
+            stats: self.stats,
+            fifo: self.fifo,
+            notifier: self.notifier,
+            now: self.now,
+        };
+        for &r in reals {
+            self.history.record(r.ix(), unix, latency_us, reason);
+            self.table.record(r, v, latency_us, now, &mut out);
+        }
+    }
+
+    #[inline]
+    fn log(&mut self) -> &mut Log {
+        self.log
+    }
+
+    #[inline]
+    fn stats(&mut self) -> &mut Stats {
+        self.stats
     }
 }
 
@@ -1251,29 +1065,37 @@ impl Core {
 
     // ----- readiness and deadlines -------------------------------------------------------
 
-    /// Starts loading what a step of probe `id` reads into the cache: its probe and its
-    /// first real (the address to connect to, the counters and health a verdict updates).
-    /// A check's memory was last touched an interval ago, and since then the kernel's work
-    /// for thousands of other checks has gone through the caches: without this, each of
-    /// those loads waits for memory in turn. A hint only: an id that is not a probe's (the
-    /// loop's own tokens) loads nothing.
-    fn prefetch(&self, id: u32) {
-        let i = id as usize;
-        let Some(c) = self.cfg.get(i) else {
-            return;
-        };
-        prefetch_lines(&self.probes[i]);
-        if let Some(real) = self
-            .probe_reals
-            .get(c.reals as usize)
-            .and_then(|&r| self.table.real(RealId(r)))
-        {
-            prefetch_lines(real);
-        }
+    /// The probe driver, and what it asks of the rest of the daemon.
+    #[inline]
+    fn around(&mut self) -> (&mut Probes, Around<'_>) {
+        (
+            &mut self.probes,
+            Around {
+                table: &mut self.table,
+                history: &mut self.history,
+                log: &mut self.log,
+                stats: &mut self.stats,
+                fifo: &mut self.fifo,
+                notifier: &mut self.notifier,
+                wall_origin_us: self.wall_origin_us,
+                now: self.now,
+            },
+        )
     }
 
-    /// Readiness for probe `id`'s socket of generation `gen`; `trouble`: it came with an
-    /// error or a hang-up.
+    /// Starts loading what a step of probe `id` reads into the cache: its probe and its
+    /// first real (see [`Probes::prefetch`]).
+    #[inline]
+    fn prefetch(&self, id: u32) {
+        self.probes.prefetch(id, |r| {
+            if let Some(real) = self.table.real(r) {
+                prefetch_lines(real);
+            }
+        });
+    }
+
+    /// Readiness for probe `id`'s socket of generation `gen`.
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     fn on_ready(
         &mut self,
@@ -1285,332 +1107,29 @@ impl Core {
         reg: &Registry,
         now: Time,
     ) {
-        let i = id as usize;
-        if i >= self.probes.len() {
-            return;
-        }
-        let p = &mut self.probes[i];
-        // Readiness from a socket already closed (an older generation) is ignored.
-        if u32::from(p.gen) != gen || p.sock.is_none() {
-            return;
-        }
-        if readable {
-            p.rx_ready = true;
-        }
-        let go = match p.phase {
-            // Idle: nothing to do (mio may report a closed socket's last readiness).
-            Phase::Wait => false,
-            Phase::ConResult | Phase::Query { .. } => writable,
-            Phase::Recv { .. } => readable,
-        };
-        if !go {
-            return;
-        }
-        let target = self.target_to_send(i);
-        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-        let p = &mut self.probes[i];
-        let buf = self.pool.slice(p.buf);
-        let outcome = match p.phase {
-            // WRITABLE while connecting: the handshake ended one way or the other.
-            Phase::ConResult => phase::conresult(p, spec, &target, buf, !trouble),
-            // Room to write the rest of the request.
-            Phase::Query { .. } => phase::send(p, spec, &target, buf),
-            // Bytes (or EOF, or an error) to read.
-            _ => phase::recv(p, spec, &target, buf),
-        };
-        self.after(id, outcome, reg, now);
+        let (probes, mut host) = self.around();
+        probes.on_ready(id, gen, readable, writable, trouble, reg, now, &mut host);
     }
 
-    /// The timer fired for probe `id`.
-    fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time) {
-        let i = id as usize;
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
-        match self.probes[i].phase {
-            // Due: start the next check.
-            Phase::Wait => self.start(id, reg, now),
-            // An earlier phase's deadline (see `after`): the check has moved on.
-            _ if now < d => self.wheel.set(id, d),
-            // Still queued for a buffer with bytes waiting: the director's fault.
-            Phase::Recv { .. } if self.pool.is_queued(id) => {
-                self.defer(id, libc::ENOBUFS, reg, now)
-            }
-            // Any other phase: its deadline fails the check at that phase's layer.
-            _ => {
-                let v = phase::deadline_verdict(&self.probes[i]);
-                self.finish(id, v, reg, now);
-            }
-        }
+    /// Probes handed a buffer this turn read what waits for them.
+    #[inline]
+    fn run_handed(&mut self, reg: &Registry, now: Time) {
+        let (probes, mut host) = self.around();
+        probes.run_handed(reg, now, &mut host);
     }
 
-    /// The loop stood still for `late` µs beyond the wait it asked for (SIGSTOP, a paused
-    /// machine, a loop that could not run): no check may be judged on that time. Every
-    /// running check gets back the time it lost (its start and deadlines move on by the
-    /// stall; what arrived meanwhile is read before any deadline); one whose start cannot
-    /// move that far (a stall of over an hour) is closed without a verdict and starts again
-    /// at once. Checks due meanwhile start at once, as after any late start. Logged and
-    /// counted once per stall; the slow path, taken only then, walks every probe.
+    /// Every deadline due at `now`.
+    #[inline]
+    fn expire(&mut self, reg: &Registry, now: Time) {
+        let (probes, mut host) = self.around();
+        probes.expire(reg, now, &mut host);
+    }
+
+    /// The loop stood still for `late` µs beyond the wait it asked for.
     #[cold]
     fn stalled(&mut self, late: u64, reg: &Registry, now: Time) {
-        self.stats.loop_stalls += 1;
-        let (mut held, mut restarted) = (0u32, 0u32);
-        for i in 0..self.probes.len() {
-            if self.probes[i].phase == Phase::Wait {
-                continue;
-            }
-            if self.probes[i].hold(late) {
-                held += 1;
-            } else {
-                // Not a failure of the server, nor a local error: a fresh check, due now.
-                self.release(i as u32, reg);
-                self.wheel.set(i as u32, now);
-                restarted += 1;
-            }
-        }
-        if let Some(mut l) = self.log.line(Level::Warn) {
-            let _ = write!(
-                l,
-                "msg=\"loop stalled\" seconds={}.{:06} running={held} restarted={restarted}",
-                late / 1_000_000,
-                late % 1_000_000
-            );
-        }
-    }
-
-    /// Starts probe `id`'s check (the connect phase).
-    fn start(&mut self, id: u32, reg: &Registry, now: Time) {
-        let i = id as usize;
-        if self.in_flight >= self.max_in_flight {
-            // `max-checks-in-flight`: no socket for it now; the next grid point may have one.
-            self.defer(id, 0, reg, now);
-            return;
-        }
-        let late = now.micros_since(self.probes[i].scheduled);
-        self.stats.started += 1;
-        self.stats.sum_lateness_us += late;
-        self.stats.max_lateness_us = self.stats.max_lateness_us.max(late);
-        self.stats.lateness.observe(late);
-        let target = self.target(i);
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let p = &mut self.probes[i];
-        p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
-        p.rx_ready = false;
-        let outcome = phase::start(p, id, &k.spec, &target, reg, now);
-        if self.probes[i].sock.is_some() {
-            self.in_flight += 1;
-        }
-        self.after(id, outcome, reg, now);
-    }
-
-    /// Acts on the outcome of a step of probe `id`.
-    fn after(&mut self, id: u32, mut outcome: Outcome, reg: &Registry, now: Time) {
-        let i = id as usize;
-        if outcome == Outcome::NeedBuffer {
-            outcome = if !self.probes[i].rx_ready {
-                // Nothing to read yet: no buffer needed until READABLE.
-                Outcome::Pending
-            } else if let Some(b) = self.pool.take() {
-                self.probes[i].buf = b;
-                let target = self.target_to_send(i);
-                let buf = self.pool.slice(b);
-                let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-                phase::recv(&mut self.probes[i], spec, &target, buf)
-            } else {
-                self.pool.enqueue(id);
-                Outcome::Pending
-            };
-        }
-        match outcome {
-            Outcome::Pending | Outcome::NeedBuffer => {
-                let p = &mut self.probes[i];
-                if matches!(p.phase, Phase::Recv { .. }) && p.buf != NO_BUF {
-                    // recv() stopped at WouldBlock: the readiness is used up.
-                    p.rx_ready = false;
-                }
-                // A running check's phase deadlines only move later (the connect bound, then
-                // the whole check's), so a deadline already set for it is never late:
-                // on_deadline sets the later one if it comes first. Checks that end before
-                // their connect bound, nearly all, are spared moving it.
-                if !self.wheel.is_scheduled(id) {
-                    let k = &self.kinds[self.cfg[i].kind as usize];
-                    self.wheel
-                        .set(id, p.phase_deadline(k.connect_us, k.timeout_us));
-                }
-            }
-            Outcome::Done(v) => self.finish(id, v, reg, now),
-            Outcome::Local(e) => self.defer(id, e, reg, now),
-        }
-    }
-
-    /// Reads for the probes that were just handed a buffer.
-    fn run_handed(&mut self, reg: &Registry, now: Time) {
-        while self.handed_len > 0 {
-            self.handed_len -= 1;
-            let id = self.handed[self.handed_len];
-            let i = id as usize;
-            let target = self.target_to_send(i);
-            let buf = self.pool.slice(self.probes[i].buf);
-            let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-            let o = phase::recv(&mut self.probes[i], spec, &target, buf);
-            self.after(id, o, reg, now);
-        }
-    }
-
-    /// Closes probe `id`'s socket and gives its buffer back (to a queued probe if any).
-    fn release(&mut self, id: u32, reg: &Registry) {
-        let i = id as usize;
-        if self.probes[i].sock.is_some() {
-            self.in_flight -= 1;
-        }
-        // Only a reading check without a buffer can be queued for one (the pool's links are
-        // not touched otherwise).
-        let queued =
-            matches!(self.probes[i].phase, Phase::Recv { .. }) && self.probes[i].buf == NO_BUF;
-        phase::close(&mut self.probes[i], reg);
-        if queued {
-            self.pool.dequeue(id);
-        }
-        // The tests run with this on: a probe queued in any other phase would be handed a
-        // buffer after its check ended.
-        debug_assert!(
-            !self.pool.is_queued(id),
-            "probe {id} still queued for a buffer"
-        );
-        self.probes[i].rx_ready = false;
-        let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
-        if b != NO_BUF {
-            if let Some((w, b)) = self.pool.give_back(b) {
-                self.probes[w as usize].buf = b;
-                self.handed[self.handed_len] = w;
-                self.handed_len += 1;
-            }
-        }
-    }
-
-    /// The check of probe `id` is decided: record it for every real it serves.
-    fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time) {
-        let i = id as usize;
-        self.release(id, reg);
-        let latency = now.micros_since(self.probes[i].started());
-        self.stats.checks += 1;
-        self.stats.duration.observe(latency);
-        match v {
-            Verdict::Pass => self.stats.passes += 1,
-            Verdict::Fail(r, _) => self.stats.failures[r as usize] += 1,
-        }
-        if self.log.enabled(Level::Info) {
-            let c = &self.cfg[i];
-            let target = self.target(i);
-            if let Some(mut l) = self.log.line(Level::Info) {
-                let name = self.kinds[c.kind as usize].spec.name();
-                let _ = write!(l, "check target={target} plugin={name} ");
-                match v {
-                    Verdict::Pass => {
-                        let _ = write!(l, "result=pass");
-                    }
-                    Verdict::Fail(r, d) => {
-                        let _ = write!(l, "result=fail reason={} ", r.as_str());
-                        l.quoted("detail", d.as_bytes());
-                    }
-                }
-                let _ = write!(
-                    l,
-                    " duration={}.{:06}",
-                    latency / 1_000_000,
-                    latency % 1_000_000
-                );
-            }
-        }
-        let (a, b) = self.reals_of(i);
-        let unix = (self.wall_origin_us + now.0) / 1_000_000;
-        let reason = match v {
-            Verdict::Pass => None,
-            Verdict::Fail(reason, _) => Some(reason),
-        };
-        for k in a..b {
-            let r = self.probe_reals[k as usize];
-            self.history.record(r as usize, unix, latency, reason);
-            let (table, mut out) = self.split();
-            table.record(RealId(r), v, latency, now, &mut out);
-        }
-        self.schedule_next(id, now);
-    }
-
-    /// The check of probe `id` could not run for a reason of the director's own (EMFILE,
-    /// EADDRNOTAVAIL, no buffer): no result is recorded and the next grid point is kept.
-    fn defer(&mut self, id: u32, errno: i32, reg: &Registry, now: Time) {
-        self.release(id, reg);
-        self.stats.local_errors += 1;
-        if now >= self.local_warn_at {
-            let held = std::mem::take(&mut self.local_held);
-            let target = self.target(id as usize);
-            // errno 0: the configured limit, not the system's.
-            let detail = if errno == 0 {
-                "max-checks-in-flight reached"
-            } else {
-                errno_name(errno)
-            };
-            if let Some(mut l) = self.log.line(Level::Warn) {
-                let _ = write!(
-                    l,
-                    "check target={target} result=deferred reason=local-error errno={errno} detail=\"{detail}\" held_back={held}"
-                );
-            }
-            self.local_warn_at = now.add_micros(1_000_000);
-        } else {
-            self.local_held += 1;
-        }
-        self.schedule_next(id, now);
-    }
-
-    /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
-    /// (or the retry interval while any of its reals is failing), skipping grid points
-    /// already past.
-    fn schedule_next(&mut self, id: u32, now: Time) {
-        let i = id as usize;
-        let (a, b) = self.reals_of(i);
-        let failing = (a..b).any(|k| self.table.failing(RealId(self.probe_reals[k as usize])));
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let period = if failing { k.retry_us } else { k.interval_us };
-        let p = &mut self.probes[i];
-        let mut next = p.scheduled.add_micros(period);
-        if next <= now {
-            let behind = now.micros_since(p.scheduled) / period;
-            self.stats.missed_starts += behind;
-            next = p.scheduled.add_micros((behind + 1) * period);
-        }
-        p.scheduled = next;
-        self.wheel.set(id, next);
-    }
-
-    /// Probe `i`'s reals: a range in `probe_reals`.
-    fn reals_of(&self, i: usize) -> (u32, u32) {
-        let end = self
-            .cfg
-            .get(i + 1)
-            .map_or(self.probe_reals.len() as u32, |c| c.reals);
-        (self.cfg[i].reals, end)
-    }
-
-    /// Probe `i`'s target for the bytes it sends: looked up only where they name it (a plain
-    /// `check http`), so other readiness touches no real server's entry.
-    fn target_to_send(&self, i: usize) -> SocketAddr {
-        if self.kinds[self.cfg[i].kind as usize]
-            .spec
-            .target_at()
-            .is_some()
-        {
-            self.target(i)
-        } else {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        }
-    }
-
-    /// Where probe `i`'s checks connect.
-    fn target(&self, i: usize) -> SocketAddr {
-        let c = &self.cfg[i];
-        let first = self.table.addr(RealId(self.probe_reals[c.reals as usize]));
-        self.kinds[c.kind as usize].aim.target(first)
+        let (probes, mut host) = self.around();
+        probes.stalled(late, reg, now, &mut host);
     }
 
     /// Logs and counts a finished IPVS operation; the table reacts to a failure.
@@ -1749,6 +1268,8 @@ impl Core {
 mod tests {
     use super::*;
     use crate::monitor::health::Health;
+    use crate::monitor::phase::{self, Phase};
+    use crate::monitor::probes::{Kind, ProbeCfg};
     use crate::table::{Addr, Real, Setup};
     use std::mem::size_of;
 
@@ -1770,34 +1291,6 @@ mod tests {
         assert!(size_of::<Real>() <= 136);
         assert!(size_of::<ProbeCfg>() <= 8);
         assert!(size_of::<Probe>() <= 48);
-    }
-
-    #[test]
-    fn a_probe_target_follows_from_its_first_real() {
-        let real: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        for (target, aim) in [
-            ("192.0.2.1:80", Aim::Real),
-            ("192.0.2.1:8080", Aim::Port(8080)),
-            (
-                "198.51.100.7:80",
-                Aim::Fixed("198.51.100.7:80".parse().unwrap()),
-            ),
-            (
-                "[2001:db8::1]:80",
-                Aim::Fixed("[2001:db8::1]:80".parse().unwrap()),
-            ),
-        ] {
-            let t: SocketAddr = target.parse().unwrap();
-            assert_eq!(Aim::of(t, real), aim, "{target}");
-            assert_eq!(aim.target(real), t, "{target}");
-        }
-        // Another real behind the same kind gets its own address, or its own on the port.
-        let other: SocketAddr = "192.0.2.2:80".parse().unwrap();
-        assert_eq!(Aim::Real.target(other), other);
-        assert_eq!(
-            Aim::Port(8080).target(other),
-            "192.0.2.2:8080".parse().unwrap()
-        );
     }
 
     /// A daemon (dry-run IPVS, no log, no signals) with one `check tcp` against a loopback
@@ -1841,33 +1334,30 @@ mod tests {
         // A turn or two more: connected, waiting for the banner.
         d.turn(Some(Duration::from_millis(20))).unwrap();
         assert_eq!(d.core.stats.started, 1);
-        assert!(matches!(d.core.probes[0].phase, Phase::Recv { .. }));
-        let k = &d.core.kinds[0];
-        let (c, t) = (k.connect_us, k.timeout_us);
-        let before = d.core.probes[0].phase_deadline(c, t);
+        assert!(matches!(d.core.probes.phase(0), Phase::Recv { .. }));
+        let before = d.core.probes.phase_deadline(0);
         let now = d.clock.now();
 
         d.core.stalled(10_000_000, d.poll.registry(), now);
         assert_eq!(d.core.stats.loop_stalls, 1);
         assert_eq!(
-            d.core.probes[0].phase_deadline(c, t),
+            d.core.probes.phase_deadline(0),
             before.add_micros(10_000_000)
         );
-        assert_eq!(d.core.in_flight, 1);
+        assert_eq!(d.core.probes.in_flight(), 1);
 
         d.core.stalled(phase::MAX_LATE_US, d.poll.registry(), now);
         assert_eq!(d.core.stats.loop_stalls, 2);
-        let p = &d.core.probes[0];
-        assert!(p.phase == Phase::Wait && p.sock.is_none());
-        assert_eq!(d.core.in_flight, 0);
+        assert!(d.core.probes.phase(0) == Phase::Wait && !d.core.probes.running(0));
+        assert_eq!(d.core.probes.in_flight(), 0);
         // Due now: the next turn starts it again.
-        assert!(d.core.wheel.next_expiry().unwrap() <= now.add_micros(crate::timer::TICK_US));
+        assert!(d.core.probes.next_expiry().unwrap() <= now.add_micros(crate::timer::TICK_US));
         d.turn(Some(Duration::from_millis(20))).unwrap();
         let st = &d.core.stats;
         assert_eq!(st.started, 2);
         assert_eq!((st.checks, st.local_errors), (0, 0));
-        assert!(d.core.probes[0].sock.is_some());
-        assert!(d.core.probes[0].phase_deadline(c, t) > now);
+        assert!(d.core.probes.running(0));
+        assert!(d.core.probes.phase_deadline(0) > now);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

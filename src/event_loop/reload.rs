@@ -26,11 +26,10 @@ use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Core, Daemon, Log, Probe};
+use super::{Core, Daemon, Log};
 use crate::clock::Time;
 use crate::config::{Plan, ServiceKey};
 use crate::log::{Level, Sink};
-use crate::monitor::phase::{self, Phase, NO_BUF};
 use crate::notify::NotifyCounters;
 use crate::table::Changes;
 
@@ -211,8 +210,6 @@ impl Core {
         self.stats = std::mem::take(&mut old.stats);
         self.wall_origin_us = old.wall_origin_us;
         self.now = now;
-        self.local_warn_at = old.local_warn_at;
-        self.local_held = old.local_held;
         self.stop = old.stop;
         self.retiring = std::mem::take(&mut old.retiring);
         self.notify_retired = old.notify_retired;
@@ -255,112 +252,13 @@ impl Core {
         }
 
         // Probes: the same check keeps its grid point and whatever it is doing.
-        // Old probes by target: the first of each target, then a chain through `next`.
-        const END: u32 = u32::MAX;
-        let mut first: std::collections::HashMap<std::net::SocketAddr, u32> =
-            std::collections::HashMap::with_capacity(old.cfg.len());
-        let mut next = vec![END; old.cfg.len()];
-        for j in (0..old.cfg.len()).rev() {
-            if let Some(f) = first.insert(old.target(j), j as u32) {
-                next[j] = f;
-            }
-        }
-        let mut carried = vec![false; old.probes.len()];
-        let n = self.cfg.len().max(1) as u64;
-        for i in 0..self.cfg.len() {
-            let c = &self.cfg[i];
-            let mut j = first.get(&self.target(i)).copied().unwrap_or(END);
-            while j != END {
-                let o = &old.cfg[j as usize];
-                // Same target: the same check if plugin and timing are (however the target
-                // follows from the first real).
-                if !carried[j as usize]
-                    && old.kinds[o.kind as usize].same_check(&self.kinds[c.kind as usize])
-                {
-                    break;
-                }
-                j = next[j as usize];
-            }
-            if j == END {
-                // A new probe: its first check somewhere in its first interval from now.
-                let at = now.add_micros(self.kinds[c.kind as usize].interval_us * i as u64 / n);
-                self.probes[i].scheduled = at;
-                self.wheel.set(i as u32, at);
-                continue;
-            }
-            carried[j as usize] = true;
-            ch.probes_kept += 1;
-            self.carry_probe(i as u32, old, j as usize, reg, now, &mut ch);
-        }
-        for (j, was) in carried.iter().enumerate() {
-            if !was && old.probes[j].sock.is_some() {
-                phase::close(&mut old.probes[j], reg);
-            }
-        }
-
-        self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
+        let old_table = &old.table;
+        let (probes, mut host) = self.around();
+        let carried = probes.take_over(&mut old.probes, reg, now, |r| old_table.addr(r), &mut host);
+        ch.probes_kept = carried.kept;
+        ch.running = carried.running;
+        ch.restarted = carried.restarted;
         ch
-    }
-
-    /// Moves old probe `j` into slot `id` of this core.
-    fn carry_probe(
-        &mut self,
-        id: u32,
-        old: &mut Core,
-        j: usize,
-        reg: &mio::Registry,
-        now: Time,
-        ch: &mut Changes,
-    ) {
-        let i = id as usize;
-        let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
-        let mut keep = p.sock.is_some();
-        if keep && p.buf != NO_BUF {
-            // Bytes already read move to a buffer of the new pool, if one is free and big
-            // enough.
-            let got = match p.phase {
-                Phase::Recv { got } | Phase::Query { got, .. } => got as usize,
-                _ => 0,
-            };
-            let from = old.pool.slice(p.buf);
-            match self.pool.take() {
-                Some(b) if self.pool.size() >= got && from.len() >= got => {
-                    let n = self.pool.size().min(from.len());
-                    let bytes = &from[..n];
-                    self.pool.slice(b)[..n].copy_from_slice(bytes);
-                    p.buf = b;
-                }
-                Some(b) => {
-                    let _ = self.pool.give_back(b);
-                    keep = false;
-                }
-                None => keep = false,
-            }
-        } else if keep && old.pool.is_queued(j as u32) {
-            self.pool.enqueue(id);
-        }
-        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-        if keep && phase::rebind(&mut p, id, spec, reg).is_err() {
-            keep = false;
-        }
-        if p.sock.is_some() && !keep {
-            p.buf = NO_BUF;
-            phase::close(&mut p, reg);
-            self.probes[i] = p;
-            ch.restarted += 1;
-            // The check never finished: its next grid point comes as if deferred.
-            self.schedule_next(id, now);
-            return;
-        }
-        if p.sock.is_some() {
-            ch.running += 1;
-        } else {
-            p.rx_ready = false;
-        }
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let at = p.phase_deadline(k.connect_us, k.timeout_us);
-        self.probes[i] = p;
-        self.wheel.set(id, at);
     }
 }
 
