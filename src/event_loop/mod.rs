@@ -1,6 +1,13 @@
 //! The daemon: one thread, one `mio::Poll`, every check, decision, table change and
 //! notification driven from [`Daemon::turn`].
 //!
+//! The loop wires the rooms together: [`Probes`] (the probe driver: checks, their timer
+//! wheel and receive buffers) gives each check's result to the history and to [`Table`] (the
+//! policy: weights, drain, quorum, sorry server, read-back reconciliation), whose events go
+//! to the log, `notify-fifo` and the notifier, and whose IPVS operations the loop hands to
+//! the [`Ipvs`] side at the end of the turn. The control server, the state saver and
+//! systemd's notifications hang off the same turn.
+//!
 //! Everything the loop will ever need is allocated in [`Daemon::new`], sized from the
 //! [`Plan`]: the probes (one per distinct check) and their timer wheel, the per-real
 //! decision state and `within` rings, the receive-buffer pool, the notify queue, the log line
@@ -12,9 +19,8 @@
 //! recorded), never to the number of real servers: a result touches only the reals its
 //! probe serves, a quorum check only a counter of its virtual.
 //!
-//! Only this module reads the clock. Tokens: a probe's token is its index with its socket
-//! generation in the high bits (see [`Probe::token`]); the top of the token space is
-//! reserved for the daemon's own sources.
+//! Only this module reads the clock: the rooms get the time of the turn passed in. Tokens:
+//! [`source`] is the one place they are told apart.
 
 mod reload;
 mod report;
@@ -31,7 +37,7 @@ use crate::clock::{micros, Clock, Time};
 use crate::config::{Plan, ServiceKey};
 use crate::control::Server;
 use crate::history::History;
-use crate::ids::RealId;
+use crate::ids::{ProbeId, RealId};
 use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
@@ -63,6 +69,39 @@ const LOG: Token = Token(usize::MAX - 16);
 /// delays (a turn takes well under a millisecond a check; the wake is to the microsecond),
 /// below the timeouts of seconds that checks usually have.
 const STALL_MARGIN_US: u64 = 500_000;
+
+/// What a readiness event is for.
+enum Source {
+    Signals,
+    Netlink,
+    Reload,
+    Alarm,
+    Log,
+    /// The control socket or the metrics server (a listener or a connection).
+    Control,
+    /// A probe's socket: the probe and its socket generation.
+    Probe(ProbeId, u32),
+}
+
+/// The token map, the one place the loop's tokens are told apart: a probe's token is its
+/// index with its socket generation in the high bits ([`Probe::token`]); the top of the
+/// token space is the daemon's own sources. [`RELOAD`] and [`LOG`] are checked before
+/// [`Server::owns`], whose connection bit they share.
+#[inline]
+fn source(t: Token) -> Source {
+    match t {
+        SIGNALS => Source::Signals,
+        NETLINK => Source::Netlink,
+        RELOAD => Source::Reload,
+        ALARM => Source::Alarm,
+        LOG => Source::Log,
+        t if Server::owns(t) => Source::Control,
+        t => {
+            let (id, gen) = Probe::untoken(t);
+            Source::Probe(ProbeId(id), gen)
+        }
+    }
+}
 
 /// Settings that are not in the config file.
 #[derive(Debug, Clone)]
@@ -697,41 +736,30 @@ impl Daemon {
         while let Some(ev) = events.next() {
             // The next event's check is most likely a probe's: have its data on the way.
             if let Some(next) = events.peek() {
-                core.prefetch(Probe::untoken(next.token()).0);
+                core.prefetch(ProbeId(Probe::untoken(next.token()).0));
             }
-            if ev.token() == SIGNALS {
-                signalled = true;
-                continue;
-            }
-            if ev.token() == NETLINK {
-                self.ipvs.on_ready(&mut |e| core.on_ipvs(e));
-                continue;
-            }
-            if ev.token() == RELOAD {
-                reload_ready = true;
-                continue;
-            }
-            if ev.token() == ALARM {
-                if let Some(a) = self.alarm.as_mut() {
-                    a.fired();
+            match source(ev.token()) {
+                Source::Signals => signalled = true,
+                Source::Netlink => self.ipvs.on_ready(&mut |e| core.on_ipvs(e)),
+                Source::Reload => reload_ready = true,
+                Source::Alarm => {
+                    if let Some(a) = self.alarm.as_mut() {
+                        a.fired();
+                    }
                 }
-                continue;
-            }
-            if ev.token() == LOG {
-                core.log.on_writable();
-                continue;
-            }
-            if Server::owns(ev.token()) {
-                if let Some(s) = self.server.as_mut() {
-                    s.on_ready(ev.token(), registry, core, now);
+                Source::Log => core.log.on_writable(),
+                Source::Control => {
+                    if let Some(s) = self.server.as_mut() {
+                        s.on_ready(ev.token(), registry, core, now);
+                    }
                 }
-                continue;
+                Source::Probe(id, gen) => {
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                    let trouble = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+                    core.on_ready(id, gen, readable, writable, trouble, registry, now);
+                }
             }
-            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-            let trouble = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
-            let (id, gen) = Probe::untoken(ev.token());
-            core.on_ready(id, gen, readable, writable, trouble, registry, now);
         }
         if signalled {
             if let Some(s) = self.signals.as_mut() {
@@ -1086,7 +1114,7 @@ impl Core {
     /// Starts loading what a step of probe `id` reads into the cache: its probe and its
     /// first real (see [`Probes::prefetch`]).
     #[inline]
-    fn prefetch(&self, id: u32) {
+    fn prefetch(&self, id: ProbeId) {
         self.probes.prefetch(id, |r| {
             if let Some(real) = self.table.real(r) {
                 prefetch_lines(real);
@@ -1099,7 +1127,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn on_ready(
         &mut self,
-        id: u32,
+        id: ProbeId,
         gen: u32,
         readable: bool,
         writable: bool,
@@ -1334,21 +1362,26 @@ mod tests {
         // A turn or two more: connected, waiting for the banner.
         d.turn(Some(Duration::from_millis(20))).unwrap();
         assert_eq!(d.core.stats.started, 1);
-        assert!(matches!(d.core.probes.phase(0), Phase::Recv { .. }));
-        let before = d.core.probes.phase_deadline(0);
+        assert!(matches!(
+            d.core.probes.phase(ProbeId(0)),
+            Phase::Recv { .. }
+        ));
+        let before = d.core.probes.phase_deadline(ProbeId(0));
         let now = d.clock.now();
 
         d.core.stalled(10_000_000, d.poll.registry(), now);
         assert_eq!(d.core.stats.loop_stalls, 1);
         assert_eq!(
-            d.core.probes.phase_deadline(0),
+            d.core.probes.phase_deadline(ProbeId(0)),
             before.add_micros(10_000_000)
         );
         assert_eq!(d.core.probes.in_flight(), 1);
 
         d.core.stalled(phase::MAX_LATE_US, d.poll.registry(), now);
         assert_eq!(d.core.stats.loop_stalls, 2);
-        assert!(d.core.probes.phase(0) == Phase::Wait && !d.core.probes.running(0));
+        assert!(
+            d.core.probes.phase(ProbeId(0)) == Phase::Wait && !d.core.probes.running(ProbeId(0))
+        );
         assert_eq!(d.core.probes.in_flight(), 0);
         // Due now: the next turn starts it again.
         assert!(d.core.probes.next_expiry().unwrap() <= now.add_micros(crate::timer::TICK_US));
@@ -1356,8 +1389,8 @@ mod tests {
         let st = &d.core.stats;
         assert_eq!(st.started, 2);
         assert_eq!((st.checks, st.local_errors), (0, 0));
-        assert!(d.core.probes.running(0));
-        assert!(d.core.probes.phase_deadline(0) > now);
+        assert!(d.core.probes.running(ProbeId(0)));
+        assert!(d.core.probes.phase_deadline(ProbeId(0)) > now);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

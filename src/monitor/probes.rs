@@ -22,7 +22,7 @@ use mio::Registry;
 use super::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use crate::clock::{micros, Time};
 use crate::config::Plan;
-use crate::ids::RealId;
+use crate::ids::{ProbeId, RealId};
 use crate::log::{Level, Log};
 use crate::plugins::{CheckSpec, Verdict};
 use crate::pool::BufPool;
@@ -277,8 +277,8 @@ impl Probes {
     /// those loads waits for memory in turn. A hint only: an id that is not a probe's (the
     /// loop's own tokens) loads nothing.
     #[inline]
-    pub fn prefetch(&self, id: u32, real: impl FnOnce(RealId)) {
-        let i = id as usize;
+    pub fn prefetch(&self, id: ProbeId, real: impl FnOnce(RealId)) {
+        let i = id.ix();
         let Some(c) = self.cfg.get(i) else {
             return;
         };
@@ -294,7 +294,7 @@ impl Probes {
     #[inline]
     pub fn on_ready(
         &mut self,
-        id: u32,
+        id: ProbeId,
         gen: u32,
         readable: bool,
         writable: bool,
@@ -303,6 +303,7 @@ impl Probes {
         now: Time,
         host: &mut impl Host,
     ) {
+        let id = id.0;
         let i = id as usize;
         if i >= self.probes.len() {
             return;
@@ -643,7 +644,7 @@ impl Probes {
     pub fn expire(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
         while let Some(id) = self.wheel.pop_expired(now) {
             if let Some(next) = self.wheel.next_due() {
-                self.prefetch(next, |r| host.prefetch(r));
+                self.prefetch(ProbeId(next), |r| host.prefetch(r));
             }
             self.on_deadline(id, reg, now, host);
             self.run_handed(reg, now, host);
@@ -682,19 +683,19 @@ impl Probes {
     }
 
     /// Probe `id`'s phase.
-    pub fn phase(&self, id: u32) -> Phase {
-        self.probes[id as usize].phase()
+    pub fn phase(&self, id: ProbeId) -> Phase {
+        self.probes[id.ix()].phase()
     }
 
     /// Probe `id` holds a socket (a check is running).
-    pub fn running(&self, id: u32) -> bool {
-        self.probes[id as usize].has_socket()
+    pub fn running(&self, id: ProbeId) -> bool {
+        self.probes[id.ix()].has_socket()
     }
 
     /// When probe `id`'s current phase runs out of time.
-    pub fn phase_deadline(&self, id: u32) -> Time {
-        let k = &self.kinds[self.cfg[id as usize].kind as usize];
-        self.probes[id as usize].phase_deadline(k.connect_us, k.timeout_us)
+    pub fn phase_deadline(&self, id: ProbeId) -> Time {
+        let k = &self.kinds[self.cfg[id.ix()].kind as usize];
+        self.probes[id.ix()].phase_deadline(k.connect_us, k.timeout_us)
     }
 
     /// Takes over from `old`, the probes of the configuration being replaced (lvsmon(8),
