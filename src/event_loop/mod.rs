@@ -628,10 +628,10 @@ impl Daemon {
     /// it returns true. Returns the bytes written and whether the page is complete. For
     /// measuring the page without a socket (`benches/metrics.rs`).
     pub fn render_metrics(&mut self, cursor: &mut u64, out: &mut [u8]) -> (usize, bool) {
-        use crate::control::{Kind, Render};
+        use crate::control::{Command, Render};
         let now = self.core.now;
         self.core
-            .render(Kind::Metrics, b"GET /metrics", cursor, out, now)
+            .render(&Command::Metrics { head: false }, b"", cursor, out, now)
     }
 
     /// State saves completed (all kinds).

@@ -10,7 +10,7 @@ use std::io::{Cursor, Write};
 
 use super::{Core, State};
 use crate::clock::Time;
-use crate::control::{Kind, Render, PARKED};
+use crate::control::{Command, Named, Render, PARKED};
 use crate::ipvs::OpKind;
 use crate::log::Level;
 use crate::plugins::Reason;
@@ -22,28 +22,6 @@ const LINE: usize = 8192;
 
 /// The head of a `/metrics` reply (also the whole reply to `HEAD`).
 const METRICS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
-
-/// The path of an HTTP request target: `/metrics` of `/metrics`, and of an absolute URI
-/// (`http://host:port/metrics`); the query string is left on.
-fn request_path(target: &[u8]) -> &[u8] {
-    let scheme = target.iter().position(|&b| b == b':');
-    match scheme {
-        Some(i)
-            if target[..i].eq_ignore_ascii_case(b"http")
-                || target[..i].eq_ignore_ascii_case(b"https") =>
-        {
-            let rest = &target[i + 1..];
-            let Some(auth) = rest.strip_prefix(b"//") else {
-                return rest;
-            };
-            match auth.iter().position(|&b| b == b'/' || b == b'?') {
-                Some(j) => &auth[j..],
-                None => b"/",
-            }
-        }
-        _ => target,
-    }
-}
 
 /// Copies lines into the reply buffer while they fit.
 struct Out<'a> {
@@ -99,23 +77,6 @@ fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
     }
 }
 
-/// The words of a command line (at most 8).
-fn words(text: &[u8]) -> ([&[u8]; 8], usize) {
-    let mut out: [&[u8]; 8] = [&[]; 8];
-    let mut n = 0;
-    for w in text
-        .split(|&b| b == b' ' || b == b'\t')
-        .filter(|w| !w.is_empty())
-    {
-        if n == out.len() {
-            break;
-        }
-        out[n] = w;
-        n += 1;
-    }
-    (out, n)
-}
-
 impl Core {
     /// The state name a client sees.
     fn state_name(&self, r: usize) -> &'static str {
@@ -132,78 +93,112 @@ impl Core {
         (self.wall_origin_us + t.0) / 1_000_000
     }
 
-    /// `drain`/`undrain REAL [VIRTUAL]`: applies once, asks for a save at once, and parks the
-    /// connection until that save has ended; then reports (`ok` only once the state file
-    /// holds the change, an error naming the file and the reason otherwise). Returns true
-    /// when the reply is complete. The cursor of a parked reply is [`PARKED`], the count of
-    /// destinations changed, and the save's ticket ([`state::TICKET_BITS`]).
-    fn drain_cmd(&mut self, on: bool, args: &[&[u8]], cursor: &mut u64, out: &mut Out<'_>) -> bool {
-        let parked = *cursor & PARKED != 0;
-        let parse = |w: &[u8]| {
-            std::str::from_utf8(w)
-                .ok()
-                .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
-        };
-        let Some(real) = args.first().and_then(|w| parse(w)) else {
-            out.line(|w| {
-                writeln!(
-                    w,
-                    "error: expected a real server as ADDR:PORT ([ADDR]:PORT for IPv6)"
-                )
-            });
-            return true;
-        };
-        // The virtual service in any form the configuration takes, normalised.
-        let mut vbuf = [0u8; 80];
-        let (virt, vindex) = match args.get(1) {
-            None => (None, None),
-            Some(w) => match self.find_virtual(w) {
-                Some(v) => (
-                    Some(key_text(self.table.virtuals[v].key, &mut vbuf)),
-                    Some(v),
-                ),
-                None => {
-                    out.line(|o| {
-                        write!(o, "error: no virtual service ")?;
-                        o.write_all(&w[..w.len().min(80)])?;
-                        writeln!(o, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
-                    });
-                    return true;
-                }
+    /// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
+    /// `Err(None)` no real given, `Err(Some(word))` no such virtual service.
+    fn drain_target(
+        &self,
+        real: Option<std::net::SocketAddr>,
+        virt: Option<&Named>,
+    ) -> Result<(std::net::SocketAddr, Option<usize>), Option<Named>> {
+        let real = real.ok_or(None)?;
+        match virt {
+            None => Ok((real, None)),
+            Some(n) => match self.find_virtual(n) {
+                Some(v) => Ok((real, Some(v))),
+                None => Err(Some(*n)),
             },
+        }
+    }
+
+    /// Whether real `r` is one a drain for `real` behind virtual `vindex` (any when `None`)
+    /// concerns.
+    fn drain_matches(&self, r: usize, real: std::net::SocketAddr, vindex: Option<usize>) -> bool {
+        self.table.reals[r].addr.get() == real
+            && vindex.is_none_or(|v| self.table.reals[r].virt as usize == v)
+    }
+
+    /// `drain`/`undrain REAL [VIRTUAL]`, as it arrives: drains every real it names, and asks
+    /// for a save at once; the reply waits for that save ([`Core::drain_reply`]). The cursor
+    /// keeps the count of destinations changed and, while the reply waits, [`PARKED`] and the
+    /// save's ticket ([`state::TICKET_BITS`]).
+    fn drain_apply(
+        &mut self,
+        on: bool,
+        real: Option<std::net::SocketAddr>,
+        virt: Option<&Named>,
+        cursor: &mut u64,
+    ) {
+        let Ok((real, vindex)) = self.drain_target(real, virt) else {
+            return;
         };
         let (mut matched, mut changed) = (0u32, 0u32);
         for r in 0..self.table.reals.len() {
-            if self.table.reals[r].addr.get() != real {
-                continue;
-            }
-            if vindex.is_some_and(|v| self.table.reals[r].virt as usize != v) {
+            if !self.drain_matches(r, real, vindex) {
                 continue;
             }
             matched += 1;
-            if !parked && {
-                let now = self.now;
-                let (table, mut out) = self.split();
-                table.set_drained(crate::ids::RealId::of(r), on, now, &mut out)
-            } {
+            let now = self.now;
+            let (table, mut out) = self.split();
+            if table.set_drained(crate::ids::RealId::of(r), on, now, &mut out) {
                 changed += 1;
             }
         }
-        let verb = if on { "drained" } else { "undrained" };
-        let mut failed = None;
+        let n = u64::from(changed.min(1 << 24));
+        *cursor = n << state::TICKET_BITS;
         if matched > 0 {
             if let Some(saver) = self.saver.as_mut() {
-                if parked {
-                    changed = ((*cursor & !PARKED) >> state::TICKET_BITS) as u32;
-                    match saver.outcome(*cursor & ((1 << state::TICKET_BITS) - 1)) {
-                        None => return false,
-                        Some(r) => failed = r.err(),
-                    }
-                } else {
-                    let ticket = saver.request();
-                    let n = u64::from(changed.min(1 << 24));
-                    *cursor = PARKED | n << state::TICKET_BITS | ticket;
-                    return false;
+                *cursor |= PARKED | saver.request();
+            }
+        }
+    }
+
+    /// The reply to a `drain`/`undrain` ([`Core::drain_apply`]): `ok` only once the state
+    /// file holds the change, an error naming the file and the reason otherwise. Returns true
+    /// when the reply is complete (false: the save has not ended yet).
+    fn drain_reply(
+        &self,
+        on: bool,
+        real: Option<std::net::SocketAddr>,
+        virt: Option<&Named>,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut Out<'_>,
+    ) -> bool {
+        let (real, vindex) = match self.drain_target(real, virt) {
+            Ok(t) => t,
+            Err(None) => {
+                out.line(|w| {
+                    writeln!(
+                        w,
+                        "error: expected a real server as ADDR:PORT ([ADDR]:PORT for IPv6)"
+                    )
+                });
+                return true;
+            }
+            Err(Some(n)) => {
+                let w = n.word.bytes(text);
+                out.line(|o| {
+                    write!(o, "error: no virtual service ")?;
+                    o.write_all(&w[..w.len().min(80)])?;
+                    writeln!(o, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
+                });
+                return true;
+            }
+        };
+        // The virtual service in any form the configuration takes, normalised.
+        let mut vbuf = [0u8; 80];
+        let virt = vindex.map(|v| key_text(self.table.virtuals[v].key, &mut vbuf));
+        let matched = (0..self.table.reals.len())
+            .filter(|&r| self.drain_matches(r, real, vindex))
+            .count() as u32;
+        let changed = ((*cursor & !PARKED) >> state::TICKET_BITS) as u32;
+        let verb = if on { "drained" } else { "undrained" };
+        let mut failed = None;
+        if *cursor & PARKED != 0 {
+            if let Some(saver) = self.saver.as_ref() {
+                match saver.outcome(*cursor & ((1 << state::TICKET_BITS) - 1)) {
+                    None => return false,
+                    Some(r) => failed = r.err(),
                 }
             }
         }
@@ -490,116 +485,89 @@ impl Core {
 }
 
 impl Render for Core {
+    fn apply(&mut self, cmd: &Command, _text: &[u8], cursor: &mut u64, _now: Time) {
+        match *cmd {
+            Command::Drain { on, real, virt } => self.drain_apply(on, real, virt.as_ref(), cursor),
+            // The load runs on a helper thread; the connection waits parked until a load
+            // that started after this request has been answered.
+            Command::Reload => *cursor = PARKED | self.request_reload(),
+            _ => {}
+        }
+    }
+
     fn render(
-        &mut self,
-        kind: Kind,
+        &self,
+        cmd: &Command,
         text: &[u8],
         cursor: &mut u64,
         out: &mut [u8],
         now: Time,
     ) -> (usize, bool) {
         let mut o = Out { buf: out, len: 0 };
-        let done = match kind {
-            Kind::Metrics => {
-                let (w, n) = words(text);
-                let path = request_path(if n >= 2 { w[1] } else { b"" });
-                let ours = path == b"/metrics" || path.starts_with(b"/metrics?");
-                if n >= 2 && w[0] == b"HEAD" && ours {
-                    o.line(|w| w.write_all(METRICS_HEAD));
-                    true
-                } else if n >= 2 && w[0] == b"GET" && ours {
-                    self.metrics(cursor, &mut o)
-                } else if n >= 2 && w[0] != b"GET" && w[0] != b"HEAD" {
-                    o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
+        let done = match *cmd {
+            Command::Metrics { head: true } => {
+                o.line(|w| w.write_all(METRICS_HEAD));
+                true
+            }
+            Command::Metrics { head: false } => self.metrics(cursor, &mut o),
+            Command::BadMethod => {
+                o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
+                true
+            }
+            Command::NotFound => {
+                o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
+                true
+            }
+            Command::Status { json } => self.status(json, cursor, &mut o, now),
+            Command::Drain { on, real, virt } => {
+                self.drain_reply(on, real, virt.as_ref(), text, cursor, &mut o)
+            }
+            Command::Reload => {
+                let want = *cursor & !PARKED;
+                if self.reload.finished >= want {
+                    let text = self.reload.result.as_bytes();
+                    o.line(|w| w.write_all(text));
                     true
                 } else {
-                    o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
-                    true
+                    false
                 }
             }
-            Kind::Control => {
-                let (w, n) = words(text);
-                match (w[0], n) {
-                    (b"status", _) => {
-                        let json = w[1..n].contains(&&b"json"[..]);
-                        self.status(json, cursor, &mut o, now)
-                    }
-                    (b"drain", _) | (b"undrain", _) => {
-                        self.drain_cmd(w[0] == b"drain", &w[1..n], cursor, &mut o)
-                    }
-                    (b"reload", 1) => {
-                        // The load runs on a helper thread; the connection waits parked until
-                        // a load that started after this request has been answered.
-                        if *cursor == 0 {
-                            *cursor = crate::control::PARKED | self.request_reload();
-                        }
-                        let want = *cursor & !crate::control::PARKED;
-                        if self.reload.finished >= want {
-                            let text = self.reload.result.as_bytes();
-                            o.line(|w| w.write_all(text));
-                            true
+            Command::History {
+                virt,
+                real,
+                since_secs,
+                json,
+            } => self.history_cmd(
+                virt.as_ref(),
+                real,
+                since_secs,
+                json,
+                text,
+                cursor,
+                &mut o,
+                now,
+            ),
+            Command::Unknown => {
+                o.line(|wr| {
+                    write!(wr, "error: unknown command \"")?;
+                    let cmd = &text[..text.len().min(40)];
+                    for &b in cmd {
+                        wr.write_all(&[if (0x20..0x7f).contains(&b) && b != b'"' {
+                            b
                         } else {
-                            false
-                        }
+                            b'?'
+                        }])?;
                     }
-                    (b"history", _) => self.history_cmd(&w[1..n], cursor, &mut o, now),
-                    _ => {
-                        o.line(|wr| {
-                            write!(wr, "error: unknown command \"")?;
-                            let cmd = &text[..text.len().min(40)];
-                            for &b in cmd {
-                                wr.write_all(&[if (0x20..0x7f).contains(&b) && b != b'"' {
-                                    b
-                                } else {
-                                    b'?'
-                                }])?;
-                            }
-                            writeln!(
-                                wr,
-                                "\" (expected status, history, drain, undrain or reload)"
-                            )
-                        });
-                        true
-                    }
-                }
+                    writeln!(
+                        wr,
+                        "\" (expected status, history, drain, undrain or reload)"
+                    )
+                });
+                true
             }
         };
         (o.len, done)
     }
-}
-
-/// A virtual service as a client writes it: `tcp:10.0.0.1:80`, `udp:[2001:db8::1]:53`,
-/// `sctp:...`, a bare `10.0.0.1:80` or `[2001:db8::1]:80` (TCP, as in the configuration's
-/// `virtual tcp`), `fwmark:42` or `fwmark:0x2a`. The protocol is case-blind. Never allocates.
-fn parse_virtual(id: &[u8]) -> Option<crate::config::ServiceKey> {
-    use crate::config::{Proto, ServiceKey};
-    let s = std::str::from_utf8(id).ok()?;
-    let prefixed = |p: &str| {
-        s.get(..p.len())
-            .filter(|h| h.eq_ignore_ascii_case(p))
-            .map(|_| &s[p.len()..])
-    };
-    if let Some(m) = prefixed("fwmark:") {
-        let v = match m.strip_prefix("0x").or_else(|| m.strip_prefix("0X")) {
-            Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                u32::from_str_radix(h, 16).ok()?
-            }
-            None if m.bytes().all(|b| b.is_ascii_digit()) => m.parse::<u32>().ok()?,
-            _ => return None,
-        };
-        return (v > 0).then_some(ServiceKey::Fwmark(v));
-    }
-    let (proto, rest) = [
-        ("tcp:", Proto::Tcp),
-        ("udp:", Proto::Udp),
-        ("sctp:", Proto::Sctp),
-    ]
-    .into_iter()
-    .find_map(|(p, proto)| prefixed(p).map(|rest| (proto, rest)))
-    .unwrap_or((Proto::Tcp, s));
-    rest.parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|a| ServiceKey::Inet(proto, a))
 }
 
 /// What a `history` request asks for.
@@ -614,10 +582,9 @@ enum Scope {
 }
 
 impl Core {
-    /// Finds the virtual service written as `id` in any form the configuration takes
-    /// (see [`parse_virtual`]).
-    fn find_virtual(&self, id: &[u8]) -> Option<usize> {
-        let key = parse_virtual(id)?;
+    /// Finds the virtual service a request named (see [`crate::control::parse_virtual`]).
+    fn find_virtual(&self, named: &Named) -> Option<usize> {
+        let key = named.key?;
         (0..self.table.virtuals.len()).find(|&v| self.table.virtuals[v].key == key)
     }
 
@@ -717,62 +684,50 @@ impl Core {
 
     /// `history [VIRTUAL [REAL]] [since=SECS] [json]`: availability and latency per level
     /// (director, virtual, real). Cursor: the next row.
+    #[allow(clippy::too_many_arguments)]
     fn history_cmd(
-        &mut self,
-        args: &[&[u8]],
+        &self,
+        virt: Option<&Named>,
+        real: Option<Option<std::net::SocketAddr>>,
+        since_secs: u64,
+        json: bool,
+        text: &[u8],
         cursor: &mut u64,
         out: &mut Out<'_>,
         now: Time,
     ) -> bool {
-        let mut since_secs = 3600u64;
-        let mut json = false;
-        let mut names: [&[u8]; 2] = [&[], &[]];
-        let mut n = 0;
-        for a in args {
-            if let Some(v) = a.strip_prefix(b"since=") {
-                since_secs = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(3600);
-            } else if *a == b"json" {
-                json = true;
-            } else if n < 2 {
-                names[n] = a;
-                n += 1;
-            }
-        }
-        let scope = match n {
-            0 => Scope::All,
-            _ => match self.find_virtual(names[0]) {
+        let scope = match virt {
+            None => Scope::All,
+            Some(named) => match self.find_virtual(named) {
                 None => {
-                    out.line(|w| {
-                        write!(w, "error: no virtual service ")?;
-                        w.write_all(&names[0][..names[0].len().min(80)])?;
-                        writeln!(w, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
+                    let w = named.word.bytes(text);
+                    out.line(|o| {
+                        write!(o, "error: no virtual service ")?;
+                        o.write_all(&w[..w.len().min(80)])?;
+                        writeln!(o, " in the configuration (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)")
                     });
                     return true;
                 }
-                Some(v) if n == 1 => Scope::Virtual(v),
-                Some(v) => {
-                    let addr = std::str::from_utf8(names[1])
-                        .ok()
-                        .and_then(|s| s.parse::<std::net::SocketAddr>().ok());
-                    let (a, b) = self.table.virtuals[v].reals;
-                    match (a as usize..b as usize)
-                        .find(|&r| Some(self.table.reals[r].addr.get()) == addr)
-                    {
-                        Some(r) => Scope::Real(r),
-                        None => {
-                            out.line(|w| {
-                                writeln!(
-                                    w,
-                                    "error: no such real server behind that virtual service"
-                                )
-                            });
-                            return true;
+                Some(v) => match real {
+                    None => Scope::Virtual(v),
+                    Some(addr) => {
+                        let (a, b) = self.table.virtuals[v].reals;
+                        match (a as usize..b as usize)
+                            .find(|&r| Some(self.table.reals[r].addr.get()) == addr)
+                        {
+                            Some(r) => Scope::Real(r),
+                            None => {
+                                out.line(|w| {
+                                    writeln!(
+                                        w,
+                                        "error: no such real server behind that virtual service"
+                                    )
+                                });
+                                return true;
+                            }
                         }
                     }
-                }
+                },
             },
         };
         let now_s = self.unix_secs(now);
@@ -1101,64 +1056,4 @@ fn write_save_error(w: &mut impl Write, dir: &std::path::Path, e: state::SaveErr
         e.reason(),
         e.errno
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Proto, ServiceKey};
-
-    #[test]
-    fn virtual_services_in_every_form_of_the_configuration() {
-        let tcp = |a: &str| Some(ServiceKey::Inet(Proto::Tcp, a.parse().unwrap()));
-        assert_eq!(parse_virtual(b"tcp:10.0.0.1:80"), tcp("10.0.0.1:80"));
-        assert_eq!(parse_virtual(b"10.0.0.1:80"), tcp("10.0.0.1:80"));
-        assert_eq!(parse_virtual(b"TCP:10.0.0.1:80"), tcp("10.0.0.1:80"));
-        assert_eq!(parse_virtual(b"[2001:db8::1]:80"), tcp("[2001:db8::1]:80"));
-        assert_eq!(
-            parse_virtual(b"udp:[2001:db8::1]:53"),
-            Some(ServiceKey::Inet(
-                Proto::Udp,
-                "[2001:db8::1]:53".parse().unwrap()
-            ))
-        );
-        assert_eq!(
-            parse_virtual(b"sctp:192.0.2.3:3868"),
-            Some(ServiceKey::Inet(
-                Proto::Sctp,
-                "192.0.2.3:3868".parse().unwrap()
-            ))
-        );
-        assert_eq!(parse_virtual(b"fwmark:42"), Some(ServiceKey::Fwmark(42)));
-        assert_eq!(parse_virtual(b"fwmark:0x2a"), Some(ServiceKey::Fwmark(42)));
-        for bad in [
-            &b"fwmark:0"[..],
-            b"fwmark:+4",
-            b"fwmark:0x+4",
-            b"fwmark:4294967296",
-            b"fwmark:",
-            b"tcp:10.0.0.1",
-            b"10.0.0.1",
-            b"2001:db8::1:80",
-            b"icmp:10.0.0.1:80",
-            b"\xff",
-        ] {
-            assert_eq!(
-                parse_virtual(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn request_targets() {
-        assert_eq!(request_path(b"/metrics"), b"/metrics");
-        assert_eq!(request_path(b"http://h:9/metrics"), b"/metrics");
-        assert_eq!(request_path(b"HTTP://h/metrics?x=1"), b"/metrics?x=1");
-        assert_eq!(request_path(b"http://h:9?x"), b"?x");
-        assert_eq!(request_path(b"http://h:9"), b"/");
-        assert_eq!(request_path(b"ftp://h/metrics"), b"ftp://h/metrics");
-    }
 }
