@@ -22,6 +22,8 @@
 //! Only this module reads the clock: the rooms get the time of the turn passed in. Tokens:
 //! [`source`] is the one place they are told apart.
 
+mod metrics;
+mod persist;
 mod reload;
 mod report;
 

@@ -1,6 +1,8 @@
 //! What the daemon tells its clients: the control socket's commands (`status`, `history`,
-//! `drain`, `undrain`, `reload`) and the Prometheus `/metrics` page, rendered piece by piece
-//! into a connection's fixed buffer (see [`crate::control`]).
+//! `drain`, `undrain`, `reload`) and the Prometheus `/metrics` page (rendered in
+//! [`super::metrics`]), piece by piece into a connection's fixed buffer (see
+//! [`crate::control`]). A command's change (a drain, a reload's request) is applied once as
+//! it arrives ([`Render::apply`]); rendering changes nothing.
 //!
 //! Every reply is produced line by line from a cursor: each line is formatted into a small
 //! stack buffer and copied out only if it fits whole, so a reply of any length streams
@@ -8,30 +10,30 @@
 
 use std::io::{Cursor, Write};
 
-use super::{Core, State};
+use super::Core;
 use crate::clock::Time;
 use crate::control::{Command, Named, Render, PARKED};
-use crate::ipvs::OpKind;
-use crate::log::Level;
-use crate::plugins::Reason;
 use crate::state;
-use crate::stats::{self, label_value, seconds};
+use crate::stats::{label_value, seconds};
 
 /// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
 const LINE: usize = 8192;
 
 /// The head of a `/metrics` reply (also the whole reply to `HEAD`).
-const METRICS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
+pub(super) const METRICS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
 
 /// Copies lines into the reply buffer while they fit.
-struct Out<'a> {
+pub(super) struct Out<'a> {
     buf: &'a mut [u8],
     len: usize,
 }
 
 impl Out<'_> {
     /// Formats one line with `f`; returns false (writing nothing) when it does not fit.
-    fn line(&mut self, f: impl FnOnce(&mut Cursor<&mut [u8]>) -> std::io::Result<()>) -> bool {
+    pub(super) fn line(
+        &mut self,
+        f: impl FnOnce(&mut Cursor<&mut [u8]>) -> std::io::Result<()>,
+    ) -> bool {
         let mut tmp = [0u8; LINE];
         let mut c = Cursor::new(&mut tmp[..]);
         if f(&mut c).is_err() {
@@ -51,7 +53,7 @@ impl Out<'_> {
 
 /// A service identifier (`tcp:10.0.0.1:80`) as text in a stack buffer: `ServiceKey`'s
 /// Display neither pads nor compares, and formatting it into a `String` would allocate.
-fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
+pub(super) fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
     let mut c = Cursor::new(&mut buf[..]);
     let _ = write!(c, "{key}");
     let n = c.position() as usize;
@@ -59,7 +61,10 @@ fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
 }
 
 /// Writes a service identifier as an escaped label value.
-fn service_label(w: &mut impl Write, key: crate::config::ServiceKey) -> std::io::Result<()> {
+pub(super) fn service_label(
+    w: &mut impl Write,
+    key: crate::config::ServiceKey,
+) -> std::io::Result<()> {
     label_value(w, key_text(key, &mut [0u8; 80]).as_bytes())
 }
 
@@ -351,136 +356,6 @@ impl Core {
             *cursor += 1;
         }
         !json || out.line(|w| writeln!(w, "\n]"))
-    }
-
-    /// The `/metrics` page. Cursor: section in the top byte, item below.
-    fn metrics(&self, cursor: &mut u64, out: &mut Out<'_>) -> bool {
-        loop {
-            let (sec, item) = (*cursor >> 56, *cursor & ((1 << 56) - 1));
-            match sec {
-                0 => {
-                    let ok = out.line(|w| w.write_all(METRICS_HEAD))
-                        && out.line(|w| {
-                            let st = &self.stats;
-                            stats::family(w, "lvsmon_checks_total", "counter", "Checks finished with a verdict.")?;
-                            writeln!(w, "lvsmon_checks_total {}", st.checks)?;
-                            stats::family(w, "lvsmon_transitions_total", "counter", "UP/DOWN transitions and drains of real servers.")?;
-                            writeln!(w, "lvsmon_transitions_total {}", st.transitions)?;
-                            stats::family(w, "lvsmon_local_errors_total", "counter", "Checks deferred for the director's own errors (no file descriptors, ports or buffers).")?;
-                            writeln!(w, "lvsmon_local_errors_total {}", st.local_errors)?;
-                            stats::family(w, "lvsmon_missed_starts_total", "counter", "Grid points skipped because the previous check still ran.")?;
-                            writeln!(w, "lvsmon_missed_starts_total {}", st.missed_starts)?;
-                            stats::family(w, "lvsmon_loop_stalls_total", "counter", "Times the loop woke over 0.5 s later than it asked to (stopped, paused or starved); its running checks got the time back.")?;
-                            writeln!(w, "lvsmon_loop_stalls_total {}", st.loop_stalls)?;
-                            stats::family(w, "lvsmon_ipvs_resyncs_total", "counter", "Read-backs of the IPVS table.")?;
-                            writeln!(w, "lvsmon_ipvs_resyncs_total {}", st.resyncs)?;
-                            stats::family(w, "lvsmon_ipvs_drift_repaired_total", "counter", "Differences between the IPVS table and lvsmon's decisions found by resyncs.")?;
-                            writeln!(w, "lvsmon_ipvs_drift_repaired_total {}", st.drift_repaired)
-                        })
-                        && out.line(|w| {
-                            stats::family(w, "lvsmon_log_dropped_total", "counter", "Log lines dropped because the log's reader did not keep up (or had gone).")?;
-                            writeln!(w, "lvsmon_log_dropped_total {}", self.log.dropped())
-                        })
-                        && out.line(|w| {
-                            let st = &self.stats;
-                            stats::family(w, "lvsmon_notify_dropped_total", "counter", "Events not passed on: to the notify command (queue full) or to notify-fifo (its reader slow or absent).")?;
-                            writeln!(w, "lvsmon_notify_dropped_total{{to=\"command\"}} {}", st.notify_dropped)?;
-                            writeln!(w, "lvsmon_notify_dropped_total{{to=\"fifo\"}} {}", st.fifo_dropped)
-                        })
-                        && out.line(|w| {
-                            stats::family(w, "lvsmon_check_failures_total", "counter", "Failed checks by reason.")?;
-                            for r in Reason::ALL {
-                                writeln!(w, "lvsmon_check_failures_total{{reason=\"{}\"}} {}", r.as_str(), self.stats.failures[r as usize])?;
-                            }
-                            Ok(())
-                        })
-                        && out.line(|w| {
-                            stats::family(w, "lvsmon_ipvs_operations_total", "counter", "IPVS table changes by operation and result.")?;
-                            for (k, op) in OpKind::ALL.iter().enumerate() {
-                                let st = &self.stats;
-                                let dry = st.ipvs_dry_run[k];
-                                for (res, n) in [("ok", st.ipvs_ok[k] - dry), ("dry-run", dry), ("error", st.ipvs_errors[k])] {
-                                    writeln!(w, "lvsmon_ipvs_operations_total{{op=\"{}\",result=\"{res}\"}} {n}", op.as_str())?;
-                                }
-                            }
-                            Ok(())
-                        })
-                        && out.line(|w| {
-                            stats::family(w, "lvsmon_check_duration_seconds", "histogram", "Time from the start of a check to its verdict.")?;
-                            self.stats.duration.render("lvsmon_check_duration_seconds", w)
-                        })
-                        && out.line(|w| {
-                            stats::family(w, "lvsmon_check_lateness_seconds", "histogram", "Start time of a check minus its scheduled time.")?;
-                            self.stats.lateness.render("lvsmon_check_lateness_seconds", w)
-                        })
-                        && out.line(|w| {
-                            let failed = self.saver.as_ref().map_or(0, |s| s.failed);
-                            stats::family(w, "lvsmon_state_save_failures_total", "counter", "Saves of the state directory that failed (the log names the path and the reason).")?;
-                            writeln!(w, "lvsmon_state_save_failures_total {failed}")
-                        });
-                    if !ok {
-                        // The fixed part always fits an empty buffer; a partly filled one
-                        // is sent first and this section starts over next time.
-                        return false;
-                    }
-                    *cursor = 1 << 56;
-                }
-                // Item 0: the family's HELP/TYPE lines not yet written; item k: k-1 entries
-                // written.
-                1 => {
-                    let mut item = item;
-                    if item == 0 {
-                        if !out.line(|w| {
-                            stats::family(
-                                w,
-                                "lvsmon_virtual_reals_up",
-                                "gauge",
-                                "Real servers UP (and not drained) behind each virtual service.",
-                            )
-                        }) {
-                            return false;
-                        }
-                        item = 1;
-                    }
-                    while let Some(v) = self.table.virtuals.get(item as usize - 1) {
-                        if !out.line(|w| {
-                            write!(w, "lvsmon_virtual_reals_up{{virtual=\"")?;
-                            service_label(w, v.key)?;
-                            writeln!(w, "\"}} {}", v.up)
-                        }) {
-                            *cursor = (1 << 56) | item;
-                            return false;
-                        }
-                        item += 1;
-                    }
-                    *cursor = 2 << 56;
-                }
-                2 => {
-                    let mut item = item;
-                    if item == 0 {
-                        if !out.line(|w| stats::family(w, "lvsmon_real_up", "gauge", "1 if the real server is UP (and not drained) behind the virtual service, else 0.")) {
-                            return false;
-                        }
-                        item = 1;
-                    }
-                    while let Some(real) = self.table.reals.get(item as usize - 1) {
-                        let up = (real.health.state == State::Up && !real.drained) as u8;
-                        let key = self.table.virtuals[real.virt as usize].key;
-                        if !out.line(|w| {
-                            write!(w, "lvsmon_real_up{{virtual=\"")?;
-                            service_label(w, key)?;
-                            writeln!(w, "\",real=\"{}\"}} {up}", real.addr)
-                        }) {
-                            *cursor = (2 << 56) | item;
-                            return false;
-                        }
-                        item += 1;
-                    }
-                    return true;
-                }
-                _ => return true,
-            }
-        }
     }
 }
 
@@ -806,254 +681,4 @@ impl Core {
         }
         !json || out.line(|w| writeln!(w, "\n]}}"))
     }
-}
-
-// ----- state across restarts --------------------------------------------------------------
-
-/// Records written per loop turn while a periodic save runs: bounds the turn's extra work.
-const SAVE_RECORDS_PER_TURN: usize = 2_000;
-
-impl Core {
-    /// Writes `VIRTUAL REAL` of real `r` into `buf`; returns its length.
-    fn state_key(&self, r: usize, buf: &mut [u8]) -> usize {
-        let mut c = Cursor::new(buf);
-        let real = &self.table.reals[r];
-        let _ = write!(
-            c,
-            "{} {}",
-            self.table.virtuals[real.virt as usize].key, real.addr
-        );
-        c.position() as usize
-    }
-
-    /// Loads `dir/state` (startup only): DRAINED marks and history of the reals still
-    /// configured. A corrupt file is set aside and reported, never trusted.
-    pub(super) fn load_state(&mut self, dir: &std::path::Path) {
-        match state::load(dir) {
-            Ok(None) => {}
-            Ok(Some(records)) => {
-                let by_key: std::collections::HashMap<&str, &state::Record> =
-                    records.iter().map(|r| (r.key.as_str(), r)).collect();
-                let (mut used, mut drained, mut damaged) = (0usize, 0usize, 0usize);
-                for r in 0..self.table.reals.len() {
-                    let mut k = [0u8; 160];
-                    let n = self.state_key(r, &mut k);
-                    let Some(rec) = std::str::from_utf8(&k[..n])
-                        .ok()
-                        .and_then(|k| by_key.get(k))
-                    else {
-                        continue;
-                    };
-                    used += 1;
-                    if rec.drained {
-                        self.table.restore_drained(crate::ids::RealId::of(r));
-                        drained += 1;
-                    }
-                    if !self.load_history(r, &rec.history) {
-                        damaged += 1;
-                    }
-                }
-                if let Some(mut l) = self.log.line(Level::Notice) {
-                    let _ = write!(
-                        l,
-                        "msg=\"state loaded\" dir={} records={} used={used} drained={drained} damaged_history={damaged}",
-                        dir.display(),
-                        records.len()
-                    );
-                }
-            }
-            Err(e) => {
-                if let Some(mut l) = self.log.line(Level::Warn) {
-                    let _ = write!(l, "msg=\"state not loaded\" ");
-                    let mut t = [0u8; 400];
-                    let mut c = Cursor::new(&mut t[..]);
-                    let _ = write!(c, "{e}");
-                    let n = c.position() as usize;
-                    l.quoted("error", &t[..n]);
-                }
-            }
-        }
-    }
-
-    /// One turn's share of a save: starts one when the period is up or an operator's drain
-    /// asked for one (right after the save under way, if any), writes a bounded number of
-    /// records, and hands the file to the sync thread when all are written. Logs failures
-    /// (rate-limited, [`state::Saver::note`]).
-    ///
-    /// Returns true when a save ended this turn (parked `drain` replies can be given).
-    pub(super) fn save_step(&mut self, now: Time) -> bool {
-        let Some(saver) = self.saver.as_mut() else {
-            return false;
-        };
-        let ended = saver.saved + saver.failed;
-        self.save_turn(now);
-        self.saver
-            .as_ref()
-            .is_some_and(|s| s.saved + s.failed != ended)
-    }
-
-    fn save_turn(&mut self, now: Time) {
-        let Some(saver) = self.saver.as_mut() else {
-            return;
-        };
-        saver.poll();
-        if self.save_cursor.is_none() {
-            if (now < self.next_save && !saver.wanted()) || saver.busy() {
-                self.log_save_note(now);
-                return;
-            }
-            self.next_save = now.add_micros(self.save_every_us);
-            let unix = (self.wall_origin_us + now.0) / 1_000_000;
-            if saver.begin(unix).is_err() {
-                self.log_save_note(now);
-                return;
-            }
-            self.save_cursor = Some(0);
-        }
-        let Some(mut r) = self.save_cursor else {
-            return;
-        };
-        let end = (r + SAVE_RECORDS_PER_TURN).min(self.table.reals.len());
-        while r < end {
-            if self.save_record(r).is_err() {
-                self.save_cursor = None;
-                self.log_save_note(now);
-                return;
-            }
-            r += 1;
-        }
-        if r < self.table.reals.len() {
-            self.save_cursor = Some(r);
-            return;
-        }
-        self.save_cursor = None;
-        if let Some(s) = self.saver.as_mut() {
-            // A failure is recorded by the saver and logged below.
-            let _ = s.finish(false);
-        }
-        self.log_save_note(now);
-    }
-
-    /// Logs what the saver has to say about saves that ended: a failure (path, step, reason
-    /// in words, errno, failures since the last such line), or that saves work again.
-    fn log_save_note(&mut self, now: Time) {
-        let Some(saver) = self.saver.as_mut() else {
-            return;
-        };
-        let Some(note) = saver.note(now.0) else {
-            return;
-        };
-        let dir = saver.dir();
-        match note {
-            state::SaveNote::Failed { err, failures } => {
-                if let Some(mut l) = self.log.line(Level::Error) {
-                    let _ = write!(l, "msg=\"state save failed\" ");
-                    write_save_error(&mut l, dir, err);
-                    let _ = write!(
-                        l,
-                        " failures={failures} remind_after={}s",
-                        state::REMIND.as_secs()
-                    );
-                }
-            }
-            state::SaveNote::Recovered { failures } => {
-                if let Some(mut l) = self.log.line(Level::Notice) {
-                    let _ = write!(
-                        l,
-                        "msg=\"state saved again\" path={}/state failed_before={failures}",
-                        dir.display()
-                    );
-                }
-            }
-        }
-    }
-
-    fn save_record(&mut self, r: usize) -> std::io::Result<()> {
-        let mut k = [0u8; 160];
-        let n = self.state_key(r, &mut k);
-        let drained = self.table.reals[r].drained;
-        let mut saver = self.saver.take().expect("saving");
-        let res = saver.record(&k[..n], drained, &mut |c| self.encode_history(r, c));
-        self.saver = Some(saver);
-        res
-    }
-
-    /// The full save at shutdown (SIGTERM, SIGINT), in this thread: write, fsync, rename.
-    pub(super) fn save_now(&mut self) {
-        let Some(saver) = self.saver.as_mut() else {
-            return;
-        };
-        // A periodic save under way is abandoned for this complete one; one whose fsync and
-        // rename run on the helper thread is waited for (5 s at most), so the two never
-        // write the same temporary file.
-        self.save_cursor = None;
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while saver.busy() && saver.syncing() && std::time::Instant::now() < end {
-            if saver.poll().is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let unix = (self.wall_origin_us + self.now.0) / 1_000_000;
-        let mut ok = saver.begin(unix).is_ok();
-        for r in 0..self.table.reals.len() {
-            if !ok {
-                break;
-            }
-            ok = self.save_record(r).is_ok();
-        }
-        let saver = self.saver.as_mut().expect("saving");
-        let res = if ok {
-            saver.finish(true)
-        } else {
-            Err(std::io::Error::other("write failed"))
-        };
-        let dir = saver.dir().to_path_buf();
-        let err = saver.last_error();
-        match res {
-            Ok(()) => {
-                if let Some(mut l) = self.log.line(Level::Notice) {
-                    let _ = write!(
-                        l,
-                        "msg=\"state saved\" dir={} reals={}",
-                        dir.display(),
-                        self.table.reals.len()
-                    );
-                }
-            }
-            Err(e) => {
-                if let Some(mut l) = self.log.line(Level::Error) {
-                    let _ = write!(l, "msg=\"state save failed\" ");
-                    let err = err.unwrap_or(state::SaveError {
-                        step: state::Step::Write,
-                        errno: e.raw_os_error().unwrap_or(libc::EIO),
-                    });
-                    write_save_error(&mut l, &dir, err);
-                }
-            }
-        }
-    }
-
-    /// Writes real `r`'s history for the state file.
-    fn encode_history(&self, r: usize, c: &mut Cursor<&mut [u8]>) -> std::io::Result<()> {
-        self.history.encode_real(r, c)
-    }
-
-    /// Restores real `r`'s history from the state file; a damaged record is skipped (and
-    /// counted in the `state loaded` line).
-    fn load_history(&mut self, r: usize, bytes: &[u8]) -> bool {
-        bytes.is_empty() || self.history.decode_real(r, bytes).is_ok()
-    }
-}
-
-/// `path=DIR/state step=STEP error="REASON" errno=N` of a failed save.
-fn write_save_error(w: &mut impl Write, dir: &std::path::Path, e: state::SaveError) {
-    let _ = write!(
-        w,
-        "path={}/state step={} error=\"{}\" errno={}",
-        dir.display(),
-        e.step.name(),
-        e.reason(),
-        e.errno
-    );
 }
