@@ -405,7 +405,6 @@ impl Table {
         now: Time,
         out: &mut impl Out,
     ) {
-        self.now = now;
         let real = &mut self.reals[r.ix()];
         real.checks += 1;
         real.last_latency_us = latency_us.min(u32::MAX as u64) as u32;
@@ -425,6 +424,7 @@ impl Table {
         if change == Change::None {
             return;
         }
+        self.now = now;
         self.transition(r, before, change, out);
     }
 
