@@ -857,4 +857,23 @@ mod tests {
             "192.0.2.2:8080".parse().unwrap()
         );
     }
+
+    /// Phase changes go through `set_phase`, which refuses (in debug builds, as the tests
+    /// run) a running phase without a socket.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "without a socket")]
+    fn a_running_phase_needs_a_socket() {
+        let mut p = Probe::new(Time::ZERO);
+        p.set_phase(Phase::Recv { got: 0 });
+    }
+
+    /// Closing is the one way back to WAIT, from any phase; WAIT to WAIT is a close of a
+    /// probe that held nothing.
+    #[test]
+    fn wait_follows_any_phase() {
+        let mut p = Probe::new(Time::ZERO);
+        p.set_phase(Phase::Wait);
+        assert_eq!(p.phase(), Phase::Wait);
+    }
 }

@@ -481,6 +481,88 @@ fn a_reload_keeps_adds_and_removes_reals() {
 }
 
 #[test]
+fn a_read_back_does_not_undo_what_changed_while_it_ran() {
+    let (mut t, _) = started(&format!("resync 10s\n{}", conf("")));
+    let svc = t.virtuals[0].service;
+    let mut rec = Rec::default();
+    // The read-back starts, and sees R1 at weight 0, as it was.
+    t.poll_read_back(Time(10 * S), false, || true);
+    let info = ServiceInfo {
+        key: svc.key,
+        af: libc::AF_INET as u16,
+        service: svc,
+        flags: 0,
+    };
+    t.read_back(IpvsEvent::Service(info), Time(10 * S), &mut rec);
+    for (d, w) in [(R1, 0), (R2, 0)] {
+        let info = DestInfo {
+            addr: a(d),
+            weight: w,
+            fwd: 0,
+        };
+        t.read_back(IpvsEvent::Dest(tcp(V), info), Time(10 * S), &mut rec);
+    }
+    // Meanwhile R1 comes UP: weight 7 is sent.
+    t.record(RealId(0), Verdict::Pass, 1, Time(10 * S + 1), &mut rec);
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 7))]);
+    // What the read-back saw of R1 predates that: no drift, nothing sent again.
+    t.read_back(IpvsEvent::DumpDone { ok: true }, Time(10 * S + 2), &mut rec);
+    assert!(rec.drifts.is_empty(), "{:?}", rec.drifts);
+    assert!(ops(&mut t).is_empty());
+    assert_eq!(t.reals[0].table(), Some(7));
+    // A failed read-back says nothing: it is tried again soon, nothing repaired.
+    t.poll_read_back(Time(20 * S), false, || true);
+    t.read_back(IpvsEvent::DumpDone { ok: false }, Time(20 * S), &mut rec);
+    assert_eq!(rec.resyncs, 1);
+    assert_eq!(t.next_resync(false), Some(Time(22 * S)));
+}
+
+#[test]
+fn a_reload_under_dry_run_adopts_at_once_and_moves_weights() {
+    const R3: &str = "198.51.100.3:80";
+    let (mut old, _) = started(&format!("resync 10s\n{}", conf("")));
+    let mut rec = Rec::default();
+    old.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    old.record(RealId(1), Verdict::Pass, 1, Time(S), &mut rec);
+    ops(&mut old);
+    // A read-back is running when the reload comes: its answer follows the old numbering.
+    old.poll_read_back(Time(10 * S), false, || true);
+
+    let plan = plan_of(&format!(
+        "resync 10s\nvirtual tcp {V} {{\n  scheduler rr\n  check tcp\n  real {R1} weight 9\n  real {R2} weight 4\n  real {R3}\n}}\n"
+    ));
+    let mut new = Table::new(&plan, Time(11 * S));
+    let mut ch = Changes::default();
+    let cmds: &[Command] = &[];
+    new.take_over(
+        &mut old,
+        Time(11 * S),
+        true,
+        (cmds, cmds),
+        &mut ch,
+        |_, _| {},
+        &mut rec,
+    );
+    assert_eq!((ch.kept, ch.changed, ch.added, ch.removed), (2, 1, 1, 0));
+    let svc = new.virtuals[0].service;
+    // The scheduler changed: edited; R1's weight changed while UP: edited; R3 (dry-run)
+    // adopted at once against an empty table, at weight 0 until checked.
+    assert_eq!(
+        ops(&mut new),
+        vec![
+            Op::EditService(svc),
+            Op::AddDest(tcp(V), dest(R3, 0)),
+            Op::EditDest(tcp(V), dest(R1, 9)),
+        ]
+    );
+    assert!(!new.adopt_pending());
+    // The stale read-back's end is not reconciled; the table is read again at once.
+    new.read_back(IpvsEvent::DumpDone { ok: true }, Time(12 * S), &mut rec);
+    assert_eq!(rec.resyncs, 0);
+    assert_eq!(new.next_resync(false), Some(Time(12 * S)));
+}
+
+#[test]
 fn compact_addresses_round_trip() {
     for a in [
         "192.0.2.1:80",
