@@ -99,7 +99,7 @@ impl Core {
                         }
                         item = 1;
                     }
-                    while let Some(v) = self.table.virtuals.get(item as usize - 1) {
+                    while let Some(v) = self.table.virtuals().get(item as usize - 1) {
                         if !out.line(|w| {
                             write!(w, "lvsmon_virtual_reals_up{{virtual=\"")?;
                             service_label(w, v.key)?;
@@ -120,9 +120,9 @@ impl Core {
                         }
                         item = 1;
                     }
-                    while let Some(real) = self.table.reals.get(item as usize - 1) {
+                    while let Some(real) = self.table.reals().get(item as usize - 1) {
                         let up = (real.health.state == State::Up && !real.drained) as u8;
-                        let key = self.table.virtuals[real.virt as usize].key;
+                        let key = self.table.virtuals()[real.virt as usize].key;
                         if !out.line(|w| {
                             write!(w, "lvsmon_real_up{{virtual=\"")?;
                             service_label(w, key)?;

@@ -485,8 +485,8 @@ impl Daemon {
             let _ = write!(
                 l,
                 "msg=\"starting\" virtuals={} reals={} checks={} buffers={}x{} ipvs={}",
-                c.table.virtuals.len(),
-                c.table.reals.len(),
+                c.table.virtuals().len(),
+                c.table.reals().len(),
                 c.probes.len(),
                 c.probes.buffers().0,
                 c.probes.buffers().1,
@@ -648,7 +648,7 @@ impl Daemon {
 
     /// Real `i`'s state, consecutive failures and checks, for tests and status output.
     pub fn real_state(&self, i: usize) -> (State, u32, u64) {
-        let r = &self.core.table.reals[i];
+        let r = &self.core.table.reals()[i];
         (r.health.state, r.health.fails, r.checks)
     }
 
@@ -1080,7 +1080,7 @@ impl Core {
 
     /// `READY=1` to systemd, naming what is checked (see [`Daemon::ready`]).
     fn ready(&mut self, now: Time) {
-        let (reals, virtuals) = (self.table.reals.len(), self.table.virtuals.len());
+        let (reals, virtuals) = (self.table.reals().len(), self.table.virtuals().len());
         if let Some(s) = self.systemd.as_mut() {
             s.ready(now, reals, virtuals);
         }
@@ -1268,10 +1268,10 @@ impl Core {
         let Some(mut r) = self.status_next else {
             return;
         };
-        while r < self.table.reals.len() && self.log.has_room() {
-            let real = &self.table.reals[r];
+        while r < self.table.reals().len() && self.log.has_room() {
+            let real = &self.table.reals()[r];
             r += 1;
-            let key = self.table.virtuals[real.virt as usize].key;
+            let key = self.table.virtuals()[real.virt as usize].key;
             if let Some(mut l) = self.log.line(Level::Notice) {
                 let _ = write!(
                     l,
@@ -1290,7 +1290,7 @@ impl Core {
                 }
             }
         }
-        self.status_next = (r < self.table.reals.len()).then_some(r);
+        self.status_next = (r < self.table.reals().len()).then_some(r);
     }
 }
 

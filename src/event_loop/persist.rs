@@ -16,11 +16,12 @@ impl Core {
     /// Writes `VIRTUAL REAL` of real `r` into `buf`; returns its length.
     fn state_key(&self, r: usize, buf: &mut [u8]) -> usize {
         let mut c = Cursor::new(buf);
-        let real = &self.table.reals[r];
+        let real = &self.table.reals()[r];
         let _ = write!(
             c,
             "{} {}",
-            self.table.virtuals[real.virt as usize].key, real.addr
+            self.table.virtuals()[real.virt as usize].key,
+            real.addr
         );
         c.position() as usize
     }
@@ -34,7 +35,7 @@ impl Core {
                 let by_key: std::collections::HashMap<&str, &state::Record> =
                     records.iter().map(|r| (r.key.as_str(), r)).collect();
                 let (mut used, mut drained, mut damaged) = (0usize, 0usize, 0usize);
-                for r in 0..self.table.reals.len() {
+                for r in 0..self.table.reals().len() {
                     let mut k = [0u8; 160];
                     let n = self.state_key(r, &mut k);
                     let Some(rec) = std::str::from_utf8(&k[..n])
@@ -112,7 +113,7 @@ impl Core {
         let Some(mut r) = self.save_cursor else {
             return;
         };
-        let end = (r + SAVE_RECORDS_PER_TURN).min(self.table.reals.len());
+        let end = (r + SAVE_RECORDS_PER_TURN).min(self.table.reals().len());
         while r < end {
             if self.save_record(r).is_err() {
                 self.save_cursor = None;
@@ -121,7 +122,7 @@ impl Core {
             }
             r += 1;
         }
-        if r < self.table.reals.len() {
+        if r < self.table.reals().len() {
             self.save_cursor = Some(r);
             return;
         }
@@ -170,7 +171,7 @@ impl Core {
     fn save_record(&mut self, r: usize) -> std::io::Result<()> {
         let mut k = [0u8; 160];
         let n = self.state_key(r, &mut k);
-        let drained = self.table.reals[r].drained;
+        let drained = self.table.reals()[r].drained;
         let mut saver = self.saver.take().expect("saving");
         let res = saver.record(&k[..n], drained, &mut |c| self.encode_history(r, c));
         self.saver = Some(saver);
@@ -195,7 +196,7 @@ impl Core {
         }
         let unix = (self.wall_origin_us + self.now.0) / 1_000_000;
         let mut ok = saver.begin(unix).is_ok();
-        for r in 0..self.table.reals.len() {
+        for r in 0..self.table.reals().len() {
             if !ok {
                 break;
             }
@@ -216,7 +217,7 @@ impl Core {
                         l,
                         "msg=\"state saved\" dir={} reals={}",
                         dir.display(),
-                        self.table.reals.len()
+                        self.table.reals().len()
                     );
                 }
             }

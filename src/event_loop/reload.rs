@@ -362,8 +362,8 @@ impl Daemon {
                     let _ = write!(
                         l,
                         "msg=\"reloaded\" file={file} virtuals={} reals={} checks={} kept={} changed={} added={} removed={} virtuals_added={} virtuals_removed={} probes_kept={} running_kept={} restarted={} ipvs_ops={} load_ms={} apply_ms={}",
-                        self.core.table.virtuals.len(),
-                        self.core.table.reals.len(),
+                        self.core.table.virtuals().len(),
+                        self.core.table.reals().len(),
                         self.core.probes.len(),
                         ch.kept,
                         ch.changed,

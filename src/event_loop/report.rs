@@ -85,7 +85,7 @@ fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
 impl Core {
     /// The state name a client sees.
     fn state_name(&self, r: usize) -> &'static str {
-        let real = &self.table.reals[r];
+        let real = &self.table.reals()[r];
         if real.drained {
             "drained"
         } else {
@@ -118,8 +118,8 @@ impl Core {
     /// Whether real `r` is one a drain for `real` behind virtual `vindex` (any when `None`)
     /// concerns.
     fn drain_matches(&self, r: usize, real: std::net::SocketAddr, vindex: Option<usize>) -> bool {
-        self.table.reals[r].addr.get() == real
-            && vindex.is_none_or(|v| self.table.reals[r].virt as usize == v)
+        self.table.reals()[r].addr.get() == real
+            && vindex.is_none_or(|v| self.table.reals()[r].virt as usize == v)
     }
 
     /// `drain`/`undrain REAL [VIRTUAL]`, as it arrives: drains every real it names, and asks
@@ -137,7 +137,7 @@ impl Core {
             return;
         };
         let (mut matched, mut changed) = (0u32, 0u32);
-        for r in 0..self.table.reals.len() {
+        for r in 0..self.table.reals().len() {
             if !self.drain_matches(r, real, vindex) {
                 continue;
             }
@@ -192,8 +192,8 @@ impl Core {
         };
         // The virtual service in any form the configuration takes, normalised.
         let mut vbuf = [0u8; 80];
-        let virt = vindex.map(|v| key_text(self.table.virtuals[v].key, &mut vbuf));
-        let matched = (0..self.table.reals.len())
+        let virt = vindex.map(|v| key_text(self.table.virtuals()[v].key, &mut vbuf));
+        let matched = (0..self.table.reals().len())
             .filter(|&r| self.drain_matches(r, real, vindex))
             .count() as u32;
         let changed = ((*cursor & !PARKED) >> state::TICKET_BITS) as u32;
@@ -250,8 +250,8 @@ impl Core {
         now: Time,
         w: &mut Cursor<&mut [u8]>,
     ) -> std::io::Result<()> {
-        let real = &self.table.reals[r];
-        let key = self.table.virtuals[real.virt as usize].key;
+        let real = &self.table.reals()[r];
+        let key = self.table.virtuals()[real.virt as usize].key;
         let since = now.micros_since(real.health.since) / 1_000_000;
         let lat = real.last_latency_us as u64;
         if json {
@@ -260,7 +260,7 @@ impl Core {
                 Some(wt) => write!(w, "{wt}")?,
                 None => write!(w, "null")?,
             }
-            let weight = self.table.setups[real.setup as usize].weight;
+            let weight = self.table.setups()[real.setup as usize].weight;
             write!(w, ",\"configured_weight\":{weight},\"last_reason\":")?;
             match real.last_reason {
                 Some(reason) => write!(
@@ -315,7 +315,7 @@ impl Core {
     }
 
     fn status(&self, json: bool, cursor: &mut u64, out: &mut Out<'_>, now: Time) -> bool {
-        let n = self.table.reals.len() as u64;
+        let n = self.table.reals().len() as u64;
         if *cursor == 0 {
             let ok = if json {
                 out.line(|w| write!(w, "["))
@@ -460,7 +460,7 @@ impl Core {
     /// Finds the virtual service a request named (see [`crate::control::parse_virtual`]).
     fn find_virtual(&self, named: &Named) -> Option<usize> {
         let key = named.key?;
-        (0..self.table.virtuals.len()).find(|&v| self.table.virtuals[v].key == key)
+        (0..self.table.virtuals().len()).find(|&v| self.table.virtuals()[v].key == key)
     }
 
     /// One row of a history reply.
@@ -479,14 +479,16 @@ impl Core {
         let sum = match (v, r) {
             (_, Some(r)) => self.history.summary(r..r + 1, since, now),
             (Some(v), None) => {
-                let (a, b) = self.table.virtuals[v].reals;
+                let (a, b) = self.table.virtuals()[v].reals;
                 self.history.summary(a as usize..b as usize, since, now)
             }
-            (None, None) => self.history.summary(0..self.table.reals.len(), since, now),
+            (None, None) => self
+                .history
+                .summary(0..self.table.reals().len(), since, now),
         };
         let mut vbuf = [0u8; 80];
         let vid = match v {
-            Some(v) => key_text(self.table.virtuals[v].key, &mut vbuf),
+            Some(v) => key_text(self.table.virtuals()[v].key, &mut vbuf),
             None => "",
         };
         let avail = sum.availability();
@@ -502,7 +504,7 @@ impl Core {
             }
             write!(w, ",\"real\":")?;
             match r {
-                Some(r) => write!(w, "\"{}\"", self.table.reals[r].addr)?,
+                Some(r) => write!(w, "\"{}\"", self.table.reals()[r].addr)?,
                 None => write!(w, "null")?,
             }
             write!(
@@ -527,7 +529,7 @@ impl Core {
                 sum.covered_from
             )
         } else {
-            let real = r.map(|r| self.table.reals[r].addr);
+            let real = r.map(|r| self.table.reals()[r].addr);
             let mut rb = [0u8; 64];
             let mut c = Cursor::new(&mut rb[..]);
             match real {
@@ -586,9 +588,9 @@ impl Core {
                 Some(v) => match real {
                     None => Scope::Virtual(v),
                     Some(addr) => {
-                        let (a, b) = self.table.virtuals[v].reals;
+                        let (a, b) = self.table.virtuals()[v].reals;
                         match (a as usize..b as usize)
-                            .find(|&r| Some(self.table.reals[r].addr.get()) == addr)
+                            .find(|&r| Some(self.table.reals()[r].addr.get()) == addr)
                         {
                             Some(r) => Scope::Real(r),
                             None => {
@@ -638,16 +640,16 @@ impl Core {
             let row: Option<(&str, Option<usize>, Option<usize>)> = match scope {
                 Scope::All if k == 0 => Some(("director", None, None)),
                 Scope::All => {
-                    (k - 1 < self.table.virtuals.len()).then_some(("virtual", Some(k - 1), None))
+                    (k - 1 < self.table.virtuals().len()).then_some(("virtual", Some(k - 1), None))
                 }
                 Scope::Virtual(v) if k == 0 => Some(("virtual", Some(v), None)),
                 Scope::Virtual(v) => {
-                    let (a, b) = self.table.virtuals[v].reals;
+                    let (a, b) = self.table.virtuals()[v].reals;
                     let r = a as usize + k - 1;
                     (r < b as usize).then_some(("real", Some(v), Some(r)))
                 }
                 Scope::Real(r) if k == 0 => {
-                    Some(("real", Some(self.table.reals[r].virt as usize), Some(r)))
+                    Some(("real", Some(self.table.reals()[r].virt as usize), Some(r)))
                 }
                 Scope::Real(_) => None,
             };

@@ -211,12 +211,12 @@ pub(crate) struct Virtual {
 /// The policy layer: every real server and virtual service, what IPVS is to be told, and
 /// what a read-back of the kernel's table found.
 pub struct Table {
-    pub(crate) reals: Box<[Real]>,
+    reals: Box<[Real]>,
     /// Settings shared by reals (see [`Setup`]).
-    pub(crate) setups: Box<[Setup]>,
+    setups: Box<[Setup]>,
     /// The `within` windows of the reals that have one.
     rings: Box<[u64]>,
-    pub(crate) virtuals: Box<[Virtual]>,
+    virtuals: Box<[Virtual]>,
     /// IPVS operations decided, handed to the IPVS side by the loop ([`Table::next_op`]).
     outbox: Outbox,
     /// Each virtual's reals sorted by destination (indices into `reals`, in each virtual's
@@ -345,6 +345,25 @@ impl Table {
     }
 
     // ----- what the loop reads -------------------------------------------------------------
+
+    /// Every real server, for status replies, metrics and state records (read-only: what
+    /// changes them goes through the table's inputs).
+    #[inline]
+    pub(crate) fn reals(&self) -> &[Real] {
+        &self.reals
+    }
+
+    /// Every virtual service.
+    #[inline]
+    pub(crate) fn virtuals(&self) -> &[Virtual] {
+        &self.virtuals
+    }
+
+    /// The settings reals share ([`Real::setup`] indexes them).
+    #[inline]
+    pub(crate) fn setups(&self) -> &[Setup] {
+        &self.setups
+    }
 
     /// Real `r`'s destination address.
     #[inline]
