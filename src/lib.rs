@@ -20,6 +20,7 @@ pub mod log;
 pub mod monitor;
 pub mod notify;
 pub mod output;
+pub mod persist;
 pub mod pool;
 pub mod privdrop;
 pub mod sd_notify;

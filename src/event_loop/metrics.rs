@@ -71,7 +71,7 @@ impl Core {
                             self.stats.lateness.render("lvsmon_check_lateness_seconds", w)
                         })
                         && out.line(|w| {
-                            let failed = self.saver.as_ref().map_or(0, |s| s.failed);
+                            let failed = self.persist.saver().map_or(0, |s| s.failed);
                             stats::family(w, "lvsmon_state_save_failures_total", "counter", "Saves of the state directory that failed (the log names the path and the reason).")?;
                             writeln!(w, "lvsmon_state_save_failures_total {failed}")
                         });

@@ -23,7 +23,6 @@
 //! [`source`] is the one place they are told apart.
 
 mod metrics;
-mod persist;
 mod reload;
 mod report;
 
@@ -47,6 +46,7 @@ use crate::monitor::health::State;
 use crate::monitor::phase::Probe;
 use crate::monitor::probes::{self, prefetch_lines, Probes};
 use crate::notify::{EventFifo, FifoStatus, Notifier};
+use crate::persist::Persist;
 use crate::plugins::Verdict;
 use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
@@ -163,14 +163,10 @@ struct Core {
     now: Time,
     /// Unix time (µs) at daemon time zero, for timestamps people read.
     wall_origin_us: u64,
-    /// State persistence: the writer, its period, the next save, and the next real to
-    /// write while a save is under way.
-    saver: Option<Saver>,
+    /// The state saver (state across restarts).
+    persist: Persist,
     /// Every real's check history (lvsmon(8), HISTORY).
     history: History,
-    save_every_us: u64,
-    next_save: Time,
-    save_cursor: Option<usize>,
     notifier: Option<Notifier>,
     /// `notify-fifo`: every event line, in order, for another program.
     fifo: Option<EventFifo>,
@@ -426,8 +422,9 @@ impl Daemon {
         // saver locks the directory (a second lvsmon given only the same --state-dir stops
         // here), then the file is read.
         if let Some(dir) = &opts.state_dir {
-            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
-            if let Some(errno) = core.saver.as_ref().and_then(|s| s.lock_error) {
+            core.persist
+                .open(Saver::new(dir, core.history.max_encoded_len())?);
+            if let Some(errno) = core.persist.saver().and_then(|s| s.lock_error) {
                 if let Some(mut l) = core.log.line(Level::Warn) {
                     let _ = write!(
                         l,
@@ -437,7 +434,8 @@ impl Daemon {
                     );
                 }
             }
-            core.load_state(dir);
+            core.persist
+                .load(dir, &mut core.table, &mut core.history, &mut core.log);
         }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
         let alarm = Alarm::new(poll.registry(), clock).ok();
@@ -468,7 +466,7 @@ impl Daemon {
         // loop through the reload's waker when a save ends (a parked `drain` waits for it;
         // the reload side ignores a wake with no answer for it).
         let wake = self.core.reload.waker.clone();
-        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync(wake)) {
+        if let Some(Err(e)) = self.core.persist.saver_mut().map(|s| s.start_sync(wake)) {
             if let Some(mut l) = self.core.log.line(Level::Warn) {
                 let _ = write!(
                     l,
@@ -542,7 +540,9 @@ impl Daemon {
         if let Some(s) = self.core.systemd.as_mut() {
             s.stopping();
         }
-        self.core.save_now();
+        let c = &mut self.core;
+        c.persist
+            .save_now(c.now, c.wall_origin_us, &c.table, &c.history, &mut c.log);
         // The last lines reach a reader that is slow (the ring is written out first, so the
         // stopping line finds room in it), but a reader that is gone does not hold up the
         // exit for long.
@@ -617,7 +617,7 @@ impl Daemon {
     /// The state saver, if there is a state directory (startup uses it around the privilege
     /// drop).
     pub fn saver(&self) -> Option<&Saver> {
-        self.core.saver.as_ref()
+        self.core.persist.saver()
     }
 
     /// The log, for lines startup writes between [`Daemon::new`] and [`Daemon::run`].
@@ -638,7 +638,7 @@ impl Daemon {
 
     /// State saves completed (all kinds).
     pub fn state_saves(&self) -> u64 {
-        self.core.saver.as_ref().map_or(0, |s| s.saved)
+        self.core.persist.saver().map_or(0, |s| s.saved)
     }
 
     /// How often a check had to queue for a receive buffer.
@@ -783,7 +783,13 @@ impl Daemon {
             s.tick(registry, core, now);
         }
         core.poll_notify(now);
-        let save_ended = core.save_step(now);
+        let save_ended = core.persist.step(
+            now,
+            core.wall_origin_us,
+            &core.table,
+            &core.history,
+            &mut core.log,
+        );
         let ipvs = &mut self.ipvs;
         let dry = ipvs.is_dry_run();
         core.table.poll_read_back(now, dry, || ipvs.start_dump());
@@ -845,11 +851,8 @@ impl Core {
             table,
             now: Time::ZERO,
             wall_origin_us: wall_now_us(),
-            saver: None,
+            persist: Persist::new(opts.state_interval),
             history,
-            save_every_us: micros(opts.state_interval).max(1_000_000),
-            next_save: Time(micros(opts.state_interval).max(1_000_000)),
-            save_cursor: None,
             notifier,
             fifo,
             log,

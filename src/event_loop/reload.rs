@@ -214,20 +214,10 @@ impl Core {
         self.retiring = std::mem::take(&mut old.retiring);
         self.notify_retired = old.notify_retired;
         self.reload = std::mem::take(&mut old.reload);
-        self.saver = old.saver.take();
         self.systemd = old.systemd.take();
-        if let Some(s) = self.saver.as_mut() {
-            // Records of a save under way follow the old numbering: start a fresh save.
-            if old.save_cursor.is_some() {
-                s.cancel();
-            }
-            s.reserve(self.history.max_encoded_len());
-        }
-        self.next_save = if old.save_cursor.is_some() {
-            now
-        } else {
-            old.next_save
-        };
+        // Records of a save under way follow the old numbering: a fresh save starts.
+        self.persist
+            .take_over(&mut old.persist, now, self.history.max_encoded_len());
         // The table: reals and virtual services kept, added and removed, and the operations
         // the differences need.
         {

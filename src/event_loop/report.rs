@@ -151,7 +151,7 @@ impl Core {
         let n = u64::from(changed.min(1 << 24));
         *cursor = n << state::TICKET_BITS;
         if matched > 0 {
-            if let Some(saver) = self.saver.as_mut() {
+            if let Some(saver) = self.persist.saver_mut() {
                 *cursor |= PARKED | saver.request();
             }
         }
@@ -200,7 +200,7 @@ impl Core {
         let verb = if on { "drained" } else { "undrained" };
         let mut failed = None;
         if *cursor & PARKED != 0 {
-            if let Some(saver) = self.saver.as_ref() {
+            if let Some(saver) = self.persist.saver() {
                 match saver.outcome(*cursor & ((1 << state::TICKET_BITS) - 1)) {
                     None => return false,
                     Some(r) => failed = r.err(),
@@ -208,7 +208,7 @@ impl Core {
             }
         }
         if let Some(e) = failed {
-            let dir = self.saver.as_ref().map(|s| s.dir());
+            let dir = self.persist.saver().map(|s| s.dir());
             out.line(|w| {
                 let already = matched - changed;
                 write!(w, "error: {verb} {changed} of {matched} destinations of {real} ")?;

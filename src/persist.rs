@@ -1,26 +1,78 @@
 //! State across restarts (lvsmon(8), STATE): the DRAINED marks and check history of every
-//! real, read at startup and saved periodically, a bounded number of records a turn, and
-//! in full at a stop. The file's format, checksum and atomic write are [`crate::state`]'s.
+//! real, read at startup, saved periodically (a bounded number of records a turn, so a save
+//! never holds up the checks) and in full at a stop. [`Persist`] is the state saver the
+//! loop wires in: it reads the table and the history, and only loading at startup changes
+//! them. The file's format, checksum and atomic write are [`crate::state`]'s.
 
 use std::io::{Cursor, Write};
 
-use super::Core;
-use crate::clock::Time;
-use crate::log::Level;
-use crate::state;
+use crate::clock::{micros, Time};
+use crate::history::History;
+use crate::log::{Level, Log};
+use crate::state::{self, Saver};
+use crate::table::Table;
 
 /// Records written per loop turn while a periodic save runs: bounds the turn's extra work.
 const SAVE_RECORDS_PER_TURN: usize = 2_000;
 
-impl Core {
+/// The state saver: the writer (when there is a state directory), the period, the next
+/// save, and the next real to write while a save is under way.
+pub struct Persist {
+    saver: Option<Saver>,
+    every_us: u64,
+    next: Time,
+    cursor: Option<usize>,
+}
+
+impl Persist {
+    /// Saves every `interval` (at least a second), to no directory yet ([`Persist::open`]).
+    pub(crate) fn new(interval: std::time::Duration) -> Persist {
+        let every_us = micros(interval).max(1_000_000);
+        Persist {
+            saver: None,
+            every_us,
+            next: Time(every_us),
+            cursor: None,
+        }
+    }
+
+    /// Saves go to `saver`'s directory.
+    pub(crate) fn open(&mut self, saver: Saver) {
+        self.saver = Some(saver);
+    }
+
+    /// The writer, if there is a state directory.
+    pub(crate) fn saver(&self) -> Option<&Saver> {
+        self.saver.as_ref()
+    }
+
+    /// The writer, to start its sync thread or ask for a save.
+    pub(crate) fn saver_mut(&mut self) -> Option<&mut Saver> {
+        self.saver.as_mut()
+    }
+
+    /// A reload: the writer of `old` carries on; a save under way (whose records follow the
+    /// old numbering) is cancelled, and a fresh one starts at once. `max_encoded` is the new
+    /// history's largest record.
+    pub(crate) fn take_over(&mut self, old: &mut Persist, now: Time, max_encoded: usize) {
+        self.saver = old.saver.take();
+        if let Some(s) = self.saver.as_mut() {
+            if old.cursor.is_some() {
+                s.cancel();
+            }
+            s.reserve(max_encoded);
+        }
+        self.next = if old.cursor.is_some() { now } else { old.next };
+    }
+
     /// Writes `VIRTUAL REAL` of real `r` into `buf`; returns its length.
-    fn state_key(&self, r: usize, buf: &mut [u8]) -> usize {
+    fn state_key(table: &Table, r: usize, buf: &mut [u8]) -> usize {
         let mut c = Cursor::new(buf);
-        let real = &self.table.reals()[r];
+        let real = &table.reals()[r];
         let _ = write!(
             c,
             "{} {}",
-            self.table.virtuals()[real.virt as usize].key,
+            table.virtuals()[real.virt as usize].key,
             real.addr
         );
         c.position() as usize
@@ -28,16 +80,22 @@ impl Core {
 
     /// Loads `dir/state` (startup only): DRAINED marks and history of the reals still
     /// configured. A corrupt file is set aside and reported, never trusted.
-    pub(super) fn load_state(&mut self, dir: &std::path::Path) {
+    pub(crate) fn load(
+        &mut self,
+        dir: &std::path::Path,
+        table: &mut Table,
+        history: &mut History,
+        log: &mut Log,
+    ) {
         match state::load(dir) {
             Ok(None) => {}
             Ok(Some(records)) => {
                 let by_key: std::collections::HashMap<&str, &state::Record> =
                     records.iter().map(|r| (r.key.as_str(), r)).collect();
                 let (mut used, mut drained, mut damaged) = (0usize, 0usize, 0usize);
-                for r in 0..self.table.reals().len() {
+                for r in 0..table.reals().len() {
                     let mut k = [0u8; 160];
-                    let n = self.state_key(r, &mut k);
+                    let n = Self::state_key(table, r, &mut k);
                     let Some(rec) = std::str::from_utf8(&k[..n])
                         .ok()
                         .and_then(|k| by_key.get(k))
@@ -46,14 +104,14 @@ impl Core {
                     };
                     used += 1;
                     if rec.drained {
-                        self.table.restore_drained(crate::ids::RealId::of(r));
+                        table.restore_drained(crate::ids::RealId::of(r));
                         drained += 1;
                     }
-                    if !self.load_history(r, &rec.history) {
+                    if !(rec.history.is_empty() || history.decode_real(r, &rec.history).is_ok()) {
                         damaged += 1;
                     }
                 }
-                if let Some(mut l) = self.log.line(Level::Notice) {
+                if let Some(mut l) = log.line(Level::Notice) {
                     let _ = write!(
                         l,
                         "msg=\"state loaded\" dir={} records={} used={used} drained={drained} damaged_history={damaged}",
@@ -63,7 +121,7 @@ impl Core {
                 }
             }
             Err(e) => {
-                if let Some(mut l) = self.log.line(Level::Warn) {
+                if let Some(mut l) = log.line(Level::Warn) {
                     let _ = write!(l, "msg=\"state not loaded\" ");
                     let mut t = [0u8; 400];
                     let mut c = Cursor::new(&mut t[..]);
@@ -81,62 +139,76 @@ impl Core {
     /// (rate-limited, [`state::Saver::note`]).
     ///
     /// Returns true when a save ended this turn (parked `drain` replies can be given).
-    pub(super) fn save_step(&mut self, now: Time) -> bool {
+    pub(crate) fn step(
+        &mut self,
+        now: Time,
+        wall_origin_us: u64,
+        table: &Table,
+        history: &History,
+        log: &mut Log,
+    ) -> bool {
         let Some(saver) = self.saver.as_mut() else {
             return false;
         };
         let ended = saver.saved + saver.failed;
-        self.save_turn(now);
+        self.turn(now, wall_origin_us, table, history, log);
         self.saver
             .as_ref()
             .is_some_and(|s| s.saved + s.failed != ended)
     }
 
-    fn save_turn(&mut self, now: Time) {
+    fn turn(
+        &mut self,
+        now: Time,
+        wall_origin_us: u64,
+        table: &Table,
+        history: &History,
+        log: &mut Log,
+    ) {
         let Some(saver) = self.saver.as_mut() else {
             return;
         };
         saver.poll();
-        if self.save_cursor.is_none() {
-            if (now < self.next_save && !saver.wanted()) || saver.busy() {
-                self.log_save_note(now);
+        if self.cursor.is_none() {
+            if (now < self.next && !saver.wanted()) || saver.busy() {
+                self.note(now, log);
                 return;
             }
-            self.next_save = now.add_micros(self.save_every_us);
-            let unix = (self.wall_origin_us + now.0) / 1_000_000;
+            self.next = now.add_micros(self.every_us);
+            let unix = (wall_origin_us + now.0) / 1_000_000;
             if saver.begin(unix).is_err() {
-                self.log_save_note(now);
+                self.note(now, log);
                 return;
             }
-            self.save_cursor = Some(0);
+            self.cursor = Some(0);
         }
-        let Some(mut r) = self.save_cursor else {
+        let Some(mut r) = self.cursor else {
             return;
         };
-        let end = (r + SAVE_RECORDS_PER_TURN).min(self.table.reals().len());
+        let end = (r + SAVE_RECORDS_PER_TURN).min(table.reals().len());
         while r < end {
-            if self.save_record(r).is_err() {
-                self.save_cursor = None;
-                self.log_save_note(now);
+            if self.record(r, table, history).is_err() {
+                self.cursor = None;
+                self.note(now, log);
                 return;
             }
             r += 1;
         }
-        if r < self.table.reals().len() {
-            self.save_cursor = Some(r);
+        if r < table.reals().len() {
+            self.cursor = Some(r);
             return;
         }
-        self.save_cursor = None;
+        self.cursor = None;
         if let Some(s) = self.saver.as_mut() {
             // A failure is recorded by the saver and logged below.
             let _ = s.finish(false);
         }
-        self.log_save_note(now);
+        self.note(now, log);
     }
 
     /// Logs what the saver has to say about saves that ended: a failure (path, step, reason
     /// in words, errno, failures since the last such line), or that saves work again.
-    fn log_save_note(&mut self, now: Time) {
+    fn note(&mut self, now: Time, log: &mut Log) {
         let Some(saver) = self.saver.as_mut() else {
             return;
         };
@@ -146,7 +218,7 @@ impl Core {
         let dir = saver.dir();
         match note {
             state::SaveNote::Failed { err, failures } => {
-                if let Some(mut l) = self.log.line(Level::Error) {
+                if let Some(mut l) = log.line(Level::Error) {
                     let _ = write!(l, "msg=\"state save failed\" ");
                     write_save_error(&mut l, dir, err);
                     let _ = write!(
@@ -157,7 +229,7 @@ impl Core {
                 }
             }
             state::SaveNote::Recovered { failures } => {
-                if let Some(mut l) = self.log.line(Level::Notice) {
+                if let Some(mut l) = log.line(Level::Notice) {
                     let _ = write!(
                         l,
                         "msg=\"state saved again\" path={}/state failed_before={failures}",
@@ -168,25 +240,32 @@ impl Core {
         }
     }
 
-    fn save_record(&mut self, r: usize) -> std::io::Result<()> {
+    fn record(&mut self, r: usize, table: &Table, history: &History) -> std::io::Result<()> {
         let mut k = [0u8; 160];
-        let n = self.state_key(r, &mut k);
-        let drained = self.table.reals()[r].drained;
-        let mut saver = self.saver.take().expect("saving");
-        let res = saver.record(&k[..n], drained, &mut |c| self.encode_history(r, c));
-        self.saver = Some(saver);
-        res
+        let n = Self::state_key(table, r, &mut k);
+        let drained = table.reals()[r].drained;
+        let Some(saver) = self.saver.as_mut() else {
+            return Ok(());
+        };
+        saver.record(&k[..n], drained, &mut |c| history.encode_real(r, c))
     }
 
     /// The full save at shutdown (SIGTERM, SIGINT), in this thread: write, fsync, rename.
-    pub(super) fn save_now(&mut self) {
+    pub(crate) fn save_now(
+        &mut self,
+        now: Time,
+        wall_origin_us: u64,
+        table: &Table,
+        history: &History,
+        log: &mut Log,
+    ) {
         let Some(saver) = self.saver.as_mut() else {
             return;
         };
         // A periodic save under way is abandoned for this complete one; one whose fsync and
         // rename run on the helper thread is waited for (5 s at most), so the two never
         // write the same temporary file.
-        self.save_cursor = None;
+        self.cursor = None;
         let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while saver.busy() && saver.syncing() && std::time::Instant::now() < end {
             if saver.poll().is_some() {
@@ -194,13 +273,13 @@ impl Core {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let unix = (self.wall_origin_us + self.now.0) / 1_000_000;
+        let unix = (wall_origin_us + now.0) / 1_000_000;
         let mut ok = saver.begin(unix).is_ok();
-        for r in 0..self.table.reals().len() {
+        for r in 0..table.reals().len() {
             if !ok {
                 break;
             }
-            ok = self.save_record(r).is_ok();
+            ok = self.record(r, table, history).is_ok();
         }
         let saver = self.saver.as_mut().expect("saving");
         let res = if ok {
@@ -212,17 +291,17 @@ impl Core {
         let err = saver.last_error();
         match res {
             Ok(()) => {
-                if let Some(mut l) = self.log.line(Level::Notice) {
+                if let Some(mut l) = log.line(Level::Notice) {
                     let _ = write!(
                         l,
                         "msg=\"state saved\" dir={} reals={}",
                         dir.display(),
-                        self.table.reals().len()
+                        table.reals().len()
                     );
                 }
             }
             Err(e) => {
-                if let Some(mut l) = self.log.line(Level::Error) {
+                if let Some(mut l) = log.line(Level::Error) {
                     let _ = write!(l, "msg=\"state save failed\" ");
                     let err = err.unwrap_or(state::SaveError {
                         step: state::Step::Write,
@@ -232,17 +311,6 @@ impl Core {
                 }
             }
         }
-    }
-
-    /// Writes real `r`'s history for the state file.
-    fn encode_history(&self, r: usize, c: &mut Cursor<&mut [u8]>) -> std::io::Result<()> {
-        self.history.encode_real(r, c)
-    }
-
-    /// Restores real `r`'s history from the state file; a damaged record is skipped (and
-    /// counted in the `state loaded` line).
-    fn load_history(&mut self, r: usize, bytes: &[u8]) -> bool {
-        bytes.is_empty() || self.history.decode_real(r, bytes).is_ok()
     }
 }
 
