@@ -24,7 +24,7 @@
 //!   for a bounded time;
 //! - nothing here allocates after [`Server::new`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -707,6 +707,62 @@ fn bind_unix(p: &Path) -> io::Result<UnixListener> {
     let l = l?;
     let _ = l.as_raw_fd();
     Ok(l)
+}
+
+// ----- replies -------------------------------------------------------------------------------
+
+/// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
+const LINE: usize = 8192;
+
+/// A reply being written into a connection's buffer: lines are copied in while they fit
+/// whole.
+pub struct Reply<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply written into `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Reply<'a> {
+        Reply { buf, len: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Nothing written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Formats one line with `f`; returns false (writing nothing) when it does not fit.
+    pub fn line(&mut self, f: impl FnOnce(&mut Cursor<&mut [u8]>) -> std::io::Result<()>) -> bool {
+        let mut tmp = [0u8; LINE];
+        let mut c = Cursor::new(&mut tmp[..]);
+        if f(&mut c).is_err() {
+            // Longer than LINE: cut, but keep the line end.
+            c.set_position((LINE - 1) as u64);
+            let _ = c.write_all(b"\n");
+        }
+        let n = c.position() as usize;
+        if self.len + n > self.buf.len() {
+            return false;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&tmp[..n]);
+        self.len += n;
+        true
+    }
+}
+
+/// A service identifier (`tcp:10.0.0.1:80`) as text in a stack buffer: `ServiceKey`'s
+/// Display neither pads nor compares, and formatting it into a `String` would allocate.
+pub fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
+    let mut c = Cursor::new(&mut buf[..]);
+    let _ = write!(c, "{key}");
+    let n = c.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("?")
 }
 
 // ----- commands -------------------------------------------------------------------------------

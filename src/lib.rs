@@ -17,6 +17,7 @@ pub mod history;
 pub mod ids;
 pub mod ipvs;
 pub mod log;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod output;

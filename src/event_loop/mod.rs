@@ -22,7 +22,6 @@
 //! Only this module reads the clock: the rooms get the time of the turn passed in. Tokens:
 //! [`source`] is the one place they are told apart.
 
-mod metrics;
 mod reload;
 mod report;
 

@@ -12,61 +12,9 @@ use std::io::{Cursor, Write};
 
 use super::Core;
 use crate::clock::Time;
-use crate::control::{Command, Named, Render, PARKED};
+use crate::control::{key_text, Command, Named, Render, Reply, PARKED};
 use crate::state;
-use crate::stats::{label_value, seconds};
-
-/// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
-const LINE: usize = 8192;
-
-/// The head of a `/metrics` reply (also the whole reply to `HEAD`).
-pub(super) const METRICS_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
-
-/// Copies lines into the reply buffer while they fit.
-pub(super) struct Out<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Out<'_> {
-    /// Formats one line with `f`; returns false (writing nothing) when it does not fit.
-    pub(super) fn line(
-        &mut self,
-        f: impl FnOnce(&mut Cursor<&mut [u8]>) -> std::io::Result<()>,
-    ) -> bool {
-        let mut tmp = [0u8; LINE];
-        let mut c = Cursor::new(&mut tmp[..]);
-        if f(&mut c).is_err() {
-            // Longer than LINE: cut, but keep the line end.
-            c.set_position((LINE - 1) as u64);
-            let _ = c.write_all(b"\n");
-        }
-        let n = c.position() as usize;
-        if self.len + n > self.buf.len() {
-            return false;
-        }
-        self.buf[self.len..self.len + n].copy_from_slice(&tmp[..n]);
-        self.len += n;
-        true
-    }
-}
-
-/// A service identifier (`tcp:10.0.0.1:80`) as text in a stack buffer: `ServiceKey`'s
-/// Display neither pads nor compares, and formatting it into a `String` would allocate.
-pub(super) fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
-    let mut c = Cursor::new(&mut buf[..]);
-    let _ = write!(c, "{key}");
-    let n = c.position() as usize;
-    std::str::from_utf8(&buf[..n]).unwrap_or("?")
-}
-
-/// Writes a service identifier as an escaped label value.
-pub(super) fn service_label(
-    w: &mut impl Write,
-    key: crate::config::ServiceKey,
-) -> std::io::Result<()> {
-    label_value(w, key_text(key, &mut [0u8; 80]).as_bytes())
-}
+use crate::stats::seconds;
 
 /// Writes a duration in seconds as `3h12m`, `4m05s`, `12s`.
 fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
@@ -167,7 +115,7 @@ impl Core {
         virt: Option<&Named>,
         text: &[u8],
         cursor: &mut u64,
-        out: &mut Out<'_>,
+        out: &mut Reply<'_>,
     ) -> bool {
         let (real, vindex) = match self.drain_target(real, virt) {
             Ok(t) => t,
@@ -314,7 +262,7 @@ impl Core {
         }
     }
 
-    fn status(&self, json: bool, cursor: &mut u64, out: &mut Out<'_>, now: Time) -> bool {
+    fn status(&self, json: bool, cursor: &mut u64, out: &mut Reply<'_>, now: Time) -> bool {
         let n = self.table.reals().len() as u64;
         if *cursor == 0 {
             let ok = if json {
@@ -378,13 +326,22 @@ impl Render for Core {
         out: &mut [u8],
         now: Time,
     ) -> (usize, bool) {
-        let mut o = Out { buf: out, len: 0 };
+        let mut o = Reply::new(out);
         let done = match *cmd {
             Command::Metrics { head: true } => {
-                o.line(|w| w.write_all(METRICS_HEAD));
+                o.line(|w| w.write_all(crate::metrics::HEAD));
                 true
             }
-            Command::Metrics { head: false } => self.metrics(cursor, &mut o),
+            Command::Metrics { head: false } => crate::metrics::render(
+                &crate::metrics::Sources {
+                    stats: &self.stats,
+                    table: &self.table,
+                    log_dropped: self.log.dropped(),
+                    saves_failed: self.persist.saver().map_or(0, |s| s.failed),
+                },
+                cursor,
+                &mut o,
+            ),
             Command::BadMethod => {
                 o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
                 true
@@ -441,7 +398,7 @@ impl Render for Core {
                 true
             }
         };
-        (o.len, done)
+        (o.len(), done)
     }
 }
 
@@ -570,7 +527,7 @@ impl Core {
         json: bool,
         text: &[u8],
         cursor: &mut u64,
-        out: &mut Out<'_>,
+        out: &mut Reply<'_>,
         now: Time,
     ) -> bool {
         let scope = match virt {
