@@ -24,6 +24,7 @@ pub mod output;
 pub mod persist;
 pub mod pool;
 pub mod privdrop;
+pub mod report;
 pub mod sd_notify;
 pub mod startup;
 pub mod state;

@@ -23,7 +23,6 @@
 //! [`source`] is the one place they are told apart.
 
 mod reload;
-mod report;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -35,7 +34,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::clock::{micros, Clock, Time};
 use crate::config::{Plan, ServiceKey};
-use crate::control::Server;
+use crate::control::{Command, Server};
 use crate::history::History;
 use crate::ids::{ProbeId, RealId};
 use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
@@ -1025,6 +1024,57 @@ fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
                 let _ = write!(l, " pending_bytes={}", f.pending());
             }
         }
+    }
+}
+
+impl crate::control::Render for Core {
+    fn apply(&mut self, cmd: &Command, _text: &[u8], cursor: &mut u64, _now: Time) {
+        match *cmd {
+            Command::Drain { on, real, virt } => {
+                let mut out = Sinks {
+                    log: &mut self.log,
+                    stats: &mut self.stats,
+                    fifo: &mut self.fifo,
+                    notifier: &mut self.notifier,
+                    now: self.now,
+                };
+                crate::report::drain_apply(
+                    &mut self.table,
+                    self.persist.saver_mut(),
+                    on,
+                    real,
+                    virt.as_ref(),
+                    cursor,
+                    self.now,
+                    &mut out,
+                );
+            }
+            // The load runs on a helper thread; the connection waits parked until a load
+            // that started after this request has been answered.
+            Command::Reload => *cursor = crate::control::PARKED | self.request_reload(),
+            _ => {}
+        }
+    }
+
+    fn render(
+        &self,
+        cmd: &Command,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut [u8],
+        now: Time,
+    ) -> (usize, bool) {
+        let view = crate::report::View {
+            table: &self.table,
+            history: &self.history,
+            stats: &self.stats,
+            saver: self.persist.saver(),
+            log_dropped: self.log.dropped(),
+            wall_origin_us: self.wall_origin_us,
+            reload_finished: self.reload.finished,
+            reload_result: &self.reload.result,
+        };
+        view.render(cmd, text, cursor, out, now)
     }
 }
 

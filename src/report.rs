@@ -1,8 +1,8 @@
-//! What the daemon tells its clients: the control socket's commands (`status`, `history`,
-//! `drain`, `undrain`, `reload`) and the Prometheus `/metrics` page (rendered in
-//! [`super::metrics`]), piece by piece into a connection's fixed buffer (see
-//! [`crate::control`]). A command's change (a drain, a reload's request) is applied once as
-//! it arrives ([`Render::apply`]); rendering changes nothing.
+//! What the daemon tells its clients: the replies to the control socket's commands
+//! (`status`, `history`, `drain`, `undrain`, `reload`) and to `/metrics` (the page itself is
+//! [`crate::metrics`]'s), piece by piece into a connection's fixed buffer (see
+//! [`crate::control`]). A drain is applied once as it arrives ([`drain_apply`], through the
+//! table); rendering ([`View::render`]) reads the daemon's state and changes nothing.
 //!
 //! Every reply is produced line by line from a cursor: each line is formatted into a small
 //! stack buffer and copied out only if it fits whole, so a reply of any length streams
@@ -10,11 +10,14 @@
 
 use std::io::{Cursor, Write};
 
-use super::Core;
 use crate::clock::Time;
-use crate::control::{key_text, Command, Named, Render, Reply, PARKED};
+use crate::control::{key_text, Command, Named, Reply, PARKED};
+use crate::history::History;
 use crate::state;
+use crate::state::Saver;
 use crate::stats::seconds;
+use crate::stats::Stats;
+use crate::table::Table;
 
 /// Writes a duration in seconds as `3h12m`, `4m05s`, `12s`.
 fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
@@ -30,7 +33,182 @@ fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
     }
 }
 
-impl Core {
+/// What the replies read: the daemon's state, borrowed for one reply's piece.
+pub(crate) struct View<'a> {
+    /// The reals and virtual services.
+    pub table: &'a Table,
+    /// Every real's check history.
+    pub history: &'a History,
+    /// The loop's counters.
+    pub stats: &'a Stats,
+    /// The state saver's writer, if there is a state directory.
+    pub saver: Option<&'a Saver>,
+    /// Log lines dropped.
+    pub log_dropped: u64,
+    /// Unix time (µs) at daemon time zero.
+    pub wall_origin_us: u64,
+    /// The last reload request answered, and what the answer said.
+    pub reload_finished: u64,
+    pub reload_result: &'a str,
+}
+
+/// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
+/// `Err(None)` no real given, `Err(Some(word))` no such virtual service.
+fn drain_target(
+    table: &Table,
+    real: Option<std::net::SocketAddr>,
+    virt: Option<&Named>,
+) -> Result<(std::net::SocketAddr, Option<usize>), Option<Named>> {
+    let real = real.ok_or(None)?;
+    match virt {
+        None => Ok((real, None)),
+        Some(n) => match find_virtual(table, n) {
+            Some(v) => Ok((real, Some(v))),
+            None => Err(Some(*n)),
+        },
+    }
+}
+
+/// Whether real `r` is one a drain for `real` behind virtual `vindex` (any when `None`)
+/// concerns.
+fn drain_matches(
+    table: &Table,
+    r: usize,
+    real: std::net::SocketAddr,
+    vindex: Option<usize>,
+) -> bool {
+    table.reals()[r].addr.get() == real
+        && vindex.is_none_or(|v| table.reals()[r].virt as usize == v)
+}
+
+/// Finds the virtual service a request named (see [`crate::control::parse_virtual`]).
+fn find_virtual(table: &Table, named: &Named) -> Option<usize> {
+    let key = named.key?;
+    (0..table.virtuals().len()).find(|&v| table.virtuals()[v].key == key)
+}
+
+/// `drain`/`undrain REAL [VIRTUAL]`, as it arrives: drains every real it names, and asks
+/// for a save at once; the reply waits for that save ([`View::render`]). The cursor
+/// keeps the count of destinations changed and, while the reply waits, [`PARKED`] and the
+/// save's ticket ([`state::TICKET_BITS`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn drain_apply(
+    table: &mut Table,
+    saver: Option<&mut Saver>,
+    on: bool,
+    real: Option<std::net::SocketAddr>,
+    virt: Option<&Named>,
+    cursor: &mut u64,
+    now: Time,
+    out: &mut impl crate::table::Out,
+) {
+    let Ok((real, vindex)) = drain_target(table, real, virt) else {
+        return;
+    };
+    let (mut matched, mut changed) = (0u32, 0u32);
+    for r in 0..table.reals().len() {
+        if !drain_matches(table, r, real, vindex) {
+            continue;
+        }
+        matched += 1;
+        if table.set_drained(crate::ids::RealId::of(r), on, now, out) {
+            changed += 1;
+        }
+    }
+    let n = u64::from(changed.min(1 << 24));
+    *cursor = n << state::TICKET_BITS;
+    if matched > 0 {
+        if let Some(saver) = saver {
+            *cursor |= PARKED | saver.request();
+        }
+    }
+}
+
+impl View<'_> {
+    /// Writes the next piece of the reply to `cmd` (see [`crate::control::Render::render`]).
+    pub(crate) fn render(
+        &self,
+        cmd: &Command,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut [u8],
+        now: Time,
+    ) -> (usize, bool) {
+        let mut o = Reply::new(out);
+        let done = match *cmd {
+            Command::Metrics { head: true } => {
+                o.line(|w| w.write_all(crate::metrics::HEAD));
+                true
+            }
+            Command::Metrics { head: false } => crate::metrics::render(
+                &crate::metrics::Sources {
+                    stats: self.stats,
+                    table: self.table,
+                    log_dropped: self.log_dropped,
+                    saves_failed: self.saver.map_or(0, |s| s.failed),
+                },
+                cursor,
+                &mut o,
+            ),
+            Command::BadMethod => {
+                o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
+                true
+            }
+            Command::NotFound => {
+                o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
+                true
+            }
+            Command::Status { json } => self.status(json, cursor, &mut o, now),
+            Command::Drain { on, real, virt } => {
+                self.drain_reply(on, real, virt.as_ref(), text, cursor, &mut o)
+            }
+            Command::Reload => {
+                let want = *cursor & !PARKED;
+                if self.reload_finished >= want {
+                    let text = self.reload_result.as_bytes();
+                    o.line(|w| w.write_all(text));
+                    true
+                } else {
+                    false
+                }
+            }
+            Command::History {
+                virt,
+                real,
+                since_secs,
+                json,
+            } => self.history_cmd(
+                virt.as_ref(),
+                real,
+                since_secs,
+                json,
+                text,
+                cursor,
+                &mut o,
+                now,
+            ),
+            Command::Unknown => {
+                o.line(|wr| {
+                    write!(wr, "error: unknown command \"")?;
+                    let cmd = &text[..text.len().min(40)];
+                    for &b in cmd {
+                        wr.write_all(&[if (0x20..0x7f).contains(&b) && b != b'"' {
+                            b
+                        } else {
+                            b'?'
+                        }])?;
+                    }
+                    writeln!(
+                        wr,
+                        "\" (expected status, history, drain, undrain or reload)"
+                    )
+                });
+                true
+            }
+        };
+        (o.len(), done)
+    }
+
     /// The state name a client sees.
     fn state_name(&self, r: usize) -> &'static str {
         let real = &self.table.reals()[r];
@@ -42,70 +220,11 @@ impl Core {
     }
 
     /// Unix time in seconds of daemon time `t`.
-    pub(super) fn unix_secs(&self, t: Time) -> u64 {
+    fn unix_secs(&self, t: Time) -> u64 {
         (self.wall_origin_us + t.0) / 1_000_000
     }
 
-    /// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
-    /// `Err(None)` no real given, `Err(Some(word))` no such virtual service.
-    fn drain_target(
-        &self,
-        real: Option<std::net::SocketAddr>,
-        virt: Option<&Named>,
-    ) -> Result<(std::net::SocketAddr, Option<usize>), Option<Named>> {
-        let real = real.ok_or(None)?;
-        match virt {
-            None => Ok((real, None)),
-            Some(n) => match self.find_virtual(n) {
-                Some(v) => Ok((real, Some(v))),
-                None => Err(Some(*n)),
-            },
-        }
-    }
-
-    /// Whether real `r` is one a drain for `real` behind virtual `vindex` (any when `None`)
-    /// concerns.
-    fn drain_matches(&self, r: usize, real: std::net::SocketAddr, vindex: Option<usize>) -> bool {
-        self.table.reals()[r].addr.get() == real
-            && vindex.is_none_or(|v| self.table.reals()[r].virt as usize == v)
-    }
-
-    /// `drain`/`undrain REAL [VIRTUAL]`, as it arrives: drains every real it names, and asks
-    /// for a save at once; the reply waits for that save ([`Core::drain_reply`]). The cursor
-    /// keeps the count of destinations changed and, while the reply waits, [`PARKED`] and the
-    /// save's ticket ([`state::TICKET_BITS`]).
-    fn drain_apply(
-        &mut self,
-        on: bool,
-        real: Option<std::net::SocketAddr>,
-        virt: Option<&Named>,
-        cursor: &mut u64,
-    ) {
-        let Ok((real, vindex)) = self.drain_target(real, virt) else {
-            return;
-        };
-        let (mut matched, mut changed) = (0u32, 0u32);
-        for r in 0..self.table.reals().len() {
-            if !self.drain_matches(r, real, vindex) {
-                continue;
-            }
-            matched += 1;
-            let now = self.now;
-            let (table, mut out) = self.split();
-            if table.set_drained(crate::ids::RealId::of(r), on, now, &mut out) {
-                changed += 1;
-            }
-        }
-        let n = u64::from(changed.min(1 << 24));
-        *cursor = n << state::TICKET_BITS;
-        if matched > 0 {
-            if let Some(saver) = self.persist.saver_mut() {
-                *cursor |= PARKED | saver.request();
-            }
-        }
-    }
-
-    /// The reply to a `drain`/`undrain` ([`Core::drain_apply`]): `ok` only once the state
+    /// The reply to a `drain`/`undrain` ([`drain_apply`]): `ok` only once the state
     /// file holds the change, an error naming the file and the reason otherwise. Returns true
     /// when the reply is complete (false: the save has not ended yet).
     fn drain_reply(
@@ -117,7 +236,7 @@ impl Core {
         cursor: &mut u64,
         out: &mut Reply<'_>,
     ) -> bool {
-        let (real, vindex) = match self.drain_target(real, virt) {
+        let (real, vindex) = match drain_target(self.table, real, virt) {
             Ok(t) => t,
             Err(None) => {
                 out.line(|w| {
@@ -142,13 +261,13 @@ impl Core {
         let mut vbuf = [0u8; 80];
         let virt = vindex.map(|v| key_text(self.table.virtuals()[v].key, &mut vbuf));
         let matched = (0..self.table.reals().len())
-            .filter(|&r| self.drain_matches(r, real, vindex))
+            .filter(|&r| drain_matches(self.table, r, real, vindex))
             .count() as u32;
         let changed = ((*cursor & !PARKED) >> state::TICKET_BITS) as u32;
         let verb = if on { "drained" } else { "undrained" };
         let mut failed = None;
         if *cursor & PARKED != 0 {
-            if let Some(saver) = self.persist.saver() {
+            if let Some(saver) = self.saver {
                 match saver.outcome(*cursor & ((1 << state::TICKET_BITS) - 1)) {
                     None => return false,
                     Some(r) => failed = r.err(),
@@ -156,7 +275,7 @@ impl Core {
             }
         }
         if let Some(e) = failed {
-            let dir = self.persist.saver().map(|s| s.dir());
+            let dir = self.saver.map(|s| s.dir());
             out.line(|w| {
                 let already = matched - changed;
                 write!(w, "error: {verb} {changed} of {matched} destinations of {real} ")?;
@@ -307,101 +426,6 @@ impl Core {
     }
 }
 
-impl Render for Core {
-    fn apply(&mut self, cmd: &Command, _text: &[u8], cursor: &mut u64, _now: Time) {
-        match *cmd {
-            Command::Drain { on, real, virt } => self.drain_apply(on, real, virt.as_ref(), cursor),
-            // The load runs on a helper thread; the connection waits parked until a load
-            // that started after this request has been answered.
-            Command::Reload => *cursor = PARKED | self.request_reload(),
-            _ => {}
-        }
-    }
-
-    fn render(
-        &self,
-        cmd: &Command,
-        text: &[u8],
-        cursor: &mut u64,
-        out: &mut [u8],
-        now: Time,
-    ) -> (usize, bool) {
-        let mut o = Reply::new(out);
-        let done = match *cmd {
-            Command::Metrics { head: true } => {
-                o.line(|w| w.write_all(crate::metrics::HEAD));
-                true
-            }
-            Command::Metrics { head: false } => crate::metrics::render(
-                &crate::metrics::Sources {
-                    stats: &self.stats,
-                    table: &self.table,
-                    log_dropped: self.log.dropped(),
-                    saves_failed: self.persist.saver().map_or(0, |s| s.failed),
-                },
-                cursor,
-                &mut o,
-            ),
-            Command::BadMethod => {
-                o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
-                true
-            }
-            Command::NotFound => {
-                o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
-                true
-            }
-            Command::Status { json } => self.status(json, cursor, &mut o, now),
-            Command::Drain { on, real, virt } => {
-                self.drain_reply(on, real, virt.as_ref(), text, cursor, &mut o)
-            }
-            Command::Reload => {
-                let want = *cursor & !PARKED;
-                if self.reload.finished >= want {
-                    let text = self.reload.result.as_bytes();
-                    o.line(|w| w.write_all(text));
-                    true
-                } else {
-                    false
-                }
-            }
-            Command::History {
-                virt,
-                real,
-                since_secs,
-                json,
-            } => self.history_cmd(
-                virt.as_ref(),
-                real,
-                since_secs,
-                json,
-                text,
-                cursor,
-                &mut o,
-                now,
-            ),
-            Command::Unknown => {
-                o.line(|wr| {
-                    write!(wr, "error: unknown command \"")?;
-                    let cmd = &text[..text.len().min(40)];
-                    for &b in cmd {
-                        wr.write_all(&[if (0x20..0x7f).contains(&b) && b != b'"' {
-                            b
-                        } else {
-                            b'?'
-                        }])?;
-                    }
-                    writeln!(
-                        wr,
-                        "\" (expected status, history, drain, undrain or reload)"
-                    )
-                });
-                true
-            }
-        };
-        (o.len(), done)
-    }
-}
-
 /// What a `history` request asks for.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -413,13 +437,7 @@ enum Scope {
     Real(usize),
 }
 
-impl Core {
-    /// Finds the virtual service a request named (see [`crate::control::parse_virtual`]).
-    fn find_virtual(&self, named: &Named) -> Option<usize> {
-        let key = named.key?;
-        (0..self.table.virtuals().len()).find(|&v| self.table.virtuals()[v].key == key)
-    }
-
+impl View<'_> {
     /// One row of a history reply.
     #[allow(clippy::too_many_arguments)]
     fn history_row(
@@ -532,7 +550,7 @@ impl Core {
     ) -> bool {
         let scope = match virt {
             None => Scope::All,
-            Some(named) => match self.find_virtual(named) {
+            Some(named) => match find_virtual(self.table, named) {
                 None => {
                     let w = named.word.bytes(text);
                     out.line(|o| {
