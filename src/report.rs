@@ -659,3 +659,138 @@ impl View<'_> {
         !json || out.line(|w| writeln!(w, "\n]}}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Kind;
+    use crate::ipvs::{Dest, Op};
+    use crate::monitor::event::{Event, EventKind};
+    use crate::plugins::Verdict;
+
+    /// The events a drain emits.
+    #[derive(Default)]
+    struct Rec(Vec<EventKind>);
+
+    impl crate::table::Out for Rec {
+        fn event(&mut self, ev: &Event, _: u32, _: Option<(u32, u32)>) {
+            self.0.push(ev.kind);
+        }
+        fn drift(
+            &mut self,
+            _: crate::config::ServiceKey,
+            _: Option<std::net::SocketAddr>,
+            _: &str,
+        ) {
+        }
+        fn resynced(&mut self) {}
+    }
+
+    /// A request's whole reply, rendered piece by piece as the control server does.
+    fn reply(view: &View<'_>, text: &str, cursor: &mut u64, now: Time) -> (String, bool) {
+        let cmd = Command::parse(Kind::Control, text.as_bytes());
+        let mut buf = vec![0u8; 4096];
+        let (n, done) = view.render(&cmd, text.as_bytes(), cursor, &mut buf, now);
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), done)
+    }
+
+    /// A drain is applied once, through the table (its event, its weight 0); rendering the
+    /// reply, as often as the control server asks, changes nothing.
+    #[test]
+    fn a_drain_is_applied_once_and_its_reply_only_reads() {
+        let text = "virtual tcp 192.0.2.1:80 {\n  check tcp\n  real 198.51.100.1:80 weight 7\n  real 198.51.100.2:80\n}\n";
+        let doc =
+            crate::config::parse::parse_bytes(std::path::Path::new("t.conf"), text.as_bytes())
+                .unwrap();
+        let plan = crate::config::plan::plan(&doc, None).unwrap();
+        let history = History::new(&plan.history, &History::intervals(&plan));
+        let mut table = Table::new(&plan, Time::ZERO);
+        table.adopt_at_start(|_| None, |_, _| None);
+        let mut rec = Rec::default();
+        let r1 = crate::ids::RealId(0);
+        let now = Time(1_000_000);
+        table.record(r1, Verdict::Pass, 10, now, &mut rec);
+        while table.next_op().is_some() {}
+        rec.0.clear();
+        let stats = Stats::default();
+        fn view<'a>(table: &'a Table, history: &'a History, stats: &'a Stats) -> View<'a> {
+            View {
+                table,
+                history,
+                stats,
+                saver: None,
+                log_dropped: 0,
+                wall_origin_us: 0,
+                reload_finished: 0,
+                reload_result: "",
+            }
+        }
+
+        let cmd = Command::parse(Kind::Control, b"drain 198.51.100.1:80");
+        let Command::Drain { on, real, virt } = cmd else {
+            panic!("{cmd:?}")
+        };
+        let mut cursor = 0;
+        drain_apply(
+            &mut table,
+            None,
+            on,
+            real,
+            virt.as_ref(),
+            &mut cursor,
+            now,
+            &mut rec,
+        );
+        assert_eq!(rec.0, vec![EventKind::Drained]);
+        let key = crate::config::ServiceKey::Inet(
+            crate::config::Proto::Tcp,
+            "192.0.2.1:80".parse().unwrap(),
+        );
+        let dest = Dest {
+            addr: "198.51.100.1:80".parse().unwrap(),
+            weight: 0,
+            forward: crate::config::Forward::Route,
+        };
+        assert_eq!(table.next_op(), Some(Op::EditDest(key, dest)));
+        // No state directory: nothing to wait for.
+        assert_eq!(cursor & PARKED, 0);
+        let v = view(&table, &history, &stats);
+        for _ in 0..2 {
+            let mut c = cursor;
+            let (text, done) = reply(&v, "drain 198.51.100.1:80", &mut c, now);
+            assert!(done);
+            assert_eq!(
+                text,
+                "ok: drained 1 of 1 destinations of 198.51.100.1:80 (0 already drained)\n"
+            );
+        }
+        assert_eq!(table.next_op(), None, "rendering queued nothing");
+        let (status, done) = reply(&view(&table, &history, &stats), "status", &mut 0, now);
+        assert!(done);
+        assert!(
+            status.lines().nth(1).unwrap().contains("drained"),
+            "{status}"
+        );
+        // Errors quote what the client wrote.
+        let (text, _) = reply(
+            &view(&table, &history, &stats),
+            "drain 198.51.100.1:80 udp:bogus",
+            &mut 0,
+            now,
+        );
+        assert!(
+            text.starts_with("error: no virtual service udp:bogus in the configuration"),
+            "{text}"
+        );
+        let (text, _) = reply(
+            &view(&table, &history, &stats),
+            "drain 198.51.100.9:80",
+            &mut 0,
+            now,
+        );
+        assert_eq!(
+            text,
+            "error: no real server 198.51.100.9:80 in the configuration\n"
+        );
+    }
+}
