@@ -24,7 +24,7 @@
 //!   for a bounded time;
 //! - nothing here allocates after [`Server::new`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -96,19 +96,26 @@ pub enum Kind {
 pub struct Request {
     /// Which server.
     pub kind: Kind,
-    /// The request's bytes (`in_buf[..len]`, without the line end): the renderer parses it.
+    /// The request's bytes (`in_buf[..len]`, without the line end).
     pub len: usize,
+    /// What it asks.
+    pub cmd: Command,
 }
 
-/// Renders replies: the daemon implements it over its state.
+/// Answers requests: the daemon implements it over its state.
 pub trait Render {
-    /// Writes the next piece of the reply to request `req` (whose text is `text`) into
-    /// `out`, advancing `cursor` (0 at the start). Returns the bytes written and whether the
-    /// reply is complete. Must write at least one byte per call unless complete, and must
+    /// Applies what request `cmd` (whose text is `text`) changes, once, as it arrives: a
+    /// drain, a reload's request. It may set `cursor` (0 before) for the reply to follow, and
+    /// set [`PARKED`] in it while the reply waits for something (a save, a reload). Must
     /// never allocate.
+    fn apply(&mut self, cmd: &Command, text: &[u8], cursor: &mut u64, now: Time);
+
+    /// Writes the next piece of the reply to `cmd` into `out`, advancing `cursor`. Returns
+    /// the bytes written and whether the reply is complete. Changes nothing. Must write at
+    /// least one byte per call unless complete or parked, and must never allocate.
     fn render(
-        &mut self,
-        kind: Kind,
+        &self,
+        cmd: &Command,
         text: &[u8],
         cursor: &mut u64,
         out: &mut [u8],
@@ -433,7 +440,13 @@ impl Server {
                     c.in_len += n;
                     c.last_progress = now;
                     if let Some(len) = request_end(c.kind, &inb[..c.in_len]) {
-                        c.req = Some(Request { kind: c.kind, len });
+                        let cmd = Command::parse(c.kind, &inb[..len]);
+                        r.apply(&cmd, &inb[..len], &mut c.cursor, now);
+                        c.req = Some(Request {
+                            kind: c.kind,
+                            len,
+                            cmd,
+                        });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -449,7 +462,7 @@ impl Server {
                     return true;
                 }
                 let Some(req) = c.req else { return false };
-                let (n, done) = r.render(req.kind, &inb[..req.len], &mut c.cursor, outb, now);
+                let (n, done) = r.render(&req.cmd, &inb[..req.len], &mut c.cursor, outb, now);
                 if n == 0 && !done && c.cursor & PARKED != 0 {
                     // The answer is not ready (a reload is loading): ask again next turn.
                     return false;
@@ -609,6 +622,7 @@ fn refuse(c: &mut Conn, outb: &mut [u8], msg: &[u8]) {
     c.req = Some(Request {
         kind: c.kind,
         len: 0,
+        cmd: Command::Unknown,
     });
 }
 
@@ -693,4 +707,444 @@ fn bind_unix(p: &Path) -> io::Result<UnixListener> {
     let l = l?;
     let _ = l.as_raw_fd();
     Ok(l)
+}
+
+// ----- replies -------------------------------------------------------------------------------
+
+/// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
+const LINE: usize = 8192;
+
+/// A reply being written into a connection's buffer: lines are copied in while they fit
+/// whole.
+pub struct Reply<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply written into `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Reply<'a> {
+        Reply { buf, len: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Nothing written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Formats one line with `f`; returns false (writing nothing) when it does not fit.
+    pub fn line(&mut self, f: impl FnOnce(&mut Cursor<&mut [u8]>) -> std::io::Result<()>) -> bool {
+        let mut tmp = [0u8; LINE];
+        let mut c = Cursor::new(&mut tmp[..]);
+        if f(&mut c).is_err() {
+            // Longer than LINE: cut, but keep the line end.
+            c.set_position((LINE - 1) as u64);
+            let _ = c.write_all(b"\n");
+        }
+        let n = c.position() as usize;
+        if self.len + n > self.buf.len() {
+            return false;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&tmp[..n]);
+        self.len += n;
+        true
+    }
+}
+
+/// A service identifier (`tcp:10.0.0.1:80`) as text in a stack buffer: `ServiceKey`'s
+/// Display neither pads nor compares, and formatting it into a `String` would allocate.
+pub fn key_text(key: crate::config::ServiceKey, buf: &mut [u8; 80]) -> &str {
+    let mut c = Cursor::new(&mut buf[..]);
+    let _ = write!(c, "{key}");
+    let n = c.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("?")
+}
+
+// ----- commands -------------------------------------------------------------------------------
+
+/// Where a word of a request's text is (replies that quote what the client wrote take it
+/// from there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Word {
+    at: u16,
+    len: u16,
+}
+
+impl Word {
+    /// Word `w`, a slice of `text`.
+    fn of(text: &[u8], w: &[u8]) -> Word {
+        let at = (w.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        Word {
+            at: at.min(u16::MAX.into()) as u16,
+            len: w.len().min(u16::MAX.into()) as u16,
+        }
+    }
+
+    /// The word's bytes in `text`, the request it was parsed from.
+    pub fn bytes<'a>(&self, text: &'a [u8]) -> &'a [u8] {
+        let a = usize::from(self.at).min(text.len());
+        let b = (a + usize::from(self.len)).min(text.len());
+        &text[a..b]
+    }
+}
+
+/// A virtual service as a request names it: the key it parses to (`None`: no virtual
+/// service is written that way), and the word as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Named {
+    /// The virtual service, in any form the configuration takes ([`parse_virtual`]).
+    pub key: Option<crate::config::ServiceKey>,
+    /// The word as the client wrote it.
+    pub word: Word,
+}
+
+impl Named {
+    fn of(text: &[u8], w: &[u8]) -> Named {
+        Named {
+            key: parse_virtual(w),
+            word: Word::of(text, w),
+        }
+    }
+}
+
+/// A request, parsed: what the control socket or the metrics server is asked. Parsing is
+/// pure and allocates nothing; the daemon applies what a command changes once, when it
+/// arrives ([`Render::apply`]), and renders its reply without changing anything
+/// ([`Render::render`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `status [json]`.
+    Status {
+        /// `json` was among the words.
+        json: bool,
+    },
+    /// `drain REAL [VIRTUAL]` (`on`) or `undrain REAL [VIRTUAL]`.
+    Drain {
+        /// `drain` rather than `undrain`.
+        on: bool,
+        /// The real server (`None`: missing, or not `ADDR:PORT`).
+        real: Option<std::net::SocketAddr>,
+        /// The virtual service, when one is named.
+        virt: Option<Named>,
+    },
+    /// `reload`, alone on its line.
+    Reload,
+    /// `history [VIRTUAL [REAL]] [since=SECS] [json]`.
+    History {
+        /// The virtual service, when one is named.
+        virt: Option<Named>,
+        /// A real server was named after the virtual service, and what it parses to.
+        real: Option<Option<std::net::SocketAddr>>,
+        /// `since=SECS` (3,600 when absent or not a number).
+        since_secs: u64,
+        /// `json` was among the words.
+        json: bool,
+    },
+    /// Anything else on the control socket (the reply quotes it).
+    Unknown,
+    /// `GET /metrics` (`head`: `HEAD /metrics`).
+    Metrics {
+        /// Only the head is wanted.
+        head: bool,
+    },
+    /// A method other than `GET` or `HEAD`.
+    BadMethod,
+    /// A path other than `/metrics`.
+    NotFound,
+}
+
+impl Command {
+    /// Parses the request `text` (without its line end) sent to server `kind`.
+    pub fn parse(kind: Kind, text: &[u8]) -> Command {
+        let (w, n) = words(text);
+        match kind {
+            Kind::Metrics => {
+                let path = request_path(if n >= 2 { w[1] } else { b"" });
+                let ours = path == b"/metrics" || path.starts_with(b"/metrics?");
+                if n >= 2 && (w[0] == b"HEAD" || w[0] == b"GET") && ours {
+                    Command::Metrics {
+                        head: w[0] == b"HEAD",
+                    }
+                } else if n >= 2 && w[0] != b"GET" && w[0] != b"HEAD" {
+                    Command::BadMethod
+                } else {
+                    Command::NotFound
+                }
+            }
+            Kind::Control => {
+                let args = &w[1..n.max(1)];
+                match (w[0], n) {
+                    (b"status", _) => Command::Status {
+                        json: args.contains(&&b"json"[..]),
+                    },
+                    (b"drain", _) | (b"undrain", _) => Command::Drain {
+                        on: w[0] == b"drain",
+                        real: args
+                            .first()
+                            .and_then(|a| std::str::from_utf8(a).ok().and_then(|s| s.parse().ok())),
+                        virt: args.get(1).map(|a| Named::of(text, a)),
+                    },
+                    (b"reload", 1) => Command::Reload,
+                    (b"history", _) => {
+                        let mut since_secs = 3600u64;
+                        let mut json = false;
+                        let mut names: [&[u8]; 2] = [&[], &[]];
+                        let mut k = 0;
+                        for a in args {
+                            if let Some(v) = a.strip_prefix(b"since=") {
+                                since_secs = std::str::from_utf8(v)
+                                    .ok()
+                                    .and_then(|v| v.parse().ok())
+                                    .unwrap_or(3600);
+                            } else if *a == b"json" {
+                                json = true;
+                            } else if k < 2 {
+                                names[k] = a;
+                                k += 1;
+                            }
+                        }
+                        Command::History {
+                            virt: (k >= 1).then(|| Named::of(text, names[0])),
+                            real: (k == 2).then(|| {
+                                std::str::from_utf8(names[1])
+                                    .ok()
+                                    .and_then(|s| s.parse().ok())
+                            }),
+                            since_secs,
+                            json,
+                        }
+                    }
+                    _ => Command::Unknown,
+                }
+            }
+        }
+    }
+}
+
+/// The path of an HTTP request target: `/metrics` of `/metrics`, and of an absolute URI
+/// (`http://host:port/metrics`); the query string is left on.
+fn request_path(target: &[u8]) -> &[u8] {
+    let scheme = target.iter().position(|&b| b == b':');
+    match scheme {
+        Some(i)
+            if target[..i].eq_ignore_ascii_case(b"http")
+                || target[..i].eq_ignore_ascii_case(b"https") =>
+        {
+            let rest = &target[i + 1..];
+            let Some(auth) = rest.strip_prefix(b"//") else {
+                return rest;
+            };
+            match auth.iter().position(|&b| b == b'/' || b == b'?') {
+                Some(j) => &auth[j..],
+                None => b"/",
+            }
+        }
+        _ => target,
+    }
+}
+
+/// The words of a command line (at most 8).
+fn words(text: &[u8]) -> ([&[u8]; 8], usize) {
+    let mut out: [&[u8]; 8] = [&[]; 8];
+    let mut n = 0;
+    for w in text
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty())
+    {
+        if n == out.len() {
+            break;
+        }
+        out[n] = w;
+        n += 1;
+    }
+    (out, n)
+}
+
+/// A virtual service as a client writes it: `tcp:10.0.0.1:80`, `udp:[2001:db8::1]:53`,
+/// `sctp:...`, a bare `10.0.0.1:80` or `[2001:db8::1]:80` (TCP, as in the configuration's
+/// `virtual tcp`), `fwmark:42` or `fwmark:0x2a`. The protocol is case-blind. Never allocates.
+pub fn parse_virtual(id: &[u8]) -> Option<crate::config::ServiceKey> {
+    use crate::config::{Proto, ServiceKey};
+    let s = std::str::from_utf8(id).ok()?;
+    let prefixed = |p: &str| {
+        s.get(..p.len())
+            .filter(|h| h.eq_ignore_ascii_case(p))
+            .map(|_| &s[p.len()..])
+    };
+    if let Some(m) = prefixed("fwmark:") {
+        let v = match m.strip_prefix("0x").or_else(|| m.strip_prefix("0X")) {
+            Some(h) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                u32::from_str_radix(h, 16).ok()?
+            }
+            None if m.bytes().all(|b| b.is_ascii_digit()) => m.parse::<u32>().ok()?,
+            _ => return None,
+        };
+        return (v > 0).then_some(ServiceKey::Fwmark(v));
+    }
+    let (proto, rest) = [
+        ("tcp:", Proto::Tcp),
+        ("udp:", Proto::Udp),
+        ("sctp:", Proto::Sctp),
+    ]
+    .into_iter()
+    .find_map(|(p, proto)| prefixed(p).map(|rest| (proto, rest)))
+    .unwrap_or((Proto::Tcp, s));
+    rest.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| ServiceKey::Inet(proto, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Proto, ServiceKey};
+
+    #[test]
+    fn virtual_services_in_every_form_of_the_configuration() {
+        let tcp = |a: &str| Some(ServiceKey::Inet(Proto::Tcp, a.parse().unwrap()));
+        assert_eq!(parse_virtual(b"tcp:10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"TCP:10.0.0.1:80"), tcp("10.0.0.1:80"));
+        assert_eq!(parse_virtual(b"[2001:db8::1]:80"), tcp("[2001:db8::1]:80"));
+        assert_eq!(
+            parse_virtual(b"udp:[2001:db8::1]:53"),
+            Some(ServiceKey::Inet(
+                Proto::Udp,
+                "[2001:db8::1]:53".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            parse_virtual(b"sctp:192.0.2.3:3868"),
+            Some(ServiceKey::Inet(
+                Proto::Sctp,
+                "192.0.2.3:3868".parse().unwrap()
+            ))
+        );
+        assert_eq!(parse_virtual(b"fwmark:42"), Some(ServiceKey::Fwmark(42)));
+        assert_eq!(parse_virtual(b"fwmark:0x2a"), Some(ServiceKey::Fwmark(42)));
+        for bad in [
+            &b"fwmark:0"[..],
+            b"fwmark:+4",
+            b"fwmark:0x+4",
+            b"fwmark:4294967296",
+            b"fwmark:",
+            b"tcp:10.0.0.1",
+            b"10.0.0.1",
+            b"2001:db8::1:80",
+            b"icmp:10.0.0.1:80",
+            b"\xff",
+        ] {
+            assert_eq!(
+                parse_virtual(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn request_targets() {
+        assert_eq!(request_path(b"/metrics"), b"/metrics");
+        assert_eq!(request_path(b"http://h:9/metrics"), b"/metrics");
+        assert_eq!(request_path(b"HTTP://h/metrics?x=1"), b"/metrics?x=1");
+        assert_eq!(request_path(b"http://h:9?x"), b"?x");
+        assert_eq!(request_path(b"http://h:9"), b"/");
+        assert_eq!(request_path(b"ftp://h/metrics"), b"ftp://h/metrics");
+    }
+
+    fn sa(s: &str) -> std::net::SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn control_commands_parse() {
+        let c = |t: &[u8]| Command::parse(Kind::Control, t);
+        assert_eq!(c(b"status"), Command::Status { json: false });
+        assert_eq!(c(b"status  json"), Command::Status { json: true });
+        assert_eq!(c(b"reload"), Command::Reload);
+        // `reload` takes no argument: anything after it is not a reload.
+        assert_eq!(c(b"reload now"), Command::Unknown);
+        assert_eq!(c(b"frobnicate"), Command::Unknown);
+        assert_eq!(c(b""), Command::Unknown);
+
+        let text = b"drain 10.0.0.5:80 tcp:10.0.0.1:80";
+        let Command::Drain { on, real, virt } = c(text) else {
+            panic!("{:?}", c(text))
+        };
+        assert!(on);
+        assert_eq!(real, Some(sa("10.0.0.5:80")));
+        let v = virt.unwrap();
+        assert_eq!(v.key, Some(ServiceKey::Inet(Proto::Tcp, sa("10.0.0.1:80"))));
+        assert_eq!(v.word.bytes(text), b"tcp:10.0.0.1:80");
+        // What does not parse is kept as written, for the error reply.
+        let text = b"undrain\t[2001:db8::1]:443 bogus";
+        let Command::Drain { on, real, virt } = c(text) else {
+            panic!()
+        };
+        assert!(!on);
+        assert_eq!(real, Some(sa("[2001:db8::1]:443")));
+        let v = virt.unwrap();
+        assert_eq!((v.key, v.word.bytes(text)), (None, &b"bogus"[..]));
+        assert_eq!(
+            c(b"drain nonsense"),
+            Command::Drain {
+                on: true,
+                real: None,
+                virt: None
+            }
+        );
+
+        let text = b"history fwmark:42 10.0.0.5:80 since=60 json";
+        let Command::History {
+            virt,
+            real,
+            since_secs,
+            json,
+        } = c(text)
+        else {
+            panic!()
+        };
+        assert_eq!(virt.unwrap().key, Some(ServiceKey::Fwmark(42)));
+        assert_eq!(real, Some(Some(sa("10.0.0.5:80"))));
+        assert_eq!((since_secs, json), (60, true));
+        assert_eq!(
+            c(b"history since=x"),
+            Command::History {
+                virt: None,
+                real: None,
+                since_secs: 3600,
+                json: false
+            }
+        );
+        let Command::History { real, .. } = c(b"history tcp:10.0.0.1:80 nope") else {
+            panic!()
+        };
+        assert_eq!(real, Some(None));
+    }
+
+    #[test]
+    fn metrics_requests_parse() {
+        let m = |t: &[u8]| Command::parse(Kind::Metrics, t);
+        assert_eq!(
+            m(b"GET /metrics HTTP/1.1"),
+            Command::Metrics { head: false }
+        );
+        assert_eq!(
+            m(b"HEAD /metrics?x=1 HTTP/1.0"),
+            Command::Metrics { head: true }
+        );
+        assert_eq!(
+            m(b"GET http://h:9/metrics HTTP/1.1"),
+            Command::Metrics { head: false }
+        );
+        assert_eq!(m(b"POST /metrics HTTP/1.1"), Command::BadMethod);
+        assert_eq!(m(b"GET /other HTTP/1.1"), Command::NotFound);
+        assert_eq!(m(b"GET"), Command::NotFound);
+    }
 }

@@ -15,17 +15,22 @@ pub mod control;
 pub mod event_loop;
 pub mod fdbudget;
 pub mod history;
+pub mod ids;
 pub mod ipvs;
 pub mod log;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod output;
+pub mod persist;
 pub mod pool;
 pub mod privdrop;
+pub mod report;
 pub mod sd_notify;
 pub mod startup;
 pub mod state;
 pub mod stats;
+pub mod table;
 pub mod timer;
 
 #[path = "../plugins/mod.rs"]

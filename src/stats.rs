@@ -7,6 +7,53 @@
 
 use std::io::{self, Write};
 
+/// Counters the daemon keeps (64-bit, never reset while it runs).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Checks started.
+    pub started: u64,
+    /// Checks finished with a verdict.
+    pub checks: u64,
+    /// Checks that passed.
+    pub passes: u64,
+    /// Failures by reason (index as in [`crate::plugins::Reason::ALL`]).
+    pub failures: [u64; 15],
+    /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
+    pub local_errors: u64,
+    /// Grid points skipped because the previous check was still running.
+    pub missed_starts: u64,
+    /// Transitions (UP/DOWN).
+    pub transitions: u64,
+    /// Events emitted (log lines), by any kind.
+    pub events: u64,
+    /// Largest start lateness seen, µs.
+    pub max_lateness_us: u64,
+    /// Sum of start lateness, µs (for a mean).
+    pub sum_lateness_us: u64,
+    /// IPVS operations by kind (index as in [`crate::ipvs::OpKind::ALL`]) that succeeded or were dry-run.
+    pub ipvs_ok: [u64; 6],
+    /// IPVS operations by kind that failed.
+    pub ipvs_errors: [u64; 6],
+    /// Of `ipvs_ok`, those that were only logged (`--dry-run`).
+    pub ipvs_dry_run: [u64; 6],
+    /// Check durations (connect to verdict).
+    pub duration: Histogram,
+    /// Check start lateness (start time minus scheduled time).
+    pub lateness: Histogram,
+    /// Notify events dropped because the queue was full.
+    pub notify_dropped: u64,
+    /// Event lines `notify-fifo` dropped because its reader was slow or absent.
+    pub fifo_dropped: u64,
+    /// Differences between the table and lvsmon's decisions found by resyncs (and repaired).
+    pub drift_repaired: u64,
+    /// Read-backs of the table completed.
+    pub resyncs: u64,
+    /// Loop turns.
+    pub turns: u64,
+    /// Stalls of the loop (it woke over the loop's stall margin later than it asked to).
+    pub loop_stalls: u64,
+}
+
 /// Upper bounds of the histogram buckets, µs (the `+Inf` bucket comes on top). Finer from
 /// 1 to 10 ms, where start lateness is judged (a p99 of 5 ms is a goal).
 pub const BOUNDS_US: [u64; 20] = [

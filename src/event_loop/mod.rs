@@ -1,6 +1,13 @@
 //! The daemon: one thread, one `mio::Poll`, every check, decision, table change and
 //! notification driven from [`Daemon::turn`].
 //!
+//! The loop wires the rooms together: [`Probes`] (the probe driver: checks, their timer
+//! wheel and receive buffers) gives each check's result to the history and to [`Table`] (the
+//! policy: weights, drain, quorum, sorry server, read-back reconciliation), whose events go
+//! to the log, `notify-fifo` and the notifier, and whose IPVS operations the loop hands to
+//! the [`Ipvs`] side at the end of the turn. The control server, the state saver and
+//! systemd's notifications hang off the same turn.
+//!
 //! Everything the loop will ever need is allocated in [`Daemon::new`], sized from the
 //! [`Plan`]: the probes (one per distinct check) and their timer wheel, the per-real
 //! decision state and `within` rings, the receive-buffer pool, the notify queue, the log line
@@ -12,15 +19,11 @@
 //! recorded), never to the number of real servers: a result touches only the reals its
 //! probe serves, a quorum check only a counter of its virtual.
 //!
-//! Only this module reads the clock. Tokens: a probe's token is its index with its socket
-//! generation in the high bits (see [`Probe::token`]); the top of the token space is
-//! reserved for the daemon's own sources.
+//! Only this module reads the clock: the rooms get the time of the turn passed in. Tokens:
+//! [`source`] is the one place they are told apart.
 
-mod outbox;
 mod reload;
-mod report;
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,22 +33,23 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::clock::{micros, Clock, Time};
-use crate::config::{Forward, OnDown, Plan, ServiceKey};
-use crate::control::Server;
+use crate::config::{Plan, ServiceKey};
+use crate::control::{Command, Server};
 use crate::history::History;
-use crate::ipvs::{Dest, Ipvs, IpvsEvent, Op, OpKind, OpResult, Service};
+use crate::ids::{ProbeId, RealId};
+use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
-use crate::monitor::health::{Change, Health, Rules, State};
-use crate::monitor::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
+use crate::monitor::health::State;
+use crate::monitor::phase::Probe;
+use crate::monitor::probes::{self, prefetch_lines, Probes};
 use crate::notify::{EventFifo, FifoStatus, Notifier};
-use crate::plugins::{CheckSpec, Detail, Reason, Verdict};
-use crate::pool::BufPool;
+use crate::persist::Persist;
+use crate::plugins::Verdict;
 use crate::sd_notify::{SdCounters, SdNotify};
 use crate::state::Saver;
-use crate::stats::Histogram;
-use crate::timer::Wheel;
-use outbox::{Outbox, Slot, What};
+pub use crate::stats::Stats;
+use crate::table::{self, Table};
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
@@ -59,14 +63,45 @@ const ALARM: Token = Token(usize::MAX - 5);
 /// The log's output descriptor, writable again after it was full ([`Log::on_writable`]).
 /// Checked before [`Server::owns`], whose connection bit it shares.
 const LOG: Token = Token(usize::MAX - 16);
-/// After a failed IPVS operation, the table is read back and repaired this soon.
-const RESYNC_AFTER_ERROR_US: u64 = 2_000_000;
 /// The loop woke this much later than it asked to (it was stopped, the machine paused, or
 /// it could not run): a stall. The checks it could not watch get back the time they lost,
 /// and what is ready is read before any deadline is expired. Far above the loop's own
 /// delays (a turn takes well under a millisecond a check; the wake is to the microsecond),
 /// below the timeouts of seconds that checks usually have.
 const STALL_MARGIN_US: u64 = 500_000;
+
+/// What a readiness event is for.
+enum Source {
+    Signals,
+    Netlink,
+    Reload,
+    Alarm,
+    Log,
+    /// The control socket or the metrics server (a listener or a connection).
+    Control,
+    /// A probe's socket: the probe and its socket generation.
+    Probe(ProbeId, u32),
+}
+
+/// The token map, the one place the loop's tokens are told apart: a probe's token is its
+/// index with its socket generation in the high bits ([`Probe::token`]); the top of the
+/// token space is the daemon's own sources. [`RELOAD`] and [`LOG`] are checked before
+/// [`Server::owns`], whose connection bit they share.
+#[inline]
+fn source(t: Token) -> Source {
+    match t {
+        SIGNALS => Source::Signals,
+        NETLINK => Source::Netlink,
+        RELOAD => Source::Reload,
+        ALARM => Source::Alarm,
+        LOG => Source::Log,
+        t if Server::owns(t) => Source::Control,
+        t => {
+            let (id, gen) = Probe::untoken(t);
+            Source::Probe(ProbeId(id), gen)
+        }
+    }
+}
 
 /// Settings that are not in the config file.
 #[derive(Debug, Clone)]
@@ -123,312 +158,21 @@ impl Default for Options {
     }
 }
 
-/// What a probe needs to run, fixed at startup: 8 bytes. Its target follows from its first
-/// real server and its kind's [`Aim`].
-#[derive(Debug)]
-struct ProbeCfg {
-    /// Index in `kinds`: the plugin and timing, shared by probes that differ only in target.
-    kind: u32,
-    /// Where its reals start in `probe_reals`; they end where the next probe's start.
-    reals: u32,
-}
-
-/// Where a probe's checks connect, relative to the address of its first real server.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Aim {
-    /// The real server's address.
-    Real,
-    /// The real server's IP address on another port (`--port`).
-    Port(u16),
-    /// An address of its own (`--address`).
-    Fixed(SocketAddr),
-}
-
-impl Aim {
-    /// How `target` is reached from `first`, the address of the probe's first real.
-    fn of(target: SocketAddr, first: SocketAddr) -> Aim {
-        if target == first {
-            Aim::Real
-        } else if target.ip() == first.ip() {
-            Aim::Port(target.port())
-        } else {
-            Aim::Fixed(target)
-        }
-    }
-
-    fn target(self, first: SocketAddr) -> SocketAddr {
-        match self {
-            Aim::Real => first,
-            Aim::Port(p) => SocketAddr::new(first.ip(), p),
-            Aim::Fixed(a) => a,
-        }
-    }
-}
-
-/// A check's plugin with its options, and its timing: one for every probe whose check is
-/// written the same (most probes of a virtual service), so the per-probe part stays small.
-#[derive(Debug, PartialEq)]
-struct Kind {
-    spec: CheckSpec,
-    aim: Aim,
-    interval_us: u64,
-    retry_us: u64,
-    connect_us: u64,
-    timeout_us: u64,
-}
-
-/// A real server's settings from the file, shared by every real written the same (most
-/// reals of a virtual service), so each real carries an index instead of 36 bytes.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Setup {
-    weight: u32,
-    forward: Forward,
-    on_down: OnDown,
-    notify: u32,
-    rules: Rules,
-}
-
-impl Setup {
-    /// Slots of its `within` window in `rings` (`fall` of them when `within` is set).
-    fn ring_len(&self) -> u32 {
-        if self.rules.within_us > 0 {
-            self.rules.fall
-        } else {
-            0
-        }
-    }
-}
-
-/// A destination address as a real server keeps it: 20 bytes where `SocketAddr` takes 32.
-/// It holds no IPv6 flow label or scope, which no destination has (the planner refuses
-/// link-local addresses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Addr {
-    ip: [u8; 16],
-    port: u16,
-    v6: bool,
-}
-
-impl Addr {
-    fn new(a: SocketAddr) -> Addr {
-        let (ip, v6) = match a.ip() {
-            std::net::IpAddr::V4(v4) => {
-                let mut ip = [0u8; 16];
-                ip[..4].copy_from_slice(&v4.octets());
-                (ip, false)
-            }
-            std::net::IpAddr::V6(v6) => (v6.octets(), true),
-        };
-        Addr {
-            ip,
-            port: a.port(),
-            v6,
-        }
-    }
-
-    fn get(self) -> SocketAddr {
-        let ip = if self.v6 {
-            std::net::IpAddr::from(self.ip)
-        } else {
-            std::net::IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
-        };
-        SocketAddr::new(ip, self.port)
-    }
-}
-
-impl std::fmt::Display for Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
-    }
-}
-
-/// `Real::table` when the destination is not in the table (no weight is `u32::MAX`:
-/// the kernel's weights are non-negative `i32`s).
-const ABSENT: u32 = u32::MAX;
-
-impl Kind {
-    /// The same plugin, options and timing (the target is compared apart).
-    fn same_check(&self, other: &Kind) -> bool {
-        self.spec == other.spec
-            && (
-                self.interval_us,
-                self.retry_us,
-                self.connect_us,
-                self.timeout_us,
-            ) == (
-                other.interval_us,
-                other.retry_us,
-                other.connect_us,
-                other.timeout_us,
-            )
-    }
-}
-
-/// One real server behind one virtual service: static settings and decision state.
-#[derive(Debug)]
-struct Real {
-    addr: Addr,
-    virt: u32,
-    /// Index in `setups`.
-    setup: u32,
-    /// Where its `within` window starts in `rings` ([`Setup::ring_len`] slots).
-    ring: u32,
-    health: Health,
-    /// The weight IPVS has for this destination, [`ABSENT`] when absent (see
-    /// [`Real::table`]).
-    table: u32,
-    checks: u64,
-    failures: u64,
-    transitions: u32,
-    last_reason: Option<Reason>,
-    last_detail: Detail,
-    last_latency_us: u32,
-    /// Taken out of service by an operator (`lvsmon drain`): weight 0 whatever its checks say.
-    drained: bool,
-    /// `table` is known: read at startup, or from the first read-back after a reload added
-    /// this real. Until then no operation is sent for it.
-    adopted: bool,
-}
-
-impl Real {
-    /// The weight IPVS has for this destination, `None` when it is not in the table.
-    fn table(&self) -> Option<u32> {
-        (self.table != ABSENT).then_some(self.table)
-    }
-
-    fn set_table(&mut self, w: Option<u32>) {
-        self.table = w.unwrap_or(ABSENT);
-    }
-}
-
-/// Each virtual's reals (indices, within the virtual's range) sorted by destination.
-fn sorted_by_dest(reals: &[Real], virtuals: &[Virtual]) -> Box<[u32]> {
-    let mut by_dest: Box<[u32]> = (0..reals.len() as u32).collect();
-    for v in virtuals {
-        by_dest[v.reals.0 as usize..v.reals.1 as usize]
-            .sort_unstable_by_key(|&x| reals[x as usize].addr.get());
-    }
-    by_dest
-}
-
-/// A virtual service's identity and quorum bookkeeping.
-#[derive(Debug)]
-struct Virtual {
-    key: ServiceKey,
-    service: Service,
-    quorum: u32,
-    sorry: Option<SocketAddr>,
-    notify: u32,
-    /// Its reals: a range of real indices.
-    reals: (u32, u32),
-    /// Reals UP, and reals not yet decided.
-    up: u32,
-    unknown: u32,
-    quorum_lost: bool,
-    sorry_in_table: bool,
-    /// The table's view of this service is known (see [`Real::adopted`]).
-    adopted: bool,
-}
-
-const NO_NOTIFY: u32 = u32::MAX;
-
-/// Counters the daemon keeps (64-bit, never reset while it runs).
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    /// Checks started.
-    pub started: u64,
-    /// Checks finished with a verdict.
-    pub checks: u64,
-    /// Checks that passed.
-    pub passes: u64,
-    /// Failures by reason (index as in [`Reason::ALL`]).
-    pub failures: [u64; 15],
-    /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
-    pub local_errors: u64,
-    /// Grid points skipped because the previous check was still running.
-    pub missed_starts: u64,
-    /// Transitions (UP/DOWN).
-    pub transitions: u64,
-    /// Events emitted (log lines), by any kind.
-    pub events: u64,
-    /// Largest start lateness seen, µs.
-    pub max_lateness_us: u64,
-    /// Sum of start lateness, µs (for a mean).
-    pub sum_lateness_us: u64,
-    /// IPVS operations by kind (index as in [`OpKind::ALL`]) that succeeded or were dry-run.
-    pub ipvs_ok: [u64; 6],
-    /// IPVS operations by kind that failed.
-    pub ipvs_errors: [u64; 6],
-    /// Of `ipvs_ok`, those that were only logged (`--dry-run`).
-    pub ipvs_dry_run: [u64; 6],
-    /// Check durations (connect to verdict).
-    pub duration: Histogram,
-    /// Check start lateness (start time minus scheduled time).
-    pub lateness: Histogram,
-    /// Notify events dropped because the queue was full.
-    pub notify_dropped: u64,
-    /// Event lines `notify-fifo` dropped because its reader was slow or absent.
-    pub fifo_dropped: u64,
-    /// Differences between the table and lvsmon's decisions found by resyncs (and repaired).
-    pub drift_repaired: u64,
-    /// Read-backs of the table completed.
-    pub resyncs: u64,
-    /// Loop turns.
-    pub turns: u64,
-    /// Stalls of the loop (it woke over [`STALL_MARGIN_US`] later than it asked to).
-    pub loop_stalls: u64,
-}
-
 /// The daemon's state apart from the poller, so dispatch can borrow the registry and the
 /// state at once.
 struct Core {
-    probes: Box<[Probe]>,
-    cfg: Box<[ProbeCfg]>,
-    kinds: Box<[Kind]>,
-    probe_reals: Box<[u32]>,
-    reals: Box<[Real]>,
-    /// Settings shared by reals (see [`Setup`]).
-    setups: Box<[Setup]>,
-    rings: Box<[u64]>,
-    virtuals: Box<[Virtual]>,
-    wheel: Wheel,
-    pool: BufPool,
-    /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
-    handed: Box<[u32]>,
-    handed_len: usize,
-    /// IPVS operations decided this turn, handed to the IPVS side at the end of it.
-    outbox: Outbox,
-    /// Each virtual's reals sorted by destination (indices into `reals`, in each virtual's
-    /// range of them), so a read-back or a result finds its real by binary search: 4 bytes
-    /// a real, where a hash map of (virtual, destination) took about 47.
-    by_dest: Box<[u32]>,
-    /// service → virtual index.
-    virt_index: HashMap<ServiceKey, u32>,
-    /// What the running read-back found: per real its weight ([`ABSENT`]: not there), per
-    /// virtual its service and whether its sorry server is there.
-    seen: Box<[u32]>,
-    svc_seen: Box<[Option<Service>]>,
-    sorry_seen: Box<[bool]>,
-    /// Reals and virtuals lvsmon itself changed while the read-back ran: what it saw of them
-    /// may predate the change, so they wait for the next one.
-    touched_real: Box<[bool]>,
-    touched_virt: Box<[bool]>,
-    /// Resync period (0 = never), next resync, and whether a read-back is running.
-    resync_us: u64,
-    next_resync: Time,
-    resyncing: bool,
+    /// The probe driver: probes, their timer wheel, buffers and sockets in flight.
+    probes: Probes,
+    /// The policy: reals, virtuals, their decisions and the IPVS operations they need.
+    table: Table,
     /// Time of the current turn.
     now: Time,
     /// Unix time (µs) at daemon time zero, for timestamps people read.
     wall_origin_us: u64,
-    /// State persistence: the writer, its period, the next save, and the next real to
-    /// write while a save is under way.
-    saver: Option<Saver>,
+    /// The state saver (state across restarts).
+    persist: Persist,
     /// Every real's check history (lvsmon(8), HISTORY).
     history: History,
-    save_every_us: u64,
-    next_save: Time,
-    save_cursor: Option<usize>,
     notifier: Option<Notifier>,
     /// `notify-fifo`: every event line, in order, for another program.
     fifo: Option<EventFifo>,
@@ -437,10 +181,6 @@ struct Core {
     log: Log,
     stats: Stats,
     stop: bool,
-    /// Rate limit for local-error warnings: next time one may be logged, and how many were
-    /// held back since the last.
-    local_warn_at: Time,
-    local_held: u64,
     /// The `notify` commands and `notify-max` the notifier was built with (a reload that
     /// keeps them keeps the notifier, its queue and its children).
     notify_cmds: Vec<Vec<Vec<u8>>>,
@@ -450,19 +190,11 @@ struct Core {
     retiring: Vec<Notifier>,
     /// Counters of notifiers that are gone (so the totals never go backwards).
     notify_retired: crate::notify::NotifyCounters,
-    /// Reals or virtuals a reload added wait for a read-back of the table.
-    adopt_pending: bool,
-    /// The read-back in flight was started before a reload: its result is not used.
-    dump_stale: bool,
     /// The next real of a SIGUSR1 status dump still being written: the dump goes on while
     /// the log has room, and waits for its reader otherwise (never dropped).
     status_next: Option<usize>,
     /// Reload requests and results (SIGHUP, `lvsmon reload`).
     reload: Reload,
-    /// Checks holding a socket now, and the most that may (`max-checks-in-flight`; the
-    /// number of probes when unset).
-    in_flight: u32,
-    max_in_flight: u32,
 }
 
 /// Reloading: the file is read and planned on a helper thread, so a large configuration
@@ -594,28 +326,6 @@ impl Alarm {
     }
 }
 
-/// Asks the CPU to load every cache line of `*v` (a hint; nothing on other machines).
-#[inline(always)]
-fn prefetch_lines<T>(v: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = (v as *const T).cast::<i8>();
-        let mut off = 0;
-        while off < std::mem::size_of::<T>() {
-            // SAFETY: a prefetch never faults and reads nothing into the program; the
-            // addresses lie within `*v` anyway.
-            unsafe { _mm_prefetch(p.add(off), _MM_HINT_T0) };
-            off += 64;
-        }
-        // The last line, when `*v` does not start on one.
-        // SAFETY: as above.
-        unsafe { _mm_prefetch(p.add(std::mem::size_of::<T>() - 1), _MM_HINT_T0) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
-}
-
 /// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
 /// monotonic clock).
 fn wall_now_us() -> u64 {
@@ -718,8 +428,9 @@ impl Daemon {
         // saver locks the directory (a second lvsmon given only the same --state-dir stops
         // here), then the file is read.
         if let Some(dir) = &opts.state_dir {
-            core.saver = Some(Saver::new(dir, core.history.max_encoded_len())?);
-            if let Some(errno) = core.saver.as_ref().and_then(|s| s.lock_error) {
+            core.persist
+                .open(Saver::new(dir, core.history.max_encoded_len())?);
+            if let Some(errno) = core.persist.saver().and_then(|s| s.lock_error) {
                 if let Some(mut l) = core.log.line(Level::Warn) {
                     let _ = write!(
                         l,
@@ -729,7 +440,8 @@ impl Daemon {
                     );
                 }
             }
-            core.load_state(dir);
+            core.persist
+                .load(dir, &mut core.table, &mut core.history, &mut core.log);
         }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
         let alarm = Alarm::new(poll.registry(), clock).ok();
@@ -760,7 +472,7 @@ impl Daemon {
         // loop through the reload's waker when a save ends (a parked `drain` waits for it;
         // the reload side ignores a wake with no answer for it).
         let wake = self.core.reload.waker.clone();
-        if let Some(Err(e)) = self.core.saver.as_mut().map(|s| s.start_sync(wake)) {
+        if let Some(Err(e)) = self.core.persist.saver_mut().map(|s| s.start_sync(wake)) {
             if let Some(mut l) = self.core.log.line(Level::Warn) {
                 let _ = write!(
                     l,
@@ -777,33 +489,21 @@ impl Daemon {
             let _ = write!(
                 l,
                 "msg=\"starting\" virtuals={} reals={} checks={} buffers={}x{} ipvs={}",
-                c.virtuals.len(),
-                c.reals.len(),
+                c.table.virtuals().len(),
+                c.table.reals().len(),
                 c.probes.len(),
-                c.pool.count(),
-                c.pool.size(),
+                c.probes.buffers().0,
+                c.probes.buffers().1,
                 if dry { "dry-run" } else { "netlink" }
             );
             if let Some(m) = metrics {
                 let _ = write!(l, " metrics=http://{m}/metrics");
             }
         }
-        for v in 0..c.virtuals.len() {
-            let want = c.virtuals[v].service;
-            c.adopt_virtual(v, ipvs.existing_service(want.key));
-            if let Some(sorry) = c.virtuals[v].sorry {
-                c.virtuals[v].sorry_in_table = ipvs.existing_weight(want.key, sorry).is_some();
-            }
-        }
-        for r in 0..c.reals.len() {
-            let (key, addr) = (
-                c.virtuals[c.reals[r].virt as usize].key,
-                c.reals[r].addr.get(),
-            );
-            // lvsmon(8), DECISIONS: a destination already in the table keeps its weight until its
-            // first check decides.
-            c.adopt_real(r, ipvs.existing_weight(key, addr));
-        }
+        c.table.adopt_at_start(
+            |key| ipvs.existing_service(key),
+            |key, addr| ipvs.existing_weight(key, addr),
+        );
         ipvs.forget_snapshot();
         self.drain_outbox();
         // From here on a line that finds the log full is dropped rather than waited for.
@@ -819,14 +519,16 @@ impl Daemon {
     fn drain_outbox(&mut self) {
         for _ in 0..4 {
             while self.ipvs.room() > 0 {
-                let Some(op) = self.core.next_op() else { break };
+                let Some(op) = self.core.table.next_op() else {
+                    break;
+                };
                 if let Some(res) = self.ipvs.submit(op) {
                     self.core.op_done(op, res);
                 }
             }
             let core = &mut self.core;
             self.ipvs.flush(&mut |ev| core.on_ipvs(ev));
-            if self.core.outbox.len() == 0 || self.ipvs.room() == 0 {
+            if self.core.table.pending_ops() == 0 || self.ipvs.room() == 0 {
                 break;
             }
         }
@@ -844,7 +546,9 @@ impl Daemon {
         if let Some(s) = self.core.systemd.as_mut() {
             s.stopping();
         }
-        self.core.save_now();
+        let c = &mut self.core;
+        c.persist
+            .save_now(c.now, c.wall_origin_us, &c.table, &c.history, &mut c.log);
         // The last lines reach a reader that is slow (the ring is written out first, so the
         // stopping line finds room in it), but a reader that is gone does not hold up the
         // exit for long.
@@ -919,7 +623,7 @@ impl Daemon {
     /// The state saver, if there is a state directory (startup uses it around the privilege
     /// drop).
     pub fn saver(&self) -> Option<&Saver> {
-        self.core.saver.as_ref()
+        self.core.persist.saver()
     }
 
     /// The log, for lines startup writes between [`Daemon::new`] and [`Daemon::run`].
@@ -932,25 +636,25 @@ impl Daemon {
     /// it returns true. Returns the bytes written and whether the page is complete. For
     /// measuring the page without a socket (`benches/metrics.rs`).
     pub fn render_metrics(&mut self, cursor: &mut u64, out: &mut [u8]) -> (usize, bool) {
-        use crate::control::{Kind, Render};
+        use crate::control::{Command, Render};
         let now = self.core.now;
         self.core
-            .render(Kind::Metrics, b"GET /metrics", cursor, out, now)
+            .render(&Command::Metrics { head: false }, b"", cursor, out, now)
     }
 
     /// State saves completed (all kinds).
     pub fn state_saves(&self) -> u64 {
-        self.core.saver.as_ref().map_or(0, |s| s.saved)
+        self.core.persist.saver().map_or(0, |s| s.saved)
     }
 
     /// How often a check had to queue for a receive buffer.
     pub fn buffer_waits(&self) -> u64 {
-        self.core.pool.waits
+        self.core.probes.buffer_waits()
     }
 
     /// Real `i`'s state, consecutive failures and checks, for tests and status output.
     pub fn real_state(&self, i: usize) -> (State, u32, u64) {
-        let r = &self.core.reals[i];
+        let r = &self.core.table.reals()[i];
         (r.health.state, r.health.fails, r.checks)
     }
 
@@ -961,7 +665,7 @@ impl Daemon {
     /// `epoll_wait` failed for a reason other than a signal.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let now = self.clock.now();
-        let mut next = self.core.wheel.next_expiry();
+        let mut next = self.core.probes.next_expiry();
         let notifiers = self.core.notifier.iter().chain(self.core.retiring.iter());
         for n in notifiers.filter_map(|n| n.next_deadline()) {
             next = Some(next.map_or(n, |w| w.min(n)));
@@ -969,8 +673,7 @@ impl Daemon {
         if let Some(f) = self.core.fifo.as_ref().and_then(|f| f.next_deadline()) {
             next = Some(next.map_or(f, |w| w.min(f)));
         }
-        if !self.ipvs.is_dry_run() && self.core.resync_us > 0 {
-            let r = self.core.next_resync;
+        if let Some(r) = self.core.table.next_resync(self.ipvs.is_dry_run()) {
             next = Some(next.map_or(r, |w| w.min(r)));
         }
         if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
@@ -990,7 +693,10 @@ impl Daemon {
                 timeout = Some(wait_for(now, t) + Duration::from_millis(1));
             }
         }
-        if self.ipvs.pending() || self.core.adopt_pending || self.core.outbox.len() > 0 {
+        if self.ipvs.pending()
+            || self.core.table.adopt_pending()
+            || self.core.table.pending_ops() > 0
+        {
             // Requests wait for room in the socket: come back soon.
             timeout = Some(timeout.map_or(Duration::from_millis(5), |t| {
                 t.min(Duration::from_millis(5))
@@ -1038,41 +744,30 @@ impl Daemon {
         while let Some(ev) = events.next() {
             // The next event's check is most likely a probe's: have its data on the way.
             if let Some(next) = events.peek() {
-                core.prefetch(Probe::untoken(next.token()).0);
+                core.prefetch(ProbeId(Probe::untoken(next.token()).0));
             }
-            if ev.token() == SIGNALS {
-                signalled = true;
-                continue;
-            }
-            if ev.token() == NETLINK {
-                self.ipvs.on_ready(&mut |e| core.on_ipvs(e));
-                continue;
-            }
-            if ev.token() == RELOAD {
-                reload_ready = true;
-                continue;
-            }
-            if ev.token() == ALARM {
-                if let Some(a) = self.alarm.as_mut() {
-                    a.fired();
+            match source(ev.token()) {
+                Source::Signals => signalled = true,
+                Source::Netlink => self.ipvs.on_ready(&mut |e| core.on_ipvs(e)),
+                Source::Reload => reload_ready = true,
+                Source::Alarm => {
+                    if let Some(a) = self.alarm.as_mut() {
+                        a.fired();
+                    }
                 }
-                continue;
-            }
-            if ev.token() == LOG {
-                core.log.on_writable();
-                continue;
-            }
-            if Server::owns(ev.token()) {
-                if let Some(s) = self.server.as_mut() {
-                    s.on_ready(ev.token(), registry, core, now);
+                Source::Log => core.log.on_writable(),
+                Source::Control => {
+                    if let Some(s) = self.server.as_mut() {
+                        s.on_ready(ev.token(), registry, core, now);
+                    }
                 }
-                continue;
+                Source::Probe(id, gen) => {
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                    let trouble = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
+                    core.on_ready(id, gen, readable, writable, trouble, registry, now);
+                }
             }
-            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-            let trouble = ev.is_error() || ev.is_read_closed() || ev.is_write_closed();
-            let (id, gen) = Probe::untoken(ev.token());
-            core.on_ready(id, gen, readable, writable, trouble, registry, now);
         }
         if signalled {
             if let Some(s) = self.signals.as_mut() {
@@ -1088,30 +783,22 @@ impl Daemon {
         let expire =
             self.catch_up == 0 || caught_up(&mut self.catch_up, &mut self.repoll, &self.events);
         if expire {
-            while let Some(id) = core.wheel.pop_expired(now) {
-                if let Some(next) = core.wheel.next_due() {
-                    core.prefetch(next);
-                }
-                core.on_deadline(id, registry, now);
-                core.run_handed(registry, now);
-            }
+            core.expire(registry, now);
         }
         if let Some(s) = self.server.as_mut() {
             s.tick(registry, core, now);
         }
         core.poll_notify(now);
-        let save_ended = core.save_step(now);
-        if core.adopt_pending && !self.ipvs.is_dry_run() && self.ipvs.start_dump() {
-            // What a reload added is adopted from this read-back.
-            core.adopt_pending = false;
-            core.next_resync = now.add_micros(core.resync_us);
-            core.begin_resync();
-        } else if core.resync_us > 0 && now >= core.next_resync {
-            core.next_resync = now.add_micros(core.resync_us);
-            if self.ipvs.start_dump() {
-                core.begin_resync();
-            }
-        }
+        let save_ended = core.persist.step(
+            now,
+            core.wall_origin_us,
+            &core.table,
+            &core.history,
+            &mut core.log,
+        );
+        let ipvs = &mut self.ipvs;
+        let dry = ipvs.is_dry_run();
+        core.table.poll_read_back(now, dry, || ipvs.start_dump());
         // The ping comes from the loop itself, after the turn's work: a loop that hangs
         // stops pinging, and systemd restarts it.
         if let Some(s) = core.systemd.as_mut() {
@@ -1143,157 +830,11 @@ impl Core {
     ///
     /// # Errors
     /// The notify setup could not be created.
-    fn new(plan: Plan, opts: &Options, log: Log, origin: Time) -> io::Result<Core> {
-        let n = plan.checks.len();
-
-        let mut virtuals = Vec::with_capacity(plan.virtuals.len());
-        for v in &plan.virtuals {
-            let notify = v.notify.map_or(NO_NOTIFY, |i| i as u32);
-            virtuals.push(Virtual {
-                key: v.key,
-                service: Service::new(v.key, &v.scheduler, v.persistent),
-                quorum: v.quorum,
-                sorry: v.sorry,
-                notify,
-                reals: (v.reals.start as u32, v.reals.end as u32),
-                up: 0,
-                unknown: v.reals.len() as u32,
-                quorum_lost: false,
-                sorry_in_table: false,
-                adopted: false,
-            });
-        }
-
-        let mut rings_len = 0u32;
-        let mut reals = Vec::with_capacity(plan.reals.len());
-        let mut setups: Vec<Setup> = Vec::new();
-        let mut setup_ids: HashMap<Setup, u32> = HashMap::new();
-        for r in &plan.reals {
-            let t = &r.thresholds;
-            let setup = Setup {
-                weight: r.weight,
-                forward: r.forward,
-                on_down: r.on_down,
-                notify: r.notify.map_or(NO_NOTIFY, |i| i as u32),
-                rules: Rules {
-                    fall: t.fall.max(1),
-                    rise: t.rise.max(1),
-                    within_us: t.within.map_or(0, micros),
-                    down_after_us: t.down_after.map_or(0, micros),
-                },
-            };
-            let ring_len = setup.ring_len();
-            let id = *setup_ids.entry(setup).or_insert_with_key(|s| {
-                setups.push(Setup { ..*s });
-                (setups.len() - 1) as u32
-            });
-            debug_assert_eq!(Addr::new(r.addr).get(), r.addr);
-            reals.push(Real {
-                addr: Addr::new(r.addr),
-                virt: r.virtual_idx as u32,
-                setup: id,
-                ring: rings_len,
-                health: Health::new(origin),
-                table: ABSENT,
-                checks: 0,
-                failures: 0,
-                transitions: 0,
-                last_reason: None,
-                last_detail: Detail::EMPTY,
-                last_latency_us: 0,
-                drained: false,
-                adopted: false,
-            });
-            rings_len += ring_len;
-        }
-        drop(setup_ids);
-
-        let by_dest = sorted_by_dest(&reals, &virtuals);
-        let virt_index: HashMap<ServiceKey, u32> = plan
-            .virtuals
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.key, i as u32))
-            .collect();
-        let n_reals = plan.reals.len();
-        let n_virtuals = plan.virtuals.len();
-        let resync_us = micros(plan.resync);
+    fn new(mut plan: Plan, opts: &Options, log: Log, origin: Time) -> io::Result<Core> {
+        let table = Table::new(&plan, origin);
 
         let history = History::new(&plan.history, &History::intervals(&plan));
-        let mut probe_reals = Vec::with_capacity(plan.reals.len());
-        let mut cfg = Vec::with_capacity(n);
-        let mut max_response = 0usize;
-        let mut readers = 0usize;
-        let mut kinds: Vec<Kind> = Vec::new();
-        let mut recent = [u32::MAX; 8];
-        let mut next_recent = 0usize;
-        for c in plan.checks {
-            let start = probe_reals.len() as u32;
-            probe_reals.extend(c.reals.iter().map(|&r| r as u32));
-            // Every probe decides at least one real (the planner makes probes for reals).
-            let first = plan.reals[c.reals[0]].addr;
-            let mr = c.spec.max_response();
-            if mr > 0 {
-                readers += 1;
-            }
-            max_response = max_response.max(mr);
-            let k = Kind {
-                spec: c.spec,
-                aim: Aim::of(c.target, first),
-                interval_us: micros(c.interval).max(1000),
-                retry_us: micros(c.retry_interval).max(1000),
-                connect_us: micros(c.connect_timeout),
-                timeout_us: micros(c.timeout),
-            };
-            // Probes of one virtual service come together: the last few kinds are where an
-            // equal one is found.
-            let kind = match recent
-                .iter()
-                .find(|&&i| i != u32::MAX && kinds[i as usize] == k)
-            {
-                Some(&i) => i,
-                None => {
-                    kinds.push(k);
-                    let i = (kinds.len() - 1) as u32;
-                    recent[next_recent % recent.len()] = i;
-                    next_recent += 1;
-                    i
-                }
-            };
-            cfg.push(ProbeCfg { kind, reals: start });
-        }
-        kinds.shrink_to_fit();
-
-        // First checks spread evenly over each probe's first interval.
-        let probes: Vec<Probe> = cfg
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let iv = kinds[c.kind as usize].interval_us;
-                Probe::new(origin.add_micros(iv * i as u64 / n.max(1) as u64))
-            })
-            .collect();
-        // One turn of the wheel spans the longest interval (up to 65 s), so a slot holds
-        // only the checks due at its tick, not also those of later turns, which each pass
-        // over it would walk past (4,096 slots at 10 s intervals: 2.4 entries walked per
-        // check due).
-        let longest_ms = kinds
-            .iter()
-            .map(|k| k.interval_us.max(k.retry_us) / 1000 + 1)
-            .max()
-            .unwrap_or(0);
-        let slots = (longest_ms as usize).clamp(4096, 65536);
-        let mut wheel = Wheel::starting_at(n, slots, origin);
-        for (i, p) in probes.iter().enumerate() {
-            wheel.set(i as u32, p.scheduled);
-        }
-
-        let buffers = if opts.buffers > 0 {
-            opts.buffers
-        } else {
-            readers.clamp(1, 1024)
-        };
-        let pool = BufPool::new(buffers, max_response.max(64), n);
+        let probes = Probes::new(&mut plan, opts.buffers, origin);
 
         let notifier = if plan.notifies.is_empty() {
             None
@@ -1312,55 +853,236 @@ impl Core {
         };
 
         Ok(Core {
-            probes: probes.into_boxed_slice(),
-            cfg: cfg.into_boxed_slice(),
-            kinds: kinds.into_boxed_slice(),
-            probe_reals: probe_reals.into_boxed_slice(),
-            reals: reals.into_boxed_slice(),
-            setups: setups.into_boxed_slice(),
-            rings: vec![0u64; rings_len as usize].into_boxed_slice(),
-            virtuals: virtuals.into_boxed_slice(),
-            wheel,
-            pool,
-            handed: vec![0u32; n].into_boxed_slice(),
-            handed_len: 0,
-            outbox: Outbox::new(n_reals + 2 * n_virtuals + 64, 64),
-            by_dest,
-            virt_index,
-            seen: vec![ABSENT; n_reals].into_boxed_slice(),
-            svc_seen: vec![None; n_virtuals].into_boxed_slice(),
-            sorry_seen: vec![false; n_virtuals].into_boxed_slice(),
-            touched_real: vec![false; n_reals].into_boxed_slice(),
-            touched_virt: vec![false; n_virtuals].into_boxed_slice(),
-            resync_us,
-            next_resync: Time(resync_us),
-            resyncing: false,
+            probes,
+            table,
             now: Time::ZERO,
             wall_origin_us: wall_now_us(),
-            saver: None,
+            persist: Persist::new(opts.state_interval),
             history,
-            save_every_us: micros(opts.state_interval).max(1_000_000),
-            next_save: Time(micros(opts.state_interval).max(1_000_000)),
-            save_cursor: None,
             notifier,
             fifo,
             log,
             stats: Stats::default(),
             stop: false,
-            local_warn_at: Time::ZERO,
-            local_held: 0,
             notify_cmds: plan.notifies,
             notify_max: plan.notify_max,
             retiring: Vec::new(),
             notify_retired: crate::notify::NotifyCounters::default(),
-            adopt_pending: false,
-            dump_stale: false,
             status_next: None,
             reload: Reload::default(),
             systemd: None,
-            in_flight: 0,
-            max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
         })
+    }
+}
+
+/// What the probe driver asks of the rest of the daemon: the reals' addresses and health
+/// (from the table), where results go (the history, then the table, whose events go to the
+/// [`Sinks`]), the log and the counters.
+struct Around<'a> {
+    table: &'a mut Table,
+    history: &'a mut History,
+    log: &'a mut Log,
+    stats: &'a mut Stats,
+    fifo: &'a mut Option<EventFifo>,
+    notifier: &'a mut Option<Notifier>,
+    wall_origin_us: u64,
+    now: Time,
+}
+
+impl probes::Host for Around<'_> {
+    #[inline]
+    fn addr(&self, r: RealId) -> SocketAddr {
+        self.table.addr(r)
+    }
+
+    #[inline]
+    fn failing(&self, r: RealId) -> bool {
+        self.table.failing(r)
+    }
+
+    #[inline]
+    fn prefetch(&self, r: RealId) {
+        if let Some(real) = self.table.real(r) {
+            prefetch_lines(real);
+        }
+    }
+
+    #[inline]
+    fn results(&mut self, reals: &[RealId], v: Verdict, latency_us: u64, now: Time) {
+        let unix = (self.wall_origin_us + now.0) / 1_000_000;
+        let reason = match v {
+            Verdict::Pass => None,
+            Verdict::Fail(reason, _) => Some(reason),
+        };
+        let mut out = Sinks {
+            log: self.log,
+            stats: self.stats,
+            fifo: self.fifo,
+            notifier: self.notifier,
+            now: self.now,
+        };
+        for &r in reals {
+            self.history.record(r.ix(), unix, latency_us, reason);
+            self.table.record(r, v, latency_us, now, &mut out);
+        }
+    }
+
+    #[inline]
+    fn log(&mut self) -> &mut Log {
+        self.log
+    }
+
+    #[inline]
+    fn stats(&mut self) -> &mut Stats {
+        self.stats
+    }
+}
+
+/// Where the table's events and notes go: the log, `notify-fifo`, the notify commands and
+/// the counters.
+struct Sinks<'a> {
+    log: &'a mut Log,
+    stats: &'a mut Stats,
+    fifo: &'a mut Option<EventFifo>,
+    notifier: &'a mut Option<Notifier>,
+    now: Time,
+}
+
+impl table::Out for Sinks<'_> {
+    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
+    /// quorum events, which print those instead of a failure count.
+    fn event(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
+        self.stats.events += 1;
+        if !matches!(ev.kind, EventKind::QuorumLost | EventKind::QuorumRestored) {
+            self.stats.transitions += 1;
+        }
+        if let Some(mut l) = self.log.line(Level::Notice) {
+            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
+            if let Some(a) = ev.real {
+                let _ = write!(l, " real={a}");
+            }
+            if let Some(r) = ev.reason {
+                let _ = write!(l, " reason={} ", r.as_str());
+                l.quoted("detail", ev.detail.as_bytes());
+            }
+            match quorum {
+                Some((up, q)) => {
+                    let _ = write!(l, " up={up} quorum={q}");
+                }
+                None => {
+                    let _ = write!(l, " failures={}", ev.failures);
+                }
+            }
+        }
+        if let Some(f) = self.fifo.as_mut() {
+            let (kept, status) = f.push(ev, quorum, self.now);
+            if !kept {
+                self.stats.fifo_dropped += 1;
+            }
+            fifo_status(self.log, f, status);
+        }
+        if notify != table::NO_NOTIFY {
+            if let Some(n) = self.notifier.as_mut() {
+                if !n.push(notify as usize, ev) {
+                    self.stats.notify_dropped += 1;
+                    if let Some(mut l) = self.log.line(Level::Warn) {
+                        let _ = write!(
+                            l,
+                            "msg=\"notify queue full, event dropped\" event={}",
+                            ev.kind.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs one difference found by a resync.
+    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
+        self.stats.drift_repaired += 1;
+        if let Some(mut l) = self.log.line(Level::Warn) {
+            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
+            if let Some(a) = real {
+                let _ = write!(l, " real={a}");
+            }
+        }
+    }
+
+    fn resynced(&mut self) {
+        self.stats.resyncs += 1;
+    }
+}
+
+/// Logs what the `notify-fifo` writer reported, if anything changed.
+fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
+    match status {
+        FifoStatus::Same => {}
+        FifoStatus::Opened => {
+            if let Some(mut l) = log.line(Level::Info) {
+                let _ = write!(l, "msg=\"notify-fifo open\" ");
+                l.quoted("path", f.path());
+            }
+        }
+        FifoStatus::Failed(errno) => {
+            if let Some(mut l) = log.line(Level::Warn) {
+                let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
+                l.quoted("path", f.path());
+                let _ = write!(l, " errno={errno} ");
+                l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+                let _ = write!(l, " pending_bytes={}", f.pending());
+            }
+        }
+    }
+}
+
+impl crate::control::Render for Core {
+    fn apply(&mut self, cmd: &Command, _text: &[u8], cursor: &mut u64, _now: Time) {
+        match *cmd {
+            Command::Drain { on, real, virt } => {
+                let mut out = Sinks {
+                    log: &mut self.log,
+                    stats: &mut self.stats,
+                    fifo: &mut self.fifo,
+                    notifier: &mut self.notifier,
+                    now: self.now,
+                };
+                crate::report::drain_apply(
+                    &mut self.table,
+                    self.persist.saver_mut(),
+                    on,
+                    real,
+                    virt.as_ref(),
+                    cursor,
+                    self.now,
+                    &mut out,
+                );
+            }
+            // The load runs on a helper thread; the connection waits parked until a load
+            // that started after this request has been answered.
+            Command::Reload => *cursor = crate::control::PARKED | self.request_reload(),
+            _ => {}
+        }
+    }
+
+    fn render(
+        &self,
+        cmd: &Command,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut [u8],
+        now: Time,
+    ) -> (usize, bool) {
+        let view = crate::report::View {
+            table: &self.table,
+            history: &self.history,
+            stats: &self.stats,
+            saver: self.persist.saver(),
+            log_dropped: self.log.dropped(),
+            wall_origin_us: self.wall_origin_us,
+            reload_finished: self.reload.finished,
+            reload_result: &self.reload.result,
+        };
+        view.render(cmd, text, cursor, out, now)
     }
 }
 
@@ -1418,7 +1140,7 @@ impl Core {
 
     /// `READY=1` to systemd, naming what is checked (see [`Daemon::ready`]).
     fn ready(&mut self, now: Time) {
-        let (reals, virtuals) = (self.reals.len(), self.virtuals.len());
+        let (reals, virtuals) = (self.table.reals().len(), self.table.virtuals().len());
         if let Some(s) = self.systemd.as_mut() {
             s.ready(now, reals, virtuals);
         }
@@ -1433,33 +1155,41 @@ impl Core {
 
     // ----- readiness and deadlines -------------------------------------------------------
 
-    /// Starts loading what a step of probe `id` reads into the cache: its probe and its
-    /// first real (the address to connect to, the counters and health a verdict updates).
-    /// A check's memory was last touched an interval ago, and since then the kernel's work
-    /// for thousands of other checks has gone through the caches: without this, each of
-    /// those loads waits for memory in turn. A hint only: an id that is not a probe's (the
-    /// loop's own tokens) loads nothing.
-    fn prefetch(&self, id: u32) {
-        let i = id as usize;
-        let Some(c) = self.cfg.get(i) else {
-            return;
-        };
-        prefetch_lines(&self.probes[i]);
-        if let Some(real) = self
-            .probe_reals
-            .get(c.reals as usize)
-            .and_then(|&r| self.reals.get(r as usize))
-        {
-            prefetch_lines(real);
-        }
+    /// The probe driver, and what it asks of the rest of the daemon.
+    #[inline]
+    fn around(&mut self) -> (&mut Probes, Around<'_>) {
+        (
+            &mut self.probes,
+            Around {
+                table: &mut self.table,
+                history: &mut self.history,
+                log: &mut self.log,
+                stats: &mut self.stats,
+                fifo: &mut self.fifo,
+                notifier: &mut self.notifier,
+                wall_origin_us: self.wall_origin_us,
+                now: self.now,
+            },
+        )
     }
 
-    /// Readiness for probe `id`'s socket of generation `gen`; `trouble`: it came with an
-    /// error or a hang-up.
+    /// Starts loading what a step of probe `id` reads into the cache: its probe and its
+    /// first real (see [`Probes::prefetch`]).
+    #[inline]
+    fn prefetch(&self, id: ProbeId) {
+        self.probes.prefetch(id, |r| {
+            if let Some(real) = self.table.real(r) {
+                prefetch_lines(real);
+            }
+        });
+    }
+
+    /// Readiness for probe `id`'s socket of generation `gen`.
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     fn on_ready(
         &mut self,
-        id: u32,
+        id: ProbeId,
         gen: u32,
         readable: bool,
         writable: bool,
@@ -1467,720 +1197,32 @@ impl Core {
         reg: &Registry,
         now: Time,
     ) {
-        let i = id as usize;
-        if i >= self.probes.len() {
-            return;
-        }
-        let p = &mut self.probes[i];
-        // Readiness from a socket already closed (an older generation) is ignored.
-        if u32::from(p.gen) != gen || p.sock.is_none() {
-            return;
-        }
-        if readable {
-            p.rx_ready = true;
-        }
-        let go = match p.phase {
-            // Idle: nothing to do (mio may report a closed socket's last readiness).
-            Phase::Wait => false,
-            Phase::ConResult | Phase::Query { .. } => writable,
-            Phase::Recv { .. } => readable,
-        };
-        if !go {
-            return;
-        }
-        let target = self.target_to_send(i);
-        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-        let p = &mut self.probes[i];
-        let buf = self.pool.slice(p.buf);
-        let outcome = match p.phase {
-            // WRITABLE while connecting: the handshake ended one way or the other.
-            Phase::ConResult => phase::conresult(p, spec, &target, buf, !trouble),
-            // Room to write the rest of the request.
-            Phase::Query { .. } => phase::send(p, spec, &target, buf),
-            // Bytes (or EOF, or an error) to read.
-            _ => phase::recv(p, spec, &target, buf),
-        };
-        self.after(id, outcome, reg, now);
+        let (probes, mut host) = self.around();
+        probes.on_ready(id, gen, readable, writable, trouble, reg, now, &mut host);
     }
 
-    /// The timer fired for probe `id`.
-    fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time) {
-        let i = id as usize;
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
-        match self.probes[i].phase {
-            // Due: start the next check.
-            Phase::Wait => self.start(id, reg, now),
-            // An earlier phase's deadline (see `after`): the check has moved on.
-            _ if now < d => self.wheel.set(id, d),
-            // Still queued for a buffer with bytes waiting: the director's fault.
-            Phase::Recv { .. } if self.pool.is_queued(id) => {
-                self.defer(id, libc::ENOBUFS, reg, now)
-            }
-            // Any other phase: its deadline fails the check at that phase's layer.
-            _ => {
-                let v = phase::deadline_verdict(&self.probes[i]);
-                self.finish(id, v, reg, now);
-            }
-        }
+    /// Probes handed a buffer this turn read what waits for them.
+    #[inline]
+    fn run_handed(&mut self, reg: &Registry, now: Time) {
+        let (probes, mut host) = self.around();
+        probes.run_handed(reg, now, &mut host);
     }
 
-    /// The loop stood still for `late` µs beyond the wait it asked for (SIGSTOP, a paused
-    /// machine, a loop that could not run): no check may be judged on that time. Every
-    /// running check gets back the time it lost (its start and deadlines move on by the
-    /// stall; what arrived meanwhile is read before any deadline); one whose start cannot
-    /// move that far (a stall of over an hour) is closed without a verdict and starts again
-    /// at once. Checks due meanwhile start at once, as after any late start. Logged and
-    /// counted once per stall; the slow path, taken only then, walks every probe.
+    /// Every deadline due at `now`.
+    #[inline]
+    fn expire(&mut self, reg: &Registry, now: Time) {
+        let (probes, mut host) = self.around();
+        probes.expire(reg, now, &mut host);
+    }
+
+    /// The loop stood still for `late` µs beyond the wait it asked for.
     #[cold]
     fn stalled(&mut self, late: u64, reg: &Registry, now: Time) {
-        self.stats.loop_stalls += 1;
-        let (mut held, mut restarted) = (0u32, 0u32);
-        for i in 0..self.probes.len() {
-            if self.probes[i].phase == Phase::Wait {
-                continue;
-            }
-            if self.probes[i].hold(late) {
-                held += 1;
-            } else {
-                // Not a failure of the server, nor a local error: a fresh check, due now.
-                self.release(i as u32, reg);
-                self.wheel.set(i as u32, now);
-                restarted += 1;
-            }
-        }
-        if let Some(mut l) = self.log.line(Level::Warn) {
-            let _ = write!(
-                l,
-                "msg=\"loop stalled\" seconds={}.{:06} running={held} restarted={restarted}",
-                late / 1_000_000,
-                late % 1_000_000
-            );
-        }
+        let (probes, mut host) = self.around();
+        probes.stalled(late, reg, now, &mut host);
     }
 
-    /// Starts probe `id`'s check (the connect phase).
-    fn start(&mut self, id: u32, reg: &Registry, now: Time) {
-        let i = id as usize;
-        if self.in_flight >= self.max_in_flight {
-            // `max-checks-in-flight`: no socket for it now; the next grid point may have one.
-            self.defer(id, 0, reg, now);
-            return;
-        }
-        let late = now.micros_since(self.probes[i].scheduled);
-        self.stats.started += 1;
-        self.stats.sum_lateness_us += late;
-        self.stats.max_lateness_us = self.stats.max_lateness_us.max(late);
-        self.stats.lateness.observe(late);
-        let target = self.target(i);
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let p = &mut self.probes[i];
-        p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
-        p.rx_ready = false;
-        let outcome = phase::start(p, id, &k.spec, &target, reg, now);
-        if self.probes[i].sock.is_some() {
-            self.in_flight += 1;
-        }
-        self.after(id, outcome, reg, now);
-    }
-
-    /// Acts on the outcome of a step of probe `id`.
-    fn after(&mut self, id: u32, mut outcome: Outcome, reg: &Registry, now: Time) {
-        let i = id as usize;
-        if outcome == Outcome::NeedBuffer {
-            outcome = if !self.probes[i].rx_ready {
-                // Nothing to read yet: no buffer needed until READABLE.
-                Outcome::Pending
-            } else if let Some(b) = self.pool.take() {
-                self.probes[i].buf = b;
-                let target = self.target_to_send(i);
-                let buf = self.pool.slice(b);
-                let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-                phase::recv(&mut self.probes[i], spec, &target, buf)
-            } else {
-                self.pool.enqueue(id);
-                Outcome::Pending
-            };
-        }
-        match outcome {
-            Outcome::Pending | Outcome::NeedBuffer => {
-                let p = &mut self.probes[i];
-                if matches!(p.phase, Phase::Recv { .. }) && p.buf != NO_BUF {
-                    // recv() stopped at WouldBlock: the readiness is used up.
-                    p.rx_ready = false;
-                }
-                // A running check's phase deadlines only move later (the connect bound, then
-                // the whole check's), so a deadline already set for it is never late:
-                // on_deadline sets the later one if it comes first. Checks that end before
-                // their connect bound, nearly all, are spared moving it.
-                if !self.wheel.is_scheduled(id) {
-                    let k = &self.kinds[self.cfg[i].kind as usize];
-                    self.wheel
-                        .set(id, p.phase_deadline(k.connect_us, k.timeout_us));
-                }
-            }
-            Outcome::Done(v) => self.finish(id, v, reg, now),
-            Outcome::Local(e) => self.defer(id, e, reg, now),
-        }
-    }
-
-    /// Reads for the probes that were just handed a buffer.
-    fn run_handed(&mut self, reg: &Registry, now: Time) {
-        while self.handed_len > 0 {
-            self.handed_len -= 1;
-            let id = self.handed[self.handed_len];
-            let i = id as usize;
-            let target = self.target_to_send(i);
-            let buf = self.pool.slice(self.probes[i].buf);
-            let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-            let o = phase::recv(&mut self.probes[i], spec, &target, buf);
-            self.after(id, o, reg, now);
-        }
-    }
-
-    /// Closes probe `id`'s socket and gives its buffer back (to a queued probe if any).
-    fn release(&mut self, id: u32, reg: &Registry) {
-        let i = id as usize;
-        if self.probes[i].sock.is_some() {
-            self.in_flight -= 1;
-        }
-        // Only a reading check without a buffer can be queued for one (the pool's links are
-        // not touched otherwise).
-        let queued =
-            matches!(self.probes[i].phase, Phase::Recv { .. }) && self.probes[i].buf == NO_BUF;
-        phase::close(&mut self.probes[i], reg);
-        if queued {
-            self.pool.dequeue(id);
-        }
-        // The tests run with this on: a probe queued in any other phase would be handed a
-        // buffer after its check ended.
-        debug_assert!(
-            !self.pool.is_queued(id),
-            "probe {id} still queued for a buffer"
-        );
-        self.probes[i].rx_ready = false;
-        let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
-        if b != NO_BUF {
-            if let Some((w, b)) = self.pool.give_back(b) {
-                self.probes[w as usize].buf = b;
-                self.handed[self.handed_len] = w;
-                self.handed_len += 1;
-            }
-        }
-    }
-
-    /// The check of probe `id` is decided: record it for every real it serves.
-    fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time) {
-        let i = id as usize;
-        self.release(id, reg);
-        let latency = now.micros_since(self.probes[i].started());
-        self.stats.checks += 1;
-        self.stats.duration.observe(latency);
-        match v {
-            Verdict::Pass => self.stats.passes += 1,
-            Verdict::Fail(r, _) => self.stats.failures[r as usize] += 1,
-        }
-        if self.log.enabled(Level::Info) {
-            let c = &self.cfg[i];
-            let target = self.target(i);
-            if let Some(mut l) = self.log.line(Level::Info) {
-                let name = self.kinds[c.kind as usize].spec.name();
-                let _ = write!(l, "check target={target} plugin={name} ");
-                match v {
-                    Verdict::Pass => {
-                        let _ = write!(l, "result=pass");
-                    }
-                    Verdict::Fail(r, d) => {
-                        let _ = write!(l, "result=fail reason={} ", r.as_str());
-                        l.quoted("detail", d.as_bytes());
-                    }
-                }
-                let _ = write!(
-                    l,
-                    " duration={}.{:06}",
-                    latency / 1_000_000,
-                    latency % 1_000_000
-                );
-            }
-        }
-        let (a, b) = self.reals_of(i);
-        for k in a..b {
-            let r = self.probe_reals[k as usize] as usize;
-            self.record(r, v, latency, now);
-        }
-        self.schedule_next(id, now);
-    }
-
-    /// The check of probe `id` could not run for a reason of the director's own (EMFILE,
-    /// EADDRNOTAVAIL, no buffer): no result is recorded and the next grid point is kept.
-    fn defer(&mut self, id: u32, errno: i32, reg: &Registry, now: Time) {
-        self.release(id, reg);
-        self.stats.local_errors += 1;
-        if now >= self.local_warn_at {
-            let held = std::mem::take(&mut self.local_held);
-            let target = self.target(id as usize);
-            // errno 0: the configured limit, not the system's.
-            let detail = if errno == 0 {
-                "max-checks-in-flight reached"
-            } else {
-                errno_name(errno)
-            };
-            if let Some(mut l) = self.log.line(Level::Warn) {
-                let _ = write!(
-                    l,
-                    "check target={target} result=deferred reason=local-error errno={errno} detail=\"{detail}\" held_back={held}"
-                );
-            }
-            self.local_warn_at = now.add_micros(1_000_000);
-        } else {
-            self.local_held += 1;
-        }
-        self.schedule_next(id, now);
-    }
-
-    /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
-    /// (or the retry interval while any of its reals is failing), skipping grid points
-    /// already past.
-    fn schedule_next(&mut self, id: u32, now: Time) {
-        let i = id as usize;
-        let (a, b) = self.reals_of(i);
-        let failing = (a..b).any(|k| {
-            self.reals[self.probe_reals[k as usize] as usize]
-                .health
-                .failing()
-        });
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let period = if failing { k.retry_us } else { k.interval_us };
-        let p = &mut self.probes[i];
-        let mut next = p.scheduled.add_micros(period);
-        if next <= now {
-            let behind = now.micros_since(p.scheduled) / period;
-            self.stats.missed_starts += behind;
-            next = p.scheduled.add_micros((behind + 1) * period);
-        }
-        p.scheduled = next;
-        self.wheel.set(id, next);
-    }
-
-    // ----- decisions ----------------------------------------------------------------------
-
-    /// Records one result for real `r`; emits the transition if a threshold was crossed.
-    fn record(&mut self, r: usize, v: Verdict, latency_us: u64, now: Time) {
-        let real = &mut self.reals[r];
-        real.checks += 1;
-        real.last_latency_us = latency_us.min(u32::MAX as u64) as u32;
-        let pass = match v {
-            Verdict::Pass => true,
-            Verdict::Fail(reason, detail) => {
-                real.failures += 1;
-                real.last_reason = Some(reason);
-                real.last_detail = detail;
-                false
-            }
-        };
-        let before = real.health.state;
-        let unix = (self.wall_origin_us + now.0) / 1_000_000;
-        let reason = match v {
-            Verdict::Pass => None,
-            Verdict::Fail(reason, _) => Some(reason),
-        };
-        self.history.record(r, unix, latency_us, reason);
-        let setup = &self.setups[real.setup as usize];
-        let ring = &mut self.rings[real.ring as usize..(real.ring + setup.ring_len()) as usize];
-        let change = real.health.record(pass, now, &setup.rules, ring);
-        if change == Change::None {
-            return;
-        }
-        real.transitions += 1;
-        self.stats.transitions += 1;
-        let virt = real.virt as usize;
-        let drained = real.drained;
-        let v = &mut self.virtuals[virt];
-        if before == State::Unknown {
-            v.unknown -= 1;
-        }
-        // A drained real serves nothing whatever its health: it never counts as UP.
-        match change {
-            Change::Up if !drained => v.up += 1,
-            Change::Down if before == State::Up && !drained => v.up -= 1,
-            _ => {}
-        }
-        let real = &self.reals[r];
-        let ev = Event {
-            kind: if change == Change::Up {
-                EventKind::Up
-            } else {
-                EventKind::Down
-            },
-            service: self.virtuals[virt].key,
-            real: Some(real.addr.get()),
-            reason: if change == Change::Down {
-                real.last_reason
-            } else {
-                None
-            },
-            detail: if change == Change::Down {
-                real.last_detail
-            } else {
-                Detail::EMPTY
-            },
-            failures: real.health.fails as u64,
-        };
-        let notify = self.setups[real.setup as usize].notify;
-        self.emit(&ev, notify, None);
-        self.sync_dest(r);
-        self.check_quorum(virt);
-    }
-
-    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
-    /// quorum events, which print those instead of a failure count.
-    fn emit(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
-        self.stats.events += 1;
-        if let Some(mut l) = self.log.line(Level::Notice) {
-            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
-            if let Some(a) = ev.real {
-                let _ = write!(l, " real={a}");
-            }
-            if let Some(r) = ev.reason {
-                let _ = write!(l, " reason={} ", r.as_str());
-                l.quoted("detail", ev.detail.as_bytes());
-            }
-            match quorum {
-                Some((up, q)) => {
-                    let _ = write!(l, " up={up} quorum={q}");
-                }
-                None => {
-                    let _ = write!(l, " failures={}", ev.failures);
-                }
-            }
-        }
-        if let Some(f) = self.fifo.as_mut() {
-            let (kept, status) = f.push(ev, quorum, self.now);
-            if !kept {
-                self.stats.fifo_dropped += 1;
-            }
-            self.fifo_status(status);
-        }
-        if notify != NO_NOTIFY {
-            if let Some(n) = self.notifier.as_mut() {
-                if !n.push(notify as usize, ev) {
-                    self.stats.notify_dropped += 1;
-                    if let Some(mut l) = self.log.line(Level::Warn) {
-                        let _ = write!(
-                            l,
-                            "msg=\"notify queue full, event dropped\" event={}",
-                            ev.kind.as_str()
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// Brings real `r`'s destination in line with its state.
-    fn sync_dest(&mut self, r: usize) {
-        let real = &self.reals[r];
-        let setup = &self.setups[real.setup as usize];
-        if !real.adopted {
-            // Added by a reload, not yet seen in the table: the read-back decides first.
-            return;
-        }
-        let want = match real.health.state {
-            State::Unknown if !real.drained => return,
-            // DRAINED: weight 0, established connections finish (a removed DOWN real stays
-            // out of the table).
-            _ if real.drained
-                && !(real.health.state == State::Down && setup.on_down == OnDown::Remove) =>
-            {
-                Some(0)
-            }
-            State::Unknown => return,
-            State::Up => Some(setup.weight),
-            State::Down => match setup.on_down {
-                OnDown::Quiesce => Some(0),
-                OnDown::Remove => None,
-            },
-        };
-        if want == real.table() {
-            return;
-        }
-        let key = self.virtuals[real.virt as usize].key;
-        let (addr, forward) = (real.addr.get(), setup.forward);
-        let op = match (real.table(), want) {
-            (None, Some(w)) => Op::AddDest(
-                key,
-                Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                },
-            ),
-            (Some(_), Some(w)) => Op::EditDest(
-                key,
-                Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                },
-            ),
-            (Some(_), None) => Op::DelDest(key, addr),
-            (None, None) => return,
-        };
-        self.reals[r].set_table(want);
-        self.submit(op);
-    }
-
-    /// Drains (`on` true) or undrains real `r`: emits the event, moves the weight, and
-    /// updates the quorum. Returns false if it already was in that state.
-    fn set_drained(&mut self, r: usize, on: bool) -> bool {
-        if self.reals[r].drained == on {
-            return false;
-        }
-        self.reals[r].drained = on;
-        let virt = self.reals[r].virt as usize;
-        if self.reals[r].health.state == State::Up {
-            if on {
-                self.virtuals[virt].up -= 1;
-            } else {
-                self.virtuals[virt].up += 1;
-            }
-        }
-        let ev = Event {
-            kind: if on {
-                EventKind::Drained
-            } else {
-                EventKind::Undrained
-            },
-            service: self.virtuals[virt].key,
-            real: Some(self.reals[r].addr.get()),
-            reason: None,
-            detail: Detail::EMPTY,
-            failures: self.reals[r].health.fails as u64,
-        };
-        let notify = self.setups[self.reals[r].setup as usize].notify;
-        self.stats.transitions += 1;
-        self.reals[r].transitions += 1;
-        self.emit(&ev, notify, None);
-        self.sync_dest(r);
-        self.check_quorum(virt);
-        true
-    }
-
-    /// Emits quorum events when virtual `v`'s count of UP reals crosses its quorum, and
-    /// brings its sorry server in or out. Silent until every real has had its first result.
-    fn check_quorum(&mut self, v: usize) {
-        let virt = &self.virtuals[v];
-        if virt.unknown > 0 || virt.quorum == 0 {
-            return;
-        }
-        let lost = virt.up < virt.quorum;
-        if lost != virt.quorum_lost {
-            let ev = Event {
-                kind: if lost {
-                    EventKind::QuorumLost
-                } else {
-                    EventKind::QuorumRestored
-                },
-                service: virt.key,
-                real: None,
-                reason: None,
-                detail: Detail::EMPTY,
-                failures: 0,
-            };
-            let (notify, counts) = (virt.notify, (virt.up, virt.quorum));
-            self.virtuals[v].quorum_lost = lost;
-            self.emit(&ev, notify, Some(counts));
-        }
-        self.sync_sorry(v);
-    }
-
-    /// Puts virtual `v`'s sorry server in the table while quorum is lost, and takes it out
-    /// otherwise. Until every real has had a first result, the table keeps what it has.
-    fn sync_sorry(&mut self, v: usize) {
-        let virt = &self.virtuals[v];
-        let Some(addr) = virt.sorry else { return };
-        if virt.unknown > 0 || !virt.adopted {
-            return;
-        }
-        let want = virt.quorum > 0 && virt.quorum_lost;
-        let key = virt.key;
-        if want && !virt.sorry_in_table {
-            self.virtuals[v].sorry_in_table = true;
-            self.submit(Op::AddDest(
-                key,
-                Dest {
-                    addr,
-                    weight: 1,
-                    forward: Forward::Masq,
-                },
-            ));
-        } else if !want && virt.sorry_in_table {
-            self.virtuals[v].sorry_in_table = false;
-            self.submit(Op::DelDest(key, addr));
-        }
-    }
-
-    // ----- IPVS and notify ----------------------------------------------------------------
-
-    /// Queues `op` for the IPVS side (handed over at the end of the turn, or later when it
-    /// has no room): compact when it concerns one of this core's reals or virtuals as they
-    /// are, whole otherwise.
-    fn submit(&mut self, op: Op) {
-        let real = match op {
-            Op::AddDest(k, d) | Op::EditDest(k, d) => self.real_of(k, d.addr),
-            Op::DelDest(k, a) => self.real_of(k, a),
-            _ => None,
-        };
-        let virt = self.virt_index.get(&op.service()).map(|&v| v as usize);
-        if self.resyncing {
-            match (real, virt) {
-                (Some(r), _) => self.touched_real[r] = true,
-                (None, Some(v)) => self.touched_virt[v] = true,
-                (None, None) => {}
-            }
-        }
-        let slot = |what, idx: usize, weight: u16| Slot {
-            what,
-            idx: idx as u32,
-            weight,
-        };
-        // The file's weights fit in 16 bits; one read from the table may not: it goes whole.
-        let w16 = |w: u32| u16::try_from(w).ok();
-        let compact = match (op, real, virt) {
-            (Op::AddDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
-                w16(d.weight).map(|w| slot(What::AddDest, r, w))
-            }
-            (Op::EditDest(_, d), Some(r), _) if d.forward == self.forward_of(r) => {
-                w16(d.weight).map(|w| slot(What::EditDest, r, w))
-            }
-            (Op::DelDest(..), Some(r), _) => Some(slot(What::DelDest, r, 0)),
-            (Op::AddDest(_, d), None, Some(v))
-                if self.virtuals[v].sorry == Some(d.addr)
-                    && d.weight == 1
-                    && d.forward == Forward::Masq =>
-            {
-                Some(slot(What::AddSorry, v, 1))
-            }
-            (Op::DelDest(_, a), None, Some(v)) if self.virtuals[v].sorry == Some(a) => {
-                Some(slot(What::DelSorry, v, 0))
-            }
-            (Op::AddService(s), _, Some(v)) if s == self.virtuals[v].service => {
-                Some(slot(What::AddService, v, 0))
-            }
-            (Op::EditService(s), _, Some(v)) if s == self.virtuals[v].service => {
-                Some(slot(What::EditService, v, 0))
-            }
-            (Op::DelService(_), _, Some(v)) => Some(slot(What::DelService, v, 0)),
-            _ => None,
-        };
-        let queued = match compact {
-            Some(s) => self.outbox.push(s),
-            None => self.outbox.push_whole(op),
-        };
-        if !queued {
-            // Full: the next resync sees the difference and repairs it.
-            self.next_resync = self
-                .next_resync
-                .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
-        }
-    }
-
-    /// Probe `i`'s reals: a range in `probe_reals`.
-    fn reals_of(&self, i: usize) -> (u32, u32) {
-        let end = self
-            .cfg
-            .get(i + 1)
-            .map_or(self.probe_reals.len() as u32, |c| c.reals);
-        (self.cfg[i].reals, end)
-    }
-
-    /// Probe `i`'s target for the bytes it sends: looked up only where they name it (a plain
-    /// `check http`), so other readiness touches no real server's entry.
-    fn target_to_send(&self, i: usize) -> SocketAddr {
-        if self.kinds[self.cfg[i].kind as usize]
-            .spec
-            .target_at()
-            .is_some()
-        {
-            self.target(i)
-        } else {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        }
-    }
-
-    /// Where probe `i`'s checks connect.
-    fn target(&self, i: usize) -> SocketAddr {
-        let c = &self.cfg[i];
-        let first = self.reals[self.probe_reals[c.reals as usize] as usize]
-            .addr
-            .get();
-        self.kinds[c.kind as usize].aim.target(first)
-    }
-
-    /// Real `r`'s forwarding method.
-    fn forward_of(&self, r: usize) -> Forward {
-        self.setups[self.reals[r].setup as usize].forward
-    }
-
-    /// The real behind virtual service `key` with destination `addr`.
-    fn real_of(&self, key: ServiceKey, addr: SocketAddr) -> Option<usize> {
-        let &v = self.virt_index.get(&key)?;
-        let (a, b) = self.virtuals[v as usize].reals;
-        let range = &self.by_dest[a as usize..b as usize];
-        range
-            .binary_search_by(|&r| self.reals[r as usize].addr.get().cmp(&addr))
-            .ok()
-            .map(|i| range[i] as usize)
-    }
-
-    /// The next operation for the IPVS side, whole operations first.
-    fn next_op(&mut self) -> Option<Op> {
-        if let Some(op) = self.outbox.pop_whole() {
-            return Some(op);
-        }
-        let s = self.outbox.pop()?;
-        let i = s.idx as usize;
-        let dest = |r: &Real| Dest {
-            addr: r.addr.get(),
-            weight: s.weight.into(),
-            forward: self.setups[r.setup as usize].forward,
-        };
-        Some(match s.what {
-            What::AddDest | What::EditDest | What::DelDest => {
-                let r = &self.reals[i];
-                let key = self.virtuals[r.virt as usize].key;
-                match s.what {
-                    What::AddDest => Op::AddDest(key, dest(r)),
-                    What::EditDest => Op::EditDest(key, dest(r)),
-                    _ => Op::DelDest(key, r.addr.get()),
-                }
-            }
-            What::AddSorry | What::DelSorry => {
-                let v = &self.virtuals[i];
-                // A sorry server is only ever queued while it is configured.
-                let addr = v.sorry.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                if s.what == What::AddSorry {
-                    Op::AddDest(
-                        v.key,
-                        Dest {
-                            addr,
-                            weight: 1,
-                            forward: Forward::Masq,
-                        },
-                    )
-                } else {
-                    Op::DelDest(v.key, addr)
-                }
-            }
-            What::AddService => Op::AddService(self.virtuals[i].service),
-            What::EditService => Op::EditService(self.virtuals[i].service),
-            What::DelService => Op::DelService(self.virtuals[i].key),
-        })
-    }
-
-    /// Logs and counts a finished IPVS operation, and reacts to a failure: a destination
-    /// edited by lvsmon but deleted by hand is added again at once; anything else is
-    /// repaired by an early resync.
+    /// Logs and counts a finished IPVS operation; the table reacts to a failure.
     fn op_done(&mut self, op: Op, res: OpResult) {
         let k = OpKind::ALL
             .iter()
@@ -2201,180 +1243,34 @@ impl Core {
             let _ = l.write_all(b" ");
             let _ = res.describe(&mut l);
         }
-        match (op, res) {
-            (_, OpResult::Ok | OpResult::DryRun) => {}
-            (Op::EditDest(key, d), OpResult::Error(libc::ENOENT)) => {
-                self.submit(Op::AddDest(key, d))
-            }
-            _ => {
-                self.next_resync = self
-                    .next_resync
-                    .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
-            }
-        }
+        self.table.op_done(op, res, self.now);
     }
 
     /// What the IPVS side reports: results, and the entries of a read-back.
     fn on_ipvs(&mut self, ev: IpvsEvent) {
         match ev {
             IpvsEvent::Done(op, res) => self.op_done(op, res),
-            IpvsEvent::Service(info) => {
-                if let Some(&v) = self.virt_index.get(&info.key) {
-                    self.svc_seen[v as usize] = Some(info.service);
-                }
-            }
-            IpvsEvent::Dest(key, info) => {
-                if let Some(r) = self.real_of(key, info.addr) {
-                    self.seen[r] = info.weight.min(ABSENT - 1);
-                } else if let Some(&v) = self.virt_index.get(&key) {
-                    if self.virtuals[v as usize].sorry == Some(info.addr) {
-                        self.sorry_seen[v as usize] = true;
-                    }
-                }
-            }
-            IpvsEvent::DumpDone { ok } => {
-                self.resyncing = false;
-                if std::mem::take(&mut self.dump_stale) {
-                    // Begun before a reload, so its entries follow the old numbering: read
-                    // the table again now rather than at the next period.
-                    self.next_resync = self.now;
-                } else if ok {
-                    self.stats.resyncs += 1;
-                    self.reconcile();
-                } else {
-                    self.next_resync = self
-                        .next_resync
-                        .min(self.now.add_micros(RESYNC_AFTER_ERROR_US));
-                }
+            ev => {
+                let now = self.now;
+                let (table, mut out) = self.split();
+                table.read_back(ev, now, &mut out);
             }
         }
     }
 
-    /// A read-back starts: forget what the last one saw.
-    fn begin_resync(&mut self) {
-        self.resyncing = true;
-        self.seen.fill(ABSENT);
-        self.svc_seen.iter_mut().for_each(|s| *s = None);
-        self.sorry_seen.iter_mut().for_each(|s| *s = false);
-        self.touched_real.iter_mut().for_each(|s| *s = false);
-        self.touched_virt.iter_mut().for_each(|s| *s = false);
-    }
-
-    /// A read-back is complete: repair every difference between the table and what lvsmon
-    /// decided (a service flushed or edited by hand, a destination deleted or re-weighted).
-    fn reconcile(&mut self) {
-        for v in 0..self.virtuals.len() {
-            if self.touched_virt[v] {
-                continue;
-            }
-            let want = self.virtuals[v].service;
-            if !self.virtuals[v].adopted {
-                // Added by a reload: created if missing and adopted if present, as at startup.
-                self.adopt_virtual(v, self.svc_seen[v]);
-                self.virtuals[v].sorry_in_table = self.sorry_seen[v];
-                continue;
-            }
-            match self.svc_seen[v] {
-                None => {
-                    self.drift(want.key, None, "service missing");
-                    self.submit(Op::AddService(want));
-                }
-                Some(have)
-                    if have.scheduler() != want.scheduler()
-                        || have.persistent != want.persistent =>
-                {
-                    self.drift(want.key, None, "service settings changed");
-                    self.submit(Op::EditService(want));
-                }
-                Some(_) => {}
-            }
-            self.virtuals[v].sorry_in_table = self.sorry_seen[v];
-        }
-        for r in 0..self.reals.len() {
-            let virt = self.reals[r].virt as usize;
-            if self.touched_real[r] || self.touched_virt[virt] || !self.virtuals[virt].adopted {
-                continue;
-            }
-            let seen = (self.seen[r] != ABSENT).then_some(self.seen[r]);
-            if !self.reals[r].adopted {
-                // Added by a reload: its entry (or none) is what the table has.
-                self.adopt_real(r, seen);
-                self.sync_dest(r);
-                continue;
-            }
-            if seen != self.reals[r].table() {
-                let key = self.virtuals[self.reals[r].virt as usize].key;
-                let addr = self.reals[r].addr.get();
-                self.drift(
-                    key,
-                    Some(addr),
-                    if seen.is_none() {
-                        "destination missing"
-                    } else {
-                        "weight changed"
-                    },
-                );
-                self.reals[r].set_table(seen);
-            }
-            let setup = &self.setups[self.reals[r].setup as usize];
-            if self.reals[r].health.state == State::Unknown
-                && seen.is_none()
-                && setup.on_down == OnDown::Quiesce
-            {
-                // Not checked yet and gone from the table: back at weight 0, as at startup.
-                let key = self.virtuals[self.reals[r].virt as usize].key;
-                let d = Dest {
-                    addr: self.reals[r].addr.get(),
-                    weight: 0,
-                    forward: setup.forward,
-                };
-                self.reals[r].set_table(Some(0));
-                self.submit(Op::AddDest(key, d));
-            }
-            self.sync_dest(r);
-        }
-        for v in 0..self.virtuals.len() {
-            if !self.touched_virt[v] {
-                self.sync_sorry(v);
-            }
-        }
-        // Anything a reload added that this read-back could not settle waits for the next.
-        self.adopt_pending =
-            self.virtuals.iter().any(|v| !v.adopted) || self.reals.iter().any(|r| !r.adopted);
-    }
-
-    /// Logs one difference found by a resync.
-    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
-        self.stats.drift_repaired += 1;
-        if let Some(mut l) = self.log.line(Level::Warn) {
-            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
-            if let Some(a) = real {
-                let _ = write!(l, " real={a}");
-            }
-        }
-    }
-
-    /// Logs what the `notify-fifo` writer reported, if anything changed.
-    fn fifo_status(&mut self, status: FifoStatus) {
-        let Some(f) = self.fifo.as_ref() else { return };
-        match status {
-            FifoStatus::Same => {}
-            FifoStatus::Opened => {
-                if let Some(mut l) = self.log.line(Level::Info) {
-                    let _ = write!(l, "msg=\"notify-fifo open\" ");
-                    l.quoted("path", f.path());
-                }
-            }
-            FifoStatus::Failed(errno) => {
-                if let Some(mut l) = self.log.line(Level::Warn) {
-                    let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
-                    l.quoted("path", f.path());
-                    let _ = write!(l, " errno={errno} ");
-                    l.quoted("error", crate::notify::errno_text(errno).as_bytes());
-                    let _ = write!(l, " pending_bytes={}", f.pending());
-                }
-            }
-        }
+    /// The table, and where its events go.
+    #[inline]
+    fn split(&mut self) -> (&mut Table, Sinks<'_>) {
+        (
+            &mut self.table,
+            Sinks {
+                log: &mut self.log,
+                stats: &mut self.stats,
+                fifo: &mut self.fifo,
+                notifier: &mut self.notifier,
+                now: self.now,
+            },
+        )
     }
 
     fn poll_notify(&mut self, now: Time) {
@@ -2384,7 +1280,7 @@ impl Core {
         if let Some(f) = self.fifo.as_mut() {
             if f.next_deadline().is_some_and(|t| now >= t) {
                 let status = f.flush(now);
-                self.fifo_status(status);
+                fifo_status(&mut self.log, f, status);
             }
         }
         let Some(n) = self.notifier.as_mut() else {
@@ -2432,10 +1328,10 @@ impl Core {
         let Some(mut r) = self.status_next else {
             return;
         };
-        while r < self.reals.len() && self.log.has_room() {
-            let real = &self.reals[r];
+        while r < self.table.reals().len() && self.log.has_room() {
+            let real = &self.table.reals()[r];
             r += 1;
-            let key = self.virtuals[real.virt as usize].key;
+            let key = self.table.virtuals()[real.virt as usize].key;
             if let Some(mut l) = self.log.line(Level::Notice) {
                 let _ = write!(
                     l,
@@ -2454,13 +1350,17 @@ impl Core {
                 }
             }
         }
-        self.status_next = (r < self.reals.len()).then_some(r);
+        self.status_next = (r < self.table.reals().len()).then_some(r);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::health::Health;
+    use crate::monitor::phase::{self, Phase};
+    use crate::monitor::probes::{Kind, ProbeCfg};
+    use crate::table::{Addr, Real, Setup};
     use std::mem::size_of;
 
     /// What each real server and each distinct check cost in the loop's tables (bench/README.md
@@ -2481,34 +1381,6 @@ mod tests {
         assert!(size_of::<Real>() <= 136);
         assert!(size_of::<ProbeCfg>() <= 8);
         assert!(size_of::<Probe>() <= 48);
-    }
-
-    #[test]
-    fn a_probe_target_follows_from_its_first_real() {
-        let real: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        for (target, aim) in [
-            ("192.0.2.1:80", Aim::Real),
-            ("192.0.2.1:8080", Aim::Port(8080)),
-            (
-                "198.51.100.7:80",
-                Aim::Fixed("198.51.100.7:80".parse().unwrap()),
-            ),
-            (
-                "[2001:db8::1]:80",
-                Aim::Fixed("[2001:db8::1]:80".parse().unwrap()),
-            ),
-        ] {
-            let t: SocketAddr = target.parse().unwrap();
-            assert_eq!(Aim::of(t, real), aim, "{target}");
-            assert_eq!(aim.target(real), t, "{target}");
-        }
-        // Another real behind the same kind gets its own address, or its own on the port.
-        let other: SocketAddr = "192.0.2.2:80".parse().unwrap();
-        assert_eq!(Aim::Real.target(other), other);
-        assert_eq!(
-            Aim::Port(8080).target(other),
-            "192.0.2.2:8080".parse().unwrap()
-        );
     }
 
     /// A daemon (dry-run IPVS, no log, no signals) with one `check tcp` against a loopback
@@ -2552,51 +1424,35 @@ mod tests {
         // A turn or two more: connected, waiting for the banner.
         d.turn(Some(Duration::from_millis(20))).unwrap();
         assert_eq!(d.core.stats.started, 1);
-        assert!(matches!(d.core.probes[0].phase, Phase::Recv { .. }));
-        let k = &d.core.kinds[0];
-        let (c, t) = (k.connect_us, k.timeout_us);
-        let before = d.core.probes[0].phase_deadline(c, t);
+        assert!(matches!(
+            d.core.probes.phase(ProbeId(0)),
+            Phase::Recv { .. }
+        ));
+        let before = d.core.probes.phase_deadline(ProbeId(0));
         let now = d.clock.now();
 
         d.core.stalled(10_000_000, d.poll.registry(), now);
         assert_eq!(d.core.stats.loop_stalls, 1);
         assert_eq!(
-            d.core.probes[0].phase_deadline(c, t),
+            d.core.probes.phase_deadline(ProbeId(0)),
             before.add_micros(10_000_000)
         );
-        assert_eq!(d.core.in_flight, 1);
+        assert_eq!(d.core.probes.in_flight(), 1);
 
         d.core.stalled(phase::MAX_LATE_US, d.poll.registry(), now);
         assert_eq!(d.core.stats.loop_stalls, 2);
-        let p = &d.core.probes[0];
-        assert!(p.phase == Phase::Wait && p.sock.is_none());
-        assert_eq!(d.core.in_flight, 0);
+        assert!(
+            d.core.probes.phase(ProbeId(0)) == Phase::Wait && !d.core.probes.running(ProbeId(0))
+        );
+        assert_eq!(d.core.probes.in_flight(), 0);
         // Due now: the next turn starts it again.
-        assert!(d.core.wheel.next_expiry().unwrap() <= now.add_micros(crate::timer::TICK_US));
+        assert!(d.core.probes.next_expiry().unwrap() <= now.add_micros(crate::timer::TICK_US));
         d.turn(Some(Duration::from_millis(20))).unwrap();
         let st = &d.core.stats;
         assert_eq!(st.started, 2);
         assert_eq!((st.checks, st.local_errors), (0, 0));
-        assert!(d.core.probes[0].sock.is_some());
-        assert!(d.core.probes[0].phase_deadline(c, t) > now);
+        assert!(d.core.probes.running(ProbeId(0)));
+        assert!(d.core.probes.phase_deadline(ProbeId(0)) > now);
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn compact_addresses_round_trip() {
-        for a in [
-            "192.0.2.1:80",
-            "[2001:db8::1]:443",
-            "0.0.0.0:0",
-            "[::ffff:192.0.2.1]:8080",
-        ] {
-            let s: SocketAddr = a.parse().unwrap();
-            assert_eq!(Addr::new(s).get(), s, "{a}");
-            assert_eq!(Addr::new(s).to_string(), s.to_string());
-        }
-        // v4 and its v4-mapped v6 form stay apart.
-        let v4: SocketAddr = "192.0.2.1:80".parse().unwrap();
-        let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
-        assert_ne!(Addr::new(v4), Addr::new(mapped));
     }
 }

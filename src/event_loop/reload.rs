@@ -26,14 +26,12 @@ use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Core, Daemon, Log, Probe};
+use super::{Core, Daemon, Log};
 use crate::clock::Time;
 use crate::config::{Plan, ServiceKey};
-use crate::ipvs::{Dest, Op};
 use crate::log::{Level, Sink};
-use crate::monitor::health::State;
-use crate::monitor::phase::{self, Phase, NO_BUF};
 use crate::notify::NotifyCounters;
+use crate::table::Changes;
 
 /// `--reload-timeout` when none is given: reading, planning and building even 100,000 real
 /// servers takes a few seconds, so a load still running after a minute is stuck (a file on
@@ -84,28 +82,6 @@ impl Loaded {
             summary,
         })
     }
-}
-
-/// What a reload changed, for its log line and reply.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Changes {
-    /// Reals kept with their state (of which `changed` had settings changed).
-    pub kept: usize,
-    pub changed: usize,
-    /// Reals added and removed.
-    pub added: usize,
-    pub removed: usize,
-    /// Virtual services added and removed.
-    pub virtuals_added: usize,
-    pub virtuals_removed: usize,
-    /// Probes kept on their grid (of which `running` kept a check in flight).
-    pub probes_kept: usize,
-    pub running: usize,
-    /// Checks in flight that could not be carried over (no receive buffer): they run
-    /// again at their next grid point.
-    pub restarted: usize,
-    /// Operations queued for IPVS by the reload itself.
-    pub ops: usize,
 }
 
 impl Core {
@@ -234,347 +210,45 @@ impl Core {
         self.stats = std::mem::take(&mut old.stats);
         self.wall_origin_us = old.wall_origin_us;
         self.now = now;
-        self.local_warn_at = old.local_warn_at;
-        self.local_held = old.local_held;
         self.stop = old.stop;
         self.retiring = std::mem::take(&mut old.retiring);
         self.notify_retired = old.notify_retired;
         self.reload = std::mem::take(&mut old.reload);
-        self.dump_stale = old.resyncing || old.dump_stale;
-        self.next_resync = old.next_resync;
-        self.saver = old.saver.take();
         self.systemd = old.systemd.take();
-        if let Some(s) = self.saver.as_mut() {
-            // Records of a save under way follow the old numbering: start a fresh save.
-            if old.save_cursor.is_some() {
-                s.cancel();
-            }
-            s.reserve(self.history.max_encoded_len());
-        }
-        self.next_save = if old.save_cursor.is_some() {
-            now
-        } else {
-            old.next_save
-        };
-        // Operations the old core had not handed over yet, whole (they name its tables), then
-        // this reload's; the whole queue may grow while it runs.
-        self.outbox.growable = true;
-        while let Some(op) = old.next_op() {
-            self.outbox.push_whole(op);
-        }
-        let ops_before = self.outbox.len();
-
-        // Virtual services.
-        let mut old_virt_kept = vec![false; old.virtuals.len()];
-        for v in 0..self.virtuals.len() {
-            let key = self.virtuals[v].key;
-            let Some(&ov) = old.virt_index.get(&key) else {
-                ch.virtuals_added += 1;
-                continue;
+        // Records of a save under way follow the old numbering: a fresh save starts.
+        self.persist
+            .take_over(&mut old.persist, now, self.history.max_encoded_len());
+        // The table: reals and virtual services kept, added and removed, and the operations
+        // the differences need.
+        {
+            let mut out = super::Sinks {
+                log: &mut self.log,
+                stats: &mut self.stats,
+                fifo: &mut self.fifo,
+                notifier: &mut self.notifier,
+                now,
             };
-            let ov = ov as usize;
-            old_virt_kept[ov] = true;
-            let o = &old.virtuals[ov];
-            let (adopted, lost, sorry, sorry_in) =
-                (o.adopted, o.quorum_lost, o.sorry, o.sorry_in_table);
-            let (sched, pers) = (o.service.scheduler, o.service.persistent);
-            let nv = &mut self.virtuals[v];
-            nv.adopted = adopted;
-            nv.quorum_lost = lost;
-            if sorry == nv.sorry {
-                nv.sorry_in_table = sorry_in;
-            } else if let (true, Some(addr)) = (sorry_in, sorry) {
-                // The sorry server changed: the old one leaves now, the new one comes in
-                // when quorum says so.
-                self.submit(Op::DelDest(key, addr));
-            }
-            let nv = &self.virtuals[v];
-            if adopted && (nv.service.scheduler != sched || nv.service.persistent != pers) {
-                let s = nv.service;
-                self.submit(Op::EditService(s));
-            }
-        }
-        for (ov, kept) in old_virt_kept.iter().enumerate() {
-            if !kept {
-                ch.virtuals_removed += 1;
-                if old.virtuals[ov].adopted {
-                    // Gone from the file: gone from the table, with its destinations.
-                    self.submit(Op::DelService(old.virtuals[ov].key));
-                }
-            }
-        }
-
-        // Real servers.
-        let mut old_real_kept = vec![false; old.reals.len()];
-        for r in 0..self.reals.len() {
-            let key = self.virtuals[self.reals[r].virt as usize].key;
-            let addr = self.reals[r].addr.get();
-            let Some(or) = old.real_of(key, addr) else {
-                ch.added += 1;
-                continue;
-            };
-            old_real_kept[or] = true;
-            ch.kept += 1;
-            let o = &old.reals[or];
-            let nr = &mut self.reals[r];
-            let (os, ns) = (
-                &old.setups[o.setup as usize],
-                &self.setups[nr.setup as usize],
+            let history = &mut self.history;
+            let old_history = &old.history;
+            self.table.take_over(
+                &mut old.table,
+                now,
+                dry,
+                (&old.notify_cmds, &self.notify_cmds),
+                &mut ch,
+                |r, or| history.copy_real(r, old_history, or),
+                &mut out,
             );
-            if os.weight != ns.weight
-                || os.forward != ns.forward
-                || os.on_down != ns.on_down
-                || os.rules != ns.rules
-                || os.notify_cmd_changed(ns, &old.notify_cmds, &self.notify_cmds)
-            {
-                ch.changed += 1;
-            }
-            nr.health = o.health;
-            nr.table = o.table;
-            nr.checks = o.checks;
-            nr.failures = o.failures;
-            nr.transitions = o.transitions;
-            nr.last_reason = o.last_reason;
-            nr.last_detail = o.last_detail;
-            nr.last_latency_us = o.last_latency_us;
-            nr.drained = o.drained;
-            nr.adopted = o.adopted;
-            let (a, b) = (nr.ring as usize, (nr.ring + ns.ring_len()) as usize);
-            let (oa, ob) = (o.ring as usize, (o.ring + os.ring_len()) as usize);
-            if b - a == ob - oa {
-                self.rings[a..b].copy_from_slice(&old.rings[oa..ob]);
-            } else {
-                // `fall` changed the window's length: it starts afresh.
-                nr.health.restart_window();
-            }
-            let forward_changed = os.forward != ns.forward;
-            let forward = ns.forward;
-            self.history.copy_real(r, &old.history, or);
-            if let (true, true, Some(w)) = (forward_changed, nr.adopted, nr.table()) {
-                let d = Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                };
-                self.submit(Op::EditDest(key, d));
-            }
-        }
-        for (or, kept) in old_real_kept.iter().enumerate() {
-            if *kept {
-                continue;
-            }
-            ch.removed += 1;
-            let o = &old.reals[or];
-            let ov = o.virt as usize;
-            // Under a removed virtual service the del-service takes it along.
-            if old_virt_kept[ov] && o.adopted && o.table().is_some() {
-                self.submit(Op::DelDest(old.virtuals[ov].key, o.addr.get()));
-            }
-        }
-
-        // Quorum bookkeeping from the carried states.
-        for v in 0..self.virtuals.len() {
-            let (a, b) = self.virtuals[v].reals;
-            let (mut up, mut unknown) = (0, 0);
-            for r in &self.reals[a as usize..b as usize] {
-                match r.health.state {
-                    State::Up if !r.drained => up += 1,
-                    State::Unknown => unknown += 1,
-                    _ => {}
-                }
-            }
-            self.virtuals[v].up = up;
-            self.virtuals[v].unknown = unknown;
         }
 
         // Probes: the same check keeps its grid point and whatever it is doing.
-        // Old probes by target: the first of each target, then a chain through `next`.
-        const END: u32 = u32::MAX;
-        let mut first: std::collections::HashMap<std::net::SocketAddr, u32> =
-            std::collections::HashMap::with_capacity(old.cfg.len());
-        let mut next = vec![END; old.cfg.len()];
-        for j in (0..old.cfg.len()).rev() {
-            if let Some(f) = first.insert(old.target(j), j as u32) {
-                next[j] = f;
-            }
-        }
-        let mut carried = vec![false; old.probes.len()];
-        let n = self.cfg.len().max(1) as u64;
-        for i in 0..self.cfg.len() {
-            let c = &self.cfg[i];
-            let mut j = first.get(&self.target(i)).copied().unwrap_or(END);
-            while j != END {
-                let o = &old.cfg[j as usize];
-                // Same target: the same check if plugin and timing are (however the target
-                // follows from the first real).
-                if !carried[j as usize]
-                    && old.kinds[o.kind as usize].same_check(&self.kinds[c.kind as usize])
-                {
-                    break;
-                }
-                j = next[j as usize];
-            }
-            if j == END {
-                // A new probe: its first check somewhere in its first interval from now.
-                let at = now.add_micros(self.kinds[c.kind as usize].interval_us * i as u64 / n);
-                self.probes[i].scheduled = at;
-                self.wheel.set(i as u32, at);
-                continue;
-            }
-            carried[j as usize] = true;
-            ch.probes_kept += 1;
-            self.carry_probe(i as u32, old, j as usize, reg, now, &mut ch);
-        }
-        for (j, was) in carried.iter().enumerate() {
-            if !was && old.probes[j].sock.is_some() {
-                phase::close(&mut old.probes[j], reg);
-            }
-        }
-
-        // The table follows the new settings of the reals kept; what was added waits to be
-        // adopted.
-        if dry {
-            self.adopt_assuming_empty();
-        } else if ch.added > 0 || ch.virtuals_added > 0 {
-            self.adopt_pending = true;
-        }
-        for r in 0..self.reals.len() {
-            self.sync_dest(r);
-        }
-        for v in 0..self.virtuals.len() {
-            if self.virtuals[v].adopted {
-                self.check_quorum(v);
-            }
-        }
-        self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
-        ch.ops = self.outbox.len() - ops_before;
-        self.outbox.growable = false;
+        let old_table = &old.table;
+        let (probes, mut host) = self.around();
+        let carried = probes.take_over(&mut old.probes, reg, now, |r| old_table.addr(r), &mut host);
+        ch.probes_kept = carried.kept;
+        ch.running = carried.running;
+        ch.restarted = carried.restarted;
         ch
-    }
-
-    /// Moves old probe `j` into slot `id` of this core.
-    fn carry_probe(
-        &mut self,
-        id: u32,
-        old: &mut Core,
-        j: usize,
-        reg: &mio::Registry,
-        now: Time,
-        ch: &mut Changes,
-    ) {
-        let i = id as usize;
-        let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
-        let mut keep = p.sock.is_some();
-        if keep && p.buf != NO_BUF {
-            // Bytes already read move to a buffer of the new pool, if one is free and big
-            // enough.
-            let got = match p.phase {
-                Phase::Recv { got } | Phase::Query { got, .. } => got as usize,
-                _ => 0,
-            };
-            let from = old.pool.slice(p.buf);
-            match self.pool.take() {
-                Some(b) if self.pool.size() >= got && from.len() >= got => {
-                    let n = self.pool.size().min(from.len());
-                    let bytes = &from[..n];
-                    self.pool.slice(b)[..n].copy_from_slice(bytes);
-                    p.buf = b;
-                }
-                Some(b) => {
-                    let _ = self.pool.give_back(b);
-                    keep = false;
-                }
-                None => keep = false,
-            }
-        } else if keep && old.pool.is_queued(j as u32) {
-            self.pool.enqueue(id);
-        }
-        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
-        if keep && phase::rebind(&mut p, id, spec, reg).is_err() {
-            keep = false;
-        }
-        if p.sock.is_some() && !keep {
-            p.buf = NO_BUF;
-            phase::close(&mut p, reg);
-            self.probes[i] = p;
-            ch.restarted += 1;
-            // The check never finished: its next grid point comes as if deferred.
-            self.schedule_next(id, now);
-            return;
-        }
-        if p.sock.is_some() {
-            ch.running += 1;
-        } else {
-            p.rx_ready = false;
-        }
-        let k = &self.kinds[self.cfg[i].kind as usize];
-        let at = p.phase_deadline(k.connect_us, k.timeout_us);
-        self.probes[i] = p;
-        self.wheel.set(id, at);
-    }
-
-    /// `--dry-run`: what a reload added is adopted at once against an empty table, as at
-    /// startup.
-    fn adopt_assuming_empty(&mut self) {
-        for v in 0..self.virtuals.len() {
-            if !self.virtuals[v].adopted {
-                self.adopt_virtual(v, None);
-            }
-        }
-        for r in 0..self.reals.len() {
-            if !self.reals[r].adopted {
-                self.adopt_real(r, None);
-            }
-        }
-    }
-
-    /// Virtual `v`'s service in the table is now known to be `seen` (lvsmon(8), IPVS: created
-    /// if missing, adopted if present, its scheduler and persistence put right).
-    pub(super) fn adopt_virtual(&mut self, v: usize, seen: Option<crate::ipvs::Service>) {
-        self.virtuals[v].adopted = true;
-        let want = self.virtuals[v].service;
-        match seen {
-            None => self.submit(Op::AddService(want)),
-            Some(have)
-                if have.scheduler() != want.scheduler() || have.persistent != want.persistent =>
-            {
-                self.submit(Op::EditService(want))
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// Real `r`'s entry in the table is now known to be `seen` (lvsmon(8), DECISIONS: an entry
-    /// already there keeps its weight until the first check decides; a missing one comes in
-    /// at weight 0 unless the real is removed when DOWN).
-    pub(super) fn adopt_real(&mut self, r: usize, seen: Option<u32>) {
-        let real = &mut self.reals[r];
-        let setup = &self.setups[real.setup as usize];
-        real.adopted = true;
-        real.set_table(seen);
-        if seen.is_none() && setup.on_down == crate::config::OnDown::Quiesce {
-            let key = self.virtuals[real.virt as usize].key;
-            let d = Dest {
-                addr: real.addr.get(),
-                weight: 0,
-                forward: setup.forward,
-            };
-            real.set_table(Some(0));
-            self.submit(Op::AddDest(key, d));
-        }
-    }
-}
-
-impl super::Setup {
-    /// True when the notify command of these settings differs from `new`'s (compared by
-    /// argv, as command numbers change between plans).
-    fn notify_cmd_changed(
-        &self,
-        new: &super::Setup,
-        old_cmds: &[Vec<Vec<u8>>],
-        new_cmds: &[Vec<Vec<u8>>],
-    ) -> bool {
-        old_cmds.get(self.notify as usize) != new_cmds.get(new.notify as usize)
     }
 }
 
@@ -678,8 +352,8 @@ impl Daemon {
                     let _ = write!(
                         l,
                         "msg=\"reloaded\" file={file} virtuals={} reals={} checks={} kept={} changed={} added={} removed={} virtuals_added={} virtuals_removed={} probes_kept={} running_kept={} restarted={} ipvs_ops={} load_ms={} apply_ms={}",
-                        self.core.virtuals.len(),
-                        self.core.reals.len(),
+                        self.core.table.virtuals().len(),
+                        self.core.table.reals().len(),
                         self.core.probes.len(),
                         ch.kept,
                         ch.changed,

@@ -4,3 +4,4 @@
 pub mod event;
 pub mod health;
 pub mod phase;
+pub mod probes;

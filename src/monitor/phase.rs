@@ -85,22 +85,22 @@ pub const NO_BUF: u32 = u32::MAX;
 #[derive(Debug)]
 pub struct Probe {
     /// Current phase.
-    pub phase: Phase,
+    pub(super) phase: Phase,
     /// Bumped at every socket close, and part of the mio token, so readiness from a closed
     /// socket can never be taken for the next one's. Such readiness can only wait in the
     /// batch of events being handled (closing a socket takes it out of epoll), so 16 bits
     /// are plenty.
-    pub gen: u16,
+    pub(super) gen: u16,
     /// Readiness to read seen and not yet used up.
-    pub rx_ready: bool,
+    pub(super) rx_ready: bool,
     /// The socket while a check runs (a TCP stream, or a connected UDP socket).
-    pub sock: Option<OwnedFd>,
+    pub(super) sock: Option<OwnedFd>,
     /// The plugin's progress.
-    pub st: CheckState,
+    pub(super) st: CheckState,
     /// Receive buffer index in the pool, or [`NO_BUF`].
-    pub buf: u32,
+    pub(super) buf: u32,
     /// The grid point this check was (or will be) started for.
-    pub scheduled: Time,
+    pub(super) scheduled: Time,
     /// When the running check actually started: µs after `scheduled` (see [`Probe::started`];
     /// the caller keeps it below [`MAX_LATE_US`]).
     started_after: u32,
@@ -140,6 +140,44 @@ impl Probe {
             scheduled: first,
             started_after: 0,
         }
+    }
+
+    /// The current phase.
+    #[inline(always)]
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// A check is running: the probe holds a socket.
+    #[inline(always)]
+    pub fn has_socket(&self) -> bool {
+        self.sock.is_some()
+    }
+
+    /// Every phase change goes through here, where its rules are asserted (in debug builds,
+    /// which the tests run): a running phase holds a socket; a check starts from WAIT,
+    /// connects before it sends, and only closing brings it back to WAIT.
+    #[inline(always)]
+    pub(super) fn set_phase(&mut self, to: Phase) {
+        debug_assert!(
+            to == Phase::Wait || self.sock.is_some(),
+            "{to:?} without a socket"
+        );
+        debug_assert!(
+            matches!(
+                (self.phase, to),
+                (_, Phase::Wait)
+                    | (Phase::Wait, _)
+                    | (Phase::ConResult, Phase::Query { .. } | Phase::Recv { .. })
+                    | (
+                        Phase::Query { .. } | Phase::Recv { .. },
+                        Phase::Query { .. } | Phase::Recv { .. }
+                    )
+            ),
+            "phase {:?} -> {to:?}",
+            self.phase
+        );
+        self.phase = to;
     }
 
     /// When the running (or last) check started.
@@ -478,10 +516,10 @@ pub fn start(
     p.sock = Some(sock);
     if udp {
         // No handshake: straight to the query.
-        p.phase = Phase::Query { sent: 0, got: 0 };
+        p.set_phase(Phase::Query { sent: 0, got: 0 });
         return send_datagram(p, spec);
     }
-    p.phase = Phase::ConResult;
+    p.set_phase(Phase::ConResult);
     Outcome::Pending
 }
 
@@ -522,7 +560,7 @@ fn send_datagram(p: &mut Probe, spec: &CheckSpec) -> Outcome {
     match step {
         Step::Done(v) => Outcome::Done(v),
         _ => {
-            p.phase = Phase::Recv { got: 0 };
+            p.set_phase(Phase::Recv { got: 0 });
             Outcome::NeedBuffer
         }
     }
@@ -622,11 +660,11 @@ fn follow(
     match step {
         Step::Done(v) => Outcome::Done(v),
         Step::Send => {
-            p.phase = Phase::Query { sent: 0, got };
+            p.set_phase(Phase::Query { sent: 0, got });
             send(p, spec, target, buf)
         }
         Step::Recv => {
-            p.phase = Phase::Recv { got };
+            p.set_phase(Phase::Recv { got });
             recv(p, spec, target, buf)
         }
     }
@@ -697,7 +735,7 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         if n < 0 {
             let e = last_errno();
             if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
-                p.phase = Phase::Query { sent, got };
+                p.set_phase(Phase::Query { sent, got });
                 return Outcome::Pending;
             }
             if e == libc::EINTR {
@@ -707,7 +745,7 @@ pub fn send(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         }
         sent += n as u32;
     }
-    p.phase = Phase::Query { sent, got };
+    p.set_phase(Phase::Query { sent, got });
     let step = spec.sent(&mut p.st);
     follow(p, spec, target, step, got, buf)
 }
@@ -723,7 +761,7 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         return Outcome::Pending;
     };
     if buf.is_empty() {
-        p.phase = Phase::Recv { got };
+        p.set_phase(Phase::Recv { got });
         return Outcome::NeedBuffer;
     }
     let Some(sock) = p.sock.as_ref() else {
@@ -732,7 +770,7 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
     let limit = spec.max_response().min(buf.len()).max(1);
     loop {
         if got as usize >= limit {
-            p.phase = Phase::Recv { got };
+            p.set_phase(Phase::Recv { got });
             return Outcome::Done(Verdict::Fail(
                 Reason::ResponseTooLarge,
                 Detail::number(got as u64),
@@ -744,17 +782,17 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         if n < 0 {
             let e = last_errno();
             if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
-                p.phase = Phase::Recv { got };
+                p.set_phase(Phase::Recv { got });
                 return Outcome::Pending;
             }
             if e == libc::EINTR {
                 continue;
             }
-            p.phase = Phase::Recv { got };
+            p.set_phase(Phase::Recv { got });
             return Outcome::Done(errno_verdict(e, false));
         }
         if n == 0 {
-            p.phase = Phase::Recv { got };
+            p.set_phase(Phase::Recv { got });
             if got == 0 {
                 return Outcome::Done(Verdict::fail(Reason::Closed));
             }
@@ -764,12 +802,12 @@ pub fn recv(p: &mut Probe, spec: &CheckSpec, target: &SocketAddr, buf: &mut [u8]
         match spec.on_data(&mut p.st, &buf[..got as usize]) {
             Step::Recv => {}
             Step::Done(v) => {
-                p.phase = Phase::Recv { got };
+                p.set_phase(Phase::Recv { got });
                 return Outcome::Done(v);
             }
             Step::Send => {
                 // A dialogue step: send, then come back to reading with `got` kept.
-                p.phase = Phase::Query { sent: 0, got };
+                p.set_phase(Phase::Query { sent: 0, got });
                 return send(p, spec, target, buf);
             }
         }
@@ -823,7 +861,7 @@ pub fn close(p: &mut Probe, registry: &Registry) {
         raw::close(sock);
     }
     p.gen = p.gen.wrapping_add(1);
-    p.phase = Phase::Wait;
+    p.set_phase(Phase::Wait);
 }
 
 #[cfg(test)]

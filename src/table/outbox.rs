@@ -17,7 +17,7 @@ use crate::ipvs::Op;
 
 /// What a compact operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum What {
+pub(crate) enum What {
     AddDest,
     EditDest,
     DelDest,
@@ -32,7 +32,7 @@ pub(super) enum What {
 /// One compact operation: `idx` is a real server's index for the `*Dest` kinds, a virtual
 /// service's otherwise.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Slot {
+pub(crate) struct Slot {
     pub idx: u32,
     pub weight: u16,
     pub what: What,
@@ -40,7 +40,7 @@ pub(super) struct Slot {
 
 /// Both queues, first in first out; whole operations go first.
 #[derive(Debug)]
-pub(super) struct Outbox {
+pub(crate) struct Outbox {
     ring: Box<[Slot]>,
     head: usize,
     len: usize,

@@ -1,0 +1,162 @@
+//! The Prometheus `/metrics` page (metric names and meanings: lvsmon(8), METRICS), rendered
+//! section by section from a cursor into a connection's fixed buffer. It reads the
+//! counters and the table and changes nothing.
+
+use std::io::Write;
+
+use crate::control::{key_text, Reply};
+use crate::ipvs::OpKind;
+use crate::monitor::health::State;
+use crate::plugins::Reason;
+use crate::stats::{self, label_value, Stats};
+use crate::table::Table;
+
+/// The head of a `/metrics` reply (also the whole reply to `HEAD`).
+pub(crate) const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nConnection: close\r\n\r\n";
+
+/// What the page shows.
+pub(crate) struct Sources<'a> {
+    /// The loop's counters.
+    pub stats: &'a Stats,
+    /// The reals and virtual services.
+    pub table: &'a Table,
+    /// Log lines dropped.
+    pub log_dropped: u64,
+    /// State saves that failed.
+    pub saves_failed: u64,
+}
+
+/// Writes a service identifier as an escaped label value.
+fn service_label(w: &mut impl Write, key: crate::config::ServiceKey) -> std::io::Result<()> {
+    label_value(w, key_text(key, &mut [0u8; 80]).as_bytes())
+}
+
+/// The `/metrics` page. Cursor: section in the top byte, item below.
+pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -> bool {
+    loop {
+        let (sec, item) = (*cursor >> 56, *cursor & ((1 << 56) - 1));
+        match sec {
+            0 => {
+                let ok = out.line(|w| w.write_all(HEAD))
+                    && out.line(|w| {
+                        let st = &src.stats;
+                        stats::family(w, "lvsmon_checks_total", "counter", "Checks finished with a verdict.")?;
+                        writeln!(w, "lvsmon_checks_total {}", st.checks)?;
+                        stats::family(w, "lvsmon_transitions_total", "counter", "UP/DOWN transitions and drains of real servers.")?;
+                        writeln!(w, "lvsmon_transitions_total {}", st.transitions)?;
+                        stats::family(w, "lvsmon_local_errors_total", "counter", "Checks deferred for the director's own errors (no file descriptors, ports or buffers).")?;
+                        writeln!(w, "lvsmon_local_errors_total {}", st.local_errors)?;
+                        stats::family(w, "lvsmon_missed_starts_total", "counter", "Grid points skipped because the previous check still ran.")?;
+                        writeln!(w, "lvsmon_missed_starts_total {}", st.missed_starts)?;
+                        stats::family(w, "lvsmon_loop_stalls_total", "counter", "Times the loop woke over 0.5 s later than it asked to (stopped, paused or starved); its running checks got the time back.")?;
+                        writeln!(w, "lvsmon_loop_stalls_total {}", st.loop_stalls)?;
+                        stats::family(w, "lvsmon_ipvs_resyncs_total", "counter", "Read-backs of the IPVS table.")?;
+                        writeln!(w, "lvsmon_ipvs_resyncs_total {}", st.resyncs)?;
+                        stats::family(w, "lvsmon_ipvs_drift_repaired_total", "counter", "Differences between the IPVS table and lvsmon's decisions found by resyncs.")?;
+                        writeln!(w, "lvsmon_ipvs_drift_repaired_total {}", st.drift_repaired)
+                    })
+                    && out.line(|w| {
+                        stats::family(w, "lvsmon_log_dropped_total", "counter", "Log lines dropped because the log's reader did not keep up (or had gone).")?;
+                        writeln!(w, "lvsmon_log_dropped_total {}", src.log_dropped)
+                    })
+                    && out.line(|w| {
+                        let st = &src.stats;
+                        stats::family(w, "lvsmon_notify_dropped_total", "counter", "Events not passed on: to the notify command (queue full) or to notify-fifo (its reader slow or absent).")?;
+                        writeln!(w, "lvsmon_notify_dropped_total{{to=\"command\"}} {}", st.notify_dropped)?;
+                        writeln!(w, "lvsmon_notify_dropped_total{{to=\"fifo\"}} {}", st.fifo_dropped)
+                    })
+                    && out.line(|w| {
+                        stats::family(w, "lvsmon_check_failures_total", "counter", "Failed checks by reason.")?;
+                        for r in Reason::ALL {
+                            writeln!(w, "lvsmon_check_failures_total{{reason=\"{}\"}} {}", r.as_str(), src.stats.failures[r as usize])?;
+                        }
+                        Ok(())
+                    })
+                    && out.line(|w| {
+                        stats::family(w, "lvsmon_ipvs_operations_total", "counter", "IPVS table changes by operation and result.")?;
+                        for (k, op) in OpKind::ALL.iter().enumerate() {
+                            let st = &src.stats;
+                            let dry = st.ipvs_dry_run[k];
+                            for (res, n) in [("ok", st.ipvs_ok[k] - dry), ("dry-run", dry), ("error", st.ipvs_errors[k])] {
+                                writeln!(w, "lvsmon_ipvs_operations_total{{op=\"{}\",result=\"{res}\"}} {n}", op.as_str())?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    && out.line(|w| {
+                        stats::family(w, "lvsmon_check_duration_seconds", "histogram", "Time from the start of a check to its verdict.")?;
+                        src.stats.duration.render("lvsmon_check_duration_seconds", w)
+                    })
+                    && out.line(|w| {
+                        stats::family(w, "lvsmon_check_lateness_seconds", "histogram", "Start time of a check minus its scheduled time.")?;
+                        src.stats.lateness.render("lvsmon_check_lateness_seconds", w)
+                    })
+                    && out.line(|w| {
+                        let failed = src.saves_failed;
+                        stats::family(w, "lvsmon_state_save_failures_total", "counter", "Saves of the state directory that failed (the log names the path and the reason).")?;
+                        writeln!(w, "lvsmon_state_save_failures_total {failed}")
+                    });
+                if !ok {
+                    // The fixed part always fits an empty buffer; a partly filled one
+                    // is sent first and this section starts over next time.
+                    return false;
+                }
+                *cursor = 1 << 56;
+            }
+            // Item 0: the family's HELP/TYPE lines not yet written; item k: k-1 entries
+            // written.
+            1 => {
+                let mut item = item;
+                if item == 0 {
+                    if !out.line(|w| {
+                        stats::family(
+                            w,
+                            "lvsmon_virtual_reals_up",
+                            "gauge",
+                            "Real servers UP (and not drained) behind each virtual service.",
+                        )
+                    }) {
+                        return false;
+                    }
+                    item = 1;
+                }
+                while let Some(v) = src.table.virtuals().get(item as usize - 1) {
+                    if !out.line(|w| {
+                        write!(w, "lvsmon_virtual_reals_up{{virtual=\"")?;
+                        service_label(w, v.key)?;
+                        writeln!(w, "\"}} {}", v.up)
+                    }) {
+                        *cursor = (1 << 56) | item;
+                        return false;
+                    }
+                    item += 1;
+                }
+                *cursor = 2 << 56;
+            }
+            2 => {
+                let mut item = item;
+                if item == 0 {
+                    if !out.line(|w| stats::family(w, "lvsmon_real_up", "gauge", "1 if the real server is UP (and not drained) behind the virtual service, else 0.")) {
+                        return false;
+                    }
+                    item = 1;
+                }
+                while let Some(real) = src.table.reals().get(item as usize - 1) {
+                    let up = (real.health.state == State::Up && !real.drained) as u8;
+                    let key = src.table.virtuals()[real.virt as usize].key;
+                    if !out.line(|w| {
+                        write!(w, "lvsmon_real_up{{virtual=\"")?;
+                        service_label(w, key)?;
+                        writeln!(w, "\",real=\"{}\"}} {up}", real.addr)
+                    }) {
+                        *cursor = (2 << 56) | item;
+                        return false;
+                    }
+                    item += 1;
+                }
+                return true;
+            }
+            _ => return true,
+        }
+    }
+}

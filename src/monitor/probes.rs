@@ -1,0 +1,879 @@
+//! The probe driver: every distinct check's state machine, its timing and its buffers.
+//!
+//! [`Probes`] owns the probes (one per distinct check, see [`super::phase`]), what each
+//! runs ([`Kind`]) and for which reals, the timer wheel their deadlines wait on, the pool
+//! of receive buffers and the count of checks holding a socket. The loop gives it
+//! readiness ([`Probes::on_ready`]) and the deadlines that are due ([`Probes::expire`]);
+//! it gives back each check's result, for every real the probe serves, through
+//! [`Host::results`]. A probe that needs a receive buffer gets one here, or waits in the
+//! pool's queue and is read when one is given back ([`Probes::run_handed`]): the loop never
+//! sees the hand-off.
+//!
+//! [`Host`] is what the driver asks of the rest of the daemon: a real's address (a probe's
+//! target follows from its first real's), whether a real is failing (it is then checked at
+//! the retry interval), the log and the counters. It is a generic parameter, so the calls
+//! are direct and inlined: no dynamic dispatch on the way of a check.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use mio::Registry;
+
+use super::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
+use crate::clock::{micros, Time};
+use crate::config::Plan;
+use crate::ids::{ProbeId, RealId};
+use crate::log::{Level, Log};
+use crate::plugins::{CheckSpec, Verdict};
+use crate::pool::BufPool;
+use crate::stats::Stats;
+use crate::timer::Wheel;
+
+/// What a reload's hand-over kept of the running probes.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Carried {
+    /// Probes kept on their grid (of which `running` kept a check in flight).
+    pub kept: usize,
+    pub running: usize,
+    /// Checks in flight that could not be carried over (no receive buffer): they run again
+    /// at their next grid point.
+    pub restarted: usize,
+}
+
+/// What the probe driver asks of the daemon around it.
+pub trait Host {
+    /// Real `r`'s destination address.
+    fn addr(&self, r: RealId) -> SocketAddr;
+    /// Real `r` is failing: its probe's next check comes at the retry interval.
+    fn failing(&self, r: RealId) -> bool;
+    /// Starts loading real `r`'s entry into the cache (a hint).
+    fn prefetch(&self, r: RealId);
+    /// A check ended with `v` after `latency_us`: its result for each of `reals`.
+    fn results(&mut self, reals: &[RealId], v: Verdict, latency_us: u64, now: Time);
+    /// The log (check lines, local errors, stalls).
+    fn log(&mut self) -> &mut Log;
+    /// The counters (checks started and finished, lateness, durations, local errors).
+    fn stats(&mut self) -> &mut Stats;
+}
+
+/// What a probe needs to run, fixed at startup: 8 bytes. Its target follows from its first
+/// real server and its kind's [`Aim`].
+#[derive(Debug)]
+pub(crate) struct ProbeCfg {
+    /// Index in `kinds`: the plugin and timing, shared by probes that differ only in target.
+    kind: u32,
+    /// Where its reals start in `probe_reals`; they end where the next probe's start.
+    reals: u32,
+}
+
+/// Where a probe's checks connect, relative to the address of its first real server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Aim {
+    /// The real server's address.
+    Real,
+    /// The real server's IP address on another port (`--port`).
+    Port(u16),
+    /// An address of its own (`--address`).
+    Fixed(SocketAddr),
+}
+
+impl Aim {
+    /// How `target` is reached from `first`, the address of the probe's first real.
+    pub(crate) fn of(target: SocketAddr, first: SocketAddr) -> Aim {
+        if target == first {
+            Aim::Real
+        } else if target.ip() == first.ip() {
+            Aim::Port(target.port())
+        } else {
+            Aim::Fixed(target)
+        }
+    }
+
+    pub(crate) fn target(self, first: SocketAddr) -> SocketAddr {
+        match self {
+            Aim::Real => first,
+            Aim::Port(p) => SocketAddr::new(first.ip(), p),
+            Aim::Fixed(a) => a,
+        }
+    }
+}
+
+/// A check's plugin with its options, and its timing: one for every probe whose check is
+/// written the same (most probes of a virtual service), so the per-probe part stays small.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Kind {
+    spec: CheckSpec,
+    aim: Aim,
+    interval_us: u64,
+    retry_us: u64,
+    connect_us: u64,
+    timeout_us: u64,
+}
+
+impl Kind {
+    /// The same plugin, options and timing (the target is compared apart).
+    fn same_check(&self, other: &Kind) -> bool {
+        self.spec == other.spec
+            && (
+                self.interval_us,
+                self.retry_us,
+                self.connect_us,
+                self.timeout_us,
+            ) == (
+                other.interval_us,
+                other.retry_us,
+                other.connect_us,
+                other.timeout_us,
+            )
+    }
+}
+
+/// Asks the CPU to load every cache line of `*v` (a hint; nothing on other machines).
+#[inline(always)]
+pub(crate) fn prefetch_lines<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = (v as *const T).cast::<i8>();
+        let mut off = 0;
+        while off < std::mem::size_of::<T>() {
+            // SAFETY: a prefetch never faults and reads nothing into the program; the
+            // addresses lie within `*v` anyway.
+            unsafe { _mm_prefetch(p.add(off), _MM_HINT_T0) };
+            off += 64;
+        }
+        // The last line, when `*v` does not start on one.
+        // SAFETY: as above.
+        unsafe { _mm_prefetch(p.add(std::mem::size_of::<T>() - 1), _MM_HINT_T0) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// The probe driver (see the module docs).
+pub struct Probes {
+    probes: Box<[Probe]>,
+    cfg: Box<[ProbeCfg]>,
+    kinds: Box<[Kind]>,
+    /// Each probe's reals, probe after probe (see [`ProbeCfg::reals`]).
+    probe_reals: Box<[RealId]>,
+    wheel: Wheel,
+    pool: BufPool,
+    /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
+    handed: Box<[u32]>,
+    handed_len: usize,
+    /// Checks holding a socket now, and the most that may (`max-checks-in-flight`; the
+    /// number of probes when unset).
+    in_flight: u32,
+    max_in_flight: u32,
+    /// Rate limit for local-error warnings: next time one may be logged, and how many were
+    /// held back since the last.
+    local_warn_at: Time,
+    local_held: u64,
+}
+
+impl Probes {
+    /// The probes of `plan`'s checks (taken out of it), with the first checks spread evenly
+    /// over each probe's first interval after `origin`; `buffers` receive buffers (0: sized
+    /// from the plan).
+    pub(crate) fn new(plan: &mut Plan, buffers: usize, origin: Time) -> Probes {
+        let checks = std::mem::take(&mut plan.checks);
+        let n = checks.len();
+        let mut probe_reals = Vec::with_capacity(plan.reals.len());
+        let mut cfg = Vec::with_capacity(n);
+        let mut max_response = 0usize;
+        let mut readers = 0usize;
+        let mut kinds: Vec<Kind> = Vec::new();
+        let mut recent = [u32::MAX; 8];
+        let mut next_recent = 0usize;
+        for c in checks {
+            let start = probe_reals.len() as u32;
+            probe_reals.extend(c.reals.iter().map(|&r| RealId::of(r)));
+            // Every probe decides at least one real (the planner makes probes for reals).
+            let first = plan.reals[c.reals[0]].addr;
+            let mr = c.spec.max_response();
+            if mr > 0 {
+                readers += 1;
+            }
+            max_response = max_response.max(mr);
+            let k = Kind {
+                spec: c.spec,
+                aim: Aim::of(c.target, first),
+                interval_us: micros(c.interval).max(1000),
+                retry_us: micros(c.retry_interval).max(1000),
+                connect_us: micros(c.connect_timeout),
+                timeout_us: micros(c.timeout),
+            };
+            // Probes of one virtual service come together: the last few kinds are where an
+            // equal one is found.
+            let kind = match recent
+                .iter()
+                .find(|&&i| i != u32::MAX && kinds[i as usize] == k)
+            {
+                Some(&i) => i,
+                None => {
+                    kinds.push(k);
+                    let i = (kinds.len() - 1) as u32;
+                    recent[next_recent % recent.len()] = i;
+                    next_recent += 1;
+                    i
+                }
+            };
+            cfg.push(ProbeCfg { kind, reals: start });
+        }
+        kinds.shrink_to_fit();
+
+        // First checks spread evenly over each probe's first interval.
+        let probes: Vec<Probe> = cfg
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let iv = kinds[c.kind as usize].interval_us;
+                Probe::new(origin.add_micros(iv * i as u64 / n.max(1) as u64))
+            })
+            .collect();
+        // One turn of the wheel spans the longest interval (up to 65 s), so a slot holds
+        // only the checks due at its tick, not also those of later turns, which each pass
+        // over it would walk past (4,096 slots at 10 s intervals: 2.4 entries walked per
+        // check due).
+        let longest_ms = kinds
+            .iter()
+            .map(|k| k.interval_us.max(k.retry_us) / 1000 + 1)
+            .max()
+            .unwrap_or(0);
+        let slots = (longest_ms as usize).clamp(4096, 65536);
+        let mut wheel = Wheel::starting_at(n, slots, origin);
+        for (i, p) in probes.iter().enumerate() {
+            wheel.set(i as u32, p.scheduled);
+        }
+
+        let buffers = if buffers > 0 {
+            buffers
+        } else {
+            readers.clamp(1, 1024)
+        };
+        let pool = BufPool::new(buffers, max_response.max(64), n);
+
+        Probes {
+            probes: probes.into_boxed_slice(),
+            cfg: cfg.into_boxed_slice(),
+            kinds: kinds.into_boxed_slice(),
+            probe_reals: probe_reals.into_boxed_slice(),
+            wheel,
+            pool,
+            handed: vec![0u32; n].into_boxed_slice(),
+            handed_len: 0,
+            in_flight: 0,
+            max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
+            local_warn_at: Time::ZERO,
+            local_held: 0,
+        }
+    }
+
+    /// Starts loading what a step of probe `id` reads into the cache: its probe and its
+    /// first real (the address to connect to, the counters and health a verdict updates).
+    /// A check's memory was last touched an interval ago, and since then the kernel's work
+    /// for thousands of other checks has gone through the caches: without this, each of
+    /// those loads waits for memory in turn. A hint only: an id that is not a probe's (the
+    /// loop's own tokens) loads nothing.
+    #[inline]
+    pub fn prefetch(&self, id: ProbeId, real: impl FnOnce(RealId)) {
+        let i = id.ix();
+        let Some(c) = self.cfg.get(i) else {
+            return;
+        };
+        prefetch_lines(&self.probes[i]);
+        if let Some(&r) = self.probe_reals.get(c.reals as usize) {
+            real(r);
+        }
+    }
+
+    /// Readiness for probe `id`'s socket of generation `gen`; `trouble`: it came with an
+    /// error or a hang-up.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn on_ready(
+        &mut self,
+        id: ProbeId,
+        gen: u32,
+        readable: bool,
+        writable: bool,
+        trouble: bool,
+        reg: &Registry,
+        now: Time,
+        host: &mut impl Host,
+    ) {
+        let id = id.0;
+        let i = id as usize;
+        if i >= self.probes.len() {
+            return;
+        }
+        let p = &mut self.probes[i];
+        // Readiness from a socket already closed (an older generation) is ignored.
+        if u32::from(p.gen) != gen || p.sock.is_none() {
+            return;
+        }
+        if readable {
+            p.rx_ready = true;
+        }
+        let go = match p.phase {
+            // Idle: nothing to do (mio may report a closed socket's last readiness).
+            Phase::Wait => false,
+            Phase::ConResult | Phase::Query { .. } => writable,
+            Phase::Recv { .. } => readable,
+        };
+        if !go {
+            return;
+        }
+        let target = self.target_to_send(i, &*host);
+        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+        let p = &mut self.probes[i];
+        let buf = self.pool.slice(p.buf);
+        let outcome = match p.phase {
+            // WRITABLE while connecting: the handshake ended one way or the other.
+            Phase::ConResult => phase::conresult(p, spec, &target, buf, !trouble),
+            // Room to write the rest of the request.
+            Phase::Query { .. } => phase::send(p, spec, &target, buf),
+            // Bytes (or EOF, or an error) to read.
+            _ => phase::recv(p, spec, &target, buf),
+        };
+        self.after(id, outcome, reg, now, host);
+    }
+
+    /// The timer fired for probe `id`.
+    fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
+        match self.probes[i].phase {
+            // Due: start the next check.
+            Phase::Wait => self.start(id, reg, now, host),
+            // An earlier phase's deadline (see `after`): the check has moved on.
+            _ if now < d => self.wheel.set(id, d),
+            // Still queued for a buffer with bytes waiting: the director's fault.
+            Phase::Recv { .. } if self.pool.is_queued(id) => {
+                self.defer(id, libc::ENOBUFS, reg, now, host)
+            }
+            // Any other phase: its deadline fails the check at that phase's layer.
+            _ => {
+                let v = phase::deadline_verdict(&self.probes[i]);
+                self.finish(id, v, reg, now, host);
+            }
+        }
+    }
+
+    /// The loop stood still for `late` µs beyond the wait it asked for (SIGSTOP, a paused
+    /// machine, a loop that could not run): no check may be judged on that time. Every
+    /// running check gets back the time it lost (its start and deadlines move on by the
+    /// stall; what arrived meanwhile is read before any deadline); one whose start cannot
+    /// move that far (a stall of over an hour) is closed without a verdict and starts again
+    /// at once. Checks due meanwhile start at once, as after any late start. Logged and
+    /// counted once per stall; the slow path, taken only then, walks every probe.
+    #[cold]
+    pub fn stalled(&mut self, late: u64, reg: &Registry, now: Time, host: &mut impl Host) {
+        host.stats().loop_stalls += 1;
+        let (mut held, mut restarted) = (0u32, 0u32);
+        for i in 0..self.probes.len() {
+            if self.probes[i].phase == Phase::Wait {
+                continue;
+            }
+            if self.probes[i].hold(late) {
+                held += 1;
+            } else {
+                // Not a failure of the server, nor a local error: a fresh check, due now.
+                self.release(i as u32, reg);
+                self.wheel.set(i as u32, now);
+                restarted += 1;
+            }
+        }
+        if let Some(mut l) = host.log().line(Level::Warn) {
+            let _ = write!(
+                l,
+                "msg=\"loop stalled\" seconds={}.{:06} running={held} restarted={restarted}",
+                late / 1_000_000,
+                late % 1_000_000
+            );
+        }
+    }
+
+    /// Starts probe `id`'s check (the connect phase).
+    fn start(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        if self.in_flight >= self.max_in_flight {
+            // `max-checks-in-flight`: no socket for it now; the next grid point may have one.
+            self.defer(id, 0, reg, now, host);
+            return;
+        }
+        let late = now.micros_since(self.probes[i].scheduled);
+        let st = host.stats();
+        st.started += 1;
+        st.sum_lateness_us += late;
+        st.max_lateness_us = st.max_lateness_us.max(late);
+        st.lateness.observe(late);
+        let target = self.target(i, &*host);
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let p = &mut self.probes[i];
+        p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
+        p.rx_ready = false;
+        let outcome = phase::start(p, id, &k.spec, &target, reg, now);
+        if self.probes[i].sock.is_some() {
+            self.in_flight += 1;
+        }
+        self.after(id, outcome, reg, now, host);
+    }
+
+    /// Acts on the outcome of a step of probe `id`.
+    fn after(
+        &mut self,
+        id: u32,
+        mut outcome: Outcome,
+        reg: &Registry,
+        now: Time,
+        host: &mut impl Host,
+    ) {
+        let i = id as usize;
+        if outcome == Outcome::NeedBuffer {
+            outcome = if !self.probes[i].rx_ready {
+                // Nothing to read yet: no buffer needed until READABLE.
+                Outcome::Pending
+            } else if let Some(b) = self.pool.take() {
+                self.probes[i].buf = b;
+                let target = self.target_to_send(i, &*host);
+                let buf = self.pool.slice(b);
+                let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+                phase::recv(&mut self.probes[i], spec, &target, buf)
+            } else {
+                self.pool.enqueue(id);
+                Outcome::Pending
+            };
+        }
+        match outcome {
+            Outcome::Pending | Outcome::NeedBuffer => {
+                let p = &mut self.probes[i];
+                if matches!(p.phase, Phase::Recv { .. }) && p.buf != NO_BUF {
+                    // recv() stopped at WouldBlock: the readiness is used up.
+                    p.rx_ready = false;
+                }
+                // A running check's phase deadlines only move later (the connect bound, then
+                // the whole check's), so a deadline already set for it is never late:
+                // on_deadline sets the later one if it comes first. Checks that end before
+                // their connect bound, nearly all, are spared moving it.
+                if !self.wheel.is_scheduled(id) {
+                    let k = &self.kinds[self.cfg[i].kind as usize];
+                    self.wheel
+                        .set(id, p.phase_deadline(k.connect_us, k.timeout_us));
+                }
+            }
+            Outcome::Done(v) => self.finish(id, v, reg, now, host),
+            Outcome::Local(e) => self.defer(id, e, reg, now, host),
+        }
+    }
+
+    /// Reads for the probes that were just handed a buffer.
+    pub fn run_handed(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        while self.handed_len > 0 {
+            self.handed_len -= 1;
+            let id = self.handed[self.handed_len];
+            let i = id as usize;
+            let target = self.target_to_send(i, &*host);
+            let buf = self.pool.slice(self.probes[i].buf);
+            let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+            let o = phase::recv(&mut self.probes[i], spec, &target, buf);
+            self.after(id, o, reg, now, host);
+        }
+    }
+
+    /// Closes probe `id`'s socket and gives its buffer back (to a queued probe if any).
+    fn release(&mut self, id: u32, reg: &Registry) {
+        let i = id as usize;
+        if self.probes[i].sock.is_some() {
+            self.in_flight -= 1;
+        }
+        // Only a reading check without a buffer can be queued for one (the pool's links are
+        // not touched otherwise).
+        let queued =
+            matches!(self.probes[i].phase, Phase::Recv { .. }) && self.probes[i].buf == NO_BUF;
+        phase::close(&mut self.probes[i], reg);
+        if queued {
+            self.pool.dequeue(id);
+        }
+        // The tests run with this on: a probe queued in any other phase would be handed a
+        // buffer after its check ended.
+        debug_assert!(
+            !self.pool.is_queued(id),
+            "probe {id} still queued for a buffer"
+        );
+        self.probes[i].rx_ready = false;
+        let b = std::mem::replace(&mut self.probes[i].buf, NO_BUF);
+        if b != NO_BUF {
+            if let Some((w, b)) = self.pool.give_back(b) {
+                self.probes[w as usize].buf = b;
+                self.handed[self.handed_len] = w;
+                self.handed_len += 1;
+            }
+        }
+    }
+
+    /// The check of probe `id` is decided: record it for every real it serves.
+    fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        self.release(id, reg);
+        let latency = now.micros_since(self.probes[i].started());
+        let st = host.stats();
+        st.checks += 1;
+        st.duration.observe(latency);
+        match v {
+            Verdict::Pass => st.passes += 1,
+            Verdict::Fail(r, _) => st.failures[r as usize] += 1,
+        }
+        if host.log().enabled(Level::Info) {
+            let c = &self.cfg[i];
+            let target = self.target(i, &*host);
+            if let Some(mut l) = host.log().line(Level::Info) {
+                let name = self.kinds[c.kind as usize].spec.name();
+                let _ = write!(l, "check target={target} plugin={name} ");
+                match v {
+                    Verdict::Pass => {
+                        let _ = write!(l, "result=pass");
+                    }
+                    Verdict::Fail(r, d) => {
+                        let _ = write!(l, "result=fail reason={} ", r.as_str());
+                        l.quoted("detail", d.as_bytes());
+                    }
+                }
+                let _ = write!(
+                    l,
+                    " duration={}.{:06}",
+                    latency / 1_000_000,
+                    latency % 1_000_000
+                );
+            }
+        }
+        let (a, b) = self.reals_of(i);
+        host.results(&self.probe_reals[a as usize..b as usize], v, latency, now);
+        self.schedule_next(id, now, host);
+    }
+
+    /// The check of probe `id` could not run for a reason of the director's own (EMFILE,
+    /// EADDRNOTAVAIL, no buffer): no result is recorded and the next grid point is kept.
+    fn defer(&mut self, id: u32, errno: i32, reg: &Registry, now: Time, host: &mut impl Host) {
+        self.release(id, reg);
+        host.stats().local_errors += 1;
+        if now >= self.local_warn_at {
+            let held = std::mem::take(&mut self.local_held);
+            let target = self.target(id as usize, &*host);
+            // errno 0: the configured limit, not the system's.
+            let detail = if errno == 0 {
+                "max-checks-in-flight reached"
+            } else {
+                errno_name(errno)
+            };
+            if let Some(mut l) = host.log().line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "check target={target} result=deferred reason=local-error errno={errno} detail=\"{detail}\" held_back={held}"
+                );
+            }
+            self.local_warn_at = now.add_micros(1_000_000);
+        } else {
+            self.local_held += 1;
+        }
+        self.schedule_next(id, now, host);
+    }
+
+    /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
+    /// (or the retry interval while any of its reals is failing), skipping grid points
+    /// already past.
+    fn schedule_next(&mut self, id: u32, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let (a, b) = self.reals_of(i);
+        let failing = (a..b).any(|k| host.failing(self.probe_reals[k as usize]));
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let period = if failing { k.retry_us } else { k.interval_us };
+        let p = &mut self.probes[i];
+        let mut next = p.scheduled.add_micros(period);
+        if next <= now {
+            let behind = now.micros_since(p.scheduled) / period;
+            host.stats().missed_starts += behind;
+            next = p.scheduled.add_micros((behind + 1) * period);
+        }
+        p.scheduled = next;
+        self.wheel.set(id, next);
+    }
+
+    /// Probe `i`'s reals: a range in `probe_reals`.
+    fn reals_of(&self, i: usize) -> (u32, u32) {
+        let end = self
+            .cfg
+            .get(i + 1)
+            .map_or(self.probe_reals.len() as u32, |c| c.reals);
+        (self.cfg[i].reals, end)
+    }
+
+    /// Probe `i`'s target for the bytes it sends: looked up only where they name it (a plain
+    /// `check http`), so other readiness touches no real server's entry.
+    fn target_to_send(&self, i: usize, host: &impl Host) -> SocketAddr {
+        if self.kinds[self.cfg[i].kind as usize]
+            .spec
+            .target_at()
+            .is_some()
+        {
+            self.target(i, host)
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        }
+    }
+
+    /// Where probe `i`'s checks connect.
+    #[inline]
+    fn target(&self, i: usize, host: &impl Host) -> SocketAddr {
+        self.target_from(i, |r| host.addr(r))
+    }
+
+    /// Where probe `i`'s checks connect, `addr` giving its first real's address.
+    #[inline]
+    fn target_from(&self, i: usize, addr: impl Fn(RealId) -> SocketAddr) -> SocketAddr {
+        let c = &self.cfg[i];
+        self.kinds[c.kind as usize]
+            .aim
+            .target(addr(self.probe_reals[c.reals as usize]))
+    }
+
+    /// Every deadline due at `now`: a check to start, or a phase that ran out of time.
+    #[inline]
+    pub fn expire(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        while let Some(id) = self.wheel.pop_expired(now) {
+            if let Some(next) = self.wheel.next_due() {
+                self.prefetch(ProbeId(next), |r| host.prefetch(r));
+            }
+            self.on_deadline(id, reg, now, host);
+            self.run_handed(reg, now, host);
+        }
+    }
+
+    /// The earliest deadline on the wheel.
+    #[inline]
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.wheel.next_expiry()
+    }
+
+    /// How many probes (distinct checks) there are.
+    pub fn len(&self) -> usize {
+        self.probes.len()
+    }
+
+    /// No probe at all (a configuration without checks).
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
+    }
+
+    /// Receive buffers: how many, and their size.
+    pub fn buffers(&self) -> (usize, usize) {
+        (self.pool.count(), self.pool.size())
+    }
+
+    /// Times a reading check waited for a receive buffer.
+    pub fn buffer_waits(&self) -> u64 {
+        self.pool.waits
+    }
+
+    /// Checks holding a socket now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Probe `id`'s phase.
+    pub fn phase(&self, id: ProbeId) -> Phase {
+        self.probes[id.ix()].phase()
+    }
+
+    /// Probe `id` holds a socket (a check is running).
+    pub fn running(&self, id: ProbeId) -> bool {
+        self.probes[id.ix()].has_socket()
+    }
+
+    /// When probe `id`'s current phase runs out of time.
+    pub fn phase_deadline(&self, id: ProbeId) -> Time {
+        let k = &self.kinds[self.cfg[id.ix()].kind as usize];
+        self.probes[id.ix()].phase_deadline(k.connect_us, k.timeout_us)
+    }
+
+    /// Takes over from `old`, the probes of the configuration being replaced (lvsmon(8),
+    /// RELOAD): a probe is the same when its target, check and timing are, and keeps its grid
+    /// point and, when a check is running, its socket and the bytes read so far. New probes
+    /// start somewhere in their first interval from `now`; old ones not kept are closed.
+    /// `old_addr` gives the old configuration's real addresses (`host` the new one's).
+    pub(crate) fn take_over(
+        &mut self,
+        old: &mut Probes,
+        reg: &Registry,
+        now: Time,
+        old_addr: impl Fn(RealId) -> SocketAddr,
+        host: &mut impl Host,
+    ) -> Carried {
+        self.local_warn_at = old.local_warn_at;
+        self.local_held = old.local_held;
+        // Old probes by target: the first of each target, then a chain through `next`.
+        const END: u32 = u32::MAX;
+        let mut first: std::collections::HashMap<std::net::SocketAddr, u32> =
+            std::collections::HashMap::with_capacity(old.cfg.len());
+        let mut next = vec![END; old.cfg.len()];
+        for j in (0..old.cfg.len()).rev() {
+            if let Some(f) = first.insert(old.target_from(j, &old_addr), j as u32) {
+                next[j] = f;
+            }
+        }
+        let mut carried = vec![false; old.probes.len()];
+        let mut carried_n = Carried::default();
+        let n = self.cfg.len().max(1) as u64;
+        for i in 0..self.cfg.len() {
+            let c = &self.cfg[i];
+            let mut j = first.get(&self.target(i, &*host)).copied().unwrap_or(END);
+            while j != END {
+                let o = &old.cfg[j as usize];
+                // Same target: the same check if plugin and timing are (however the target
+                // follows from the first real).
+                if !carried[j as usize]
+                    && old.kinds[o.kind as usize].same_check(&self.kinds[c.kind as usize])
+                {
+                    break;
+                }
+                j = next[j as usize];
+            }
+            if j == END {
+                // A new probe: its first check somewhere in its first interval from now.
+                let at = now.add_micros(self.kinds[c.kind as usize].interval_us * i as u64 / n);
+                self.probes[i].scheduled = at;
+                self.wheel.set(i as u32, at);
+                continue;
+            }
+            carried[j as usize] = true;
+            carried_n.kept += 1;
+            self.carry_probe(i as u32, old, j as usize, reg, now, &mut carried_n, host);
+        }
+        for (j, was) in carried.iter().enumerate() {
+            if !was && old.probes[j].sock.is_some() {
+                phase::close(&mut old.probes[j], reg);
+            }
+        }
+
+        self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
+        self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
+        carried_n
+    }
+
+    /// Moves old probe `j` into slot `id`.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_probe(
+        &mut self,
+        id: u32,
+        old: &mut Probes,
+        j: usize,
+        reg: &mio::Registry,
+        now: Time,
+        ch: &mut Carried,
+        host: &mut impl Host,
+    ) {
+        let i = id as usize;
+        let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
+        let mut keep = p.sock.is_some();
+        if keep && p.buf != NO_BUF {
+            // Bytes already read move to a buffer of the new pool, if one is free and big
+            // enough.
+            let got = match p.phase {
+                Phase::Recv { got } | Phase::Query { got, .. } => got as usize,
+                _ => 0,
+            };
+            let from = old.pool.slice(p.buf);
+            match self.pool.take() {
+                Some(b) if self.pool.size() >= got && from.len() >= got => {
+                    let n = self.pool.size().min(from.len());
+                    let bytes = &from[..n];
+                    self.pool.slice(b)[..n].copy_from_slice(bytes);
+                    p.buf = b;
+                }
+                Some(b) => {
+                    let _ = self.pool.give_back(b);
+                    keep = false;
+                }
+                None => keep = false,
+            }
+        } else if keep && old.pool.is_queued(j as u32) {
+            self.pool.enqueue(id);
+        }
+        let spec = &self.kinds[self.cfg[i].kind as usize].spec;
+        if keep && phase::rebind(&mut p, id, spec, reg).is_err() {
+            keep = false;
+        }
+        if p.sock.is_some() && !keep {
+            p.buf = NO_BUF;
+            phase::close(&mut p, reg);
+            self.probes[i] = p;
+            ch.restarted += 1;
+            // The check never finished: its next grid point comes as if deferred.
+            self.schedule_next(id, now, host);
+            return;
+        }
+        if p.sock.is_some() {
+            ch.running += 1;
+        } else {
+            p.rx_ready = false;
+        }
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let at = p.phase_deadline(k.connect_us, k.timeout_us);
+        self.probes[i] = p;
+        self.wheel.set(id, at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_target_follows_from_its_first_real() {
+        let real: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        for (target, aim) in [
+            ("192.0.2.1:80", Aim::Real),
+            ("192.0.2.1:8080", Aim::Port(8080)),
+            (
+                "198.51.100.7:80",
+                Aim::Fixed("198.51.100.7:80".parse().unwrap()),
+            ),
+            (
+                "[2001:db8::1]:80",
+                Aim::Fixed("[2001:db8::1]:80".parse().unwrap()),
+            ),
+        ] {
+            let t: SocketAddr = target.parse().unwrap();
+            assert_eq!(Aim::of(t, real), aim, "{target}");
+            assert_eq!(aim.target(real), t, "{target}");
+        }
+        // Another real behind the same kind gets its own address, or its own on the port.
+        let other: SocketAddr = "192.0.2.2:80".parse().unwrap();
+        assert_eq!(Aim::Real.target(other), other);
+        assert_eq!(
+            Aim::Port(8080).target(other),
+            "192.0.2.2:8080".parse().unwrap()
+        );
+    }
+
+    /// Phase changes go through `set_phase`, which refuses (in debug builds, as the tests
+    /// run) a running phase without a socket.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "without a socket")]
+    fn a_running_phase_needs_a_socket() {
+        let mut p = Probe::new(Time::ZERO);
+        p.set_phase(Phase::Recv { got: 0 });
+    }
+
+    /// Closing is the one way back to WAIT, from any phase; WAIT to WAIT is a close of a
+    /// probe that held nothing.
+    #[test]
+    fn wait_follows_any_phase() {
+        let mut p = Probe::new(Time::ZERO);
+        p.set_phase(Phase::Wait);
+        assert_eq!(p.phase(), Phase::Wait);
+    }
+}

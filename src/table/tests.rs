@@ -1,0 +1,581 @@
+//! The policy as a unit: a table built from a configuration's text, fed made-up verdicts at
+//! made-up times, its IPVS operations collected as a recording IPVS would see them, and its
+//! events as the loop would log them. No socket, no clock, no sleep.
+
+use super::*;
+use crate::ipvs::wire::{DestInfo, ServiceInfo};
+use crate::plugins::Reason;
+
+/// One event as recorded: kind, real, quorum counts, failures.
+type Seen = (EventKind, Option<SocketAddr>, Option<(u32, u32)>, u64);
+
+/// What the table told the loop besides IPVS operations.
+#[derive(Default)]
+struct Rec {
+    /// (kind, real, quorum counts, failures) of each event, in order.
+    events: Vec<Seen>,
+    /// (virtual, real, what) of each drift repaired.
+    drifts: Vec<(ServiceKey, Option<SocketAddr>, String)>,
+    resyncs: u32,
+}
+
+impl Out for Rec {
+    fn event(&mut self, ev: &Event, _notify: u32, quorum: Option<(u32, u32)>) {
+        self.events.push((ev.kind, ev.real, quorum, ev.failures));
+    }
+
+    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
+        self.drifts.push((key, real, what.to_string()));
+    }
+
+    fn resynced(&mut self) {
+        self.resyncs += 1;
+    }
+}
+
+impl Rec {
+    fn kinds(&mut self) -> Vec<EventKind> {
+        self.events.drain(..).map(|e| e.0).collect()
+    }
+}
+
+fn plan_of(text: &str) -> Plan {
+    let doc = crate::config::parse::parse_bytes(std::path::Path::new("t.conf"), text.as_bytes())
+        .expect("parses");
+    crate::config::plan::plan(&doc, None).expect("plans")
+}
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn tcp(s: &str) -> ServiceKey {
+    ServiceKey::Inet(crate::config::Proto::Tcp, a(s))
+}
+
+/// Every operation the table has queued, as the IPVS side would receive them.
+fn ops(t: &mut Table) -> Vec<Op> {
+    let mut v = Vec::new();
+    while let Some(op) = t.next_op() {
+        v.push(op);
+    }
+    v
+}
+
+/// A table adopted against an empty kernel table (`--dry-run`'s start), its start-up
+/// operations taken.
+fn started(text: &str) -> (Table, Vec<Op>) {
+    let mut t = Table::new(&plan_of(text), Time::ZERO);
+    t.adopt_at_start(|_| None, |_, _| None);
+    let o = ops(&mut t);
+    (t, o)
+}
+
+const MS: u64 = 1_000;
+const S: u64 = 1_000_000;
+
+fn fail() -> Verdict {
+    Verdict::Fail(Reason::ConnectRefused, Detail::EMPTY)
+}
+
+fn dest(addr: &str, weight: u32) -> Dest {
+    Dest {
+        addr: a(addr),
+        weight,
+        forward: Forward::Route,
+    }
+}
+
+const V: &str = "192.0.2.1:80";
+const R1: &str = "198.51.100.1:80";
+const R2: &str = "198.51.100.2:80";
+
+/// Two reals behind one virtual, with `extra` lines in the virtual service.
+fn conf(extra: &str) -> String {
+    format!("virtual tcp {V} {{\n{extra}\n  check tcp\n  real {R1} weight 7\n  real {R2} weight 4\n}}\n")
+}
+
+#[test]
+fn adoption_at_start_creates_what_is_missing_and_keeps_what_is_there() {
+    // An empty table: the service is added, the reals at weight 0 until checked.
+    let (t, o) = started(&conf(""));
+    let svc = t.virtuals[0].service;
+    assert_eq!(
+        o,
+        vec![
+            Op::AddService(svc),
+            Op::AddDest(tcp(V), dest(R1, 0)),
+            Op::AddDest(tcp(V), dest(R2, 0)),
+        ]
+    );
+    // `on-down remove`: a real not yet checked stays out.
+    let (_, o) = started(&conf("  on-down remove"));
+    assert_eq!(o, vec![Op::AddService(svc)]);
+
+    // A table that has the service with another scheduler, and R1 at weight 3: the scheduler
+    // is put right, R1 keeps its weight until its first check, R2 comes in at 0.
+    let mut t = Table::new(&plan_of(&conf("  scheduler rr")), Time::ZERO);
+    let want = t.virtuals[0].service;
+    let have = Service::new(tcp(V), "wlc", None);
+    t.adopt_at_start(
+        |k| (k == tcp(V)).then_some(have),
+        |k, d| (k == tcp(V) && d == a(R1)).then_some(3),
+    );
+    assert_eq!(
+        ops(&mut t),
+        vec![Op::EditService(want), Op::AddDest(tcp(V), dest(R2, 0))]
+    );
+    assert_eq!(t.reals[0].table(), Some(3));
+    // Its first pass gives it its own weight.
+    let mut rec = Rec::default();
+    t.record(RealId(0), Verdict::Pass, 10, Time(S), &mut rec);
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 7))]);
+    assert_eq!(rec.kinds(), vec![EventKind::Up]);
+}
+
+#[test]
+fn fall_and_rise_are_edge_triggered() {
+    let (mut t, _) = started(&format!(
+        "fall 3\nrise 2\nvirtual tcp {V} {{\n  check tcp\n  real {R1} weight 7\n}}\n"
+    ));
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    let mut now = 0;
+    let mut step = |t: &mut Table, v: Verdict, rec: &mut Rec| {
+        now += 200 * MS;
+        t.record(r, v, 5, Time(now), rec);
+    };
+    step(&mut t, Verdict::Pass, &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up]);
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 7))]);
+    // Two failures: nothing; the third: DOWN, with the failures counted, weight 0.
+    for _ in 0..2 {
+        step(&mut t, fail(), &mut rec);
+        assert!(rec.events.is_empty() && ops(&mut t).is_empty());
+        assert!(
+            t.failing(r),
+            "a failing real is checked at the retry interval"
+        );
+    }
+    step(&mut t, fail(), &mut rec);
+    // Its only real DOWN: the default quorum of 1 is lost.
+    assert_eq!(
+        rec.events.drain(..).collect::<Vec<_>>(),
+        vec![
+            (EventKind::Down, Some(a(R1)), None, 3),
+            (EventKind::QuorumLost, None, Some((0, 1)), 0),
+        ]
+    );
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 0))]);
+    assert_eq!(t.reals[0].last_reason, Some(Reason::ConnectRefused));
+    // Failing on: no second event, no operation.
+    for _ in 0..5 {
+        step(&mut t, fail(), &mut rec);
+    }
+    assert!(rec.events.is_empty() && ops(&mut t).is_empty());
+    // One pass is not enough (rise 2); a failure in between starts the count again.
+    step(&mut t, Verdict::Pass, &mut rec);
+    step(&mut t, fail(), &mut rec);
+    step(&mut t, Verdict::Pass, &mut rec);
+    assert!(rec.events.is_empty());
+    step(&mut t, Verdict::Pass, &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up, EventKind::QuorumRestored]);
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 7))]);
+    assert!(!t.failing(r));
+    let real = &t.reals[0];
+    assert_eq!((real.checks, real.failures, real.transitions), (13, 9, 3));
+}
+
+#[test]
+fn fall_within_a_window_and_down_after() {
+    let (mut t, _) = started(&format!(
+        "rise 1\nvirtual tcp {V} {{\n  check tcp\n  real {R1} {{\n    fall 3 within 2s\n  }}\n  real {R2} {{\n    fall 1000\n    down-after 1s\n  }}\n}}\n"
+    ));
+    let mut rec = Rec::default();
+    let (w, d) = (RealId(0), RealId(1));
+    t.record(w, Verdict::Pass, 1, Time(0), &mut rec);
+    t.record(d, Verdict::Pass, 1, Time(0), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up, EventKind::Up]);
+    // Failures 1.5 s apart: never three inside 2 s, never DOWN, however many.
+    for i in 1..=6 {
+        t.record(w, fail(), 1, Time(i * 1_500 * MS), &mut rec);
+    }
+    assert!(rec.events.is_empty(), "{:?}", rec.events);
+    // Three inside the window: DOWN at the third.
+    let at = 20 * S;
+    t.record(w, fail(), 1, Time(at), &mut rec);
+    t.record(w, fail(), 1, Time(at + 500 * MS), &mut rec);
+    assert!(rec.events.is_empty());
+    t.record(w, fail(), 1, Time(at + S), &mut rec);
+    assert_eq!(rec.events[0].0, EventKind::Down);
+    assert_eq!(rec.events[0].1, Some(a(R1)));
+    rec.events.clear();
+
+    // down-after 1s: failing since the last pass for a second is enough, far below fall.
+    let t0 = 40 * S;
+    t.record(d, Verdict::Pass, 1, Time(t0), &mut rec);
+    for i in 1..=4 {
+        t.record(d, fail(), 1, Time(t0 + i * 200 * MS), &mut rec);
+    }
+    assert!(rec.events.is_empty(), "down-after fired early");
+    t.record(d, fail(), 1, Time(t0 + S + 1), &mut rec);
+    // Both reals DOWN: the default quorum of 1 is lost too.
+    assert_eq!(
+        rec.events.drain(..).collect::<Vec<_>>(),
+        vec![
+            (EventKind::Down, Some(a(R2)), None, 5),
+            (EventKind::QuorumLost, None, Some((0, 1)), 0),
+        ]
+    );
+}
+
+#[test]
+fn quorum_and_sorry_server_under_on_down_remove() {
+    let sorry = "127.0.0.1:8080";
+    let (mut t, o) = started(&conf(&format!(
+        "  on-down remove\n  quorum 2\n  sorry {sorry}"
+    )));
+    assert_eq!(o.len(), 1, "only the service: {o:?}");
+    let mut rec = Rec::default();
+    let (r1, r2) = (RealId(0), RealId(1));
+    // Nothing about quorum until every real has had a result.
+    t.record(r1, Verdict::Pass, 1, Time(S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up]);
+    assert_eq!(ops(&mut t), vec![Op::AddDest(tcp(V), dest(R1, 7))]);
+    t.record(r2, Verdict::Pass, 1, Time(S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up]);
+    assert_eq!(ops(&mut t), vec![Op::AddDest(tcp(V), dest(R2, 4))]);
+    // R2 DOWN (fall 3): removed; quorum lost with 1 of 2; the sorry server comes in.
+    for i in 0..3 {
+        t.record(r2, fail(), 1, Time(2 * S + i), &mut rec);
+    }
+    assert_eq!(
+        rec.events.drain(..).collect::<Vec<_>>(),
+        vec![
+            (EventKind::Down, Some(a(R2)), None, 3),
+            (EventKind::QuorumLost, None, Some((1, 2)), 0),
+        ]
+    );
+    let sorry_dest = Dest {
+        addr: a(sorry),
+        weight: 1,
+        forward: Forward::Masq,
+    };
+    assert_eq!(
+        ops(&mut t),
+        vec![Op::DelDest(tcp(V), a(R2)), Op::AddDest(tcp(V), sorry_dest),]
+    );
+    // Back UP: quorum restored, the sorry server leaves.
+    t.record(r2, Verdict::Pass, 1, Time(3 * S), &mut rec);
+    t.record(r2, Verdict::Pass, 1, Time(3 * S + 1), &mut rec);
+    assert_eq!(
+        rec.events.drain(..).collect::<Vec<_>>(),
+        vec![
+            (EventKind::Up, Some(a(R2)), None, 0),
+            (EventKind::QuorumRestored, None, Some((2, 2)), 0),
+        ]
+    );
+    assert_eq!(
+        ops(&mut t),
+        vec![
+            Op::AddDest(tcp(V), dest(R2, 4)),
+            Op::DelDest(tcp(V), a(sorry)),
+        ]
+    );
+}
+
+#[test]
+fn drain_under_on_down_remove() {
+    let (mut t, _) = started(&conf("  on-down remove\n  quorum 2"));
+    let mut rec = Rec::default();
+    let (r1, r2) = (RealId(0), RealId(1));
+    t.record(r1, Verdict::Pass, 1, Time(S), &mut rec);
+    t.record(r2, Verdict::Pass, 1, Time(S), &mut rec);
+    rec.events.clear();
+    ops(&mut t);
+    // Drained while UP: weight 0 (connections finish), no longer counted UP: quorum lost.
+    assert!(t.set_drained(r1, true, Time(2 * S), &mut rec));
+    assert!(
+        !t.set_drained(r1, true, Time(2 * S), &mut rec),
+        "drained twice"
+    );
+    assert_eq!(
+        rec.events.drain(..).collect::<Vec<_>>(),
+        vec![
+            (EventKind::Drained, Some(a(R1)), None, 0),
+            (EventKind::QuorumLost, None, Some((1, 2)), 0),
+        ]
+    );
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 0))]);
+    // DOWN while drained: removed (on-down remove), no quorum change (it was not counted).
+    for i in 0..3 {
+        t.record(r1, fail(), 1, Time(3 * S + i), &mut rec);
+    }
+    assert_eq!(rec.kinds(), vec![EventKind::Down]);
+    assert_eq!(ops(&mut t), vec![Op::DelDest(tcp(V), a(R1))]);
+    // UP again while drained: back in the table at weight 0 only.
+    t.record(r1, Verdict::Pass, 1, Time(4 * S), &mut rec);
+    t.record(r1, Verdict::Pass, 1, Time(4 * S + 1), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up]);
+    assert_eq!(ops(&mut t), vec![Op::AddDest(tcp(V), dest(R1, 0))]);
+    // Undrained: its weight, and the quorum back.
+    assert!(t.set_drained(r1, false, Time(5 * S), &mut rec));
+    assert_eq!(
+        rec.kinds(),
+        vec![EventKind::Undrained, EventKind::QuorumRestored]
+    );
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 7))]);
+}
+
+/// A read-back: the table's entries as the IPVS side would report them.
+fn read_back(t: &mut Table, now: u64, rec: &mut Rec, svc: Option<Service>, dests: &[(&str, u32)]) {
+    let mut started = false;
+    t.poll_read_back(Time(now), false, || {
+        started = true;
+        true
+    });
+    assert!(started, "a read-back is due");
+    if let Some(service) = svc {
+        let info = ServiceInfo {
+            key: service.key,
+            af: libc::AF_INET as u16,
+            service,
+            flags: 0,
+        };
+        t.read_back(IpvsEvent::Service(info), Time(now), rec);
+        for &(d, w) in dests {
+            let info = DestInfo {
+                addr: a(d),
+                weight: w,
+                fwd: 0,
+            };
+            t.read_back(IpvsEvent::Dest(service.key, info), Time(now), rec);
+        }
+    }
+    t.read_back(IpvsEvent::DumpDone { ok: true }, Time(now), rec);
+}
+
+#[test]
+fn a_resync_repairs_drift() {
+    let (mut t, _) = started(&format!("resync 10s\n{}", conf("")));
+    let svc = t.virtuals[0].service;
+    let mut rec = Rec::default();
+    t.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    ops(&mut t);
+    assert_eq!(t.next_resync(false), Some(Time(10 * S)));
+    assert_eq!(t.next_resync(true), None, "--dry-run never reads back");
+    // Not due yet: no read-back.
+    t.poll_read_back(Time(5 * S), false, || panic!("read-back before it is due"));
+    // In step: nothing to repair.
+    read_back(&mut t, 10 * S, &mut rec, Some(svc), &[(R1, 7), (R2, 0)]);
+    assert_eq!(rec.resyncs, 1);
+    assert!(rec.drifts.is_empty() && ops(&mut t).is_empty());
+    assert_eq!(t.next_resync(false), Some(Time(20 * S)));
+    // R1 re-weighted by hand, R2 deleted by hand: both put back.
+    read_back(&mut t, 20 * S, &mut rec, Some(svc), &[(R1, 2)]);
+    let what: Vec<_> = rec.drifts.drain(..).map(|d| (d.1, d.2)).collect();
+    assert_eq!(
+        what,
+        vec![
+            (Some(a(R1)), "weight changed".to_string()),
+            (Some(a(R2)), "destination missing".to_string()),
+        ]
+    );
+    assert_eq!(
+        ops(&mut t),
+        vec![
+            Op::EditDest(tcp(V), dest(R1, 7)),
+            Op::AddDest(tcp(V), dest(R2, 0)),
+        ]
+    );
+    // The service flushed: added again, and its destinations as decided.
+    read_back(&mut t, 30 * S, &mut rec, None, &[]);
+    assert_eq!(rec.drifts[0].2, "service missing");
+    assert_eq!(
+        ops(&mut t),
+        vec![
+            Op::AddService(svc),
+            Op::AddDest(tcp(V), dest(R1, 7)),
+            Op::AddDest(tcp(V), dest(R2, 0)),
+        ]
+    );
+    // A failed operation brings the next read-back forward.
+    t.op_done(
+        Op::AddService(svc),
+        OpResult::Error(libc::EINVAL),
+        Time(31 * S),
+    );
+    assert_eq!(t.next_resync(false), Some(Time(33 * S)));
+    // An edited destination deleted by hand meanwhile is added again at once.
+    t.op_done(
+        Op::EditDest(tcp(V), dest(R1, 7)),
+        OpResult::Error(libc::ENOENT),
+        Time(32 * S),
+    );
+    assert_eq!(ops(&mut t), vec![Op::AddDest(tcp(V), dest(R1, 7))]);
+}
+
+#[test]
+fn a_reload_keeps_adds_and_removes_reals() {
+    const R3: &str = "198.51.100.3:80";
+    const V2: &str = "192.0.2.2:80";
+    let (mut old, _) = started(&format!(
+        "virtual tcp {V} {{\n  check tcp\n  real {R1} weight 7\n  real {R2} weight 4\n}}\nvirtual tcp {V2} {{\n  check tcp\n  real {R1}\n}}\n"
+    ));
+    let mut rec = Rec::default();
+    old.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    for i in 0..3 {
+        old.record(RealId(1), fail(), 1, Time(S + i), &mut rec);
+    }
+    old.set_drained(RealId(0), true, Time(2 * S), &mut rec);
+    ops(&mut old);
+    rec.events.clear();
+
+    // The new file: R1 kept with a new weight, R2 gone, R3 new, V2 gone.
+    let plan = plan_of(&format!(
+        "virtual tcp {V} {{\n  check tcp\n  real {R3} weight 2\n  real {R1} weight 9\n}}\n"
+    ));
+    let mut new = Table::new(&plan, Time(3 * S));
+    let mut ch = Changes::default();
+    let mut kept = Vec::new();
+    let cmds: &[Command] = &[];
+    new.take_over(
+        &mut old,
+        Time(3 * S),
+        false,
+        (cmds, cmds),
+        &mut ch,
+        |r, or| kept.push((r, or)),
+        &mut rec,
+    );
+    assert_eq!(
+        (ch.kept, ch.changed, ch.added, ch.removed),
+        (1, 1, 1, 2),
+        "{ch:?}"
+    );
+    assert_eq!((ch.virtuals_added, ch.virtuals_removed), (0, 1));
+    // R1 is the new table's second real, the old one's first: its state came along.
+    assert_eq!(kept, vec![(1, 0)]);
+    let r1 = &new.reals[1];
+    assert_eq!(r1.health.state, State::Up);
+    assert!(r1.drained && r1.adopted);
+    assert_eq!(r1.table(), Some(0), "still drained: weight 0");
+    // Only the differences: R2 and V2 leave; R3 waits for a read-back to be adopted.
+    assert_eq!(
+        ops(&mut new),
+        vec![Op::DelService(tcp(V2)), Op::DelDest(tcp(V), a(R2)),]
+    );
+    assert_eq!(ch.ops, 2);
+    assert!(new.adopt_pending());
+    assert!(!new.reals[0].adopted);
+    assert!(rec.events.is_empty());
+    // The read-back finds R3 absent: it comes in at weight 0, as at startup.
+    let svc = new.virtuals[0].service;
+    read_back(&mut new, 4 * S, &mut rec, Some(svc), &[(R1, 0)]);
+    assert!(!new.adopt_pending());
+    assert!(rec.drifts.is_empty(), "{:?}", rec.drifts);
+    assert_eq!(ops(&mut new), vec![Op::AddDest(tcp(V), dest(R3, 0))]);
+    // Undrained: R1's new weight.
+    new.set_drained(RealId(1), false, Time(5 * S), &mut rec);
+    assert_eq!(ops(&mut new), vec![Op::EditDest(tcp(V), dest(R1, 9))]);
+}
+
+#[test]
+fn a_read_back_does_not_undo_what_changed_while_it_ran() {
+    let (mut t, _) = started(&format!("resync 10s\n{}", conf("")));
+    let svc = t.virtuals[0].service;
+    let mut rec = Rec::default();
+    // The read-back starts, and sees R1 at weight 0, as it was.
+    t.poll_read_back(Time(10 * S), false, || true);
+    let info = ServiceInfo {
+        key: svc.key,
+        af: libc::AF_INET as u16,
+        service: svc,
+        flags: 0,
+    };
+    t.read_back(IpvsEvent::Service(info), Time(10 * S), &mut rec);
+    for (d, w) in [(R1, 0), (R2, 0)] {
+        let info = DestInfo {
+            addr: a(d),
+            weight: w,
+            fwd: 0,
+        };
+        t.read_back(IpvsEvent::Dest(tcp(V), info), Time(10 * S), &mut rec);
+    }
+    // Meanwhile R1 comes UP: weight 7 is sent.
+    t.record(RealId(0), Verdict::Pass, 1, Time(10 * S + 1), &mut rec);
+    assert_eq!(ops(&mut t), vec![Op::EditDest(tcp(V), dest(R1, 7))]);
+    // What the read-back saw of R1 predates that: no drift, nothing sent again.
+    t.read_back(IpvsEvent::DumpDone { ok: true }, Time(10 * S + 2), &mut rec);
+    assert!(rec.drifts.is_empty(), "{:?}", rec.drifts);
+    assert!(ops(&mut t).is_empty());
+    assert_eq!(t.reals[0].table(), Some(7));
+    // A failed read-back says nothing: it is tried again soon, nothing repaired.
+    t.poll_read_back(Time(20 * S), false, || true);
+    t.read_back(IpvsEvent::DumpDone { ok: false }, Time(20 * S), &mut rec);
+    assert_eq!(rec.resyncs, 1);
+    assert_eq!(t.next_resync(false), Some(Time(22 * S)));
+}
+
+#[test]
+fn a_reload_under_dry_run_adopts_at_once_and_moves_weights() {
+    const R3: &str = "198.51.100.3:80";
+    let (mut old, _) = started(&format!("resync 10s\n{}", conf("")));
+    let mut rec = Rec::default();
+    old.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    old.record(RealId(1), Verdict::Pass, 1, Time(S), &mut rec);
+    ops(&mut old);
+    // A read-back is running when the reload comes: its answer follows the old numbering.
+    old.poll_read_back(Time(10 * S), false, || true);
+
+    let plan = plan_of(&format!(
+        "resync 10s\nvirtual tcp {V} {{\n  scheduler rr\n  check tcp\n  real {R1} weight 9\n  real {R2} weight 4\n  real {R3}\n}}\n"
+    ));
+    let mut new = Table::new(&plan, Time(11 * S));
+    let mut ch = Changes::default();
+    let cmds: &[Command] = &[];
+    new.take_over(
+        &mut old,
+        Time(11 * S),
+        true,
+        (cmds, cmds),
+        &mut ch,
+        |_, _| {},
+        &mut rec,
+    );
+    assert_eq!((ch.kept, ch.changed, ch.added, ch.removed), (2, 1, 1, 0));
+    let svc = new.virtuals[0].service;
+    // The scheduler changed: edited; R1's weight changed while UP: edited; R3 (dry-run)
+    // adopted at once against an empty table, at weight 0 until checked.
+    assert_eq!(
+        ops(&mut new),
+        vec![
+            Op::EditService(svc),
+            Op::AddDest(tcp(V), dest(R3, 0)),
+            Op::EditDest(tcp(V), dest(R1, 9)),
+        ]
+    );
+    assert!(!new.adopt_pending());
+    // The stale read-back's end is not reconciled; the table is read again at once.
+    new.read_back(IpvsEvent::DumpDone { ok: true }, Time(12 * S), &mut rec);
+    assert_eq!(rec.resyncs, 0);
+    assert_eq!(new.next_resync(false), Some(Time(12 * S)));
+}
+
+#[test]
+fn compact_addresses_round_trip() {
+    for a in [
+        "192.0.2.1:80",
+        "[2001:db8::1]:443",
+        "0.0.0.0:0",
+        "[::ffff:192.0.2.1]:8080",
+    ] {
+        let s: SocketAddr = a.parse().unwrap();
+        assert_eq!(Addr::new(s).get(), s, "{a}");
+        assert_eq!(Addr::new(s).to_string(), s.to_string());
+    }
+    // v4 and its v4-mapped v6 form stay apart.
+    let v4: SocketAddr = "192.0.2.1:80".parse().unwrap();
+    let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().unwrap();
+    assert_ne!(Addr::new(v4), Addr::new(mapped));
+}
