@@ -512,14 +512,18 @@ impl Rng {
     }
 }
 
-/// Forty reloads between random configurations (virtual services and reals added and
-/// removed, weights, on-down, sorry servers, quorum and schedulers changed) while a backend
-/// flaps. Replaying every `ipvs op=` line against a model of the table must never add what
-/// is there or edit or delete what is not (a real kernel would refuse), and must end with
-/// exactly the weights lvsmon shows and nothing of what the last file dropped.
+/// Reloads between random configurations (virtual services and reals added and removed,
+/// weights, on-down, sorry servers, quorum and schedulers changed) through the control
+/// socket while a backend flaps, end to end: the loader thread, the swap, the `ipvs op=`
+/// lines and `status --json`. Replaying every `ipvs op=` line against a model of the table
+/// must never add what is there or edit or delete what is not (a real kernel would refuse),
+/// and must end with exactly the weights lvsmon shows and nothing of what the last file
+/// dropped. The long random walk of the policy (forty reloads, the table checked after each)
+/// is table::tests::random_reloads_keep_the_table_in_step.
 #[test]
 fn random_reloads_keep_the_table_in_step() {
     use std::collections::HashMap;
+    const N_RELOADS: usize = 8;
     let good: Vec<Backend> = (0..3)
         .map(|_| Backend::start(Script::http(200, "OK")))
         .collect();
@@ -582,7 +586,7 @@ fn random_reloads_keep_the_table_in_step() {
             }
             flap.set_script(Script::http(200, "OK"));
         });
-        for i in 0..40 {
+        for i in 0..N_RELOADS {
             rewrite(&d, &gen(&mut rng));
             let out = reload(&d);
             assert!(
@@ -680,5 +684,7 @@ fn random_reloads_keep_the_table_in_step() {
             );
         }
     }
-    println!("random reloads: 40 reloads, {n_ops} IPVS operations replayed, {rows} reals agree");
+    println!(
+        "random reloads: {N_RELOADS} reloads, {n_ops} IPVS operations replayed, {rows} reals agree"
+    );
 }
