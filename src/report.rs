@@ -7,12 +7,16 @@
 //! Every reply is produced line by line from a cursor: each line is formatted into a small
 //! stack buffer and copied out only if it fits whole, so a reply of any length streams
 //! through a 64 KiB buffer and nothing allocates.
+//!
+//! SIGUSR1's status dump ([`status_dump`]) is rendered here too, read-only, into the log:
+//! the loop calls it piece by piece, as the log has room.
 
 use std::io::{Cursor, Write};
 
 use crate::clock::Time;
 use crate::control::{key_text, Command, Named, Reply, PARKED};
 use crate::history::History;
+use crate::log::{Level, Log};
 use crate::state;
 use crate::state::Saver;
 use crate::stats::seconds;
@@ -658,6 +662,37 @@ impl View<'_> {
         }
         !json || out.line(|w| writeln!(w, "\n]}}"))
     }
+}
+
+/// SIGUSR1's status dump, from real `next` on: one `status ...` line per real server into the
+/// log, as far as the log has room now (a dump is never dropped: it waits for the log's
+/// reader). Returns the real to go on from in a later turn, or `None` once every real has its
+/// line. Reads the table, changes nothing.
+pub(crate) fn status_dump(log: &mut Log, table: &Table, next: usize, now: Time) -> Option<usize> {
+    let mut r = next;
+    while r < table.reals().len() && log.has_room() {
+        let real = &table.reals()[r];
+        r += 1;
+        let key = table.virtuals()[real.virt as usize].key;
+        if let Some(mut l) = log.line(Level::Notice) {
+            let _ = write!(
+                l,
+                "status virtual={key} real={} state={} for={}s weight={} checks={} failures={} transitions={}",
+                real.addr.get(),
+                if real.drained { "drained" } else { real.health.state.as_str() },
+                now.micros_since(real.health.since) / 1_000_000,
+                real.table().map_or(-1, |w| w as i64),
+                real.checks,
+                real.failures,
+                real.transitions
+            );
+            if let Some(reason) = real.last_reason {
+                let _ = write!(l, " last_reason={} ", reason.as_str());
+                l.quoted("last_detail", real.last_detail.as_bytes());
+            }
+        }
+    }
+    (r < table.reals().len()).then_some(r)
 }
 
 #[cfg(test)]

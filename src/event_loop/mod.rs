@@ -1323,34 +1323,12 @@ impl Core {
         self.dump_status_more(now);
     }
 
-    /// Goes on with the status dump while the log has room.
+    /// Goes on with the status dump while the log has room (rendered by
+    /// [`crate::report::status_dump`]).
     fn dump_status_more(&mut self, now: Time) {
-        let Some(mut r) = self.status_next else {
-            return;
-        };
-        while r < self.table.reals().len() && self.log.has_room() {
-            let real = &self.table.reals()[r];
-            r += 1;
-            let key = self.table.virtuals()[real.virt as usize].key;
-            if let Some(mut l) = self.log.line(Level::Notice) {
-                let _ = write!(
-                    l,
-                    "status virtual={key} real={} state={} for={}s weight={} checks={} failures={} transitions={}",
-                    real.addr.get(),
-                    if real.drained { "drained" } else { real.health.state.as_str() },
-                    now.micros_since(real.health.since) / 1_000_000,
-                    real.table().map_or(-1, |w| w as i64),
-                    real.checks,
-                    real.failures,
-                    real.transitions
-                );
-                if let Some(reason) = real.last_reason {
-                    let _ = write!(l, " last_reason={} ", reason.as_str());
-                    l.quoted("last_detail", real.last_detail.as_bytes());
-                }
-            }
+        if let Some(r) = self.status_next {
+            self.status_next = crate::report::status_dump(&mut self.log, &self.table, r, now);
         }
-        self.status_next = (r < self.table.reals().len()).then_some(r);
     }
 }
 
