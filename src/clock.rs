@@ -159,6 +159,18 @@ impl Default for Clock {
     }
 }
 
+/// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
+/// monotonic clock).
+pub fn wall_now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec.max(0) as u64 * 1_000_000 + ts.tv_nsec.max(0) as u64 / 1000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

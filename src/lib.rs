@@ -27,6 +27,7 @@ pub mod pool;
 pub mod privdrop;
 pub mod report;
 pub mod sd_notify;
+pub mod sinks;
 pub mod startup;
 pub mod state;
 pub mod stats;

@@ -37,8 +37,33 @@ impl Persist {
     }
 
     /// Saves go to `saver`'s directory.
-    pub(crate) fn open(&mut self, saver: Saver) {
+    /// Takes the writer of state directory `dir`; a directory it could not lock is logged.
+    pub(crate) fn open(&mut self, saver: Saver, dir: &std::path::Path, log: &mut Log) {
+        if let Some(errno) = saver.lock_error {
+            if let Some(mut l) = log.line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "msg=\"state directory not locked\" dir={} error=\"{}\" errno={errno}",
+                    dir.display(),
+                    state::errno_text(errno)
+                );
+            }
+        }
         self.saver = Some(saver);
+    }
+
+    /// Starts the writer's sync thread (`wake` wakes the loop when a save ends); without it,
+    /// saves sync in the loop, and the log says so.
+    pub(crate) fn start_sync(&mut self, wake: Option<std::sync::Arc<mio::Waker>>, log: &mut Log) {
+        if let Some(Err(e)) = self.saver.as_mut().map(|s| s.start_sync(wake)) {
+            if let Some(mut l) = log.line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "msg=\"state sync thread not started; saves sync in the loop\" errno={}",
+                    e.raw_os_error().unwrap_or(0)
+                );
+            }
+        }
     }
 
     /// The writer, if there is a state directory.

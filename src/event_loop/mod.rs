@@ -33,23 +33,23 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::clock::{micros, Clock, Time};
-use crate::config::{Plan, ServiceKey};
+use crate::config::Plan;
 use crate::control::{Command, Server};
 use crate::history::History;
 use crate::ids::{ProbeId, RealId};
 use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
 use crate::log::{Level, Log};
-use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::State;
 use crate::monitor::phase::Probe;
 use crate::monitor::probes::{self, prefetch_lines, Probes};
-use crate::notify::{EventFifo, FifoStatus, Notifier};
+use crate::notify::{EventFifo, Notifier};
 use crate::persist::Persist;
 use crate::plugins::Verdict;
 use crate::sd_notify::{SdCounters, SdNotify};
+use crate::sinks::{fifo_status, NotifyLog, Sinks};
 use crate::state::Saver;
 pub use crate::stats::Stats;
-use crate::table::{self, Table};
+use crate::table::Table;
 
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX);
@@ -326,18 +326,6 @@ impl Alarm {
     }
 }
 
-/// The wall clock in µs since the Unix epoch (for timestamps only; decisions use the
-/// monotonic clock).
-fn wall_now_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec.max(0) as u64 * 1_000_000 + ts.tv_nsec.max(0) as u64 / 1000
-}
-
 /// The loop woke `late` µs later than the wait it asked for, or a signal cut its wait short
 /// (`interrupted`: the poll returned nothing): from now on it reads what is ready, a batch a
 /// turn, before it expires any deadline (see [`caught_up`]). The turns that may take are
@@ -428,18 +416,8 @@ impl Daemon {
         // saver locks the directory (a second lvsmon given only the same --state-dir stops
         // here), then the file is read.
         if let Some(dir) = &opts.state_dir {
-            core.persist
-                .open(Saver::new(dir, core.history.max_encoded_len())?);
-            if let Some(errno) = core.persist.saver().and_then(|s| s.lock_error) {
-                if let Some(mut l) = core.log.line(Level::Warn) {
-                    let _ = write!(
-                        l,
-                        "msg=\"state directory not locked\" dir={} error=\"{}\" errno={errno}",
-                        dir.display(),
-                        crate::state::errno_text(errno)
-                    );
-                }
-            }
+            let saver = Saver::new(dir, core.history.max_encoded_len())?;
+            core.persist.open(saver, dir, &mut core.log);
             core.persist
                 .load(dir, &mut core.table, &mut core.history, &mut core.log);
         }
@@ -472,15 +450,7 @@ impl Daemon {
         // loop through the reload's waker when a save ends (a parked `drain` waits for it;
         // the reload side ignores a wake with no answer for it).
         let wake = self.core.reload.waker.clone();
-        if let Some(Err(e)) = self.core.persist.saver_mut().map(|s| s.start_sync(wake)) {
-            if let Some(mut l) = self.core.log.line(Level::Warn) {
-                let _ = write!(
-                    l,
-                    "msg=\"state sync thread not started; saves sync in the loop\" errno={}",
-                    e.raw_os_error().unwrap_or(0)
-                );
-            }
-        }
+        self.core.persist.start_sync(wake, &mut self.core.log);
         let dry = self.ipvs.is_dry_run();
         let metrics = self.server.as_ref().and_then(|s| s.metrics_addr());
         let ipvs = &mut self.ipvs;
@@ -856,7 +826,7 @@ impl Core {
             probes,
             table,
             now: Time::ZERO,
-            wall_origin_us: wall_now_us(),
+            wall_origin_us: crate::clock::wall_now_us(),
             persist: Persist::new(opts.state_interval),
             history,
             notifier,
@@ -938,103 +908,6 @@ impl probes::Host for Around<'_> {
     }
 }
 
-/// Where the table's events and notes go: the log, `notify-fifo`, the notify commands and
-/// the counters.
-struct Sinks<'a> {
-    log: &'a mut Log,
-    stats: &'a mut Stats,
-    fifo: &'a mut Option<EventFifo>,
-    notifier: &'a mut Option<Notifier>,
-    now: Time,
-}
-
-impl table::Out for Sinks<'_> {
-    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
-    /// quorum events, which print those instead of a failure count.
-    fn event(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
-        self.stats.events += 1;
-        if !matches!(ev.kind, EventKind::QuorumLost | EventKind::QuorumRestored) {
-            self.stats.transitions += 1;
-        }
-        if let Some(mut l) = self.log.line(Level::Notice) {
-            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
-            if let Some(a) = ev.real {
-                let _ = write!(l, " real={a}");
-            }
-            if let Some(r) = ev.reason {
-                let _ = write!(l, " reason={} ", r.as_str());
-                l.quoted("detail", ev.detail.as_bytes());
-            }
-            match quorum {
-                Some((up, q)) => {
-                    let _ = write!(l, " up={up} quorum={q}");
-                }
-                None => {
-                    let _ = write!(l, " failures={}", ev.failures);
-                }
-            }
-        }
-        if let Some(f) = self.fifo.as_mut() {
-            let (kept, status) = f.push(ev, quorum, self.now);
-            if !kept {
-                self.stats.fifo_dropped += 1;
-            }
-            fifo_status(self.log, f, status);
-        }
-        if notify != table::NO_NOTIFY {
-            if let Some(n) = self.notifier.as_mut() {
-                if !n.push(notify as usize, ev) {
-                    self.stats.notify_dropped += 1;
-                    if let Some(mut l) = self.log.line(Level::Warn) {
-                        let _ = write!(
-                            l,
-                            "msg=\"notify queue full, event dropped\" event={}",
-                            ev.kind.as_str()
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// Logs one difference found by a resync.
-    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
-        self.stats.drift_repaired += 1;
-        if let Some(mut l) = self.log.line(Level::Warn) {
-            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
-            if let Some(a) = real {
-                let _ = write!(l, " real={a}");
-            }
-        }
-    }
-
-    fn resynced(&mut self) {
-        self.stats.resyncs += 1;
-    }
-}
-
-/// Logs what the `notify-fifo` writer reported, if anything changed.
-fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
-    match status {
-        FifoStatus::Same => {}
-        FifoStatus::Opened => {
-            if let Some(mut l) = log.line(Level::Info) {
-                let _ = write!(l, "msg=\"notify-fifo open\" ");
-                l.quoted("path", f.path());
-            }
-        }
-        FifoStatus::Failed(errno) => {
-            if let Some(mut l) = log.line(Level::Warn) {
-                let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
-                l.quoted("path", f.path());
-                let _ = write!(l, " errno={errno} ");
-                l.quoted("error", crate::notify::errno_text(errno).as_bytes());
-                let _ = write!(l, " pending_bytes={}", f.pending());
-            }
-        }
-    }
-}
-
 impl crate::control::Render for Core {
     fn apply(&mut self, cmd: &Command, _text: &[u8], cursor: &mut u64, _now: Time) {
         match *cmd {
@@ -1083,55 +956,6 @@ impl crate::control::Render for Core {
             reload_result: &self.reload.result,
         };
         view.render(cmd, text, cursor, out, now)
-    }
-}
-
-/// Logs what a notifier reports as it happens: each failed spawn and each line of a
-/// command's output, naming the program and the event.
-pub(super) struct NotifyLog<'a> {
-    pub(super) log: &'a mut Log,
-}
-
-impl NotifyLog<'_> {
-    /// `program="..." event=... virtual=... real=...` after `msg`, on a line at `level`.
-    fn line(
-        &mut self,
-        level: Level,
-        msg: &str,
-        program: &[u8],
-        ev: &Event,
-    ) -> Option<crate::log::Line<'_>> {
-        let mut l = self.log.line(level)?;
-        let _ = write!(l, "msg=\"{msg}\" ");
-        l.quoted("program", program);
-        let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
-        if let Some(a) = ev.real {
-            let _ = write!(l, " real={a}");
-        }
-        Some(l)
-    }
-}
-
-impl crate::notify::NotifySink for NotifyLog<'_> {
-    fn spawn_failed(&mut self, _: u32, program: &[u8], ev: &Event, errno: i32) {
-        // One line per event lost.
-        if let Some(mut l) = self.line(Level::Error, "notify spawn failed", program, ev) {
-            let _ = write!(l, " errno={errno} ");
-            l.quoted("error", crate::notify::errno_text(errno).as_bytes());
-        }
-    }
-
-    fn output(&mut self, _: u32, program: &[u8], ev: &Event, line: &[u8]) {
-        if let Some(mut l) = self.line(Level::Notice, "notify output", program, ev) {
-            let _ = write!(l, " ");
-            l.quoted("line", line);
-        }
-    }
-
-    fn output_discarded(&mut self, _: u32, program: &[u8], ev: &Event, lines: u64, bytes: u64) {
-        if let Some(mut l) = self.line(Level::Notice, "notify output discarded", program, ev) {
-            let _ = write!(l, " lines={lines} bytes={bytes}");
-        }
     }
 }
 

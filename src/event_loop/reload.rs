@@ -192,7 +192,7 @@ impl Core {
         let mut i = 0;
         while i < self.retiring.len() {
             // Their commands' failures and output are logged as the running notifier's are.
-            let mut sink = super::NotifyLog { log: &mut self.log };
+            let mut sink = crate::sinks::NotifyLog { log: &mut self.log };
             let _ = self.retiring[i].poll_with(now, &mut sink);
             if self.retiring[i].running() == 0 && self.retiring[i].queued() == 0 {
                 let n = self.retiring.swap_remove(i);
@@ -221,7 +221,7 @@ impl Core {
         // The table: reals and virtual services kept, added and removed, and the operations
         // the differences need.
         {
-            let mut out = super::Sinks {
+            let mut out = crate::sinks::Sinks {
                 log: &mut self.log,
                 stats: &mut self.stats,
                 fifo: &mut self.fifo,

@@ -1,0 +1,162 @@
+//! Where the daemon's news goes: the table's events (the `event=` log line, `notify-fifo`,
+//! the notify command's queue, the counters) and its drift notes, the `notify-fifo` writer's
+//! state changes, and what a notify command reports (failed spawns, its output). The loop
+//! hands these sinks to the table and the notifier; they write lines and queue, and decide
+//! nothing.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use crate::clock::Time;
+use crate::config::ServiceKey;
+use crate::log::{Level, Log};
+use crate::monitor::event::{Event, EventKind};
+use crate::notify::{EventFifo, FifoStatus, Notifier};
+use crate::stats::Stats;
+use crate::table;
+
+/// Where the table's events and notes go: the log, `notify-fifo`, the notify commands and
+/// the counters.
+pub(crate) struct Sinks<'a> {
+    pub(crate) log: &'a mut Log,
+    pub(crate) stats: &'a mut Stats,
+    pub(crate) fifo: &'a mut Option<EventFifo>,
+    pub(crate) notifier: &'a mut Option<Notifier>,
+    pub(crate) now: Time,
+}
+
+impl table::Out for Sinks<'_> {
+    /// Logs an event and queues its notify command. `quorum` is (UP reals, quorum) for the
+    /// quorum events, which print those instead of a failure count.
+    fn event(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
+        self.stats.events += 1;
+        if !matches!(ev.kind, EventKind::QuorumLost | EventKind::QuorumRestored) {
+            self.stats.transitions += 1;
+        }
+        if let Some(mut l) = self.log.line(Level::Notice) {
+            let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
+            if let Some(a) = ev.real {
+                let _ = write!(l, " real={a}");
+            }
+            if let Some(r) = ev.reason {
+                let _ = write!(l, " reason={} ", r.as_str());
+                l.quoted("detail", ev.detail.as_bytes());
+            }
+            match quorum {
+                Some((up, q)) => {
+                    let _ = write!(l, " up={up} quorum={q}");
+                }
+                None => {
+                    let _ = write!(l, " failures={}", ev.failures);
+                }
+            }
+        }
+        if let Some(f) = self.fifo.as_mut() {
+            let (kept, status) = f.push(ev, quorum, self.now);
+            if !kept {
+                self.stats.fifo_dropped += 1;
+            }
+            fifo_status(self.log, f, status);
+        }
+        if notify != table::NO_NOTIFY {
+            if let Some(n) = self.notifier.as_mut() {
+                if !n.push(notify as usize, ev) {
+                    self.stats.notify_dropped += 1;
+                    if let Some(mut l) = self.log.line(Level::Warn) {
+                        let _ = write!(
+                            l,
+                            "msg=\"notify queue full, event dropped\" event={}",
+                            ev.kind.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs one difference found by a resync.
+    fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str) {
+        self.stats.drift_repaired += 1;
+        if let Some(mut l) = self.log.line(Level::Warn) {
+            let _ = write!(l, "msg=\"resync: {what}, repairing\" virtual={key}");
+            if let Some(a) = real {
+                let _ = write!(l, " real={a}");
+            }
+        }
+    }
+
+    fn resynced(&mut self) {
+        self.stats.resyncs += 1;
+    }
+}
+
+/// Logs what the `notify-fifo` writer reported, if anything changed.
+pub(crate) fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
+    match status {
+        FifoStatus::Same => {}
+        FifoStatus::Opened => {
+            if let Some(mut l) = log.line(Level::Info) {
+                let _ = write!(l, "msg=\"notify-fifo open\" ");
+                l.quoted("path", f.path());
+            }
+        }
+        FifoStatus::Failed(errno) => {
+            if let Some(mut l) = log.line(Level::Warn) {
+                let _ = write!(l, "msg=\"notify-fifo not writable, lines wait\" ");
+                l.quoted("path", f.path());
+                let _ = write!(l, " errno={errno} ");
+                l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+                let _ = write!(l, " pending_bytes={}", f.pending());
+            }
+        }
+    }
+}
+
+/// Logs what a notifier reports as it happens: each failed spawn and each line of a
+/// command's output, naming the program and the event.
+pub(crate) struct NotifyLog<'a> {
+    pub(crate) log: &'a mut Log,
+}
+
+impl NotifyLog<'_> {
+    /// `program="..." event=... virtual=... real=...` after `msg`, on a line at `level`.
+    fn line(
+        &mut self,
+        level: Level,
+        msg: &str,
+        program: &[u8],
+        ev: &Event,
+    ) -> Option<crate::log::Line<'_>> {
+        let mut l = self.log.line(level)?;
+        let _ = write!(l, "msg=\"{msg}\" ");
+        l.quoted("program", program);
+        let _ = write!(l, " event={} virtual={}", ev.kind.as_str(), ev.service);
+        if let Some(a) = ev.real {
+            let _ = write!(l, " real={a}");
+        }
+        Some(l)
+    }
+}
+
+impl crate::notify::NotifySink for NotifyLog<'_> {
+    fn spawn_failed(&mut self, _: u32, program: &[u8], ev: &Event, errno: i32) {
+        // One line per event lost.
+        if let Some(mut l) = self.line(Level::Error, "notify spawn failed", program, ev) {
+            let _ = write!(l, " errno={errno} ");
+            l.quoted("error", crate::notify::errno_text(errno).as_bytes());
+        }
+    }
+
+    fn output(&mut self, _: u32, program: &[u8], ev: &Event, line: &[u8]) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output", program, ev) {
+            let _ = write!(l, " ");
+            l.quoted("line", line);
+        }
+    }
+
+    fn output_discarded(&mut self, _: u32, program: &[u8], ev: &Event, lines: u64, bytes: u64) {
+        if let Some(mut l) = self.line(Level::Notice, "notify output discarded", program, ev) {
+            let _ = write!(l, " lines={lines} bytes={bytes}");
+        }
+    }
+}
