@@ -295,6 +295,18 @@ pub struct NotifyCounters {
     pub exit_failures: u64,
 }
 
+impl NotifyCounters {
+    /// Adds `c`'s totals to these (a retired notifier's to the daemon's).
+    pub fn add(&mut self, c: &NotifyCounters) {
+        self.spawned += c.spawned;
+        self.reaped += c.reaped;
+        self.killed += c.killed;
+        self.dropped += c.dropped;
+        self.spawn_errors += c.spawn_errors;
+        self.exit_failures += c.exit_failures;
+    }
+}
+
 /// One entry of the running table. `pid == 0` marks a free entry.
 #[derive(Debug, Clone, Copy)]
 struct Child {

@@ -21,7 +21,7 @@ use crate::state;
 use crate::state::Saver;
 use crate::stats::seconds;
 use crate::stats::Stats;
-use crate::table::Table;
+use crate::table::{Changes, Table};
 
 /// Writes a duration in seconds as `3h12m`, `4m05s`, `12s`.
 fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
@@ -693,6 +693,69 @@ pub(crate) fn status_dump(log: &mut Log, table: &Table, next: usize, now: Time) 
         }
     }
     (r < table.reals().len()).then_some(r)
+}
+
+/// A reload that failed: the log's error line and the answer to `lvsmon reload` (`text`).
+pub(crate) fn reload_failed(log: &mut Log, text: &mut String, msg: &str) {
+    use std::fmt::Write as _;
+    if let Some(mut l) = log.line(Level::Error) {
+        let _ = write!(
+            l,
+            "msg=\"reload failed; the running configuration is kept\" "
+        );
+        l.quoted("error", msg.as_bytes());
+    }
+    let _ = writeln!(text, "error: {msg} (the running configuration is kept)");
+}
+
+/// A reload applied: the log's `reloaded` line and the answer to `lvsmon reload` (`text`).
+/// `sizes` are the new configuration's (virtuals, reals, checks), `took` the load's and the
+/// hand-over's durations.
+pub(crate) fn reloaded(
+    log: &mut Log,
+    text: &mut String,
+    file: &str,
+    summary: &str,
+    sizes: (usize, usize, usize),
+    ch: &Changes,
+    took: (std::time::Duration, std::time::Duration),
+) {
+    use std::fmt::Write as _;
+    let (parse, apply) = took;
+    if let Some(mut l) = log.line(Level::Notice) {
+        let _ = write!(
+            l,
+            "msg=\"reloaded\" file={file} virtuals={} reals={} checks={} kept={} changed={} added={} removed={} virtuals_added={} virtuals_removed={} probes_kept={} running_kept={} restarted={} ipvs_ops={} load_ms={} apply_ms={}",
+                sizes.0,
+                sizes.1,
+                sizes.2,
+                ch.kept,
+                ch.changed,
+                ch.added,
+                ch.removed,
+                ch.virtuals_added,
+                ch.virtuals_removed,
+                ch.probes_kept,
+                ch.running,
+                ch.restarted,
+                ch.ops,
+            parse.as_millis(),
+            apply.as_millis()
+        );
+    }
+    let _ = writeln!(
+        text,
+        "reloaded {file}: {summary}\nreal servers: {} kept ({} with new settings), {} added, {} removed; virtual services: {} added, {} removed; {} IPVS operations; load {} ms, apply {} ms",
+        ch.kept,
+        ch.changed,
+        ch.added,
+        ch.removed,
+        ch.virtuals_added,
+        ch.virtuals_removed,
+        ch.ops,
+        parse.as_millis(),
+        apply.as_millis()
+    );
 }
 
 #[cfg(test)]

@@ -575,7 +575,7 @@ impl Daemon {
         let mut c = self.core.notify_retired;
         let live = self.core.notifier.iter().chain(self.core.retiring.iter());
         for n in live {
-            reload::add_counters(&mut c, &n.counters());
+            c.add(&n.counters());
         }
         c
     }

@@ -19,7 +19,6 @@
 //! Building the new tables allocates, as startup does; between reloads the loop still
 //! allocates nothing.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::TryRecvError;
@@ -30,7 +29,6 @@ use super::{Core, Daemon, Log};
 use crate::clock::Time;
 use crate::config::{Plan, ServiceKey};
 use crate::log::{Level, Sink};
-use crate::notify::NotifyCounters;
 use crate::table::Changes;
 
 /// `--reload-timeout` when none is given: reading, planning and building even 100,000 real
@@ -181,7 +179,7 @@ impl Core {
     /// Folds the counters of a notifier that is going away into the retired totals.
     fn retire_notifier(&mut self, n: crate::notify::Notifier) {
         if n.running() == 0 && n.queued() == 0 {
-            add_counters(&mut self.notify_retired, &n.counters());
+            self.notify_retired.add(&n.counters());
         } else {
             self.retiring.push(n);
         }
@@ -196,7 +194,7 @@ impl Core {
             let _ = self.retiring[i].poll_with(now, &mut sink);
             if self.retiring[i].running() == 0 && self.retiring[i].queued() == 0 {
                 let n = self.retiring.swap_remove(i);
-                add_counters(&mut self.notify_retired, &n.counters());
+                self.notify_retired.add(&n.counters());
             } else {
                 i += 1;
             }
@@ -250,15 +248,6 @@ impl Core {
         ch.restarted = carried.restarted;
         ch
     }
-}
-
-pub(super) fn add_counters(to: &mut NotifyCounters, c: &NotifyCounters) {
-    to.spawned += c.spawned;
-    to.reaped += c.reaped;
-    to.killed += c.killed;
-    to.dropped += c.dropped;
-    to.spawn_errors += c.spawn_errors;
-    to.exit_failures += c.exit_failures;
 }
 
 impl Daemon {
@@ -337,50 +326,23 @@ impl Daemon {
         };
         let mut text = String::new();
         match result {
-            Err(msg) => {
-                if let Some(mut l) = self.core.log.line(Level::Error) {
-                    let _ = write!(
-                        l,
-                        "msg=\"reload failed; the running configuration is kept\" "
-                    );
-                    l.quoted("error", msg.as_bytes());
-                }
-                let _ = writeln!(text, "error: {msg} (the running configuration is kept)");
-            }
+            Err(msg) => crate::report::reload_failed(&mut self.core.log, &mut text, &msg),
             Ok((summary, ch, apply)) => {
-                if let Some(mut l) = self.core.log.line(Level::Notice) {
-                    let _ = write!(
-                        l,
-                        "msg=\"reloaded\" file={file} virtuals={} reals={} checks={} kept={} changed={} added={} removed={} virtuals_added={} virtuals_removed={} probes_kept={} running_kept={} restarted={} ipvs_ops={} load_ms={} apply_ms={}",
-                        self.core.table.virtuals().len(),
-                        self.core.table.reals().len(),
-                        self.core.probes.len(),
-                        ch.kept,
-                        ch.changed,
-                        ch.added,
-                        ch.removed,
-                        ch.virtuals_added,
-                        ch.virtuals_removed,
-                        ch.probes_kept,
-                        ch.running,
-                        ch.restarted,
-                        ch.ops,
-                        parse.as_millis(),
-                        apply.as_millis()
-                    );
-                }
-                let _ = writeln!(
-                    text,
-                    "reloaded {file}: {summary}\nreal servers: {} kept ({} with new settings), {} added, {} removed; virtual services: {} added, {} removed; {} IPVS operations; load {} ms, apply {} ms",
-                    ch.kept,
-                    ch.changed,
-                    ch.added,
-                    ch.removed,
-                    ch.virtuals_added,
-                    ch.virtuals_removed,
-                    ch.ops,
-                    parse.as_millis(),
-                    apply.as_millis()
+                let c = &self.core;
+                let sizes = (
+                    c.table.virtuals().len(),
+                    c.table.reals().len(),
+                    c.probes.len(),
+                );
+                let took = (parse, apply);
+                crate::report::reloaded(
+                    &mut self.core.log,
+                    &mut text,
+                    &file,
+                    &summary,
+                    sizes,
+                    &ch,
+                    took,
                 );
             }
         }
