@@ -150,6 +150,53 @@ pub(crate) fn prefetch_lines<T>(v: &T) {
     let _ = v;
 }
 
+/// What a probe's timer firing means (see [`timer_fired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fired {
+    /// Waiting, and due: the next check starts.
+    Start,
+    /// An earlier phase's deadline (the check has moved on): the timer is set again for
+    /// the phase's own, this one.
+    NotYet(Time),
+    /// Still queued for a receive buffer with bytes waiting: the director's fault, not the
+    /// server's (deferred, no verdict).
+    NoBuffer,
+    /// The phase ran out of time: its deadline fails the check at that phase's layer.
+    Expired,
+}
+
+/// The driver's rule for probe `p`'s timer firing at `now`, with the check's connect bound
+/// and timeout; `queued` says whether it waits for a receive buffer (asked only in `Recv`
+/// past the deadline).
+#[inline]
+pub(crate) fn timer_fired(
+    p: &Probe,
+    connect_us: u64,
+    timeout_us: u64,
+    now: Time,
+    queued: impl FnOnce() -> bool,
+) -> Fired {
+    let d = p.phase_deadline(connect_us, timeout_us);
+    match p.phase {
+        Phase::Wait => Fired::Start,
+        _ if now < d => Fired::NotYet(d),
+        Phase::Recv { .. } if queued() => Fired::NoBuffer,
+        _ => Fired::Expired,
+    }
+}
+
+/// The driver's next grid point after `scheduled`, a `period` on, skipping those already
+/// past at `now`; with the number skipped (missed starts).
+#[inline]
+pub(crate) fn next_grid_point(scheduled: Time, now: Time, period: u64) -> (Time, u64) {
+    let next = scheduled.add_micros(period);
+    if next > now {
+        return (next, 0);
+    }
+    let behind = now.micros_since(scheduled) / period;
+    (scheduled.add_micros((behind + 1) * period), behind)
+}
+
 /// The probe driver (see the module docs).
 pub struct Probes {
     probes: Box<[Probe]>,
@@ -344,18 +391,12 @@ impl Probes {
     fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
         let i = id as usize;
         let k = &self.kinds[self.cfg[i].kind as usize];
-        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
-        match self.probes[i].phase {
-            // Due: start the next check.
-            Phase::Wait => self.start(id, reg, now, host),
-            // An earlier phase's deadline (see `after`): the check has moved on.
-            _ if now < d => self.wheel.set(id, d),
-            // Still queued for a buffer with bytes waiting: the director's fault.
-            Phase::Recv { .. } if self.pool.is_queued(id) => {
-                self.defer(id, libc::ENOBUFS, reg, now, host)
-            }
-            // Any other phase: its deadline fails the check at that phase's layer.
-            _ => {
+        let (p, pool) = (&self.probes[i], &self.pool);
+        match timer_fired(p, k.connect_us, k.timeout_us, now, || pool.is_queued(id)) {
+            Fired::Start => self.start(id, reg, now, host),
+            Fired::NotYet(d) => self.wheel.set(id, d),
+            Fired::NoBuffer => self.defer(id, libc::ENOBUFS, reg, now, host),
+            Fired::Expired => {
                 let v = phase::deadline_verdict(&self.probes[i]);
                 self.finish(id, v, reg, now, host);
             }
@@ -591,11 +632,9 @@ impl Probes {
         let k = &self.kinds[self.cfg[i].kind as usize];
         let period = if failing { k.retry_us } else { k.interval_us };
         let p = &mut self.probes[i];
-        let mut next = p.scheduled.add_micros(period);
-        if next <= now {
-            let behind = now.micros_since(p.scheduled) / period;
+        let (next, behind) = next_grid_point(p.scheduled, now, period);
+        if behind > 0 {
             host.stats().missed_starts += behind;
-            next = p.scheduled.add_micros((behind + 1) * period);
         }
         p.scheduled = next;
         self.wheel.set(id, next);
@@ -866,6 +905,43 @@ mod tests {
     fn a_running_phase_needs_a_socket() {
         let mut p = Probe::new(Time::ZERO);
         p.set_phase(Phase::Recv { got: 0 });
+    }
+
+    /// The next grid point is one period after the last, whatever the check took; grid
+    /// points already past are skipped and counted, never crowded in.
+    #[test]
+    fn the_next_grid_point_skips_what_is_past() {
+        let (at, p) = (Time(1_000_000), 500_000);
+        // On time, or late by less than a period: the next point, nothing missed.
+        assert_eq!(
+            next_grid_point(at, Time(1_000_250), p),
+            (Time(1_500_000), 0)
+        );
+        assert_eq!(
+            next_grid_point(at, Time(1_499_999), p),
+            (Time(1_500_000), 0)
+        );
+        // At the next point itself: that one is past.
+        assert_eq!(
+            next_grid_point(at, Time(1_500_000), p),
+            (Time(2_000_000), 1)
+        );
+        // Two and a half periods on: two skipped, the third ahead.
+        assert_eq!(
+            next_grid_point(at, Time(2_250_000), p),
+            (Time(2_500_000), 2)
+        );
+    }
+
+    /// A waiting probe's timer starts its check; whether it waits for a buffer is asked only
+    /// of a receiving check past its deadline.
+    #[test]
+    fn a_waiting_probe_starts_when_its_timer_fires() {
+        let p = Probe::new(Time(1_000_000));
+        let fired = timer_fired(&p, 200_000, 1_000_000, Time(1_000_000), || {
+            panic!("asked about a buffer")
+        });
+        assert_eq!(fired, Fired::Start);
     }
 
     /// Closing is the one way back to WAIT, from any phase; WAIT to WAIT is a close of a

@@ -3,7 +3,9 @@
 //! at times the test chooses on a manual [`Clock`].
 //!
 //! Each case is a table of rows `(time, action, expectation)`, run in order by a small rig
-//! that does what the daemon's driver does with a probe and nothing more: it sets the clock,
+//! that does what the daemon's driver does with a probe and nothing more, by the driver's own
+//! rules ([`catch_up`] for a late start, `probes::timer_fired` for what a timer means,
+//! `probes::next_grid_point` for the next start): it sets the clock,
 //! waits (in real time, bounded) for the readiness an action needs, calls the phase function
 //! and compares the outcome, the phase after it and the phase's deadline, or the verdict and
 //! its latency (from the check's start, as the driver records it). Real time only bounds the
@@ -19,6 +21,7 @@ use mio::{Events, Poll};
 
 use super::*;
 use crate::clock::Clock;
+use crate::monitor::probes::{next_grid_point, timer_fired, Fired};
 use crate::plugins::Target;
 
 /// The probe's id (its token's low half).
@@ -277,28 +280,30 @@ impl Rig {
                 self.after(Outcome::Pending, now)
             }
             Deadline => {
-                let d = self.p.phase_deadline(CONNECT_US, TIMEOUT_US);
-                if self.p.phase == Phase::Wait {
-                    // Waiting, the deadline is the grid point (the wheel never fires early).
-                    assert!(now >= d, "the timer fired before the grid point {d:?}");
-                    return self.act(Start, now);
+                // What the driver makes of its timer (the rig hands a buffer over at the
+                // first READABLE, so a check never waits queued for one).
+                match timer_fired(&self.p, CONNECT_US, TIMEOUT_US, now, || false) {
+                    Fired::Start => {
+                        // Waiting, the deadline is the grid point (the wheel never fires
+                        // early).
+                        let d = self.p.phase_deadline(CONNECT_US, TIMEOUT_US);
+                        assert!(now >= d, "the timer fired before the grid point {d:?}");
+                        self.act(Start, now)
+                    }
+                    Fired::NotYet(_) => self.after(Outcome::Pending, now),
+                    Fired::Expired => {
+                        let v = deadline_verdict(&self.p);
+                        self.after(Outcome::Done(v), now)
+                    }
+                    Fired::NoBuffer => unreachable!("the rig never queues for a buffer"),
                 }
-                if now < d {
-                    return self.after(Outcome::Pending, now);
-                }
-                let v = deadline_verdict(&self.p);
-                self.after(Outcome::Done(v), now)
             }
             Finish => {
                 close(&mut self.p, self.poll.registry());
                 self.has_buf = false;
                 (self.readable, self.writable, self.trouble) = (false, false, false);
                 // The driver's next grid point: one interval on, past `now`.
-                let mut next = self.p.scheduled.add_micros(INTERVAL_US);
-                while next <= now {
-                    next = next.add_micros(INTERVAL_US);
-                }
-                self.p.scheduled = next;
+                self.p.scheduled = next_grid_point(self.p.scheduled, now, INTERVAL_US).0;
                 assert!(self.p.sock.is_none());
                 Asleep(self.p.phase_deadline(CONNECT_US, TIMEOUT_US).0)
             }
