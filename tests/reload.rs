@@ -121,7 +121,8 @@ fn reload_keeps_state_and_sends_only_the_differences() {
     want.sort();
     assert_eq!(ops, want);
 
-    // The added reals are checked and come up; the kept ones never changed state.
+    // The added reals are checked and come up (that the kept ones never change state is
+    // table::tests::a_dry_run_reload_sends_only_the_differences).
     d.wait_seen(&["event=up", &format!("real={a3}")], 5 * S);
     d.wait_seen(
         &[
@@ -131,16 +132,6 @@ fn reload_keeps_state_and_sends_only_the_differences() {
         ],
         5 * S,
     );
-    d.collect_for(S);
-    for a in [&a1, &a2] {
-        let ups = d.count(&[
-            "event=up",
-            &format!("virtual=tcp:{v0}"),
-            &format!("real={a} "),
-        ]);
-        assert_eq!(ups, 1, "{a} went UP {ups} times");
-    }
-    assert_eq!(d.count(&["event=down", &format!("real={a1}")]), 0);
     // Counters went on from where they were.
     let (state, weight, c1) = status_row(&d, &v0, &a1).unwrap();
     assert_eq!((state.as_str(), weight.as_str()), ("up", "20"));
