@@ -726,19 +726,19 @@ pub(crate) fn reloaded(
         let _ = write!(
             l,
             "msg=\"reloaded\" file={file} virtuals={} reals={} checks={} kept={} changed={} added={} removed={} virtuals_added={} virtuals_removed={} probes_kept={} running_kept={} restarted={} ipvs_ops={} load_ms={} apply_ms={}",
-                sizes.0,
-                sizes.1,
-                sizes.2,
-                ch.kept,
-                ch.changed,
-                ch.added,
-                ch.removed,
-                ch.virtuals_added,
-                ch.virtuals_removed,
-                ch.probes_kept,
-                ch.running,
-                ch.restarted,
-                ch.ops,
+            sizes.0,
+            sizes.1,
+            sizes.2,
+            ch.kept,
+            ch.changed,
+            ch.added,
+            ch.removed,
+            ch.virtuals_added,
+            ch.virtuals_removed,
+            ch.probes_kept,
+            ch.running,
+            ch.restarted,
+            ch.ops,
             parse.as_millis(),
             apply.as_millis()
         );
@@ -890,5 +890,96 @@ mod tests {
             text,
             "error: no real server 198.51.100.9:80 in the configuration\n"
         );
+    }
+
+    /// SIGUSR1's status lines go out as far as the log has room and go on from where they
+    /// stopped once its reader has taken some: every real once, in order, none dropped.
+    #[test]
+    fn the_status_dump_waits_for_the_log_and_drops_nothing() {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let n = 60;
+        let mut text = String::from("virtual tcp 192.0.2.1:80 {\n  check tcp\n");
+        for k in 0..n {
+            text.push_str(&format!("  real 198.51.100.{}:80 weight 7\n", k + 1));
+        }
+        text.push_str("}\n");
+        let doc =
+            crate::config::parse::parse_bytes(std::path::Path::new("t.conf"), text.as_bytes())
+                .unwrap();
+        let plan = crate::config::plan::plan(&doc, None).unwrap();
+        let mut table = Table::new(&plan, Time::ZERO);
+        table.adopt_at_start(|_| None, |_, _| None);
+        let mut rec = Rec::default();
+        let fail = Verdict::Fail(crate::plugins::Reason::ConnectRefused, Default::default());
+        table.record(
+            crate::ids::RealId(0),
+            Verdict::Pass,
+            10,
+            Time(1_000_000),
+            &mut rec,
+        );
+        table.record(crate::ids::RealId(1), fail, 10, Time(1_000_000), &mut rec);
+
+        // A pipe of one page, a ring of one line's size: the dump outgrows both.
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors we own from here on.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both were just created and are owned by nothing else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on descriptors we own.
+        unsafe {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 4096);
+            libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+        }
+        let mut reader = std::fs::File::from(r);
+        let mut log = Log::with_ring(crate::log::Sink::Fd(w), Level::Info, crate::log::LINE_CAP);
+        log.loop_started();
+        let mut out = Vec::new();
+        let mut read = |out: &mut Vec<u8>| {
+            let mut chunk = [0u8; 8192];
+            while let Ok(k) = reader.read(&mut chunk) {
+                if k == 0 {
+                    break;
+                }
+                out.extend_from_slice(&chunk[..k]);
+            }
+        };
+        let now = Time(3_500_000);
+        let mut next = Some(0);
+        let mut rounds = 0;
+        while let Some(from) = next {
+            next = status_dump(&mut log, &table, from, now);
+            rounds += 1;
+            assert!(rounds < 1_000, "the dump does not move on");
+            read(&mut out);
+            log.on_writable();
+        }
+        read(&mut out);
+        assert!(rounds > 1, "the dump never waited for the log's reader");
+        assert_eq!(log.dropped(), 0);
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().filter(|l| l.contains(" status ")).collect();
+        assert_eq!(lines.len(), n, "{out}");
+        for (k, l) in lines.iter().enumerate() {
+            let want = format!(
+                "status virtual=tcp:192.0.2.1:80 real=198.51.100.{}:80 ",
+                k + 1
+            );
+            assert!(l.contains(&want), "line {k}: {l}");
+        }
+        assert!(
+            lines[0].contains("state=up for=2s weight=7 checks=1 failures=0 transitions=1"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains(
+                "state=down for=2s weight=0 checks=1 failures=1 transitions=1 last_reason=connect-refused "
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains("weight=0 checks=0"), "{}", lines[2]);
     }
 }
