@@ -1,14 +1,15 @@
 //! Where the daemon's news goes: the table's events (the `event=` log line, `notify-fifo`,
 //! the notify command's queue, the counters) and its drift notes, the `notify-fifo` writer's
-//! state changes, and what a notify command reports (failed spawns, its output). The loop
-//! hands these sinks to the table and the notifier; they write lines and queue, and decide
-//! nothing.
+//! state changes, what a notify command reports (failed spawns, its output, kills), and each
+//! finished IPVS operation's line and counters. The loop hands these sinks to the table and
+//! the notifier; they write lines and queue, and decide nothing.
 
 use std::io::Write;
 use std::net::SocketAddr;
 
 use crate::clock::Time;
 use crate::config::ServiceKey;
+use crate::ipvs::{Op, OpKind, OpResult};
 use crate::log::{Level, Log};
 use crate::monitor::event::{Event, EventKind};
 use crate::notify::{EventFifo, FifoStatus, Notifier};
@@ -90,6 +91,29 @@ impl table::Out for Sinks<'_> {
     }
 }
 
+/// Logs and counts a finished IPVS operation (`ipvs op=... result=...`).
+pub(crate) fn ipvs_done(log: &mut Log, stats: &mut Stats, op: Op, res: OpResult) {
+    let k = OpKind::ALL
+        .iter()
+        .position(|k| *k == op.kind())
+        .unwrap_or(0);
+    let level = if let OpResult::Error(_) = res {
+        stats.ipvs_errors[k] += 1;
+        Level::Error
+    } else {
+        stats.ipvs_ok[k] += 1;
+        if res == OpResult::DryRun {
+            stats.ipvs_dry_run[k] += 1;
+        }
+        Level::Notice
+    };
+    if let Some(mut l) = log.line(level) {
+        let _ = op.describe(&mut l);
+        let _ = l.write_all(b" ");
+        let _ = res.describe(&mut l);
+    }
+}
+
 /// Logs what the `notify-fifo` writer reported, if anything changed.
 pub(crate) fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
     match status {
@@ -135,6 +159,20 @@ impl NotifyLog<'_> {
             let _ = write!(l, " real={a}");
         }
         Some(l)
+    }
+}
+
+impl NotifyLog<'_> {
+    /// Commands killed after their timeout in one poll, if any: one line for them all.
+    pub(crate) fn killed(&mut self, killed: u32) {
+        if killed > 0 {
+            if let Some(mut l) = self.log.line(Level::Warn) {
+                let _ = write!(
+                    l,
+                    "msg=\"notify command killed after timeout\" killed={killed}"
+                );
+            }
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::config::Plan;
 use crate::control::{Command, Server};
 use crate::history::History;
 use crate::ids::{ProbeId, RealId};
-use crate::ipvs::{Ipvs, IpvsEvent, Op, OpKind, OpResult};
+use crate::ipvs::{Ipvs, IpvsEvent, Op, OpResult};
 use crate::log::{Level, Log};
 use crate::monitor::health::State;
 use crate::monitor::phase::Probe;
@@ -1048,25 +1048,7 @@ impl Core {
 
     /// Logs and counts a finished IPVS operation; the table reacts to a failure.
     fn op_done(&mut self, op: Op, res: OpResult) {
-        let k = OpKind::ALL
-            .iter()
-            .position(|k| *k == op.kind())
-            .unwrap_or(0);
-        let level = if let OpResult::Error(_) = res {
-            self.stats.ipvs_errors[k] += 1;
-            Level::Error
-        } else {
-            self.stats.ipvs_ok[k] += 1;
-            if res == OpResult::DryRun {
-                self.stats.ipvs_dry_run[k] += 1;
-            }
-            Level::Notice
-        };
-        if let Some(mut l) = self.log.line(level) {
-            let _ = op.describe(&mut l);
-            let _ = l.write_all(b" ");
-            let _ = res.describe(&mut l);
-        }
+        crate::sinks::ipvs_done(&mut self.log, &mut self.stats, op, res);
         self.table.op_done(op, res, self.now);
     }
 
@@ -1115,15 +1097,7 @@ impl Core {
         n.hold(!self.retiring.is_empty());
         let mut sink = NotifyLog { log: &mut self.log };
         let rep = n.poll_with(now, &mut sink);
-        if rep.killed > 0 {
-            if let Some(mut l) = self.log.line(Level::Warn) {
-                let _ = write!(
-                    l,
-                    "msg=\"notify command killed after timeout\" killed={}",
-                    rep.killed
-                );
-            }
-        }
+        sink.killed(rep.killed);
     }
 
     // ----- signals ------------------------------------------------------------------------
