@@ -4,9 +4,11 @@
 //! The loop wires the rooms together: [`Probes`] (the probe driver: checks, their timer
 //! wheel and receive buffers) gives each check's result to the history and to [`Table`] (the
 //! policy: weights, drain, quorum, sorry server, read-back reconciliation), whose events go
-//! to the log, `notify-fifo` and the notifier, and whose IPVS operations the loop hands to
-//! the [`Ipvs`] side at the end of the turn. The control server, the state saver and
-//! systemd's notifications hang off the same turn.
+//! to the log, `notify-fifo` and the notifier (through [`crate::sinks`]), and whose IPVS
+//! operations the loop hands to the [`Ipvs`] side at the end of the turn. The control server,
+//! the state saver and systemd's notifications hang off the same turn; what the daemon says
+//! in reply (control replies, the SIGUSR1 status dump, a reload's answer) is rendered by
+//! [`crate::report`], read-only.
 //!
 //! Everything the loop will ever need is allocated in [`Daemon::new`], sized from the
 //! [`Plan`]: the probes (one per distinct check) and their timer wheel, the per-real
