@@ -7,9 +7,11 @@
 //! the rings across restarts through [`History::encode_real`] and [`History::decode_real`].
 //!
 //! Three levels are kept per real server, each a ring:
-//! - **raw**: the last results themselves, 8 bytes each, `ceil(raw / interval)` of them (at
-//!   most [`MAX_RING`]), so about the configured `raw` span at the real's check interval (less
-//!   while `retry-interval` runs checks faster);
+//! - **raw**: the last results themselves, 8 bytes each, `ceil(raw / interval)` of them but
+//!   at most [`RAW_CAP`], so the configured `raw` span at intervals of 5 s and more (the
+//!   default 10 minutes at 10 s is 60 results) and the last [`RAW_CAP`] results at faster
+//!   ones, where minute buckets answer for longer spans: the raw ring does not grow with the
+//!   check rate (less time is covered while `retry-interval` runs checks faster);
 //! - **minute** and **hour** buckets: `ceil(minute / 60 s)` and `ceil(hour / 3600 s)`
 //!   summaries of 16 bytes each (checks, failures, latency sum, min and max; see [`Bucket`] for
 //!   the layout and why).
@@ -45,6 +47,11 @@ use std::time::Duration;
 pub use crate::config::MAX_RING;
 use crate::config::{HistorySpec, Plan};
 use crate::plugins::Reason;
+
+/// The most raw results kept per real server, whatever the `raw` span and the interval: the
+/// raw ring's memory (8 bytes a result) stays at most 1 KiB per real at any check rate.
+/// 128 covers the default 10 minutes at 5 s and slower, and 2 minutes at 1 s.
+pub const RAW_CAP: usize = 128;
 
 /// The largest latency kept, in microseconds (24 bits: 16.777215 s); longer ones count as this.
 pub const MAX_LATENCY_US: u32 = (1 << 24) - 1;
@@ -314,13 +321,13 @@ fn lat_us(code: u16) -> u32 {
 }
 
 /// Raw results kept for a real checked every `interval`: `ceil(raw / interval)`, at most
-/// [`MAX_RING`]; 0 when `raw` is 0. A zero interval counts as one nanosecond.
-fn raw_len(raw: Duration, interval: Duration) -> usize {
+/// [`RAW_CAP`]; 0 when `raw` is 0. A zero interval counts as one nanosecond.
+pub fn raw_len(raw: Duration, interval: Duration) -> usize {
     if raw.is_zero() {
         return 0;
     }
     let n = raw.as_nanos().div_ceil(interval.as_nanos().max(1));
-    n.min(MAX_RING as u128) as usize
+    n.min(RAW_CAP as u128) as usize
 }
 
 /// Buckets of `width` seconds that cover `span`, at most [`MAX_RING`].
@@ -1179,16 +1186,19 @@ mod tests {
     #[test]
     fn ring_lengths() {
         assert_eq!(raw_len(secs(600), secs(10)), 60);
-        assert_eq!(raw_len(secs(600), secs(1)), 600);
+        assert_eq!(raw_len(secs(600), secs(5)), 120);
         assert_eq!(raw_len(secs(600), secs(7)), 86);
-        assert_eq!(raw_len(secs(600), Duration::from_millis(250)), 2400);
+        // Faster checks do not grow the ring: capped by count as well as by time.
+        assert_eq!(raw_len(secs(600), secs(1)), RAW_CAP);
+        assert_eq!(raw_len(secs(600), Duration::from_millis(250)), RAW_CAP);
+        assert_eq!(raw_len(secs(600), Duration::from_millis(100)), RAW_CAP);
         assert_eq!(raw_len(secs(5), secs(10)), 1);
         assert_eq!(raw_len(Duration::ZERO, secs(10)), 0);
         assert_eq!(
             raw_len(secs(86400 * 1000), Duration::from_millis(1)),
-            MAX_RING
+            RAW_CAP
         );
-        assert_eq!(raw_len(secs(600), Duration::ZERO), MAX_RING);
+        assert_eq!(raw_len(secs(600), Duration::ZERO), RAW_CAP);
         assert_eq!(bucket_len(secs(7200), MINUTE), 120);
         assert_eq!(bucket_len(secs(90), MINUTE), 2);
         assert_eq!(bucket_len(secs(1), MINUTE), 1);
@@ -1213,14 +1223,21 @@ mod tests {
             assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
         }
         // Per real at the defaults: offset 8 + meta 12 + 120 minute and 48 hour buckets of
-        // 16 bytes, + 60 raw results of 8 bytes at 10 s, or 600 at 1 s.
+        // 16 bytes, + 60 raw results of 8 bytes at 10 s, or RAW_CAP (128) at 1 s and faster.
         let per = |iv: u64| {
             (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
                 / 100
         };
         assert_eq!(per(10), 8 + 12 + 168 * 16 + 60 * 8);
         assert_eq!(per(10), 3188);
-        assert_eq!(per(1), 7508);
+        assert_eq!(per(1), 8 + 12 + 168 * 16 + 128 * 8);
+        assert_eq!(per(1), 3732);
+        let per_ms = |ms: u64| {
+            let iv = Duration::from_millis(ms);
+            (History::bytes_for(&d, &vec![iv; 101]) - History::bytes_for(&d, &[iv])) / 100
+        };
+        assert_eq!(per_ms(100), per(1));
+        assert_eq!(per_ms(250), per(1));
         assert_eq!(History::bytes_for(&d, &[]), 8);
     }
 

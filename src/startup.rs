@@ -90,10 +90,11 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         let h = &plan.history;
         let _ = writeln!(
             report,
-            "history: {:.1} MiB ({} bytes per real server on average; raw {}s, minute {}s, hour {}s)",
+            "history: {:.1} MiB ({} bytes per real server on average; raw {}s at most {} results, minute {}s, hour {}s)",
             bytes as f64 / 1048576.0,
             bytes / plan.reals.len().max(1),
             h.raw.as_secs(),
+            crate::history::RAW_CAP,
             h.minute.as_secs(),
             h.hour.as_secs()
         );

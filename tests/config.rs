@@ -321,3 +321,45 @@ fn a_reload_that_overruns_its_time_limit_is_abandoned() {
     assert!(lists(&d, &b.to_string()));
     assert_eq!(d.stop().0, Some(0));
 }
+
+/// The raw ring is capped by count as well as by time: at the default `history`, the memory
+/// `--check-config` forecasts per real server is the same at 100 ms, 250 ms and 1 s (the
+/// last 128 results), and the line says the cap; at 10 s the 10 minutes need only 60.
+#[test]
+fn check_config_forecasts_history_capped_by_count() {
+    let dir = TempDir::new("histcap");
+    let per_real = |interval: &str| {
+        let mut c = format!("interval {interval}\nmax-checks-in-flight 100\n");
+        c.push_str("virtual tcp 127.1.0.1:80 {\n");
+        for r in 0..100 {
+            c.push_str(&format!("  real 127.0.0.1:{}\n", 1000 + r));
+        }
+        c.push_str("}\n");
+        let conf = dir.file(&format!("h{interval}.conf"), &c);
+        let out = run_to(
+            &["--check-config", "-f", conf.to_str().unwrap()],
+            Stdio::piped(),
+        );
+        let err = no_panic("--check-config", &out);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("history: "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string();
+        assert!(line.contains("raw 600s at most 128 results"), "{line}");
+        let bytes: u64 = line
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(' '))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        bytes
+    };
+    let fast = per_real("100ms");
+    assert_eq!(per_real("250ms"), fast);
+    assert_eq!(per_real("1s"), fast);
+    // 128 raw results of 8 bytes at most, where 10 minutes at 1 s used to be 600.
+    assert!(fast < 4096, "{fast} bytes per real at 100 ms");
+    assert_eq!(fast - per_real("10s"), (128 - 60) * 8);
+}

@@ -185,7 +185,7 @@ pub const MAX_RING: usize = 65_535;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HistorySpec {
     /// The raw ring keeps every result of about this span: `ceil(raw / interval)` results
-    /// per real server, at most [`MAX_RING`].
+    /// per real server, at most [`crate::history::RAW_CAP`].
     pub raw: Duration,
     /// The minute summaries cover this span: `ceil(minute / 60 s)` buckets per real server.
     pub minute: Duration,
