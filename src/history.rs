@@ -13,8 +13,8 @@
 //!   ones, where minute buckets answer for longer spans: the raw ring does not grow with the
 //!   check rate (less time is covered while `retry-interval` runs checks faster);
 //! - **minute** and **hour** buckets: `ceil(minute / 60 s)` and `ceil(hour / 3600 s)`
-//!   summaries of 16 bytes each (checks, failures, latency sum, min and max; see [`Bucket`] for
-//!   the layout and why).
+//!   summaries of 12 bytes each (checks, failures, latency sum, min and max; see [`Bucket`] for
+//!   the layout and why; the bucket's minute or hour follows from its slot, see `Cell`).
 //!
 //! Invariants:
 //! - storage is five flat slabs allocated once in [`History::new`], with per-real offsets; no
@@ -120,9 +120,9 @@ pub struct RawEntry {
 
 /// One minute or hour of one real server or a group of them, as [`History::series`] reports it.
 ///
-/// Stored per real server in 16 bytes: `start` (u32, minute or hour number since the Unix
-/// epoch), `checks` and `failures` (u16 each), the latency sum (u32, µs), and min and max
-/// (u16 each, in a floating-point code). Why this layout:
+/// Stored per real server in 12 bytes: `checks` and `failures` (u16 each), the latency sum
+/// (u32, µs), and min and max (u16 each, in a floating-point code); its minute or hour is
+/// its slot's in the ring (the encoded form writes it, as a u32). Why this layout:
 /// - the sum in whole microseconds keeps the mean exact for sub-millisecond LAN checks (a sum
 ///   in milliseconds would read 0 for a 300 µs check). One probe never runs two checks at
 ///   once, so one bucket's latencies add up to at most its width plus one check (3,616.8 s
@@ -131,7 +131,7 @@ pub struct RawEntry {
 /// - min and max as a 16-bit code with a 13-bit mantissa: exact up to 8,191 µs (where LAN
 ///   checks live), within 1/4096 (0.025 %, at most 2 ms near 16.7 s) above, rounded down;
 ///   the code is monotonic, so min and max compare codes. Two u32 would make the bucket
-///   20 bytes: a quarter more memory for precision nobody reads in a max latency;
+///   16 bytes: a third more memory for precision nobody reads in a max latency;
 /// - `checks` saturates at 65,535 (an hour of checks every 55 ms): a bucket that is full
 ///   stops counting altogether, so its counts and latencies always describe the same checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -241,11 +241,13 @@ impl Slot {
     }
 }
 
-/// One bucket as stored; see [`Bucket`] for the layout. Empty when `checks` is 0.
+/// One bucket as stored (12 bytes); see [`Bucket`] for the layout. Empty when `checks` is 0.
+///
+/// Its minute (hour) number is not stored: slot `i` of a real's ring of `per` holds the one
+/// bucket `b` with `b % per == i` among the last `per` up to the real's newest result (see
+/// [`advance`], which empties the slots of buckets that leave that window), or nothing.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 struct Cell {
-    /// Minute or hour number since the Unix epoch.
-    start: u32,
     checks: u16,
     failures: u16,
     /// Sum of latencies, µs, saturating.
@@ -256,9 +258,8 @@ struct Cell {
 }
 
 impl Cell {
-    fn fresh(start: u32) -> Cell {
+    fn fresh() -> Cell {
         Cell {
-            start,
             checks: 0,
             failures: 0,
             sum_us: 0,
@@ -367,13 +368,13 @@ impl Acc {
         self.oldest = self.oldest.min(s.time.into());
     }
 
-    fn add_cell(&mut self, c: &Cell, width: u64) {
+    fn add_cell(&mut self, c: &Cell, b: u64, width: u64) {
         self.checks += u64::from(c.checks);
         self.failures += u64::from(c.failures);
         self.sum_us += u64::from(c.sum_us);
         self.min_us = self.min_us.min(lat_us(c.min));
         self.max_us = self.max_us.max(lat_us(c.max));
-        self.oldest = self.oldest.min(u64::from(c.start) * width);
+        self.oldest = self.oldest.min(b * width);
     }
 
     /// (min, mean, max); zeros without results.
@@ -550,6 +551,7 @@ impl History {
         }
         let m = &mut self.meta[real];
         let t = (unix_secs.min(u64::from(u32::MAX)) as u32).max(m.newest);
+        let before = u64::from(m.newest);
         m.newest = t;
         let lat = latency_us.min(u64::from(MAX_LATENCY_US)) as u32;
         let code = code_of(reason);
@@ -571,6 +573,14 @@ impl History {
             m.next = if at + 1 == cap { 0 } else { at as u16 + 1 };
         }
         let (t, failed) = (u64::from(t), code != 0);
+        advance(
+            &mut self.minute,
+            self.minutes,
+            real,
+            before / MINUTE,
+            t / MINUTE,
+        );
+        advance(&mut self.hour, self.hours, real, before / HOUR, t / HOUR);
         fold(
             &mut self.minute,
             self.minutes,
@@ -622,7 +632,7 @@ impl History {
                 for r in reals {
                     for b in lo..=hi {
                         if let Some(c) = self.cell(level, r, b) {
-                            acc.add_cell(c, level.width());
+                            acc.add_cell(c, b, level.width());
                         }
                     }
                 }
@@ -653,7 +663,7 @@ impl History {
             let mut acc = Acc::EMPTY;
             for r in reals.clone() {
                 if let Some(c) = self.cell(level, r, b) {
-                    acc.add_cell(c, level.width());
+                    acc.add_cell(c, b, level.width());
                 }
             }
             if acc.checks > 0 {
@@ -729,7 +739,7 @@ impl History {
             for bk in lo..=hi {
                 if let Some(c) = self.cell(level, real, bk) {
                     let mut item = [0u8; 16];
-                    item[0..4].copy_from_slice(&c.start.to_le_bytes());
+                    item[0..4].copy_from_slice(&(bk as u32).to_le_bytes());
                     item[4..6].copy_from_slice(&c.checks.to_le_bytes());
                     item[6..8].copy_from_slice(&c.failures.to_le_bytes());
                     item[8..12].copy_from_slice(&c.sum_us.to_le_bytes());
@@ -821,19 +831,23 @@ impl History {
         m.len = keep as u16;
         m.next = if keep == cap { 0 } else { keep as u16 };
 
-        for (section, ring, per) in [
-            (rec.minute, &mut self.minute, self.minutes),
-            (rec.hour, &mut self.hour, self.hours),
+        for (section, ring, per, width) in [
+            (rec.minute, &mut self.minute, self.minutes, MINUTE),
+            (rec.hour, &mut self.hour, self.hours, HOUR),
         ] {
             let mine = &mut ring[real * per..(real + 1) * per];
             mine.fill(Cell::default());
             if per == 0 {
                 continue;
             }
-            // Oldest first, so a newer bucket that maps to the same slot wins.
+            // Only the last `per` buckets up to the newest result (see `Cell`); oldest
+            // first, so a newer bucket that maps to the same slot wins.
+            let newest = u64::from(rec.newest) / width;
             for k in 0..section.count {
-                let c = cell_at(input, section.item(k));
-                mine[c.start as usize % per] = c;
+                let (start, c) = cell_at(input, section.item(k));
+                if u64::from(start) + per as u64 > newest {
+                    mine[start as usize % per] = c;
+                }
             }
         }
         Ok(())
@@ -866,6 +880,7 @@ impl History {
 
     /// Real `real`'s bucket number `b` at `level`, if it holds results.
     fn cell(&self, level: Level, real: usize, b: u64) -> Option<&Cell> {
+        let newest = u64::from(self.meta_of(real).newest) / level.width().max(1);
         let (ring, per) = match level {
             Level::Raw => return None,
             Level::Minute => (&self.minute, self.minutes),
@@ -875,7 +890,7 @@ impl History {
             return None;
         }
         let c = &ring[real * per + (b % per as u64) as usize];
-        (c.checks > 0 && u64::from(c.start) == b).then_some(c)
+        (c.checks > 0 && b <= newest && b + per as u64 > newest).then_some(c)
     }
 
     /// Bucket numbers at `level` (which keeps some) from the one holding `since` to the one
@@ -939,17 +954,31 @@ impl History {
     }
 }
 
+/// Moves real `real`'s window in `ring` (`per` buckets per real) from newest bucket `from`
+/// to newest bucket `to` (not earlier): the slots of the buckets that leave the window, which
+/// are those the buckets `from + 1..=to` will use, are emptied. At most `per` slots, and
+/// none while results stay in the same bucket: O(1) per result over time.
+fn advance(ring: &mut [Cell], per: usize, real: usize, from: u64, to: u64) {
+    if per == 0 || to <= from {
+        return;
+    }
+    let mine = &mut ring[real * per..(real + 1) * per];
+    let n = (to - from).min(per as u64);
+    for b in to + 1 - n..=to {
+        mine[(b % per as u64) as usize] = Cell::fresh();
+    }
+}
+
 /// Folds one result (latency `lat_us`, failed or not) into real `real`'s bucket number `b`
-/// in `ring`, which holds `per` buckets per real; a slot holding an older bucket is recycled.
+/// in `ring`, which holds `per` buckets per real; `b` is the real's newest bucket, the
+/// window already [`advance`]d to it.
 fn fold(ring: &mut [Cell], per: usize, real: usize, b: u64, lat_us: u32, failed: bool) {
     if per == 0 {
         return;
     }
     let c = &mut ring[real * per + (b % per as u64) as usize];
-    // Bucket numbers of Unix times stored as u32 fit in u32.
-    let start = b as u32;
-    if c.start != start || c.checks == 0 {
-        *c = Cell::fresh(start);
+    if c.checks == 0 {
+        *c = Cell::fresh();
     }
     if c.checks == u16::MAX {
         // Full: counting on would make the counts and the latencies describe other checks.
@@ -1018,15 +1047,18 @@ fn slot_at(input: &[u8], at: usize) -> Slot {
     }
 }
 
-fn cell_at(input: &[u8], at: usize) -> Cell {
-    Cell {
-        start: le32(input, at),
-        checks: le16(input, at + 4),
-        failures: le16(input, at + 6),
-        sum_us: le32(input, at + 8),
-        min: le16(input, at + 12),
-        max: le16(input, at + 14),
-    }
+/// An encoded bucket: its minute (hour) number and the bucket.
+fn cell_at(input: &[u8], at: usize) -> (u32, Cell) {
+    (
+        le32(input, at),
+        Cell {
+            checks: le16(input, at + 4),
+            failures: le16(input, at + 6),
+            sum_us: le32(input, at + 8),
+            min: le16(input, at + 12),
+            max: le16(input, at + 14),
+        },
+    )
 }
 
 impl Record {
@@ -1116,11 +1148,11 @@ fn buckets(input: &[u8], at: &mut usize, newest: u32, width: u64) -> Result<Sect
     let mut prev: Option<u32> = None;
     for k in 0..sec.count {
         let off = sec.item(k);
-        let c = cell_at(input, off);
-        if prev.is_some_and(|p| c.start <= p) {
+        let (start, c) = cell_at(input, off);
+        if prev.is_some_and(|p| start <= p) {
             return bad(off, "buckets out of time order");
         }
-        if u64::from(c.start) * width > u64::from(newest) {
+        if u64::from(start) * width > u64::from(newest) {
             return bad(off, "bucket newer than the newest time");
         }
         if c.checks == 0 {
@@ -1132,7 +1164,7 @@ fn buckets(input: &[u8], at: &mut usize, newest: u32, width: u64) -> Result<Sect
         if c.min > c.max || c.max > lat_code(MAX_LATENCY_US) {
             return bad(off + 12, "bad latency range");
         }
-        prev = Some(c.start);
+        prev = Some(start);
     }
     Ok(sec)
 }
@@ -1179,7 +1211,7 @@ mod tests {
     #[test]
     fn layouts_are_as_documented() {
         assert_eq!(size_of::<Slot>(), 8);
-        assert_eq!(size_of::<Cell>(), 16);
+        assert_eq!(size_of::<Cell>(), 12);
         assert_eq!(size_of::<Meta>(), 12);
     }
 
@@ -1223,15 +1255,15 @@ mod tests {
             assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
         }
         // Per real at the defaults: offset 8 + meta 12 + 120 minute and 48 hour buckets of
-        // 16 bytes, + 60 raw results of 8 bytes at 10 s, or RAW_CAP (128) at 1 s and faster.
+        // 12 bytes, + 60 raw results of 8 bytes at 10 s, or RAW_CAP (128) at 1 s and faster.
         let per = |iv: u64| {
             (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
                 / 100
         };
-        assert_eq!(per(10), 8 + 12 + 168 * 16 + 60 * 8);
-        assert_eq!(per(10), 3188);
-        assert_eq!(per(1), 8 + 12 + 168 * 16 + 128 * 8);
-        assert_eq!(per(1), 3732);
+        assert_eq!(per(10), 8 + 12 + 168 * 12 + 60 * 8);
+        assert_eq!(per(10), 2516);
+        assert_eq!(per(1), 8 + 12 + 168 * 12 + 128 * 8);
+        assert_eq!(per(1), 3060);
         let per_ms = |ms: u64| {
             let iv = Duration::from_millis(ms);
             (History::bytes_for(&d, &vec![iv; 101]) - History::bytes_for(&d, &[iv])) / 100
@@ -1451,6 +1483,33 @@ mod tests {
         assert!(h.cell(Level::Hour, 0, T0 / 3600).is_none());
         let s = h.summary(0..1, T0 + 3600, T0 + 2 * 3600 + 1);
         assert_eq!((s.level, s.checks, s.mean_us), (Level::Hour, 1, 700));
+    }
+
+    /// A bucket's minute is its slot's: after a silence of exactly the ring's length (or
+    /// any whole number of laps, or less) no old bucket is read as a new one, nor folded into.
+    #[test]
+    fn buckets_after_a_silence_start_afresh() {
+        for gap in [1u64, 2, 3, 4, 6, 7, 300, 3001] {
+            let mut h = History::new(&spec(0, 180, 0), &[secs(10)]);
+            for m in 0..3 {
+                h.record(0, T0 + m * 60, 1000 + m, Some(Reason::Reset));
+            }
+            let t = T0 + (2 + gap) * 60;
+            h.record(0, t + 1, 9, None);
+            let got: Vec<_> = series_all(&h, 0..1, T0, t + 59)
+                .iter()
+                .map(|b| (b.start, b.checks, b.failures, b.mean_us))
+                .collect();
+            let mut want = vec![];
+            // Minutes 0..=2 are kept when still among the last 3 up to the new one.
+            for m in 0..3u64 {
+                if m + 3 > 2 + gap && m < 2 + gap {
+                    want.push((T0 + m * 60, 1, 1, 1000 + m as u32));
+                }
+            }
+            want.push((t, 1, 0, 9));
+            assert_eq!(got, want, "gap {gap}");
+        }
     }
 
     #[test]
