@@ -7,7 +7,7 @@
 //! the rings across restarts through [`History::encode_real`] and [`History::decode_real`].
 //!
 //! Three levels are kept per real server, each a ring:
-//! - **raw**: the last results themselves, 8 bytes each, `ceil(raw / interval)` of them but
+//! - **raw**: the last results themselves, 6 bytes each (see `Stored`), `ceil(raw / interval)` of them but
 //!   at most [`RAW_CAP`], so the configured `raw` span at intervals of 5 s and more (the
 //!   default 10 minutes at 10 s is 60 results) and the last [`RAW_CAP`] results at faster
 //!   ones, where minute buckets answer for longer spans: the raw ring does not grow with the
@@ -49,7 +49,7 @@ use crate::config::{HistorySpec, Plan};
 use crate::plugins::Reason;
 
 /// The most raw results kept per real server, whatever the `raw` span and the interval: the
-/// raw ring's memory (8 bytes a result) stays at most 1 KiB per real at any check rate.
+/// raw ring's memory (6 bytes a result) stays at most 768 bytes per real at any check rate.
 /// 128 covers the default 10 minutes at 5 s and slower, and 2 minutes at 1 s.
 pub const RAW_CAP: usize = 128;
 
@@ -223,6 +223,41 @@ struct Slot {
     packed: u32,
 }
 
+/// One raw result as a ring holds it, 6 bytes: the low 16 bits of its time, then the
+/// [`Slot`]'s `packed` (latency and reason) in two halves. The full time follows from the
+/// real's newest (or oldest) held result, as consecutive results of a ring are never
+/// 65,536 s (18.2 h) or more apart: a result that comes later than that after the newest
+/// empties the ring first, as if its results had been overwritten.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+struct Stored([u16; 3]);
+
+impl Stored {
+    fn of(s: Slot) -> Stored {
+        Stored([s.time as u16, s.packed as u16, (s.packed >> 16) as u16])
+    }
+
+    /// The result, its time the latest not after `near` with these low 16 bits (`near`
+    /// then must be that time or up to 65,535 s after it).
+    fn before(self, near: u32) -> Slot {
+        Slot {
+            time: near.wrapping_sub((near as u16).wrapping_sub(self.0[0]).into()),
+            packed: u32::from(self.0[1]) | u32::from(self.0[2]) << 16,
+        }
+    }
+
+    /// The result, its time the earliest not before `near` with these low 16 bits.
+    fn after(self, near: u32) -> Slot {
+        let s = self.before(near);
+        Slot {
+            time: near.wrapping_add(self.0[0].wrapping_sub(near as u16).into()),
+            ..s
+        }
+    }
+}
+
+/// The most seconds between two consecutive results of a raw ring (see [`Stored`]).
+const RAW_GAP: u32 = u16::MAX as u32;
+
 impl Slot {
     fn latency_us(self) -> u32 {
         self.packed >> 8
@@ -280,6 +315,9 @@ struct Meta {
     newest: u32,
     /// Raw results before this time may have been overwritten; 0: none ever were.
     lost: u32,
+    /// Times of the oldest and the newest raw result held (when `len` > 0).
+    first: u32,
+    last: u32,
 }
 
 /// The reason code of a result: 0 for a pass, 1 + index in [`Reason::ALL`] for a failure.
@@ -411,7 +449,7 @@ pub struct History {
     /// `raw_off[r]..raw_off[r + 1]` is real `r`'s ring in `raw`; `n + 1` entries, or none
     /// when nothing is kept at any level (`history raw 0 minute 0 hour 0`).
     raw_off: Box<[usize]>,
-    raw: Box<[Slot]>,
+    raw: Box<[Stored]>,
     /// Minute buckets, `minutes` per real, real `r`'s at `r * minutes`.
     minute: Box<[Cell]>,
     /// Hour buckets, `hours` per real.
@@ -452,7 +490,7 @@ impl History {
         }
         History {
             n,
-            raw: vec![Slot::default(); raw_off.last().copied().unwrap_or(0)].into_boxed_slice(),
+            raw: vec![Stored::default(); raw_off.last().copied().unwrap_or(0)].into_boxed_slice(),
             raw_off,
             minute: vec![Cell::default(); n * minutes].into_boxed_slice(),
             hour: vec![Cell::default(); n * hours].into_boxed_slice(),
@@ -497,7 +535,7 @@ impl History {
         let raw: usize = intervals.iter().map(|&iv| raw_len(spec.raw, iv)).sum();
         let cells = n * (bucket_len(spec.minute, MINUTE) + bucket_len(spec.hour, HOUR));
         (n + 1) * size_of::<usize>()
-            + raw * size_of::<Slot>()
+            + raw * size_of::<Stored>()
             + cells * size_of::<Cell>()
             + n * size_of::<Meta>()
     }
@@ -514,7 +552,7 @@ impl History {
     /// The heap bytes this history holds.
     pub fn bytes(&self) -> usize {
         self.raw_off.len() * size_of::<usize>()
-            + self.raw.len() * size_of::<Slot>()
+            + self.raw.len() * size_of::<Stored>()
             + (self.minute.len() + self.hour.len()) * size_of::<Cell>()
             + self.meta.len() * size_of::<Meta>()
     }
@@ -558,18 +596,28 @@ impl History {
 
         if b > a {
             let cap = b - a;
-            let at = usize::from(m.next);
-            let slot = &mut self.raw[a + at];
-            if usize::from(m.len) == cap {
-                // Full: the oldest result gives way, and the ring no longer reaches before it.
-                m.lost = slot.time.saturating_add(1);
-            } else {
-                m.len += 1;
+            if m.len > 0 && t - m.last > RAW_GAP {
+                // Too long after the newest for `Stored`: the ring starts again.
+                m.lost = m.last.saturating_add(1);
+                m.len = 0;
             }
-            *slot = Slot {
+            let at = usize::from(m.next);
+            self.raw[a + at] = Stored::of(Slot {
                 time: t,
                 packed: lat << 8 | u32::from(code),
-            };
+            });
+            if usize::from(m.len) == cap {
+                // Full: the oldest result gave way, and the ring no longer reaches before it.
+                m.lost = m.first.saturating_add(1);
+                let oldest = if at + 1 == cap { 0 } else { at + 1 };
+                m.first = self.raw[a + oldest].after(m.first).time;
+            } else {
+                if m.len == 0 {
+                    m.first = t;
+                }
+                m.len += 1;
+            }
+            m.last = t;
             m.next = if at + 1 == cap { 0 } else { at as u16 + 1 };
         }
         let (t, failed) = (u64::from(t), code != 0);
@@ -724,9 +772,11 @@ impl History {
         let (a, b) = self.raw_range(real);
         let (cap, len, next) = (b - a, usize::from(m.len), usize::from(m.next));
         out.write_all(&m.len.to_le_bytes())?;
+        let mut time = m.first;
         for k in 0..len {
             // The oldest held result sits `len` slots behind `next`.
-            let s = self.raw[a + (next + cap - len + k) % cap];
+            let s = self.raw[a + (next + cap - len + k) % cap].after(time);
+            time = s.time;
             out.write_all(&s.time.to_le_bytes())?;
             out.write_all(&s.packed.to_le_bytes())?;
         }
@@ -817,16 +867,33 @@ impl History {
             len: 0,
             newest: rec.newest,
             lost: rec.lost,
+            first: 0,
+            last: 0,
         };
         let cap = b - a;
-        let keep = rec.raw.count.min(cap);
+        let mut keep = rec.raw.count.min(cap);
+        // Only results no more than RAW_GAP apart (see `Stored`), newest first.
+        for k in 1..keep {
+            let (older, newer) = (rec.raw.count - k - 1, rec.raw.count - k);
+            let gap =
+                slot_at(input, rec.raw.item(newer)).time - slot_at(input, rec.raw.item(older)).time;
+            if gap > RAW_GAP {
+                keep = k;
+                break;
+            }
+        }
         if keep < rec.raw.count {
             // The newest dropped result is the one just before those kept.
             let dropped = slot_at(input, rec.raw.item(rec.raw.count - keep - 1));
             m.lost = m.lost.max(dropped.time.saturating_add(1));
         }
         for k in 0..keep {
-            self.raw[a + k] = slot_at(input, rec.raw.item(rec.raw.count - keep + k));
+            let s = slot_at(input, rec.raw.item(rec.raw.count - keep + k));
+            self.raw[a + k] = Stored::of(s);
+            if k == 0 {
+                m.first = s.time;
+            }
+            m.last = s.time;
         }
         m.len = keep as u16;
         m.next = if keep == cap { 0 } else { keep as u16 };
@@ -861,9 +928,12 @@ impl History {
         let m = self.meta_of(real);
         let cap = b - a;
         let mut at = usize::from(m.next);
+        let mut time = m.last;
         for _ in 0..m.len {
             at = if at == 0 { cap - 1 } else { at - 1 };
-            if !f(self.raw[a + at]) {
+            let s = self.raw[a + at].before(time);
+            time = s.time;
+            if !f(s) {
                 return;
             }
         }
@@ -1211,8 +1281,9 @@ mod tests {
     #[test]
     fn layouts_are_as_documented() {
         assert_eq!(size_of::<Slot>(), 8);
+        assert_eq!(size_of::<Stored>(), 6);
         assert_eq!(size_of::<Cell>(), 12);
-        assert_eq!(size_of::<Meta>(), 12);
+        assert_eq!(size_of::<Meta>(), 20);
     }
 
     #[test]
@@ -1254,16 +1325,16 @@ mod tests {
             let h = History::new(&s, &iv);
             assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
         }
-        // Per real at the defaults: offset 8 + meta 12 + 120 minute and 48 hour buckets of
-        // 12 bytes, + 60 raw results of 8 bytes at 10 s, or RAW_CAP (128) at 1 s and faster.
+        // Per real at the defaults: offset 8 + meta 20 + 120 minute and 48 hour buckets of
+        // 12 bytes, + 60 raw results of 6 bytes at 10 s, or RAW_CAP (128) at 1 s and faster.
         let per = |iv: u64| {
             (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
                 / 100
         };
-        assert_eq!(per(10), 8 + 12 + 168 * 12 + 60 * 8);
-        assert_eq!(per(10), 2516);
-        assert_eq!(per(1), 8 + 12 + 168 * 12 + 128 * 8);
-        assert_eq!(per(1), 3060);
+        assert_eq!(per(10), 8 + 20 + 168 * 12 + 60 * 6);
+        assert_eq!(per(10), 2404);
+        assert_eq!(per(1), 8 + 20 + 168 * 12 + 128 * 6);
+        assert_eq!(per(1), 2812);
         let per_ms = |ms: u64| {
             let iv = Duration::from_millis(ms);
             (History::bytes_for(&d, &vec![iv; 101]) - History::bytes_for(&d, &[iv])) / 100
@@ -1356,16 +1427,84 @@ mod tests {
         );
         h.record(0, T0 + n, 20_000_000, None);
         h.record(0, T0 + n + 1, u64::MAX, Some(Reason::Timeout));
-        h.record(0, u64::MAX, MAX_LATENCY_US.into(), None);
+        h.record(0, T0 + n + 2, MAX_LATENCY_US.into(), None);
         let got = recent_all(&h, 0);
-        assert_eq!(got[0].time, u64::from(u32::MAX), "times saturate at u32");
+        assert_eq!(got[0].time, T0 + n + 2);
         assert_eq!(got[0].latency_us, MAX_LATENCY_US);
         assert_eq!(got[1].latency_us, MAX_LATENCY_US);
         assert_eq!(got[1].reason, Some(Reason::Timeout));
         assert_eq!((got[2].latency_us, got[2].reason), (MAX_LATENCY_US, None));
         for (i, e) in got[3..].iter().rev().enumerate() {
             assert_eq!((e.latency_us, e.reason), (i as u32, Some(Reason::ALL[i])));
+            assert_eq!(e.time, T0 + i as u64);
         }
+        let mut h = History::new(&spec(3600, 0, 0), &[secs(1)]);
+        h.record(0, u64::MAX, 5, None);
+        assert_eq!(
+            recent_all(&h, 0)[0].time,
+            u64::from(u32::MAX),
+            "times saturate at u32"
+        );
+    }
+
+    /// A raw ring stores the low 16 bits of each time: the full times come back across any
+    /// number of 65,536 s boundaries as long as consecutive results are at most 65,535 s
+    /// apart, in memory and through the encoded form; a result later than that starts the
+    /// ring again, and the ring says it no longer reaches back.
+    #[test]
+    fn raw_times_come_back_whole() {
+        let sp = spec(600, 0, 0);
+        let mut h = History::new(&sp, &[secs(10)]);
+        assert_eq!(h.raw_capacity(0), 60);
+        let mut t = T0 + 65_530;
+        let mut want = vec![];
+        for i in 0..100u64 {
+            // Gaps of 1 s to 65,535 s, over many boundaries, and through wrapping the ring.
+            t += [1, 7, 65_535, 40_000, 3][i as usize % 5];
+            h.record(0, t, i, None);
+            want.push(t);
+        }
+        let times = |h: &History| recent_all(h, 0).iter().map(|e| e.time).collect::<Vec<_>>();
+        let last60: Vec<u64> = want[40..].iter().rev().copied().collect();
+        assert_eq!(times(&h), last60);
+        let s = h.summary(0..1, want[40], t);
+        assert_eq!(
+            (s.level, s.checks, s.covered_from),
+            (Level::Raw, 60, want[40])
+        );
+        let mut back = History::new(&sp, &[secs(10)]);
+        back.decode_real(0, &encode(&h, 0)).unwrap();
+        assert_eq!(times(&back), last60);
+        assert_eq!(encode(&back, 0), encode(&h, 0));
+
+        // 65,536 s after the newest: the ring starts again from there.
+        h.record(0, t + 65_536, 1, None);
+        assert_eq!(times(&h), [t + 65_536]);
+        let s = h.summary(0..1, t, t + 65_536);
+        assert_eq!(
+            (s.level, s.checks, s.covered_from),
+            (Level::Raw, 1, t + 65_536)
+        );
+        let s = h.summary(0..1, t + 1, t + 65_536);
+        assert_eq!((s.level, s.checks), (Level::Raw, 1));
+        // An encoded ring with such a gap (written by an older lvsmon) keeps what follows it.
+        let (t1, t2) = (T0 as u32, T0 as u32 + 100_000);
+        let mut bytes = b"LVSH\x01".to_vec();
+        for w in [t2, 0] {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        for (time, lat) in [(t1, 1u32), (t2, 2)] {
+            bytes.extend_from_slice(&time.to_le_bytes());
+            bytes.extend_from_slice(&(lat << 8).to_le_bytes());
+        }
+        bytes.extend_from_slice(&[0; 4]);
+        let mut back = History::new(&sp, &[secs(10)]);
+        back.decode_real(0, &bytes).unwrap();
+        assert_eq!(times(&back), [u64::from(t2)]);
+        let s = back.summary(0..1, u64::from(t1), u64::from(t2));
+        assert_eq!((s.checks, s.covered_from), (1, u64::from(t2)));
+        assert_eq!(back.meta_of(0).lost, t1 + 1);
     }
 
     #[test]

@@ -359,7 +359,7 @@ fn check_config_forecasts_history_capped_by_count() {
     let fast = per_real("100ms");
     assert_eq!(per_real("250ms"), fast);
     assert_eq!(per_real("1s"), fast);
-    // 128 raw results of 8 bytes at most, where 10 minutes at 1 s used to be 600.
+    // 128 raw results of 6 bytes at most, where 10 minutes at 1 s used to be 600.
     assert!(fast < 4096, "{fast} bytes per real at 100 ms");
-    assert_eq!(fast - per_real("10s"), (128 - 60) * 8);
+    assert_eq!(fast - per_real("10s"), (128 - 60) * 6);
 }
