@@ -10,6 +10,7 @@
 //! step of a dialogue we are in, where the previous reply ended) lives in a [`CheckState`] that
 //! the monitor owns and resets at every start: it is `Copy` and a few bytes long.
 
+pub mod agent;
 pub mod banner;
 mod common;
 pub mod dns;

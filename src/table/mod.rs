@@ -24,6 +24,7 @@ use crate::ids::RealId;
 use crate::ipvs::{Dest, IpvsEvent, Op, OpResult, Service};
 use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::{Change, Health, Rules, State};
+use crate::plugins::agent::AgentReply;
 use crate::plugins::{Detail, Reason, Verdict};
 use outbox::{Outbox, Slot, What};
 
@@ -445,6 +446,28 @@ impl Table {
         }
         self.now = now;
         self.transition(r, before, change, out);
+    }
+
+    /// Input of the weight chain (lvsmon.conf(5), WEIGHTS): the agent of real `r` answered
+    /// `reply` (`line` is the line it sent, for the detail of `agent-down`), or could not be
+    /// reached (`None`, which changes nothing).
+    #[allow(dead_code)] // called once the agent probe lands
+    pub(crate) fn agent_said(
+        &mut self,
+        r: RealId,
+        reply: Option<AgentReply>,
+        line: &[u8],
+        now: Time,
+        out: &mut impl Out,
+    ) {
+        let _ = (r, reply, line, now, out);
+    }
+
+    /// Input of the weight chain: an `exec --dynamic` check of real `r` passed with an exit
+    /// code that sets weight `w` (`None`: it exited 0, the configured weight stands).
+    #[allow(dead_code)] // called once the exec check lands
+    pub(crate) fn exec_weight(&mut self, r: RealId, w: Option<u32>, now: Time, out: &mut impl Out) {
+        let _ = (r, w, now, out);
     }
 
     /// Real `r` changed from `before` (`change`): the event, its destination, the quorum.
