@@ -777,7 +777,7 @@ pub struct Word {
 
 impl Word {
     /// Word `w`, a slice of `text`.
-    fn of(text: &[u8], w: &[u8]) -> Word {
+    pub(crate) fn of(text: &[u8], w: &[u8]) -> Word {
         let at = (w.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
         Word {
             at: at.min(u16::MAX.into()) as u16,
@@ -852,6 +852,13 @@ pub enum Command {
         /// Only the head is wanted.
         head: bool,
     },
+    /// `GET` (`head`: `HEAD`) of the status page: `/`, `/virtual/ID`, `/status.json`.
+    Page {
+        /// Which page.
+        route: crate::page::Route,
+        /// Only the head is wanted.
+        head: bool,
+    },
     /// A method other than `GET` or `HEAD`.
     BadMethod,
     /// A path other than `/metrics`.
@@ -866,8 +873,16 @@ impl Command {
             Kind::Metrics => {
                 let path = request_path(if n >= 2 { w[1] } else { b"" });
                 let ours = path == b"/metrics" || path.starts_with(b"/metrics?");
+                let page = crate::page::route(text, path);
                 if n >= 2 && (w[0] == b"HEAD" || w[0] == b"GET") && ours {
                     Command::Metrics {
+                        head: w[0] == b"HEAD",
+                    }
+                } else if let (true, Some(route)) =
+                    (n >= 2 && (w[0] == b"HEAD" || w[0] == b"GET"), page)
+                {
+                    Command::Page {
+                        route,
                         head: w[0] == b"HEAD",
                     }
                 } else if n >= 2 && w[0] != b"GET" && w[0] != b"HEAD" {

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod output;
+pub mod page;
 pub mod persist;
 pub mod pool;
 pub mod privdrop;

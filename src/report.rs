@@ -154,12 +154,15 @@ impl View<'_> {
                 cursor,
                 &mut o,
             ),
+            Command::Page { route, head } => {
+                crate::page::render(self, route, head, text, cursor, &mut o, now)
+            }
             Command::BadMethod => {
-                o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET /metrics\n"));
+                o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET and HEAD: the status page and /metrics are read-only\n"));
                 true
             }
             Command::NotFound => {
-                o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics\n"));
+                o.line(|w| write!(w, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nlvsmon serves /metrics and the status page: /, /virtual/ID, /status.json\n"));
                 true
             }
             Command::Status { json } => self.status(json, cursor, &mut o, now),
@@ -334,12 +337,12 @@ impl View<'_> {
             let weight = self.table.setups()[real.setup as usize].weight;
             write!(w, ",\"configured_weight\":{weight},\"last_reason\":")?;
             match real.last_reason {
-                Some(reason) => write!(
-                    w,
-                    "\"{}\",\"last_detail\":\"{}\"",
-                    reason.as_str(),
-                    real.last_detail.as_str()
-                )?,
+                Some(reason) => {
+                    // A server's bytes: escaped as a JSON string (`/status.json` too).
+                    write!(w, "\"{}\",\"last_detail\":\"", reason.as_str())?;
+                    crate::page::json(w, real.last_detail.as_bytes())?;
+                    write!(w, "\"")?
+                }
                 None => write!(w, "null,\"last_detail\":null")?,
             }
             write!(w, ",\"last_latency_seconds\":")?;
@@ -385,7 +388,13 @@ impl View<'_> {
         }
     }
 
-    fn status(&self, json: bool, cursor: &mut u64, out: &mut Reply<'_>, now: Time) -> bool {
+    pub(crate) fn status(
+        &self,
+        json: bool,
+        cursor: &mut u64,
+        out: &mut Reply<'_>,
+        now: Time,
+    ) -> bool {
         let n = self.table.reals().len() as u64;
         if *cursor == 0 {
             let ok = if json {

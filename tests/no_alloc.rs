@@ -339,12 +339,21 @@ fn main() {
                 "drain 127.0.0.1:1 fwmark:0x2a".to_string(),
                 "garbage \u{1}".to_string(),
             ];
-            let heads: [&[u8]; 4] = [
+            let heads: [&[u8]; 11] = [
                 b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
                 b"HEAD /metrics HTTP/1.1\r\n\r\n",
                 b"GET http://x/metrics?a=1 HTTP/1.1\r\n\r\n",
                 // Cut short by a half-close: answered 400.
                 b"GET /metrics HTTP/1.1\r\n",
+                // The status page: overview, one virtual (as written and percent-encoded),
+                // status.json, a head, and pages that do not exist (404).
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /virtual/tcp:127.1.0.1:80 HTTP/1.1\r\n\r\n",
+                b"GET /virtual/tcp%3A127.1.0.1%3A80?page=1 HTTP/1.1\r\n\r\n",
+                b"GET /status.json HTTP/1.1\r\n\r\n",
+                b"HEAD / HTTP/1.1\r\n\r\n",
+                b"GET /?page=9 HTTP/1.1\r\n\r\n",
+                b"GET /virtual/udp:%5B::1%5D:53 HTTP/1.1\r\n\r\n",
             ];
             let end = Instant::now() + Duration::from_secs(120);
             let mut k = 0;
