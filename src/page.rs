@@ -547,7 +547,7 @@ impl Counts {
 /// Writes an availability (0.0..=1.0) as a percentage, or a dash without results.
 fn percent(w: &mut impl Write, a: Option<f64>) -> std::io::Result<()> {
     match a {
-        Some(a) if a < 0.999_995 && a >= 0.99 => write!(w, "{:.2} %", a * 100.0),
+        Some(a) if (0.99..0.999_995).contains(&a) => write!(w, "{:.2} %", a * 100.0),
         Some(a) => write!(w, "{:.1} %", a * 100.0),
         None => w.write_all("\u{2014}".as_bytes()),
     }
@@ -825,7 +825,7 @@ impl View<'_> {
                 self.summary_line(w, now)?;
                 w.write_all(b"</header>\n")?;
                 self.pager(w, None, page, pages, "virtual services")?;
-                write!(w, "<table id=\"virtuals\"><thead><tr><th>Virtual service</th><th>Real servers</th><th>Quorum</th><th>Sorry server</th><th class=\"n\">Available 1 h</th><th class=\"n\">24 h</th><th>Last hour</th></tr></thead>\n")
+                writeln!(w, "<table id=\"virtuals\"><thead><tr><th>Virtual service</th><th>Real servers</th><th>Quorum</th><th>Sorry server</th><th class=\"n\">Available 1 h</th><th class=\"n\">24 h</th><th>Last hour</th></tr></thead>")
             })());
         }
         let k = k - 1;
