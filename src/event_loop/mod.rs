@@ -614,6 +614,29 @@ impl Daemon {
             .render(&Command::Metrics { head: false }, b"", cursor, out, now)
     }
 
+    /// Renders the next piece of the reply to `GET target` on the metrics address (the
+    /// status page: `/`, `/virtual/ID`, `/status.json`), as [`Daemon::render_metrics`] does
+    /// for `/metrics`. For measuring the page without a socket (`bench/page.rs`).
+    pub fn render_page(&mut self, target: &str, cursor: &mut u64, out: &mut [u8]) -> (usize, bool) {
+        use crate::control::{Command, Kind, Render};
+        let mut line = [0u8; 256];
+        let n = {
+            let mut c = std::io::Cursor::new(&mut line[..]);
+            let _ = write!(c, "GET {target} HTTP/1.1");
+            c.position() as usize
+        };
+        let cmd = Command::parse(Kind::Metrics, &line[..n]);
+        let now = self.core.now;
+        self.core.render(&cmd, &line[..n], cursor, out, now)
+    }
+
+    /// The check history, to fill with results in a benchmark (`bench/page.rs`) and the
+    /// daemon's Unix time now (seconds).
+    pub fn history_mut(&mut self) -> (&mut History, u64) {
+        let unix = (self.core.wall_origin_us + self.core.now.0) / 1_000_000;
+        (&mut self.core.history, unix)
+    }
+
     /// State saves completed (all kinds).
     pub fn state_saves(&self) -> u64 {
         self.core.persist.saver().map_or(0, |s| s.saved)
