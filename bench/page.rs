@@ -61,7 +61,7 @@ fn daemon(n: usize, per: usize) -> Daemon {
     while t <= now {
         for r in 0..n {
             let lat = 300 + ((r as u64 * 7 + t / 60) % 900);
-            let fail = (r as u64 + t / 60) % 97 == 0;
+            let fail = (r as u64 + t / 60).is_multiple_of(97);
             h.record(r, t, lat, fail.then_some(reason));
         }
         t += 60;
