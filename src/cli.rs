@@ -92,7 +92,8 @@ pub struct Cli {
     )]
     pub timeout: Duration,
 
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9110).
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9110), and the
+    /// read-only status page at / (lvsmon(8), STATUS PAGE).
     #[arg(long = "metrics", value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
 

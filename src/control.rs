@@ -712,7 +712,7 @@ fn bind_unix(p: &Path) -> io::Result<UnixListener> {
 // ----- replies -------------------------------------------------------------------------------
 
 /// Largest piece (a line, or a metric family of a few dozen lines) a reply renders at once.
-const LINE: usize = 8192;
+pub(crate) const LINE: usize = 8192;
 
 /// A reply being written into a connection's buffer: lines are copied in while they fit
 /// whole.

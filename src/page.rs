@@ -879,8 +879,8 @@ impl View<'_> {
         })
     }
 
-    /// `/virtual/ID`, piece `k`: 0 the head and the virtual's charts; then its reals on the
-    /// page; then the end.
+    /// `/virtual/ID`, piece `k`: 0 the head and the virtual's row, 1 its 48-hour chart and
+    /// the reals' table head; then its reals on the page; then the end.
     fn virtual_piece(
         &self,
         w: &mut Cursor<&mut [u8]>,
@@ -909,7 +909,12 @@ impl View<'_> {
                 self.summary_line(w, now)?;
                 write!(w, "</header>\n<table id=\"virtuals\"><thead><tr><th>Virtual service</th><th>Real servers</th><th>Quorum</th><th>Sorry server</th><th class=\"n\">Available 1 h</th><th class=\"n\">24 h</th><th>Last hour</th></tr></thead><tbody>")?;
                 self.virtual_row(w, v, now, false)?;
-                w.write_all(b"</tbody></table>\n<h2>The last 48 hours, hour by hour</h2><p>")?;
+                w.write_all(b"</tbody></table>\n")
+            })());
+        }
+        if k == 1 {
+            return Some((|| {
+                w.write_all(b"<h2>The last 48 hours, hour by hour</h2><p>")?;
                 let s = slots::<DAY2_SLOTS>(self.history, a..a + n, 3600, now_s);
                 sparks(w, &s, 10, 60, "last 48 hours")?;
                 write!(w, "</p>\n<h2>Real servers</h2>\n")?;
@@ -917,7 +922,7 @@ impl View<'_> {
                 self.reals_head(w, "Last 48 hours")
             })());
         }
-        let r = (k - 1) as usize;
+        let r = (k - 2) as usize;
         if r < on_page {
             return Some(self.real_row(w, a + first + r, now, true));
         }
@@ -1093,6 +1098,128 @@ mod tests {
         };
         assert_eq!((id.bytes(t), page), (&b"tcp:10.0.0.1:80"[..], 2));
         assert_eq!(r(b"/other"), None);
+    }
+
+    #[test]
+    fn page_requests_parse() {
+        use crate::control::{Command, Kind};
+        let m = |t: &[u8]| Command::parse(Kind::Metrics, t);
+        assert_eq!(
+            m(b"GET / HTTP/1.1"),
+            Command::Page {
+                route: Route::Overview { page: 1 },
+                head: false
+            }
+        );
+        assert_eq!(
+            m(b"HEAD /status.json HTTP/1.0"),
+            Command::Page {
+                route: Route::Json,
+                head: true
+            }
+        );
+        let t = b"GET http://h:9/virtual/fwmark:42?page=3 HTTP/1.1";
+        let Command::Page {
+            route: Route::Virtual { id, page },
+            head: false,
+        } = m(t)
+        else {
+            panic!("{:?}", m(t))
+        };
+        assert_eq!((id.bytes(t), page), (&b"fwmark:42"[..], 3));
+        assert_eq!(
+            m(b"GET /metrics HTTP/1.1"),
+            Command::Metrics { head: false }
+        );
+        assert_eq!(m(b"POST / HTTP/1.1"), Command::BadMethod);
+        assert_eq!(m(b"GET /virtualx HTTP/1.1"), Command::NotFound);
+    }
+
+    type Piece = Option<std::io::Result<()>>;
+
+    struct NoOut;
+    impl crate::table::Out for NoOut {
+        fn event(&mut self, _: &crate::monitor::event::Event, _: u32, _: Option<(u32, u32)>) {}
+        fn drift(
+            &mut self,
+            _: crate::config::ServiceKey,
+            _: Option<std::net::SocketAddr>,
+            _: &str,
+        ) {
+        }
+        fn resynced(&mut self) {}
+    }
+
+    /// The largest pieces a page has (IPv6 addresses of the longest form, a detail whose
+    /// every byte needs escaping, every minute and hour of history filled, failures in
+    /// every slot) each fit [`crate::control::LINE`], the most a reply copies at once: a
+    /// longer one would be cut and break the page.
+    #[test]
+    fn every_piece_fits_a_reply_line() {
+        use crate::plugins::{Detail, Reason, Verdict};
+        let a = |k: u32| format!("[2001:db8:ffff:ffff:ffff:ffff:ffff:{k:x}]:65535");
+        let mut text = format!(
+            "virtual tcp {} {{\n  check tcp\n  sorry {}\n",
+            a(0xffff),
+            a(0xfffe)
+        );
+        for k in 0..30 {
+            text.push_str(&format!("  real {} weight 65535\n", a(0xa000 + k)));
+        }
+        text.push_str("}\n");
+        let doc =
+            crate::config::parse::parse_bytes(std::path::Path::new("t.conf"), text.as_bytes())
+                .unwrap();
+        let plan = crate::config::plan::plan(&doc, None).unwrap();
+        let mut history = History::new(&plan.history, &History::intervals(&plan));
+        let mut table = crate::table::Table::new(&plan, Time::ZERO);
+        table.adopt_at_start(|_| None, |_, _| None);
+        let origin = 1_800_000_000u64;
+        let now = Time(3 * 86_400 * 1_000_000);
+        let now_s = origin + 3 * 86_400;
+        let hostile = Detail::text(&[b'&'; 64]);
+        for r in 0..30 {
+            for (i, t) in (now_s - 2 * 86_400..=now_s).step_by(30).enumerate() {
+                let fail = i % 2 == 0;
+                history.record(
+                    r,
+                    t,
+                    1_000_000 + (i as u64 % 7) * 123_457,
+                    fail.then_some(Reason::BannerMismatch),
+                );
+            }
+            let v = Verdict::Fail(Reason::BannerMismatch, hostile);
+            table.record(crate::ids::RealId::of(r), v, 9_999_999, now, &mut NoOut);
+        }
+        let stats = crate::stats::Stats::default();
+        let view = View {
+            table: &table,
+            history: &history,
+            stats: &stats,
+            saver: None,
+            log_dropped: 0,
+            wall_origin_us: origin * 1_000_000,
+            reload_finished: 0,
+            reload_result: "",
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        let mut largest = 0;
+        let mut check = |f: &mut dyn FnMut(&mut Cursor<&mut [u8]>, u64) -> Piece| {
+            for k in 0..10_000 {
+                let mut c = Cursor::new(&mut buf[..]);
+                match f(&mut c, k) {
+                    None => return,
+                    Some(r) => r.unwrap(),
+                }
+                let n = c.position() as usize;
+                largest = largest.max(n);
+                assert!(n < crate::control::LINE, "piece {k}: {n} bytes");
+            }
+            panic!("no end");
+        };
+        check(&mut |w, k| view.overview_piece(w, k, 1, now));
+        check(&mut |w, k| view.virtual_piece(w, k, 0, 1, now));
+        assert!(largest > 3000, "the worst case was not reached: {largest}");
     }
 
     #[test]
