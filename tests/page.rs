@@ -8,6 +8,9 @@
 //!
 //! Needs /usr/bin/python3 with html5lib and Pillow, and chromium (`.ci/install`): without
 //! them the tests say so and pass, except under `CI=true`, where they fail.
+//!
+//! `LVSMON_PAGE_SHOTS=DIR` keeps Chromium's screenshots in DIR (`status-overview.png`,
+//! `status-virtual.png`); README's `docs/status-overview.png` is one.
 
 mod common;
 
