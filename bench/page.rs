@@ -2,8 +2,8 @@
 //! in-process (`--dry-run`'s IPVS, no socket), its history filled with two days of results (one
 //! a minute per real, a few failing), then `/`, `/virtual/ID` and `/status.json` rendered
 //! 64 KiB at a time as the metrics server renders them, on the loop, for a client. Prints the
-//! loop time per whole page (the sum of its pieces), the longest single piece (what one loop
-//! turn spends at most) and the page's size.
+//! loop time per whole page (the sum of its render calls), the longest call (one turn's
+//! 64 KiB: what one loop turn spends at most on it) and the page's size.
 //!
 //! ```text
 //! cargo run --release --example bench_page -- [--n 10000] [--repeat 20]
@@ -69,7 +69,7 @@ fn daemon(n: usize, per: usize) -> Daemon {
     d
 }
 
-/// Renders `target` whole `repeat` times: (mean per render, longest piece, bytes).
+/// Renders `target` whole `repeat` times: (mean per render, longest call, bytes).
 fn measure(d: &mut Daemon, target: &str, repeat: usize) -> (Duration, Duration, usize) {
     let mut out = vec![0u8; lvsmon::control::OUT_CAP];
     let (mut total, mut longest, mut bytes) = (Duration::ZERO, Duration::ZERO, 0);
@@ -97,7 +97,7 @@ fn main() {
     println!("status page, {n} reals, two days of history each; mean of {repeat} renders");
     println!(
         "{:<26} {:<36} {:>12} {:>14} {:>10}",
-        "layout", "page", "loop ms", "longest piece", "KiB"
+        "layout", "page", "loop ms", "longest call", "KiB"
     );
     for per in [100, n] {
         let t = Instant::now();
