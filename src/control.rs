@@ -777,7 +777,7 @@ pub struct Word {
 
 impl Word {
     /// Word `w`, a slice of `text`.
-    pub(crate) fn of(text: &[u8], w: &[u8]) -> Word {
+    fn of(text: &[u8], w: &[u8]) -> Word {
         let at = (w.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
         Word {
             at: at.min(u16::MAX.into()) as u16,
@@ -855,7 +855,7 @@ pub enum Command {
     /// `GET` (`head`: `HEAD`) of the status page: `/`, `/virtual/ID`, `/status.json`.
     Page {
         /// Which page.
-        route: crate::page::Route,
+        route: Route,
         /// Only the head is wanted.
         head: bool,
     },
@@ -873,7 +873,7 @@ impl Command {
             Kind::Metrics => {
                 let path = request_path(if n >= 2 { w[1] } else { b"" });
                 let ours = path == b"/metrics" || path.starts_with(b"/metrics?");
-                let page = crate::page::route(text, path);
+                let page = route(text, path);
                 if n >= 2 && (w[0] == b"HEAD" || w[0] == b"GET") && ours {
                     Command::Metrics {
                         head: w[0] == b"HEAD",
@@ -938,6 +938,54 @@ impl Command {
                 }
             }
         }
+    }
+}
+
+/// What a request on the metrics address asks of the status page ([`crate::page`] renders
+/// it; lvsmon(8), STATUS PAGE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/` (`/?page=N`, pages from 1).
+    Overview {
+        /// The page asked for (1 when absent or not a number).
+        page: u32,
+    },
+    /// `/virtual/ID` (`?page=N`): ID is a virtual service as the logs write it, perhaps
+    /// percent-encoded.
+    Virtual {
+        /// The ID in the request's text.
+        id: Word,
+        /// The page asked for.
+        page: u32,
+    },
+    /// `/status.json`.
+    Json,
+}
+
+/// The route of request target `path` (a slice of the request's `text`), if it is one of
+/// the page's.
+pub fn route(text: &[u8], path: &[u8]) -> Option<Route> {
+    let (p, query) = match path.iter().position(|&b| b == b'?') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (path, &b""[..]),
+    };
+    let page = query
+        .split(|&b| b == b'&')
+        .find_map(|kv| kv.strip_prefix(b"page="))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if p == b"/" || p == b"/index.html" {
+        Some(Route::Overview { page })
+    } else if p == b"/status.json" {
+        Some(Route::Json)
+    } else {
+        let id = p.strip_prefix(b"/virtual/")?;
+        Some(Route::Virtual {
+            id: Word::of(text, id),
+            page,
+        })
     }
 }
 

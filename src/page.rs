@@ -19,10 +19,10 @@
 use std::io::{Cursor, Write};
 
 use crate::clock::Time;
-use crate::control::{parse_virtual, Reply, Word};
+use crate::control::{key_text, parse_virtual, Reply, Route};
 use crate::history::{History, Level};
 use crate::monitor::health::State;
-use crate::report::View;
+use crate::table::Table;
 
 /// Virtual services on one page of the overview.
 pub const VIRTUALS_PER_PAGE: usize = 50;
@@ -39,53 +39,6 @@ pub const NOSCRIPT_REFRESH_SECS: u32 = 30;
 const SPARK_SLOTS: usize = 60;
 /// Hour buckets the `/virtual/ID` charts draw (two days).
 const DAY2_SLOTS: usize = 48;
-
-/// What a request on the metrics address asks of the status page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `/` (`/?page=N`, pages from 1).
-    Overview {
-        /// The page asked for (1 when absent or not a number).
-        page: u32,
-    },
-    /// `/virtual/ID` (`?page=N`): ID is a virtual service as the logs write it, perhaps
-    /// percent-encoded.
-    Virtual {
-        /// The ID in the request's text.
-        id: Word,
-        /// The page asked for.
-        page: u32,
-    },
-    /// `/status.json`.
-    Json,
-}
-
-/// The route of request target `path` (a slice of the request's `text`), if it is one of
-/// the page's.
-pub fn route(text: &[u8], path: &[u8]) -> Option<Route> {
-    let (p, query) = match path.iter().position(|&b| b == b'?') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (path, &b""[..]),
-    };
-    let page = query
-        .split(|&b| b == b'&')
-        .find_map(|kv| kv.strip_prefix(b"page="))
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1)
-        .max(1);
-    if p == b"/" || p == b"/index.html" {
-        Some(Route::Overview { page })
-    } else if p == b"/status.json" {
-        Some(Route::Json)
-    } else {
-        let id = p.strip_prefix(b"/virtual/")?;
-        Some(Route::Virtual {
-            id: Word::of(text, id),
-            page,
-        })
-    }
-}
 
 // ----- escaping -------------------------------------------------------------------------------
 
@@ -563,7 +516,17 @@ fn age(w: &mut impl Write, s: u64) -> std::io::Result<()> {
     }
 }
 
-impl View<'_> {
+/// What the pages show: the daemon's state, borrowed for one reply's piece.
+pub(crate) struct Sources<'a> {
+    /// The reals and virtual services.
+    pub table: &'a Table,
+    /// Every real's check history.
+    pub history: &'a History,
+    /// Unix time (µs) at daemon time zero.
+    pub wall_origin_us: u64,
+}
+
+impl Sources<'_> {
     fn counts(&self, v: usize) -> Counts {
         let (a, b) = self.table.virtuals()[v].reals;
         let mut c = Counts::default();
@@ -585,20 +548,14 @@ impl View<'_> {
     /// A virtual's ID as the logs write it, HTML-escaped.
     fn vid(&self, w: &mut impl Write, v: usize) -> std::io::Result<()> {
         let mut b = [0u8; 80];
-        html(
-            w,
-            crate::control::key_text(self.table.virtuals()[v].key, &mut b).as_bytes(),
-        )
+        html(w, key_text(self.table.virtuals()[v].key, &mut b).as_bytes())
     }
 
     /// `/virtual/ID` for virtual `v`, page `page` (1 for the first).
     fn vlink(&self, w: &mut impl Write, v: usize, page: usize) -> std::io::Result<()> {
         let mut b = [0u8; 80];
         w.write_all(b"/virtual/")?;
-        url(
-            w,
-            crate::control::key_text(self.table.virtuals()[v].key, &mut b).as_bytes(),
-        )?;
+        url(w, key_text(self.table.virtuals()[v].key, &mut b).as_bytes())?;
         if page > 1 {
             write!(w, "?page={page}")?;
         }
@@ -899,7 +856,7 @@ impl View<'_> {
             return Some((|| {
                 http_head(w, "200 OK", true)?;
                 let mut tb = [0u8; 80];
-                let key = crate::control::key_text(self.table.virtuals()[v].key, &mut tb);
+                let key = key_text(self.table.virtuals()[v].key, &mut tb);
                 doc_start(w, key.as_bytes())?;
                 w.write_all(
                     b"<header><nav><a href=\"/\">all virtual services</a></nav><h1 class=\"mono\">",
@@ -935,16 +892,18 @@ impl View<'_> {
 }
 
 /// Writes the next piece of the reply to a page request into `out`, advancing `cursor`
-/// (pieces written). Returns whether the reply is complete.
+/// (pieces written). Returns whether the reply is complete. `/status.json`'s body is
+/// `status_json`'s, the `status --json` reply, which takes the cursor less one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn render(
-    view: &View<'_>,
+    src: &Sources<'_>,
     route: Route,
     head: bool,
     text: &[u8],
     cursor: &mut u64,
     out: &mut Reply<'_>,
     now: Time,
+    status_json: impl FnOnce(&mut u64, &mut Reply<'_>) -> bool,
 ) -> bool {
     match route {
         Route::Json => {
@@ -957,14 +916,13 @@ pub(crate) fn render(
                 }
                 *cursor = 1;
             }
-            // The body is `status --json`'s; its cursor is ours minus one.
             let mut c = *cursor - 1;
-            let done = view.status(true, &mut c, out, now);
+            let done = status_json(&mut c, out);
             *cursor = c + 1;
             done
         }
         Route::Overview { page } => {
-            let nv = view.table.virtuals().len();
+            let nv = src.table.virtuals().len();
             let pages = nv.div_ceil(VIRTUALS_PER_PAGE).max(1);
             if page as usize > pages {
                 return not_found(out, "no such page");
@@ -973,20 +931,20 @@ pub(crate) fn render(
                 return out.line(|w| http_head(w, "200 OK", true));
             }
             pieces(cursor, out, |w, k| {
-                view.overview_piece(w, k, page as usize, now)
+                src.overview_piece(w, k, page as usize, now)
             })
         }
         Route::Virtual { id, page } => {
             let mut buf = [0u8; 96];
             let key = unpercent(id.bytes(text), &mut buf).and_then(parse_virtual);
-            let Some(v) = key.and_then(|k| view.table.virtuals().iter().position(|x| x.key == k))
+            let Some(v) = key.and_then(|k| src.table.virtuals().iter().position(|x| x.key == k))
             else {
                 return not_found(
                     out,
                     "no such virtual service (write it as in the logs: tcp:10.0.0.1:80, fwmark:42)",
                 );
             };
-            let (a, b) = view.table.virtuals()[v].reals;
+            let (a, b) = src.table.virtuals()[v].reals;
             let pages = ((b - a) as usize).div_ceil(REALS_PER_PAGE).max(1);
             if page as usize > pages {
                 return not_found(out, "no such page");
@@ -995,7 +953,7 @@ pub(crate) fn render(
                 return out.line(|w| http_head(w, "200 OK", true));
             }
             pieces(cursor, out, |w, k| {
-                view.virtual_piece(w, k, v, page as usize, now)
+                src.virtual_piece(w, k, v, page as usize, now)
             })
         }
     }
@@ -1086,6 +1044,7 @@ mod tests {
 
     #[test]
     fn routes() {
+        use crate::control::route;
         let r = |p: &[u8]| route(p, p);
         assert_eq!(r(b"/"), Some(Route::Overview { page: 1 }));
         assert_eq!(r(b"/?page=3"), Some(Route::Overview { page: 3 }));
@@ -1191,16 +1150,10 @@ mod tests {
             let v = Verdict::Fail(Reason::BannerMismatch, hostile);
             table.record(crate::ids::RealId::of(r), v, 9_999_999, now, &mut NoOut);
         }
-        let stats = crate::stats::Stats::default();
-        let view = View {
+        let view = Sources {
             table: &table,
             history: &history,
-            stats: &stats,
-            saver: None,
-            log_dropped: 0,
             wall_origin_us: origin * 1_000_000,
-            reload_finished: 0,
-            reload_result: "",
         };
         let mut buf = vec![0u8; 1 << 16];
         let mut largest = 0;

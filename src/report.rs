@@ -154,9 +154,20 @@ impl View<'_> {
                 cursor,
                 &mut o,
             ),
-            Command::Page { route, head } => {
-                crate::page::render(self, route, head, text, cursor, &mut o, now)
-            }
+            Command::Page { route, head } => crate::page::render(
+                &crate::page::Sources {
+                    table: self.table,
+                    history: self.history,
+                    wall_origin_us: self.wall_origin_us,
+                },
+                route,
+                head,
+                text,
+                cursor,
+                &mut o,
+                now,
+                |c, o| self.status(true, c, o, now),
+            ),
             Command::BadMethod => {
                 o.line(|w| write!(w, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\nonly GET and HEAD: the status page and /metrics are read-only\n"));
                 true
@@ -388,13 +399,7 @@ impl View<'_> {
         }
     }
 
-    pub(crate) fn status(
-        &self,
-        json: bool,
-        cursor: &mut u64,
-        out: &mut Reply<'_>,
-        now: Time,
-    ) -> bool {
+    fn status(&self, json: bool, cursor: &mut u64, out: &mut Reply<'_>, now: Time) -> bool {
         let n = self.table.reals().len() as u64;
         if *cursor == 0 {
             let ok = if json {
