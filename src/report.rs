@@ -848,6 +848,7 @@ mod tests {
             addr: "198.51.100.1:80".parse().unwrap(),
             weight: 0,
             forward: crate::config::Forward::Route,
+            extra: crate::ipvs::DestExtra::default(),
         };
         assert_eq!(table.next_op(), Some(Op::EditDest(key, dest)));
         // No state directory: nothing to wait for.

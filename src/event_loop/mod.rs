@@ -472,6 +472,8 @@ impl Daemon {
                 let _ = write!(l, " metrics=http://{m}/metrics");
             }
         }
+        c.table
+            .seed_dest_extras(|key, addr| ipvs.existing_dest(key, addr));
         c.table.adopt_at_start(
             |key| ipvs.existing_service(key),
             |key, addr| ipvs.existing_weight(key, addr),
