@@ -45,13 +45,13 @@ impl RealAttrs {
                 TunnelKind::Ipip => sys::IP_VS_CONN_F_TUNNEL_TYPE_IPIP,
                 TunnelKind::Gue => sys::IP_VS_CONN_F_TUNNEL_TYPE_GUE,
                 TunnelKind::Gre => sys::IP_VS_CONN_F_TUNNEL_TYPE_GRE,
-            } as u8;
+            };
             a.owned.tun_port = t.port;
             a.owned.tun_flags = match t.csum {
                 TunnelCsum::None => sys::IP_VS_TUNNEL_ENCAP_FLAG_NOCSUM,
                 TunnelCsum::Csum => sys::IP_VS_TUNNEL_ENCAP_FLAG_CSUM,
                 TunnelCsum::Remcsum => sys::IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM,
-            } as u16;
+            };
         }
         a
     }
@@ -393,7 +393,6 @@ mod tests {
             "  scheduler sh\n  persistent 60\n  sched-flags sh-fallback\n  persistence-netmask 16",
             "",
         );
-        let mut have = have;
         have.scheduler = Service::new(key(), "sh", None).scheduler;
         t.adopt_at_start(|_| Some(have), |_, _| Some(5));
         let o = ops(&mut t);
