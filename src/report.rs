@@ -426,6 +426,22 @@ impl View<'_> {
             }
             *cursor += 1;
         }
+        if !json && *cursor == n + 1 {
+            // Director pairs: the kernel's sync daemons, as lvsmon left them.
+            let ok = out.line(|w| {
+                let mut r = Ok(());
+                crate::ipvs::daemon::status(|line| {
+                    if r.is_ok() {
+                        r = writeln!(w, "{line}");
+                    }
+                });
+                r
+            });
+            if !ok {
+                return false;
+            }
+            *cursor += 1;
+        }
         !json || out.line(|w| writeln!(w, "\n]"))
     }
 }

@@ -12,6 +12,7 @@
 //! when the result is known.
 
 pub mod client;
+pub mod daemon;
 pub mod sys;
 pub mod wire;
 
