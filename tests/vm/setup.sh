@@ -4,7 +4,7 @@
 #   1. host packages: qemu-system-x86 busybox-static ipvsadm strace (apt, --no-install-recommends)
 #   2. Debian's cloud kernel: the linux-image-ABI-cloud-amd64 package that
 #      linux-image-cloud-amd64 depends on, downloaded with apt-get download into the cache
-#   3. its ip_vs*, veth and dummy modules plus their depends= closure, busybox depmod
+#   3. its ip_vs*, veth, dummy and bridge modules plus their depends= closure, busybox depmod
 #   4. the base initramfs (busybox, bash as /bin/sh, ipvsadm, ip, strace, libraries, /init)
 # Cache: ${LVSMON_VM_CACHE:-/var/tmp/lvsmon-vm}; "current" links to the kernel in use.
 # Options: -q  print nothing when already up to date.
@@ -127,6 +127,8 @@ for rel in "${modpath[@]}"; do
     case $rel in
         kernel/net/netfilter/ipvs/ip_vs*) queue+=("$rel") ;;
         kernel/drivers/net/veth.ko* | kernel/drivers/net/dummy.ko*) queue+=("$rel") ;;
+        # Director pairs (tests/vm/pairs.sh): the bridge that joins the namespaces.
+        kernel/net/bridge/bridge.ko*) queue+=("$rel") ;;
     esac
 done
 declare -A want=()
