@@ -300,7 +300,7 @@ kattrs() { # "flags netmask u l weight" of 127.0.0.2:53
 kconf 60 "" "sync-daemon master s0 id 7"
 ip netns exec k "$LVSMON" -f $P/keep.conf -v --socket /run/lvsmon-k.sock --state-dir /var/lib/lvsmon-k >>$P/lvsmon-k.log 2>&1 & kp=$!
 why=
-wait_for 10 sh -c "ip netns exec k ipvsadm -Ln -u 10.0.0.3:53 | grep -q '127.0.0.2:53 *Masq *2 '" || why="lvsmon did not set up 10.0.0.3:53"
+wait_for 10 sh -c "ip netns exec k ipvsadm -Ln -u 10.0.0.3:53 2>/dev/null | grep -q '127.0.0.2:53 *Masq *2 '" || why="lvsmon did not set up 10.0.0.3:53"
 # By hand, on what the config does not own.
 kipvs -E -u 10.0.0.3:53 -s sh -b sh-port -o -p 60 -M 255.255.255.0
 kipvs -e -u 10.0.0.3:53 -r 127.0.0.2:53 -m -w 2 -x 100 -y 50
