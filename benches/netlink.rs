@@ -22,6 +22,7 @@ fn dest4(weight: u32) -> Dest {
         addr: "192.168.1.10:80".parse().unwrap(),
         weight,
         forward: Forward::Masq,
+        extra: Default::default(),
     }
 }
 
@@ -48,6 +49,7 @@ fn edit_dest_v6(bencher: Bencher) {
         addr: "[2001:db8::10]:80".parse().unwrap(),
         weight: 5,
         forward: Forward::Route,
+        extra: Default::default(),
     };
     build(bencher, Op::EditDest(key, d));
 }

@@ -34,6 +34,7 @@ pub mod state;
 pub mod stats;
 pub mod table;
 pub mod timer;
+pub mod track;
 
 #[path = "../plugins/mod.rs"]
 pub mod plugins;

@@ -440,6 +440,22 @@ impl View<'_> {
             }
             *cursor += 1;
         }
+        if !json && *cursor == n + 1 {
+            // Director pairs: the kernel's sync daemons, as lvsmon left them.
+            let ok = out.line(|w| {
+                let mut r = Ok(());
+                crate::ipvs::daemon::status(|line| {
+                    if r.is_ok() {
+                        r = writeln!(w, "{line}");
+                    }
+                });
+                r
+            });
+            if !ok {
+                return false;
+            }
+            *cursor += 1;
+        }
         !json || out.line(|w| writeln!(w, "\n]"))
     }
 }
@@ -862,6 +878,7 @@ mod tests {
             addr: "198.51.100.1:80".parse().unwrap(),
             weight: 0,
             forward: crate::config::Forward::Route,
+            extra: crate::ipvs::DestExtra::default(),
         };
         assert_eq!(table.next_op(), Some(Op::EditDest(key, dest)));
         // No state directory: nothing to wait for.

@@ -109,6 +109,12 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             fdbudget::limit_text(soft),
             fdbudget::limit_text(hard)
         );
+        for w in crate::ipvs::daemon::quiescent_template_warnings(
+            &plan,
+            std::path::Path::new(crate::ipvs::daemon::EXPIRE_QUIESCENT_TEMPLATE),
+        ) {
+            let _ = writeln!(report, "{w}");
+        }
         crate::output::stdout(&report).map_err(StartupError::Output)?;
         return Ok(());
     }
@@ -161,6 +167,17 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
         let cap = 2 * plan.reals.len() + 4 * plan.virtuals.len() + 64;
         Box::new(Netlink::open(&managed, cap)?)
     };
+    // Director pairs: the kernel's timeouts and sync daemons, once, before the loop.
+    for line in crate::ipvs::daemon::apply_at_start(&plan.director, cli.dry_run) {
+        let level = if line.contains("failed") || line.contains("errno") {
+            Level::Warn
+        } else {
+            Level::Notice
+        };
+        if let Some(mut l) = log.line(level) {
+            l.quoted("msg", line.as_bytes());
+        }
+    }
     let fds = fdbudget::raise_fd_limit(&plan, &mut log)?;
     let mut pid = match &cli.pidfile {
         Some(p) => Some(PidFile::create(p.clone(), &mut log)?),

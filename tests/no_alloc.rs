@@ -174,6 +174,11 @@ fn main() {
         "notify-fifo \"{}\"\n",
         dir.0.join("events.fifo").display()
     ));
+    // Quorum lost and restored rewrite the track file (temporary file, rename) from the loop.
+    conf.push_str(&format!(
+        "track-file \"{}\"\n",
+        dir.0.join("vrrp-track").display()
+    ));
     let mut add = |n: usize, addr: std::net::SocketAddr, check: &str| {
         conf.push_str(&format!(
             "virtual tcp 127.1.0.{}:80 {{\n  sorry 127.0.0.1:8080\n  {check}\n  real {addr} weight 2\n}}\n",

@@ -12,6 +12,7 @@
 //!
 //! Nothing here runs after startup; the daemon sizes all of its tables from the plan.
 
+pub mod director;
 mod merge;
 pub mod parse;
 pub mod plan;
@@ -227,6 +228,8 @@ pub struct Plan {
     pub checks: Vec<CheckPlan>,
     /// `history`: how much check history to keep per real server.
     pub history: HistorySpec,
+    /// `sync-daemon`, `track-file`, `ipvs-timeouts`.
+    pub director: director::Director,
 }
 
 /// One virtual service.
@@ -249,6 +252,12 @@ pub struct VirtualPlan {
     pub notify: Option<usize>,
     /// Where the `virtual` line is.
     pub loc: Loc,
+    /// `persistence-netmask`: a prefix length the config owns (`None`: the kernel's is kept).
+    pub netmask: Option<u8>,
+    /// `one-packet`, when the config owns it.
+    pub one_packet: Option<bool>,
+    /// `sched-flags`: the scheduler flag bits, when the config owns them.
+    pub sched_flags: Option<u32>,
 }
 
 /// One real server behind one virtual service: an IPVS destination.
@@ -272,6 +281,12 @@ pub struct RealPlan {
     pub notify: Option<usize>,
     /// Where the `real` line is.
     pub loc: Loc,
+    /// `u-threshold`, when the config owns it (`None`: the kernel's is kept).
+    pub u_threshold: Option<u32>,
+    /// `l-threshold`, when the config owns it.
+    pub l_threshold: Option<u32>,
+    /// `forward tunnel TYPE ...`: the encapsulation, when the config owns it.
+    pub tunnel: Option<director::Tunnel>,
 }
 
 /// One distinct probe: what to connect to, which plugin, how often.

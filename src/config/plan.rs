@@ -30,6 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
+use super::director::{self, IpvsTimeouts, SyncDaemon, TrackFile, Tunnel};
 use super::merge::{self, fast_map, Checks, FastMap, Notifies, Timing};
 use super::parse::{Document, Pos, Statement, Word};
 use super::values::{self, show_duration, MAX_INTERVAL, MAX_NOTIFY_MAX, MAX_WEIGHT, MIN_INTERVAL};
@@ -156,6 +157,14 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("scheduler", G | V),
     ("persistent", G | V),
     ("quorum", G | V),
+    ("u-threshold", G | V | R),
+    ("l-threshold", G | V | R),
+    ("persistence-netmask", V),
+    ("one-packet", V),
+    ("sched-flags", V),
+    ("ipvs-timeouts", G),
+    ("sync-daemon", G),
+    ("track-file", G),
     ("sorry", V),
     ("virtual", G),
     ("real", V),
@@ -210,6 +219,18 @@ struct Layer {
     quorum: Option<Set<u32>>,
     /// The sorry server and where its address word stands.
     sorry: Option<Set<(SocketAddr, Pos)>>,
+    // Director pairs (see `director`): IPVS attributes the config owns, and global settings.
+    u_threshold: Option<Set<u32>>,
+    l_threshold: Option<Set<u32>>,
+    /// The encapsulation given with this level's `forward tunnel`, if any.
+    tunnel: Option<Tunnel>,
+    netmask: Option<Set<u8>>,
+    one_packet: Option<Set<bool>>,
+    /// The bits and the scheduler they need.
+    sched_flags: Option<Set<(u32, Option<&'static str>)>>,
+    ipvs_timeouts: Option<Set<IpvsTimeouts>>,
+    sync_daemons: Vec<Set<SyncDaemon>>,
+    track_file: Option<Set<TrackFile>>,
 }
 
 /// A `virtual` block after the first pass.
@@ -279,6 +300,19 @@ impl<'a> Scope<'a> {
     fn forward(&self) -> Forward {
         self.find(|l| &l.forward)
             .map_or(DEFAULT_FORWARD, |s| s.value)
+    }
+
+    /// The encapsulation of the nearest `forward tunnel ...`: it goes with the `forward` that
+    /// wins, so a real's own `forward tunnel` without a type owns none.
+    fn tunnel(&self) -> Option<Tunnel> {
+        match self.ranked(|l| &l.forward) {
+            Some((s, rank)) if s.value == Forward::Tunnel => match rank {
+                0 => self.real.and_then(|l| l.tunnel),
+                1 => self.virt.and_then(|l| l.tunnel),
+                _ => self.global.tunnel,
+            },
+            _ => None,
+        }
     }
 }
 
@@ -598,9 +632,57 @@ impl<'d> Planner<'d> {
             "on-down" => self.put(&mut layer.on_down, kw, || {
                 values::on_down(self.doc, kw, args)
             }),
+            "forward" if args.len() > 1 && args[0].is("tunnel") => {
+                self.put(&mut layer.forward, kw, || Ok(Forward::Tunnel))?;
+                layer.tunnel = director::tunnel(self.doc, &args[1..])?;
+                Ok(())
+            }
             "forward" => self.put(&mut layer.forward, kw, || {
                 values::forward(self.doc, kw, args)
             }),
+            "u-threshold" => self.put(&mut layer.u_threshold, kw, || {
+                director::threshold(self.doc, kw, args)
+            }),
+            "l-threshold" => self.put(&mut layer.l_threshold, kw, || {
+                director::threshold(self.doc, kw, args)
+            }),
+            "persistence-netmask" => self.put(&mut layer.netmask, kw, || {
+                director::netmask(self.doc, kw, args, scope.is_some_and(|a| a.is_ipv6()))
+            }),
+            "one-packet" => self.put(&mut layer.one_packet, kw, || {
+                director::yes_no(self.doc, kw, args)
+            }),
+            "sched-flags" => self.put(&mut layer.sched_flags, kw, || {
+                director::sched_flags(self.doc, kw, args)
+            }),
+            "ipvs-timeouts" => self.put(&mut layer.ipvs_timeouts, kw, || {
+                director::ipvs_timeouts(self.doc, kw, args)
+            }),
+            "track-file" => self.put(&mut layer.track_file, kw, || {
+                director::track_file(self.doc, kw, args)
+            }),
+            "sync-daemon" => {
+                let d = director::sync_daemon(self.doc, kw, args)?;
+                if let Some(first) = layer
+                    .sync_daemons
+                    .iter()
+                    .find(|s| s.value.backup == d.backup)
+                {
+                    return Err(self.err(
+                        kw.pos,
+                        format!(
+                            "sync-daemon {} already set at {} (one master and one backup at most)",
+                            d.state(),
+                            self.doc.place(first.pos)
+                        ),
+                    ));
+                }
+                layer.sync_daemons.push(Set {
+                    value: d,
+                    pos: kw.pos,
+                });
+                Ok(())
+            }
             "scheduler" => self.put(&mut layer.scheduler, kw, || {
                 values::scheduler(self.doc, kw, args)
             }),
@@ -675,6 +757,38 @@ impl<'d> Planner<'d> {
             value: value()?,
             pos: kw.pos,
         });
+        Ok(())
+    }
+
+    /// The director-pair settings of virtual `v` that depend on others: `one-packet` only
+    /// on UDP, `sched-flags` only with their scheduler.
+    fn director_virtual(&self, v: &VirtualRaw, vs: &Scope<'_>) -> Result<(), ConfigError> {
+        if let (Some(s), ServiceKey::Inet(p, _)) = (&v.layer.one_packet, v.key) {
+            if s.value && p != Proto::Udp {
+                return Err(self.err(
+                    s.pos,
+                    format!(
+                        "one-packet yes applies to UDP only, and virtual {} is {}",
+                        v.key,
+                        p.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(s) = &v.layer.sched_flags {
+            let sched = vs
+                .find(|l| &l.scheduler)
+                .map_or(DEFAULT_SCHEDULER, |s| s.value.as_str());
+            if let Some(need) = s.value.1.filter(|n| *n != sched) {
+                return Err(self.err(
+                    s.pos,
+                    format!(
+                        "sched-flags {need}-... apply to scheduler {need}, and virtual {} uses                          {sched}",
+                        v.key
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -950,6 +1064,9 @@ impl<'d> Planner<'d> {
                     check,
                     notify,
                     loc: doc.loc(r.pos),
+                    u_threshold: rs.find(|l| &l.u_threshold).map(|s| s.value),
+                    l_threshold: rs.find(|l| &l.l_threshold).map(|s| s.value),
+                    tunnel: rs.tunnel(),
                 });
             }
             plan_virtuals.push(VirtualPlan {
@@ -966,7 +1083,11 @@ impl<'d> Planner<'d> {
                     .find(|l| &l.notify)
                     .map(|s| notifies.intern(doc, self.notifies[s.value], s.value)),
                 loc: doc.loc(v.pos),
+                netmask: v.layer.netmask.as_ref().map(|s| s.value),
+                one_packet: v.layer.one_packet.as_ref().map(|s| s.value),
+                sched_flags: v.layer.sched_flags.as_ref().map(|s| s.value.0),
             });
+            self.director_virtual(v, &vs)?;
         }
 
         // A check line no real uses is still parsed, against a stand-in target, so that its
@@ -984,6 +1105,15 @@ impl<'d> Planner<'d> {
         }
 
         Ok(Plan {
+            director: director::Director {
+                sync_daemons: global
+                    .sync_daemons
+                    .iter()
+                    .map(|s| s.value.clone())
+                    .collect(),
+                track_file: global.track_file.as_ref().map(|s| s.value.clone()),
+                ipvs_timeouts: global.ipvs_timeouts.as_ref().map(|s| s.value),
+            },
             files: doc.files.clone(),
             resync: global.resync.as_ref().map_or(DEFAULT_RESYNC, |s| s.value),
             history: global.history.as_ref().map_or(DEFAULT_HISTORY, |s| s.value),

@@ -197,6 +197,11 @@ struct Core {
     status_next: Option<usize>,
     /// Reload requests and results (SIGHUP, `lvsmon reload`).
     reload: Reload,
+    /// `track-file`, and the event count when it was last brought up to date.
+    track: Option<crate::track::TrackFile>,
+    track_events: u64,
+    /// `sync-daemon` lines, compared at a reload.
+    sync_daemons: Vec<crate::config::director::SyncDaemon>,
 }
 
 /// Reloading: the file is read and planned on a helper thread, so a large configuration
@@ -472,6 +477,8 @@ impl Daemon {
                 let _ = write!(l, " metrics=http://{m}/metrics");
             }
         }
+        c.table
+            .seed_dest_extras(|key, addr| ipvs.existing_dest(key, addr));
         c.table.adopt_at_start(
             |key| ipvs.existing_service(key),
             |key, addr| ipvs.existing_weight(key, addr),
@@ -784,6 +791,7 @@ impl Daemon {
             s.tick(registry, core, now);
         }
         core.poll_notify(now);
+        core.poll_track();
         let save_ended = core.persist.step(
             now,
             core.wall_origin_us,
@@ -846,6 +854,10 @@ impl Core {
             Some((path, _)) => Some(EventFifo::new(path)?),
             None => None,
         };
+        let track = match &plan.director.track_file {
+            Some(t) => Some(crate::track::TrackFile::new(t)?),
+            None => None,
+        };
 
         Ok(Core {
             probes,
@@ -866,6 +878,9 @@ impl Core {
             status_next: None,
             reload: Reload::default(),
             systemd: None,
+            track,
+            track_events: 0,
+            sync_daemons: std::mem::take(&mut plan.director.sync_daemons),
         })
     }
 }
@@ -1102,6 +1117,41 @@ impl Core {
                 now: self.now,
             },
         )
+    }
+
+    /// Brings `track-file` up to date: at start, after a reload, and when a turn had events
+    /// (a quorum may have been lost or restored).
+    fn poll_track(&mut self) {
+        let log = &mut self.log;
+        crate::ipvs::daemon::take_news(|line| {
+            if let Some(mut l) = log.line(Level::Notice) {
+                l.quoted("msg", line.as_bytes());
+            }
+        });
+        let Some(t) = self.track.as_mut() else { return };
+        if t.written().is_some() && self.stats.events == self.track_events {
+            return;
+        }
+        self.track_events = self.stats.events;
+        // A virtual counts as having quorum until its checks decide otherwise.
+        let all = !self.table.virtuals().iter().any(|v| v.quorum_lost);
+        match t.update(all) {
+            Ok(None) => {}
+            Ok(Some(v)) => {
+                if let Some(mut l) = self.log.line(Level::Notice) {
+                    l.quoted("msg", b"track-file written");
+                    l.quoted("path", t.path());
+                    let _ = write!(l, " value={v}");
+                }
+            }
+            Err(e) => {
+                if let Some(mut l) = self.log.line(Level::Warn) {
+                    l.quoted("msg", b"track-file not written");
+                    l.quoted("path", t.path());
+                    let _ = write!(l, " errno={}", e.raw_os_error().unwrap_or(0));
+                }
+            }
+        }
     }
 
     fn poll_notify(&mut self, now: Time) {

@@ -389,6 +389,13 @@ impl Daemon {
         }
         self.ipvs.reconfigure(&managed, queue_cap);
         let dry = self.ipvs.is_dry_run();
+        if new.sync_daemons != self.core.sync_daemons && !dry {
+            // Stopped and started on a helper thread: the loop never waits on the kernel.
+            crate::ipvs::daemon::apply_in_background(
+                self.core.sync_daemons.clone(),
+                new.sync_daemons.clone(),
+            );
+        }
         let registry = self.poll.registry();
         let mut old = std::mem::replace(&mut self.core, new);
         let ch = self.core.take_over(&mut old, registry, now, dry);

@@ -29,7 +29,7 @@ use mio::{Interest, Registry, Token};
 
 use super::sys;
 use super::wire::{self, Reply};
-use super::{Ipvs, IpvsEvent, Op, OpResult, Service};
+use super::{DestExtra, Ipvs, IpvsEvent, Op, OpResult, Service};
 use crate::config::ServiceKey;
 
 /// Requests in flight at once.
@@ -138,7 +138,7 @@ pub struct Netlink {
     sendbuf: Box<[u8; 1024]>,
     recvbuf: Box<[u8]>,
     snapshot_services: HashMap<ServiceKey, Service>,
-    snapshot_dests: HashMap<(ServiceKey, SocketAddr), u32>,
+    snapshot_dests: HashMap<(ServiceKey, SocketAddr), (u32, DestExtra)>,
     /// The service a running dest dump is for.
     dump_service: Option<ServiceKey>,
     /// Managed services a reload set while a read-back ran (which indexes `managed`):
@@ -406,7 +406,7 @@ impl Netlink {
             }
             self.dump_blocking(Request::DumpDests(i as u32), &mut |r| {
                 if let Reply::Dest { info, .. } = r {
-                    dests.insert((key, info.addr), info.weight);
+                    dests.insert((key, info.addr), (info.weight, info.extra));
                 }
             })?;
         }
@@ -688,7 +688,11 @@ impl Ipvs for Netlink {
     }
 
     fn existing_weight(&self, service: ServiceKey, dest: SocketAddr) -> Option<u32> {
-        self.snapshot_dests.get(&(service, dest)).copied()
+        self.snapshot_dests.get(&(service, dest)).map(|d| d.0)
+    }
+
+    fn existing_dest(&self, service: ServiceKey, dest: SocketAddr) -> Option<DestExtra> {
+        self.snapshot_dests.get(&(service, dest)).map(|d| d.1)
     }
 
     fn existing_service(&self, key: ServiceKey) -> Option<Service> {

@@ -12,6 +12,7 @@
 //! when the result is known.
 
 pub mod client;
+pub mod daemon;
 pub mod sys;
 pub mod wire;
 
@@ -73,6 +74,12 @@ pub struct Service {
     pub scheduler: [u8; 16],
     /// Persistence timeout, if any.
     pub persistent: Option<Duration>,
+    /// The kernel's service flags other than persistence (`IP_VS_SVC_F_ONEPACKET`, the
+    /// scheduler flags): what the last read said, with what the config owns laid over it.
+    pub flags: u32,
+    /// The persistence netmask in the kernel's form (IPv4: the mask's bytes in network order;
+    /// IPv6: a prefix length). `None`: never read and not owned (sent as /32 or /128).
+    pub netmask: Option<u32>,
 }
 
 impl Service {
@@ -92,6 +99,8 @@ impl Service {
             key,
             scheduler: s,
             persistent,
+            flags: 0,
+            netmask: None,
         }
     }
 }
@@ -105,6 +114,25 @@ pub struct Dest {
     pub weight: u32,
     /// Forwarding method.
     pub forward: Forward,
+    /// Thresholds and tunnel settings.
+    pub extra: DestExtra,
+}
+
+/// A destination's attributes other than weight and forwarding, in the kernel's numbers:
+/// what the last read said, with what the config owns laid over it. Every `edit-dest` sends
+/// them, since the kernel takes a missing one as 0 (lvsmon(8), IPVS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DestExtra {
+    /// Upper connection threshold (0: none).
+    pub u_thresh: u32,
+    /// Lower connection threshold.
+    pub l_thresh: u32,
+    /// Tunnel type (`IP_VS_CONN_F_TUNNEL_TYPE_*`: 0 ipip, 1 gue, 2 gre).
+    pub tun_type: u8,
+    /// GUE port.
+    pub tun_port: u16,
+    /// Tunnel checksum flags (`IP_VS_TUNNEL_ENCAP_FLAG_*`).
+    pub tun_flags: u16,
 }
 
 /// One change to the table.
@@ -272,6 +300,13 @@ pub trait Ipvs {
         None
     }
 
+    /// The thresholds and tunnel settings of `dest` under `service` in the table as it was at
+    /// startup.
+    fn existing_dest(&self, service: ServiceKey, dest: SocketAddr) -> Option<DestExtra> {
+        let _ = (service, dest);
+        None
+    }
+
     /// `service` as it was in the table at startup.
     fn existing_service(&self, key: ServiceKey) -> Option<Service> {
         let _ = key;
@@ -360,6 +395,7 @@ mod tests {
             addr: "192.168.1.10:80".parse().unwrap(),
             weight: 0,
             forward: Forward::Masq,
+            extra: DestExtra::default(),
         };
         assert_eq!(
             line(&Op::EditDest(svc, d), OpResult::Ok),

@@ -15,7 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::sys;
-use super::{Dest, Op, Service};
+use super::{Dest, DestExtra, Op, Service};
 use crate::config::{Forward, Proto, ServiceKey};
 
 /// Why bytes could not be written or read.
@@ -247,16 +247,21 @@ fn service_full(w: &mut Writer<'_>, s: &Service, fwmark_af: u16) {
         ),
         None => (0, 0),
     };
+    // The other flags are what the kernel last reported (with what the config owns laid
+    // over them), never zeros; HASHED is the kernel's own and must not be sent.
+    let flags = flags | (s.flags & !(sys::IP_VS_SVC_F_PERSISTENT | sys::IP_VS_SVC_F_HASHED));
     let mut f = [0u8; 8];
     f[..4].copy_from_slice(&flags.to_ne_bytes());
     f[4..].copy_from_slice(&u32::MAX.to_ne_bytes());
     w.attr(sys::IPVS_SVC_ATTR_FLAGS, &f);
     w.u32(sys::IPVS_SVC_ATTR_TIMEOUT, timeout);
-    let netmask = if service_af(&s.key, fwmark_af) == libc::AF_INET6 as u16 {
-        128
-    } else {
-        u32::MAX
-    };
+    let netmask = s
+        .netmask
+        .unwrap_or(if service_af(&s.key, fwmark_af) == libc::AF_INET6 as u16 {
+            128
+        } else {
+            u32::MAX
+        });
     w.u32(sys::IPVS_SVC_ATTR_NETMASK, netmask);
 }
 
@@ -267,8 +272,15 @@ fn dest(w: &mut Writer<'_>, d: &Dest, full: bool) {
     if full {
         w.u32(sys::IPVS_DEST_ATTR_FWD_METHOD, forward_number(d.forward));
         w.u32(sys::IPVS_DEST_ATTR_WEIGHT, d.weight);
-        w.u32(sys::IPVS_DEST_ATTR_U_THRESH, 0);
-        w.u32(sys::IPVS_DEST_ATTR_L_THRESH, 0);
+        // What the kernel last reported (or the config owns): a SET_DEST without them
+        // would reset thresholds to 0 and a tunnel to plain IP-in-IP.
+        w.u32(sys::IPVS_DEST_ATTR_U_THRESH, d.extra.u_thresh);
+        w.u32(sys::IPVS_DEST_ATTR_L_THRESH, d.extra.l_thresh);
+        if d.forward == Forward::Tunnel {
+            w.attr(sys::IPVS_DEST_ATTR_TUN_TYPE, &[d.extra.tun_type]);
+            w.port(sys::IPVS_DEST_ATTR_TUN_PORT, d.extra.tun_port);
+            w.u16(sys::IPVS_DEST_ATTR_TUN_FLAGS, d.extra.tun_flags);
+        }
     }
     w.u16(sys::IPVS_DEST_ATTR_ADDR_FAMILY, af_of(&d.addr.ip()));
 }
@@ -316,6 +328,7 @@ pub fn build_op<'a>(
                     addr: *a,
                     weight: 0,
                     forward: Forward::Route,
+                    extra: DestExtra::default(),
                 },
                 false,
             );
@@ -556,6 +569,8 @@ pub struct DestInfo {
     pub weight: u32,
     /// The kernel's forwarding method number (may be `LOCALNODE`, which has no config name).
     pub fwd: u32,
+    /// Thresholds and tunnel settings.
+    pub extra: DestExtra,
 }
 
 /// What one reply message says.
@@ -679,7 +694,7 @@ pub fn decode(m: &Msg<'_>, ipvs_id: u16) -> Result<Reply, WireError> {
 
 fn decode_service(p: &[u8]) -> Result<ServiceInfo, WireError> {
     let (mut af, mut proto, mut addr, mut port, mut fwmark) = (None, None, None, None, None);
-    let (mut sched, mut flags, mut timeout) = (None, 0u32, 0u32);
+    let (mut sched, mut flags, mut timeout, mut netmask) = (None, 0u32, 0u32, None);
     for a in attrs(p) {
         let (ty, v) = a?;
         match ty {
@@ -691,6 +706,7 @@ fn decode_service(p: &[u8]) -> Result<ServiceInfo, WireError> {
             t if t == sys::IPVS_SVC_ATTR_SCHED_NAME => sched = Some(v),
             t if t == sys::IPVS_SVC_ATTR_FLAGS => flags = attr_u32(t, v)?,
             t if t == sys::IPVS_SVC_ATTR_TIMEOUT => timeout = attr_u32(t, v)?,
+            t if t == sys::IPVS_SVC_ATTR_NETMASK => netmask = Some(attr_u32(t, v)?),
             _ => {}
         }
     }
@@ -725,16 +741,20 @@ fn decode_service(p: &[u8]) -> Result<ServiceInfo, WireError> {
     } else {
         None
     };
+    let mut service = Service::new(key, name, persistent);
+    service.flags = flags & !(sys::IP_VS_SVC_F_PERSISTENT | sys::IP_VS_SVC_F_HASHED);
+    service.netmask = netmask;
     Ok(ServiceInfo {
         key,
         af,
-        service: Service::new(key, name, persistent),
+        service,
         flags,
     })
 }
 
 fn decode_dest(p: &[u8]) -> Result<DestInfo, WireError> {
     let (mut addr, mut port, mut fwd, mut weight, mut af) = (None, None, 0u32, None, None);
+    let mut extra = DestExtra::default();
     for a in attrs(p) {
         let (ty, v) = a?;
         match ty {
@@ -743,6 +763,13 @@ fn decode_dest(p: &[u8]) -> Result<DestInfo, WireError> {
             t if t == sys::IPVS_DEST_ATTR_FWD_METHOD => fwd = attr_u32(t, v)?,
             t if t == sys::IPVS_DEST_ATTR_WEIGHT => weight = Some(attr_u32(t, v)?),
             t if t == sys::IPVS_DEST_ATTR_ADDR_FAMILY => af = Some(attr_u16(t, v)?),
+            t if t == sys::IPVS_DEST_ATTR_U_THRESH => extra.u_thresh = attr_u32(t, v)?,
+            t if t == sys::IPVS_DEST_ATTR_L_THRESH => extra.l_thresh = attr_u32(t, v)?,
+            t if t == sys::IPVS_DEST_ATTR_TUN_TYPE => {
+                extra.tun_type = *v.first().ok_or(WireError::BadAttr(t))?
+            }
+            t if t == sys::IPVS_DEST_ATTR_TUN_PORT => extra.tun_port = attr_port(t, v)?,
+            t if t == sys::IPVS_DEST_ATTR_TUN_FLAGS => extra.tun_flags = attr_u16(t, v)?,
             _ => {}
         }
     }
@@ -760,6 +787,7 @@ fn decode_dest(p: &[u8]) -> Result<DestInfo, WireError> {
         addr: SocketAddr::new(ip, port),
         weight: weight.ok_or(WireError::Missing(sys::IPVS_DEST_ATTR_WEIGHT))?,
         fwd: fwd & sys::IP_VS_CONN_F_FWD_MASK,
+        extra,
     })
 }
 
@@ -783,6 +811,7 @@ mod tests {
                 addr: "127.0.0.2:80".parse().unwrap(),
                 weight: 3,
                 forward: Forward::Masq,
+                extra: Default::default(),
             },
         );
         let m = build_op(&mut buf, 0x20, 7, &op, 2).unwrap();
@@ -808,7 +837,8 @@ mod tests {
             DestInfo {
                 addr: "127.0.0.2:80".parse().unwrap(),
                 weight: 3,
-                fwd: sys::IP_VS_CONN_F_MASQ
+                fwd: sys::IP_VS_CONN_F_MASQ,
+                extra: Default::default(),
             }
         );
     }
@@ -852,6 +882,13 @@ mod tests {
             ),
             Service::new(ServiceKey::Fwmark(42), "wlc", None),
         ] {
+            // Never read, a netmask goes as /32 (/128), which is what comes back.
+            let mut s = s;
+            s.netmask = Some(if s.key.to_string().contains('[') {
+                128
+            } else {
+                u32::MAX
+            });
             let mut buf = [0u8; 512];
             let m = build_op(&mut buf, 0x20, 1, &Op::AddService(s), libc::AF_INET as u16).unwrap();
             let msg = messages(m).next().unwrap().unwrap();
@@ -894,6 +931,7 @@ mod tests {
                 addr: "[2001:db8::2]:80".parse().unwrap(),
                 weight: 0,
                 forward: Forward::Route,
+                extra: Default::default(),
             },
         );
         let m = build_op(&mut buf, 0x20, 9, &op, 2).unwrap().to_vec();
@@ -1042,6 +1080,7 @@ mod tests {
             addr: a.parse().unwrap(),
             weight: w,
             forward: f,
+            extra: Default::default(),
         };
         agrees_with_ipvsadm(
             &build(Op::AddDest(k, d("127.0.0.2:80", 3, Forward::Masq))),
@@ -1163,12 +1202,14 @@ mod tests {
                 DestInfo {
                     addr: "127.0.0.2:80".parse().unwrap(),
                     weight: 0,
-                    fwd: sys::IP_VS_CONN_F_MASQ
+                    fwd: sys::IP_VS_CONN_F_MASQ,
+                    extra: Default::default(),
                 },
                 DestInfo {
                     addr: "127.0.0.3:80".parse().unwrap(),
                     weight: 1,
-                    fwd: sys::IP_VS_CONN_F_DROUTE
+                    fwd: sys::IP_VS_CONN_F_DROUTE,
+                    extra: Default::default(),
                 },
             ]
         );
@@ -1231,5 +1272,139 @@ mod tests {
             "/fuzz/regressions/netlink/nlmsg-error-errno-i32-min.bin"
         ))
         .to_vec()
+    }
+
+    /// Overwrites the payload of attribute `ty` inside the first nest of each message of a
+    /// kernel dump (a fixture), as if the kernel had reported `value`.
+    fn patch_dump(dump: &[u8], ty: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = dump.to_vec();
+        let base = dump.as_ptr() as usize;
+        for m in messages(dump) {
+            let m = m.unwrap();
+            let nest = attrs(&m.payload[4..]).next().unwrap().unwrap().1;
+            for a in attrs(nest) {
+                let (t, p) = a.unwrap();
+                if t == ty {
+                    assert_eq!(p.len(), value.len());
+                    let at = p.as_ptr() as usize - base;
+                    out[at..at + p.len()].copy_from_slice(value);
+                }
+            }
+        }
+        out
+    }
+
+    fn nest_attr(req: &[u8], nest: usize, ty: u16) -> Option<Vec<u8>> {
+        let n = attr_list(&one(req).payload[4..]).remove(nest).1;
+        attr_list(&n).into_iter().find(|a| a.0 == ty).map(|a| a.1)
+    }
+
+    /// `ipvsadm -e -x 100 -y 50` shows in a dest dump; an edit built from what was read sends
+    /// it back instead of zeros (a SET_DEST used to carry U_THRESH and L_THRESH 0).
+    #[test]
+    fn dest_edits_write_back_what_the_kernel_reported() {
+        let d = patch_dump(
+            fixture!("get-dest.dump.bin"),
+            sys::IPVS_DEST_ATTR_U_THRESH,
+            &100u32.to_ne_bytes(),
+        );
+        let d = patch_dump(&d, sys::IPVS_DEST_ATTR_L_THRESH, &50u32.to_ne_bytes());
+        let info = match decode(&messages(&d).next().unwrap().unwrap(), FAM).unwrap() {
+            Reply::Dest { info, .. } => info,
+            r => panic!("{r:?}"),
+        };
+        assert_eq!((info.extra.u_thresh, info.extra.l_thresh), (100, 50));
+        let edit = build(Op::EditDest(
+            tcp("10.0.0.1:80"),
+            Dest {
+                addr: info.addr,
+                weight: 0,
+                forward: Forward::Masq,
+                extra: info.extra,
+            },
+        ));
+        assert_eq!(
+            nest_attr(&edit, 1, sys::IPVS_DEST_ATTR_U_THRESH),
+            Some(100u32.to_ne_bytes().to_vec())
+        );
+        assert_eq!(
+            nest_attr(&edit, 1, sys::IPVS_DEST_ATTR_L_THRESH),
+            Some(50u32.to_ne_bytes().to_vec())
+        );
+        assert_eq!(nest_attr(&edit, 1, sys::IPVS_DEST_ATTR_TUN_TYPE), None);
+        // A tunnel keeps its type, port and checksum flags.
+        let gue = DestExtra {
+            tun_type: sys::IP_VS_CONN_F_TUNNEL_TYPE_GUE,
+            tun_port: 6080,
+            tun_flags: sys::IP_VS_TUNNEL_ENCAP_FLAG_CSUM,
+            ..info.extra
+        };
+        let edit = build(Op::EditDest(
+            tcp("10.0.0.1:80"),
+            Dest {
+                addr: info.addr,
+                weight: 2,
+                forward: Forward::Tunnel,
+                extra: gue,
+            },
+        ));
+        assert_eq!(
+            nest_attr(&edit, 1, sys::IPVS_DEST_ATTR_TUN_TYPE),
+            Some(vec![1])
+        );
+        assert_eq!(
+            nest_attr(&edit, 1, sys::IPVS_DEST_ATTR_TUN_PORT),
+            Some(6080u16.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            nest_attr(&edit, 1, sys::IPVS_DEST_ATTR_TUN_FLAGS),
+            Some(1u16.to_ne_bytes().to_vec())
+        );
+        let n = attr_list(&one(&edit).payload[4..]).remove(1).1;
+        let dest = decode_dest(&n).unwrap();
+        assert_eq!(dest.extra, gue);
+    }
+
+    /// `sh-port`, one-packet and `-M 255.255.255.0` in a service dump go back in an edit
+    /// (SET_SERVICE used to send flags 0 under mask 0xffffffff and a /32 netmask).
+    #[test]
+    fn service_edits_write_back_flags_and_netmask() {
+        let flags =
+            sys::IP_VS_SVC_F_HASHED | sys::IP_VS_SVC_F_ONEPACKET | sys::IP_VS_SVC_F_SCHED_SH_PORT;
+        let mut f = [0u8; 8];
+        f[..4].copy_from_slice(&flags.to_ne_bytes());
+        f[4..].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let d = patch_dump(
+            fixture!("get-service.dump.bin"),
+            sys::IPVS_SVC_ATTR_FLAGS,
+            &f,
+        );
+        let d = patch_dump(&d, sys::IPVS_SVC_ATTR_NETMASK, &[255, 255, 255, 0]);
+        let info = messages(&d)
+            .map(|m| match decode(&m.unwrap(), FAM).unwrap() {
+                Reply::Service { info, .. } => info,
+                r => panic!("{r:?}"),
+            })
+            .find(|i| i.key == tcp("10.0.0.1:80"))
+            .unwrap();
+        assert_eq!(
+            info.service.flags,
+            sys::IP_VS_SVC_F_ONEPACKET | sys::IP_VS_SVC_F_SCHED_SH_PORT
+        );
+        assert_eq!(
+            info.service.netmask,
+            Some(u32::from_ne_bytes([255, 255, 255, 0]))
+        );
+        let edit = build(Op::EditService(info.service));
+        let sent = nest_attr(&edit, 0, sys::IPVS_SVC_ATTR_FLAGS).unwrap();
+        // HASHED is the kernel's: never sent.
+        assert_eq!(
+            sent[..4],
+            (sys::IP_VS_SVC_F_ONEPACKET | sys::IP_VS_SVC_F_SCHED_SH_PORT).to_ne_bytes()
+        );
+        assert_eq!(
+            nest_attr(&edit, 0, sys::IPVS_SVC_ATTR_NETMASK),
+            Some(vec![255, 255, 255, 0])
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! Nothing here allocates after [`Table::new`], except a reload's hand-over.
 
 mod outbox;
+mod owned;
 #[cfg(test)]
 mod tests;
 
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 use crate::clock::{micros, Time};
 use crate::config::{Forward, OnDown, Plan, ServiceKey};
 use crate::ids::RealId;
-use crate::ipvs::{Dest, IpvsEvent, Op, OpResult, Service};
+use crate::ipvs::{Dest, DestExtra, IpvsEvent, Op, OpResult, Service};
 use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::{Change, Health, Rules, State};
 use crate::plugins::agent::AgentReply;
@@ -245,6 +246,9 @@ pub struct Table {
     dump_stale: bool,
     /// The time of the latest input.
     now: Time,
+    /// Per real and per virtual: the attributes lvsmon does not decide (see `owned`).
+    real_attrs: Box<[owned::RealAttrs]>,
+    svc_attrs: Box<[owned::SvcAttrs]>,
 }
 
 impl Table {
@@ -323,6 +327,10 @@ impl Table {
         let n_reals = plan.reals.len();
         let n_virtuals = plan.virtuals.len();
         let resync_us = micros(plan.resync);
+        let (real_attrs, svc_attrs) = owned::from_plan(plan);
+        for (v, a) in virtuals.iter_mut().zip(svc_attrs.iter()) {
+            a.apply_to(&mut v.service);
+        }
         Table {
             reals: reals.into_boxed_slice(),
             setups: setups.into_boxed_slice(),
@@ -342,6 +350,8 @@ impl Table {
             adopt_pending: false,
             dump_stale: false,
             now: Time::ZERO,
+            real_attrs,
+            svc_attrs,
         }
     }
 
@@ -593,22 +603,8 @@ impl Table {
         let key = self.virtuals[real.virt as usize].key;
         let (addr, forward) = (real.addr.get(), setup.forward);
         let op = match (real.table(), want) {
-            (None, Some(w)) => Op::AddDest(
-                key,
-                Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                },
-            ),
-            (Some(_), Some(w)) => Op::EditDest(
-                key,
-                Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                },
-            ),
+            (None, Some(w)) => Op::AddDest(key, self.dest_for(r, w, forward)),
+            (Some(_), Some(w)) => Op::EditDest(key, self.dest_for(r, w, forward)),
             (Some(_), None) => Op::DelDest(key, addr),
             (None, None) => return,
         };
@@ -662,6 +658,7 @@ impl Table {
                     addr,
                     weight: 1,
                     forward: Forward::Masq,
+                    extra: DestExtra::default(),
                 },
             ));
         } else if !want && virt.sorry_in_table {
@@ -752,11 +749,8 @@ impl Table {
         }
         let s = self.outbox.pop()?;
         let i = s.idx as usize;
-        let dest = |r: &Real| Dest {
-            addr: r.addr.get(),
-            weight: s.weight.into(),
-            forward: self.setups[r.setup as usize].forward,
-        };
+        let dest =
+            |r: &Real| self.dest_for(i, s.weight.into(), self.setups[r.setup as usize].forward);
         Some(match s.what {
             What::AddDest | What::EditDest | What::DelDest => {
                 let r = &self.reals[i];
@@ -778,6 +772,7 @@ impl Table {
                             addr,
                             weight: 1,
                             forward: Forward::Masq,
+                            extra: DestExtra::default(),
                         },
                     )
                 } else {
@@ -848,11 +843,13 @@ impl Table {
             IpvsEvent::Service(info) => {
                 if let Some(&v) = self.virt_index.get(&info.key) {
                     self.svc_seen[v as usize] = Some(info.service);
+                    self.saw_service(v as usize, &info.service);
                 }
             }
             IpvsEvent::Dest(key, info) => {
                 if let Some(r) = self.real_of(key, info.addr) {
                     self.seen[r.ix()] = info.weight.min(ABSENT - 1);
+                    self.saw_dest(r.ix(), info.extra);
                 } else if let Some(&v) = self.virt_index.get(&key) {
                     if self.virtuals[v as usize].sorry == Some(info.addr) {
                         self.sorry_seen[v as usize] = true;
@@ -896,7 +893,8 @@ impl Table {
                 }
                 Some(have)
                     if have.scheduler() != want.scheduler()
-                        || have.persistent != want.persistent =>
+                        || have.persistent != want.persistent
+                        || self.service_drifted(v, &have) =>
                 {
                     out.drift(want.key, None, "service settings changed");
                     self.submit(Op::EditService(want));
@@ -930,6 +928,13 @@ impl Table {
                     },
                 );
                 self.reals[r].set_table(seen);
+            } else if seen.is_some() && self.dest_drifted(r) {
+                // Thresholds or tunnel settings the config owns were changed by hand.
+                let key = self.virtuals[self.reals[r].virt as usize].key;
+                out.drift(key, Some(self.reals[r].addr.get()), "attributes changed");
+                let forward = self.forward_of(r);
+                let d = self.dest_for(r, self.seen[r], forward);
+                self.submit(Op::EditDest(key, d));
             }
             let setup = &self.setups[self.reals[r].setup as usize];
             if self.reals[r].health.state == State::Unknown
@@ -938,11 +943,7 @@ impl Table {
             {
                 // Not checked yet and gone from the table: back at weight 0, as at startup.
                 let key = self.virtuals[self.reals[r].virt as usize].key;
-                let d = Dest {
-                    addr: self.reals[r].addr.get(),
-                    weight: 0,
-                    forward: setup.forward,
-                };
+                let d = self.dest_for(r, 0, setup.forward);
                 self.reals[r].set_table(Some(0));
                 self.submit(Op::AddDest(key, d));
             }
@@ -1006,11 +1007,16 @@ impl Table {
     /// if missing, adopted if present, its scheduler and persistence put right).
     fn adopt_virtual(&mut self, v: usize, seen: Option<Service>) {
         self.virtuals[v].adopted = true;
+        if let Some(have) = &seen {
+            self.saw_service(v, have);
+        }
         let want = self.virtuals[v].service;
         match seen {
             None => self.submit(Op::AddService(want)),
             Some(have)
-                if have.scheduler() != want.scheduler() || have.persistent != want.persistent =>
+                if have.scheduler() != want.scheduler()
+                    || have.persistent != want.persistent
+                    || self.service_drifted(v, &have) =>
             {
                 self.submit(Op::EditService(want))
             }
@@ -1028,12 +1034,9 @@ impl Table {
         real.set_table(seen);
         if seen.is_none() && setup.on_down == OnDown::Quiesce {
             let key = self.virtuals[real.virt as usize].key;
-            let d = Dest {
-                addr: real.addr.get(),
-                weight: 0,
-                forward: setup.forward,
-            };
+            let forward = setup.forward;
             real.set_table(Some(0));
+            let d = self.dest_for(r, 0, forward);
             self.submit(Op::AddDest(key, d));
         }
     }
@@ -1093,8 +1096,11 @@ impl Table {
                 // when quorum says so.
                 self.submit(Op::DelDest(key, addr));
             }
+            let attrs_changed = self.carry_service_attrs(v, old, ov);
             let nv = &self.virtuals[v];
-            if adopted && (nv.service.scheduler != sched || nv.service.persistent != pers) {
+            if adopted
+                && (nv.service.scheduler != sched || nv.service.persistent != pers || attrs_changed)
+            {
                 let s = nv.service;
                 self.submit(Op::EditService(s));
             }
@@ -1155,12 +1161,10 @@ impl Table {
             let forward_changed = os.forward != ns.forward;
             let forward = ns.forward;
             kept(r, or);
-            if let (true, true, Some(w)) = (forward_changed, nr.adopted, nr.table()) {
-                let d = Dest {
-                    addr,
-                    weight: w,
-                    forward,
-                };
+            let (adopted, table) = (nr.adopted, nr.table());
+            let attrs_changed = self.carry_dest_attrs(r, old, or);
+            if let (true, true, Some(w)) = (forward_changed || attrs_changed, adopted, table) {
+                let d = self.dest_for(r, w, forward);
                 self.submit(Op::EditDest(key, d));
             }
         }

@@ -83,6 +83,7 @@ fn dest(addr: &str, weight: u32) -> Dest {
         addr: a(addr),
         weight,
         forward: Forward::Route,
+        extra: DestExtra::default(),
     }
 }
 
@@ -260,6 +261,7 @@ fn quorum_and_sorry_server_under_on_down_remove() {
         addr: a(sorry),
         weight: 1,
         forward: Forward::Masq,
+        extra: crate::ipvs::DestExtra::default(),
     };
     assert_eq!(
         ops(&mut t),
@@ -348,6 +350,7 @@ fn read_back(t: &mut Table, now: u64, rec: &mut Rec, svc: Option<Service>, dests
                 addr: a(d),
                 weight: w,
                 fwd: 0,
+                extra: Default::default(),
             };
             t.read_back(IpvsEvent::Dest(service.key, info), Time(now), rec);
         }
@@ -501,6 +504,7 @@ fn a_read_back_does_not_undo_what_changed_while_it_ran() {
             addr: a(d),
             weight: w,
             fwd: 0,
+            extra: Default::default(),
         };
         t.read_back(IpvsEvent::Dest(tcp(V), info), Time(10 * S), &mut rec);
     }

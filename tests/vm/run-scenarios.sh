@@ -22,5 +22,7 @@ tests/vm/run.sh -t 900 \
     -i "$no_alloc:no_alloc" \
     -i tests/vm/scenarios.sh \
     -i tests/vm/scenario.conf \
+    -i tests/vm/pairs.sh \
+    -i /usr/sbin/keepalived \
     -- bash /work/scenarios.sh
 echo "vm scenarios: $(( $(date +%s) - start )) s"

@@ -350,6 +350,14 @@ else
     kill -TERM $dp 2>/dev/null
 fi
 
+# Director pairs (tests/vm/pairs.sh): two directors with keepalived and live traffic, and the
+# IPVS attributes lvsmon keeps. Its own namespaces; it uses ok/bad above.
+if [ -x /work/keepalived ] && [ -f /work/pairs.sh ]; then
+    . /work/pairs.sh
+else
+    bad director-pairs "keepalived or pairs.sh missing from the guest (run-scenarios.sh -i)"
+fi
+
 for p in /run/http.*; do kill "$(cat "$p")" 2>/dev/null; done
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Prepare the throw-away IPVS test VM (see tests/vm/README.md). Idempotent: a second run only
 # checks and prints "up to date".
-#   1. host packages: qemu-system-x86 busybox-static ipvsadm strace (apt, --no-install-recommends)
+#   1. host packages: qemu-system-x86 busybox-static ipvsadm strace keepalived (apt, --no-install-recommends)
 #   2. Debian's cloud kernel: the linux-image-ABI-cloud-amd64 package that
 #      linux-image-cloud-amd64 depends on, downloaded with apt-get download into the cache
-#   3. its ip_vs*, veth and dummy modules plus their depends= closure, busybox depmod
+#   3. its ip_vs*, veth, dummy and bridge modules plus their depends= closure, busybox depmod
 #   4. the base initramfs (busybox, bash as /bin/sh, ipvsadm, ip, strace, libraries, /init)
 # Cache: ${LVSMON_VM_CACHE:-/var/tmp/lvsmon-vm}; "current" links to the kernel in use.
 # Options: -q  print nothing when already up to date.
@@ -19,7 +19,7 @@ start=$(date +%s.%N)
 say() { echo "vm setup: $*" >&2; }
 elapsed() { awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-host_pkgs=(qemu-system-x86 busybox-static ipvsadm strace)
+host_pkgs=(qemu-system-x86 busybox-static ipvsadm strace keepalived)
 # Host programs copied into the guest (their libraries come along through ldd). Besides the
 # required ones: coreutils timeout/env and findutils xargs, because busybox's versions exec
 # busybox applets (ash instead of bash) before PATH; ss for socket checks.
@@ -127,6 +127,8 @@ for rel in "${modpath[@]}"; do
     case $rel in
         kernel/net/netfilter/ipvs/ip_vs*) queue+=("$rel") ;;
         kernel/drivers/net/veth.ko* | kernel/drivers/net/dummy.ko*) queue+=("$rel") ;;
+        # Director pairs (tests/vm/pairs.sh): the bridge that joins the namespaces.
+        kernel/net/bridge/bridge.ko*) queue+=("$rel") ;;
     esac
 done
 declare -A want=()

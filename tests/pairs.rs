@@ -1,0 +1,117 @@
+//! A director in a pair (lvsmon(8), DIRECTOR PAIRS), with the real binary under `--dry-run`:
+//! `track-file` follows quorum for keepalived's `track_file`, the sync-daemon lines show in
+//! the log and in `lvsmon status`, and `--check-config` accepts the pair's settings. What
+//! needs a kernel with IPVS (the daemons themselves, thresholds kept by edits) is proven in
+//! the VM (tests/vm/scenarios.sh).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::backend::{Backend, Script};
+use common::lvsmon::{bin, Lvsmon, TempDir};
+
+const S: Duration = Duration::from_secs(1);
+
+/// Waits (bounded) until `path` holds `want`.
+fn wait_file(path: &std::path::Path, want: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    let mut last = String::new();
+    while Instant::now() < end {
+        last = std::fs::read_to_string(path).unwrap_or_default();
+        if last == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} holds {last:?}, expected {want:?}", path.display());
+}
+
+#[test]
+fn track_file_follows_quorum() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let dir = TempDir::new("track");
+    let track = dir.0.join("vrrp-track");
+    let conf = format!(
+        "interval 200ms\nfall 1\nrise 1\ntrack-file {} --weight 30\n\
+         sync-daemon master lo id 3\n\
+         virtual tcp 127.1.0.1:80 {{\n  quorum 1\n  check http\n  real {}\n}}\n\
+         virtual tcp 127.1.0.2:80 {{\n  quorum 0\n  real 127.0.0.1:1\n}}\n",
+        track.display(),
+        a.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["sync-daemon master lo id 3: dry-run"], 3 * S);
+    // At start: every virtual counts as having quorum until its checks decide.
+    d.wait_for(&["track-file written", "value=0"], 3 * S);
+    wait_file(&track, "0\n", S);
+    a.set_script(Script::http(503, "no"));
+    d.wait_for(&["event=quorum-lost virtual=tcp:127.1.0.1:80"], 3 * S);
+    d.wait_for(&["track-file written", "value=-30"], S);
+    wait_file(&track, "-30\n", S);
+    a.set_script(Script::http(200, "OK"));
+    d.wait_for(&["event=quorum-restored"], 3 * S);
+    d.wait_for(&["track-file written", "value=0"], S);
+    wait_file(&track, "0\n", S);
+    // A virtual without quorum (quorum 0) never lowers the priority, however DOWN its reals.
+    assert_eq!(d.count(&["track-file written"]), 3);
+    let (_, out, _) = d.client(&["status"]);
+    assert!(out.contains("sync-daemon master lo id 3: dry-run"), "{out}");
+    // Only the file: the temporary one was renamed over it.
+    let names: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["vrrp-track"]);
+}
+
+/// A track file that cannot be written is a warning, retried at the next change, and never
+/// takes a real server down.
+#[test]
+fn track_file_failure_is_logged_not_fatal() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let dir = TempDir::new("track-missing");
+    let track = dir.0.join("no-such-dir").join("track");
+    let conf = format!(
+        "interval 200ms\nfall 1\nrise 1\ntrack-file {}\n\
+         virtual tcp 127.1.0.1:80 {{\n  check http\n  real {}\n}}\n",
+        track.display(),
+        a.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["track-file not written", "errno=2"], 3 * S);
+    d.wait_for(&["event=up"], 3 * S);
+    std::fs::create_dir_all(track.parent().unwrap()).unwrap();
+    a.set_script(Script::http(503, "no"));
+    d.wait_for(&["track-file written", "value=-100"], 3 * S);
+    wait_file(&track, "-100\n", S);
+}
+
+#[test]
+fn check_config_accepts_a_director_of_a_pair() {
+    let dir = TempDir::new("pair-check");
+    let conf = dir.file(
+        "lvsmon.conf",
+        "sync-daemon master eth1 id 1\nsync-daemon backup eth1 id 1\n\
+         track-file /run/lvsmon-track --weight 50\nipvs-timeouts tcp 900 tcpfin 120 udp 300\n\
+         virtual udp 192.0.2.1:53 {\n  scheduler sh\n  sched-flags sh-port\n  one-packet yes\n  \
+         persistent 60\n  persistence-netmask 24\n  u-threshold 100\n  l-threshold 50\n  \
+         real 10.0.0.1 {\n    forward tunnel gue 6080 csum\n  }\n}\n",
+    );
+    let out = std::process::Command::new(bin())
+        .arg("--check-config")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(": OK: 1 virtual services, 1 real servers"),
+        "{text}"
+    );
+}
