@@ -34,8 +34,8 @@ use super::merge::{self, fast_map, Checks, FastMap, Notifies, Timing};
 use super::parse::{Document, Pos, Statement, Word};
 use super::values::{self, show_duration, MAX_INTERVAL, MAX_NOTIFY_MAX, MAX_WEIGHT, MIN_INTERVAL};
 use super::{
-    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Thresholds,
-    VirtualPlan,
+    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Slow, SorryMode,
+    Thresholds, VirtualPlan, WeightRules,
 };
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
@@ -157,6 +157,8 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("persistent", G | V),
     ("quorum", G | V),
     ("sorry", V),
+    ("slow-above", G | V | R),
+    ("slow-start", G | V | R),
     ("virtual", G),
     ("real", V),
     ("include", G | V | R),
@@ -208,8 +210,11 @@ struct Layer {
     scheduler: Option<Set<String>>,
     persistent: Option<Set<Duration>>,
     quorum: Option<Set<u32>>,
-    /// The sorry server and where its address word stands.
-    sorry: Option<Set<(SocketAddr, Pos)>>,
+    /// The sorry server and where its address word stands, `--mode` and `--forward`.
+    sorry: Option<Set<(SocketAddr, Pos, SorryMode, Forward)>>,
+    /// `slow-above D cancel-below D [slow-weight P%]`.
+    slow: Option<Set<Slow>>,
+    slow_start: Option<Set<Duration>>,
 }
 
 /// A `virtual` block after the first pass.
@@ -608,10 +613,17 @@ impl<'d> Planner<'d> {
                 values::persistent(self.doc, kw, args)
             }),
             "sorry" => self.put(&mut layer.sorry, kw, || {
-                let w = values::one(self.doc, kw, args, "ADDR:PORT")?;
+                let Some((w, opts)) = args.split_first() else {
+                    return Err(self.err(kw.pos, "expected ADDR:PORT after sorry"));
+                };
                 let (ip, port) = values::endpoint(self.doc, w, true)?;
                 values::usable(self.doc, w, ip, "a sorry server")?;
-                Ok((SocketAddr::new(ip, port.unwrap_or(0)), w.pos))
+                let (mode, forward) = values::sorry_options(self.doc, opts)?;
+                Ok((SocketAddr::new(ip, port.unwrap_or(0)), w.pos, mode, forward))
+            }),
+            "slow-above" => self.put(&mut layer.slow, kw, || values::slow(self.doc, kw, args)),
+            "slow-start" => self.put(&mut layer.slow_start, kw, || {
+                values::positive(self.doc, kw, args)
             }),
             "notify" => {
                 self.free(&layer.notify, kw)?;
@@ -858,7 +870,7 @@ impl<'d> Planner<'d> {
             self.timeouts(vs)?;
             let forward = vs.forward();
             let sorry = v.layer.sorry.as_ref().map(|s| s.value);
-            if let Some((addr, pos)) = sorry {
+            if let Some((addr, pos, _, _)) = sorry {
                 self.family(v.key, addr.ip(), forward, pos, "sorry server")?;
                 // IPVS knows one destination per address and port: the sorry server's
                 // removal when quorum returns would delete that real's destination.
@@ -947,6 +959,10 @@ impl<'d> Planner<'d> {
                     forward,
                     on_down: rs.find(|l| &l.on_down).map_or(DEFAULT_ON_DOWN, |s| s.value),
                     thresholds,
+                    weights: WeightRules {
+                        slow: rs.find(|l| &l.slow).map(|s| s.value),
+                        slow_start: rs.find(|l| &l.slow_start).map(|s| s.value),
+                    },
                     check,
                     notify,
                     loc: doc.loc(r.pos),
@@ -959,7 +975,9 @@ impl<'d> Planner<'d> {
                     .map_or_else(|| DEFAULT_SCHEDULER.to_string(), |s| s.value.clone()),
                 persistent: vs.find(|l| &l.persistent).map(|s| s.value),
                 quorum: vs.find(|l| &l.quorum).map_or(DEFAULT_QUORUM, |s| s.value),
-                sorry: sorry.map(|(a, _)| a),
+                sorry: sorry.map(|(a, ..)| a),
+                sorry_mode: sorry.map_or(SorryMode::Replace, |s| s.2),
+                sorry_forward: sorry.map_or(Forward::Masq, |s| s.3),
                 reals: v.reals.clone(),
                 // Quorum events go to the notify command set for the virtual (or globally).
                 notify: vs
