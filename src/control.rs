@@ -832,6 +832,16 @@ pub enum Command {
         /// The virtual service, when one is named.
         virt: Option<Named>,
     },
+    /// `set-weight REAL [VIRTUAL] N|P%|reset`.
+    SetWeight {
+        /// The real server (`None`: missing, or not `ADDR:PORT`).
+        real: Option<std::net::SocketAddr>,
+        /// The virtual service, when one is named.
+        virt: Option<Named>,
+        /// The weight asked for (`None`: missing or not `N` (0..65535), `P%` (0..1000) or
+        /// `reset`).
+        hand: Option<crate::table::Hand>,
+    },
     /// `reload`, alone on its line.
     Reload,
     /// `history [VIRTUAL [REAL]] [since=SECS] [json]`.
@@ -889,6 +899,20 @@ impl Command {
                             .and_then(|a| std::str::from_utf8(a).ok().and_then(|s| s.parse().ok())),
                         virt: args.get(1).map(|a| Named::of(text, a)),
                     },
+                    (b"set-weight", _) => {
+                        let (virt, value) = match args.len() {
+                            2 => (None, args.get(1)),
+                            3 => (args.get(1), args.get(2)),
+                            _ => (None, None),
+                        };
+                        Command::SetWeight {
+                            real: args.first().and_then(|a| {
+                                std::str::from_utf8(a).ok().and_then(|s| s.parse().ok())
+                            }),
+                            virt: virt.map(|a| Named::of(text, a)),
+                            hand: value.and_then(|v| crate::table::Hand::parse(v)),
+                        }
+                    }
                     (b"reload", 1) => Command::Reload,
                     (b"history", _) => {
                         let mut since_secs = 3600u64;

@@ -48,6 +48,12 @@ pub struct Stats {
     pub drift_repaired: u64,
     /// Read-backs of the table completed.
     pub resyncs: u64,
+    /// Weight changes of UP reals sent (lvsmon.conf(5), WEIGHTS).
+    pub weight_changes: u64,
+    /// `slow` events.
+    pub slow_events: u64,
+    /// `fast` events.
+    pub fast_events: u64,
     /// Loop turns.
     pub turns: u64,
     /// Stalls of the loop (it woke over the loop's stall margin later than it asked to).

@@ -55,7 +55,7 @@ pub trait Out {
 
 /// An operator's `lvsmon set-weight`: the last step of the weight chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Hand {
+pub enum Hand {
     /// None set (`reset`).
     #[default]
     None,
@@ -63,6 +63,37 @@ pub(crate) enum Hand {
     Weight(u32),
     /// `P%`: the chain's weight scaled.
     Percent(u16),
+}
+
+impl Hand {
+    /// `N` (0 to 65,535), `P%` (0 to 1,000) or `reset`.
+    pub(crate) fn parse(w: &[u8]) -> Option<Hand> {
+        if w == b"reset" {
+            return Some(Hand::None);
+        }
+        let (digits, percent) = match w.strip_suffix(b"%") {
+            Some(d) => (d, true),
+            None => (w, false),
+        };
+        if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        match percent {
+            true if n <= u32::from(MAX_PERCENT) => Some(Hand::Percent(n as u16)),
+            false if n <= 65_535 => Some(Hand::Weight(n)),
+            _ => None,
+        }
+    }
+
+    /// `N`, `P%` or `reset`, as the state file and `status` write it.
+    pub(crate) fn write(self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        match self {
+            Hand::None => w.write_all(b"reset"),
+            Hand::Weight(n) => write!(w, "{n}"),
+            Hand::Percent(p) => write!(w, "{p}%"),
+        }
+    }
 }
 
 /// A real's weight chain state besides its health and drain (lvsmon.conf(5), WEIGHTS), kept
