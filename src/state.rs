@@ -903,6 +903,58 @@ mod tests {
         s
     }
 
+    /// A `set-weight` is kept with its record; a file of format 1 (no such field) still
+    /// loads.
+    #[test]
+    fn set_weights_round_trip_and_format_1_loads() {
+        use crate::table::Hand;
+        let d = dir("hand");
+        let mut s = Saver::new(&d, 4096).unwrap();
+        s.start_sync(None).unwrap();
+        s.begin(1_700_000_000).unwrap();
+        let hands = [
+            Hand::Weight(5),
+            Hand::Percent(250),
+            Hand::None,
+            Hand::Weight(0),
+        ];
+        for (i, h) in hands.iter().enumerate() {
+            let k = format!("tcp:10.0.0.1:80 192.0.2.{i}:80");
+            s.record(k.as_bytes(), i == 1, *h, &mut |c| c.write_all(b"xyz"))
+                .unwrap();
+        }
+        s.finish(true).unwrap();
+        let got = load(&d).unwrap().unwrap();
+        let seen: Vec<(Hand, bool, &[u8])> = got
+            .iter()
+            .map(|r| (r.hand, r.drained, &r.history[..]))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (Hand::Weight(5), false, &b"xyz"[..]),
+                (Hand::Percent(250), true, &b"xyz"[..]),
+                (Hand::None, false, &b"xyz"[..]),
+                (Hand::Weight(0), false, &b"xyz"[..]),
+            ]
+        );
+        // Format 1, written by hand: magic, version 1, time, one drained record, end, sum.
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&1_700_000_000u64.to_le_bytes());
+        b.extend_from_slice(&3u16.to_le_bytes());
+        b.extend_from_slice(b"k 1");
+        b.push(1);
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&END.to_le_bytes());
+        let mut h = Fnv::new();
+        h.update(&b);
+        b.extend_from_slice(&h.0.to_le_bytes());
+        let got = parse(&b).unwrap();
+        assert_eq!((got[0].drained, got[0].hand), (true, Hand::None));
+        let _ = fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn round_trip_blocking_and_threaded() {
         let d = dir("rt");
@@ -918,6 +970,7 @@ mod tests {
             Record {
                 key: "tcp:10.0.0.1:80 192.0.2.1:80".into(),
                 drained: true,
+                hand: crate::table::Hand::None,
                 history: b"abc".to_vec()
             }
         );

@@ -148,6 +148,8 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("forward", G | V | R),
     ("notify", G | V | R),
     ("check", G | V | R),
+    ("slow-above", G | V | R),
+    ("slow-start", G | V | R),
     ("notify-max", G),
     ("notify-fifo", G),
     ("max-checks-in-flight", G),
@@ -157,8 +159,6 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("persistent", G | V),
     ("quorum", G | V),
     ("sorry", V),
-    ("slow-above", G | V | R),
-    ("slow-start", G | V | R),
     ("virtual", G),
     ("real", V),
     ("include", G | V | R),
@@ -2171,5 +2171,95 @@ virtual tcp 192.0.2.2:80 {
         );
         assert_eq!(p.reals.len(), 100_000);
         assert_eq!(p.checks.len(), 50_000);
+    }
+
+    #[test]
+    fn slow_and_slow_start_and_sorry_options() {
+        let p = plan_text(
+            "slow-above 800ms cancel-below 200ms\nvirtual tcp 192.0.2.1:80 {\n  quorum 2\n  sorry 192.0.2.9:80 --forward route --mode add\n  real 198.51.100.1 {\n    slow-above 1s cancel-below 100ms slow-weight 10%\n    slow-start 30s\n  }\n  real 198.51.100.2\n}\n",
+        );
+        let (a, b) = (&p.reals[0].weights, &p.reals[1].weights);
+        assert_eq!(
+            a.slow,
+            Some(Slow {
+                above: secs(1),
+                below: Duration::from_millis(100),
+                percent: 10
+            })
+        );
+        assert_eq!(a.slow_start, Some(secs(30)));
+        assert_eq!(
+            b.slow,
+            Some(Slow {
+                above: Duration::from_millis(800),
+                below: Duration::from_millis(200),
+                percent: 25
+            })
+        );
+        assert_eq!(b.slow_start, None);
+        let v = &p.virtuals[0];
+        assert_eq!(
+            (v.sorry_mode, v.sorry_forward),
+            (SorryMode::Add, Forward::Route)
+        );
+        let p =
+            plan_text("virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80\n  real 198.51.100.1\n}\n");
+        assert_eq!(
+            (p.virtuals[0].sorry_mode, p.virtuals[0].sorry_forward),
+            (SorryMode::Replace, Forward::Masq)
+        );
+
+        // cancel-below must be below slow-above: the error points at its value.
+        expect_error(
+            "slow-above 200ms cancel-below 200ms\n",
+            1,
+            31,
+            "cancel-below 200ms must be below slow-above 200ms",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  slow-above 1s cancel-below 2s\n}\n",
+            2,
+            30,
+            "must be below slow-above",
+        );
+        expect_error("slow-above 1s\n", 1, 12, "expected cancel-below D");
+        expect_error("slow-above 1s below 2s\n", 1, 15, "expected cancel-below");
+        expect_error(
+            "slow-above 1s cancel-below 1ms slow-weight 150%\n",
+            1,
+            44,
+            "expected a percentage 0%..100%",
+        );
+        expect_error(
+            "slow-above 0 cancel-below 0\n",
+            1,
+            12,
+            "slow-above must be greater than 0",
+        );
+        expect_error("slow-start 0\n", 1, 12, "slow-start must be greater than 0");
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --mode swap\n}\n",
+            2,
+            29,
+            "unknown sorry mode",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --forward nat\n}\n",
+            2,
+            32,
+            "unknown forward method",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --weight 3\n}\n",
+            2,
+            22,
+            "expected --mode or --forward",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --mode\n}\n",
+            2,
+            22,
+            "expected a value after",
+        );
     }
 }
