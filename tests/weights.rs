@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::lvsmon::{field, Lvsmon, TempDir};
+use common::observe::{metric, scrape};
 use common::{Action, Backend, Script};
 
 const S: Duration = Duration::from_secs(1);
@@ -49,21 +50,38 @@ fn slow_start_then_slow_and_fast_in_edit_dest_lines() {
             b.addr(),
             "  slow-start 4s\n  slow-above 300ms cancel-below 100ms slow-weight 50%\n",
         ),
-        &[],
+        &["--metrics", "127.0.0.1:0"],
     );
+    let maddr = d.metrics_addr();
     d.wait_for(&["event=up", &real], 5 * S);
     d.wait_for(&["ipvs op=edit-dest", &real, "weight=9"], 8 * S);
-    assert_eq!(edit_weights(&d, &real), vec![1, 3, 5, 7, 9]);
-    let ramp: Vec<String> = d
+    // A step a second, from the configured weight: 1 3 5 7 9 (a loop held up for over a
+    // second may skip one, never repeat or go back).
+    let ramp = edit_weights(&d, &real);
+    assert!(
+        ramp.len() >= 4
+            && ramp.first() == Some(&1)
+            && ramp.last() == Some(&9)
+            && ramp.windows(2).all(|w| w[0] < w[1])
+            && ramp.iter().all(|w| [1, 3, 5, 7, 9].contains(w)),
+        "{ramp:?}"
+    );
+    let steps = ramp.len();
+    // Each change logged with what set it: `ramp K/4`, then `config`.
+    let from: Vec<String> = d
         .seen()
         .iter()
         .filter(|l| l.contains("msg=\"weight\""))
         .filter_map(|l| field(l, "from").map(str::to_string))
         .collect();
-    assert_eq!(
-        ramp,
-        ["ramp 0/4", "ramp 1/4", "ramp 2/4", "ramp 3/4", "config"]
-    );
+    let want: Vec<String> = ramp
+        .iter()
+        .map(|&w| match w {
+            9 => "config".to_string(),
+            w => format!("ramp {}/4", (w - 1) / 2),
+        })
+        .collect();
+    assert_eq!(from, want);
 
     // Slow answers: SLOW, weight 5 (9 × 50 %, rounded); status says so.
     b.set_script(banner(Duration::from_millis(400)));
@@ -77,12 +95,32 @@ fn slow_start_then_slow_and_fast_in_edit_dest_lines() {
         line.contains("SLOW") && line.contains("(weight: slow)"),
         "{line}"
     );
+    // The per-real series and the counters say the same.
+    let page = scrape(maddr, None).unwrap();
+    let labels = format!("{{virtual=\"tcp:127.1.20.1:80\",real=\"{real}\"}}");
+    let of = |name: &str| metric(&page, &format!("{name}{labels}"));
+    assert_eq!(of("lvsmon_real_weight"), Some(5.0), "{page}");
+    assert!(of("lvsmon_real_checks_total").unwrap() >= 5.0, "{page}");
+    assert_eq!(of("lvsmon_real_failures_total"), Some(0.0), "{page}");
+    assert!(
+        of("lvsmon_real_check_duration_seconds").unwrap() >= 0.3,
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "lvsmon_slow_events_total{event=\"slow\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&page, "lvsmon_weight_changes_total"),
+        Some(steps as f64 + 1.0),
+        "{page}"
+    );
 
     // Fast again: the configured weight, from the file, not from 5.
     b.set_script(banner(Duration::ZERO));
     d.wait_for(&["event=fast", &real], 5 * S);
     d.wait_for(&["ipvs op=edit-dest", &real, "weight=9"], 3 * S);
-    assert_eq!(edit_weights(&d, &real), vec![1, 3, 5, 7, 9, 5, 9]);
+    assert_eq!(edit_weights(&d, &real)[steps..], [5, 9]);
     d.stop();
 }
 
