@@ -1087,6 +1087,48 @@ mod tests {
     }
 
     #[test]
+    fn set_weight_parses() {
+        use crate::table::Hand;
+        let c = |t: &[u8]| Command::parse(Kind::Control, t);
+        let hand = |t: &[u8]| match c(t) {
+            Command::SetWeight { hand, .. } => hand,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(hand(b"set-weight 10.0.0.5:80 7"), Some(Hand::Weight(7)));
+        assert_eq!(hand(b"set-weight 10.0.0.5:80 0"), Some(Hand::Weight(0)));
+        assert_eq!(
+            hand(b"set-weight 10.0.0.5:80 65535"),
+            Some(Hand::Weight(65_535))
+        );
+        assert_eq!(
+            hand(b"set-weight 10.0.0.5:80 250%"),
+            Some(Hand::Percent(250))
+        );
+        assert_eq!(hand(b"set-weight 10.0.0.5:80 reset"), Some(Hand::None));
+        for bad in [
+            &b"set-weight 10.0.0.5:80"[..],
+            b"set-weight 10.0.0.5:80 65536",
+            b"set-weight 10.0.0.5:80 1001%",
+            b"set-weight 10.0.0.5:80 -1",
+            b"set-weight 10.0.0.5:80 %",
+            b"set-weight 10.0.0.5:80 5x",
+            b"set-weight 10.0.0.5:80 tcp:10.0.0.1:80 1 2",
+        ] {
+            assert_eq!(hand(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let text = b"set-weight 10.0.0.5:80 tcp:10.0.0.1:80 50%";
+        let Command::SetWeight { real, virt, hand } = c(text) else {
+            panic!("{:?}", c(text))
+        };
+        assert_eq!(real, Some(sa("10.0.0.5:80")));
+        assert_eq!(
+            virt.unwrap().key,
+            Some(ServiceKey::Inet(Proto::Tcp, sa("10.0.0.1:80")))
+        );
+        assert_eq!(hand, Some(Hand::Percent(50)));
+    }
+
+    #[test]
     fn control_commands_parse() {
         let c = |t: &[u8]| Command::parse(Kind::Control, t);
         assert_eq!(c(b"status"), Command::Status { json: false });

@@ -868,10 +868,10 @@ impl<'d> Planner<'d> {
                 global: &global,
             };
             self.timeouts(vs)?;
-            let forward = vs.forward();
             let sorry = v.layer.sorry.as_ref().map(|s| s.value);
-            if let Some((addr, pos, _, _)) = sorry {
-                self.family(v.key, addr.ip(), forward, pos, "sorry server")?;
+            if let Some((addr, pos, _, sorry_forward)) = sorry {
+                // Its own --forward: only tunnel crosses address families.
+                self.family(v.key, addr.ip(), sorry_forward, pos, "sorry server")?;
                 // IPVS knows one destination per address and port: the sorry server's
                 // removal when quorum returns would delete that real's destination.
                 if let Some(r) = reals[v.reals.clone()].iter().find(|r| r.addr == addr) {
@@ -2208,6 +2208,11 @@ virtual tcp 192.0.2.2:80 {
             (p.virtuals[0].sorry_mode, p.virtuals[0].sorry_forward),
             (SorryMode::Replace, Forward::Masq)
         );
+
+        // The sorry server's own --forward decides whether it may be of the other family.
+        let p = plan_text("virtual tcp 192.0.2.1:80 {\n  sorry [2001:db8::9]:80 --forward tunnel\n  real 198.51.100.1\n}\n");
+        assert_eq!(p.virtuals[0].sorry_forward, Forward::Tunnel);
+        expect_error("forward tunnel\nvirtual tcp 192.0.2.1:80 {\n  sorry [2001:db8::9]:80\n  real 198.51.100.1\n}\n", 3, 9, "sorry server 2001:db8::9 is IPv6 but virtual");
 
         // cancel-below must be below slow-above: the error points at its value.
         expect_error(
