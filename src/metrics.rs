@@ -174,7 +174,11 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                     item = 1;
                 }
                 while let Some(real) = src.table.reals().get(item as usize - 1) {
-                    let up = (real.health.state == State::Up && !real.drained) as u8;
+                    // Drained by hand or by its agent: not serving.
+                    let up = (real.health.state == State::Up
+                        && !real.drained
+                        && !src.table.weigh(item as usize - 1).agent_drain)
+                        as u8;
                     let key = src.table.virtuals()[real.virt as usize].key;
                     if !out.line(|w| {
                         write!(w, "lvsmon_real_up{{virtual=\"")?;
