@@ -97,8 +97,7 @@ impl Hand {
 }
 
 /// A real's weight chain state besides its health and drain (lvsmon.conf(5), WEIGHTS), kept
-/// beside [`Real`] so that reals without any of it cost a fixed 40 bytes more and nothing
-/// in the hot part of the table.
+/// beside [`Real`]: 40 bytes a real, none of them in the hot part of the table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Weigh {
     /// The agent's last `NN%` ([`NO_PERCENT`]: none).
@@ -111,8 +110,8 @@ pub(crate) struct Weigh {
     pub(crate) slow: bool,
     /// `set-weight`.
     pub(crate) hand: Hand,
-    /// The `exec --dynamic` weight ([`ABSENT`]: none).
-    pub(crate) exec: u32,
+    /// The `exec --dynamic` weight ([`NO_EXEC`]: none).
+    pub(crate) exec: u16,
     /// The slow-start ramp began here ([`NEVER`]: no ramp).
     pub(crate) ramp_since: Time,
     /// The last `add-dest`/`edit-dest` with a weight went at this time ([`NEVER`]: none yet).
@@ -124,6 +123,8 @@ pub(crate) struct Weigh {
 
 /// `Weigh::agent_percent` when the agent gave none.
 pub(crate) const NO_PERCENT: u16 = u16::MAX;
+/// `Weigh::exec` when no `exec --dynamic` weight is set (such weights go up to 65,534).
+pub(crate) const NO_EXEC: u16 = u16::MAX;
 /// No time (`Weigh`'s times).
 pub(crate) const NEVER: Time = Time(u64::MAX);
 /// At most one weight edit per real in this span (µs).
@@ -137,7 +138,7 @@ impl Default for Weigh {
             agent_down: false,
             slow: false,
             hand: Hand::None,
-            exec: ABSENT,
+            exec: NO_EXEC,
             ramp_since: NEVER,
             last_edit: NEVER,
             due: NEVER,
@@ -762,7 +763,7 @@ impl Table {
     #[allow(dead_code)] // called once the exec check lands
     pub(crate) fn exec_weight(&mut self, r: RealId, w: Option<u32>, now: Time, out: &mut impl Out) {
         self.now = now;
-        let w = w.map_or(ABSENT, |w| w.min(65_535));
+        let w = w.map_or(NO_EXEC, |w| w.min(u32::from(NO_EXEC) - 1) as u16);
         if self.weighs[r.ix()].exec != w {
             self.weighs[r.ix()].exec = w;
             self.sync_dest(r.ix(), out);
@@ -854,8 +855,8 @@ impl Table {
             w = scale(w, w8.agent_percent);
             why.agent = Some(w8.agent_percent);
         }
-        if w8.exec != ABSENT {
-            w = w8.exec;
+        if w8.exec != NO_EXEC {
+            w = w8.exec.into();
             why.exec = true;
         }
         if w8.slow && setup.slow_above_us > 0 {

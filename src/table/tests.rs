@@ -1218,3 +1218,9 @@ fn sorry_mode_add_keeps_the_weights_and_forward_is_used() {
         ]
     );
 }
+
+#[test]
+fn the_weight_chain_state_costs_40_bytes_a_real() {
+    // Beside `Real` (whose 136 bytes stay as they were): what every real pays for the chain.
+    assert_eq!(std::mem::size_of::<Weigh>(), 40);
+}
