@@ -190,7 +190,7 @@ fn main() {
     // steps), and set-weight requests below.
     let weigh = Backend::start(Script::banner("+OK"));
     conf.push_str(&format!(
-        "virtual tcp 127.3.0.1:80 {{\n  check banner --expect +OK\n  slow-above 60ms cancel-below 30ms slow-weight 50%\n  slow-start 2s\n  real {} weight 20\n}}\n",
+        "virtual tcp 127.3.0.1:80 {{\n  check banner --expect +OK\n  slow-above 100ms cancel-below 50ms slow-weight 50%\n  slow-start 2s\n  real {} weight 20\n}}\n",
         weigh.addr()
     ));
     // UDP: an echo server, a DNS responder answering NOERROR, one answering NXDOMAIN, one
@@ -391,7 +391,7 @@ fn main() {
         });
         scope.spawn(|| {
             let slow = Script(vec![
-                Action::Sleep(Duration::from_millis(100)),
+                Action::Sleep(Duration::from_millis(150)),
                 Action::send("+OK\r\n"),
                 Action::Drain,
             ]);
