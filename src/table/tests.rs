@@ -1224,3 +1224,38 @@ fn the_weight_chain_state_costs_40_bytes_a_real() {
     // Beside `Real` (whose 136 bytes stay as they were): what every real pays for the chain.
     assert_eq!(std::mem::size_of::<Weigh>(), 40);
 }
+
+#[test]
+fn a_hand_weight_and_slow_are_kept_across_a_reload() {
+    let text = one_real(10, "  slow-above 1s cancel-below 10ms");
+    let (mut old, _) = started(&text);
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    old.record(r, Verdict::Pass, 1, Time(S), &mut rec);
+    old.set_hand(r, Hand::Weight(4), Time(3 * S), &mut rec);
+    old.record(r, Verdict::Pass, 2 * S, Time(5 * S), &mut rec);
+    assert_eq!(weights_of(&mut old, R1), vec![10, 4]);
+    // The file now says weight 30: the hand weight still wins, SLOW is still on.
+    let mut new = Table::new(
+        &plan_of(&one_real(30, "  slow-above 1s cancel-below 10ms")),
+        Time(7 * S),
+    );
+    let cmds: &[Command] = &[];
+    new.take_over(
+        &mut old,
+        Time(7 * S),
+        false,
+        (cmds, cmds),
+        &mut Changes::default(),
+        |_, _| {},
+        &mut rec,
+    );
+    assert!(ops(&mut new).is_empty());
+    assert_eq!(
+        (new.weigh(0).hand, new.weigh(0).slow),
+        (Hand::Weight(4), true)
+    );
+    // reset: the new configured weight through SLOW (25 %).
+    new.set_hand(r, Hand::None, Time(9 * S), &mut rec);
+    assert_eq!(weights_of(&mut new, R1), vec![8]);
+}
