@@ -64,11 +64,13 @@ pub enum Reason {
     DnsRcode,
     /// Bytes that are not a DNS reply to our query.
     DnsInvalid,
+    /// The real's agent said `down`, `fail` or `stopped` (the detail is the rest of its line).
+    AgentDown,
 }
 
 impl Reason {
     /// Every reason, in the order of lvsmon(8), DECISIONS (metrics render one series per entry).
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::Unreachable,
@@ -84,6 +86,7 @@ impl Reason {
         Reason::ResponseTooLarge,
         Reason::DnsRcode,
         Reason::DnsInvalid,
+        Reason::AgentDown,
     ];
 
     /// The name used in logs, metrics and `LVSMON_REASON`.
@@ -104,6 +107,7 @@ impl Reason {
             Reason::ResponseTooLarge => "response-too-large",
             Reason::DnsRcode => "dns-rcode",
             Reason::DnsInvalid => "dns-invalid",
+            Reason::AgentDown => "agent-down",
         }
     }
 }

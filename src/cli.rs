@@ -170,6 +170,17 @@ pub enum Command {
         #[arg(value_name = "VIRTUAL")]
         virtual_service: Option<String>,
     },
+    /// Set a real server's weight by hand (N, P% of what it would be, or reset), kept across
+    /// restarts.
+    #[command(name = "set-weight")]
+    SetWeight {
+        /// The real server (ADDR:PORT).
+        real: String,
+        /// [VIRTUAL] then N, P% or reset: only behind this virtual service (default: behind
+        /// every one).
+        #[arg(value_name = "[VIRTUAL] N|P%|reset", num_args = 1..=2, required = true)]
+        rest: Vec<String>,
+    },
     /// Reload the configuration, as SIGHUP does.
     Reload,
 }

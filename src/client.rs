@@ -107,6 +107,7 @@ pub fn request_line(cmd: &Command) -> String {
                 None => format!("{verb} {real}"),
             }
         }
+        Command::SetWeight { real, rest } => format!("set-weight {real} {}", rest.join(" ")),
         Command::Reload => "reload".into(),
     }
 }

@@ -832,6 +832,16 @@ pub enum Command {
         /// The virtual service, when one is named.
         virt: Option<Named>,
     },
+    /// `set-weight REAL [VIRTUAL] N|P%|reset`.
+    SetWeight {
+        /// The real server (`None`: missing, or not `ADDR:PORT`).
+        real: Option<std::net::SocketAddr>,
+        /// The virtual service, when one is named.
+        virt: Option<Named>,
+        /// The weight asked for (`None`: missing or not `N` (0..65535), `P%` (0..1000) or
+        /// `reset`).
+        hand: Option<crate::table::Hand>,
+    },
     /// `reload`, alone on its line.
     Reload,
     /// `history [VIRTUAL [REAL]] [since=SECS] [json]`.
@@ -904,6 +914,20 @@ impl Command {
                             .and_then(|a| std::str::from_utf8(a).ok().and_then(|s| s.parse().ok())),
                         virt: args.get(1).map(|a| Named::of(text, a)),
                     },
+                    (b"set-weight", _) => {
+                        let (virt, value) = match args.len() {
+                            2 => (None, args.get(1)),
+                            3 => (args.get(1), args.get(2)),
+                            _ => (None, None),
+                        };
+                        Command::SetWeight {
+                            real: args.first().and_then(|a| {
+                                std::str::from_utf8(a).ok().and_then(|s| s.parse().ok())
+                            }),
+                            virt: virt.map(|a| Named::of(text, a)),
+                            hand: value.and_then(|v| crate::table::Hand::parse(v)),
+                        }
+                    }
                     (b"reload", 1) => Command::Reload,
                     (b"history", _) => {
                         let mut since_secs = 3600u64;
@@ -1123,6 +1147,48 @@ mod tests {
 
     fn sa(s: &str) -> std::net::SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn set_weight_parses() {
+        use crate::table::Hand;
+        let c = |t: &[u8]| Command::parse(Kind::Control, t);
+        let hand = |t: &[u8]| match c(t) {
+            Command::SetWeight { hand, .. } => hand,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(hand(b"set-weight 10.0.0.5:80 7"), Some(Hand::Weight(7)));
+        assert_eq!(hand(b"set-weight 10.0.0.5:80 0"), Some(Hand::Weight(0)));
+        assert_eq!(
+            hand(b"set-weight 10.0.0.5:80 65535"),
+            Some(Hand::Weight(65_535))
+        );
+        assert_eq!(
+            hand(b"set-weight 10.0.0.5:80 250%"),
+            Some(Hand::Percent(250))
+        );
+        assert_eq!(hand(b"set-weight 10.0.0.5:80 reset"), Some(Hand::None));
+        for bad in [
+            &b"set-weight 10.0.0.5:80"[..],
+            b"set-weight 10.0.0.5:80 65536",
+            b"set-weight 10.0.0.5:80 1001%",
+            b"set-weight 10.0.0.5:80 -1",
+            b"set-weight 10.0.0.5:80 %",
+            b"set-weight 10.0.0.5:80 5x",
+            b"set-weight 10.0.0.5:80 tcp:10.0.0.1:80 1 2",
+        ] {
+            assert_eq!(hand(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let text = b"set-weight 10.0.0.5:80 tcp:10.0.0.1:80 50%";
+        let Command::SetWeight { real, virt, hand } = c(text) else {
+            panic!("{:?}", c(text))
+        };
+        assert_eq!(real, Some(sa("10.0.0.5:80")));
+        assert_eq!(
+            virt.unwrap().key,
+            Some(ServiceKey::Inet(Proto::Tcp, sa("10.0.0.1:80")))
+        );
+        assert_eq!(hand, Some(Hand::Percent(50)));
     }
 
     #[test]

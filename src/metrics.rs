@@ -26,6 +26,30 @@ pub(crate) struct Sources<'a> {
     pub saves_failed: u64,
 }
 
+/// The per-real families after `lvsmon_real_up`: name, type, help.
+const PER_REAL: [(&str, &str, &str); 4] = [
+    (
+        "lvsmon_real_weight",
+        "gauge",
+        "The weight IPVS has for the real server (0 when it is not in the table).",
+    ),
+    (
+        "lvsmon_real_checks_total",
+        "counter",
+        "Checks of the real server finished with a verdict.",
+    ),
+    (
+        "lvsmon_real_failures_total",
+        "counter",
+        "Failed checks of the real server.",
+    ),
+    (
+        "lvsmon_real_check_duration_seconds",
+        "gauge",
+        "Duration of the real server's last check.",
+    ),
+];
+
 /// Writes a service identifier as an escaped label value.
 fn service_label(w: &mut impl Write, key: crate::config::ServiceKey) -> std::io::Result<()> {
     label_value(w, key_text(key, &mut [0u8; 80]).as_bytes())
@@ -54,6 +78,14 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                         writeln!(w, "lvsmon_ipvs_resyncs_total {}", st.resyncs)?;
                         stats::family(w, "lvsmon_ipvs_drift_repaired_total", "counter", "Differences between the IPVS table and lvsmon's decisions found by resyncs.")?;
                         writeln!(w, "lvsmon_ipvs_drift_repaired_total {}", st.drift_repaired)
+                    })
+                    && out.line(|w| {
+                        let st = &src.stats;
+                        stats::family(w, "lvsmon_weight_changes_total", "counter", "Weight changes of UP real servers sent to IPVS (agent, exec, slow, slow start, set-weight).")?;
+                        writeln!(w, "lvsmon_weight_changes_total {}", st.weight_changes)?;
+                        stats::family(w, "lvsmon_slow_events_total", "counter", "Real servers that became SLOW (event slow) or FAST again (event fast).")?;
+                        writeln!(w, "lvsmon_slow_events_total{{event=\"slow\"}} {}", st.slow_events)?;
+                        writeln!(w, "lvsmon_slow_events_total{{event=\"fast\"}} {}", st.fast_events)
                     })
                     && out.line(|w| {
                         stats::family(w, "lvsmon_log_dropped_total", "counter", "Log lines dropped because the log's reader did not keep up (or had gone).")?;
@@ -142,7 +174,11 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                     item = 1;
                 }
                 while let Some(real) = src.table.reals().get(item as usize - 1) {
-                    let up = (real.health.state == State::Up && !real.drained) as u8;
+                    // Drained by hand or by its agent: not serving.
+                    let up = (real.health.state == State::Up
+                        && !real.drained
+                        && !src.table.weigh(item as usize - 1).agent_drain)
+                        as u8;
                     let key = src.table.virtuals()[real.virt as usize].key;
                     if !out.line(|w| {
                         write!(w, "lvsmon_real_up{{virtual=\"")?;
@@ -154,7 +190,41 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                     }
                     item += 1;
                 }
-                return true;
+                *cursor = 3 << 56;
+            }
+            // The per-real series of lvsmon.conf(5), WEIGHTS and lvsmon(8), METRICS: one
+            // section per family, every real in it.
+            3..=6 => {
+                let (name, kind, help) = PER_REAL[(sec - 3) as usize];
+                let mut item = item;
+                if item == 0 {
+                    if !out.line(|w| stats::family(w, name, kind, help)) {
+                        return false;
+                    }
+                    item = 1;
+                }
+                while let Some(real) = src.table.reals().get(item as usize - 1) {
+                    let key = src.table.virtuals()[real.virt as usize].key;
+                    if !out.line(|w| {
+                        write!(w, "{name}{{virtual=\"")?;
+                        service_label(w, key)?;
+                        write!(w, "\",real=\"{}\"}} ", real.addr)?;
+                        match sec {
+                            3 => writeln!(w, "{}", real.table().unwrap_or(0)),
+                            4 => writeln!(w, "{}", real.checks),
+                            5 => writeln!(w, "{}", real.failures),
+                            _ => {
+                                stats::seconds(w, u64::from(real.last_latency_us))?;
+                                writeln!(w)
+                            }
+                        }
+                    }) {
+                        *cursor = (sec << 56) | item;
+                        return false;
+                    }
+                    item += 1;
+                }
+                *cursor = (sec + 1) << 56;
             }
             _ => return true,
         }

@@ -117,7 +117,8 @@ impl Persist {
             Ok(Some(records)) => {
                 let by_key: std::collections::HashMap<&str, &state::Record> =
                     records.iter().map(|r| (r.key.as_str(), r)).collect();
-                let (mut used, mut drained, mut damaged) = (0usize, 0usize, 0usize);
+                let (mut used, mut drained, mut damaged, mut weights) =
+                    (0usize, 0usize, 0usize, 0usize);
                 for r in 0..table.reals().len() {
                     let mut k = [0u8; 160];
                     let n = Self::state_key(table, r, &mut k);
@@ -132,6 +133,10 @@ impl Persist {
                         table.restore_drained(crate::ids::RealId::of(r));
                         drained += 1;
                     }
+                    if rec.hand != crate::table::Hand::None {
+                        table.restore_hand(crate::ids::RealId::of(r), rec.hand);
+                        weights += 1;
+                    }
                     if !(rec.history.is_empty() || history.decode_real(r, &rec.history).is_ok()) {
                         damaged += 1;
                     }
@@ -139,7 +144,7 @@ impl Persist {
                 if let Some(mut l) = log.line(Level::Notice) {
                     let _ = write!(
                         l,
-                        "msg=\"state loaded\" dir={} records={} used={used} drained={drained} damaged_history={damaged}",
+                        "msg=\"state loaded\" dir={} records={} used={used} drained={drained} set_weights={weights} damaged_history={damaged}",
                         dir.display(),
                         records.len()
                     );
@@ -269,10 +274,11 @@ impl Persist {
         let mut k = [0u8; 160];
         let n = Self::state_key(table, r, &mut k);
         let drained = table.reals()[r].drained;
+        let hand = table.weigh(r).hand;
         let Some(saver) = self.saver.as_mut() else {
             return Ok(());
         };
-        saver.record(&k[..n], drained, &mut |c| history.encode_real(r, c))
+        saver.record(&k[..n], drained, hand, &mut |c| history.encode_real(r, c))
     }
 
     /// The full save at shutdown (SIGTERM, SIGINT), in this thread: write, fsync, rename.

@@ -23,6 +23,29 @@ use crate::stats::seconds;
 use crate::stats::Stats;
 use crate::table::{Changes, Table};
 
+/// What a drain-like command did, for its reply.
+#[derive(Clone, Copy)]
+enum Verb {
+    Drain,
+    Undrain,
+    SetWeight(crate::table::Hand),
+}
+
+impl Verb {
+    /// `drained`, `undrained`, `set weight 5 on`, `reset the weight of`.
+    fn past(self, buf: &mut [u8; 32]) -> &str {
+        let mut c = Cursor::new(&mut buf[..]);
+        let _ = match self {
+            Verb::Drain => write!(c, "drained"),
+            Verb::Undrain => write!(c, "undrained"),
+            Verb::SetWeight(crate::table::Hand::None) => write!(c, "weight reset"),
+            Verb::SetWeight(h) => write!(c, "weight ").and_then(|_| h.write(&mut c)),
+        };
+        let n = c.position() as usize;
+        std::str::from_utf8(&buf[..n]).unwrap_or("")
+    }
+}
+
 /// Writes a duration in seconds as `3h12m`, `4m05s`, `12s`.
 fn ago(w: &mut impl Write, secs: u64) -> std::io::Result<()> {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
@@ -128,6 +151,41 @@ pub(crate) fn drain_apply(
     }
 }
 
+/// `set-weight REAL [VIRTUAL] N|P%|reset`, as it arrives: sets the hand weight of every real
+/// it names, and asks for a save at once, as a drain does ([`drain_apply`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn set_weight_apply(
+    table: &mut Table,
+    saver: Option<&mut Saver>,
+    hand: Option<crate::table::Hand>,
+    real: Option<std::net::SocketAddr>,
+    virt: Option<&Named>,
+    cursor: &mut u64,
+    now: Time,
+    out: &mut impl crate::table::Out,
+) {
+    let (Ok((real, vindex)), Some(hand)) = (drain_target(table, real, virt), hand) else {
+        return;
+    };
+    let (mut matched, mut changed) = (0u32, 0u32);
+    for r in 0..table.reals().len() {
+        if !drain_matches(table, r, real, vindex) {
+            continue;
+        }
+        matched += 1;
+        if table.set_hand(crate::ids::RealId::of(r), hand, now, out) {
+            changed += 1;
+        }
+    }
+    let n = u64::from(changed.min(1 << 24));
+    *cursor = n << state::TICKET_BITS;
+    if matched > 0 {
+        if let Some(saver) = saver {
+            *cursor |= PARKED | saver.request();
+        }
+    }
+}
+
 impl View<'_> {
     /// Writes the next piece of the reply to `cmd` (see [`crate::control::Render::render`]).
     pub(crate) fn render(
@@ -180,6 +238,25 @@ impl View<'_> {
             Command::Drain { on, real, virt } => {
                 self.drain_reply(on, real, virt.as_ref(), text, cursor, &mut o)
             }
+            Command::SetWeight { real, virt, hand } => match hand {
+                None => {
+                    o.line(|w| {
+                        writeln!(
+                            w,
+                            "error: expected set-weight REAL [VIRTUAL] N|P%|reset (N 0..65535, P 0..1000)"
+                        )
+                    });
+                    true
+                }
+                Some(h) => self.drain_reply_as(
+                    Verb::SetWeight(h),
+                    real,
+                    virt.as_ref(),
+                    text,
+                    cursor,
+                    &mut o,
+                ),
+            },
             Command::Reload => {
                 let want = *cursor & !PARKED;
                 if self.reload_finished >= want {
@@ -218,7 +295,7 @@ impl View<'_> {
                     }
                     writeln!(
                         wr,
-                        "\" (expected status, history, drain, undrain or reload)"
+                        "\" (expected status, history, drain, undrain, set-weight or reload)"
                     )
                 });
                 true
@@ -254,6 +331,20 @@ impl View<'_> {
         cursor: &mut u64,
         out: &mut Reply<'_>,
     ) -> bool {
+        let verb = if on { Verb::Drain } else { Verb::Undrain };
+        self.drain_reply_as(verb, real, virt, text, cursor, out)
+    }
+
+    /// The reply to a `drain`, `undrain` or `set-weight` (see [`View::drain_reply`]).
+    fn drain_reply_as(
+        &self,
+        verb: Verb,
+        real: Option<std::net::SocketAddr>,
+        virt: Option<&Named>,
+        text: &[u8],
+        cursor: &mut u64,
+        out: &mut Reply<'_>,
+    ) -> bool {
         let (real, vindex) = match drain_target(self.table, real, virt) {
             Ok(t) => t,
             Err(None) => {
@@ -282,7 +373,9 @@ impl View<'_> {
             .filter(|&r| drain_matches(self.table, r, real, vindex))
             .count() as u32;
         let changed = ((*cursor & !PARKED) >> state::TICKET_BITS) as u32;
-        let verb = if on { "drained" } else { "undrained" };
+        let is_set = matches!(verb, Verb::SetWeight(_));
+        let mut vb = [0u8; 32];
+        let verb = verb.past(&mut vb);
         let mut failed = None;
         if *cursor & PARKED != 0 {
             if let Some(saver) = self.saver {
@@ -296,8 +389,13 @@ impl View<'_> {
             let dir = self.saver.map(|s| s.dir());
             out.line(|w| {
                 let already = matched - changed;
-                write!(w, "error: {verb} {changed} of {matched} destinations of {real} ")?;
-                write!(w, "({already} already {verb}) in the running daemon, but the state file ")?;
+                if is_set {
+                    write!(w, "error: set-{verb} on {changed} of {matched} destinations of {real} ")?;
+                    write!(w, "({already} already had it) in the running daemon, but the state file ")?;
+                } else {
+                    write!(w, "error: {verb} {changed} of {matched} destinations of {real} ")?;
+                    write!(w, "({already} already {verb}) in the running daemon, but the state file ")?;
+                }
                 if let Some(d) = dir {
                     write!(w, "{}/", d.display())?;
                 }
@@ -318,11 +416,20 @@ impl View<'_> {
             });
         } else {
             out.line(|w| {
-                writeln!(
-                    w,
-                    "ok: {verb} {changed} of {matched} destinations of {real} ({} already {verb})",
-                    matched - changed
-                )
+                if is_set {
+                    // ok: set-weight 50% on 1 of 1 destinations of ... (0 already had it)
+                    writeln!(
+                        w,
+                        "ok: set-{verb} on {changed} of {matched} destinations of {real} ({} already had it)",
+                        matched - changed
+                    )
+                } else {
+                    writeln!(
+                        w,
+                        "ok: {verb} {changed} of {matched} destinations of {real} ({} already {verb})",
+                        matched - changed
+                    )
+                }
             });
         }
         true
@@ -360,9 +467,25 @@ impl View<'_> {
             seconds(w, lat)?;
             write!(
                 w,
-                ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}}}",
+                ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}",
                 real.checks, real.failures, real.health.fails, real.transitions
-            )
+            )?;
+            let w8 = self.table.weigh(r);
+            write!(
+                w,
+                ",\"weight_from\":\"{}\",\"slow\":{},\"set_weight\":",
+                self.table.why(r),
+                w8.slow
+            )?;
+            match w8.hand {
+                crate::table::Hand::None => write!(w, "null")?,
+                h => {
+                    write!(w, "\"")?;
+                    h.write(w)?;
+                    write!(w, "\"")?;
+                }
+            }
+            write!(w, "}}")
         } else {
             let mut tmp = [0u8; 16];
             let mut c = Cursor::new(&mut tmp[..]);
@@ -394,6 +517,14 @@ impl View<'_> {
             )?;
             if let Some(reason) = real.last_reason {
                 write!(w, "  {} \"{}\"", reason.as_str(), real.last_detail.as_str())?;
+            }
+            // SLOW, and what set the weight when more than the file did.
+            let why = self.table.why(r);
+            if self.table.weigh(r).slow {
+                write!(w, "  SLOW")?;
+            }
+            if why != crate::table::Why::default() {
+                write!(w, "  (weight: {why})")?;
             }
             writeln!(w)
         }

@@ -31,8 +31,11 @@ impl table::Out for Sinks<'_> {
     /// quorum events, which print those instead of a failure count.
     fn event(&mut self, ev: &Event, notify: u32, quorum: Option<(u32, u32)>) {
         self.stats.events += 1;
-        if !matches!(ev.kind, EventKind::QuorumLost | EventKind::QuorumRestored) {
-            self.stats.transitions += 1;
+        match ev.kind {
+            EventKind::QuorumLost | EventKind::QuorumRestored => {}
+            EventKind::Slow => self.stats.slow_events += 1,
+            EventKind::Fast => self.stats.fast_events += 1,
+            _ => self.stats.transitions += 1,
         }
         if let Some(mut l) = self.log.line(Level::Notice) {
             let _ = write!(l, "event={} virtual={}", ev.kind.as_str(), ev.service);
@@ -41,6 +44,10 @@ impl table::Out for Sinks<'_> {
             }
             if let Some(r) = ev.reason {
                 let _ = write!(l, " reason={} ", r.as_str());
+                l.quoted("detail", ev.detail.as_bytes());
+            } else if matches!(ev.kind, EventKind::Slow | EventKind::Fast) {
+                // The check's duration.
+                let _ = write!(l, " ");
                 l.quoted("detail", ev.detail.as_bytes());
             }
             match quorum {
@@ -88,6 +95,17 @@ impl table::Out for Sinks<'_> {
 
     fn resynced(&mut self) {
         self.stats.resyncs += 1;
+    }
+
+    /// Logs and counts an UP real's weight change, with what set it.
+    fn weight(&mut self, key: ServiceKey, real: SocketAddr, weight: u32, why: &table::Why) {
+        self.stats.weight_changes += 1;
+        if let Some(mut l) = self.log.line(Level::Notice) {
+            let _ = write!(
+                l,
+                "msg=\"weight\" virtual={key} real={real} weight={weight} from=\"{why}\""
+            );
+        }
     }
 }
 

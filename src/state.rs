@@ -6,9 +6,10 @@
 //! old file or the new one. Format (integers little-endian):
 //!
 //! ```text
-//! "LVSMON-STATE\n"  u32 version (1)  u64 unix seconds written
+//! "LVSMON-STATE\n"  u32 version (2; 1 is read too)  u64 unix seconds written
 //! per real server:  u16 key length, key ("tcp:10.0.0.1:80 192.168.1.10:80"),
-//!                   u8 flags (bit 0: drained), u32 history length, history bytes
+//!                   u8 flags (bit 0: drained, bit 1: set-weight N, bit 2: set-weight P%),
+//!                   [u32 N or P, with bit 1 or 2], u32 history length, history bytes
 //! end:              u16 0xffff, u64 FNV-1a 64 of every byte before it
 //! ```
 //!
@@ -56,7 +57,7 @@ const MAGIC: &[u8; 13] = b"LVSMON-STATE\n";
 /// The state file and its temporary, relative to the state directory.
 const STATE: &CStr = c"state";
 const TMP: &CStr = c"state.tmp";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const END: u16 = 0xffff;
 /// Bytes gathered before each write(2).
 const CHUNK: usize = 256 * 1024;
@@ -235,6 +236,8 @@ pub struct Record {
     pub key: String,
     /// Drained by an operator.
     pub drained: bool,
+    /// An operator's `set-weight`.
+    pub hand: crate::table::Hand,
     /// The history rings, as `History::encode_real` wrote them.
     pub history: Vec<u8>,
 }
@@ -277,7 +280,7 @@ pub fn parse(b: &[u8]) -> Result<Vec<Record>, &'static str> {
         Ok(s)
     };
     let version = u32::from_le_bytes(rd(&mut at, 4)?.try_into().map_err(|_| "truncated")?);
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err("state file of another version");
     }
     rd(&mut at, 8)?;
@@ -301,11 +304,21 @@ pub fn parse(b: &[u8]) -> Result<Vec<Record>, &'static str> {
             .map_err(|_| "bad key")?
             .to_owned();
         let flags = rd(&mut at, 1)?[0];
+        let mut hand = crate::table::Hand::None;
+        if flags & 6 != 0 {
+            let v = u32::from_le_bytes(rd(&mut at, 4)?.try_into().map_err(|_| "truncated")?);
+            hand = if flags & 2 != 0 {
+                crate::table::Hand::Weight(v.min(65_535))
+            } else {
+                crate::table::Hand::Percent(v.min(1000) as u16)
+            };
+        }
         let hlen = u32::from_le_bytes(rd(&mut at, 4)?.try_into().map_err(|_| "truncated")?);
         let history = rd(&mut at, hlen as usize)?.to_vec();
         out.push(Record {
             key,
             drained: flags & 1 != 0,
+            hand,
             history,
         });
     }
@@ -702,6 +715,7 @@ impl Saver {
         &mut self,
         key: &[u8],
         drained: bool,
+        hand: crate::table::Hand,
         history: &mut dyn FnMut(&mut Cursor<&mut [u8]>) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut c = Cursor::new(&mut self.scratch[..]);
@@ -715,7 +729,15 @@ impl Saver {
         head.copy_from_slice(&(key.len() as u16).to_le_bytes());
         self.put(&head);
         self.put(key);
-        self.put(&[drained as u8]);
+        let (flag, value) = match hand {
+            crate::table::Hand::None => (0, None),
+            crate::table::Hand::Weight(n) => (2, Some(n)),
+            crate::table::Hand::Percent(p) => (4, Some(u32::from(p))),
+        };
+        self.put(&[drained as u8 | flag]);
+        if let Some(v) = value {
+            self.put(&v.to_le_bytes());
+        }
         self.put(&(n as u32).to_le_bytes());
         // `put` borrows self mutably; copy through the buffer in place.
         let (buf, scratch) = (&mut self.buf, &self.scratch);
@@ -872,11 +894,65 @@ mod tests {
         s.start_sync(None).unwrap();
         s.begin(1_700_000_000).unwrap();
         for (k, dr, h) in records {
-            s.record(k.as_bytes(), *dr, &mut |c| c.write_all(h))
-                .unwrap();
+            s.record(k.as_bytes(), *dr, crate::table::Hand::None, &mut |c| {
+                c.write_all(h)
+            })
+            .unwrap();
         }
         s.finish(blocking).unwrap();
         s
+    }
+
+    /// A `set-weight` is kept with its record; a file of format 1 (no such field) still
+    /// loads.
+    #[test]
+    fn set_weights_round_trip_and_format_1_loads() {
+        use crate::table::Hand;
+        let d = dir("hand");
+        let mut s = Saver::new(&d, 4096).unwrap();
+        s.start_sync(None).unwrap();
+        s.begin(1_700_000_000).unwrap();
+        let hands = [
+            Hand::Weight(5),
+            Hand::Percent(250),
+            Hand::None,
+            Hand::Weight(0),
+        ];
+        for (i, h) in hands.iter().enumerate() {
+            let k = format!("tcp:10.0.0.1:80 192.0.2.{i}:80");
+            s.record(k.as_bytes(), i == 1, *h, &mut |c| c.write_all(b"xyz"))
+                .unwrap();
+        }
+        s.finish(true).unwrap();
+        let got = load(&d).unwrap().unwrap();
+        let seen: Vec<(Hand, bool, &[u8])> = got
+            .iter()
+            .map(|r| (r.hand, r.drained, &r.history[..]))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (Hand::Weight(5), false, &b"xyz"[..]),
+                (Hand::Percent(250), true, &b"xyz"[..]),
+                (Hand::None, false, &b"xyz"[..]),
+                (Hand::Weight(0), false, &b"xyz"[..]),
+            ]
+        );
+        // Format 1, written by hand: magic, version 1, time, one drained record, end, sum.
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&1_700_000_000u64.to_le_bytes());
+        b.extend_from_slice(&3u16.to_le_bytes());
+        b.extend_from_slice(b"k 1");
+        b.push(1);
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&END.to_le_bytes());
+        let mut h = Fnv::new();
+        h.update(&b);
+        b.extend_from_slice(&h.0.to_le_bytes());
+        let got = parse(&b).unwrap();
+        assert_eq!((got[0].drained, got[0].hand), (true, Hand::None));
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -894,6 +970,7 @@ mod tests {
             Record {
                 key: "tcp:10.0.0.1:80 192.0.2.1:80".into(),
                 drained: true,
+                hand: crate::table::Hand::None,
                 history: b"abc".to_vec()
             }
         );
@@ -926,7 +1003,10 @@ mod tests {
         let mut s = Saver::new(&d, 4096).unwrap();
         fs::rename(&d, &moved).unwrap();
         s.begin(1_700_000_000).unwrap();
-        s.record(b"k", true, &mut |c| c.write_all(b"h")).unwrap();
+        s.record(b"k", true, crate::table::Hand::None, &mut |c| {
+            c.write_all(b"h")
+        })
+        .unwrap();
         s.finish(false).unwrap();
         assert!(!s.busy());
         assert_eq!(s.saved, 1);
@@ -955,7 +1035,10 @@ mod tests {
         let t1 = s.request();
         assert!(s.wanted());
         s.begin(1).unwrap();
-        s.record(b"k", true, &mut |c| c.write_all(b"h")).unwrap();
+        s.record(b"k", true, crate::table::Hand::None, &mut |c| {
+            c.write_all(b"h")
+        })
+        .unwrap();
         // Asked while the records are being written: not covered by this save.
         let t2 = s.request();
         s.finish(false).unwrap();

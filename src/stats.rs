@@ -17,7 +17,7 @@ pub struct Stats {
     /// Checks that passed.
     pub passes: u64,
     /// Failures by reason (index as in [`crate::plugins::Reason::ALL`]).
-    pub failures: [u64; 15],
+    pub failures: [u64; crate::plugins::Reason::ALL.len()],
     /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
     pub local_errors: u64,
     /// Grid points skipped because the previous check was still running.
@@ -48,6 +48,12 @@ pub struct Stats {
     pub drift_repaired: u64,
     /// Read-backs of the table completed.
     pub resyncs: u64,
+    /// Weight changes of UP reals sent (lvsmon.conf(5), WEIGHTS).
+    pub weight_changes: u64,
+    /// `slow` events.
+    pub slow_events: u64,
+    /// `fast` events.
+    pub fast_events: u64,
     /// Loop turns.
     pub turns: u64,
     /// Stalls of the loop (it woke over the loop's stall margin later than it asked to).

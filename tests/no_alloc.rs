@@ -190,6 +190,14 @@ fn main() {
     }
     add(backends.len(), refused, "check tcp");
     add(backends.len() + 1, full.addr(), "check tcp");
+    // The weight chain (lvsmon.conf(5), WEIGHTS): a banner server that cycles fast, slow
+    // (SLOW and FAST events) and closed (DOWN, then UP again with a slow-start ramp of 1 s
+    // steps), and set-weight requests below.
+    let weigh = Backend::start(Script::banner("+OK"));
+    conf.push_str(&format!(
+        "virtual tcp 127.3.0.1:80 {{\n  check banner --expect +OK\n  slow-above 100ms cancel-below 50ms slow-weight 50%\n  slow-start 2s\n  real {} weight 20\n}}\n",
+        weigh.addr()
+    ));
     // UDP: an echo server, a DNS responder answering NOERROR, one answering NXDOMAIN, one
     // answering with a mangled question, and a port where nothing listens.
     let echo = UdpServer::start(|d| Some(d.to_vec()));
@@ -323,6 +331,7 @@ fn main() {
     let sock = dir.0.join("lvsmon.sock");
     let maddr = d.metrics_addr().expect("metrics served");
     let flap_real = backends.last().unwrap().1.addr().to_string();
+    let weigh_real = weigh.addr().to_string();
     let flap_virtual = backends.len();
     let log_dropped0 = d.log().dropped();
     let run = std::thread::scope(|scope| {
@@ -342,6 +351,10 @@ fn main() {
                 format!("drain {flap_real} 127.1.0.{flap_virtual}:80"),
                 format!("undrain {flap_real} TCP:127.1.0.{flap_virtual}:80"),
                 "drain 127.0.0.1:1 fwmark:0x2a".to_string(),
+                format!("set-weight {weigh_real} 50%"),
+                format!("set-weight {weigh_real} tcp:127.3.0.1:80 7"),
+                format!("set-weight {weigh_real} reset"),
+                format!("set-weight {weigh_real} bogus"),
                 "garbage \u{1}".to_string(),
             ];
             let heads: [&[u8]; 11] = [
@@ -388,6 +401,29 @@ fn main() {
                 // Irregular, so the flapping never locks onto the checks' grid (which would
                 // show only one of its two faces).
                 std::thread::sleep(Duration::from_millis(90 + (k as u64 * 37) % 120));
+            }
+        });
+        scope.spawn(|| {
+            let slow = Script(vec![
+                Action::Sleep(Duration::from_millis(150)),
+                Action::send("+OK\r\n"),
+                Action::Drain,
+            ]);
+            let cycle = [
+                (Script::banner("+OK"), 2200),
+                (slow, 900),
+                (Script(vec![Action::Close]), 300),
+            ];
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut k = 0;
+            while !stop.load(Relaxed) && Instant::now() < end {
+                let (script, ms) = &cycle[k % cycle.len()];
+                weigh.set_script(script.clone());
+                k += 1;
+                let until = Instant::now() + Duration::from_millis(*ms);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         });
         run_counted(&mut d, &stop)
@@ -545,9 +581,19 @@ fn report(
     for r in Reason::ALL {
         let n = after.failures[r as usize] - before.failures[r as usize];
         println!("  {:<20} {n}", r.as_str());
-        if n == 0 && !matches!(r, Reason::Unreachable) {
+        // agent-down comes from the agent probe, which this run has no agent for.
+        if n == 0 && !matches!(r, Reason::Unreachable | Reason::AgentDown) {
             missing.push(r.as_str());
         }
+    }
+    let (slow, fast, weights) = (
+        after.slow_events - before.slow_events,
+        after.fast_events - before.fast_events,
+        after.weight_changes - before.weight_changes,
+    );
+    println!("  weights: {weights} changes of UP reals, {slow} slow and {fast} fast events");
+    if slow == 0 || fast == 0 || weights < 4 {
+        missing.push("weight chain (slow, fast, slow start, set-weight)");
     }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");

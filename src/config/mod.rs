@@ -170,6 +170,37 @@ pub struct Thresholds {
     pub down_after: Option<Duration>,
 }
 
+/// `slow-above D cancel-below D [slow-weight P%]`: a real whose checks take longer than
+/// `above` is SLOW (its weight times `percent`) until one takes less than `below`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slow {
+    /// A passed check slower than this makes the real SLOW.
+    pub above: Duration,
+    /// A passed check faster than this ends SLOW (below `above`).
+    pub below: Duration,
+    /// The weight while SLOW, in percent of what it would be (default 25).
+    pub percent: u16,
+}
+
+/// What moves a real's weight besides its health (lvsmon.conf(5), WEIGHTS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct WeightRules {
+    /// `slow-above ... cancel-below ...`, if set.
+    pub slow: Option<Slow>,
+    /// `slow-start D`: the ramp's length after the real comes UP, if set.
+    pub slow_start: Option<Duration>,
+}
+
+/// `sorry ... --mode`: what the reals' weights do while the sorry server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SorryMode {
+    /// Every UP real at weight 0 (the default).
+    #[default]
+    Replace,
+    /// The reals keep their weights beside the sorry server.
+    Add,
+}
+
 /// The longest ring of any history level: raw results per real server, and minute or hour
 /// buckets per real server (65,535 minutes is about 45 days; 65,535 hours about 7.5 years).
 ///
@@ -245,6 +276,10 @@ pub struct VirtualPlan {
     pub quorum: u32,
     /// The sorry server, if any.
     pub sorry: Option<SocketAddr>,
+    /// `sorry ... --mode`.
+    pub sorry_mode: SorryMode,
+    /// `sorry ... --forward` (default `masq`).
+    pub sorry_forward: Forward,
     /// Indices into [`Plan::reals`]: this virtual's reals.
     pub reals: std::ops::Range<usize>,
     /// Index into [`Plan::notifies`] for this virtual's quorum events, if a notify command
@@ -275,6 +310,8 @@ pub struct RealPlan {
     pub on_down: OnDown,
     /// When it counts as UP or DOWN.
     pub thresholds: Thresholds,
+    /// `slow-above`, `slow-start`.
+    pub weights: WeightRules,
     /// Index into [`Plan::checks`]: the probe that decides this real.
     pub check: usize,
     /// Index into [`Plan::notifies`], if a notify command applies.

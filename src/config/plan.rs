@@ -35,8 +35,8 @@ use super::merge::{self, fast_map, Checks, FastMap, Notifies, Timing};
 use super::parse::{Document, Pos, Statement, Word};
 use super::values::{self, show_duration, MAX_INTERVAL, MAX_NOTIFY_MAX, MAX_WEIGHT, MIN_INTERVAL};
 use super::{
-    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Thresholds,
-    VirtualPlan,
+    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Slow, SorryMode,
+    Thresholds, VirtualPlan, WeightRules,
 };
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
@@ -149,6 +149,8 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("forward", G | V | R),
     ("notify", G | V | R),
     ("check", G | V | R),
+    ("slow-above", G | V | R),
+    ("slow-start", G | V | R),
     ("notify-max", G),
     ("notify-fifo", G),
     ("max-checks-in-flight", G),
@@ -217,8 +219,11 @@ struct Layer {
     scheduler: Option<Set<String>>,
     persistent: Option<Set<Duration>>,
     quorum: Option<Set<u32>>,
-    /// The sorry server and where its address word stands.
-    sorry: Option<Set<(SocketAddr, Pos)>>,
+    /// The sorry server and where its address word stands, `--mode` and `--forward`.
+    sorry: Option<Set<(SocketAddr, Pos, SorryMode, Forward)>>,
+    /// `slow-above D cancel-below D [slow-weight P%]`.
+    slow: Option<Set<Slow>>,
+    slow_start: Option<Set<Duration>>,
     // Director pairs (see `director`): IPVS attributes the config owns, and global settings.
     u_threshold: Option<Set<u32>>,
     l_threshold: Option<Set<u32>>,
@@ -690,10 +695,17 @@ impl<'d> Planner<'d> {
                 values::persistent(self.doc, kw, args)
             }),
             "sorry" => self.put(&mut layer.sorry, kw, || {
-                let w = values::one(self.doc, kw, args, "ADDR:PORT")?;
+                let Some((w, opts)) = args.split_first() else {
+                    return Err(self.err(kw.pos, "expected ADDR:PORT after sorry"));
+                };
                 let (ip, port) = values::endpoint(self.doc, w, true)?;
                 values::usable(self.doc, w, ip, "a sorry server")?;
-                Ok((SocketAddr::new(ip, port.unwrap_or(0)), w.pos))
+                let (mode, forward) = values::sorry_options(self.doc, opts)?;
+                Ok((SocketAddr::new(ip, port.unwrap_or(0)), w.pos, mode, forward))
+            }),
+            "slow-above" => self.put(&mut layer.slow, kw, || values::slow(self.doc, kw, args)),
+            "slow-start" => self.put(&mut layer.slow_start, kw, || {
+                values::positive(self.doc, kw, args)
             }),
             "notify" => {
                 self.free(&layer.notify, kw)?;
@@ -970,10 +982,10 @@ impl<'d> Planner<'d> {
                 global: &global,
             };
             self.timeouts(vs)?;
-            let forward = vs.forward();
             let sorry = v.layer.sorry.as_ref().map(|s| s.value);
-            if let Some((addr, pos)) = sorry {
-                self.family(v.key, addr.ip(), forward, pos, "sorry server")?;
+            if let Some((addr, pos, _, sorry_forward)) = sorry {
+                // Its own --forward: only tunnel crosses address families.
+                self.family(v.key, addr.ip(), sorry_forward, pos, "sorry server")?;
                 // IPVS knows one destination per address and port: the sorry server's
                 // removal when quorum returns would delete that real's destination.
                 if let Some(r) = reals[v.reals.clone()].iter().find(|r| r.addr == addr) {
@@ -1061,6 +1073,10 @@ impl<'d> Planner<'d> {
                     forward,
                     on_down: rs.find(|l| &l.on_down).map_or(DEFAULT_ON_DOWN, |s| s.value),
                     thresholds,
+                    weights: WeightRules {
+                        slow: rs.find(|l| &l.slow).map(|s| s.value),
+                        slow_start: rs.find(|l| &l.slow_start).map(|s| s.value),
+                    },
                     check,
                     notify,
                     loc: doc.loc(r.pos),
@@ -1076,7 +1092,9 @@ impl<'d> Planner<'d> {
                     .map_or_else(|| DEFAULT_SCHEDULER.to_string(), |s| s.value.clone()),
                 persistent: vs.find(|l| &l.persistent).map(|s| s.value),
                 quorum: vs.find(|l| &l.quorum).map_or(DEFAULT_QUORUM, |s| s.value),
-                sorry: sorry.map(|(a, _)| a),
+                sorry: sorry.map(|(a, ..)| a),
+                sorry_mode: sorry.map_or(SorryMode::Replace, |s| s.2),
+                sorry_forward: sorry.map_or(Forward::Masq, |s| s.3),
                 reals: v.reals.clone(),
                 // Quorum events go to the notify command set for the virtual (or globally).
                 notify: vs
@@ -2283,5 +2301,100 @@ virtual tcp 192.0.2.2:80 {
         );
         assert_eq!(p.reals.len(), 100_000);
         assert_eq!(p.checks.len(), 50_000);
+    }
+
+    #[test]
+    fn slow_and_slow_start_and_sorry_options() {
+        let p = plan_text(
+            "slow-above 800ms cancel-below 200ms\nvirtual tcp 192.0.2.1:80 {\n  quorum 2\n  sorry 192.0.2.9:80 --forward route --mode add\n  real 198.51.100.1 {\n    slow-above 1s cancel-below 100ms slow-weight 10%\n    slow-start 30s\n  }\n  real 198.51.100.2\n}\n",
+        );
+        let (a, b) = (&p.reals[0].weights, &p.reals[1].weights);
+        assert_eq!(
+            a.slow,
+            Some(Slow {
+                above: secs(1),
+                below: Duration::from_millis(100),
+                percent: 10
+            })
+        );
+        assert_eq!(a.slow_start, Some(secs(30)));
+        assert_eq!(
+            b.slow,
+            Some(Slow {
+                above: Duration::from_millis(800),
+                below: Duration::from_millis(200),
+                percent: 25
+            })
+        );
+        assert_eq!(b.slow_start, None);
+        let v = &p.virtuals[0];
+        assert_eq!(
+            (v.sorry_mode, v.sorry_forward),
+            (SorryMode::Add, Forward::Route)
+        );
+        let p =
+            plan_text("virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80\n  real 198.51.100.1\n}\n");
+        assert_eq!(
+            (p.virtuals[0].sorry_mode, p.virtuals[0].sorry_forward),
+            (SorryMode::Replace, Forward::Masq)
+        );
+
+        // The sorry server's own --forward decides whether it may be of the other family.
+        let p = plan_text("virtual tcp 192.0.2.1:80 {\n  sorry [2001:db8::9]:80 --forward tunnel\n  real 198.51.100.1\n}\n");
+        assert_eq!(p.virtuals[0].sorry_forward, Forward::Tunnel);
+        expect_error("forward tunnel\nvirtual tcp 192.0.2.1:80 {\n  sorry [2001:db8::9]:80\n  real 198.51.100.1\n}\n", 3, 9, "sorry server 2001:db8::9 is IPv6 but virtual");
+
+        // cancel-below must be below slow-above: the error points at its value.
+        expect_error(
+            "slow-above 200ms cancel-below 200ms\n",
+            1,
+            31,
+            "cancel-below 200ms must be below slow-above 200ms",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  slow-above 1s cancel-below 2s\n}\n",
+            2,
+            30,
+            "must be below slow-above",
+        );
+        expect_error("slow-above 1s\n", 1, 12, "expected cancel-below D");
+        expect_error("slow-above 1s below 2s\n", 1, 15, "expected cancel-below");
+        expect_error(
+            "slow-above 1s cancel-below 1ms slow-weight 150%\n",
+            1,
+            44,
+            "expected a percentage 0%..100%",
+        );
+        expect_error(
+            "slow-above 0 cancel-below 0\n",
+            1,
+            12,
+            "slow-above must be greater than 0",
+        );
+        expect_error("slow-start 0\n", 1, 12, "slow-start must be greater than 0");
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --mode swap\n}\n",
+            2,
+            29,
+            "unknown sorry mode",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --forward nat\n}\n",
+            2,
+            32,
+            "unknown forward method",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --weight 3\n}\n",
+            2,
+            22,
+            "expected --mode or --forward",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n  sorry 192.0.2.9:80 --mode\n}\n",
+            2,
+            22,
+            "expected a value after",
+        );
     }
 }

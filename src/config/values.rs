@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::parse::{Document, Word};
-use super::{ConfigError, Forward, HistorySpec, OnDown, MAX_RING};
+use super::{ConfigError, Forward, HistorySpec, OnDown, Slow, SorryMode, MAX_RING};
 
 /// The largest weight a real may have (ipvsadm's limit).
 pub const MAX_WEIGHT: u32 = 65535;
@@ -609,6 +609,156 @@ pub(super) fn port(doc: &Document, w: &Word, p: &str) -> Result<u16, ConfigError
             format!("port {p} is out of range (expected 1..65535)"),
         )),
     }
+}
+
+/// `sorry ADDR:PORT`'s options after the address: `--mode replace|add`, `--forward
+/// masq|route|tunnel` (defaults `replace`, `masq`).
+pub(super) fn sorry_options(
+    doc: &Document,
+    opts: &[Word],
+) -> Result<(SorryMode, Forward), ConfigError> {
+    let (mut mode, mut forward) = (None, None);
+    let mut i = 0;
+    while i < opts.len() {
+        let o = &opts[i];
+        let Some(v) = opts.get(i + 1) else {
+            return Err(doc.error(
+                o.pos,
+                format!("expected a value after {} (sorry ADDR:PORT [--mode replace|add] [--forward masq|route|tunnel])", o.show()),
+            ));
+        };
+        match (o.as_str(), v.as_str()) {
+            (Some("--mode"), _) if mode.is_some() => {
+                return Err(doc.error(o.pos, "--mode given twice"))
+            }
+            (Some("--forward"), _) if forward.is_some() => {
+                return Err(doc.error(o.pos, "--forward given twice"))
+            }
+            (Some("--mode"), Some("replace")) => mode = Some(SorryMode::Replace),
+            (Some("--mode"), Some("add")) => mode = Some(SorryMode::Add),
+            (Some("--mode"), _) => {
+                return Err(doc.error(
+                    v.pos,
+                    format!("unknown sorry mode {} (expected replace or add)", v.show()),
+                ))
+            }
+            (Some("--forward"), Some("masq")) => forward = Some(Forward::Masq),
+            (Some("--forward"), Some("route")) => forward = Some(Forward::Route),
+            (Some("--forward"), Some("tunnel")) => forward = Some(Forward::Tunnel),
+            (Some("--forward"), _) => {
+                return Err(doc.error(
+                    v.pos,
+                    format!(
+                        "unknown forward method {} (expected one of: masq, route, tunnel)",
+                        v.show()
+                    ),
+                ))
+            }
+            _ => {
+                return Err(doc.error(
+                    o.pos,
+                    format!(
+                        "unexpected {} after the sorry server (expected --mode or --forward)",
+                        o.show()
+                    ),
+                ))
+            }
+        }
+        i += 2;
+    }
+    Ok((
+        mode.unwrap_or(SorryMode::Replace),
+        forward.unwrap_or(Forward::Masq),
+    ))
+}
+
+/// `slow-above D cancel-below D [slow-weight P%]`: `cancel-below` below `slow-above`, `P` from
+/// 0 to 100 (default 25).
+pub(super) fn slow(doc: &Document, kw: &Word, args: &[Word]) -> Result<Slow, ConfigError> {
+    const FORM: &str = "slow-above D cancel-below D [slow-weight P%]";
+    let above_w = args.first().ok_or_else(|| {
+        doc.error(
+            kw.pos,
+            format!("expected a duration after slow-above ({FORM})"),
+        )
+    })?;
+    let above = duration(doc, above_w)?;
+    if above.is_zero() {
+        return Err(doc.error(above_w.pos, "slow-above must be greater than 0"));
+    }
+    let (below_w, below) = match (args.get(1), args.get(2)) {
+        (Some(k), Some(w)) if k.as_str() == Some("cancel-below") => (w, duration(doc, w)?),
+        (Some(k), None) if k.as_str() == Some("cancel-below") => {
+            return Err(doc.error(
+                k.pos,
+                format!("expected a duration after cancel-below ({FORM})"),
+            ))
+        }
+        (Some(k), _) => {
+            return Err(doc.error(
+                k.pos,
+                format!(
+                    "expected cancel-below after slow-above's duration, not {} ({FORM})",
+                    k.show()
+                ),
+            ))
+        }
+        (None, _) => {
+            return Err(doc.error(
+                above_w.pos,
+                format!("expected cancel-below D after slow-above's duration ({FORM})"),
+            ))
+        }
+    };
+    if below >= above {
+        return Err(doc.error(
+            below_w.pos,
+            format!(
+                "cancel-below {} must be below slow-above {} (a real is SLOW above the first and \
+                 back below the second)",
+                show_duration(below),
+                show_duration(above)
+            ),
+        ));
+    }
+    let mut percent = 25u16;
+    match (args.get(3), args.get(4)) {
+        (None, _) => {}
+        (Some(k), Some(w)) if k.as_str() == Some("slow-weight") => {
+            let t = w.text.strip_suffix(b"%").unwrap_or(&[]);
+            let p = std::str::from_utf8(t)
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 3)
+                .and_then(|t| t.parse::<u16>().ok())
+                .filter(|&p| p <= 100);
+            percent = p.ok_or_else(|| {
+                doc.error(
+                    w.pos,
+                    format!(
+                        "expected a percentage 0%..100% after slow-weight, not {}",
+                        w.show()
+                    ),
+                )
+            })?;
+        }
+        (Some(k), None) if k.as_str() == Some("slow-weight") => {
+            return Err(doc.error(
+                k.pos,
+                format!("expected a percentage after slow-weight ({FORM})"),
+            ))
+        }
+        (Some(k), _) => {
+            return Err(doc.error(k.pos, format!("unexpected {} ({FORM})", k.show())));
+        }
+    }
+    if let Some(extra) = args.get(5) {
+        return Err(doc.error(extra.pos, format!("unexpected {} ({FORM})", extra.show())));
+    }
+    Ok(Slow {
+        above,
+        below,
+        percent,
+    })
 }
 
 #[cfg(test)]

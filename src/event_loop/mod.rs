@@ -678,6 +678,10 @@ impl Daemon {
         if let Some(r) = self.core.table.next_resync(self.ipvs.is_dry_run()) {
             next = Some(next.map_or(r, |w| w.min(r)));
         }
+        // A slow-start ramp's next step, a weight held by the one-edit-a-second limit.
+        if let Some(r) = self.core.table.next_weigh() {
+            next = Some(next.map_or(r, |w| w.min(r)));
+        }
         if let Some(d) = self.server.as_ref().and_then(|s| s.next_deadline()) {
             next = Some(next.map_or(d, |w| w.min(d)));
         }
@@ -799,6 +803,7 @@ impl Daemon {
             &core.history,
             &mut core.log,
         );
+        core.poll_weights(now);
         let ipvs = &mut self.ipvs;
         let dry = ipvs.is_dry_run();
         core.table.poll_read_back(now, dry, || ipvs.start_dump());
@@ -970,6 +975,25 @@ impl crate::control::Render for Core {
                     &mut out,
                 );
             }
+            Command::SetWeight { real, virt, hand } => {
+                let mut out = Sinks {
+                    log: &mut self.log,
+                    stats: &mut self.stats,
+                    fifo: &mut self.fifo,
+                    notifier: &mut self.notifier,
+                    now: self.now,
+                };
+                crate::report::set_weight_apply(
+                    &mut self.table,
+                    self.persist.saver_mut(),
+                    hand,
+                    real,
+                    virt.as_ref(),
+                    cursor,
+                    self.now,
+                    &mut out,
+                );
+            }
             // The load runs on a helper thread; the connection waits parked until a load
             // that started after this request has been answered.
             Command::Reload => *cursor = crate::control::PARKED | self.request_reload(),
@@ -1000,6 +1024,19 @@ impl crate::control::Render for Core {
 }
 
 impl Core {
+    /// The weights due now: slow-start steps, changes held a second (lvsmon.conf(5), WEIGHTS).
+    #[inline]
+    fn poll_weights(&mut self, now: Time) {
+        let mut out = Sinks {
+            log: &mut self.log,
+            stats: &mut self.stats,
+            fifo: &mut self.fifo,
+            notifier: &mut self.notifier,
+            now,
+        };
+        self.table.poll_weights(now, &mut out);
+    }
+
     // ----- systemd ------------------------------------------------------------------------
 
     /// `READY=1` to systemd, naming what is checked (see [`Daemon::ready`]).

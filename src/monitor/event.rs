@@ -20,6 +20,10 @@ pub enum EventKind {
     QuorumLost,
     /// A virtual service has its quorum again.
     QuorumRestored,
+    /// A real server's passed check took longer than `slow-above` (lvsmon.conf(5), WEIGHTS).
+    Slow,
+    /// A SLOW real server's passed check took less than `cancel-below`.
+    Fast,
 }
 
 impl EventKind {
@@ -32,6 +36,8 @@ impl EventKind {
             EventKind::Undrained => "undrained",
             EventKind::QuorumLost => "quorum-lost",
             EventKind::QuorumRestored => "quorum-restored",
+            EventKind::Slow => "slow",
+            EventKind::Fast => "fast",
         }
     }
 }

@@ -20,12 +20,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::clock::{micros, Time};
-use crate::config::{Forward, OnDown, Plan, ServiceKey};
+use crate::config::{Forward, OnDown, Plan, ServiceKey, SorryMode};
 use crate::ids::RealId;
 use crate::ipvs::{Dest, DestExtra, IpvsEvent, Op, OpResult, Service};
 use crate::monitor::event::{Event, EventKind};
 use crate::monitor::health::{Change, Health, Rules, State};
-use crate::plugins::agent::AgentReply;
+use crate::plugins::agent::{AgentAdmin, AgentReply, MAX_PERCENT};
 use crate::plugins::{Detail, Reason, Verdict};
 use outbox::{Outbox, Slot, What};
 
@@ -47,6 +47,172 @@ pub trait Out {
     fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str);
     /// A read-back of the table completed and was reconciled.
     fn resynced(&mut self);
+    /// An UP real's weight changed (an `add-dest` or `edit-dest` with `weight` is queued):
+    /// `why` says what set it (lvsmon.conf(5), WEIGHTS).
+    fn weight(&mut self, key: ServiceKey, real: SocketAddr, weight: u32, why: &Why) {
+        let _ = (key, real, weight, why);
+    }
+}
+
+/// An operator's `lvsmon set-weight`: the last step of the weight chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hand {
+    /// None set (`reset`).
+    #[default]
+    None,
+    /// `N`: this weight, whatever the chain before said.
+    Weight(u32),
+    /// `P%`: the chain's weight scaled.
+    Percent(u16),
+}
+
+impl Hand {
+    /// `N` (0 to 65,535), `P%` (0 to 1,000) or `reset`.
+    pub(crate) fn parse(w: &[u8]) -> Option<Hand> {
+        if w == b"reset" {
+            return Some(Hand::None);
+        }
+        let (digits, percent) = match w.strip_suffix(b"%") {
+            Some(d) => (d, true),
+            None => (w, false),
+        };
+        if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        match percent {
+            true if n <= u32::from(MAX_PERCENT) => Some(Hand::Percent(n as u16)),
+            false if n <= 65_535 => Some(Hand::Weight(n)),
+            _ => None,
+        }
+    }
+
+    /// `N`, `P%` or `reset`, as the state file and `status` write it.
+    pub(crate) fn write(self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        match self {
+            Hand::None => w.write_all(b"reset"),
+            Hand::Weight(n) => write!(w, "{n}"),
+            Hand::Percent(p) => write!(w, "{p}%"),
+        }
+    }
+}
+
+/// A real's weight chain state besides its health and drain (lvsmon.conf(5), WEIGHTS), kept
+/// beside [`Real`]: 40 bytes a real, none of them in the hot part of the table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Weigh {
+    /// The agent's last `NN%` ([`NO_PERCENT`]: none).
+    pub(crate) agent_percent: u16,
+    /// The agent said `drain`/`maint` (weight 0, not counted UP) and not yet `up`.
+    pub(crate) agent_drain: bool,
+    /// The agent said `down`/`fail`/`stopped` and not yet `up`: DOWN whatever the checks say.
+    pub(crate) agent_down: bool,
+    /// SLOW (`slow-above`).
+    pub(crate) slow: bool,
+    /// `set-weight`.
+    pub(crate) hand: Hand,
+    /// The `exec --dynamic` weight ([`NO_EXEC`]: none).
+    pub(crate) exec: u16,
+    /// The slow-start ramp began here ([`NEVER`]: no ramp).
+    pub(crate) ramp_since: Time,
+    /// The last `add-dest`/`edit-dest` with a weight went at this time ([`NEVER`]: none yet).
+    pub(crate) last_edit: Time,
+    /// The weight is to be looked at again at this time (a ramp's step, or a change held by
+    /// the one-edit-a-second limit); [`NEVER`]: not.
+    pub(crate) due: Time,
+}
+
+/// `Weigh::agent_percent` when the agent gave none.
+pub(crate) const NO_PERCENT: u16 = u16::MAX;
+/// `Weigh::exec` when no `exec --dynamic` weight is set (such weights go up to 65,534).
+pub(crate) const NO_EXEC: u16 = u16::MAX;
+/// No time (`Weigh`'s times).
+pub(crate) const NEVER: Time = Time(u64::MAX);
+/// At most one weight edit per real in this span (µs).
+pub(crate) const EDIT_GAP_US: u64 = 1_000_000;
+
+impl Default for Weigh {
+    fn default() -> Weigh {
+        Weigh {
+            agent_percent: NO_PERCENT,
+            agent_drain: false,
+            agent_down: false,
+            slow: false,
+            hand: Hand::None,
+            exec: NO_EXEC,
+            ramp_since: NEVER,
+            last_edit: NEVER,
+            due: NEVER,
+        }
+    }
+}
+
+/// What set an UP real's weight: each step of the chain that changed it, shown in `status`
+/// and the `weight` log line as `config` or, for instance, `agent 50%,slow,ramp 3/10`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Why {
+    pub(crate) agent: Option<u16>,
+    pub(crate) agent_drain: bool,
+    pub(crate) exec: bool,
+    pub(crate) slow: bool,
+    /// (step, steps) of the slow-start ramp.
+    pub(crate) ramp: Option<(u32, u32)>,
+    pub(crate) hand: Hand,
+    pub(crate) sorry: bool,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sep = "";
+        let mut part = |f: &mut std::fmt::Formatter<'_>, a: std::fmt::Arguments| {
+            let r = write!(f, "{sep}{a}");
+            sep = ",";
+            r
+        };
+        if let Some(p) = self.agent {
+            part(f, format_args!("agent {p}%"))?;
+        }
+        if self.exec {
+            part(f, format_args!("exec"))?;
+        }
+        if self.slow {
+            part(f, format_args!("slow"))?;
+        }
+        if let Some((k, n)) = self.ramp {
+            part(f, format_args!("ramp {k}/{n}"))?;
+        }
+        match self.hand {
+            Hand::None => {}
+            Hand::Weight(_) => part(f, format_args!("set"))?,
+            Hand::Percent(p) => part(f, format_args!("set {p}%"))?,
+        }
+        if self.agent_drain {
+            part(f, format_args!("agent drain"))?;
+        }
+        if self.sorry {
+            part(f, format_args!("sorry"))?;
+        }
+        if sep.is_empty() {
+            f.write_str("config")?;
+        }
+        Ok(())
+    }
+}
+
+/// `w` scaled to `percent`, rounded, at least 1 when neither is 0 (a scaled real keeps
+/// serving a little), at most [`MAX_WEIGHT`](crate::config::values::MAX_WEIGHT).
+pub(crate) fn scale(w: u32, percent: u16) -> u32 {
+    if w == 0 || percent == 0 {
+        return 0;
+    }
+    ((u64::from(w) * u64::from(percent) + 50) / 100).clamp(1, 65_535) as u32
+}
+
+/// A slow-start ramp of `d_us`: the step period (at least 1 s, `d/20` for long ramps) and
+/// the number of steps.
+pub(crate) fn ramp_steps(d_us: u64) -> (u64, u64) {
+    let p = (d_us / 20).max(1_000_000);
+    (p, d_us.div_ceil(p).max(1))
 }
 
 /// A notify command's argv, as the plan has it.
@@ -83,6 +249,12 @@ pub(crate) struct Setup {
     pub(crate) on_down: OnDown,
     pub(crate) notify: u32,
     pub(crate) rules: Rules,
+    /// `slow-above`, `cancel-below` (µs; 0: no SLOW state) and `slow-weight`.
+    pub(crate) slow_above_us: u64,
+    pub(crate) cancel_below_us: u64,
+    pub(crate) slow_percent: u16,
+    /// `slow-start` (µs; 0: none).
+    pub(crate) slow_start_us: u64,
 }
 
 impl Setup {
@@ -198,6 +370,8 @@ pub(crate) struct Virtual {
     pub(crate) service: Service,
     pub(crate) quorum: u32,
     pub(crate) sorry: Option<SocketAddr>,
+    pub(crate) sorry_mode: SorryMode,
+    pub(crate) sorry_forward: Forward,
     pub(crate) notify: u32,
     /// Its reals: a range of real indices.
     pub(crate) reals: (u32, u32),
@@ -218,6 +392,10 @@ pub struct Table {
     setups: Box<[Setup]>,
     /// The `within` windows of the reals that have one.
     rings: Box<[u64]>,
+    /// Each real's weight chain state (see [`Weigh`]).
+    weighs: Box<[Weigh]>,
+    /// The earliest [`Weigh::due`] ([`NEVER`]: none).
+    wake: Time,
     virtuals: Box<[Virtual]>,
     /// IPVS operations decided, handed to the IPVS side by the loop ([`Table::next_op`]).
     outbox: Outbox,
@@ -263,6 +441,8 @@ impl Table {
                 service: Service::new(v.key, &v.scheduler, v.persistent),
                 quorum: v.quorum,
                 sorry: v.sorry,
+                sorry_mode: v.sorry_mode,
+                sorry_forward: v.sorry_forward,
                 notify,
                 reals: (v.reals.start as u32, v.reals.end as u32),
                 up: 0,
@@ -290,6 +470,10 @@ impl Table {
                     within_us: t.within.map_or(0, micros),
                     down_after_us: t.down_after.map_or(0, micros),
                 },
+                slow_above_us: r.weights.slow.map_or(0, |s| micros(s.above)),
+                cancel_below_us: r.weights.slow.map_or(0, |s| micros(s.below)),
+                slow_percent: r.weights.slow.map_or(25, |s| s.percent),
+                slow_start_us: r.weights.slow_start.map_or(0, micros),
             };
             let ring_len = setup.ring_len();
             let id = *setup_ids.entry(setup).or_insert_with_key(|s| {
@@ -335,6 +519,8 @@ impl Table {
             reals: reals.into_boxed_slice(),
             setups: setups.into_boxed_slice(),
             rings: vec![0u64; rings_len as usize].into_boxed_slice(),
+            weighs: vec![Weigh::default(); n_reals].into_boxed_slice(),
+            wake: NEVER,
             virtuals: virtuals.into_boxed_slice(),
             outbox: Outbox::new(n_reals + 2 * n_virtuals + 64, 64),
             by_dest,
@@ -435,6 +621,7 @@ impl Table {
         now: Time,
         out: &mut impl Out,
     ) {
+        self.now = now;
         let real = &mut self.reals[r.ix()];
         real.checks += 1;
         real.last_latency_us = latency_us.min(u32::MAX as u64) as u32;
@@ -450,12 +637,53 @@ impl Table {
         let before = real.health.state;
         let setup = &self.setups[real.setup as usize];
         let ring = &mut self.rings[real.ring as usize..(real.ring + setup.ring_len()) as usize];
-        let change = real.health.record(pass, now, &setup.rules, ring);
-        if change == Change::None {
-            return;
+        let mut change = real.health.record(pass, now, &setup.rules, ring);
+        if change == Change::Up && self.weighs[r.ix()].agent_down {
+            // The agent said down: passing checks do not bring it back before it says up.
+            real.health.state = State::Down;
+            change = Change::None;
         }
-        self.now = now;
-        self.transition(r, before, change, out);
+        let slow_rule = pass && setup.slow_above_us > 0;
+        if change != Change::None {
+            self.transition(r, before, change, out);
+        }
+        if slow_rule {
+            self.judge_speed(r, latency_us, out);
+        }
+    }
+
+    /// `slow-above D cancel-below D`: a passed check of `latency_us` makes real `r` SLOW, or
+    /// ends it (events `slow`, `fast`).
+    fn judge_speed(&mut self, r: RealId, latency_us: u64, out: &mut impl Out) {
+        let setup = &self.setups[self.reals[r.ix()].setup as usize];
+        let w8 = &mut self.weighs[r.ix()];
+        let kind = if !w8.slow && latency_us > setup.slow_above_us {
+            EventKind::Slow
+        } else if w8.slow && latency_us < setup.cancel_below_us {
+            EventKind::Fast
+        } else {
+            return;
+        };
+        w8.slow = kind == EventKind::Slow;
+        self.speed_event(r.ix(), kind, latency_us, out);
+        self.sync_dest(r.ix(), out);
+    }
+
+    /// The `slow` or `fast` event of real `r`, its detail the check's duration.
+    #[cold]
+    fn speed_event(&mut self, r: usize, kind: EventKind, latency_us: u64, out: &mut impl Out) {
+        let real = &self.reals[r];
+        let mut detail = Detail::number(latency_us / 1000);
+        detail.push(b"ms");
+        let ev = Event {
+            kind,
+            service: self.virtuals[real.virt as usize].key,
+            real: Some(real.addr.get()),
+            reason: None,
+            detail,
+            failures: real.health.fails as u64,
+        };
+        out.event(&ev, self.setups[real.setup as usize].notify, None);
     }
 
     /// Input of the weight chain (lvsmon.conf(5), WEIGHTS): the agent of real `r` answered
@@ -470,14 +698,218 @@ impl Table {
         now: Time,
         out: &mut impl Out,
     ) {
-        let _ = (r, reply, line, now, out);
+        self.now = now;
+        let Some(reply) = reply else { return };
+        let r = r.ix();
+        let was_serving = self.serving(r);
+        let drain_before = self.weighs[r].agent_drain;
+        let w8 = &mut self.weighs[r];
+        if let Some(p) = reply.percent {
+            w8.agent_percent = p.min(MAX_PERCENT);
+        }
+        let (mut down, mut up) = (false, false);
+        match reply.admin {
+            Some(AgentAdmin::Up) => {
+                up = w8.agent_down;
+                w8.agent_drain = false;
+                w8.agent_down = false;
+            }
+            Some(AgentAdmin::Drain) => w8.agent_drain = true,
+            Some(AgentAdmin::Down) => {
+                down = !w8.agent_down;
+                w8.agent_down = true;
+            }
+            None => {}
+        }
+        let virt = self.reals[r].virt as usize;
+        let state = self.reals[r].health.state;
+        if down && state != State::Down {
+            let real = &mut self.reals[r];
+            let rest = line.get(reply.detail_at..).unwrap_or_default();
+            real.last_reason = Some(Reason::AgentDown);
+            real.last_detail = Detail::text(rest.trim_ascii());
+            real.health.state = State::Down;
+            real.health.since = now;
+            // The transition counts UP reals as they were before this reply.
+            let drain_now = std::mem::replace(&mut self.weighs[r].agent_drain, drain_before);
+            self.transition(RealId::of(r), state, Change::Down, out);
+            self.weighs[r].agent_drain = drain_now;
+            return;
+        }
+        if up && state == State::Down {
+            let h = &self.reals[r].health;
+            if h.fails == 0 && h.last_ok().is_some() {
+                // Its checks pass: UP again at once.
+                self.reals[r].health.state = State::Up;
+                self.reals[r].health.since = now;
+                // `up` cleared the agent's drain too: the transition counts it UP.
+                self.transition(RealId::of(r), State::Down, Change::Up, out);
+                return;
+            }
+        }
+        let serving = self.serving(r);
+        if serving != was_serving {
+            if serving {
+                self.virtuals[virt].up += 1;
+            } else {
+                self.virtuals[virt].up -= 1;
+            }
+        }
+        self.sync_dest(r, out);
+        if serving != was_serving {
+            self.check_quorum(virt, out);
+        }
+    }
+
+    /// Real `r` counts as UP for its virtual's quorum: UP and drained neither by an operator
+    /// nor by its agent.
+    fn serving(&self, r: usize) -> bool {
+        let real = &self.reals[r];
+        real.health.state == State::Up && !real.drained && !self.weighs[r].agent_drain
     }
 
     /// Input of the weight chain: an `exec --dynamic` check of real `r` passed with an exit
     /// code that sets weight `w` (`None`: it exited 0, the configured weight stands).
     #[allow(dead_code)] // called once the exec check lands
     pub(crate) fn exec_weight(&mut self, r: RealId, w: Option<u32>, now: Time, out: &mut impl Out) {
-        let _ = (r, w, now, out);
+        self.now = now;
+        let w = w.map_or(NO_EXEC, |w| w.min(u32::from(NO_EXEC) - 1) as u16);
+        if self.weighs[r.ix()].exec != w {
+            self.weighs[r.ix()].exec = w;
+            self.sync_dest(r.ix(), out);
+        }
+    }
+
+    /// `lvsmon set-weight`: sets (or with [`Hand::None`] clears) real `r`'s hand-set weight.
+    /// Returns false if it already had it.
+    pub(crate) fn set_hand(
+        &mut self,
+        r: RealId,
+        hand: Hand,
+        now: Time,
+        out: &mut impl Out,
+    ) -> bool {
+        self.now = now;
+        if self.weighs[r.ix()].hand == hand {
+            return false;
+        }
+        self.weighs[r.ix()].hand = hand;
+        self.sync_dest(r.ix(), out);
+        true
+    }
+
+    /// Restores real `r`'s hand-set weight from the state file at startup, before anything
+    /// was decided (no table change).
+    pub(crate) fn restore_hand(&mut self, r: RealId, hand: Hand) {
+        self.weighs[r.ix()].hand = hand;
+    }
+
+    /// Real `r`'s weight chain state.
+    #[inline]
+    pub(crate) fn weigh(&self, r: usize) -> &Weigh {
+        &self.weighs[r]
+    }
+
+    /// What sets real `r`'s weight now (for `status`).
+    pub(crate) fn why(&self, r: usize) -> Why {
+        self.chain(r).1
+    }
+
+    /// When a weight is next to be looked at (a ramp's step, a held change).
+    #[inline]
+    pub(crate) fn next_weigh(&self) -> Option<Time> {
+        (self.wake != NEVER).then_some(self.wake)
+    }
+
+    /// Sends what is due of the weights: a slow-start ramp's next step, a change held by the
+    /// one-edit-a-second limit. Cheap when nothing is due.
+    #[inline]
+    pub(crate) fn poll_weights(&mut self, now: Time, out: &mut impl Out) {
+        if now < self.wake {
+            return;
+        }
+        self.weigh_due(now, out);
+    }
+
+    #[cold]
+    fn weigh_due(&mut self, now: Time, out: &mut impl Out) {
+        self.now = now;
+        self.wake = NEVER;
+        for r in 0..self.reals.len() {
+            if self.weighs[r].due <= now {
+                self.weighs[r].due = NEVER;
+                self.sync_dest(r, out);
+            }
+        }
+        self.wake = self.weighs.iter().map(|w| w.due).min().unwrap_or(NEVER);
+    }
+
+    /// Looks at real `r`'s weight again at `t` at the latest.
+    fn due_at(&mut self, r: usize, t: Time) {
+        let d = &mut self.weighs[r].due;
+        *d = (*d).min(t);
+        self.wake = self.wake.min(t);
+    }
+
+    /// The weight chain (lvsmon.conf(5), WEIGHTS) of real `r` while UP and in service:
+    /// configured weight → agent → exec → slow → slow start → set-weight, then an agent's
+    /// drain and a `replace` sorry server. Always from the configured weight. Also says what
+    /// set it, and when the ramp's next step is due (`Some(NEVER)`: the ramp is over).
+    fn chain(&self, r: usize) -> (u32, Why, Option<Time>) {
+        let real = &self.reals[r];
+        let setup = &self.setups[real.setup as usize];
+        let w8 = &self.weighs[r];
+        let mut why = Why::default();
+        let mut w = setup.weight;
+        if w8.agent_percent != NO_PERCENT {
+            w = scale(w, w8.agent_percent);
+            why.agent = Some(w8.agent_percent);
+        }
+        if w8.exec != NO_EXEC {
+            w = w8.exec.into();
+            why.exec = true;
+        }
+        if w8.slow && setup.slow_above_us > 0 {
+            w = scale(w, setup.slow_percent);
+            why.slow = true;
+        }
+        let mut next = None;
+        if w8.ramp_since != NEVER {
+            let (p, n) = ramp_steps(setup.slow_start_us);
+            let k = self.now.micros_since(w8.ramp_since) / p;
+            if setup.slow_start_us > 0 && k < n {
+                if w > 1 {
+                    w = 1 + ((u64::from(w) - 1) * k / n) as u32;
+                }
+                why.ramp = Some((k as u32, n as u32));
+                next = Some(w8.ramp_since.add_micros((k + 1) * p));
+            } else {
+                next = Some(NEVER);
+            }
+        }
+        match w8.hand {
+            Hand::None => {}
+            Hand::Weight(n) => w = n,
+            Hand::Percent(p) => w = scale(w, p),
+        }
+        why.hand = w8.hand;
+        if w8.agent_drain {
+            w = 0;
+            why.agent_drain = true;
+        }
+        let v = &self.virtuals[real.virt as usize];
+        // While the sorry server serves (quorum lost, counted live so that a real coming UP
+        // that restores quorum goes straight to its weight).
+        if v.sorry.is_some()
+            && v.sorry_mode == SorryMode::Replace
+            && v.quorum > 0
+            && v.unknown == 0
+            && v.up < v.quorum
+        {
+            w = 0;
+            why.sorry = true;
+        }
+        (w, why, next)
     }
 
     /// Real `r` changed from `before` (`change`): the event, its destination, the quorum.
@@ -486,7 +918,19 @@ impl Table {
         let real = &mut self.reals[r.ix()];
         real.transitions += 1;
         let virt = real.virt as usize;
-        let drained = real.drained;
+        let drained = real.drained || self.weighs[r.ix()].agent_drain;
+        let setup = &self.setups[real.setup as usize];
+        let w8 = &mut self.weighs[r.ix()];
+        // Slow start: after DOWN, or at the first check of a real that was not serving (not
+        // one adopted from the table with a weight).
+        w8.ramp_since = if change == Change::Up
+            && setup.slow_start_us > 0
+            && (before == State::Down || real.table().is_none_or(|w| w == 0))
+        {
+            self.now
+        } else {
+            NEVER
+        };
         let v = &mut self.virtuals[virt];
         if before == State::Unknown {
             v.unknown -= 1;
@@ -520,7 +964,7 @@ impl Table {
         };
         let notify = self.setups[real.setup as usize].notify;
         out.event(&ev, notify, None);
-        self.sync_dest(r.ix());
+        self.sync_dest(r.ix(), out);
         self.check_quorum(virt, out);
     }
 
@@ -540,7 +984,7 @@ impl Table {
         }
         self.reals[r].drained = on;
         let virt = self.reals[r].virt as usize;
-        if self.reals[r].health.state == State::Up {
+        if self.reals[r].health.state == State::Up && !self.weighs[r].agent_drain {
             if on {
                 self.virtuals[virt].up -= 1;
             } else {
@@ -562,7 +1006,7 @@ impl Table {
         let notify = self.setups[self.reals[r].setup as usize].notify;
         self.reals[r].transitions += 1;
         out.event(&ev, notify, None);
-        self.sync_dest(r);
+        self.sync_dest(r, out);
         self.check_quorum(virt, out);
         true
     }
@@ -573,14 +1017,17 @@ impl Table {
         self.reals[r.ix()].drained = true;
     }
 
-    /// Brings real `r`'s destination in line with its state.
-    fn sync_dest(&mut self, r: usize) {
+    /// Brings real `r`'s destination in line with its state and its weight chain. A change
+    /// between two weights above 0 waits until a second has passed since the last one
+    /// (then the weight wanted at that time goes); others go at once.
+    fn sync_dest(&mut self, r: usize, out: &mut impl Out) {
         let real = &self.reals[r];
         let setup = &self.setups[real.setup as usize];
         if !real.adopted {
             // Added by a reload, not yet seen in the table: the read-back decides first.
             return;
         }
+        let mut why = None;
         let want = match real.health.state {
             State::Unknown if !real.drained => return,
             // DRAINED: weight 0, established connections finish (a removed DOWN real stays
@@ -591,14 +1038,32 @@ impl Table {
                 Some(0)
             }
             State::Unknown => return,
-            State::Up => Some(setup.weight),
+            State::Up => {
+                let (w, y, next) = self.chain(r);
+                match next {
+                    Some(NEVER) => self.weighs[r].ramp_since = NEVER,
+                    Some(t) => self.due_at(r, t),
+                    None => {}
+                }
+                why = Some(y);
+                Some(w)
+            }
             State::Down => match setup.on_down {
                 OnDown::Quiesce => Some(0),
                 OnDown::Remove => None,
             },
         };
+        let real = &self.reals[r];
+        let setup = &self.setups[real.setup as usize];
         if want == real.table() {
             return;
+        }
+        let last = self.weighs[r].last_edit;
+        if let (Some(have), Some(w)) = (real.table(), want) {
+            if have > 0 && w > 0 && last != NEVER && self.now.micros_since(last) < EDIT_GAP_US {
+                self.due_at(r, last.add_micros(EDIT_GAP_US));
+                return;
+            }
         }
         let key = self.virtuals[real.virt as usize].key;
         let (addr, forward) = (real.addr.get(), setup.forward);
@@ -610,6 +1075,12 @@ impl Table {
         };
         self.reals[r].set_table(want);
         self.submit(op);
+        if let Some(w) = want {
+            self.weighs[r].last_edit = self.now;
+            if let Some(why) = why {
+                out.weight(key, addr, w, &why);
+            }
+        }
     }
 
     /// Emits quorum events when virtual `v`'s count of UP reals crosses its quorum, and
@@ -637,19 +1108,20 @@ impl Table {
             self.virtuals[v].quorum_lost = lost;
             out.event(&ev, notify, Some(counts));
         }
-        self.sync_sorry(v);
+        self.sync_sorry(v, out);
     }
 
     /// Puts virtual `v`'s sorry server in the table while quorum is lost, and takes it out
     /// otherwise. Until every real has had a first result, the table keeps what it has.
-    fn sync_sorry(&mut self, v: usize) {
+    /// With `--mode replace` (the default), the UP reals go to weight 0 while it serves.
+    fn sync_sorry(&mut self, v: usize, out: &mut impl Out) {
         let virt = &self.virtuals[v];
         let Some(addr) = virt.sorry else { return };
         if virt.unknown > 0 || !virt.adopted {
             return;
         }
         let want = virt.quorum > 0 && virt.quorum_lost;
-        let key = virt.key;
+        let (key, forward) = (virt.key, virt.sorry_forward);
         if want && !virt.sorry_in_table {
             self.virtuals[v].sorry_in_table = true;
             self.submit(Op::AddDest(
@@ -657,13 +1129,21 @@ impl Table {
                 Dest {
                     addr,
                     weight: 1,
-                    forward: Forward::Masq,
+                    forward,
                     extra: DestExtra::default(),
                 },
             ));
         } else if !want && virt.sorry_in_table {
             self.virtuals[v].sorry_in_table = false;
             self.submit(Op::DelDest(key, addr));
+        } else {
+            return;
+        }
+        if self.virtuals[v].sorry_mode == SorryMode::Replace {
+            let (a, b) = self.virtuals[v].reals;
+            for r in a as usize..b as usize {
+                self.sync_dest(r, out);
+            }
         }
     }
 
@@ -704,7 +1184,7 @@ impl Table {
             (Op::AddDest(_, d), None, Some(v))
                 if self.virtuals[v].sorry == Some(d.addr)
                     && d.weight == 1
-                    && d.forward == Forward::Masq =>
+                    && d.forward == self.virtuals[v].sorry_forward =>
             {
                 Some(slot(What::AddSorry, v, 1))
             }
@@ -771,7 +1251,7 @@ impl Table {
                         Dest {
                             addr,
                             weight: 1,
-                            forward: Forward::Masq,
+                            forward: v.sorry_forward,
                             extra: DestExtra::default(),
                         },
                     )
@@ -912,7 +1392,7 @@ impl Table {
             if !self.reals[r].adopted {
                 // Added by a reload: its entry (or none) is what the table has.
                 self.adopt_real(r, seen);
-                self.sync_dest(r);
+                self.sync_dest(r, out);
                 continue;
             }
             if seen != self.reals[r].table() {
@@ -947,11 +1427,11 @@ impl Table {
                 self.reals[r].set_table(Some(0));
                 self.submit(Op::AddDest(key, d));
             }
-            self.sync_dest(r);
+            self.sync_dest(r, out);
         }
         for v in 0..self.virtuals.len() {
             if !self.touched_virt[v] {
-                self.sync_sorry(v);
+                self.sync_sorry(v, out);
             }
         }
         // Anything a reload added that this read-back could not settle waits for the next.
@@ -1150,6 +1630,7 @@ impl Table {
             nr.last_latency_us = o.last_latency_us;
             nr.drained = o.drained;
             nr.adopted = o.adopted;
+            self.weighs[r] = old.weighs[or];
             let (a, b) = (nr.ring as usize, (nr.ring + ns.ring_len()) as usize);
             let (oa, ob) = (o.ring as usize, (o.ring + os.ring_len()) as usize);
             if b - a == ob - oa {
@@ -1185,11 +1666,11 @@ impl Table {
         for v in 0..self.virtuals.len() {
             let (a, b) = self.virtuals[v].reals;
             let (mut up, mut unknown) = (0, 0);
-            for r in &self.reals[a as usize..b as usize] {
-                match r.health.state {
-                    State::Up if !r.drained => up += 1,
-                    State::Unknown => unknown += 1,
-                    _ => {}
+            for r in a as usize..b as usize {
+                if self.serving(r) {
+                    up += 1;
+                } else if self.reals[r].health.state == State::Unknown {
+                    unknown += 1;
                 }
             }
             self.virtuals[v].up = up;
@@ -1203,8 +1684,9 @@ impl Table {
         } else if ch.added > 0 || ch.virtuals_added > 0 {
             self.adopt_pending = true;
         }
+        self.wake = self.weighs.iter().map(|w| w.due).min().unwrap_or(NEVER);
         for r in 0..self.reals.len() {
-            self.sync_dest(r);
+            self.sync_dest(r, out);
         }
         for v in 0..self.virtuals.len() {
             if self.virtuals[v].adopted {

@@ -17,6 +17,8 @@ struct Rec {
     /// (virtual, real, what) of each drift repaired.
     drifts: Vec<(ServiceKey, Option<SocketAddr>, String)>,
     resyncs: u32,
+    /// (real, weight, what set it) of each weight change of an UP real.
+    weights: Vec<(SocketAddr, u32, String)>,
 }
 
 impl Out for Rec {
@@ -30,6 +32,10 @@ impl Out for Rec {
 
     fn resynced(&mut self) {
         self.resyncs += 1;
+    }
+
+    fn weight(&mut self, _key: ServiceKey, real: SocketAddr, weight: u32, why: &Why) {
+        self.weights.push((real, weight, why.to_string()));
     }
 }
 
@@ -263,9 +269,15 @@ fn quorum_and_sorry_server_under_on_down_remove() {
         forward: Forward::Masq,
         extra: crate::ipvs::DestExtra::default(),
     };
+    // `--mode replace` (the default): R1, still UP, goes to weight 0 while the sorry server
+    // serves.
     assert_eq!(
         ops(&mut t),
-        vec![Op::DelDest(tcp(V), a(R2)), Op::AddDest(tcp(V), sorry_dest),]
+        vec![
+            Op::DelDest(tcp(V), a(R2)),
+            Op::AddDest(tcp(V), sorry_dest),
+            Op::EditDest(tcp(V), dest(R1, 0)),
+        ]
     );
     // Back UP: quorum restored, the sorry server leaves.
     t.record(r2, Verdict::Pass, 1, Time(3 * S), &mut rec);
@@ -282,6 +294,7 @@ fn quorum_and_sorry_server_under_on_down_remove() {
         vec![
             Op::AddDest(tcp(V), dest(R2, 4)),
             Op::DelDest(tcp(V), a(sorry)),
+            Op::EditDest(tcp(V), dest(R1, 7)),
         ]
     );
 }
@@ -821,7 +834,8 @@ fn a_dry_run_reload_sends_only_the_differences() {
     let plan = plan_of(&format!(
         "fall 2\nrise 2\nvirtual tcp {V} {{\n  check tcp\n  real {R1} weight 20\n  real {R2} weight 10\n  real {R3} weight 5\n}}\nvirtual tcp {V2} {{\n  check tcp\n  real {R2}\n}}\n"
     ));
-    now += 100 * MS;
+    // A second after R1's last weight edit, so that its new weight goes at once.
+    now += S;
     let mut new = Table::new(&plan, Time(now));
     let mut ch = Changes::default();
     let cmds: &[Command] = &[];
@@ -880,4 +894,373 @@ fn a_dry_run_reload_sends_only_the_differences() {
         ups,
         vec![(EventKind::Up, Some(a(R3))), (EventKind::Up, Some(a(R2)))]
     );
+}
+
+// ----- the weight chain (lvsmon.conf(5), WEIGHTS) ------------------------------------------------
+
+/// The weights of the `edit-dest`/`add-dest` operations queued for `real`.
+fn weights_of(t: &mut Table, real: &str) -> Vec<u32> {
+    ops(t)
+        .into_iter()
+        .filter_map(|o| match o {
+            Op::AddDest(_, d) | Op::EditDest(_, d) if d.addr == a(real) => Some(d.weight),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One real of configured weight `w` behind `V`, with `extra` settings in its virtual.
+fn one_real(w: u32, extra: &str) -> String {
+    format!("rise 1\nvirtual tcp {V} {{\n{extra}\n  check tcp\n  real {R1} weight {w}\n}}\n")
+}
+
+/// Steps the table's clock to `t` µs (ramps and held changes fall due).
+fn tick(t: &mut Table, at: u64, rec: &mut Rec) {
+    t.poll_weights(Time(at), rec);
+}
+
+fn agent(line: &str) -> Option<AgentReply> {
+    Some(crate::plugins::agent::parse(line.as_bytes()))
+}
+
+#[test]
+fn slow_start_climbs_from_1_in_even_steps_after_up_but_not_after_adoption() {
+    // 10 s over weight 11: ten steps of 1 s, 1 more each.
+    let (mut t, _) = started(&one_real(11, "  slow-start 10s"));
+    let mut rec = Rec::default();
+    t.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up]);
+    assert_eq!(weights_of(&mut t, R1), vec![1]);
+    assert_eq!(t.next_weigh(), Some(Time(2 * S)));
+    assert_eq!(t.why(0).to_string(), "ramp 0/10");
+    let mut seen = Vec::new();
+    for i in 1..=12u64 {
+        tick(&mut t, S + i * S, &mut rec);
+        seen.extend(weights_of(&mut t, R1));
+    }
+    assert_eq!(seen, (2..=11).collect::<Vec<u32>>());
+    assert_eq!(t.next_weigh(), None, "the ramp is over");
+    assert_eq!(t.why(0).to_string(), "config");
+    // Half a step later: nothing more.
+    tick(&mut t, 20 * S, &mut rec);
+    assert!(ops(&mut t).is_empty());
+
+    // DOWN and back: the ramp again; a 100 s ramp takes 20 steps of 5 s.
+    let (mut t, _) = started(&one_real(41, "  slow-start 100s\n  fall 1"));
+    t.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    t.record(RealId(0), fail(), 1, Time(2 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![1, 0]);
+    t.record(RealId(0), Verdict::Pass, 1, Time(3 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![1]);
+    tick(&mut t, 7 * S, &mut rec);
+    assert!(ops(&mut t).is_empty(), "steps of 5 s");
+    tick(&mut t, 8 * S, &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![3]);
+    assert_eq!(t.why(0).to_string(), "ramp 1/20");
+
+    // Adopted from the table with a weight: its first pass gives it the full weight.
+    let mut t = Table::new(&plan_of(&one_real(11, "  slow-start 10s")), Time::ZERO);
+    t.adopt_at_start(|_| None, |_, _| Some(5));
+    ops(&mut t);
+    t.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![11]);
+    assert_eq!(t.next_weigh(), None);
+}
+
+#[test]
+fn slow_and_fast_follow_the_check_duration_with_cancel() {
+    let (mut t, _) = started(&one_real(
+        40,
+        "  slow-above 200ms cancel-below 50ms slow-weight 10%",
+    ));
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    t.record(r, Verdict::Pass, 10 * MS, Time(S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![40]);
+    rec.kinds();
+    // Slower than 200 ms: SLOW, weight 4.
+    t.record(r, Verdict::Pass, 250 * MS, Time(3 * S), &mut rec);
+    assert_eq!(
+        rec.events.drain(..).map(|e| (e.0, e.1)).collect::<Vec<_>>(),
+        vec![(EventKind::Slow, Some(a(R1)))]
+    );
+    assert_eq!(weights_of(&mut t, R1), vec![4]);
+    assert_eq!(rec.weights.last().unwrap().2, "slow");
+    // Between the two levels: still SLOW; a failure's duration does not count.
+    t.record(r, Verdict::Pass, 100 * MS, Time(5 * S), &mut rec);
+    t.record(
+        r,
+        Verdict::Fail(Reason::Timeout, Detail::EMPTY),
+        10,
+        Time(6 * S),
+        &mut rec,
+    );
+    assert!(rec.events.is_empty() && ops(&mut t).is_empty());
+    // Faster than 50 ms: FAST, the configured weight again.
+    t.record(r, Verdict::Pass, 40 * MS, Time(7 * S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Fast]);
+    assert_eq!(weights_of(&mut t, R1), vec![40]);
+    assert_eq!(t.why(0).to_string(), "config");
+}
+
+#[test]
+fn an_agent_at_50_percent_during_slow_start_while_slow() {
+    // 41 → agent 50 % → 21 (rounded) → SLOW 50 % → 11 (rounded) → ramp over 10 s.
+    let (mut t, _) = started(&one_real(
+        41,
+        "  slow-above 200ms cancel-below 50ms slow-weight 50%\n  slow-start 10s",
+    ));
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    t.agent_said(r, agent("50%"), b"50%", Time(S / 2), &mut rec);
+    assert!(
+        ops(&mut t).is_empty(),
+        "nothing decided before the first check"
+    );
+    t.record(r, Verdict::Pass, 300 * MS, Time(S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up, EventKind::Slow]);
+    assert_eq!(weights_of(&mut t, R1), vec![1]);
+    assert_eq!(t.why(0).to_string(), "agent 50%,slow,ramp 0/10");
+    // Step 5 of 10: 1 + (11 - 1) * 5 / 10 = 6.
+    tick(&mut t, 6 * S, &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![6]);
+    assert_eq!(t.why(0).to_string(), "agent 50%,slow,ramp 5/10");
+    // FAST mid-ramp: the target is 21 now, from the configured weight, not from 6.
+    t.record(r, Verdict::Pass, 10 * MS, Time(7 * S + 500 * MS), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Fast]);
+    assert_eq!(weights_of(&mut t, R1), vec![1 + 20 * 6 / 10]);
+    // The agent says 100 % at the end of the ramp: the configured weight, never a product
+    // of what was sent before.
+    t.agent_said(r, agent("100%"), b"100%", Time(12 * S), &mut rec);
+    tick(&mut t, 12 * S, &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![41]);
+    assert_eq!(t.why(0).to_string(), "agent 100%");
+    // Unreachable: nothing changes.
+    t.agent_said(r, None, b"", Time(20 * S), &mut rec);
+    assert!(ops(&mut t).is_empty() && rec.events.is_empty());
+    assert_eq!(t.weigh(0).agent_percent, 100);
+}
+
+#[test]
+fn a_reload_that_changes_the_weight_mid_ramp_ramps_to_the_new_target() {
+    let (mut old, _) = started(&one_real(11, "  slow-start 10s"));
+    let mut rec = Rec::default();
+    old.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    tick(&mut old, 5 * S, &mut rec);
+    assert_eq!(weights_of(&mut old, R1), vec![1, 5]);
+    let mut new = Table::new(
+        &plan_of(&one_real(101, "  slow-start 10s")),
+        Time(5 * S + 500 * MS),
+    );
+    let cmds: &[Command] = &[];
+    new.take_over(
+        &mut old,
+        Time(5 * S + 500 * MS),
+        false,
+        (cmds, cmds),
+        &mut Changes::default(),
+        |_, _| {},
+        &mut rec,
+    );
+    // Step 4 of 10 towards 101 is 41; held until a second after the last edit (at 5 s).
+    assert!(ops(&mut new).is_empty());
+    assert_eq!(new.next_weigh(), Some(Time(6 * S)));
+    tick(&mut new, 6 * S, &mut rec);
+    assert_eq!(weights_of(&mut new, R1), vec![1 + 100 * 5 / 10]);
+    for i in 7..=12 {
+        tick(&mut new, i * S, &mut rec);
+    }
+    assert_eq!(weights_of(&mut new, R1), vec![61, 71, 81, 91, 101]);
+    assert_eq!(new.next_weigh(), None);
+}
+
+#[test]
+fn at_most_one_weight_edit_a_second_the_last_wanted_goes() {
+    let (mut t, _) = started(&one_real(100, ""));
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    t.record(r, Verdict::Pass, 1, Time(S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![100]);
+    for (i, p) in ["50%", "20%", "70%"].iter().enumerate() {
+        t.agent_said(
+            r,
+            agent(p),
+            p.as_bytes(),
+            Time(S + (i as u64 + 1) * 200 * MS),
+            &mut rec,
+        );
+        tick(&mut t, S + (i as u64 + 1) * 200 * MS, &mut rec);
+    }
+    assert!(
+        ops(&mut t).is_empty(),
+        "held: the last edit was under a second ago"
+    );
+    assert_eq!(t.next_weigh(), Some(Time(2 * S)));
+    tick(&mut t, 2 * S - 1, &mut rec);
+    assert!(ops(&mut t).is_empty());
+    tick(&mut t, 2 * S, &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![70]);
+    // Back to the weight IPVS has before the second is up: nothing goes.
+    t.agent_said(r, agent("90%"), b"90%", Time(2 * S + 100 * MS), &mut rec);
+    t.agent_said(r, agent("70%"), b"70%", Time(2 * S + 200 * MS), &mut rec);
+    tick(&mut t, 3 * S, &mut rec);
+    assert!(ops(&mut t).is_empty());
+    // Going to 0 (DOWN, drain) is never held.
+    t.agent_said(
+        r,
+        agent("drain"),
+        b"drain",
+        Time(3 * S + 100 * MS),
+        &mut rec,
+    );
+    assert_eq!(weights_of(&mut t, R1), vec![0]);
+}
+
+#[test]
+fn a_weight_change_of_a_down_or_drained_real_is_remembered() {
+    let (mut t, _) = started(&one_real(10, "  fall 1"));
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    t.record(r, Verdict::Pass, 1, Time(S), &mut rec);
+    t.record(r, fail(), 1, Time(2 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![10, 0]);
+    // DOWN: the hand weight and the agent's percentage wait.
+    assert!(t.set_hand(r, Hand::Percent(50), Time(3 * S), &mut rec));
+    t.agent_said(r, agent("60%"), b"60%", Time(3 * S), &mut rec);
+    assert!(ops(&mut t).is_empty());
+    t.record(r, Verdict::Pass, 1, Time(4 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![3]);
+    assert_eq!(t.why(0).to_string(), "agent 60%,set 50%");
+    // Drained by hand: a hand weight waits too, and comes with the undrain.
+    t.set_drained(r, true, Time(6 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![0]);
+    assert!(t.set_hand(r, Hand::Weight(8), Time(6 * S), &mut rec));
+    assert!(!t.set_hand(r, Hand::Weight(8), Time(6 * S), &mut rec));
+    assert!(ops(&mut t).is_empty());
+    t.set_drained(r, false, Time(7 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![8]);
+    assert_eq!(t.why(0).to_string(), "agent 60%,set");
+    // reset: the chain's weight again.
+    t.set_hand(r, Hand::None, Time(9 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![6]);
+    // set-weight 0: stays 0, UP.
+    t.set_hand(r, Hand::Weight(0), Time(11 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![0]);
+    assert_eq!(t.reals[0].health.state, State::Up);
+}
+
+#[test]
+fn agent_drain_down_and_up() {
+    let (mut t, _) = started(&conf("  quorum 2\n  rise 1"));
+    let mut rec = Rec::default();
+    let (r1, r2) = (RealId(0), RealId(1));
+    t.record(r1, Verdict::Pass, 1, Time(S), &mut rec);
+    t.record(r2, Verdict::Pass, 1, Time(S), &mut rec);
+    ops(&mut t);
+    rec.kinds();
+    // drain: weight 0 and not counted UP (quorum lost), but no DRAINED event: not a hand drain.
+    t.agent_said(r1, agent("maint"), b"maint", Time(2 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![0]);
+    assert_eq!(rec.kinds(), vec![EventKind::QuorumLost]);
+    assert!(!t.reals[0].drained);
+    t.agent_said(r1, agent("ready"), b"ready", Time(3 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![7]);
+    assert_eq!(rec.kinds(), vec![EventKind::QuorumRestored]);
+    // down: DOWN with reason agent-down and the rest of the line as detail.
+    let line = b"down  disk full";
+    t.agent_said(r1, agent("down  disk full"), line, Time(4 * S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Down, EventKind::QuorumLost]);
+    assert_eq!(t.reals[0].last_reason, Some(Reason::AgentDown));
+    assert_eq!(t.reals[0].last_detail.as_bytes(), b"disk full");
+    assert_eq!(weights_of(&mut t, R1), vec![0]);
+    // Passing checks do not bring it back while the agent says down.
+    for i in 0..3 {
+        t.record(r1, Verdict::Pass, 1, Time(5 * S + i), &mut rec);
+    }
+    assert!(rec.events.is_empty() && ops(&mut t).is_empty());
+    // up: its checks pass, so UP at once.
+    t.agent_said(r1, agent("up 80%"), b"up 80%", Time(6 * S), &mut rec);
+    assert_eq!(rec.kinds(), vec![EventKind::Up, EventKind::QuorumRestored]);
+    assert_eq!(weights_of(&mut t, R1), vec![6]);
+}
+
+#[test]
+fn exec_dynamic_weight_follows_the_agent_in_the_chain() {
+    let (mut t, _) = started(&one_real(10, ""));
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    t.record(r, Verdict::Pass, 1, Time(S), &mut rec);
+    t.agent_said(r, agent("50%"), b"50%", Time(3 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![10, 5]);
+    t.exec_weight(r, Some(3), Time(5 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![3]);
+    assert_eq!(t.why(0).to_string(), "agent 50%,exec");
+    t.exec_weight(r, None, Time(7 * S), &mut rec);
+    assert_eq!(weights_of(&mut t, R1), vec![5]);
+}
+
+#[test]
+fn sorry_mode_add_keeps_the_weights_and_forward_is_used() {
+    let (mut t, _) = started(&conf(
+        "  quorum 2\n  fall 1\n  sorry 127.0.0.1:8080 --mode add --forward route",
+    ));
+    let mut rec = Rec::default();
+    t.record(RealId(0), Verdict::Pass, 1, Time(S), &mut rec);
+    t.record(RealId(1), Verdict::Pass, 1, Time(S), &mut rec);
+    ops(&mut t);
+    t.record(RealId(1), fail(), 1, Time(2 * S), &mut rec);
+    let sorry = Dest {
+        addr: a("127.0.0.1:8080"),
+        weight: 1,
+        forward: Forward::Route,
+        extra: DestExtra::default(),
+    };
+    assert_eq!(
+        ops(&mut t),
+        vec![
+            Op::EditDest(tcp(V), dest(R2, 0)),
+            Op::AddDest(tcp(V), sorry)
+        ]
+    );
+}
+
+#[test]
+fn the_weight_chain_state_costs_40_bytes_a_real() {
+    // Beside `Real` (whose 136 bytes stay as they were): what every real pays for the chain.
+    assert_eq!(std::mem::size_of::<Weigh>(), 40);
+}
+
+#[test]
+fn a_hand_weight_and_slow_are_kept_across_a_reload() {
+    let text = one_real(10, "  slow-above 1s cancel-below 10ms");
+    let (mut old, _) = started(&text);
+    let mut rec = Rec::default();
+    let r = RealId(0);
+    old.record(r, Verdict::Pass, 1, Time(S), &mut rec);
+    old.set_hand(r, Hand::Weight(4), Time(3 * S), &mut rec);
+    old.record(r, Verdict::Pass, 2 * S, Time(5 * S), &mut rec);
+    assert_eq!(weights_of(&mut old, R1), vec![10, 4]);
+    // The file now says weight 30: the hand weight still wins, SLOW is still on.
+    let mut new = Table::new(
+        &plan_of(&one_real(30, "  slow-above 1s cancel-below 10ms")),
+        Time(7 * S),
+    );
+    let cmds: &[Command] = &[];
+    new.take_over(
+        &mut old,
+        Time(7 * S),
+        false,
+        (cmds, cmds),
+        &mut Changes::default(),
+        |_, _| {},
+        &mut rec,
+    );
+    assert!(ops(&mut new).is_empty());
+    assert_eq!(
+        (new.weigh(0).hand, new.weigh(0).slow),
+        (Hand::Weight(4), true)
+    );
+    // reset: the new configured weight through SLOW (25 %).
+    new.set_hand(r, Hand::None, Time(9 * S), &mut rec);
+    assert_eq!(weights_of(&mut new, R1), vec![8]);
 }

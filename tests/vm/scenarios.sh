@@ -350,6 +350,62 @@ else
     kill -TERM $dp 2>/dev/null
 fi
 
+# 11. Weights (lvsmon.conf(5), WEIGHTS). A real that comes back climbs its slow-start ramp in
+#     the kernel's table (4 s over weight 40: 1 10 20 30 40, a step a second), and one at 50 %
+#     gets half its weight. This branch has no agent probe, so the 50 % comes from
+#     `lvsmon set-weight REAL 50%`, the last step of the same chain; reset gives the weight back.
+ipvsadm -C
+cat >/work/weights.conf <<CONF
+interval 200ms
+fall 1
+rise 1
+forward masq
+virtual tcp 10.0.0.20:80 {
+    scheduler wlc
+    slow-start 4s
+    real 127.0.0.2:8080 weight 9
+    real 127.0.0.3:8080 weight 40
+}
+CONF
+WSOCK=/run/lvsmon-weights.sock
+stop_http 3
+: >"$LOG"
+"$LVSMON" -f /work/weights.conf -v --socket "$WSOCK" --state-dir /work/weights-state >>"$LOG" 2>&1 & wp=$!
+why=
+expect 15 "-t 10.0.0.20:80 127.0.0.2:8080 9" "-t 10.0.0.20:80 127.0.0.3:8080 0" || why="table not as configured"
+if [ -z "$why" ]; then
+    start_http 127.0.0.3:8080 3
+    seen=
+    end=$(( $(date +%s) + 10 ))
+    while [ "$(date +%s)" -lt $end ]; do
+        w=$(weight "-t 10.0.0.20:80" 127.0.0.3:8080)
+        [ "${seen##* }" = "$w" ] || seen="$seen $w"
+        [ "$w" = 40 ] && break
+        sleep 0.1
+    done
+    seen=${seen# }
+    # Climbing, in at least three steps between 0 and 40, ending at 40.
+    steps=$(echo "$seen" | tr ' ' '\n' | grep -vc -e '^0$' -e '^40$')
+    sorted=$(echo "$seen" | tr ' ' '\n' | sort -n | paste -sd ' ')
+    if [ "${seen##* }" != 40 ] || [ "$steps" -lt 3 ] || [ "$sorted" != "$seen" ]; then
+        why="ramp in ipvsadm -Ln: $seen"
+    fi
+fi
+if [ -z "$why" ]; then
+    reply=$("$LVSMON" set-weight 127.0.0.2:8080 50% --socket "$WSOCK" 2>&1) || why="set-weight: $reply"
+    [ -z "$why" ] && { expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 5" || why="50% not applied: $reply"; }
+    half=$(weight "-t 10.0.0.20:80" 127.0.0.2:8080)
+    [ -z "$why" ] && { "$LVSMON" set-weight 127.0.0.2:8080 reset --socket "$WSOCK" >/dev/null 2>&1 \
+        && expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 9" || why="reset not applied"; }
+fi
+if [ -z "$why" ]; then
+    ok "weights (slow start in ipvsadm -Ln: $seen; 50%: 9 -> $half -> 9)"
+else
+    bad weights "$why"
+fi
+kill -TERM $wp 2>/dev/null; wait $wp 2>/dev/null
+ipvsadm -C
+
 # Director pairs (tests/vm/pairs.sh): two directors with keepalived and live traffic, and the
 # IPVS attributes lvsmon keeps. Its own namespaces; it uses ok/bad above.
 if [ -x /work/keepalived ] && [ -f /work/pairs.sh ]; then
