@@ -21,7 +21,7 @@ pub mod values;
 mod test_support;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -291,6 +291,20 @@ pub struct CheckPlan {
     pub timeout: Duration,
     /// Indices into [`Plan::reals`] decided by this probe.
     pub reals: Vec<usize>,
+    /// `--source` and `--mark`: how the check's socket is set up before it connects.
+    pub sock: SockOpts,
+}
+
+/// A check line's `--source ADDR` and `--mark N` (lvsmon.conf(5), CHECKS): the address the
+/// check's socket is bound to before it connects, and the `SO_MARK` it carries, so that a
+/// check can be routed by policy (through the VIP on a direct-routing real, say). Part of what
+/// makes two reals share a probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SockOpts {
+    /// Bind the socket to this address (any port) before `connect(2)`.
+    pub source: Option<IpAddr>,
+    /// Set `SO_MARK` to this value (needs `CAP_NET_ADMIN`).
+    pub mark: Option<u32>,
 }
 
 impl Plan {

@@ -34,8 +34,8 @@ use super::merge::{self, fast_map, Checks, FastMap, Notifies, Timing};
 use super::parse::{Document, Pos, Statement, Word};
 use super::values::{self, show_duration, MAX_INTERVAL, MAX_NOTIFY_MAX, MAX_WEIGHT, MIN_INTERVAL};
 use super::{
-    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Thresholds,
-    VirtualPlan,
+    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, SockOpts,
+    Thresholds, VirtualPlan,
 };
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
@@ -235,12 +235,15 @@ struct RealRaw {
     addr_pos: Pos,
 }
 
-/// A `check` line with `--port` and `--address` taken out.
+/// A `check` line with `--port`, `--address`, `--source` and `--mark` taken out.
 struct CheckLine<'d> {
     /// The plugin name's word.
     name: &'d Word,
     port: Option<u16>,
     address: Option<IpAddr>,
+    /// `--source` and `--mark`; the `--source` value's word, for a family mismatch.
+    sock: SockOpts,
+    source_pos: Option<Pos>,
     /// The words handed to the plugin, in order, and where each stands.
     args: Vec<&'d [u8]>,
     arg_pos: Vec<Pos>,
@@ -720,87 +723,119 @@ impl<'d> Planner<'d> {
             name,
             port: None,
             address: None,
+            sock: SockOpts::default(),
+            source_pos: None,
             args: Vec::new(),
             arg_pos: Vec::new(),
             scope,
             used: false,
         };
+        const OURS: [&str; 4] = ["--port", "--address", "--source", "--mark"];
         let mut i = 1;
         while i < args.len() {
             let w = &args[i];
-            let option = if w.text.starts_with(b"--port") {
-                "--port"
-            } else if w.text.starts_with(b"--address") {
-                "--address"
-            } else {
-                ""
-            };
-            let inline = w
-                .text
-                .get(option.len()..)
-                .and_then(|t| t.strip_prefix(b"="));
-            let ours = !option.is_empty() && (w.text.len() == option.len() || inline.is_some());
-            if !ours {
+            let found = OURS.iter().copied().find(|o| {
+                w.text.starts_with(o.as_bytes())
+                    && (w.text.len() == o.len() || w.text.get(o.len()) == Some(&b'='))
+            });
+            let Some(option) = found else {
                 line.args.push(&w.text);
                 line.arg_pos.push(w.pos);
                 i += 1;
                 continue;
-            }
+            };
+            let inline = w
+                .text
+                .get(option.len() + 1..)
+                .filter(|_| w.text.len() > option.len());
+            let what = match option {
+                "--port" => "a port 1..65535",
+                "--mark" => "a firewall mark 1..4294967295",
+                _ => "an IP address",
+            };
             // `--port N` or `--port=N`: the value's word is this one or the next.
             let (value, value_word): (&[u8], &Word) = match inline {
                 Some(v) => (v, w),
                 None => match args.get(i + 1) {
                     Some(next) => (&next.text, next),
                     None => {
-                        let what = if option == "--port" {
-                            "a port 1..65535"
-                        } else {
-                            "an IP address"
-                        };
                         return Err(self.err(w.pos, format!("expected {what} after {option}")));
                     }
                 },
             };
             i += if inline.is_some() { 1 } else { 2 };
             let text = std::str::from_utf8(value).unwrap_or_default();
+            let twice = match option {
+                "--port" => line.port.is_some(),
+                "--address" => line.address.is_some(),
+                "--source" => line.sock.source.is_some(),
+                _ => line.sock.mark.is_some(),
+            };
+            if twice {
+                return Err(self.err(w.pos, format!("{option} given twice in one check")));
+            }
             if option == "--port" {
-                if line.port.is_some() {
-                    return Err(self.err(w.pos, "--port given twice in one check"));
-                }
                 line.port = Some(values::port(self.doc, value_word, text)?);
-            } else {
-                if line.address.is_some() {
-                    return Err(self.err(w.pos, "--address given twice in one check"));
-                }
-                let bare = text
-                    .strip_prefix('[')
-                    .and_then(|t| t.strip_suffix(']'))
-                    .unwrap_or(text);
-                values::no_scope_id(self.doc, value_word, bare)?;
-                let ip: IpAddr = bare.parse().map_err(|_| {
+                continue;
+            }
+            if option == "--mark" {
+                let mark = parse_mark(text).ok_or_else(|| {
                     self.err(
                         value_word.pos,
-                        format!("expected an IP address after --address, not {text:?}"),
+                        format!("expected {what} (decimal or 0x hex) after --mark, not {text:?}"),
                     )
                 })?;
-                if let IpAddr::V6(v6) = ip {
-                    if v6.segments()[0] & 0xffc0 == 0xfe80 {
-                        return Err(self.err(
-                            value_word.pos,
-                            format!(
-                                "link-local address {v6} cannot be a check target: it needs an \
-                                 interface (scope id) lvsmon does not carry; use a global or ULA \
-                                 address"
-                            ),
-                        ));
-                    }
+                line.sock.mark = Some(mark);
+                continue;
+            }
+            let bare = text
+                .strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .unwrap_or(text);
+            values::no_scope_id(self.doc, value_word, bare)?;
+            let ip: IpAddr = bare.parse().map_err(|_| {
+                self.err(
+                    value_word.pos,
+                    format!("expected an IP address after {option}, not {text:?}"),
+                )
+            })?;
+            if let IpAddr::V6(v6) = ip {
+                if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                    return Err(self.err(
+                        value_word.pos,
+                        format!(
+                            "link-local address {v6} cannot be a check {}: it needs an \
+                             interface (scope id) lvsmon does not carry; use a global or ULA \
+                             address",
+                            if option == "--source" {
+                                "source"
+                            } else {
+                                "target"
+                            }
+                        ),
+                    ));
                 }
+            }
+            if option == "--source" {
+                values::usable(self.doc, value_word, ip, "a check's source")?;
+                line.sock.source = Some(ip);
+                line.source_pos = Some(value_word.pos);
+            } else {
                 values::usable(self.doc, value_word, ip, "a check target")?;
                 line.address = Some(ip);
             }
         }
         Ok(line)
     }
+}
+
+/// A `--mark` value: 1..2³²-1, decimal or `0x` hex (0 would mean no mark at all).
+fn parse_mark(text: &str) -> Option<u32> {
+    let n = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+        None => text.parse().ok()?,
+    };
+    (n != 0).then_some(n)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -904,6 +939,7 @@ impl<'d> Planner<'d> {
                         .find(|l| &l.connect_timeout)
                         .map_or(DEFAULT_CONNECT_TIMEOUT.min(timeout), |s| s.value),
                     timeout,
+                    sock: SockOpts::default(),
                 };
                 let (fall, within) = rs
                     .find(|l| &l.fall)
@@ -925,6 +961,22 @@ impl<'d> Planner<'d> {
                     None => r.addr,
                     Some(i) => merge::target(r.addr, self.checks[i].address, self.checks[i].port),
                 };
+                let mut timing = timing;
+                if let Some(c) = line.map(|i| &self.checks[i]) {
+                    timing.sock = c.sock;
+                    if let (Some(src), Some(pos)) = (c.sock.source, c.source_pos) {
+                        if src.is_ipv4() != target.is_ipv4() {
+                            return Err(doc.error(
+                                pos,
+                                format!(
+                                    "--source {src} cannot reach check target {target} of real \
+                                     {} (expected an address of the target's family)",
+                                    r.addr
+                                ),
+                            ));
+                        }
+                    }
+                }
                 if target.port() == 0 {
                     return Err(doc.error(
                         r.addr_pos,
@@ -2153,5 +2205,53 @@ virtual tcp 192.0.2.2:80 {
         );
         assert_eq!(p.reals.len(), 100_000);
         assert_eq!(p.checks.len(), 50_000);
+    }
+
+    /// `--source` and `--mark` are taken out of a check line for its socket (any plugin);
+    /// checks that differ only in them are different probes, equal ones still merge.
+    #[test]
+    fn source_and_mark_belong_to_the_probe() {
+        let p = plan_text(
+            "virtual tcp 192.0.2.1:80 {\n check http --mark 0x2a --source 192.0.2.1 --expect 200\n real 198.51.100.1\n}\n\
+             virtual tcp 192.0.2.2:80 {\n check http --source=192.0.2.1 --expect 200 --mark=42\n real 198.51.100.1\n}\n\
+             virtual tcp 192.0.2.3:80 {\n check http --expect 200\n real 198.51.100.1\n}\n",
+        );
+        assert_eq!(p.checks.len(), 2);
+        assert_eq!(p.reals[0].check, p.reals[1].check);
+        assert_ne!(p.reals[0].check, p.reals[2].check);
+        let c = &p.checks[p.reals[0].check];
+        assert_eq!(c.sock.mark, Some(42));
+        assert_eq!(c.sock.source, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(p.checks[p.reals[2].check].sock, SockOpts::default());
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --mark 0\n}\n",
+            2,
+            19,
+            "expected a firewall mark 1..4294967295",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --mark\n}\n",
+            2,
+            12,
+            "expected a firewall mark",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --source 0.0.0.0\n}\n",
+            2,
+            21,
+            "cannot be a check's source",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --source ::1 --source ::2\n}\n",
+            2,
+            25,
+            "--source given twice",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --source 2001:db8::1\n real 198.51.100.1\n}\n",
+            2,
+            21,
+            "--source 2001:db8::1 cannot reach check target 198.51.100.1:80",
+        );
     }
 }

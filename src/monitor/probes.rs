@@ -21,7 +21,7 @@ use mio::Registry;
 
 use super::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use crate::clock::{micros, Time};
-use crate::config::Plan;
+use crate::config::{Plan, SockOpts};
 use crate::ids::{ProbeId, RealId};
 use crate::log::{Level, Log};
 use crate::plugins::{CheckSpec, Verdict};
@@ -108,12 +108,15 @@ pub(crate) struct Kind {
     retry_us: u64,
     connect_us: u64,
     timeout_us: u64,
+    /// `--source` and `--mark`.
+    sock: SockOpts,
 }
 
 impl Kind {
     /// The same plugin, options and timing (the target is compared apart).
     fn same_check(&self, other: &Kind) -> bool {
         self.spec == other.spec
+            && self.sock == other.sock
             && (
                 self.interval_us,
                 self.retry_us,
@@ -250,6 +253,7 @@ impl Probes {
                 retry_us: micros(c.retry_interval).max(1000),
                 connect_us: micros(c.connect_timeout),
                 timeout_us: micros(c.timeout),
+                sock: c.sock,
             };
             // Probes of one virtual service come together: the last few kinds are where an
             // equal one is found.
@@ -456,7 +460,7 @@ impl Probes {
         let p = &mut self.probes[i];
         p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
         p.rx_ready = false;
-        let outcome = phase::start(p, id, &k.spec, &target, reg, now);
+        let outcome = phase::start(p, id, &k.spec, k.sock, &target, reg, now);
         if self.probes[i].sock.is_some() {
             self.in_flight += 1;
         }

@@ -1,0 +1,121 @@
+//! The probe side of the checks' options and kinds, end to end through the real binary on
+//! loopback: `--source` and `--mark` on a check's socket (and their local errors).
+
+mod common;
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::lvsmon::{bin, field, Lvsmon, TempDir};
+use common::{Backend, Netns, Script};
+
+const S: Duration = Duration::from_secs(1);
+
+/// A TCP listener on 127.0.0.1 that records the source address of every connection it
+/// accepts; its thread ends with the test process.
+fn recording_listener() -> (SocketAddr, Arc<Mutex<Vec<IpAddr>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(1000) {
+            let Ok(mut c) = c else { continue };
+            if let Ok(peer) = c.peer_addr() {
+                s.lock().unwrap().push(peer.ip());
+            }
+            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = c.read(&mut [0u8; 64]);
+        }
+    });
+    (addr, seen)
+}
+
+/// `--source` binds the check's socket: the server sees the check come from that address.
+#[test]
+fn source_binds_the_checks_socket() {
+    let (addr, seen) = recording_listener();
+    let conf = format!(
+        "interval 200ms\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --source 127.0.0.3\n  real {addr}\n}}\n"
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=up", &format!("real={addr}")], 5 * S);
+    let got = seen.lock().unwrap().clone();
+    assert!(!got.is_empty());
+    assert!(
+        got.iter()
+            .all(|ip| *ip == "127.0.0.3".parse::<IpAddr>().unwrap()),
+        "sources seen: {got:?}"
+    );
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// A source address the director does not have is its own fault: each check is deferred as
+/// a local error, and the real server is never marked DOWN.
+#[test]
+fn a_source_the_director_lacks_is_a_local_error() {
+    let (addr, seen) = recording_listener();
+    let conf = format!(
+        "interval 200ms\nfall 1\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --source=192.0.2.77\n  real {addr}\n}}\n"
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    let l = d.wait_for(&["result=deferred", "reason=local-error"], 5 * S);
+    assert_eq!(field(&l, "detail"), Some("EADDRNOTAVAIL"), "{l}");
+    d.collect_for(S + S / 2);
+    assert_eq!(d.count(&["event=down"]), 0, "{:?}", d.seen());
+    assert_eq!(d.count(&["result=fail"]), 0, "{:?}", d.seen());
+    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// `--mark` sets SO_MARK: inside a network namespace whose policy routing sends marked
+/// packets to an `unreachable` table, the marked check of a real fails (`unreachable`) while
+/// the unmarked check of the same real passes.
+#[test]
+fn mark_routes_the_check_by_policy() {
+    if !Netns::available() {
+        eprintln!("skipped: network namespaces need root and iproute2");
+        return;
+    }
+    let ns = Netns::new();
+    ns.add_addr("198.51.100.7/32");
+    // The local table after the mark's rule, so the mark decides even for a local address.
+    for args in [
+        &["rule", "add", "pref", "100", "lookup", "local"][..],
+        &["rule", "del", "pref", "0"],
+        &[
+            "rule", "add", "pref", "50", "fwmark", "0x42", "lookup", "142",
+        ],
+        &["route", "add", "unreachable", "default", "table", "142"],
+    ] {
+        ns.ip(args).unwrap();
+    }
+    let real: SocketAddr = "198.51.100.7:8080".parse().unwrap();
+    let _b = Backend::start_in(&ns, real, Script::raw(Vec::new()));
+    let dir = TempDir::new("mark");
+    let conf = dir.file(
+        "lvsmon.conf",
+        &format!(
+            "interval 200ms\nfall 1\nrise 1\n\
+             virtual tcp 127.1.0.1:80 {{\n  check tcp --mark 0x42\n  real {real}\n}}\n\
+             virtual tcp 127.1.0.2:80 {{\n  check tcp\n  real {real}\n}}\n"
+        ),
+    );
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", ns.name(), bin(), "-n", "-v", "-f"])
+        .arg(&conf)
+        .arg("--socket")
+        .arg(dir.0.join("sock"))
+        .arg("--state-dir")
+        .arg(dir.0.join("state"));
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut d = Lvsmon::spawn(cmd, dir);
+    let down = d.wait_for(&["event=down", "virtual=tcp:127.1.0.1:80"], 5 * S);
+    assert_eq!(field(&down, "reason"), Some("unreachable"), "{down}");
+    d.wait_seen(&["event=up", "virtual=tcp:127.1.0.2:80"], 5 * S);
+    assert_eq!(d.count(&["event=up", "virtual=tcp:127.1.0.1:80"]), 0);
+    assert_eq!(d.stop().0, Some(0));
+}
