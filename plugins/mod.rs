@@ -124,6 +124,9 @@ impl fmt::Display for Reason {
 pub struct Detail {
     buf: [u8; DETAIL_CAP],
     len: u8,
+    /// Which of a real server's several checks failed (1-based), 0 when it has one: the
+    /// `check=N` of the event and status lines. Set by the probe driver, never by a plugin.
+    check: u8,
 }
 
 /// Bytes a [`Detail`] keeps; longer text is cut.
@@ -134,6 +137,7 @@ impl Detail {
     pub const EMPTY: Detail = Detail {
         buf: [0; DETAIL_CAP],
         len: 0,
+        check: 0,
     };
 
     /// A detail holding `text`, cut to [`DETAIL_CAP`] bytes, with non-printable bytes as `?`
@@ -191,6 +195,19 @@ impl Detail {
     /// True when there is no detail.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The same detail, naming check `n` (1-based) of a real server's several checks as the
+    /// one that failed.
+    pub fn of_check(mut self, n: u8) -> Detail {
+        self.check = n;
+        self
+    }
+
+    /// The failing check's number among a real server's several checks (1-based); 0 when the
+    /// real server has one check.
+    pub fn check(&self) -> u8 {
+        self.check
     }
 }
 

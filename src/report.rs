@@ -342,6 +342,10 @@ impl View<'_> {
                 )?,
                 None => write!(w, "null,\"last_detail\":null")?,
             }
+            // Which of the real's several checks failed last (absent when it has one).
+            if real.last_reason.is_some() && real.last_detail.check() > 0 {
+                write!(w, ",\"last_check\":{}", real.last_detail.check())?;
+            }
             write!(w, ",\"last_latency_seconds\":")?;
             seconds(w, lat)?;
             write!(
@@ -380,6 +384,9 @@ impl View<'_> {
             )?;
             if let Some(reason) = real.last_reason {
                 write!(w, "  {} \"{}\"", reason.as_str(), real.last_detail.as_str())?;
+                if real.last_detail.check() > 0 {
+                    write!(w, " check={}", real.last_detail.check())?;
+                }
             }
             writeln!(w)
         }
@@ -689,6 +696,9 @@ pub(crate) fn status_dump(log: &mut Log, table: &Table, next: usize, now: Time) 
             if let Some(reason) = real.last_reason {
                 let _ = write!(l, " last_reason={} ", reason.as_str());
                 l.quoted("last_detail", real.last_detail.as_bytes());
+                if real.last_detail.check() > 0 {
+                    let _ = write!(l, " last_check={}", real.last_detail.check());
+                }
             }
         }
     }

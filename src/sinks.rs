@@ -42,6 +42,10 @@ impl table::Out for Sinks<'_> {
             if let Some(r) = ev.reason {
                 let _ = write!(l, " reason={} ", r.as_str());
                 l.quoted("detail", ev.detail.as_bytes());
+                // Which of the real's several checks failed.
+                if ev.detail.check() > 0 {
+                    let _ = write!(l, " check={}", ev.detail.check());
+                }
             }
             match quorum {
                 Some((up, q)) => {

@@ -119,3 +119,72 @@ fn mark_routes_the_check_by_policy() {
     assert_eq!(d.count(&["event=up", "virtual=tcp:127.1.0.1:80"]), 0);
     assert_eq!(d.stop().0, Some(0));
 }
+
+/// Several `check` lines in a block all run: the real passes only when all pass, and the one
+/// that failed is named (`check=2`) in its check line, the event and `status`. A real whose
+/// own block has a `check` line is decided by that line alone; the same real behind a
+/// second virtual with the same lines shares their probes.
+#[test]
+fn several_checks_all_must_pass_and_the_failing_one_is_named() {
+    let b = Backend::start(Script::http(500, "oops"));
+    let inner = Backend::start(Script::http(500, "oops"));
+    let conf = format!(
+        "interval 200ms\nfall 2\nrise 1\n\
+         virtual tcp 127.1.0.1:80 {{\n  check tcp\n  check http --expect 200\n  real {b}\n  real {i} {{\n    check tcp\n  }}\n}}\n\
+         virtual tcp 127.1.0.2:80 {{\n  check tcp\n  check http --expect 200\n  real {b}\n}}\n",
+        b = b.addr(),
+        i = inner.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    let down = d.wait_for(&["event=down", &format!("real={}", b.addr())], 5 * S);
+    assert_eq!(field(&down, "reason"), Some("http-status"), "{down}");
+    assert_eq!(field(&down, "detail"), Some("500"), "{down}");
+    assert_eq!(field(&down, "check"), Some("2"), "{down}");
+    d.wait_seen(
+        &[
+            "event=down",
+            "virtual=tcp:127.1.0.2:80",
+            &format!("real={}", b.addr()),
+        ],
+        5 * S,
+    );
+    // The real with its own check line never saw the outer http check.
+    d.wait_seen(&["event=up", &format!("real={}", inner.addr())], 5 * S);
+    let failed = d.wait_seen(&["check target=", &b.addr().to_string(), "result=fail"], S);
+    assert_eq!(field(&failed, "check"), Some("2"), "{failed}");
+    assert_eq!(field(&failed, "plugin"), Some("http"), "{failed}");
+    let (code, out, _) = d.client(&["status"]);
+    assert_eq!(code, Some(0));
+    let line = out
+        .lines()
+        .find(|l| l.contains("127.1.0.1:80") && l.contains(&b.addr().to_string()))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("http-status \"500\" check=2"), "{line}");
+    // One probe per distinct check: the two virtuals' http checks of b are one.
+    d.collect_for(S);
+    let since = d.seen().len();
+    d.collect_for(S);
+    let http = d.seen()[since..]
+        .iter()
+        .filter(|l| l.contains("plugin=http") && l.contains(&b.addr().to_string()))
+        .count();
+    assert!(
+        (3..=7).contains(&http),
+        "{http} http checks of b in 1 s at 200 ms"
+    );
+    assert_eq!(
+        d.count(&["event=down", &format!("real={}", inner.addr())]),
+        0
+    );
+    // Both pass: UP again, with one event per virtual.
+    b.set_script(Script::http(200, "OK"));
+    d.wait_for(
+        &[
+            "event=up",
+            "virtual=tcp:127.1.0.1:80",
+            &format!("real={}", b.addr()),
+        ],
+        5 * S,
+    );
+    assert_eq!(d.stop().0, Some(0));
+}

@@ -266,8 +266,11 @@ pub struct RealPlan {
     pub on_down: OnDown,
     /// When it counts as UP or DOWN.
     pub thresholds: Thresholds,
-    /// Index into [`Plan::checks`]: the probe that decides this real.
+    /// Index into [`Plan::checks`]: the probe that decides this real (its first check).
     pub check: usize,
+    /// Its other checks, when its block has several `check` lines (check 2, 3, ...): the real
+    /// passes only when every one of its checks passes.
+    pub more_checks: Vec<usize>,
     /// Index into [`Plan::notifies`], if a notify command applies.
     pub notify: Option<usize>,
     /// Where the `real` line is.

@@ -16,8 +16,9 @@
 //! Invariants of the [`Plan`] it returns:
 //! - `Plan::reals` is grouped by virtual, in file order, and each `VirtualPlan::reals` is the
 //!   range of its own reals; no two virtuals share a key, no virtual has a real twice;
-//! - every `RealPlan::check` indexes `Plan::checks`, and every real appears in exactly one
-//!   `CheckPlan::reals` (ascending); no two `CheckPlan`s have the same target, spec and timing;
+//! - every `RealPlan::check` (and `RealPlan::more_checks`) indexes `Plan::checks`, and every
+//!   real appears in the `CheckPlan::reals` (ascending) of each of its checks, once per check
+//!   line; no two `CheckPlan`s have the same target, spec and timing;
 //! - every `RealPlan::notify` indexes `Plan::notifies`, whose entries are distinct and non-empty;
 //! - every duration that paces or bounds a check is greater than zero, and each real's
 //!   `connect-timeout` is at most its `timeout`.
@@ -197,8 +198,9 @@ struct Layer {
     forward: Option<Set<Forward>>,
     /// Index into `Planner::notifies`.
     notify: Option<Set<usize>>,
-    /// Index into `Planner::checks`.
-    check: Option<Set<usize>>,
+    /// Indices into `Planner::checks`: the level's `check` lines, in order (several are all
+    /// run; `pos` is the first's).
+    check: Option<Set<Vec<usize>>>,
     notify_max: Option<Set<u32>>,
     /// `notify-fifo PATH`, and where the path word stands.
     notify_fifo: Option<Set<(Vec<u8>, Pos)>>,
@@ -646,14 +648,30 @@ impl<'d> Planner<'d> {
                 Ok(())
             }
             "check" => {
-                self.free(&layer.check, kw)?;
                 let line = self.check_line(kw, args, scope)?;
-                layer.check = Some(Set {
-                    value: self.checks.len(),
-                    pos: kw.pos,
-                });
+                let i = self.checks.len();
                 self.checks.push(line);
-                Ok(())
+                match &mut layer.check {
+                    // Several check lines at one level: all of them run.
+                    Some(s) if s.value.len() >= MAX_CHECKS_PER_REAL => Err(self.err(
+                        kw.pos,
+                        format!(
+                            "more than {MAX_CHECKS_PER_REAL} check lines in one block \
+                             (expected at most {MAX_CHECKS_PER_REAL})"
+                        ),
+                    )),
+                    Some(s) => {
+                        s.value.push(i);
+                        Ok(())
+                    }
+                    None => {
+                        layer.check = Some(Set {
+                            value: vec![i],
+                            pos: kw.pos,
+                        });
+                        Ok(())
+                    }
+                }
             }
             "include" => Err(self.err(kw.pos, "include was not expanded by the parser")),
             other => Err(self.err(
@@ -829,6 +847,9 @@ impl<'d> Planner<'d> {
     }
 }
 
+/// The most `check` lines one block may have (a real's checks are numbered in a bit mask).
+pub const MAX_CHECKS_PER_REAL: usize = 32;
+
 /// A `--mark` value: 1..2³²-1, decimal or `0x` hex (0 would mean no mark at all).
 fn parse_mark(text: &str) -> Option<u32> {
     let n = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -956,41 +977,19 @@ impl<'d> Planner<'d> {
                     .find(|l| &l.notify)
                     .map(|s| notifies.intern(doc, self.notifies[s.value], s.value));
 
-                let line = rs.find(|l| &l.check).map(|s| s.value);
-                let target = match line {
-                    None => r.addr,
-                    Some(i) => merge::target(r.addr, self.checks[i].address, self.checks[i].port),
-                };
-                let mut timing = timing;
-                if let Some(c) = line.map(|i| &self.checks[i]) {
-                    timing.sock = c.sock;
-                    if let (Some(src), Some(pos)) = (c.sock.source, c.source_pos) {
-                        if src.is_ipv4() != target.is_ipv4() {
-                            return Err(doc.error(
-                                pos,
-                                format!(
-                                    "--source {src} cannot reach check target {target} of real \
-                                     {} (expected an address of the target's family)",
-                                    r.addr
-                                ),
-                            ));
-                        }
-                    }
-                }
-                if target.port() == 0 {
-                    return Err(doc.error(
-                        r.addr_pos,
-                        format!(
-                            "real {} behind virtual {} has no port to check (expected a port \
-                             on the real line or --port on its check)",
-                            r.addr.ip(),
-                            v.key
-                        ),
-                    ));
-                }
+                // Several check lines: all run, the real passes when all pass; an inner
+                // level's lines replace the outer ones, all of them.
+                let lines: &[usize] = rs.find(|l| &l.check).map_or(&[], |s| &s.value[..]);
                 let real_idx = plan_reals.len();
-                let check =
-                    checks.share(real_idx, line, target, timing, |l, t| self.parse_spec(l, t))?;
+                let mut ids = Vec::with_capacity(lines.len().max(1));
+                for k in 0..lines.len().max(1) {
+                    let line = lines.get(k).copied();
+                    let check = self.real_check(r, v.key, line, timing, real_idx, &mut checks)?;
+                    ids.push(check);
+                }
+                let check = ids[0];
+                ids.remove(0);
+                let more_checks = ids;
 
                 plan_reals.push(RealPlan {
                     virtual_idx: vi,
@@ -1000,6 +999,7 @@ impl<'d> Planner<'d> {
                     on_down: rs.find(|l| &l.on_down).map_or(DEFAULT_ON_DOWN, |s| s.value),
                     thresholds,
                     check,
+                    more_checks,
                     notify,
                     loc: doc.loc(r.pos),
                 });
@@ -1054,6 +1054,53 @@ impl<'d> Planner<'d> {
             reals: plan_reals,
             checks: checks.into_checks(),
         })
+    }
+
+    /// The probe of real `r` (index `real_idx` in the plan) for its check line `line`
+    /// (`None`: the default `tcp`): the line's target and socket options checked, then an
+    /// equal probe shared or a new one built.
+    fn real_check(
+        &mut self,
+        r: &RealRaw,
+        vkey: ServiceKey,
+        line: Option<usize>,
+        timing: Timing,
+        real_idx: usize,
+        checks: &mut Checks,
+    ) -> Result<usize, ConfigError> {
+        let doc = self.doc;
+        let target = match line {
+            None => r.addr,
+            Some(i) => merge::target(r.addr, self.checks[i].address, self.checks[i].port),
+        };
+        let mut timing = timing;
+        if let Some(c) = line.map(|i| &self.checks[i]) {
+            timing.sock = c.sock;
+            if let (Some(src), Some(pos)) = (c.sock.source, c.source_pos) {
+                if src.is_ipv4() != target.is_ipv4() {
+                    return Err(doc.error(
+                        pos,
+                        format!(
+                            "--source {src} cannot reach check target {target} of real {} \
+                             (expected an address of the target's family)",
+                            r.addr
+                        ),
+                    ));
+                }
+            }
+        }
+        if target.port() == 0 {
+            return Err(doc.error(
+                r.addr_pos,
+                format!(
+                    "real {} behind virtual {} has no port to check (expected a port \
+                     on the real line or --port on its check)",
+                    r.addr.ip(),
+                    vkey
+                ),
+            ));
+        }
+        checks.share(real_idx, line, target, timing, |l, t| self.parse_spec(l, t))
     }
 
     /// Builds the spec of check line `line` (`None`: the default `tcp`) against `target`.
@@ -2253,5 +2300,29 @@ virtual tcp 192.0.2.2:80 {
             21,
             "--source 2001:db8::1 cannot reach check target 198.51.100.1:80",
         );
+    }
+
+    /// Several check lines at one level are all the real's checks, in order; an inner
+    /// block's lines replace all the outer ones; equal lines of two virtuals share probes.
+    #[test]
+    fn several_check_lines_are_all_the_reals_checks() {
+        let p = plan_text(
+            "check tcp\ncheck tcp --port 22\n\
+             virtual tcp 192.0.2.1:80 {\n real 198.51.100.1\n real 198.51.100.2 {\n  check tcp --port 81\n }\n}\n\
+             virtual tcp 192.0.2.2:80 {\n real 198.51.100.1\n}\n",
+        );
+        let targets = |r: &RealPlan| -> Vec<String> {
+            std::iter::once(r.check)
+                .chain(r.more_checks.iter().copied())
+                .map(|c| p.checks[c].target.to_string())
+                .collect()
+        };
+        assert_eq!(targets(&p.reals[0]), ["198.51.100.1:80", "198.51.100.1:22"]);
+        assert_eq!(targets(&p.reals[1]), ["198.51.100.2:81"]);
+        assert!(p.reals[1].more_checks.is_empty());
+        assert_eq!(p.reals[2].check, p.reals[0].check);
+        assert_eq!(p.reals[2].more_checks, p.reals[0].more_checks);
+        assert_eq!(p.checks.len(), 3);
+        assert_eq!(p.checks[p.reals[0].more_checks[0]].reals, [0, 2]);
     }
 }

@@ -5,3 +5,4 @@ pub mod event;
 pub mod health;
 pub mod phase;
 pub mod probes;
+pub(crate) mod rounds;

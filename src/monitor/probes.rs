@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use mio::Registry;
 
 use super::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
+use super::rounds::{Round, NO_ROUND};
 use crate::clock::{micros, Time};
 use crate::config::{Plan, SockOpts};
 use crate::ids::{ProbeId, RealId};
@@ -207,6 +208,13 @@ pub struct Probes {
     kinds: Box<[Kind]>,
     /// Each probe's reals, probe after probe (see [`ProbeCfg::reals`]).
     probe_reals: Box<[RealId]>,
+    /// Beside each entry of `probe_reals`: for a real with several checks, which of them
+    /// this probe is (1-based) and the real's round in `rounds`; 0 and [`NO_ROUND`] for a
+    /// real with one check.
+    probe_slots: Box<[u8]>,
+    probe_rounds: Box<[u32]>,
+    /// The rounds of the reals with several checks (see [`super::rounds`]).
+    rounds: Box<[Round]>,
     wheel: Wheel,
     pool: BufPool,
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
@@ -229,16 +237,47 @@ impl Probes {
     pub(crate) fn new(plan: &mut Plan, buffers: usize, origin: Time) -> Probes {
         let checks = std::mem::take(&mut plan.checks);
         let n = checks.len();
+        // Reals with several checks: a round each, and which check each of their probes is.
+        let mut round_of = vec![NO_ROUND; plan.reals.len()];
+        let mut rounds = Vec::new();
+        for (ri, r) in plan.reals.iter().enumerate() {
+            if !r.more_checks.is_empty() {
+                round_of[ri] = rounds.len() as u32;
+                rounds.push(Round::new(1 + r.more_checks.len()));
+            }
+        }
+        let mut slots_taken = vec![0u32; rounds.len()];
         let mut probe_reals = Vec::with_capacity(plan.reals.len());
+        let mut probe_slots = Vec::with_capacity(plan.reals.len());
+        let mut probe_rounds = Vec::with_capacity(plan.reals.len());
         let mut cfg = Vec::with_capacity(n);
         let mut max_response = 0usize;
         let mut readers = 0usize;
         let mut kinds: Vec<Kind> = Vec::new();
         let mut recent = [u32::MAX; 8];
         let mut next_recent = 0usize;
-        for c in checks {
+        for (ci, c) in checks.into_iter().enumerate() {
             let start = probe_reals.len() as u32;
             probe_reals.extend(c.reals.iter().map(|&r| RealId::of(r)));
+            for &r in &c.reals {
+                let round = round_of[r];
+                let mut slot = 0u8;
+                if round != NO_ROUND {
+                    // The first of the real's check lines that is this probe and not yet
+                    // counted (a block may repeat a line).
+                    let rp = &plan.reals[r];
+                    let taken = &mut slots_taken[round as usize];
+                    let k = std::iter::once(rp.check)
+                        .chain(rp.more_checks.iter().copied())
+                        .enumerate()
+                        .position(|(k, x)| x == ci && *taken & (1 << k) == 0)
+                        .unwrap_or(0);
+                    *taken |= 1 << k;
+                    slot = k as u8 + 1;
+                }
+                probe_slots.push(slot);
+                probe_rounds.push(round);
+            }
             // Every probe decides at least one real (the planner makes probes for reals).
             let first = plan.reals[c.reals[0]].addr;
             let mr = c.spec.max_response();
@@ -310,6 +349,9 @@ impl Probes {
             cfg: cfg.into_boxed_slice(),
             kinds: kinds.into_boxed_slice(),
             probe_reals: probe_reals.into_boxed_slice(),
+            probe_slots: probe_slots.into_boxed_slice(),
+            probe_rounds: probe_rounds.into_boxed_slice(),
+            rounds: rounds.into_boxed_slice(),
             wheel,
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
@@ -577,6 +619,13 @@ impl Probes {
             if let Some(mut l) = host.log().line(Level::Info) {
                 let name = self.kinds[c.kind as usize].spec.name();
                 let _ = write!(l, "check target={target} plugin={name} ");
+                // One of a real's several checks: which (for the probe's first real).
+                match self.probe_slots.get(c.reals as usize) {
+                    Some(&n) if n > 0 => {
+                        let _ = write!(l, "check={n} ");
+                    }
+                    _ => {}
+                }
                 match v {
                     Verdict::Pass => {
                         let _ = write!(l, "result=pass");
@@ -595,7 +644,24 @@ impl Probes {
             }
         }
         let (a, b) = self.reals_of(i);
-        host.results(&self.probe_reals[a as usize..b as usize], v, latency, now);
+        let (a, b) = (a as usize, b as usize);
+        if self.probe_rounds[a..b].iter().all(|&x| x == NO_ROUND) {
+            host.results(&self.probe_reals[a..b], v, latency, now);
+        } else {
+            // Some of its reals have several checks: theirs count when their round is whole.
+            for k in a..b {
+                let r = self.probe_reals[k];
+                match self.probe_rounds[k] {
+                    NO_ROUND => host.results(&[r], v, latency, now),
+                    x => {
+                        let round = &mut self.rounds[x as usize];
+                        if let Some((v, latency)) = round.add(self.probe_slots[k], v, latency) {
+                            host.results(&[r], v, latency, now);
+                        }
+                    }
+                }
+            }
+        }
         self.schedule_next(id, now, host);
     }
 
