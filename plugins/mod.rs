@@ -14,6 +14,7 @@ pub mod agent;
 pub mod banner;
 mod common;
 pub mod dns;
+pub mod exec;
 pub mod http;
 pub mod presets;
 pub mod script;
@@ -24,7 +25,7 @@ use std::fmt;
 
 /// The names accepted after `check`, in the order error messages list them.
 pub const PLUGIN_NAMES: &[&str] = &[
-    "tcp", "http", "banner", "script", "dns", "udp", // plugins
+    "tcp", "http", "banner", "script", "dns", "udp", "exec", // plugins
     "smtp", "pop3", "imap", "ftp", "ssh", "redis", "mysql", "pgsql", // presets
 ];
 
@@ -64,11 +65,15 @@ pub enum Reason {
     DnsRcode,
     /// Bytes that are not a DNS reply to our query.
     DnsInvalid,
+    /// An `exec` program exited 1 (or, without `--dynamic`, 2..255) or died of a signal.
+    ExecFailed,
+    /// The real server's agent said `down`, `fail` or `stopped` (the weight chain's).
+    AgentDown,
 }
 
 impl Reason {
     /// Every reason, in the order of lvsmon(8), DECISIONS (metrics render one series per entry).
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::Unreachable,
@@ -84,6 +89,8 @@ impl Reason {
         Reason::ResponseTooLarge,
         Reason::DnsRcode,
         Reason::DnsInvalid,
+        Reason::ExecFailed,
+        Reason::AgentDown,
     ];
 
     /// The name used in logs, metrics and `LVSMON_REASON`.
@@ -104,6 +111,8 @@ impl Reason {
             Reason::ResponseTooLarge => "response-too-large",
             Reason::DnsRcode => "dns-rcode",
             Reason::DnsInvalid => "dns-invalid",
+            Reason::ExecFailed => "exec-failed",
+            Reason::AgentDown => "agent-down",
         }
     }
 }
@@ -276,6 +285,9 @@ pub enum Transport {
     Tcp,
     /// UDP datagrams: the phases query and recv.
     Udp,
+    /// A program of the operator's (`exec`): spawned, its output read from a pipe, judged by
+    /// its exit status.
+    Exec,
 }
 
 /// A `check` line that could not be understood. `word` indexes the argument words handed to
@@ -367,6 +379,8 @@ pub enum CheckSpec {
     Dns(dns::Dns),
     /// One datagram out, one expected back.
     Udp(udp::Udp),
+    /// A program, judged by its exit status.
+    Exec(exec::Exec),
 }
 
 impl CheckSpec {
@@ -384,6 +398,7 @@ impl CheckSpec {
             "script" => script::Script::parse(args).map(CheckSpec::Script),
             "dns" => dns::Dns::parse(args).map(CheckSpec::Dns),
             "udp" => udp::Udp::parse(args).map(CheckSpec::Udp),
+            "exec" => exec::Exec::parse(args).map(CheckSpec::Exec),
             _ if presets::find(name).is_some() => presets::parse(name, args, target),
             _ => Err(PluginError {
                 word: None,
@@ -404,6 +419,7 @@ impl CheckSpec {
             CheckSpec::Script(_) => "script",
             CheckSpec::Dns(_) => "dns",
             CheckSpec::Udp(_) => "udp",
+            CheckSpec::Exec(_) => "exec",
         }
     }
 
@@ -411,6 +427,7 @@ impl CheckSpec {
     pub fn transport(&self) -> Transport {
         match self {
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Transport::Udp,
+            CheckSpec::Exec(_) => Transport::Exec,
             _ => Transport::Tcp,
         }
     }
@@ -424,6 +441,7 @@ impl CheckSpec {
             CheckSpec::Script(c) => c.max_response(),
             CheckSpec::Dns(c) => c.max_response(),
             CheckSpec::Udp(c) => c.max_response(),
+            CheckSpec::Exec(_) => 0,
         }
     }
 
@@ -444,6 +462,7 @@ impl CheckSpec {
             CheckSpec::Banner(c) => c.begin(st),
             CheckSpec::Script(c) => c.begin(st),
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Send,
+            CheckSpec::Exec(_) => Step::Recv,
         }
     }
 
@@ -451,7 +470,7 @@ impl CheckSpec {
     /// empty after `Send`.
     pub fn send_bytes(&self, st: &CheckState) -> &[u8] {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => &[],
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => &[],
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
@@ -485,7 +504,7 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.sent(st),
             CheckSpec::Banner(c) => c.sent(st),
             CheckSpec::Script(c) => c.sent(st),
-            CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Recv,
+            CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => Step::Recv,
         }
     }
 
@@ -504,6 +523,7 @@ impl CheckSpec {
             CheckSpec::Script(c) => c.on_data(st, rx),
             CheckSpec::Dns(c) => c.on_datagram(st, rx),
             CheckSpec::Udp(c) => c.on_datagram(st, rx),
+            CheckSpec::Exec(_) => Step::Recv,
         }
     }
 
@@ -511,7 +531,9 @@ impl CheckSpec {
     /// only.
     pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => Verdict::Pass,
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => {
+                Verdict::Pass
+            }
             CheckSpec::Http(c) => c.on_eof(st, rx),
             CheckSpec::Banner(c) => c.on_eof(st, rx),
             CheckSpec::Script(c) => c.on_eof(st, rx),

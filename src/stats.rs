@@ -17,7 +17,7 @@ pub struct Stats {
     /// Checks that passed.
     pub passes: u64,
     /// Failures by reason (index as in [`crate::plugins::Reason::ALL`]).
-    pub failures: [u64; 15],
+    pub failures: [u64; crate::plugins::Reason::ALL.len()],
     /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
     pub local_errors: u64,
     /// Grid points skipped because the previous check was still running.

@@ -42,6 +42,11 @@ fn source_binds_the_checks_socket() {
     );
     let mut d = Lvsmon::start(&conf, &[]);
     d.wait_for(&["event=up", &format!("real={addr}")], 5 * S);
+    // The listener's thread accepts on its own time: a few checks' worth.
+    let end = std::time::Instant::now() + 3 * S;
+    while seen.lock().unwrap().len() < 2 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let got = seen.lock().unwrap().clone();
     assert!(!got.is_empty());
     assert!(
@@ -186,5 +191,169 @@ fn several_checks_all_must_pass_and_the_failing_one_is_named() {
         ],
         5 * S,
     );
+    assert_eq!(d.stop().0, Some(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// exec
+// ---------------------------------------------------------------------------------------------
+
+/// One real server per `exec` check (exec programs connect nowhere: the reals' addresses are
+/// only names), in virtual 127.1.0.1:80; `extra` goes before the virtual.
+fn exec_conf(extra: &str, checks: &[&str]) -> String {
+    let mut c = format!("interval 200ms\nfall 1\nrise 1\n{extra}virtual tcp 127.1.0.1:80 {{\n");
+    for (n, check) in checks.iter().enumerate() {
+        c += &format!(
+            "  real 127.0.0.1:{} {{\n    check exec {check}\n  }}\n",
+            n + 1
+        );
+    }
+    c + "}\n"
+}
+
+/// keepalived's MISC_CHECK exit codes: 0 passes, 1 fails with the first line printed as
+/// detail, 2..255 fail without `--dynamic` and pass with it; the environment names the
+/// target, the virtual and the real.
+#[test]
+fn exec_exit_codes_and_environment() {
+    let conf = exec_conf(
+        "",
+        &[
+            r#"/bin/sh -c "exit 0""#,
+            r#"/bin/sh -c "echo 'disk full'; echo more; exit 1""#,
+            r#"/bin/sh -c "exit 5""#,
+            r#"--dynamic /bin/sh -c "exit 5""#,
+            r#"--dynamic /bin/sh -c "exit 1""#,
+            r#"/bin/sh -c "test \"$LVSMON_REAL\" = 127.0.0.1:6 && test \"$LVSMON_TARGET_ADDR\" = 127.0.0.1 && test \"$LVSMON_TARGET_PORT\" = 6 && test \"$LVSMON_VIRTUAL\" = tcp:127.1.0.1:80""#,
+        ],
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    for (port, up) in [
+        (1, true),
+        (2, false),
+        (3, false),
+        (4, true),
+        (5, false),
+        (6, true),
+    ] {
+        let ev = if up { "event=up" } else { "event=down" };
+        let l = d.wait_seen(&[ev, &format!("real=127.0.0.1:{port} ")], 5 * S);
+        if !up {
+            assert_eq!(field(&l, "reason"), Some("exec-failed"), "{l}");
+        }
+        let detail = field(&l, "detail").map(str::to_owned);
+        match port {
+            2 => assert_eq!(detail.as_deref(), Some("disk full"), "{l}"),
+            3 => assert_eq!(detail.as_deref(), Some("exit 5"), "{l}"),
+            5 => assert_eq!(detail.as_deref(), Some("exit 1"), "{l}"),
+            _ => {}
+        }
+    }
+    let l = d.wait_seen(&["check target=127.0.0.1:4 ", "plugin=exec"], S);
+    assert_eq!(field(&l, "result"), Some("pass"), "{l}");
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// A program that does not end is killed with its process group at `timeout` (reason
+/// `timeout`), and the next check runs.
+#[test]
+fn exec_that_hangs_is_killed_at_timeout() {
+    let dir = TempDir::new("exec-hang");
+    let pids = dir.0.join("pids");
+    let conf = exec_conf(
+        "timeout 300ms\n",
+        &[&format!(
+            r#"/bin/sh -c "echo $$ >> {}; exec sleep 30""#,
+            pids.display()
+        )],
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    let l = d.wait_for(&["check target=127.0.0.1:1 ", "result=fail"], 5 * S);
+    assert_eq!(field(&l, "reason"), Some("timeout"), "{l}");
+    let dur: f64 = field(&l, "duration").unwrap().parse().unwrap();
+    assert!((0.25..1.5).contains(&dur), "{l}");
+    d.wait_for(&["check target=127.0.0.1:1 ", "result=fail"], 5 * S);
+    // Every program but perhaps the one running now is gone (killed and reaped).
+    let text = std::fs::read_to_string(&pids).unwrap();
+    let list: Vec<i32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(list.len() >= 2, "{text}");
+    for pid in &list[..list.len() - 1] {
+        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        assert!(gone, "program {pid} still there");
+    }
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// A program that prints a megabyte without a newline: its output is read in bounded pieces
+/// and thrown away (the detail keeps its first 40 bytes), and a tcp check beside it keeps its
+/// grid.
+#[test]
+fn exec_that_prints_a_megabyte_is_read_and_bounded() {
+    let (addr, _seen) = recording_listener();
+    let conf = format!(
+        "interval 200ms\nfall 1\nrise 1\ntimeout 5s\nvirtual tcp 127.1.0.1:80 {{\n  \
+         real 127.0.0.1:1 {{\n    check exec /bin/sh -c \"head -c 1048576 /dev/zero | tr '\\\\0' x; exit 1\"\n  }}\n  \
+         real {addr}\n}}\n"
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    let l = d.wait_for(&["event=down", "real=127.0.0.1:1 "], 10 * S);
+    assert_eq!(field(&l, "detail"), Some("x".repeat(40).as_str()), "{l}");
+    d.collect_for(S);
+    let tcp = d.count(&["check target=", &addr.to_string(), "result=pass"]);
+    assert!(tcp >= 4, "{tcp} tcp checks");
+    assert_eq!(d.count(&[&addr.to_string(), "result=fail"]), 0);
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// A program that does not exist: an absolute path is refused when the file is read; a
+/// relative one that is missing when it runs is the director's problem (`local-error`),
+/// never a failure of the real server.
+#[test]
+fn exec_of_a_missing_program() {
+    let dir = TempDir::new("exec-missing");
+    let conf = dir.file(
+        "bad.conf",
+        &exec_conf("", &["--dynamic /nonexistent/lvsmon-probe arg"]),
+    );
+    let out = std::process::Command::new(bin())
+        .arg("--check-config")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.conf:6:26: no program at /nonexistent/lvsmon-probe"),
+        "{err}"
+    );
+    let mut d = Lvsmon::start(&exec_conf("", &["./no-such-program-here"]), &[]);
+    let l = d.wait_for(&["result=deferred", "reason=local-error"], 5 * S);
+    assert_eq!(field(&l, "detail"), Some("ENOENT"), "{l}");
+    d.collect_for(S);
+    assert_eq!(d.count(&["event=down"]), 0);
+    assert_eq!(d.count(&["result=fail"]), 0);
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// `exec-max 1`: programs wait for each other instead of running together, and waiting is
+/// never a failure. Each program fails if another holds the lock directory it takes.
+#[test]
+fn exec_max_queues_programs() {
+    let dir = TempDir::new("exec-max");
+    let lock = dir.0.join("lock");
+    let prog = format!(
+        r#"/bin/sh -c "mkdir {l} || exit 1; sleep 0.15; rmdir {l}; exit 0""#,
+        l = lock.display()
+    );
+    let conf = exec_conf("exec-max 1\ntimeout 2s\n", &[&prog, &prog, &prog]);
+    let mut d = Lvsmon::start(&conf, &[]);
+    for port in 1..=3 {
+        d.wait_seen(&["event=up", &format!("real=127.0.0.1:{port} ")], 5 * S);
+    }
+    d.collect_for(S);
+    assert_eq!(d.count(&["result=fail"]), 0, "{:?}", d.seen());
+    assert_eq!(d.count(&["event=down"]), 0);
+    assert!(d.count(&["plugin=exec", "result=pass"]) >= 6);
     assert_eq!(d.stop().0, Some(0));
 }

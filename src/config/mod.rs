@@ -209,6 +209,8 @@ pub struct Plan {
     pub resync: Duration,
     /// `notify-max`: notify commands running at once.
     pub notify_max: u32,
+    /// `exec-max`: `exec` check programs running at once (the rest wait their turn).
+    pub exec_max: u32,
     /// `max-checks-in-flight`: the most checks that hold a socket at once (`None`: one per
     /// distinct check, all at once if their grid points meet).
     pub max_in_flight: Option<u32>,

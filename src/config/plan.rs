@@ -56,6 +56,10 @@ pub const DEFAULT_ON_DOWN: OnDown = OnDown::Quiesce;
 pub const DEFAULT_FORWARD: Forward = Forward::Route;
 /// `notify-max` when none is set.
 pub const DEFAULT_NOTIFY_MAX: u32 = 8;
+/// `exec-max`: `exec` check programs running at once.
+pub const DEFAULT_EXEC_MAX: u32 = 32;
+/// The most `exec-max` may be.
+pub const MAX_EXEC_MAX: u32 = 1024;
 /// `resync` when none is set.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 /// `history` when none is set: `history raw 10m minute 2h hour 2d`.
@@ -150,6 +154,7 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("notify", G | V | R),
     ("check", G | V | R),
     ("notify-max", G),
+    ("exec-max", G),
     ("notify-fifo", G),
     ("max-checks-in-flight", G),
     ("resync", G),
@@ -202,6 +207,8 @@ struct Layer {
     /// run; `pos` is the first's).
     check: Option<Set<Vec<usize>>>,
     notify_max: Option<Set<u32>>,
+    /// `exec-max N`.
+    exec_max: Option<Set<u32>>,
     /// `notify-fifo PATH`, and where the path word stands.
     notify_fifo: Option<Set<(Vec<u8>, Pos)>>,
     max_in_flight: Option<Set<u32>>,
@@ -582,6 +589,10 @@ impl<'d> Planner<'d> {
                 let w = values::one(self.doc, kw, args, "a count of at least 1")?;
                 Ok(values::number(self.doc, w, 1, u32::MAX.into(), "max-checks-in-flight")? as u32)
             }),
+            "exec-max" => self.put(&mut layer.exec_max, kw, || {
+                let w = values::one(self.doc, kw, args, "a count of at least 1")?;
+                Ok(values::number(self.doc, w, 1, MAX_EXEC_MAX.into(), "exec-max")? as u32)
+            }),
             "notify-max" => self.put(&mut layer.notify_max, kw, || {
                 let w = values::one(self.doc, kw, args, "a count of at least 1")?;
                 Ok(values::number(self.doc, w, 1, MAX_NOTIFY_MAX.into(), "notify-max")? as u32)
@@ -757,6 +768,14 @@ impl<'d> Planner<'d> {
                     && (w.text.len() == o.len() || w.text.get(o.len()) == Some(&b'='))
             });
             let Some(option) = found else {
+                if name.is("exec") && !w.text.starts_with(b"--") {
+                    // The program: it and every word after it are the program's own.
+                    for w in &args[i..] {
+                        line.args.push(&w.text);
+                        line.arg_pos.push(w.pos);
+                    }
+                    break;
+                }
                 line.args.push(&w.text);
                 line.arg_pos.push(w.pos);
                 i += 1;
@@ -1039,6 +1058,10 @@ impl<'d> Planner<'d> {
             files: doc.files.clone(),
             resync: global.resync.as_ref().map_or(DEFAULT_RESYNC, |s| s.value),
             history: global.history.as_ref().map_or(DEFAULT_HISTORY, |s| s.value),
+            exec_max: global
+                .exec_max
+                .as_ref()
+                .map_or(DEFAULT_EXEC_MAX, |s| s.value),
             notify_max: global
                 .notify_max
                 .as_ref()

@@ -181,6 +181,12 @@ impl Probe {
         self.phase = to;
     }
 
+    /// A check starts at `now` (the `exec` checks' start; [`start`] does the same for
+    /// sockets): its start is recorded against its grid point.
+    pub(super) fn mark_started(&mut self, now: Time) {
+        self.started_after = now.micros_since(self.scheduled).min(MAX_LATE_US) as u32;
+    }
+
     /// When the running (or last) check started.
     pub fn started(&self) -> Time {
         self.scheduled.add_micros(self.started_after.into())
@@ -293,6 +299,9 @@ pub fn errno_name(e: i32) -> &'static str {
         libc::EAFNOSUPPORT => "EAFNOSUPPORT",
         libc::EINVAL => "EINVAL",
         libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENOENT => "ENOENT",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::ENOTDIR => "ENOTDIR",
         _ => "errno",
     }
 }

@@ -19,16 +19,21 @@ use std::net::SocketAddr;
 
 use mio::Registry;
 
+use super::exec::{Execs, ProgEnv, Spawned};
 use super::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
 use super::rounds::{Round, NO_ROUND};
 use crate::clock::{micros, Time};
 use crate::config::{Plan, SockOpts};
 use crate::ids::{ProbeId, RealId};
 use crate::log::{Level, Log};
-use crate::plugins::{CheckSpec, Verdict};
+use crate::plugins::{CheckSpec, Reason, Transport, Verdict};
 use crate::pool::BufPool;
 use crate::stats::Stats;
 use crate::timer::Wheel;
+
+/// How often a program whose output has ended is asked for its exit, when no SIGCHLD
+/// tells (µs).
+const EXEC_REPOLL_US: u64 = 10_000;
 
 /// What a reload's hand-over kept of the running probes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -51,6 +56,9 @@ pub trait Host {
     fn prefetch(&self, r: RealId);
     /// A check ended with `v` after `latency_us`: its result for each of `reals`.
     fn results(&mut self, reals: &[RealId], v: Verdict, latency_us: u64, now: Time);
+    /// An `exec --dynamic` check of `reals` passed: the weight its exit code sets (`None`:
+    /// it exited 0, the configured weight stands).
+    fn exec_weight(&mut self, reals: &[RealId], w: Option<u32>, now: Time);
     /// The log (check lines, local errors, stalls).
     fn log(&mut self) -> &mut Log;
     /// The counters (checks started and finished, lateness, durations, local errors).
@@ -189,6 +197,16 @@ pub(crate) fn timer_fired(
     }
 }
 
+/// A check starts `late` µs after its grid point: counted.
+#[inline]
+fn count_start(host: &mut impl Host, late: u64) {
+    let st = host.stats();
+    st.started += 1;
+    st.sum_lateness_us += late;
+    st.max_lateness_us = st.max_lateness_us.max(late);
+    st.lateness.observe(late);
+}
+
 /// The driver's next grid point after `scheduled`, a `period` on, skipping those already
 /// past at `now`; with the number skipped (missed starts).
 #[inline]
@@ -215,6 +233,8 @@ pub struct Probes {
     probe_rounds: Box<[u32]>,
     /// The rounds of the reals with several checks (see [`super::rounds`]).
     rounds: Box<[Round]>,
+    /// The `exec` probes' programs.
+    execs: Execs,
     wheel: Wheel,
     pool: BufPool,
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
@@ -313,6 +333,22 @@ impl Probes {
         }
         kinds.shrink_to_fit();
 
+        // The `exec` probes' programs, with the environment of each one's first real.
+        let mut progs = Vec::new();
+        for (i, c) in cfg.iter().enumerate() {
+            let k = &kinds[c.kind as usize];
+            if let CheckSpec::Exec(e) = &k.spec {
+                let first = &plan.reals[probe_reals[c.reals as usize].ix()];
+                let env = ProgEnv {
+                    target: k.aim.target(first.addr),
+                    virtual_key: plan.virtuals[first.virtual_idx].key.to_string(),
+                    real: first.addr,
+                };
+                progs.push((i as u32, &e.argv[..], env));
+            }
+        }
+        let execs = Execs::new(n, plan.exec_max, progs).unwrap_or_else(|_| Execs::none(n));
+
         // First checks spread evenly over each probe's first interval.
         let probes: Vec<Probe> = cfg
             .iter()
@@ -352,6 +388,7 @@ impl Probes {
             probe_slots: probe_slots.into_boxed_slice(),
             probe_rounds: probe_rounds.into_boxed_slice(),
             rounds: rounds.into_boxed_slice(),
+            execs,
             wheel,
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
@@ -409,6 +446,12 @@ impl Probes {
         if readable {
             p.rx_ready = true;
         }
+        if self.kinds[self.cfg[i].kind as usize].spec.transport() == Transport::Exec {
+            if readable && matches!(p.phase, Phase::Recv { .. }) {
+                self.exec_output(id, reg, now, host);
+            }
+            return;
+        }
         let go = match p.phase {
             // Idle: nothing to do (mio may report a closed socket's last readiness).
             Phase::Wait => false,
@@ -437,6 +480,10 @@ impl Probes {
     fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
         let i = id as usize;
         let k = &self.kinds[self.cfg[i].kind as usize];
+        if k.spec.transport() == Transport::Exec && self.probes[i].phase != Phase::Wait {
+            self.exec_deadline(id, reg, now, host);
+            return;
+        }
         let (p, pool) = (&self.probes[i], &self.pool);
         match timer_fired(p, k.connect_us, k.timeout_us, now, || pool.is_queued(id)) {
             Fired::Start => self.start(id, reg, now, host),
@@ -492,13 +539,31 @@ impl Probes {
             return;
         }
         let late = now.micros_since(self.probes[i].scheduled);
-        let st = host.stats();
-        st.started += 1;
-        st.sum_lateness_us += late;
-        st.max_lateness_us = st.max_lateness_us.max(late);
-        st.lateness.observe(late);
-        let target = self.target(i, &*host);
         let k = &self.kinds[self.cfg[i].kind as usize];
+        if k.spec.transport() == Transport::Exec {
+            let p = &mut self.probes[i];
+            p.rx_ready = false;
+            p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
+            let spawned = self.execs.spawn(id, p, reg, now);
+            if spawned == Spawned::Queued {
+                // Its turn comes when a program ends (no timer meanwhile); it starts then,
+                // and counts as started then.
+                return;
+            }
+            count_start(host, late);
+            match spawned {
+                Spawned::Started => {
+                    self.in_flight += 1;
+                    let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
+                    self.wheel.set(id, d);
+                }
+                Spawned::Local(e) => self.defer(id, e, reg, now, host),
+                Spawned::Queued => {}
+            }
+            return;
+        }
+        count_start(host, late);
+        let target = self.target(i, &*host);
         let p = &mut self.probes[i];
         p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
         p.rx_ready = false;
@@ -692,6 +757,102 @@ impl Probes {
         self.schedule_next(id, now, host);
     }
 
+    /// Probe `id`'s program printed something (or closed its output): read it; if it has
+    /// ended, judge it, else look again soon after an end of file (SIGCHLD may not come).
+    fn exec_output(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let eof = self.execs.read(id, &self.probes[id as usize], reg);
+        if eof && !self.exec_try_finish(id, reg, now, host) {
+            self.exec_rearm(id, now);
+        }
+    }
+
+    /// Sets probe `id`'s timer while its program runs: its deadline, or sooner (every
+    /// [`EXEC_REPOLL_US`]) once its output has ended, to collect its exit.
+    fn exec_rearm(&mut self, id: u32, now: Time) {
+        let i = id as usize;
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
+        let at = if self.execs.eof(id) {
+            d.min(now.add_micros(EXEC_REPOLL_US))
+        } else {
+            d
+        };
+        self.wheel.set(id, at);
+    }
+
+    /// Probe `id`'s timer fired while its program runs: judge it if it has ended, kill it
+    /// at its deadline (`timeout`), else wait on.
+    fn exec_deadline(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let _ = self.execs.read(id, &self.probes[i], reg);
+        if self.exec_try_finish(id, reg, now, host) {
+            return;
+        }
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        if now < self.probes[i].phase_deadline(k.connect_us, k.timeout_us) {
+            self.exec_rearm(id, now);
+            return;
+        }
+        self.execs.kill(id);
+        self.finish(id, Verdict::fail(Reason::Timeout), reg, now, host);
+        self.exec_start_queued(reg, now, host);
+    }
+
+    /// If probe `id`'s program has ended: its verdict recorded (and with `--dynamic`, its
+    /// weight), the next waiting program started; true then.
+    fn exec_try_finish(
+        &mut self,
+        id: u32,
+        reg: &Registry,
+        now: Time,
+        host: &mut impl Host,
+    ) -> bool {
+        let Some((exit, first, n)) = self.execs.try_reap(id) else {
+            return false;
+        };
+        let i = id as usize;
+        let CheckSpec::Exec(e) = &self.kinds[self.cfg[i].kind as usize].spec else {
+            return false;
+        };
+        let (v, w) = e.judge(exit, &first[..n]);
+        let dynamic = e.dynamic && v == Verdict::Pass;
+        self.finish(id, v, reg, now, host);
+        if dynamic {
+            let (a, b) = self.reals_of(i);
+            host.exec_weight(&self.probe_reals[a as usize..b as usize], w, now);
+        }
+        self.exec_start_queued(reg, now, host);
+        true
+    }
+
+    /// Starts the waiting `exec` probes while programs may run.
+    fn exec_start_queued(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        while let Some(id) = self.execs.next_queued() {
+            self.start(id, reg, now, host);
+        }
+    }
+
+    /// A child ended (SIGCHLD): every `exec` program that has ended is judged, killed ones
+    /// are reaped, and waiting probes start in their place.
+    pub fn reap_execs(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        if self.execs.running() == 0 {
+            return;
+        }
+        self.execs.reap_killed();
+        for s in 0..self.execs.capacity() {
+            if let Some(id) = self.execs.probe_at(s) {
+                let _ = self.execs.read(id, &self.probes[id as usize], reg);
+                self.exec_try_finish(id, reg, now, host);
+            }
+        }
+        self.exec_start_queued(reg, now, host);
+    }
+
+    /// `exec` programs running now, and probes waiting for one to end.
+    pub fn execs(&self) -> (usize, usize) {
+        (self.execs.running(), self.execs.queued())
+    }
+
     /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
     /// (or the retry interval while any of its reals is failing), skipping grid points
     /// already past.
@@ -822,6 +983,8 @@ impl Probes {
     ) -> Carried {
         self.local_warn_at = old.local_warn_at;
         self.local_held = old.local_held;
+        // Programs of the old `exec` checks are killed; their checks run again (below).
+        old.execs.hand_over(&mut self.execs);
         // Old probes by target: the first of each target, then a chain through `next`.
         const END: u32 = u32::MAX;
         let mut first: std::collections::HashMap<std::net::SocketAddr, u32> =
@@ -885,7 +1048,9 @@ impl Probes {
     ) {
         let i = id as usize;
         let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
-        let mut keep = p.sock.is_some();
+        // A program's pipe is not carried: its program was killed (`Execs::hand_over`).
+        let exec = self.kinds[self.cfg[i].kind as usize].spec.transport() == Transport::Exec;
+        let mut keep = p.sock.is_some() && !exec;
         if keep && p.buf != NO_BUF {
             // Bytes already read move to a buffer of the new pool, if one is free and big
             // enough.
