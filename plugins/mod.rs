@@ -11,6 +11,7 @@
 //! the monitor owns and resets at every start: it is `Copy` and a few bytes long.
 
 pub mod agent;
+pub mod agent_check;
 pub mod banner;
 mod common;
 pub mod dns;
@@ -381,6 +382,8 @@ pub enum CheckSpec {
     Udp(udp::Udp),
     /// A program, judged by its exit status.
     Exec(exec::Exec),
+    /// The real server's agent (`agent PORT`): one line, for the weight chain.
+    Agent(agent_check::AgentCheck),
 }
 
 impl CheckSpec {
@@ -399,6 +402,8 @@ impl CheckSpec {
             "dns" => dns::Dns::parse(args).map(CheckSpec::Dns),
             "udp" => udp::Udp::parse(args).map(CheckSpec::Udp),
             "exec" => exec::Exec::parse(args).map(CheckSpec::Exec),
+            // Not a `check` plugin: the `agent` setting's probe.
+            "agent" => agent_check::AgentCheck::parse(args).map(CheckSpec::Agent),
             _ if presets::find(name).is_some() => presets::parse(name, args, target),
             _ => Err(PluginError {
                 word: None,
@@ -420,6 +425,7 @@ impl CheckSpec {
             CheckSpec::Dns(_) => "dns",
             CheckSpec::Udp(_) => "udp",
             CheckSpec::Exec(_) => "exec",
+            CheckSpec::Agent(_) => "agent",
         }
     }
 
@@ -442,6 +448,7 @@ impl CheckSpec {
             CheckSpec::Dns(c) => c.max_response(),
             CheckSpec::Udp(c) => c.max_response(),
             CheckSpec::Exec(_) => 0,
+            CheckSpec::Agent(c) => c.max_response(),
         }
     }
 
@@ -463,6 +470,7 @@ impl CheckSpec {
             CheckSpec::Script(c) => c.begin(st),
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Send,
             CheckSpec::Exec(_) => Step::Recv,
+            CheckSpec::Agent(c) => c.begin(st),
         }
     }
 
@@ -474,6 +482,7 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
+            CheckSpec::Agent(c) => c.send_bytes(),
         }
     }
 
@@ -504,7 +513,9 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.sent(st),
             CheckSpec::Banner(c) => c.sent(st),
             CheckSpec::Script(c) => c.sent(st),
-            CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => Step::Recv,
+            CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) | CheckSpec::Agent(_) => {
+                Step::Recv
+            }
         }
     }
 
@@ -524,6 +535,7 @@ impl CheckSpec {
             CheckSpec::Dns(c) => c.on_datagram(st, rx),
             CheckSpec::Udp(c) => c.on_datagram(st, rx),
             CheckSpec::Exec(_) => Step::Recv,
+            CheckSpec::Agent(c) => c.on_data(rx),
         }
     }
 
@@ -537,6 +549,7 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.on_eof(st, rx),
             CheckSpec::Banner(c) => c.on_eof(st, rx),
             CheckSpec::Script(c) => c.on_eof(st, rx),
+            CheckSpec::Agent(c) => c.on_eof(rx),
         }
     }
 }

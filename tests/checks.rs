@@ -357,3 +357,68 @@ fn exec_max_queues_programs() {
     assert!(d.count(&["plugin=exec", "result=pass"]) >= 6);
     assert_eq!(d.stop().0, Some(0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// agent
+// ---------------------------------------------------------------------------------------------
+
+/// Agents on loopback, each read on its own grid: a weight, drain, down with its detail,
+/// garbage (a reply that changes nothing), a greeting-less agent that closes (`None`) and
+/// one that cannot be reached (`None`). None of them is ever a failure of its real server.
+#[test]
+fn agents_say_weights_and_states_on_their_own_grid() {
+    let said = [
+        Script::banner("50%"),
+        Script::banner("drain"),
+        Script::banner("down,disk full"),
+        Script::banner("#!?* garbage"),
+        Script(vec![common::Action::Close]),
+    ];
+    let agents: Vec<Backend> = said.into_iter().map(Backend::start).collect();
+    let (refused, _guard) = common::refused_addr();
+    let mut conf = String::from("interval 1s\nfall 1\nrise 1\nvirtual tcp 127.1.0.1:80 {\n");
+    // Each real is its agent's address on a port nothing checks (tcp checks pass on the
+    // agent's own listener: the real's checks and its agent are apart).
+    for a in &agents {
+        conf += &format!(
+            "  real {a} {{\n    agent {} --interval 200ms --send \"status\\n\"\n  }}\n",
+            a.addr().port(),
+            a = a.addr()
+        );
+    }
+    conf += &format!(
+        "  real {} {{\n    check tcp --port {}\n    agent {}\n  }}\n}}\n",
+        refused,
+        agents[0].addr().port(),
+        refused.port()
+    );
+    let mut d = Lvsmon::start(&conf, &[]);
+    let target = |a: &Backend| format!("agent target={} ", a.addr());
+    let l = d.wait_seen(&[&target(&agents[0]), "result=reply"], 5 * S);
+    assert_eq!(field(&l, "percent"), Some("50"), "{l}");
+    let l = d.wait_seen(&[&target(&agents[1]), "result=reply"], 5 * S);
+    assert_eq!(field(&l, "admin"), Some("drain"), "{l}");
+    let l = d.wait_seen(&[&target(&agents[2]), "result=reply"], 5 * S);
+    assert_eq!(field(&l, "admin"), Some("down"), "{l}");
+    assert_eq!(field(&l, "detail"), Some("disk full"), "{l}");
+    let l = d.wait_seen(&[&target(&agents[3]), "result=reply"], 5 * S);
+    assert_eq!(field(&l, "admin"), None, "{l}");
+    assert_eq!(field(&l, "percent"), None, "{l}");
+    assert_eq!(field(&l, "line"), Some("#!?* garbage"), "{l}");
+    let l = d.wait_seen(&[&target(&agents[4]), "result=none"], 5 * S);
+    assert_eq!(field(&l, "reason"), Some("closed"), "{l}");
+    let l = d.wait_seen(&[&format!("agent target={refused} "), "result=none"], 5 * S);
+    assert_eq!(field(&l, "reason"), Some("connect-refused"), "{l}");
+    // On the agents' grid (200 ms), not the checks' (1 s); the agent got its --send text.
+    d.collect_for(S);
+    let n = d.count(&[&target(&agents[0]), "result=reply"]);
+    assert!(n >= 4, "{n} agent replies in about a second");
+    assert!(agents[0].accepted() as usize >= n);
+    // Every real is UP: agents decide no check.
+    for a in &agents {
+        d.wait_seen(&["event=up", &format!("real={} ", a.addr())], 2 * S);
+    }
+    d.wait_seen(&["event=up", &format!("real={refused} ")], 2 * S);
+    assert_eq!(d.count(&["event=down"]), 0);
+    assert_eq!(d.stop().0, Some(0));
+}

@@ -273,6 +273,9 @@ pub struct RealPlan {
     /// Its other checks, when its block has several `check` lines (check 2, 3, ...): the real
     /// passes only when every one of its checks passes.
     pub more_checks: Vec<usize>,
+    /// Index into [`Plan::checks`]: the probe of its `agent`, if one is set. Its replies go to
+    /// the weight chain, never to the real's checks.
+    pub agent: Option<usize>,
     /// Index into [`Plan::notifies`], if a notify command applies.
     pub notify: Option<usize>,
     /// Where the `real` line is.

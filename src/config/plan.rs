@@ -153,6 +153,7 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("forward", G | V | R),
     ("notify", G | V | R),
     ("check", G | V | R),
+    ("agent", G | V | R),
     ("notify-max", G),
     ("exec-max", G),
     ("notify-fifo", G),
@@ -209,6 +210,9 @@ struct Layer {
     notify_max: Option<Set<u32>>,
     /// `exec-max N`.
     exec_max: Option<Set<u32>>,
+    /// `agent PORT [--interval D] [--send TEXT]`: its probe's line in `Planner::checks`, and
+    /// its interval when given.
+    agent: Option<Set<(usize, Option<Duration>)>>,
     /// `notify-fifo PATH`, and where the path word stands.
     notify_fifo: Option<Set<(Vec<u8>, Pos)>>,
     max_in_flight: Option<Set<u32>>,
@@ -658,6 +662,16 @@ impl<'d> Planner<'d> {
                 self.notifies.push(args);
                 Ok(())
             }
+            "agent" => {
+                self.free(&layer.agent, kw)?;
+                let (line, interval) = self.agent_line(kw, args, scope)?;
+                layer.agent = Some(Set {
+                    value: (self.checks.len(), interval),
+                    pos: kw.pos,
+                });
+                self.checks.push(line);
+                Ok(())
+            }
             "check" => {
                 let line = self.check_line(kw, args, scope)?;
                 let i = self.checks.len();
@@ -723,6 +737,62 @@ impl<'d> Planner<'d> {
                 ),
             )),
         }
+    }
+
+    /// `agent PORT [--interval D] [--send TEXT]`: a check line of the agent's own (its probe
+    /// connects to the real's address on PORT) and the interval, when given.
+    fn agent_line(
+        &self,
+        kw: &'d Word,
+        args: &'d [Word],
+        scope: Option<SocketAddr>,
+    ) -> Result<(CheckLine<'d>, Option<Duration>), ConfigError> {
+        const USAGE: &str = "agent PORT [--interval D] [--send TEXT]";
+        let Some(port_word) = args.first() else {
+            return Err(self.err(kw.pos, format!("expected a port after agent ({USAGE})")));
+        };
+        let port = values::port(self.doc, port_word, port_word.as_str().unwrap_or_default())?;
+        let mut line = CheckLine {
+            name: kw,
+            port: Some(port),
+            address: None,
+            sock: SockOpts::default(),
+            source_pos: None,
+            args: Vec::new(),
+            arg_pos: Vec::new(),
+            scope,
+            used: false,
+        };
+        let mut interval = None;
+        let mut i = 1;
+        while i < args.len() {
+            let w = &args[i];
+            let Some(value) = args.get(i + 1) else {
+                return Err(self.err(
+                    w.pos,
+                    format!(
+                        "expected a value after {} ({USAGE})",
+                        String::from_utf8_lossy(&w.text)
+                    ),
+                ));
+            };
+            if w.is("--interval") && interval.is_none() {
+                interval = Some(values::interval(self.doc, w, std::slice::from_ref(value))?);
+            } else if w.is("--send") && line.args.is_empty() {
+                line.args = vec![&w.text, &value.text];
+                line.arg_pos = vec![w.pos, value.pos];
+            } else {
+                return Err(self.err(
+                    w.pos,
+                    format!(
+                        "unexpected {} (expected {USAGE}, each option once)",
+                        String::from_utf8_lossy(&w.text)
+                    ),
+                ));
+            }
+            i += 2;
+        }
+        Ok((line, interval))
     }
 
     /// `check PLUGIN OPTION...`: the plugin name checked, `--port`/`--address` taken out.
@@ -1009,6 +1079,21 @@ impl<'d> Planner<'d> {
                 let check = ids[0];
                 ids.remove(0);
                 let more_checks = ids;
+                // The agent's probe: the real's address on the agent's port, on its own grid
+                // (its interval, else the check's; the same while failing).
+                let agent = match rs.find(|l| &l.agent) {
+                    None => None,
+                    Some(a) => {
+                        let (line, every) = a.value;
+                        let every = every.unwrap_or(timing.interval);
+                        let t = Timing {
+                            interval: every,
+                            retry: every,
+                            ..timing
+                        };
+                        Some(self.real_check(r, v.key, Some(line), t, real_idx, &mut checks)?)
+                    }
+                };
 
                 plan_reals.push(RealPlan {
                     virtual_idx: vi,
@@ -1019,6 +1104,7 @@ impl<'d> Planner<'d> {
                     thresholds,
                     check,
                     more_checks,
+                    agent,
                     notify,
                     loc: doc.loc(r.pos),
                 });
@@ -2347,5 +2433,56 @@ virtual tcp 192.0.2.2:80 {
         assert_eq!(p.reals[2].more_checks, p.reals[0].more_checks);
         assert_eq!(p.checks.len(), 3);
         assert_eq!(p.checks[p.reals[0].more_checks[0]].reals, [0, 2]);
+    }
+
+    /// `agent PORT`: a probe of its own on the real's address, on its own grid (its
+    /// `--interval`, else the check interval), apart from the real's checks; shared like any.
+    #[test]
+    fn agent_is_a_probe_of_its_own() {
+        let p = plan_text(
+            "interval 4s\nagent 8099\n\
+             virtual tcp 192.0.2.1:80 {\n real 198.51.100.1\n real 198.51.100.2 {\n  agent 7000 --interval 1s --send \"hi\\n\"\n }\n}\n\
+             virtual tcp 192.0.2.2:80 {\n real 198.51.100.1\n}\n",
+        );
+        let a0 = &p.checks[p.reals[0].agent.unwrap()];
+        assert_eq!(a0.target, sa("198.51.100.1:8099"));
+        assert_eq!((a0.interval, a0.retry_interval), (secs(4), secs(4)));
+        assert_eq!(a0.spec.name(), "agent");
+        assert_eq!(a0.reals, [0, 2]);
+        assert_eq!(p.reals[2].agent, p.reals[0].agent);
+        let a1 = &p.checks[p.reals[1].agent.unwrap()];
+        assert_eq!((a1.target, a1.interval), (sa("198.51.100.2:7000"), secs(1)));
+        assert_ne!(p.reals[0].check, p.reals[0].agent.unwrap());
+        assert!(p.reals[0].more_checks.is_empty());
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent\n}\n",
+            2,
+            2,
+            "expected a port after agent",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent 80 --send\n}\n",
+            2,
+            11,
+            "expected a value after --send",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent 80 --wait 1s\n}\n",
+            2,
+            11,
+            "unexpected --wait",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent 80\n agent 81\n}\n",
+            3,
+            2,
+            "agent already set",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check agent\n}\n",
+            2,
+            8,
+            "unknown plugin",
+        );
     }
 }

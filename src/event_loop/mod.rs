@@ -917,6 +917,25 @@ impl probes::Host for Around<'_> {
         }
     }
 
+    fn agent_said(
+        &mut self,
+        reals: &[RealId],
+        reply: Option<crate::plugins::agent::AgentReply>,
+        line: &[u8],
+        now: Time,
+    ) {
+        let mut out = Sinks {
+            log: self.log,
+            stats: self.stats,
+            fifo: self.fifo,
+            notifier: self.notifier,
+            now: self.now,
+        };
+        for &r in reals {
+            self.table.agent_said(r, reply, line, now, &mut out);
+        }
+    }
+
     #[inline]
     fn log(&mut self) -> &mut Log {
         self.log

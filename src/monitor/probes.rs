@@ -26,6 +26,8 @@ use crate::clock::{micros, Time};
 use crate::config::{Plan, SockOpts};
 use crate::ids::{ProbeId, RealId};
 use crate::log::{Level, Log};
+use crate::plugins::agent::{self, AgentAdmin, AgentReply};
+use crate::plugins::agent_check::{self, AGENT_LINE_MAX};
 use crate::plugins::{CheckSpec, Reason, Transport, Verdict};
 use crate::pool::BufPool;
 use crate::stats::Stats;
@@ -59,6 +61,9 @@ pub trait Host {
     /// An `exec --dynamic` check of `reals` passed: the weight its exit code sets (`None`:
     /// it exited 0, the configured weight stands).
     fn exec_weight(&mut self, reals: &[RealId], w: Option<u32>, now: Time);
+    /// The agent of `reals` answered `reply` (its line: `line`), or could not be reached or
+    /// said nothing (`None`).
+    fn agent_said(&mut self, reals: &[RealId], reply: Option<AgentReply>, line: &[u8], now: Time);
     /// The log (check lines, local errors, stalls).
     fn log(&mut self) -> &mut Log;
     /// The counters (checks started and finished, lateness, durations, local errors).
@@ -279,8 +284,10 @@ impl Probes {
         for (ci, c) in checks.into_iter().enumerate() {
             let start = probe_reals.len() as u32;
             probe_reals.extend(c.reals.iter().map(|&r| RealId::of(r)));
+            let is_agent = matches!(c.spec, CheckSpec::Agent(_));
             for &r in &c.reals {
-                let round = round_of[r];
+                // An agent's replies are not one of the real's checks.
+                let round = if is_agent { NO_ROUND } else { round_of[r] };
                 let mut slot = 0u8;
                 if round != NO_ROUND {
                     // The first of the real's check lines that is this probe and not yet
@@ -669,6 +676,13 @@ impl Probes {
     /// The check of probe `id` is decided: record it for every real it serves.
     fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time, host: &mut impl Host) {
         let i = id as usize;
+        if matches!(
+            self.kinds[self.cfg[i].kind as usize].spec,
+            CheckSpec::Agent(_)
+        ) {
+            self.agent_done(id, v, reg, now, host);
+            return;
+        }
         self.release(id, reg);
         let latency = now.micros_since(self.probes[i].started());
         let st = host.stats();
@@ -727,6 +741,65 @@ impl Probes {
                 }
             }
         }
+        self.schedule_next(id, now, host);
+    }
+
+    /// Probe `id`, a real's agent, is done: its line goes to the weight chain (`None` when it
+    /// could not be reached or said nothing), never to the real's checks.
+    fn agent_done(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let mut text = [0u8; AGENT_LINE_MAX];
+        let mut n = 0;
+        let p = &self.probes[i];
+        if v == Verdict::Pass && p.buf != NO_BUF {
+            let got = match p.phase {
+                Phase::Recv { got } | Phase::Query { got, .. } => got as usize,
+                _ => 0,
+            };
+            let buf = self.pool.slice(p.buf);
+            let l = agent_check::line(&buf[..got.min(buf.len())]);
+            n = l.len().min(text.len());
+            text[..n].copy_from_slice(&l[..n]);
+        }
+        self.release(id, reg);
+        let line = &text[..n];
+        let reply = (v == Verdict::Pass).then(|| agent::parse(line));
+        if host.log().enabled(Level::Info) {
+            let target = self.target(i, &*host);
+            if let Some(mut l) = host.log().line(Level::Info) {
+                let _ = write!(l, "agent target={target} ");
+                match (reply, v) {
+                    (Some(r), _) => {
+                        let _ = write!(l, "result=reply");
+                        if let Some(pc) = r.percent {
+                            let _ = write!(l, " percent={pc}");
+                        }
+                        match r.admin {
+                            Some(AgentAdmin::Up) => {
+                                let _ = write!(l, " admin=up");
+                            }
+                            Some(AgentAdmin::Drain) => {
+                                let _ = write!(l, " admin=drain");
+                            }
+                            Some(AgentAdmin::Down) => {
+                                let _ = write!(l, " admin=down ");
+                                l.quoted("detail", line.get(r.detail_at..).unwrap_or_default());
+                            }
+                            None => {}
+                        }
+                        let _ = write!(l, " ");
+                        l.quoted("line", line);
+                    }
+                    (None, Verdict::Fail(r, d)) => {
+                        let _ = write!(l, "result=none reason={} ", r.as_str());
+                        l.quoted("detail", d.as_bytes());
+                    }
+                    (None, Verdict::Pass) => {}
+                }
+            }
+        }
+        let (a, b) = self.reals_of(i);
+        host.agent_said(&self.probe_reals[a as usize..b as usize], reply, line, now);
         self.schedule_next(id, now, host);
     }
 
