@@ -624,6 +624,11 @@ impl Daemon {
         self.core.probes.buffer_waits()
     }
 
+    /// `exec` programs started and spawns that failed, and agent replies and silences.
+    pub fn exec_agent_counts(&self) -> (u64, u64, u64, u64) {
+        self.core.probes.exec_agent_counts()
+    }
+
     /// Real `i`'s state, consecutive failures and checks, for tests and status output.
     pub fn real_state(&self, i: usize) -> (State, u32, u64) {
         let r = &self.core.table.reals()[i];

@@ -240,6 +240,9 @@ pub struct Probes {
     rounds: Box<[Round]>,
     /// The `exec` probes' programs.
     execs: Execs,
+    /// Agent replies, and agents unreachable or silent, since startup.
+    agent_replies: u64,
+    agent_silent: u64,
     wheel: Wheel,
     pool: BufPool,
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
@@ -396,6 +399,8 @@ impl Probes {
             probe_rounds: probe_rounds.into_boxed_slice(),
             rounds: rounds.into_boxed_slice(),
             execs,
+            agent_replies: 0,
+            agent_silent: 0,
             wheel,
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
@@ -764,6 +769,11 @@ impl Probes {
         self.release(id, reg);
         let line = &text[..n];
         let reply = (v == Verdict::Pass).then(|| agent::parse(line));
+        if reply.is_some() {
+            self.agent_replies += 1;
+        } else {
+            self.agent_silent += 1;
+        }
         if host.log().enabled(Level::Info) {
             let target = self.target(i, &*host);
             if let Some(mut l) = host.log().line(Level::Info) {
@@ -924,6 +934,17 @@ impl Probes {
     /// `exec` programs running now, and probes waiting for one to end.
     pub fn execs(&self) -> (usize, usize) {
         (self.execs.running(), self.execs.queued())
+    }
+
+    /// `exec` programs started and spawns that failed; agent replies, and agents that could
+    /// not be reached or said nothing.
+    pub fn exec_agent_counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.execs.started,
+            self.execs.spawn_failed,
+            self.agent_replies,
+            self.agent_silent,
+        )
     }
 
     /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
