@@ -624,6 +624,12 @@ impl Daemon {
         self.core.probes.buffer_waits()
     }
 
+    /// The last duration of each of real `i`'s checks, in µs, in check-line order (`None`
+    /// before its first verdict).
+    pub fn check_durations(&self, i: usize) -> Vec<Option<u64>> {
+        self.core.probes.check_durations(RealId::of(i)).collect()
+    }
+
     /// `exec` programs started and spawns that failed, and agent replies and silences.
     pub fn exec_agent_counts(&self) -> (u64, u64, u64, u64) {
         self.core.probes.exec_agent_counts()
@@ -1280,6 +1286,47 @@ mod tests {
         assert_eq!((st.checks, st.local_errors), (0, 0));
         assert!(d.core.probes.running(ProbeId(0)));
         assert!(d.core.probes.phase_deadline(ProbeId(0)) > now);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Each of a real's several checks keeps its own last duration, in check-line order: the
+    /// one against a listener that accepts is short, the one that waits for a banner that
+    /// never comes lasts its timeout.
+    #[test]
+    fn each_check_of_a_real_keeps_its_last_duration() {
+        let quick = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("lvsmon-unit-durations-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvsmon.conf");
+        std::fs::write(
+            &path,
+            format!(
+                "interval 5s\ntimeout 300ms\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --port {}\n  check banner --expect x --port {}\n  real 127.0.0.1:1\n}}\n",
+                quick.local_addr().unwrap().port(),
+                silent.local_addr().unwrap().port()
+            ),
+        )
+        .unwrap();
+        let plan = crate::config::load(&path, None).unwrap();
+        let opts = Options {
+            signals: false,
+            ..Options::default()
+        };
+        let log = Log::new(crate::log::Sink::Null, Level::Debug);
+        let mut d =
+            Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
+        assert_eq!(d.check_durations(0), [None, None]);
+        d.startup();
+        let end = std::time::Instant::now() + Duration::from_secs(8);
+        while d.check_durations(0).iter().any(Option::is_none) && std::time::Instant::now() < end {
+            d.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+        let got = d.check_durations(0);
+        let (tcp, banner) = (got[0].unwrap(), got[1].unwrap());
+        assert!(tcp < 200_000, "{got:?}");
+        assert!((300_000..1_000_000).contains(&banner), "{got:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

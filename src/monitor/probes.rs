@@ -37,6 +37,9 @@ use crate::timer::Wheel;
 /// tells (µs).
 const EXEC_REPOLL_US: u64 = 10_000;
 
+/// "No duration yet" in [`Probes::check_durations`]' table.
+const NO_DURATION: u32 = u32::MAX;
+
 /// What a reload's hand-over kept of the running probes.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Carried {
@@ -243,6 +246,12 @@ pub struct Probes {
     /// Agent replies, and agents unreachable or silent, since startup.
     agent_replies: u64,
     agent_silent: u64,
+    /// Each probe's last check duration in µs ([`NO_DURATION`] before its first verdict).
+    last_us: Box<[u32]>,
+    /// Each real's checks (probe ids, in check-line order): real `r`'s are
+    /// `real_checks[real_checks_at[r]..real_checks_at[r + 1]]`.
+    real_checks: Box<[u32]>,
+    real_checks_at: Box<[u32]>,
     wheel: Wheel,
     pool: BufPool,
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
@@ -265,6 +274,15 @@ impl Probes {
     pub(crate) fn new(plan: &mut Plan, buffers: usize, origin: Time) -> Probes {
         let checks = std::mem::take(&mut plan.checks);
         let n = checks.len();
+        // Each real's checks, in order, for their last durations.
+        let mut real_checks = Vec::with_capacity(plan.reals.len());
+        let mut real_checks_at = Vec::with_capacity(plan.reals.len() + 1);
+        for r in &plan.reals {
+            real_checks_at.push(real_checks.len() as u32);
+            real_checks.push(r.check as u32);
+            real_checks.extend(r.more_checks.iter().map(|&c| c as u32));
+        }
+        real_checks_at.push(real_checks.len() as u32);
         // Reals with several checks: a round each, and which check each of their probes is.
         let mut round_of = vec![NO_ROUND; plan.reals.len()];
         let mut rounds = Vec::new();
@@ -401,6 +419,9 @@ impl Probes {
             execs,
             agent_replies: 0,
             agent_silent: 0,
+            last_us: vec![NO_DURATION; n].into_boxed_slice(),
+            real_checks: real_checks.into_boxed_slice(),
+            real_checks_at: real_checks_at.into_boxed_slice(),
             wheel,
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
@@ -690,6 +711,7 @@ impl Probes {
         }
         self.release(id, reg);
         let latency = now.micros_since(self.probes[i].started());
+        self.last_us[i] = latency.min(u64::from(NO_DURATION - 1)) as u32;
         let st = host.stats();
         st.checks += 1;
         st.duration.observe(latency);
@@ -931,6 +953,23 @@ impl Probes {
         self.exec_start_queued(reg, now, host);
     }
 
+    /// The last duration of each of real `r`'s checks (µs, in check-line order; `None`
+    /// before its first verdict): what `lvsmon_real_check_duration_seconds` and `status`
+    /// may show per check, beside the real's own last latency (its round's, the longest).
+    pub fn check_durations(&self, r: RealId) -> impl Iterator<Item = Option<u64>> + '_ {
+        let (a, b) = match (
+            self.real_checks_at.get(r.ix()),
+            self.real_checks_at.get(r.ix() + 1),
+        ) {
+            (Some(&a), Some(&b)) => (a as usize, b as usize),
+            _ => (0, 0),
+        };
+        self.real_checks[a..b].iter().map(|&p| {
+            let us = self.last_us[p as usize];
+            (us != NO_DURATION).then_some(u64::from(us))
+        })
+    }
+
     /// `exec` programs running now, and probes waiting for one to end.
     pub fn execs(&self) -> (usize, usize) {
         (self.execs.running(), self.execs.queued())
@@ -1141,6 +1180,7 @@ impl Probes {
         host: &mut impl Host,
     ) {
         let i = id as usize;
+        self.last_us[i] = old.last_us[j];
         let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
         // A program's pipe is not carried: its program was killed (`Execs::hand_over`).
         let exec = self.kinds[self.cfg[i].kind as usize].spec.transport() == Transport::Exec;
