@@ -547,7 +547,9 @@ impl Probes {
             if self.probes[i].hold(late) {
                 held += 1;
             } else {
-                // Not a failure of the server, nor a local error: a fresh check, due now.
+                // Not a failure of the server, nor a local error: a fresh check, due now (an
+                // `exec` program is killed; its slot frees when it is reaped).
+                self.execs.kill(i as u32);
                 self.release(i as u32, reg);
                 self.wheel.set(i as u32, now);
                 restarted += 1;
