@@ -282,6 +282,12 @@ fn exec_that_hangs_is_killed_at_timeout() {
         assert!(gone, "program {pid} still there");
     }
     assert_eq!(d.stop().0, Some(0));
+    // No program outlives the daemon.
+    let text = std::fs::read_to_string(&pids).unwrap();
+    for pid in text.lines().filter_map(|l| l.parse::<i32>().ok()) {
+        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        assert!(gone, "program {pid} outlived the daemon");
+    }
 }
 
 /// A program that prints a megabyte without a newline: its output is read in bounded pieces
@@ -420,5 +426,53 @@ fn agents_say_weights_and_states_on_their_own_grid() {
     }
     d.wait_seen(&["event=up", &format!("real={refused} ")], 2 * S);
     assert_eq!(d.count(&["event=down"]), 0);
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// A reload kills the `exec` programs still running (their checks run again on their grid)
+/// and reaps them: none is left behind, and the check goes on with a new program.
+#[test]
+fn a_reload_kills_and_reaps_running_programs() {
+    let dir = TempDir::new("exec-reload");
+    let pids = dir.0.join("pids");
+    let conf = exec_conf(
+        "timeout 20s\n",
+        &[&format!(
+            r#"/bin/sh -c "echo $$ >> {}; exec sleep 30""#,
+            pids.display()
+        )],
+    );
+    let read = || -> Vec<i32> {
+        std::fs::read_to_string(&pids)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    };
+    let wait_for_pids = |n: usize| {
+        let end = std::time::Instant::now() + 5 * S;
+        while read().len() < n && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        read()
+    };
+    let mut d = Lvsmon::start(&conf, &[]);
+    let first = wait_for_pids(1);
+    assert_eq!(first.len(), 1);
+    d.signal(libc::SIGHUP);
+    d.wait_for(&["msg=\"reloaded\""], 5 * S);
+    let both = wait_for_pids(2);
+    assert_eq!(both.len(), 2, "no new program after the reload");
+    let end = std::time::Instant::now() + 3 * S;
+    let gone = || !std::path::Path::new(&format!("/proc/{}", first[0])).exists();
+    while !gone() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        gone(),
+        "program {} still there (running or unreaped)",
+        first[0]
+    );
+    assert_eq!(d.count(&["result=fail"]), 0);
     assert_eq!(d.stop().0, Some(0));
 }

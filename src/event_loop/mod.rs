@@ -515,6 +515,8 @@ impl Daemon {
         while !self.core.stop {
             self.turn(None)?;
         }
+        // No `exec` program outlives the daemon.
+        self.core.probes.stop_execs();
         if let Some(s) = self.core.systemd.as_mut() {
             s.stopping();
         }

@@ -487,6 +487,27 @@ impl Execs {
         self.q_len = 0;
     }
 
+    /// The daemon stops: every program still running is killed with its process group and
+    /// reaped when it has ended (a killed child ends at once; the rest go to init).
+    pub(crate) fn kill_all(&mut self) {
+        for s in 0..self.slots.len() {
+            let pid = self.slots[s].pid;
+            if pid == 0 {
+                continue;
+            }
+            // SAFETY: as in `kill`.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            for _ in 0..50 {
+                if wait_nohang(pid).is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            self.free(s);
+        }
+        self.q_len = 0;
+    }
+
     fn slot(&self, id: u32) -> Option<usize> {
         self.slot_of
             .get(id as usize)

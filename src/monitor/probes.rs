@@ -972,6 +972,11 @@ impl Probes {
         })
     }
 
+    /// The daemon stops: the `exec` programs still running are killed.
+    pub fn stop_execs(&mut self) {
+        self.execs.kill_all();
+    }
+
     /// `exec` programs running now, and probes waiting for one to end.
     pub fn execs(&self) -> (usize, usize) {
         (self.execs.running(), self.execs.queued())
