@@ -54,6 +54,8 @@ pub(crate) struct View<'a> {
     /// The last reload request answered, and what the answer said.
     pub reload_finished: u64,
     pub reload_result: &'a str,
+    /// The probes, for what only they know per check (each check's last duration).
+    pub probes: Option<&'a crate::monitor::probes::Probes>,
 }
 
 /// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
@@ -348,6 +350,23 @@ impl View<'_> {
             }
             write!(w, ",\"last_latency_seconds\":")?;
             seconds(w, lat)?;
+            // A real with several checks: each one's last duration, in check-line order.
+            if let Some(p) = self.probes {
+                let rid = crate::ids::RealId::of(r);
+                if p.check_durations(rid).nth(1).is_some() {
+                    write!(w, ",\"check_seconds\":[")?;
+                    for (k, d) in p.check_durations(rid).enumerate() {
+                        if k > 0 {
+                            write!(w, ",")?;
+                        }
+                        match d {
+                            Some(us) => seconds(w, us)?,
+                            None => write!(w, "null")?,
+                        }
+                    }
+                    write!(w, "]")?;
+                }
+            }
             write!(
                 w,
                 ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}}}",
@@ -831,6 +850,7 @@ mod tests {
                 wall_origin_us: 0,
                 reload_finished: 0,
                 reload_result: "",
+                probes: None,
             }
         }
 

@@ -165,6 +165,25 @@ fn several_checks_all_must_pass_and_the_failing_one_is_named() {
         .find(|l| l.contains("127.1.0.1:80") && l.contains(&b.addr().to_string()))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("http-status \"500\" check=2"), "{line}");
+    let (code, json, _) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let entry = json
+        .lines()
+        .find(|l| l.contains("127.1.0.1:80") && l.contains(&b.addr().to_string()))
+        .unwrap_or_else(|| panic!("{json}"));
+    assert!(entry.contains("\"last_check\":2"), "{entry}");
+    let each = entry
+        .split("\"check_seconds\":[")
+        .nth(1)
+        .and_then(|t| t.split(']').next())
+        .unwrap_or_else(|| panic!("no check_seconds in {entry}"));
+    assert_eq!(each.split(',').count(), 2, "{entry}");
+    assert!(!each.contains("null"), "{entry}");
+    let single = json
+        .lines()
+        .find(|l| l.contains(&inner.addr().to_string()))
+        .unwrap_or_else(|| panic!("{json}"));
+    assert!(!single.contains("check_seconds"), "{single}");
     // One probe per distinct check: the two virtuals' http checks of b are one.
     d.collect_for(S);
     let since = d.seen().len();

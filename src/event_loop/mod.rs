@@ -1006,6 +1006,7 @@ impl crate::control::Render for Core {
             wall_origin_us: self.wall_origin_us,
             reload_finished: self.reload.finished,
             reload_result: &self.reload.result,
+            probes: Some(&self.probes),
         };
         view.render(cmd, text, cursor, out, now)
     }
