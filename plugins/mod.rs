@@ -11,9 +11,11 @@
 //! the monitor owns and resets at every start: it is `Copy` and a few bytes long.
 
 pub mod agent;
+pub mod agent_check;
 pub mod banner;
 mod common;
 pub mod dns;
+pub mod exec;
 pub mod http;
 pub mod presets;
 pub mod script;
@@ -24,7 +26,7 @@ use std::fmt;
 
 /// The names accepted after `check`, in the order error messages list them.
 pub const PLUGIN_NAMES: &[&str] = &[
-    "tcp", "http", "banner", "script", "dns", "udp", // plugins
+    "tcp", "http", "banner", "script", "dns", "udp", "exec", // plugins
     "smtp", "pop3", "imap", "ftp", "ssh", "redis", "mysql", "pgsql", // presets
 ];
 
@@ -64,13 +66,15 @@ pub enum Reason {
     DnsRcode,
     /// Bytes that are not a DNS reply to our query.
     DnsInvalid,
-    /// The real's agent said `down`, `fail` or `stopped` (the detail is the rest of its line).
+    /// An `exec` program exited 1 (or, without `--dynamic`, 2..255) or died of a signal.
+    ExecFailed,
+    /// The real server's agent said `down`, `fail` or `stopped` (the weight chain's).
     AgentDown,
 }
 
 impl Reason {
     /// Every reason, in the order of lvsmon(8), DECISIONS (metrics render one series per entry).
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::Unreachable,
@@ -86,6 +90,7 @@ impl Reason {
         Reason::ResponseTooLarge,
         Reason::DnsRcode,
         Reason::DnsInvalid,
+        Reason::ExecFailed,
         Reason::AgentDown,
     ];
 
@@ -107,6 +112,7 @@ impl Reason {
             Reason::ResponseTooLarge => "response-too-large",
             Reason::DnsRcode => "dns-rcode",
             Reason::DnsInvalid => "dns-invalid",
+            Reason::ExecFailed => "exec-failed",
             Reason::AgentDown => "agent-down",
         }
     }
@@ -128,6 +134,9 @@ impl fmt::Display for Reason {
 pub struct Detail {
     buf: [u8; DETAIL_CAP],
     len: u8,
+    /// Which of a real server's several checks failed (1-based), 0 when it has one: the
+    /// `check=N` of the event and status lines. Set by the probe driver, never by a plugin.
+    check: u8,
 }
 
 /// Bytes a [`Detail`] keeps; longer text is cut.
@@ -138,6 +147,7 @@ impl Detail {
     pub const EMPTY: Detail = Detail {
         buf: [0; DETAIL_CAP],
         len: 0,
+        check: 0,
     };
 
     /// A detail holding `text`, cut to [`DETAIL_CAP`] bytes, with non-printable bytes as `?`
@@ -195,6 +205,19 @@ impl Detail {
     /// True when there is no detail.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The same detail, naming check `n` (1-based) of a real server's several checks as the
+    /// one that failed.
+    pub fn of_check(mut self, n: u8) -> Detail {
+        self.check = n;
+        self
+    }
+
+    /// The failing check's number among a real server's several checks (1-based); 0 when the
+    /// real server has one check.
+    pub fn check(&self) -> u8 {
+        self.check
     }
 }
 
@@ -263,6 +286,9 @@ pub enum Transport {
     Tcp,
     /// UDP datagrams: the phases query and recv.
     Udp,
+    /// A program of the operator's (`exec`): spawned, its output read from a pipe, judged by
+    /// its exit status.
+    Exec,
 }
 
 /// A `check` line that could not be understood. `word` indexes the argument words handed to
@@ -354,6 +380,10 @@ pub enum CheckSpec {
     Dns(dns::Dns),
     /// One datagram out, one expected back.
     Udp(udp::Udp),
+    /// A program, judged by its exit status.
+    Exec(exec::Exec),
+    /// The real server's agent (`agent PORT`): one line, for the weight chain.
+    Agent(agent_check::AgentCheck),
 }
 
 impl CheckSpec {
@@ -371,6 +401,9 @@ impl CheckSpec {
             "script" => script::Script::parse(args).map(CheckSpec::Script),
             "dns" => dns::Dns::parse(args).map(CheckSpec::Dns),
             "udp" => udp::Udp::parse(args).map(CheckSpec::Udp),
+            "exec" => exec::Exec::parse(args).map(CheckSpec::Exec),
+            // Not a `check` plugin: the `agent` setting's probe.
+            "agent" => agent_check::AgentCheck::parse(args).map(CheckSpec::Agent),
             _ if presets::find(name).is_some() => presets::parse(name, args, target),
             _ => Err(PluginError {
                 word: None,
@@ -391,6 +424,8 @@ impl CheckSpec {
             CheckSpec::Script(_) => "script",
             CheckSpec::Dns(_) => "dns",
             CheckSpec::Udp(_) => "udp",
+            CheckSpec::Exec(_) => "exec",
+            CheckSpec::Agent(_) => "agent",
         }
     }
 
@@ -398,6 +433,7 @@ impl CheckSpec {
     pub fn transport(&self) -> Transport {
         match self {
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Transport::Udp,
+            CheckSpec::Exec(_) => Transport::Exec,
             _ => Transport::Tcp,
         }
     }
@@ -411,6 +447,8 @@ impl CheckSpec {
             CheckSpec::Script(c) => c.max_response(),
             CheckSpec::Dns(c) => c.max_response(),
             CheckSpec::Udp(c) => c.max_response(),
+            CheckSpec::Exec(_) => 0,
+            CheckSpec::Agent(c) => c.max_response(),
         }
     }
 
@@ -431,6 +469,8 @@ impl CheckSpec {
             CheckSpec::Banner(c) => c.begin(st),
             CheckSpec::Script(c) => c.begin(st),
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Send,
+            CheckSpec::Exec(_) => Step::Recv,
+            CheckSpec::Agent(c) => c.begin(st),
         }
     }
 
@@ -438,10 +478,11 @@ impl CheckSpec {
     /// empty after `Send`.
     pub fn send_bytes(&self, st: &CheckState) -> &[u8] {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => &[],
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => &[],
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
+            CheckSpec::Agent(c) => c.send_bytes(),
         }
     }
 
@@ -472,7 +513,9 @@ impl CheckSpec {
             CheckSpec::Http(c) => c.sent(st),
             CheckSpec::Banner(c) => c.sent(st),
             CheckSpec::Script(c) => c.sent(st),
-            CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Recv,
+            CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) | CheckSpec::Agent(_) => {
+                Step::Recv
+            }
         }
     }
 
@@ -491,6 +534,8 @@ impl CheckSpec {
             CheckSpec::Script(c) => c.on_data(st, rx),
             CheckSpec::Dns(c) => c.on_datagram(st, rx),
             CheckSpec::Udp(c) => c.on_datagram(st, rx),
+            CheckSpec::Exec(_) => Step::Recv,
+            CheckSpec::Agent(c) => c.on_data(rx),
         }
     }
 
@@ -498,10 +543,13 @@ impl CheckSpec {
     /// only.
     pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => Verdict::Pass,
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => {
+                Verdict::Pass
+            }
             CheckSpec::Http(c) => c.on_eof(st, rx),
             CheckSpec::Banner(c) => c.on_eof(st, rx),
             CheckSpec::Script(c) => c.on_eof(st, rx),
+            CheckSpec::Agent(c) => c.on_eof(rx),
         }
     }
 }

@@ -2024,8 +2024,10 @@ mod tests {
         check(with(4, &[2]), HistoryError::Version(2));
         check(with(4, &[0]), HistoryError::Version(0));
         let m = |offset, what| HistoryError::Malformed { offset, what };
-        let unknown = Reason::ALL.len() as u8 + 1;
-        check(with(19, &[unknown]), m(19, "unknown reason code"));
+        check(
+            with(19, &[Reason::ALL.len() as u8 + 1]),
+            m(19, "unknown reason code"),
+        );
         check(
             with(23, &((T0 - 1) as u32).to_le_bytes()),
             m(23, "raw results out of time order"),

@@ -347,12 +347,13 @@ struct Slot {
     cap: usize,
 }
 
-/// `posix_spawnattr_t`, boxed so its address never changes, destroyed on drop.
-struct SpawnAttr(Box<libc::posix_spawnattr_t>);
+/// `posix_spawnattr_t`, boxed so its address never changes, destroyed on drop. Shared with
+/// the `exec` checks ([`crate::monitor::exec`]), whose programs are spawned the same way.
+pub(crate) struct SpawnAttr(pub(crate) Box<libc::posix_spawnattr_t>);
 
 impl SpawnAttr {
     /// Empty signal mask, default dispositions for [`DEFAULT_SIGNALS`], a new process group.
-    fn new() -> io::Result<SpawnAttr> {
+    pub(crate) fn new() -> io::Result<SpawnAttr> {
         // SAFETY: posix_spawnattr_t is plain data; all zeroes is a valid value to hand to
         // posix_spawnattr_init, which overwrites it.
         let mut attr = Box::new(unsafe { std::mem::zeroed::<libc::posix_spawnattr_t>() });
@@ -396,13 +397,17 @@ impl Drop for SpawnAttr {
 /// `/dev/null` descriptor it hands to children; and the descriptor that becomes their stdout
 /// and stderr (`/dev/null` too, except during a spawn, when it is the write end of the
 /// child's output pipe).
-struct FileActions(Box<libc::posix_spawn_file_actions_t>, OwnedFd, OwnedFd);
+pub(crate) struct FileActions(
+    pub(crate) Box<libc::posix_spawn_file_actions_t>,
+    OwnedFd,
+    OwnedFd,
+);
 
 impl FileActions {
     /// Makes `/dev/null`, opened now for reading and writing, the child's fd 0, and the
     /// output slot its fds 1 and 2. Opened here rather than by path in each child, so
     /// children still get it after a `--chroot` to a directory without `/dev/null`.
-    fn new() -> io::Result<FileActions> {
+    pub(crate) fn new() -> io::Result<FileActions> {
         let null = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -437,6 +442,40 @@ impl FileActions {
             check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut *this.0, fd, target) })?;
         }
         Ok(this)
+    }
+}
+
+impl FileActions {
+    /// Makes a pipe for a child's output: the read end non-blocking, the write end put in
+    /// the output slot the child's stdout and stderr come from. Returns the read end, or -1
+    /// (the slot keeps `/dev/null`) if no pipe could be made.
+    pub(crate) fn output_pipe(&self) -> libc::c_int {
+        let mut fds = [-1 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return -1;
+        }
+        let [r, w] = fds;
+        let slot = self.2.as_raw_fd();
+        // SAFETY: plain calls on descriptors we own; dup3 replaces the slot atomically.
+        unsafe {
+            let ok = libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) == 0
+                && libc::dup3(w, slot, libc::O_CLOEXEC) == slot;
+            libc::close(w);
+            if !ok {
+                libc::close(r);
+                self.reset_output_slot();
+                return -1;
+            }
+        }
+        r
+    }
+
+    /// Points the output slot at `/dev/null` again, so the daemon holds no write end of a
+    /// child's pipe (the reader sees end of file when the child is done).
+    pub(crate) fn reset_output_slot(&self) {
+        // SAFETY: dup3 of our own descriptors.
+        unsafe { libc::dup3(self.1.as_raw_fd(), self.2.as_raw_fd(), libc::O_CLOEXEC) };
     }
 }
 
@@ -941,42 +980,14 @@ impl Notifier {
         }
     }
 
-    /// Makes a pipe for a child's output: the read end non-blocking, the write end put in
-    /// the output slot the child's stdout and stderr come from. Returns the read end, or -1
-    /// (the slot keeps `/dev/null`) if no pipe could be made.
+    /// Makes a pipe for a child's output (see [`FileActions::output_pipe`]).
     fn output_pipe(&mut self) -> libc::c_int {
-        let mut fds = [-1 as libc::c_int; 2];
-        // SAFETY: pipe2 writes two descriptors into the array we own.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return -1;
-        }
-        let [r, w] = fds;
-        let slot = self.actions.2.as_raw_fd();
-        // SAFETY: plain calls on descriptors we own; dup3 replaces the slot atomically.
-        unsafe {
-            let ok = libc::fcntl(r, libc::F_SETFL, libc::O_NONBLOCK) == 0
-                && libc::dup3(w, slot, libc::O_CLOEXEC) == slot;
-            libc::close(w);
-            if !ok {
-                libc::close(r);
-                self.reset_output_slot();
-                return -1;
-            }
-        }
-        r
+        self.actions.output_pipe()
     }
 
-    /// Points the output slot at `/dev/null` again, so the daemon holds no write end of a
-    /// child's pipe (the reader sees end of file when the child is done).
+    /// Points the output slot at `/dev/null` again (see [`FileActions::reset_output_slot`]).
     fn reset_output_slot(&mut self) {
-        // SAFETY: dup3 of our own descriptors.
-        unsafe {
-            libc::dup3(
-                self.actions.1.as_raw_fd(),
-                self.actions.2.as_raw_fd(),
-                libc::O_CLOEXEC,
-            )
-        };
+        self.actions.reset_output_slot();
     }
 
     /// Fills the `LVSMON_*` slots from `ev` and spawns command `cmd` with an output pipe of

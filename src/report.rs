@@ -77,6 +77,8 @@ pub(crate) struct View<'a> {
     /// The last reload request answered, and what the answer said.
     pub reload_finished: u64,
     pub reload_result: &'a str,
+    /// The probes, for what only they know per check (each check's last duration).
+    pub probes: Option<&'a crate::monitor::probes::Probes>,
 }
 
 /// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
@@ -463,8 +465,29 @@ impl View<'_> {
                 }
                 None => write!(w, "null,\"last_detail\":null")?,
             }
+            // Which of the real's several checks failed last (absent when it has one).
+            if real.last_reason.is_some() && real.last_detail.check() > 0 {
+                write!(w, ",\"last_check\":{}", real.last_detail.check())?;
+            }
             write!(w, ",\"last_latency_seconds\":")?;
             seconds(w, lat)?;
+            // A real with several checks: each one's last duration, in check-line order.
+            if let Some(p) = self.probes {
+                let rid = crate::ids::RealId::of(r);
+                if p.check_durations(rid).nth(1).is_some() {
+                    write!(w, ",\"check_seconds\":[")?;
+                    for (k, d) in p.check_durations(rid).enumerate() {
+                        if k > 0 {
+                            write!(w, ",")?;
+                        }
+                        match d {
+                            Some(us) => seconds(w, us)?,
+                            None => write!(w, "null")?,
+                        }
+                    }
+                    write!(w, "]")?;
+                }
+            }
             write!(
                 w,
                 ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}",
@@ -517,6 +540,9 @@ impl View<'_> {
             )?;
             if let Some(reason) = real.last_reason {
                 write!(w, "  {} \"{}\"", reason.as_str(), real.last_detail.as_str())?;
+                if real.last_detail.check() > 0 {
+                    write!(w, " check={}", real.last_detail.check())?;
+                }
             }
             // SLOW, and what set the weight when more than the file did.
             let why = self.table.why(r);
@@ -850,6 +876,9 @@ pub(crate) fn status_dump(log: &mut Log, table: &Table, next: usize, now: Time) 
             if let Some(reason) = real.last_reason {
                 let _ = write!(l, " last_reason={} ", reason.as_str());
                 l.quoted("last_detail", real.last_detail.as_bytes());
+                if real.last_detail.check() > 0 {
+                    let _ = write!(l, " last_check={}", real.last_detail.check());
+                }
             }
         }
     }
@@ -982,6 +1011,7 @@ mod tests {
                 wall_origin_us: 0,
                 reload_finished: 0,
                 reload_result: "",
+                probes: None,
             }
         }
 

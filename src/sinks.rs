@@ -45,6 +45,10 @@ impl table::Out for Sinks<'_> {
             if let Some(r) = ev.reason {
                 let _ = write!(l, " reason={} ", r.as_str());
                 l.quoted("detail", ev.detail.as_bytes());
+                // Which of the real's several checks failed.
+                if ev.detail.check() > 0 {
+                    let _ = write!(l, " check={}", ev.detail.check());
+                }
             } else if matches!(ev.kind, EventKind::Slow | EventKind::Fast) {
                 // The check's duration.
                 let _ = write!(l, " ");

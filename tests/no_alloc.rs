@@ -229,6 +229,41 @@ fn main() {
             k + 1
         ));
     }
+    // exec programs (passing, failing with a line, --dynamic weights, one that hangs and is
+    // killed), two at most at once so the others queue; agents answering a weight, drain and
+    // down, and one that cannot be reached. Their reals have names only (exec) or a tcp check
+    // on the agent's own listener.
+    conf.push_str("exec-max 2\n");
+    let execs = [
+        r#"check exec /bin/sh -c "exit 0""#,
+        r#"check exec /bin/sh -c "echo no; exit 1""#,
+        r#"check exec --dynamic /bin/sh -c "exit 7""#,
+        r#"check exec /bin/sleep 5"#,
+    ];
+    for (k, check) in execs.iter().enumerate() {
+        conf.push_str(&format!(
+            "virtual tcp 127.3.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{}\n}}\n",
+            k + 1,
+            k + 1
+        ));
+    }
+    let agents: Vec<Backend> = ["50%", "drain", "down disk full"]
+        .iter()
+        .map(|l| Backend::start(Script::banner(l)))
+        .collect();
+    for (k, a) in agents.iter().enumerate() {
+        conf.push_str(&format!(
+            "virtual tcp 127.4.0.{}:80 {{\n  agent {} --send \"x\\n\"\n  real {}\n}}\n",
+            k + 1,
+            a.addr().port(),
+            a.addr()
+        ));
+    }
+    conf.push_str(&format!(
+        "virtual tcp 127.4.0.9:80 {{\n  check tcp --port {}\n  agent {}\n  real {refused}\n}}\n",
+        agents[0].addr().port(),
+        refused.port()
+    ));
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
 
@@ -503,6 +538,7 @@ struct Run(
     lvsmon::control::ServerStats,
     u64,
     lvsmon::sd_notify::SdCounters,
+    (u64, u64, u64, u64),
 );
 
 fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
@@ -513,6 +549,7 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     let sd = d
         .systemd_counters()
         .expect("notifying the stand-in systemd");
+    let ea = d.exec_agent_counts();
     let t0 = Instant::now();
     let limit = Duration::from_secs(90);
     ON.with(|c| c.set(true));
@@ -539,7 +576,7 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     }
     ON.with(|c| c.set(false));
     stop.store(true, Relaxed);
-    Run(before, nb, t0, turns, sb, saves, sd)
+    Run(before, nb, t0, turns, sb, saves, sd, ea)
 }
 
 fn report(
@@ -551,7 +588,7 @@ fn report(
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
-    let Run(before, nb, t0, turns, sb, saves0, sd0) = run;
+    let Run(before, nb, t0, turns, sb, saves0, sd0, ea0) = run;
     let sa = d.server_stats();
     let saves = d.state_saves() - saves0;
     let after = d.stats().clone();
@@ -581,7 +618,7 @@ fn report(
     for r in Reason::ALL {
         let n = after.failures[r as usize] - before.failures[r as usize];
         println!("  {:<20} {n}", r.as_str());
-        // agent-down comes from the agent probe, which this run has no agent for.
+        // agent-down is the weight chain's (the table's), never a check's verdict.
         if n == 0 && !matches!(r, Reason::Unreachable | Reason::AgentDown) {
             missing.push(r.as_str());
         }
@@ -594,6 +631,18 @@ fn report(
     println!("  weights: {weights} changes of UP reals, {slow} slow and {fast} fast events");
     if slow == 0 || fast == 0 || weights < 4 {
         missing.push("weight chain (slow, fast, slow start, set-weight)");
+    }
+    let (e1, f1, r1, s1) = d.exec_agent_counts();
+    let (e0, f0, r0, s0) = ea0;
+    println!(
+        "  exec programs started {}, spawn failures {}; agent replies {}, silent {}",
+        e1 - e0,
+        f1 - f0,
+        r1 - r0,
+        s1 - s0
+    );
+    if e1 == e0 || r1 == r0 || s1 == s0 {
+        missing.push("exec and agent traffic");
     }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::parse::{Document, Word};
-use super::{CheckPlan, ConfigError, Loc};
+use super::{CheckPlan, ConfigError, Loc, SockOpts};
 use crate::plugins::CheckSpec;
 
 /// Where a real's check connects: the real's own address, with the check line's `--address`
@@ -37,6 +37,8 @@ pub(super) struct Timing {
     pub(super) connect: Duration,
     /// `timeout`.
     pub(super) timeout: Duration,
+    /// The check line's `--source` and `--mark`.
+    pub(super) sock: SockOpts,
 }
 
 /// The distinct checks (probes) built so far: [`Plan::checks`](super::Plan::checks) in the
@@ -127,6 +129,7 @@ impl Checks {
                     connect_timeout: timing.connect,
                     timeout: timing.timeout,
                     reals: Vec::new(),
+                    sock: timing.sock,
                 });
                 let c = self.checks.len() - 1;
                 self.next.push(head.unwrap_or(usize::MAX));
@@ -281,6 +284,7 @@ mod tests {
             retry: secs(interval),
             connect: secs(3),
             timeout: secs(5),
+            sock: SockOpts::default(),
         };
         let parsed = Cell::new(0);
         let parse = |_line: Option<usize>, target: SocketAddr| {

@@ -22,7 +22,7 @@ pub mod values;
 mod test_support;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -241,6 +241,8 @@ pub struct Plan {
     pub resync: Duration,
     /// `notify-max`: notify commands running at once.
     pub notify_max: u32,
+    /// `exec-max`: `exec` check programs running at once (the rest wait their turn).
+    pub exec_max: u32,
     /// `max-checks-in-flight`: the most checks that hold a socket at once (`None`: one per
     /// distinct check, all at once if their grid points meet).
     pub max_in_flight: Option<u32>,
@@ -312,8 +314,14 @@ pub struct RealPlan {
     pub thresholds: Thresholds,
     /// `slow-above`, `slow-start`.
     pub weights: WeightRules,
-    /// Index into [`Plan::checks`]: the probe that decides this real.
+    /// Index into [`Plan::checks`]: the probe that decides this real (its first check).
     pub check: usize,
+    /// Its other checks, when its block has several `check` lines (check 2, 3, ...): the real
+    /// passes only when every one of its checks passes.
+    pub more_checks: Vec<usize>,
+    /// Index into [`Plan::checks`]: the probe of its `agent`, if one is set. Its replies go to
+    /// the weight chain, never to the real's checks.
+    pub agent: Option<usize>,
     /// Index into [`Plan::notifies`], if a notify command applies.
     pub notify: Option<usize>,
     /// Where the `real` line is.
@@ -343,6 +351,20 @@ pub struct CheckPlan {
     pub timeout: Duration,
     /// Indices into [`Plan::reals`] decided by this probe.
     pub reals: Vec<usize>,
+    /// `--source` and `--mark`: how the check's socket is set up before it connects.
+    pub sock: SockOpts,
+}
+
+/// A check line's `--source ADDR` and `--mark N` (lvsmon.conf(5), CHECKS): the address the
+/// check's socket is bound to before it connects, and the `SO_MARK` it carries, so that a
+/// check can be routed by policy (through the VIP on a direct-routing real, say). Part of what
+/// makes two reals share a probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SockOpts {
+    /// Bind the socket to this address (any port) before `connect(2)`.
+    pub source: Option<IpAddr>,
+    /// Set `SO_MARK` to this value (needs `CAP_NET_ADMIN`).
+    pub mark: Option<u32>,
 }
 
 impl Plan {

@@ -16,8 +16,9 @@
 //! Invariants of the [`Plan`] it returns:
 //! - `Plan::reals` is grouped by virtual, in file order, and each `VirtualPlan::reals` is the
 //!   range of its own reals; no two virtuals share a key, no virtual has a real twice;
-//! - every `RealPlan::check` indexes `Plan::checks`, and every real appears in exactly one
-//!   `CheckPlan::reals` (ascending); no two `CheckPlan`s have the same target, spec and timing;
+//! - every `RealPlan::check` (and `RealPlan::more_checks`) indexes `Plan::checks`, and every
+//!   real appears in the `CheckPlan::reals` (ascending) of each of its checks, once per check
+//!   line; no two `CheckPlan`s have the same target, spec and timing;
 //! - every `RealPlan::notify` indexes `Plan::notifies`, whose entries are distinct and non-empty;
 //! - every duration that paces or bounds a check is greater than zero, and each real's
 //!   `connect-timeout` is at most its `timeout`.
@@ -35,8 +36,8 @@ use super::merge::{self, fast_map, Checks, FastMap, Notifies, Timing};
 use super::parse::{Document, Pos, Statement, Word};
 use super::values::{self, show_duration, MAX_INTERVAL, MAX_NOTIFY_MAX, MAX_WEIGHT, MIN_INTERVAL};
 use super::{
-    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Slow, SorryMode,
-    Thresholds, VirtualPlan, WeightRules,
+    ConfigError, Forward, HistorySpec, OnDown, Plan, Proto, RealPlan, ServiceKey, Slow, SockOpts,
+    SorryMode, Thresholds, VirtualPlan, WeightRules,
 };
 use crate::plugins::{CheckSpec, PluginError, Target, PLUGIN_NAMES};
 
@@ -56,6 +57,10 @@ pub const DEFAULT_ON_DOWN: OnDown = OnDown::Quiesce;
 pub const DEFAULT_FORWARD: Forward = Forward::Route;
 /// `notify-max` when none is set.
 pub const DEFAULT_NOTIFY_MAX: u32 = 8;
+/// `exec-max`: `exec` check programs running at once.
+pub const DEFAULT_EXEC_MAX: u32 = 32;
+/// The most `exec-max` may be.
+pub const MAX_EXEC_MAX: u32 = 1024;
 /// `resync` when none is set.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
 /// `history` when none is set: `history raw 10m minute 2h hour 2d`.
@@ -151,7 +156,9 @@ const KEYWORDS: &[(&str, u8)] = &[
     ("check", G | V | R),
     ("slow-above", G | V | R),
     ("slow-start", G | V | R),
+    ("agent", G | V | R),
     ("notify-max", G),
+    ("exec-max", G),
     ("notify-fifo", G),
     ("max-checks-in-flight", G),
     ("resync", G),
@@ -208,9 +215,15 @@ struct Layer {
     forward: Option<Set<Forward>>,
     /// Index into `Planner::notifies`.
     notify: Option<Set<usize>>,
-    /// Index into `Planner::checks`.
-    check: Option<Set<usize>>,
+    /// Indices into `Planner::checks`: the level's `check` lines, in order (several are all
+    /// run; `pos` is the first's).
+    check: Option<Set<Vec<usize>>>,
     notify_max: Option<Set<u32>>,
+    /// `exec-max N`.
+    exec_max: Option<Set<u32>>,
+    /// `agent PORT [--interval D] [--send TEXT]`: its probe's line in `Planner::checks`, and
+    /// its interval when given.
+    agent: Option<Set<(usize, Option<Duration>)>>,
     /// `notify-fifo PATH`, and where the path word stands.
     notify_fifo: Option<Set<(Vec<u8>, Pos)>>,
     max_in_flight: Option<Set<u32>>,
@@ -261,12 +274,15 @@ struct RealRaw {
     addr_pos: Pos,
 }
 
-/// A `check` line with `--port` and `--address` taken out.
+/// A `check` line with `--port`, `--address`, `--source` and `--mark` taken out.
 struct CheckLine<'d> {
     /// The plugin name's word.
     name: &'d Word,
     port: Option<u16>,
     address: Option<IpAddr>,
+    /// `--source` and `--mark`; the `--source` value's word, for a family mismatch.
+    sock: SockOpts,
+    source_pos: Option<Pos>,
     /// The words handed to the plugin, in order, and where each stands.
     args: Vec<&'d [u8]>,
     arg_pos: Vec<Pos>,
@@ -616,6 +632,10 @@ impl<'d> Planner<'d> {
                 let w = values::one(self.doc, kw, args, "a count of at least 1")?;
                 Ok(values::number(self.doc, w, 1, u32::MAX.into(), "max-checks-in-flight")? as u32)
             }),
+            "exec-max" => self.put(&mut layer.exec_max, kw, || {
+                let w = values::one(self.doc, kw, args, "a count of at least 1")?;
+                Ok(values::number(self.doc, w, 1, MAX_EXEC_MAX.into(), "exec-max")? as u32)
+            }),
             "notify-max" => self.put(&mut layer.notify_max, kw, || {
                 let w = values::one(self.doc, kw, args, "a count of at least 1")?;
                 Ok(values::number(self.doc, w, 1, MAX_NOTIFY_MAX.into(), "notify-max")? as u32)
@@ -736,15 +756,41 @@ impl<'d> Planner<'d> {
                 self.notifies.push(args);
                 Ok(())
             }
-            "check" => {
-                self.free(&layer.check, kw)?;
-                let line = self.check_line(kw, args, scope)?;
-                layer.check = Some(Set {
-                    value: self.checks.len(),
+            "agent" => {
+                self.free(&layer.agent, kw)?;
+                let (line, interval) = self.agent_line(kw, args, scope)?;
+                layer.agent = Some(Set {
+                    value: (self.checks.len(), interval),
                     pos: kw.pos,
                 });
                 self.checks.push(line);
                 Ok(())
+            }
+            "check" => {
+                let line = self.check_line(kw, args, scope)?;
+                let i = self.checks.len();
+                self.checks.push(line);
+                match &mut layer.check {
+                    // Several check lines at one level: all of them run.
+                    Some(s) if s.value.len() >= MAX_CHECKS_PER_REAL => Err(self.err(
+                        kw.pos,
+                        format!(
+                            "more than {MAX_CHECKS_PER_REAL} check lines in one block \
+                             (expected at most {MAX_CHECKS_PER_REAL})"
+                        ),
+                    )),
+                    Some(s) => {
+                        s.value.push(i);
+                        Ok(())
+                    }
+                    None => {
+                        layer.check = Some(Set {
+                            value: vec![i],
+                            pos: kw.pos,
+                        });
+                        Ok(())
+                    }
+                }
             }
             "include" => Err(self.err(kw.pos, "include was not expanded by the parser")),
             other => Err(self.err(
@@ -819,6 +865,62 @@ impl<'d> Planner<'d> {
         }
     }
 
+    /// `agent PORT [--interval D] [--send TEXT]`: a check line of the agent's own (its probe
+    /// connects to the real's address on PORT) and the interval, when given.
+    fn agent_line(
+        &self,
+        kw: &'d Word,
+        args: &'d [Word],
+        scope: Option<SocketAddr>,
+    ) -> Result<(CheckLine<'d>, Option<Duration>), ConfigError> {
+        const USAGE: &str = "agent PORT [--interval D] [--send TEXT]";
+        let Some(port_word) = args.first() else {
+            return Err(self.err(kw.pos, format!("expected a port after agent ({USAGE})")));
+        };
+        let port = values::port(self.doc, port_word, port_word.as_str().unwrap_or_default())?;
+        let mut line = CheckLine {
+            name: kw,
+            port: Some(port),
+            address: None,
+            sock: SockOpts::default(),
+            source_pos: None,
+            args: Vec::new(),
+            arg_pos: Vec::new(),
+            scope,
+            used: false,
+        };
+        let mut interval = None;
+        let mut i = 1;
+        while i < args.len() {
+            let w = &args[i];
+            let Some(value) = args.get(i + 1) else {
+                return Err(self.err(
+                    w.pos,
+                    format!(
+                        "expected a value after {} ({USAGE})",
+                        String::from_utf8_lossy(&w.text)
+                    ),
+                ));
+            };
+            if w.is("--interval") && interval.is_none() {
+                interval = Some(values::interval(self.doc, w, std::slice::from_ref(value))?);
+            } else if w.is("--send") && line.args.is_empty() {
+                line.args = vec![&w.text, &value.text];
+                line.arg_pos = vec![w.pos, value.pos];
+            } else {
+                return Err(self.err(
+                    w.pos,
+                    format!(
+                        "unexpected {} (expected {USAGE}, each option once)",
+                        String::from_utf8_lossy(&w.text)
+                    ),
+                ));
+            }
+            i += 2;
+        }
+        Ok((line, interval))
+    }
+
     /// `check PLUGIN OPTION...`: the plugin name checked, `--port`/`--address` taken out.
     fn check_line(
         &self,
@@ -846,87 +948,130 @@ impl<'d> Planner<'d> {
             name,
             port: None,
             address: None,
+            sock: SockOpts::default(),
+            source_pos: None,
             args: Vec::new(),
             arg_pos: Vec::new(),
             scope,
             used: false,
         };
+        const OURS: [&str; 4] = ["--port", "--address", "--source", "--mark"];
         let mut i = 1;
         while i < args.len() {
             let w = &args[i];
-            let option = if w.text.starts_with(b"--port") {
-                "--port"
-            } else if w.text.starts_with(b"--address") {
-                "--address"
-            } else {
-                ""
-            };
-            let inline = w
-                .text
-                .get(option.len()..)
-                .and_then(|t| t.strip_prefix(b"="));
-            let ours = !option.is_empty() && (w.text.len() == option.len() || inline.is_some());
-            if !ours {
+            let found = OURS.iter().copied().find(|o| {
+                w.text.starts_with(o.as_bytes())
+                    && (w.text.len() == o.len() || w.text.get(o.len()) == Some(&b'='))
+            });
+            let Some(option) = found else {
+                if name.is("exec") && !w.text.starts_with(b"--") {
+                    // The program: it and every word after it are the program's own.
+                    for w in &args[i..] {
+                        line.args.push(&w.text);
+                        line.arg_pos.push(w.pos);
+                    }
+                    break;
+                }
                 line.args.push(&w.text);
                 line.arg_pos.push(w.pos);
                 i += 1;
                 continue;
-            }
+            };
+            let inline = w
+                .text
+                .get(option.len() + 1..)
+                .filter(|_| w.text.len() > option.len());
+            let what = match option {
+                "--port" => "a port 1..65535",
+                "--mark" => "a firewall mark 1..4294967295",
+                _ => "an IP address",
+            };
             // `--port N` or `--port=N`: the value's word is this one or the next.
             let (value, value_word): (&[u8], &Word) = match inline {
                 Some(v) => (v, w),
                 None => match args.get(i + 1) {
                     Some(next) => (&next.text, next),
                     None => {
-                        let what = if option == "--port" {
-                            "a port 1..65535"
-                        } else {
-                            "an IP address"
-                        };
                         return Err(self.err(w.pos, format!("expected {what} after {option}")));
                     }
                 },
             };
             i += if inline.is_some() { 1 } else { 2 };
             let text = std::str::from_utf8(value).unwrap_or_default();
+            let twice = match option {
+                "--port" => line.port.is_some(),
+                "--address" => line.address.is_some(),
+                "--source" => line.sock.source.is_some(),
+                _ => line.sock.mark.is_some(),
+            };
+            if twice {
+                return Err(self.err(w.pos, format!("{option} given twice in one check")));
+            }
             if option == "--port" {
-                if line.port.is_some() {
-                    return Err(self.err(w.pos, "--port given twice in one check"));
-                }
                 line.port = Some(values::port(self.doc, value_word, text)?);
-            } else {
-                if line.address.is_some() {
-                    return Err(self.err(w.pos, "--address given twice in one check"));
-                }
-                let bare = text
-                    .strip_prefix('[')
-                    .and_then(|t| t.strip_suffix(']'))
-                    .unwrap_or(text);
-                values::no_scope_id(self.doc, value_word, bare)?;
-                let ip: IpAddr = bare.parse().map_err(|_| {
+                continue;
+            }
+            if option == "--mark" {
+                let mark = parse_mark(text).ok_or_else(|| {
                     self.err(
                         value_word.pos,
-                        format!("expected an IP address after --address, not {text:?}"),
+                        format!("expected {what} (decimal or 0x hex) after --mark, not {text:?}"),
                     )
                 })?;
-                if let IpAddr::V6(v6) = ip {
-                    if v6.segments()[0] & 0xffc0 == 0xfe80 {
-                        return Err(self.err(
-                            value_word.pos,
-                            format!(
-                                "link-local address {v6} cannot be a check target: it needs an \
-                                 interface (scope id) lvsmon does not carry; use a global or ULA \
-                                 address"
-                            ),
-                        ));
-                    }
+                line.sock.mark = Some(mark);
+                continue;
+            }
+            let bare = text
+                .strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .unwrap_or(text);
+            values::no_scope_id(self.doc, value_word, bare)?;
+            let ip: IpAddr = bare.parse().map_err(|_| {
+                self.err(
+                    value_word.pos,
+                    format!("expected an IP address after {option}, not {text:?}"),
+                )
+            })?;
+            if let IpAddr::V6(v6) = ip {
+                if v6.segments()[0] & 0xffc0 == 0xfe80 {
+                    return Err(self.err(
+                        value_word.pos,
+                        format!(
+                            "link-local address {v6} cannot be a check {}: it needs an \
+                             interface (scope id) lvsmon does not carry; use a global or ULA \
+                             address",
+                            if option == "--source" {
+                                "source"
+                            } else {
+                                "target"
+                            }
+                        ),
+                    ));
                 }
+            }
+            if option == "--source" {
+                values::usable(self.doc, value_word, ip, "a check's source")?;
+                line.sock.source = Some(ip);
+                line.source_pos = Some(value_word.pos);
+            } else {
                 values::usable(self.doc, value_word, ip, "a check target")?;
                 line.address = Some(ip);
             }
         }
         Ok(line)
     }
+}
+
+/// The most `check` lines one block may have (a real's checks are numbered in a bit mask).
+pub const MAX_CHECKS_PER_REAL: usize = 32;
+
+/// A `--mark` value: 1..2³²-1, decimal or `0x` hex (0 would mean no mark at all).
+fn parse_mark(text: &str) -> Option<u32> {
+    let n = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+        None => text.parse().ok()?,
+    };
+    (n != 0).then_some(n)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1030,6 +1175,7 @@ impl<'d> Planner<'d> {
                         .find(|l| &l.connect_timeout)
                         .map_or(DEFAULT_CONNECT_TIMEOUT.min(timeout), |s| s.value),
                     timeout,
+                    sock: SockOpts::default(),
                 };
                 let (fall, within) = rs
                     .find(|l| &l.fall)
@@ -1046,25 +1192,34 @@ impl<'d> Planner<'d> {
                     .find(|l| &l.notify)
                     .map(|s| notifies.intern(doc, self.notifies[s.value], s.value));
 
-                let line = rs.find(|l| &l.check).map(|s| s.value);
-                let target = match line {
-                    None => r.addr,
-                    Some(i) => merge::target(r.addr, self.checks[i].address, self.checks[i].port),
-                };
-                if target.port() == 0 {
-                    return Err(doc.error(
-                        r.addr_pos,
-                        format!(
-                            "real {} behind virtual {} has no port to check (expected a port \
-                             on the real line or --port on its check)",
-                            r.addr.ip(),
-                            v.key
-                        ),
-                    ));
-                }
+                // Several check lines: all run, the real passes when all pass; an inner
+                // level's lines replace the outer ones, all of them.
+                let lines: &[usize] = rs.find(|l| &l.check).map_or(&[], |s| &s.value[..]);
                 let real_idx = plan_reals.len();
-                let check =
-                    checks.share(real_idx, line, target, timing, |l, t| self.parse_spec(l, t))?;
+                let mut ids = Vec::with_capacity(lines.len().max(1));
+                for k in 0..lines.len().max(1) {
+                    let line = lines.get(k).copied();
+                    let check = self.real_check(r, v.key, line, timing, real_idx, &mut checks)?;
+                    ids.push(check);
+                }
+                let check = ids[0];
+                ids.remove(0);
+                let more_checks = ids;
+                // The agent's probe: the real's address on the agent's port, on its own grid
+                // (its interval, else the check's; the same while failing).
+                let agent = match rs.find(|l| &l.agent) {
+                    None => None,
+                    Some(a) => {
+                        let (line, every) = a.value;
+                        let every = every.unwrap_or(timing.interval);
+                        let t = Timing {
+                            interval: every,
+                            retry: every,
+                            ..timing
+                        };
+                        Some(self.real_check(r, v.key, Some(line), t, real_idx, &mut checks)?)
+                    }
+                };
 
                 plan_reals.push(RealPlan {
                     virtual_idx: vi,
@@ -1078,6 +1233,8 @@ impl<'d> Planner<'d> {
                         slow_start: rs.find(|l| &l.slow_start).map(|s| s.value),
                     },
                     check,
+                    more_checks,
+                    agent,
                     notify,
                     loc: doc.loc(r.pos),
                     u_threshold: rs.find(|l| &l.u_threshold).map(|s| s.value),
@@ -1135,6 +1292,10 @@ impl<'d> Planner<'d> {
             files: doc.files.clone(),
             resync: global.resync.as_ref().map_or(DEFAULT_RESYNC, |s| s.value),
             history: global.history.as_ref().map_or(DEFAULT_HISTORY, |s| s.value),
+            exec_max: global
+                .exec_max
+                .as_ref()
+                .map_or(DEFAULT_EXEC_MAX, |s| s.value),
             notify_max: global
                 .notify_max
                 .as_ref()
@@ -1150,6 +1311,53 @@ impl<'d> Planner<'d> {
             reals: plan_reals,
             checks: checks.into_checks(),
         })
+    }
+
+    /// The probe of real `r` (index `real_idx` in the plan) for its check line `line`
+    /// (`None`: the default `tcp`): the line's target and socket options checked, then an
+    /// equal probe shared or a new one built.
+    fn real_check(
+        &mut self,
+        r: &RealRaw,
+        vkey: ServiceKey,
+        line: Option<usize>,
+        timing: Timing,
+        real_idx: usize,
+        checks: &mut Checks,
+    ) -> Result<usize, ConfigError> {
+        let doc = self.doc;
+        let target = match line {
+            None => r.addr,
+            Some(i) => merge::target(r.addr, self.checks[i].address, self.checks[i].port),
+        };
+        let mut timing = timing;
+        if let Some(c) = line.map(|i| &self.checks[i]) {
+            timing.sock = c.sock;
+            if let (Some(src), Some(pos)) = (c.sock.source, c.source_pos) {
+                if src.is_ipv4() != target.is_ipv4() {
+                    return Err(doc.error(
+                        pos,
+                        format!(
+                            "--source {src} cannot reach check target {target} of real {} \
+                             (expected an address of the target's family)",
+                            r.addr
+                        ),
+                    ));
+                }
+            }
+        }
+        if target.port() == 0 {
+            return Err(doc.error(
+                r.addr_pos,
+                format!(
+                    "real {} behind virtual {} has no port to check (expected a port \
+                     on the real line or --port on its check)",
+                    r.addr.ip(),
+                    vkey
+                ),
+            ));
+        }
+        checks.share(real_idx, line, target, timing, |l, t| self.parse_spec(l, t))
     }
 
     /// Builds the spec of check line `line` (`None`: the default `tcp`) against `target`.
@@ -2395,6 +2603,129 @@ virtual tcp 192.0.2.2:80 {
             2,
             22,
             "expected a value after",
+        );
+    }
+
+    /// `--source` and `--mark` are taken out of a check line for its socket (any plugin);
+    /// checks that differ only in them are different probes, equal ones still merge.
+    #[test]
+    fn source_and_mark_belong_to_the_probe() {
+        let p = plan_text(
+            "virtual tcp 192.0.2.1:80 {\n check http --mark 0x2a --source 192.0.2.1 --expect 200\n real 198.51.100.1\n}\n\
+             virtual tcp 192.0.2.2:80 {\n check http --source=192.0.2.1 --expect 200 --mark=42\n real 198.51.100.1\n}\n\
+             virtual tcp 192.0.2.3:80 {\n check http --expect 200\n real 198.51.100.1\n}\n",
+        );
+        assert_eq!(p.checks.len(), 2);
+        assert_eq!(p.reals[0].check, p.reals[1].check);
+        assert_ne!(p.reals[0].check, p.reals[2].check);
+        let c = &p.checks[p.reals[0].check];
+        assert_eq!(c.sock.mark, Some(42));
+        assert_eq!(c.sock.source, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(p.checks[p.reals[2].check].sock, SockOpts::default());
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --mark 0\n}\n",
+            2,
+            19,
+            "expected a firewall mark 1..4294967295",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --mark\n}\n",
+            2,
+            12,
+            "expected a firewall mark",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --source 0.0.0.0\n}\n",
+            2,
+            21,
+            "cannot be a check's source",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --source ::1 --source ::2\n}\n",
+            2,
+            25,
+            "--source given twice",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check tcp --source 2001:db8::1\n real 198.51.100.1\n}\n",
+            2,
+            21,
+            "--source 2001:db8::1 cannot reach check target 198.51.100.1:80",
+        );
+    }
+
+    /// Several check lines at one level are all the real's checks, in order; an inner
+    /// block's lines replace all the outer ones; equal lines of two virtuals share probes.
+    #[test]
+    fn several_check_lines_are_all_the_reals_checks() {
+        let p = plan_text(
+            "check tcp\ncheck tcp --port 22\n\
+             virtual tcp 192.0.2.1:80 {\n real 198.51.100.1\n real 198.51.100.2 {\n  check tcp --port 81\n }\n}\n\
+             virtual tcp 192.0.2.2:80 {\n real 198.51.100.1\n}\n",
+        );
+        let targets = |r: &RealPlan| -> Vec<String> {
+            std::iter::once(r.check)
+                .chain(r.more_checks.iter().copied())
+                .map(|c| p.checks[c].target.to_string())
+                .collect()
+        };
+        assert_eq!(targets(&p.reals[0]), ["198.51.100.1:80", "198.51.100.1:22"]);
+        assert_eq!(targets(&p.reals[1]), ["198.51.100.2:81"]);
+        assert!(p.reals[1].more_checks.is_empty());
+        assert_eq!(p.reals[2].check, p.reals[0].check);
+        assert_eq!(p.reals[2].more_checks, p.reals[0].more_checks);
+        assert_eq!(p.checks.len(), 3);
+        assert_eq!(p.checks[p.reals[0].more_checks[0]].reals, [0, 2]);
+    }
+
+    /// `agent PORT`: a probe of its own on the real's address, on its own grid (its
+    /// `--interval`, else the check interval), apart from the real's checks; shared like any.
+    #[test]
+    fn agent_is_a_probe_of_its_own() {
+        let p = plan_text(
+            "interval 4s\nagent 8099\n\
+             virtual tcp 192.0.2.1:80 {\n real 198.51.100.1\n real 198.51.100.2 {\n  agent 7000 --interval 1s --send \"hi\\n\"\n }\n}\n\
+             virtual tcp 192.0.2.2:80 {\n real 198.51.100.1\n}\n",
+        );
+        let a0 = &p.checks[p.reals[0].agent.unwrap()];
+        assert_eq!(a0.target, sa("198.51.100.1:8099"));
+        assert_eq!((a0.interval, a0.retry_interval), (secs(4), secs(4)));
+        assert_eq!(a0.spec.name(), "agent");
+        assert_eq!(a0.reals, [0, 2]);
+        assert_eq!(p.reals[2].agent, p.reals[0].agent);
+        let a1 = &p.checks[p.reals[1].agent.unwrap()];
+        assert_eq!((a1.target, a1.interval), (sa("198.51.100.2:7000"), secs(1)));
+        assert_ne!(p.reals[0].check, p.reals[0].agent.unwrap());
+        assert!(p.reals[0].more_checks.is_empty());
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent\n}\n",
+            2,
+            2,
+            "expected a port after agent",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent 80 --send\n}\n",
+            2,
+            11,
+            "expected a value after --send",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent 80 --wait 1s\n}\n",
+            2,
+            11,
+            "unexpected --wait",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n agent 80\n agent 81\n}\n",
+            3,
+            2,
+            "agent already set",
+        );
+        expect_error(
+            "virtual tcp 192.0.2.1:80 {\n check agent\n}\n",
+            2,
+            8,
+            "unknown plugin",
         );
     }
 }

@@ -522,6 +522,8 @@ impl Daemon {
         while !self.core.stop {
             self.turn(None)?;
         }
+        // No `exec` program outlives the daemon.
+        self.core.probes.stop_execs();
         if let Some(s) = self.core.systemd.as_mut() {
             s.stopping();
         }
@@ -654,6 +656,17 @@ impl Daemon {
         self.core.probes.buffer_waits()
     }
 
+    /// The last duration of each of real `i`'s checks, in µs, in check-line order (`None`
+    /// before its first verdict).
+    pub fn check_durations(&self, i: usize) -> Vec<Option<u64>> {
+        self.core.probes.check_durations(RealId::of(i)).collect()
+    }
+
+    /// `exec` programs started and spawns that failed, and agent replies and silences.
+    pub fn exec_agent_counts(&self) -> (u64, u64, u64, u64) {
+        self.core.probes.exec_agent_counts()
+    }
+
     /// Real `i`'s state, consecutive failures and checks, for tests and status output.
     pub fn real_state(&self, i: usize) -> (State, u32, u64) {
         let r = &self.core.table.reals()[i];
@@ -777,8 +790,13 @@ impl Daemon {
         }
         if signalled {
             if let Some(s) = self.signals.as_mut() {
+                let mut child = false;
                 for sig in s.pending() {
+                    child |= sig == SIGCHLD;
                     core.on_signal(sig, now);
+                }
+                if child {
+                    core.reap_execs(registry, now);
                 }
             }
         }
@@ -942,6 +960,38 @@ impl probes::Host for Around<'_> {
         }
     }
 
+    fn exec_weight(&mut self, reals: &[RealId], w: Option<u32>, now: Time) {
+        let mut out = Sinks {
+            log: self.log,
+            stats: self.stats,
+            fifo: self.fifo,
+            notifier: self.notifier,
+            now: self.now,
+        };
+        for &r in reals {
+            self.table.exec_weight(r, w, now, &mut out);
+        }
+    }
+
+    fn agent_said(
+        &mut self,
+        reals: &[RealId],
+        reply: Option<crate::plugins::agent::AgentReply>,
+        line: &[u8],
+        now: Time,
+    ) {
+        let mut out = Sinks {
+            log: self.log,
+            stats: self.stats,
+            fifo: self.fifo,
+            notifier: self.notifier,
+            now: self.now,
+        };
+        for &r in reals {
+            self.table.agent_said(r, reply, line, now, &mut out);
+        }
+    }
+
     #[inline]
     fn log(&mut self) -> &mut Log {
         self.log
@@ -1018,6 +1068,7 @@ impl crate::control::Render for Core {
             wall_origin_us: self.wall_origin_us,
             reload_finished: self.reload.finished,
             reload_result: &self.reload.result,
+            probes: Some(&self.probes),
         };
         view.render(cmd, text, cursor, out, now)
     }
@@ -1114,6 +1165,12 @@ impl Core {
     fn expire(&mut self, reg: &Registry, now: Time) {
         let (probes, mut host) = self.around();
         probes.expire(reg, now, &mut host);
+    }
+
+    /// A child ended (SIGCHLD): the `exec` checks' programs that have ended are judged.
+    fn reap_execs(&mut self, reg: &Registry, now: Time) {
+        let (probes, mut host) = self.around();
+        probes.reap_execs(reg, now, &mut host);
     }
 
     /// The loop stood still for `late` µs beyond the wait it asked for.
@@ -1266,7 +1323,8 @@ mod tests {
             size_of::<Kind>()
         );
         assert!(size_of::<Addr>() <= 20);
-        assert!(size_of::<Real>() <= 136);
+        // 144: the last failure's detail names which of several checks failed (one byte).
+        assert!(size_of::<Real>() <= 144);
         assert!(size_of::<ProbeCfg>() <= 8);
         assert!(size_of::<Probe>() <= 48);
     }
@@ -1341,6 +1399,47 @@ mod tests {
         assert_eq!((st.checks, st.local_errors), (0, 0));
         assert!(d.core.probes.running(ProbeId(0)));
         assert!(d.core.probes.phase_deadline(ProbeId(0)) > now);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Each of a real's several checks keeps its own last duration, in check-line order: the
+    /// one against a listener that accepts is short, the one that waits for a banner that
+    /// never comes lasts its timeout.
+    #[test]
+    fn each_check_of_a_real_keeps_its_last_duration() {
+        let quick = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("lvsmon-unit-durations-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvsmon.conf");
+        std::fs::write(
+            &path,
+            format!(
+                "interval 5s\ntimeout 300ms\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --port {}\n  check banner --expect x --port {}\n  real 127.0.0.1:1\n}}\n",
+                quick.local_addr().unwrap().port(),
+                silent.local_addr().unwrap().port()
+            ),
+        )
+        .unwrap();
+        let plan = crate::config::load(&path, None).unwrap();
+        let opts = Options {
+            signals: false,
+            ..Options::default()
+        };
+        let log = Log::new(crate::log::Sink::Null, Level::Debug);
+        let mut d =
+            Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
+        assert_eq!(d.check_durations(0), [None, None]);
+        d.startup();
+        let end = std::time::Instant::now() + Duration::from_secs(8);
+        while d.check_durations(0).iter().any(Option::is_none) && std::time::Instant::now() < end {
+            d.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+        let got = d.check_durations(0);
+        let (tcp, banner) = (got[0].unwrap(), got[1].unwrap());
+        assert!(tcp < 200_000, "{got:?}");
+        assert!((300_000..1_000_000).contains(&banner), "{got:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

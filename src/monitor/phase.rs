@@ -26,6 +26,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use crate::clock::Time;
+use crate::config::SockOpts;
 use crate::plugins::{
     target_text, CheckSpec, CheckState, Detail, Reason, Step, Transport, Verdict, TARGET_TEXT_MAX,
 };
@@ -180,6 +181,12 @@ impl Probe {
         self.phase = to;
     }
 
+    /// A check starts at `now` (the `exec` checks' start; [`start`] does the same for
+    /// sockets): its start is recorded against its grid point.
+    pub(super) fn mark_started(&mut self, now: Time) {
+        self.started_after = now.micros_since(self.scheduled).min(MAX_LATE_US) as u32;
+    }
+
     /// When the running (or last) check started.
     pub fn started(&self) -> Time {
         self.scheduled.add_micros(self.started_after.into())
@@ -292,6 +299,9 @@ pub fn errno_name(e: i32) -> &'static str {
         libc::EAFNOSUPPORT => "EAFNOSUPPORT",
         libc::EINVAL => "EINVAL",
         libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENOENT => "ENOENT",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::ENOTDIR => "ENOTDIR",
         _ => "errno",
     }
 }
@@ -455,10 +465,12 @@ fn set_linger(fd: RawFd, on: bool) {
 /// Sets the phase to `ConResult` (or decides at once). `polite` keeps the default close
 /// (FIN); otherwise the socket is set to reset on close (`SO_LINGER` 0), which leaves no
 /// TIME_WAIT on the director.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     p: &mut Probe,
     id: u32,
     spec: &CheckSpec,
+    opts: SockOpts,
     target: &SocketAddr,
     registry: &Registry,
     now: Time,
@@ -488,6 +500,12 @@ pub fn start(
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     if !udp && !spec.polite_close() {
         set_linger(fd, true);
+    }
+    if let Err(e) = sock_opts(fd, opts, target) {
+        // A mark or a source address the director cannot use is its own fault: EPERM
+        // without CAP_NET_ADMIN, EADDRNOTAVAIL for an address it does not have.
+        drop(sock);
+        return Outcome::Local(e);
     }
     let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let len = sockaddr(target, &mut ss);
@@ -521,6 +539,51 @@ pub fn start(
     }
     p.set_phase(Phase::ConResult);
     Outcome::Pending
+}
+
+/// `--mark` (`SO_MARK`) and `--source` (`bind(2)` to the address, any port) on a fresh
+/// socket, before its `connect(2)`; the errno of the first that fails.
+fn sock_opts(fd: RawFd, opts: SockOpts, target: &SocketAddr) -> Result<(), i32> {
+    if let Some(mark) = opts.mark {
+        // SAFETY: valid fd and a correctly sized option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_MARK,
+                (&mark as *const u32).cast(),
+                mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(last_errno());
+        }
+    }
+    if let Some(ip) = opts.source {
+        // The port is left to connect(2), which picks one that is free for this peer:
+        // thousands of checks from one source address do not run out of ports at bind time.
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd and a correctly sized option value; failure is harmless.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+        let src = SocketAddr::new(ip, 0);
+        debug_assert_eq!(src.is_ipv4(), target.is_ipv4());
+        let len = sockaddr(&src, &mut ss);
+        // SAFETY: ss holds a valid address of length len.
+        let rc = unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+        if rc < 0 {
+            return Err(last_errno());
+        }
+    }
+    Ok(())
 }
 
 /// A per-check pseudo-random value (DNS query IDs): splitmix64 over the time, the probe and

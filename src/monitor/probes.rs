@@ -19,15 +19,26 @@ use std::net::SocketAddr;
 
 use mio::Registry;
 
+use super::exec::{Execs, ProgEnv, Spawned};
 use super::phase::{self, errno_name, Outcome, Phase, Probe, NO_BUF};
+use super::rounds::{Round, NO_ROUND};
 use crate::clock::{micros, Time};
-use crate::config::Plan;
+use crate::config::{Plan, SockOpts};
 use crate::ids::{ProbeId, RealId};
 use crate::log::{Level, Log};
-use crate::plugins::{CheckSpec, Verdict};
+use crate::plugins::agent::{self, AgentAdmin, AgentReply};
+use crate::plugins::agent_check::{self, AGENT_LINE_MAX};
+use crate::plugins::{CheckSpec, Reason, Transport, Verdict};
 use crate::pool::BufPool;
 use crate::stats::Stats;
 use crate::timer::Wheel;
+
+/// How often a program whose output has ended is asked for its exit, when no SIGCHLD
+/// tells (µs).
+const EXEC_REPOLL_US: u64 = 10_000;
+
+/// "No duration yet" in [`Probes::check_durations`]' table.
+const NO_DURATION: u32 = u32::MAX;
 
 /// What a reload's hand-over kept of the running probes.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,6 +61,12 @@ pub trait Host {
     fn prefetch(&self, r: RealId);
     /// A check ended with `v` after `latency_us`: its result for each of `reals`.
     fn results(&mut self, reals: &[RealId], v: Verdict, latency_us: u64, now: Time);
+    /// An `exec --dynamic` check of `reals` passed: the weight its exit code sets (`None`:
+    /// it exited 0, the configured weight stands).
+    fn exec_weight(&mut self, reals: &[RealId], w: Option<u32>, now: Time);
+    /// The agent of `reals` answered `reply` (its line: `line`), or could not be reached or
+    /// said nothing (`None`).
+    fn agent_said(&mut self, reals: &[RealId], reply: Option<AgentReply>, line: &[u8], now: Time);
     /// The log (check lines, local errors, stalls).
     fn log(&mut self) -> &mut Log;
     /// The counters (checks started and finished, lateness, durations, local errors).
@@ -108,12 +125,15 @@ pub(crate) struct Kind {
     retry_us: u64,
     connect_us: u64,
     timeout_us: u64,
+    /// `--source` and `--mark`.
+    sock: SockOpts,
 }
 
 impl Kind {
     /// The same plugin, options and timing (the target is compared apart).
     fn same_check(&self, other: &Kind) -> bool {
         self.spec == other.spec
+            && self.sock == other.sock
             && (
                 self.interval_us,
                 self.retry_us,
@@ -185,6 +205,16 @@ pub(crate) fn timer_fired(
     }
 }
 
+/// A check starts `late` µs after its grid point: counted.
+#[inline]
+fn count_start(host: &mut impl Host, late: u64) {
+    let st = host.stats();
+    st.started += 1;
+    st.sum_lateness_us += late;
+    st.max_lateness_us = st.max_lateness_us.max(late);
+    st.lateness.observe(late);
+}
+
 /// The driver's next grid point after `scheduled`, a `period` on, skipping those already
 /// past at `now`; with the number skipped (missed starts).
 #[inline]
@@ -204,6 +234,24 @@ pub struct Probes {
     kinds: Box<[Kind]>,
     /// Each probe's reals, probe after probe (see [`ProbeCfg::reals`]).
     probe_reals: Box<[RealId]>,
+    /// Beside each entry of `probe_reals`: for a real with several checks, which of them
+    /// this probe is (1-based) and the real's round in `rounds`; 0 and [`NO_ROUND`] for a
+    /// real with one check.
+    probe_slots: Box<[u8]>,
+    probe_rounds: Box<[u32]>,
+    /// The rounds of the reals with several checks (see [`super::rounds`]).
+    rounds: Box<[Round]>,
+    /// The `exec` probes' programs.
+    execs: Execs,
+    /// Agent replies, and agents unreachable or silent, since startup.
+    agent_replies: u64,
+    agent_silent: u64,
+    /// Each probe's last check duration in µs ([`NO_DURATION`] before its first verdict).
+    last_us: Box<[u32]>,
+    /// Each real's checks (probe ids, in check-line order): real `r`'s are
+    /// `real_checks[real_checks_at[r]..real_checks_at[r + 1]]`.
+    real_checks: Box<[u32]>,
+    real_checks_at: Box<[u32]>,
     wheel: Wheel,
     pool: BufPool,
     /// Probes just handed a buffer, to read at the end of the turn (a ring of probe ids).
@@ -226,16 +274,58 @@ impl Probes {
     pub(crate) fn new(plan: &mut Plan, buffers: usize, origin: Time) -> Probes {
         let checks = std::mem::take(&mut plan.checks);
         let n = checks.len();
+        // Each real's checks, in order, for their last durations.
+        let mut real_checks = Vec::with_capacity(plan.reals.len());
+        let mut real_checks_at = Vec::with_capacity(plan.reals.len() + 1);
+        for r in &plan.reals {
+            real_checks_at.push(real_checks.len() as u32);
+            real_checks.push(r.check as u32);
+            real_checks.extend(r.more_checks.iter().map(|&c| c as u32));
+        }
+        real_checks_at.push(real_checks.len() as u32);
+        // Reals with several checks: a round each, and which check each of their probes is.
+        let mut round_of = vec![NO_ROUND; plan.reals.len()];
+        let mut rounds = Vec::new();
+        for (ri, r) in plan.reals.iter().enumerate() {
+            if !r.more_checks.is_empty() {
+                round_of[ri] = rounds.len() as u32;
+                rounds.push(Round::new(1 + r.more_checks.len()));
+            }
+        }
+        let mut slots_taken = vec![0u32; rounds.len()];
         let mut probe_reals = Vec::with_capacity(plan.reals.len());
+        let mut probe_slots = Vec::with_capacity(plan.reals.len());
+        let mut probe_rounds = Vec::with_capacity(plan.reals.len());
         let mut cfg = Vec::with_capacity(n);
         let mut max_response = 0usize;
         let mut readers = 0usize;
         let mut kinds: Vec<Kind> = Vec::new();
         let mut recent = [u32::MAX; 8];
         let mut next_recent = 0usize;
-        for c in checks {
+        for (ci, c) in checks.into_iter().enumerate() {
             let start = probe_reals.len() as u32;
             probe_reals.extend(c.reals.iter().map(|&r| RealId::of(r)));
+            let is_agent = matches!(c.spec, CheckSpec::Agent(_));
+            for &r in &c.reals {
+                // An agent's replies are not one of the real's checks.
+                let round = if is_agent { NO_ROUND } else { round_of[r] };
+                let mut slot = 0u8;
+                if round != NO_ROUND {
+                    // The first of the real's check lines that is this probe and not yet
+                    // counted (a block may repeat a line).
+                    let rp = &plan.reals[r];
+                    let taken = &mut slots_taken[round as usize];
+                    let k = std::iter::once(rp.check)
+                        .chain(rp.more_checks.iter().copied())
+                        .enumerate()
+                        .position(|(k, x)| x == ci && *taken & (1 << k) == 0)
+                        .unwrap_or(0);
+                    *taken |= 1 << k;
+                    slot = k as u8 + 1;
+                }
+                probe_slots.push(slot);
+                probe_rounds.push(round);
+            }
             // Every probe decides at least one real (the planner makes probes for reals).
             let first = plan.reals[c.reals[0]].addr;
             let mr = c.spec.max_response();
@@ -250,6 +340,7 @@ impl Probes {
                 retry_us: micros(c.retry_interval).max(1000),
                 connect_us: micros(c.connect_timeout),
                 timeout_us: micros(c.timeout),
+                sock: c.sock,
             };
             // Probes of one virtual service come together: the last few kinds are where an
             // equal one is found.
@@ -269,6 +360,22 @@ impl Probes {
             cfg.push(ProbeCfg { kind, reals: start });
         }
         kinds.shrink_to_fit();
+
+        // The `exec` probes' programs, with the environment of each one's first real.
+        let mut progs = Vec::new();
+        for (i, c) in cfg.iter().enumerate() {
+            let k = &kinds[c.kind as usize];
+            if let CheckSpec::Exec(e) = &k.spec {
+                let first = &plan.reals[probe_reals[c.reals as usize].ix()];
+                let env = ProgEnv {
+                    target: k.aim.target(first.addr),
+                    virtual_key: plan.virtuals[first.virtual_idx].key.to_string(),
+                    real: first.addr,
+                };
+                progs.push((i as u32, &e.argv[..], env));
+            }
+        }
+        let execs = Execs::new(n, plan.exec_max, progs).unwrap_or_else(|_| Execs::none(n));
 
         // First checks spread evenly over each probe's first interval.
         let probes: Vec<Probe> = cfg
@@ -306,6 +413,15 @@ impl Probes {
             cfg: cfg.into_boxed_slice(),
             kinds: kinds.into_boxed_slice(),
             probe_reals: probe_reals.into_boxed_slice(),
+            probe_slots: probe_slots.into_boxed_slice(),
+            probe_rounds: probe_rounds.into_boxed_slice(),
+            rounds: rounds.into_boxed_slice(),
+            execs,
+            agent_replies: 0,
+            agent_silent: 0,
+            last_us: vec![NO_DURATION; n].into_boxed_slice(),
+            real_checks: real_checks.into_boxed_slice(),
+            real_checks_at: real_checks_at.into_boxed_slice(),
             wheel,
             pool,
             handed: vec![0u32; n].into_boxed_slice(),
@@ -363,6 +479,12 @@ impl Probes {
         if readable {
             p.rx_ready = true;
         }
+        if self.kinds[self.cfg[i].kind as usize].spec.transport() == Transport::Exec {
+            if readable && matches!(p.phase, Phase::Recv { .. }) {
+                self.exec_output(id, reg, now, host);
+            }
+            return;
+        }
         let go = match p.phase {
             // Idle: nothing to do (mio may report a closed socket's last readiness).
             Phase::Wait => false,
@@ -391,6 +513,10 @@ impl Probes {
     fn on_deadline(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
         let i = id as usize;
         let k = &self.kinds[self.cfg[i].kind as usize];
+        if k.spec.transport() == Transport::Exec && self.probes[i].phase != Phase::Wait {
+            self.exec_deadline(id, reg, now, host);
+            return;
+        }
         let (p, pool) = (&self.probes[i], &self.pool);
         match timer_fired(p, k.connect_us, k.timeout_us, now, || pool.is_queued(id)) {
             Fired::Start => self.start(id, reg, now, host),
@@ -421,7 +547,9 @@ impl Probes {
             if self.probes[i].hold(late) {
                 held += 1;
             } else {
-                // Not a failure of the server, nor a local error: a fresh check, due now.
+                // Not a failure of the server, nor a local error: a fresh check, due now (an
+                // `exec` program is killed; its slot frees when it is reaped).
+                self.execs.kill(i as u32);
                 self.release(i as u32, reg);
                 self.wheel.set(i as u32, now);
                 restarted += 1;
@@ -446,17 +574,35 @@ impl Probes {
             return;
         }
         let late = now.micros_since(self.probes[i].scheduled);
-        let st = host.stats();
-        st.started += 1;
-        st.sum_lateness_us += late;
-        st.max_lateness_us = st.max_lateness_us.max(late);
-        st.lateness.observe(late);
-        let target = self.target(i, &*host);
         let k = &self.kinds[self.cfg[i].kind as usize];
+        if k.spec.transport() == Transport::Exec {
+            let p = &mut self.probes[i];
+            p.rx_ready = false;
+            p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
+            let spawned = self.execs.spawn(id, p, reg, now);
+            if spawned == Spawned::Queued {
+                // Its turn comes when a program ends (no timer meanwhile); it starts then,
+                // and counts as started then.
+                return;
+            }
+            count_start(host, late);
+            match spawned {
+                Spawned::Started => {
+                    self.in_flight += 1;
+                    let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
+                    self.wheel.set(id, d);
+                }
+                Spawned::Local(e) => self.defer(id, e, reg, now, host),
+                Spawned::Queued => {}
+            }
+            return;
+        }
+        count_start(host, late);
+        let target = self.target(i, &*host);
         let p = &mut self.probes[i];
         p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
         p.rx_ready = false;
-        let outcome = phase::start(p, id, &k.spec, &target, reg, now);
+        let outcome = phase::start(p, id, &k.spec, k.sock, &target, reg, now);
         if self.probes[i].sock.is_some() {
             self.in_flight += 1;
         }
@@ -558,8 +704,16 @@ impl Probes {
     /// The check of probe `id` is decided: record it for every real it serves.
     fn finish(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time, host: &mut impl Host) {
         let i = id as usize;
+        if matches!(
+            self.kinds[self.cfg[i].kind as usize].spec,
+            CheckSpec::Agent(_)
+        ) {
+            self.agent_done(id, v, reg, now, host);
+            return;
+        }
         self.release(id, reg);
         let latency = now.micros_since(self.probes[i].started());
+        self.last_us[i] = latency.min(u64::from(NO_DURATION - 1)) as u32;
         let st = host.stats();
         st.checks += 1;
         st.duration.observe(latency);
@@ -573,6 +727,13 @@ impl Probes {
             if let Some(mut l) = host.log().line(Level::Info) {
                 let name = self.kinds[c.kind as usize].spec.name();
                 let _ = write!(l, "check target={target} plugin={name} ");
+                // One of a real's several checks: which (for the probe's first real).
+                match self.probe_slots.get(c.reals as usize) {
+                    Some(&n) if n > 0 => {
+                        let _ = write!(l, "check={n} ");
+                    }
+                    _ => {}
+                }
                 match v {
                     Verdict::Pass => {
                         let _ = write!(l, "result=pass");
@@ -591,7 +752,88 @@ impl Probes {
             }
         }
         let (a, b) = self.reals_of(i);
-        host.results(&self.probe_reals[a as usize..b as usize], v, latency, now);
+        let (a, b) = (a as usize, b as usize);
+        if self.probe_rounds[a..b].iter().all(|&x| x == NO_ROUND) {
+            host.results(&self.probe_reals[a..b], v, latency, now);
+        } else {
+            // Some of its reals have several checks: theirs count when their round is whole.
+            for k in a..b {
+                let r = self.probe_reals[k];
+                match self.probe_rounds[k] {
+                    NO_ROUND => host.results(&[r], v, latency, now),
+                    x => {
+                        let round = &mut self.rounds[x as usize];
+                        if let Some((v, latency)) = round.add(self.probe_slots[k], v, latency) {
+                            host.results(&[r], v, latency, now);
+                        }
+                    }
+                }
+            }
+        }
+        self.schedule_next(id, now, host);
+    }
+
+    /// Probe `id`, a real's agent, is done: its line goes to the weight chain (`None` when it
+    /// could not be reached or said nothing), never to the real's checks.
+    fn agent_done(&mut self, id: u32, v: Verdict, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let mut text = [0u8; AGENT_LINE_MAX];
+        let mut n = 0;
+        let p = &self.probes[i];
+        if v == Verdict::Pass && p.buf != NO_BUF {
+            let got = match p.phase {
+                Phase::Recv { got } | Phase::Query { got, .. } => got as usize,
+                _ => 0,
+            };
+            let buf = self.pool.slice(p.buf);
+            let l = agent_check::line(&buf[..got.min(buf.len())]);
+            n = l.len().min(text.len());
+            text[..n].copy_from_slice(&l[..n]);
+        }
+        self.release(id, reg);
+        let line = &text[..n];
+        let reply = (v == Verdict::Pass).then(|| agent::parse(line));
+        if reply.is_some() {
+            self.agent_replies += 1;
+        } else {
+            self.agent_silent += 1;
+        }
+        if host.log().enabled(Level::Info) {
+            let target = self.target(i, &*host);
+            if let Some(mut l) = host.log().line(Level::Info) {
+                let _ = write!(l, "agent target={target} ");
+                match (reply, v) {
+                    (Some(r), _) => {
+                        let _ = write!(l, "result=reply");
+                        if let Some(pc) = r.percent {
+                            let _ = write!(l, " percent={pc}");
+                        }
+                        match r.admin {
+                            Some(AgentAdmin::Up) => {
+                                let _ = write!(l, " admin=up");
+                            }
+                            Some(AgentAdmin::Drain) => {
+                                let _ = write!(l, " admin=drain");
+                            }
+                            Some(AgentAdmin::Down) => {
+                                let _ = write!(l, " admin=down ");
+                                l.quoted("detail", line.get(r.detail_at..).unwrap_or_default());
+                            }
+                            None => {}
+                        }
+                        let _ = write!(l, " ");
+                        l.quoted("line", line);
+                    }
+                    (None, Verdict::Fail(r, d)) => {
+                        let _ = write!(l, "result=none reason={} ", r.as_str());
+                        l.quoted("detail", d.as_bytes());
+                    }
+                    (None, Verdict::Pass) => {}
+                }
+            }
+        }
+        let (a, b) = self.reals_of(i);
+        host.agent_said(&self.probe_reals[a as usize..b as usize], reply, line, now);
         self.schedule_next(id, now, host);
     }
 
@@ -620,6 +862,135 @@ impl Probes {
             self.local_held += 1;
         }
         self.schedule_next(id, now, host);
+    }
+
+    /// Probe `id`'s program printed something (or closed its output): read it; if it has
+    /// ended, judge it, else look again soon after an end of file (SIGCHLD may not come).
+    fn exec_output(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let eof = self.execs.read(id, &self.probes[id as usize], reg);
+        if eof && !self.exec_try_finish(id, reg, now, host) {
+            self.exec_rearm(id, now);
+        }
+    }
+
+    /// Sets probe `id`'s timer while its program runs: its deadline, or sooner (every
+    /// [`EXEC_REPOLL_US`]) once its output has ended, to collect its exit.
+    fn exec_rearm(&mut self, id: u32, now: Time) {
+        let i = id as usize;
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let d = self.probes[i].phase_deadline(k.connect_us, k.timeout_us);
+        let at = if self.execs.eof(id) {
+            d.min(now.add_micros(EXEC_REPOLL_US))
+        } else {
+            d
+        };
+        self.wheel.set(id, at);
+    }
+
+    /// Probe `id`'s timer fired while its program runs: judge it if it has ended, kill it
+    /// at its deadline (`timeout`), else wait on.
+    fn exec_deadline(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let _ = self.execs.read(id, &self.probes[i], reg);
+        if self.exec_try_finish(id, reg, now, host) {
+            return;
+        }
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        if now < self.probes[i].phase_deadline(k.connect_us, k.timeout_us) {
+            self.exec_rearm(id, now);
+            return;
+        }
+        self.execs.kill(id);
+        self.finish(id, Verdict::fail(Reason::Timeout), reg, now, host);
+        self.exec_start_queued(reg, now, host);
+    }
+
+    /// If probe `id`'s program has ended: its verdict recorded (and with `--dynamic`, its
+    /// weight), the next waiting program started; true then.
+    fn exec_try_finish(
+        &mut self,
+        id: u32,
+        reg: &Registry,
+        now: Time,
+        host: &mut impl Host,
+    ) -> bool {
+        let Some((exit, first, n)) = self.execs.try_reap(id) else {
+            return false;
+        };
+        let i = id as usize;
+        let CheckSpec::Exec(e) = &self.kinds[self.cfg[i].kind as usize].spec else {
+            return false;
+        };
+        let (v, w) = e.judge(exit, &first[..n]);
+        let dynamic = e.dynamic && v == Verdict::Pass;
+        self.finish(id, v, reg, now, host);
+        if dynamic {
+            let (a, b) = self.reals_of(i);
+            host.exec_weight(&self.probe_reals[a as usize..b as usize], w, now);
+        }
+        self.exec_start_queued(reg, now, host);
+        true
+    }
+
+    /// Starts the waiting `exec` probes while programs may run.
+    fn exec_start_queued(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        while let Some(id) = self.execs.next_queued() {
+            self.start(id, reg, now, host);
+        }
+    }
+
+    /// A child ended (SIGCHLD): every `exec` program that has ended is judged, killed ones
+    /// are reaped, and waiting probes start in their place.
+    pub fn reap_execs(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        if self.execs.running() == 0 {
+            return;
+        }
+        self.execs.reap_killed();
+        for s in 0..self.execs.capacity() {
+            if let Some(id) = self.execs.probe_at(s) {
+                let _ = self.execs.read(id, &self.probes[id as usize], reg);
+                self.exec_try_finish(id, reg, now, host);
+            }
+        }
+        self.exec_start_queued(reg, now, host);
+    }
+
+    /// The last duration of each of real `r`'s checks (µs, in check-line order; `None`
+    /// before its first verdict): what `lvsmon_real_check_duration_seconds` and `status`
+    /// may show per check, beside the real's own last latency (its round's, the longest).
+    pub fn check_durations(&self, r: RealId) -> impl Iterator<Item = Option<u64>> + '_ {
+        let (a, b) = match (
+            self.real_checks_at.get(r.ix()),
+            self.real_checks_at.get(r.ix() + 1),
+        ) {
+            (Some(&a), Some(&b)) => (a as usize, b as usize),
+            _ => (0, 0),
+        };
+        self.real_checks[a..b].iter().map(|&p| {
+            let us = self.last_us[p as usize];
+            (us != NO_DURATION).then_some(u64::from(us))
+        })
+    }
+
+    /// The daemon stops: the `exec` programs still running are killed.
+    pub fn stop_execs(&mut self) {
+        self.execs.kill_all();
+    }
+
+    /// `exec` programs running now, and probes waiting for one to end.
+    pub fn execs(&self) -> (usize, usize) {
+        (self.execs.running(), self.execs.queued())
+    }
+
+    /// `exec` programs started and spawns that failed; agent replies, and agents that could
+    /// not be reached or said nothing.
+    pub fn exec_agent_counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.execs.started,
+            self.execs.spawn_failed,
+            self.agent_replies,
+            self.agent_silent,
+        )
     }
 
     /// Sets probe `id`'s next start on its grid: the previous grid point plus the interval
@@ -752,6 +1123,8 @@ impl Probes {
     ) -> Carried {
         self.local_warn_at = old.local_warn_at;
         self.local_held = old.local_held;
+        // Programs of the old `exec` checks are killed; their checks run again (below).
+        old.execs.hand_over(&mut self.execs);
         // Old probes by target: the first of each target, then a chain through `next`.
         const END: u32 = u32::MAX;
         let mut first: std::collections::HashMap<std::net::SocketAddr, u32> =
@@ -814,8 +1187,11 @@ impl Probes {
         host: &mut impl Host,
     ) {
         let i = id as usize;
+        self.last_us[i] = old.last_us[j];
         let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
-        let mut keep = p.sock.is_some();
+        // A program's pipe is not carried: its program was killed (`Execs::hand_over`).
+        let exec = self.kinds[self.cfg[i].kind as usize].spec.transport() == Transport::Exec;
+        let mut keep = p.sock.is_some() && !exec;
         if keep && p.buf != NO_BUF {
             // Bytes already read move to a buffer of the new pool, if one is free and big
             // enough.

@@ -689,7 +689,6 @@ impl Table {
     /// Input of the weight chain (lvsmon.conf(5), WEIGHTS): the agent of real `r` answered
     /// `reply` (`line` is the line it sent, for the detail of `agent-down`), or could not be
     /// reached (`None`, which changes nothing).
-    #[allow(dead_code)] // called once the agent probe lands
     pub(crate) fn agent_said(
         &mut self,
         r: RealId,
@@ -770,7 +769,6 @@ impl Table {
 
     /// Input of the weight chain: an `exec --dynamic` check of real `r` passed with an exit
     /// code that sets weight `w` (`None`: it exited 0, the configured weight stands).
-    #[allow(dead_code)] // called once the exec check lands
     pub(crate) fn exec_weight(&mut self, r: RealId, w: Option<u32>, now: Time, out: &mut impl Out) {
         self.now = now;
         let w = w.map_or(NO_EXEC, |w| w.min(u32::from(NO_EXEC) - 1) as u16);

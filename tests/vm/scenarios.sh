@@ -414,6 +414,66 @@ else
     bad director-pairs "keepalived or pairs.sh missing from the guest (run-scenarios.sh -i)"
 fi
 
+# 12. A direct-routing check through the VIP with --mark: policy routing sends marked checks
+#     for the VIP to one real each (ip rule fwmark -> a route via the real). The real that has
+#     the VIP on its loopback answers (weight 3); the one without drops them (weight 0).
+#     The reals are network namespaces behind veth pairs; the check's port (8080) is not the
+#     virtual's, so IPVS itself never takes the director's own connections.
+mark_scenario() {
+    local why= dp k
+    for k in 1 2; do
+        ip netns add "dr$k" || { why="ip netns add dr$k"; break; }
+        ip link add "dr$k" type veth peer name eth0 netns "dr$k" || { why="veth dr$k"; break; }
+        ip addr add "10.9.$k.1/24" dev "dr$k" && ip link set "dr$k" up
+        ip -n "dr$k" addr add "10.9.$k.2/24" dev eth0
+        ip -n "dr$k" link set eth0 up && ip -n "dr$k" link set lo up
+        ip rule add fwmark "0x1$k" lookup "11$k"
+        ip route add 10.0.9.1/32 via "10.9.$k.2" table "11$k"
+        ip netns exec "dr$k" busybox httpd -f -p 8080 -h /www & echo $! > "/run/http.dr$k"
+    done
+    ip -n dr1 addr add 10.0.9.1/32 dev lo      # only dr1 has the VIP
+    sleep 0.3
+    cat > /work/mark.conf <<'CONF'
+interval 500ms
+connect-timeout 300ms
+timeout 1s
+fall 1
+rise 1
+virtual tcp 10.0.9.1:80 {
+    forward route
+    real 10.9.1.2:80 weight 3 {
+        check http --address 10.0.9.1 --port 8080 --mark 0x11 --expect 200
+    }
+    real 10.9.2.2:80 weight 4 {
+        check http --address 10.0.9.1 --port 8080 --mark 0x12 --expect 200
+    }
+}
+CONF
+    if [ -z "$why" ]; then
+        "$LVSMON" -f /work/mark.conf -v --socket /run/lvsmon-mark.sock \
+            --state-dir /var/lib/lvsmon-mark >/work/mark.log 2>&1 & dp=$!
+        expect 10 "-t 10.0.9.1:80 10.9.1.2:80 3" "-t 10.0.9.1:80 10.9.2.2:80 0" \
+            || why="weights $(weight "-t 10.0.9.1:80" 10.9.1.2:80)/$(weight "-t 10.0.9.1:80" 10.9.2.2:80), expected 3/0"
+        [ -z "$why" ] && ! grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.2.2:80 reason=connect-timeout' /work/mark.log \
+            && why="no connect-timeout down for the real without the VIP"
+        [ -z "$why" ] && grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.1.2:80' /work/mark.log \
+            && why="the real with the VIP went down"
+        kill -TERM $dp; wait $dp
+    fi
+    if [ -z "$why" ]; then
+        ok "mark-through-the-vip (with the VIP: weight 3; without: 0, connect-timeout)"
+    else
+        LOG=/work/mark.log bad mark-through-the-vip "$why"
+    fi
+    for k in 1 2; do
+        kill "$(cat "/run/http.dr$k")" 2>/dev/null
+        ip rule del fwmark "0x1$k" lookup "11$k" 2>/dev/null
+        ip netns del "dr$k" 2>/dev/null
+    done
+    ipvsadm -D -t 10.0.9.1:80 2>/dev/null
+}
+mark_scenario
+
 for p in /run/http.*; do kill "$(cat "$p")" 2>/dev/null; done
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -190,7 +190,15 @@ impl Rig {
                 // As the driver does: a start over an hour late moves the grid point on.
                 self.p.scheduled = catch_up(self.p.scheduled, now, INTERVAL_US);
                 let reg = self.poll.registry();
-                let o = start(&mut self.p, ID, &self.spec, &self.target, reg, now);
+                let o = start(
+                    &mut self.p,
+                    ID,
+                    &self.spec,
+                    crate::config::SockOpts::default(),
+                    &self.target,
+                    reg,
+                    now,
+                );
                 self.after(o, now)
             }
             Writable => {
