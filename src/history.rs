@@ -2113,3 +2113,106 @@ mod tests {
         assert_eq!(s.checks, 1_000_000 - (from - T0) * 3);
     }
 }
+
+/// Writes `tests/data/state-v1/` with this lvsmon's encoder (format version 1): a state
+/// file of two reals' history and what `recent`, `summary` and `series` answer for them, so
+/// that a later format can prove it reads and converts it. Run once:
+/// `cargo test --lib history::fixture_v1 -- --ignored`.
+#[cfg(test)]
+mod fixture_v1 {
+    use super::*;
+    use std::fmt::Write as _;
+
+    /// 2026-12-06T06:00:00Z, an hour boundary.
+    pub(crate) const BASE: u64 = 1_796_536_800;
+
+    /// The two reals' intervals and the history they were recorded into.
+    pub(crate) fn build() -> (History, Vec<Duration>) {
+        let iv = vec![Duration::from_secs(10), Duration::from_secs(1)];
+        let mut h = History::new(&HistorySpec::default(), &iv);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Real 0 every 10 s, real 1 every second, for 3 h 7 min from 06:00:00 + 123 s.
+        for s in 0..(3 * 3600 + 420u64) {
+            let t = BASE + 123 + s;
+            for (r, every) in [(0usize, 10u64), (1, 1)] {
+                if s % every != 0 {
+                    continue;
+                }
+                let x = next();
+                let lat = match x % 8 {
+                    0 => 40 + x % 200,
+                    1..=4 => 200 + (x >> 8) % 5_000,
+                    5 | 6 => 5_000 + (x >> 8) % 400_000,
+                    _ => (x >> 8) % 25_000_000,
+                };
+                let reason = (x >> 40) % 9 == 0;
+                let reason = reason.then(|| Reason::ALL[((x >> 48) % 15) as usize]);
+                h.record(r, t, lat, reason);
+            }
+        }
+        (h, iv)
+    }
+
+    /// What this history answers, one line each.
+    pub(crate) fn answers(h: &History, now: u64) -> String {
+        let mut o = String::new();
+        for r in 0..2 {
+            h.recent(r, usize::MAX, &mut |e| {
+                let reason = e.reason.map_or("pass", |r| r.as_str());
+                writeln!(o, "recent {r} {} {} {reason}", e.time, e.latency_us).unwrap();
+            });
+        }
+        for (a, b) in [(0usize, 1usize), (1, 2), (0, 2)] {
+            for back in [30u64, 60, 600, 3600, 7200, 3 * 3600, 2 * 86400] {
+                let s = h.summary(a..b, now - back, now);
+                writeln!(
+                    o,
+                    "summary {a} {b} {back} {} {} {} {} {} {} {}",
+                    s.checks, s.failures, s.min_us, s.mean_us, s.max_us, s.level, s.covered_from
+                )
+                .unwrap();
+            }
+            for back in [7200u64, 2 * 86400] {
+                h.series(a..b, now - back, now, &mut |k| {
+                    writeln!(
+                        o,
+                        "series {a} {b} {back} {} {} {} {} {} {} {}",
+                        k.level, k.start, k.checks, k.failures, k.min_us, k.mean_us, k.max_us
+                    )
+                    .unwrap();
+                });
+            }
+        }
+        o
+    }
+
+    #[test]
+    #[ignore]
+    fn write() {
+        let (h, _) = build();
+        let now = BASE + 123 + 3 * 3600 + 420;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state-v1");
+        let mut s = crate::state::Saver::new(&dir, h.max_encoded_len()).unwrap();
+        s.begin(now).unwrap();
+        for (r, key, drained) in [
+            (0, "tcp:127.1.0.1:80 127.0.0.1:1", false),
+            (1, "tcp:127.1.0.1:80 127.0.0.1:2", true),
+        ] {
+            s.record(key.as_bytes(), drained, &mut |c| h.encode_real(r, c))
+                .unwrap();
+        }
+        s.finish(true).unwrap();
+        drop(s);
+        std::fs::write(
+            dir.join("answers"),
+            format!("now {now}\n{}", answers(&h, now)),
+        )
+        .unwrap();
+    }
+}
