@@ -13,7 +13,7 @@
 //!   faster ones, where minute buckets answer for longer spans: the raw ring does not grow
 //!   with the check rate (less time is covered while `retry-interval` runs checks faster);
 //! - **minute** and **hour** buckets: `ceil(minute / 60 s)` and `ceil(hour / 3600 s)`
-//!   summaries of 8 bytes each (exact checks and failures, min, mean and max latency on the
+//!   summaries of 7 and 8 bytes (exact checks and failures, min, mean and max latency on the
 //!   latency scale; see [`Bucket`] for the layout and why; the bucket's minute or hour follows
 //!   from its slot, see `Cell`).
 //!
@@ -142,10 +142,11 @@ pub struct RawEntry {
 
 /// One minute or hour of one real server or a group of them, as [`History::series`] reports it.
 ///
-/// Stored per real server in 8 bytes: `checks` and `failures` (u16 each, exact), then min,
-/// mean and max latency as three codes of the latency scale (`lat_code`, 1,217 codes each)
-/// in one u32 (`(min * 1217 + mean) * 1217 + max`); its minute or hour is its slot's in the
-/// ring (the encoded form writes it). Why this layout:
+/// Stored per real server in 7 bytes (a minute) or 8 (an hour): `checks` and `failures`
+/// (exact, 12 bits each for a minute, 16 for an hour), then min, mean and max latency as
+/// three codes of the latency scale (`lat_code`, 1,217 codes each) in 31 bits
+/// (`(min * 1217 + mean) * 1217 + max`); its minute or hour is its slot's in the ring (the
+/// encoded form writes it). Why this layout:
 /// - the mean is taken from the exact sum of the bucket's latencies (in whole microseconds,
 ///   kept while the bucket fills) and only then put on the scale: it is within 1/128 of the
 ///   true mean, like every latency, and so is a group's mean weighted by checks. An exact sum
@@ -153,7 +154,8 @@ pub struct RawEntry {
 /// - min and max on the same scale (rounded to the nearest code, so never out of order with
 ///   the mean): three codes of 1,217 values fit in 31 bits, where three u16 would make the
 ///   bucket 10 bytes;
-/// - `checks` saturates at 65,535 (an hour of checks every 55 ms): a bucket that is full
+/// - `checks` saturates at 65,535 in an hour (an hour of checks every 55 ms) and 4,095 in a
+///   minute (where the shortest interval, 50 ms, makes 1,201 at most): a bucket that is full
 ///   stops counting altogether, so its counts and latencies always describe the same checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
@@ -316,7 +318,8 @@ impl Slot {
     }
 }
 
-/// One bucket as stored (8 bytes); see [`Bucket`] for the layout. Empty when `checks` is 0.
+/// One bucket as a [`Ring`] stores it (7 or 8 bytes); see [`Bucket`] for the layout. Empty
+/// when `checks` is 0.
 /// `lat` holds the packed codes ([`pack`]) once the bucket is closed; the open one's
 /// latencies are in the real's [`Open`].
 ///
@@ -328,6 +331,82 @@ struct Cell {
     checks: u16,
     failures: u16,
     lat: u32,
+}
+
+/// Bits of a minute bucket's `checks` and `failures`: a minute holds at most 1,201 checks
+/// at the shortest interval (50 ms), so 4,095 leaves room, and the bucket is 7 bytes.
+const MINUTE_BITS: u32 = 12;
+/// Bits of an hour bucket's counts: 65,535 checks (an hour at 55 ms), 8 bytes.
+const HOUR_BITS: u32 = 16;
+
+/// A level's buckets for every real server: `per` slots per real, real `r`'s from slot
+/// `r * per`, each a [`Cell`] in [`Ring::size_of`] bytes: `checks` and `failures` in `bits`
+/// bits each, then the packed latencies (31 bits), little-endian.
+struct Ring {
+    bytes: Box<[u8]>,
+    per: usize,
+    bits: u32,
+}
+
+impl Ring {
+    fn new(n: usize, per: usize, bits: u32) -> Ring {
+        Ring {
+            bytes: vec![0; n * per * Ring::size_of(bits)].into_boxed_slice(),
+            per,
+            bits,
+        }
+    }
+
+    /// Bytes of a slot whose counts take `bits` bits each.
+    const fn size_of(bits: u32) -> usize {
+        (2 * bits as usize + 31).div_ceil(8)
+    }
+
+    fn size(&self) -> usize {
+        Ring::size_of(self.bits)
+    }
+
+    /// The most checks a bucket counts.
+    fn full(&self) -> u16 {
+        ((1u32 << self.bits) - 1) as u16
+    }
+
+    /// The slot of real `real`'s bucket number `b`.
+    fn slot(&self, real: usize, b: u64) -> usize {
+        real * self.per + (b % self.per as u64) as usize
+    }
+
+    fn get(&self, slot: usize) -> Cell {
+        let s = self.size();
+        let mut w = [0u8; 8];
+        w[..s].copy_from_slice(&self.bytes[slot * s..(slot + 1) * s]);
+        let v = u64::from_le_bytes(w);
+        let mask = (1u64 << self.bits) - 1;
+        Cell {
+            checks: (v & mask) as u16,
+            failures: (v >> self.bits & mask) as u16,
+            lat: (v >> (2 * self.bits)) as u32,
+        }
+    }
+
+    fn put(&mut self, slot: usize, c: Cell) {
+        let s = self.size();
+        let v = u64::from(c.checks)
+            | u64::from(c.failures) << self.bits
+            | u64::from(c.lat) << (2 * self.bits);
+        self.bytes[slot * s..(slot + 1) * s].copy_from_slice(&v.to_le_bytes()[..s]);
+    }
+
+    /// Real `real`'s slots, as bytes.
+    fn of(&self, real: usize) -> &[u8] {
+        let n = self.per * self.size();
+        &self.bytes[real * n..(real + 1) * n]
+    }
+
+    fn of_mut(&mut self, real: usize) -> &mut [u8] {
+        let n = self.per * self.size();
+        &mut self.bytes[real * n..(real + 1) * n]
+    }
 }
 
 /// The latencies of a real's open bucket at one level (its newest minute or hour).
@@ -539,10 +618,10 @@ pub struct History {
     /// when nothing is kept at any level (`history raw 0 minute 0 hour 0`).
     raw_off: Box<[u32]>,
     raw: Box<[Stored]>,
-    /// Minute buckets, `minutes` per real, real `r`'s at `r * minutes`.
-    minute: Box<[Cell]>,
+    /// Minute buckets, `minutes` per real.
+    minute: Ring,
     /// Hour buckets, `hours` per real.
-    hour: Box<[Cell]>,
+    hour: Ring,
     /// Per real; empty when nothing is kept at any level, so history off costs nothing
     /// per real server.
     meta: Box<[Meta]>,
@@ -582,8 +661,8 @@ impl History {
             raw: vec![Stored::default(); raw_off.last().map_or(0, |&o| o as usize)]
                 .into_boxed_slice(),
             raw_off,
-            minute: vec![Cell::default(); n * minutes].into_boxed_slice(),
-            hour: vec![Cell::default(); n * hours].into_boxed_slice(),
+            minute: Ring::new(n, minutes, MINUTE_BITS),
+            hour: Ring::new(n, hours, HOUR_BITS),
             meta: vec![Meta::default(); if kept { n } else { 0 }].into_boxed_slice(),
             minutes,
             hours,
@@ -623,11 +702,9 @@ impl History {
             return 0;
         }
         let raw: usize = intervals.iter().map(|&iv| raw_len(spec.raw, iv)).sum();
-        let cells = n * (bucket_len(spec.minute, MINUTE) + bucket_len(spec.hour, HOUR));
-        (n + 1) * size_of::<u32>()
-            + raw * size_of::<Stored>()
-            + cells * size_of::<Cell>()
-            + n * size_of::<Meta>()
+        let cells = n * bucket_len(spec.minute, MINUTE) * Ring::size_of(MINUTE_BITS)
+            + n * bucket_len(spec.hour, HOUR) * Ring::size_of(HOUR_BITS);
+        (n + 1) * size_of::<u32>() + raw * size_of::<Stored>() + cells + n * size_of::<Meta>()
     }
 
     /// Each real server's check interval, in [`Plan::reals`] order: the `intervals` argument
@@ -643,7 +720,8 @@ impl History {
     pub fn bytes(&self) -> usize {
         self.raw_off.len() * size_of::<u32>()
             + self.raw.len() * size_of::<Stored>()
-            + (self.minute.len() + self.hour.len()) * size_of::<Cell>()
+            + self.minute.bytes.len()
+            + self.hour.bytes.len()
             + self.meta.len() * size_of::<Meta>()
     }
 
@@ -710,16 +788,12 @@ impl History {
         }
         let (t, failed) = (u64::from(t), code != 0);
         let [om, oh] = &mut m.open;
-        for (ring, per, width, open) in [
-            (&mut self.minute, self.minutes, MINUTE, om),
-            (&mut self.hour, self.hours, HOUR, oh),
-        ] {
-            if per == 0 {
+        for (ring, width, open) in [(&mut self.minute, MINUTE, om), (&mut self.hour, HOUR, oh)] {
+            if ring.per == 0 {
                 continue;
             }
-            let mine = &mut ring[real * per..(real + 1) * per];
-            advance(mine, before / width, t / width, open);
-            fold(mine, t / width, lat, lc, failed, open);
+            advance(ring, real, before / width, t / width, open);
+            fold(ring, real, t / width, lat, lc, failed, open);
         }
     }
 
@@ -906,12 +980,12 @@ impl History {
         }
         if b - a == fb - fa && self.minutes == from.minutes && self.hours == from.hours {
             self.raw[a..b].copy_from_slice(&from.raw[fa..fb]);
-            let (m, fm) = (self.minutes, from.minutes);
-            self.minute[real * m..(real + 1) * m]
-                .copy_from_slice(&from.minute[from_real * fm..(from_real + 1) * fm]);
-            let (h, fh) = (self.hours, from.hours);
-            self.hour[real * h..(real + 1) * h]
-                .copy_from_slice(&from.hour[from_real * fh..(from_real + 1) * fh]);
+            self.minute
+                .of_mut(real)
+                .copy_from_slice(from.minute.of(from_real));
+            self.hour
+                .of_mut(real)
+                .copy_from_slice(from.hour.of(from_real));
             self.meta[real] = from.meta_of(from_real);
             return;
         }
@@ -989,15 +1063,15 @@ impl History {
         m.next = if keep == cap { 0 } else { keep as u16 };
 
         let mut open = [Open::FRESH; 2];
-        for (i, (section, ring, per, width)) in [
-            (rec.minute, &mut self.minute, self.minutes, MINUTE),
-            (rec.hour, &mut self.hour, self.hours, HOUR),
+        for (i, (section, ring, width)) in [
+            (rec.minute, &mut self.minute, MINUTE),
+            (rec.hour, &mut self.hour, HOUR),
         ]
         .into_iter()
         .enumerate()
         {
-            let mine = &mut ring[real * per..(real + 1) * per];
-            mine.fill(Cell::default());
+            ring.of_mut(real).fill(0);
+            let per = ring.per;
             if per == 0 {
                 continue;
             }
@@ -1009,11 +1083,12 @@ impl History {
                 let (start, s) = rec.bucket(input, section, i, k);
                 let start = u64::from(start);
                 if start + per as u64 > newest {
-                    mine[(start % per as u64) as usize] = Cell {
+                    let c = Cell {
                         checks: s.checks,
                         failures: s.failures,
                         lat: pack(s.min, s.mean, s.max),
                     };
+                    ring.put(ring.slot(real, start), c);
                     if start == newest {
                         open[i] = Open {
                             sum_us: s.sum_us.min(u64::from(u32::MAX)) as u32,
@@ -1068,7 +1143,7 @@ impl History {
         if per == 0 {
             return None;
         }
-        let c = ring[real * per + (b % per as u64) as usize];
+        let c = ring.get(ring.slot(real, b));
         if c.checks == 0 || b > newest || b + per as u64 <= newest {
             return None;
         }
@@ -1155,43 +1230,54 @@ impl History {
     }
 }
 
-/// Moves a real's window in its `ring` of buckets from newest bucket `from` to newest bucket
-/// `to` (not earlier): bucket `from`, no longer open, is packed from `open`, which starts
-/// afresh; the slots of the buckets that leave the window, which are those the buckets
-/// `from + 1..=to` will use, are emptied. At most `ring.len()` slots, and none while results
-/// stay in the same bucket: O(1) per result over time.
-fn advance(ring: &mut [Cell], from: u64, to: u64, open: &mut Open) {
+/// Moves real `real`'s window in `ring` from newest bucket `from` to newest bucket `to` (not
+/// earlier): bucket `from`, no longer open, is packed from `open`, which starts afresh; the
+/// slots of the buckets that leave the window, which are those the buckets `from + 1..=to`
+/// will use, are emptied. At most `ring.per` slots, and none while results stay in the same
+/// bucket: O(1) per result over time.
+fn advance(ring: &mut Ring, real: usize, from: u64, to: u64, open: &mut Open) {
     if to <= from {
         return;
     }
-    let per = ring.len() as u64;
-    let c = &mut ring[(from % per) as usize];
+    let at = ring.slot(real, from);
+    let mut c = ring.get(at);
     if c.checks > 0 {
         let mean = lat_code(mean_of(open.sum_us.into(), c.checks.into()) as u32);
         c.lat = pack(open.min, mean, open.max);
+        ring.put(at, c);
     }
     *open = Open::FRESH;
-    let n = (to - from).min(per);
+    let n = (to - from).min(ring.per as u64);
     for b in to + 1 - n..=to {
-        ring[(b % per) as usize] = Cell::default();
+        ring.put(ring.slot(real, b), Cell::default());
     }
 }
 
-/// Folds one result (latency `lat_us`, its code `code`, failed or not) into a real's bucket
-/// number `b` in its `ring` of buckets; `b` is the real's newest bucket, the window already
+/// Folds one result (latency `lat_us`, its code `code`, failed or not) into real `real`'s
+/// bucket number `b` in `ring`; `b` is the real's newest bucket, the window already
 /// [`advance`]d to it, `open` its latencies.
-fn fold(ring: &mut [Cell], b: u64, lat_us: u32, code: u16, failed: bool, open: &mut Open) {
-    let c = &mut ring[(b % ring.len() as u64) as usize];
+fn fold(
+    ring: &mut Ring,
+    real: usize,
+    b: u64,
+    lat_us: u32,
+    code: u16,
+    failed: bool,
+    open: &mut Open,
+) {
+    let at = ring.slot(real, b);
+    let mut c = ring.get(at);
     if c.checks == 0 {
-        *c = Cell::default();
+        c = Cell::default();
         *open = Open::FRESH;
     }
-    if c.checks == u16::MAX {
+    if c.checks == ring.full() {
         // Full: counting on would make the counts and the latencies describe other checks.
         return;
     }
     c.checks += 1;
     c.failures += u16::from(failed);
+    ring.put(at, c);
     open.sum_us = open.sum_us.saturating_add(lat_us);
     open.min = open.min.min(code);
     open.max = open.max.max(code);
@@ -1384,6 +1470,12 @@ impl Record {
         }
         let minute = buckets(input, &mut at, newest, MINUTE, cell_bytes)?;
         let hour = buckets(input, &mut at, newest, HOUR, cell_bytes)?;
+        for k in 0..minute.count {
+            let off = minute.item(k) + 4;
+            if le16(input, off) >= 1 << MINUTE_BITS {
+                return bad(off, "more checks than a minute bucket holds");
+            }
+        }
         if at != input.len() {
             return bad(at, "bytes after the last section");
         }
@@ -1505,7 +1597,8 @@ mod tests {
     #[test]
     fn layouts_are_as_documented() {
         assert_eq!(size_of::<Stored>(), 4);
-        assert_eq!(size_of::<Cell>(), 8);
+        assert_eq!(Ring::size_of(MINUTE_BITS), 7);
+        assert_eq!(Ring::size_of(HOUR_BITS), 8);
         assert_eq!(size_of::<Open>(), 8);
         assert_eq!(size_of::<Meta>(), 36);
     }
@@ -1550,16 +1643,17 @@ mod tests {
             let h = History::new(&s, &iv);
             assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
         }
-        // Per real at the defaults: offset 4 + meta 36 + 120 minute and 48 hour buckets of
-        // 8 bytes, + 60 raw results of 4 bytes at 10 s, or RAW_CAP (64) at 5 s and faster.
+        // Per real at the defaults: offset 4 + meta 36 + 120 minute buckets of 7 bytes and 48
+        // hour buckets of 8, + 60 raw results of 4 bytes at 10 s, or RAW_CAP (64) at 5 s and
+        // faster.
         let per = |iv: u64| {
             (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
                 / 100
         };
-        assert_eq!(per(10), 4 + 36 + 168 * 8 + 60 * 4);
-        assert_eq!(per(10), 1624);
-        assert_eq!(per(1), 4 + 36 + 168 * 8 + 64 * 4);
-        assert_eq!(per(1), 1640);
+        assert_eq!(per(10), 4 + 36 + 120 * 7 + 48 * 8 + 60 * 4);
+        assert_eq!(per(10), 1504);
+        assert_eq!(per(1), 4 + 36 + 120 * 7 + 48 * 8 + 64 * 4);
+        assert_eq!(per(1), 1520);
         let per_ms = |ms: u64| {
             let iv = Duration::from_millis(ms);
             (History::bytes_for(&d, &vec![iv; 101]) - History::bytes_for(&d, &[iv])) / 100
@@ -1936,6 +2030,26 @@ mod tests {
         let c = h.stats(Level::Hour, 0, T0 / 3600).unwrap();
         assert_eq!((c.checks, c.failures), (u16::MAX, 65_535 / 4 + 1));
         assert_eq!(c.sum_us, 65_535 / 2 * 21 + 10);
+        // A minute bucket counts up to 4,095 checks (a minute at the shortest interval, 50 ms,
+        // is 1,201 at most), then stops the same way; its neighbours are untouched.
+        let mut h = History::new(&spec(0, 180, 0), &[Duration::from_millis(1)]);
+        for i in 0..12_000u64 {
+            h.record(
+                0,
+                T0 + 60 + i / 100,
+                10 + i % 2,
+                (i % 4 == 0).then_some(Reason::Closed),
+            );
+        }
+        h.record(0, T0 + 200, 7, Some(Reason::Closed));
+        let m = T0 / 60;
+        let c = h.stats(Level::Minute, 0, m + 1).unwrap();
+        assert_eq!((c.checks, c.failures), (4_095, 4_095 / 4 + 1));
+        assert_eq!(lat_us(c.mean), 10);
+        let c = h.stats(Level::Minute, 0, m + 2).unwrap();
+        assert_eq!((c.checks, c.failures), (4_095, 4_095 / 4 + 1));
+        let c = h.stats(Level::Minute, 0, m + 3).unwrap();
+        assert_eq!((c.checks, c.failures, c.sum_us), (1, 1, 7));
     }
 
     /// Every minute and hour bucket against a straightforward computation from every result
