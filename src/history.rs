@@ -341,7 +341,9 @@ const HOUR_BITS: u32 = 16;
 
 /// A level's buckets for every real server: `per` slots per real, real `r`'s from slot
 /// `r * per`, each a [`Cell`] in [`Ring::size_of`] bytes: `checks` and `failures` in `bits`
-/// bits each, then the packed latencies (31 bits), little-endian.
+/// bits each, then the packed latencies (31 bits), little-endian. Slots are read and written
+/// 8 bytes at a time (a 7-byte slot with the next one's first byte kept as it is), so 7-byte
+/// rings end with one byte more.
 struct Ring {
     bytes: Box<[u8]>,
     per: usize,
@@ -351,9 +353,17 @@ struct Ring {
 impl Ring {
     fn new(n: usize, per: usize, bits: u32) -> Ring {
         Ring {
-            bytes: vec![0; n * per * Ring::size_of(bits)].into_boxed_slice(),
+            bytes: vec![0; Ring::bytes_for(n, per, bits)].into_boxed_slice(),
             per,
             bits,
+        }
+    }
+
+    /// The bytes of a ring of `per` slots for `n` reals.
+    fn bytes_for(n: usize, per: usize, bits: u32) -> usize {
+        match n * per * Ring::size_of(bits) {
+            0 => 0,
+            b => b + 8 - Ring::size_of(bits),
         }
     }
 
@@ -376,11 +386,17 @@ impl Ring {
         real * self.per + (b % self.per as u64) as usize
     }
 
-    fn get(&self, slot: usize) -> Cell {
-        let s = self.size();
+    /// The 8 bytes from slot `slot` on, and the bits of them that are the slot's.
+    fn word(&self, slot: usize) -> (u64, u64) {
+        let at = slot * self.size();
         let mut w = [0u8; 8];
-        w[..s].copy_from_slice(&self.bytes[slot * s..(slot + 1) * s]);
-        let v = u64::from_le_bytes(w);
+        w.copy_from_slice(&self.bytes[at..at + 8]);
+        (u64::from_le_bytes(w), u64::MAX >> (64 - 8 * self.size()))
+    }
+
+    fn get(&self, slot: usize) -> Cell {
+        let (v, mine) = self.word(slot);
+        let v = v & mine;
         let mask = (1u64 << self.bits) - 1;
         Cell {
             checks: (v & mask) as u16,
@@ -390,11 +406,12 @@ impl Ring {
     }
 
     fn put(&mut self, slot: usize, c: Cell) {
-        let s = self.size();
+        let (old, mine) = self.word(slot);
         let v = u64::from(c.checks)
             | u64::from(c.failures) << self.bits
             | u64::from(c.lat) << (2 * self.bits);
-        self.bytes[slot * s..(slot + 1) * s].copy_from_slice(&v.to_le_bytes()[..s]);
+        let at = slot * self.size();
+        self.bytes[at..at + 8].copy_from_slice(&(v & mine | old & !mine).to_le_bytes());
     }
 
     /// Real `real`'s slots, as bytes.
@@ -702,8 +719,8 @@ impl History {
             return 0;
         }
         let raw: usize = intervals.iter().map(|&iv| raw_len(spec.raw, iv)).sum();
-        let cells = n * bucket_len(spec.minute, MINUTE) * Ring::size_of(MINUTE_BITS)
-            + n * bucket_len(spec.hour, HOUR) * Ring::size_of(HOUR_BITS);
+        let cells = Ring::bytes_for(n, bucket_len(spec.minute, MINUTE), MINUTE_BITS)
+            + Ring::bytes_for(n, bucket_len(spec.hour, HOUR), HOUR_BITS);
         (n + 1) * size_of::<u32>() + raw * size_of::<Stored>() + cells + n * size_of::<Meta>()
     }
 
