@@ -1338,16 +1338,21 @@ fn run_rss(args: &Args) {
         }
     }
     for (h, a, b, ls, fs) in slopes {
-        let target = if h == "off" {
-            format!("target ≤ 256 B {}", verdict(ls <= 256.0))
-        } else if h == "default" {
-            format!("target ≤ 2048 B {}", verdict(ls <= 2048.0))
+        // The targets: history off ≤ 256 B a real from 10,000 to 100,000 reals; the defaults
+        // ≤ 2 KB a real from 1,000 to 10,000.
+        let target = match (h.as_str(), a, b) {
+            ("off", 10_000, 100_000) => format!("target ≤ 256 B {}", verdict(ls <= 256.0)),
+            ("default", 1_000, 10_000) => format!("target ≤ 2048 B {}", verdict(ls <= 2048.0)),
+            _ => "reported only".to_string(),
+        };
+        let floor = if fill {
+            "-".to_string()
         } else {
-            "reported only".to_string()
+            format!("{fs:.0} B/real")
         };
         writeln!(
             o,
-            "   slope {a}→{b} reals, history {h}: lvsmon {ls:.0} B/real, floor {fs:.0} B/real   {target}"
+            "   slope {a}→{b} reals, history {h}: lvsmon {ls:.0} B/real, floor {floor}   {target}"
         )
         .unwrap();
     }
