@@ -22,14 +22,15 @@
 //! octave ([`LATENCY_ERROR`]; `lat_code`). A bucket's mean is computed from the exact sum of
 //! its latencies before it is put on that scale, so it is as exact as one latency; only the
 //! bucket still filling (one minute and one hour per real server) keeps that sum, in the
-//! real's bookkeeping.
+//! real's bookkeeping (`Open`).
 //!
 //! Invariants:
 //! - storage is five flat slabs allocated once in [`History::new`], with per-real offsets; no
 //!   method but `new` allocates (encoding writes to the caller's writer, decoding reads the
 //!   caller's bytes), and [`History::bytes_for`] says beforehand exactly how much `new` takes;
-//! - [`History::record`] is O(1): one raw slot written, one minute and one hour bucket folded
-//!   (and, when a result opens a new minute or hour, the one it closes packed);
+//! - [`History::record`] is O(1): one raw slot written, the real's open minute and hour
+//!   folded (and, when a result opens a new minute or hour, the one it closes packed into its
+//!   slot); it reads no ring, so a result costs no cache miss on them;
 //! - a real's recorded times never go backwards: a result stamped before the real's newest
 //!   (a wall clock stepped back) is stamped with the newest time, so each raw ring is in time
 //!   order and a bucket slot only ever moves forward;
@@ -37,7 +38,8 @@
 //!   a slot whose `start` is older than the one a result needs is recycled in place. Buckets
 //!   expire by time: a level keeps the last `len` minutes (hours) before *now*, whether or not
 //!   their slots were written since. Of a real's buckets, only the one of its newest result
-//!   is open (its latencies in `Open`); every older one is packed;
+//!   is open (kept in the real's `Open`, its slot empty); every older one is packed in its
+//!   slot;
 //! - each raw ring knows the time before which it may have dropped results (`lost`), so a
 //!   summary reads raw results only where they are complete and otherwise falls back to minute,
 //!   then hour buckets.
@@ -341,9 +343,8 @@ const HOUR_BITS: u32 = 16;
 
 /// A level's buckets for every real server: `per` slots per real, real `r`'s from slot
 /// `r * per`, each a [`Cell`] in [`Ring::size_of`] bytes: `checks` and `failures` in `bits`
-/// bits each, then the packed latencies (31 bits), little-endian. Slots are read and written
-/// 8 bytes at a time (a 7-byte slot with the next one's first byte kept as it is), so 7-byte
-/// rings end with one byte more.
+/// bits each, then the packed latencies (31 bits), little-endian. Slots are read 8 bytes at
+/// a time, so 7-byte rings end with one byte more.
 struct Ring {
     bytes: Box<[u8]>,
     per: usize,
@@ -386,17 +387,12 @@ impl Ring {
         real * self.per + (b % self.per as u64) as usize
     }
 
-    /// The 8 bytes from slot `slot` on, and the bits of them that are the slot's.
-    fn word(&self, slot: usize) -> (u64, u64) {
+    /// Reads slot `slot` (8 bytes, the slot's and, for a 7-byte slot, one more ignored).
+    fn get(&self, slot: usize) -> Cell {
         let at = slot * self.size();
         let mut w = [0u8; 8];
         w.copy_from_slice(&self.bytes[at..at + 8]);
-        (u64::from_le_bytes(w), u64::MAX >> (64 - 8 * self.size()))
-    }
-
-    fn get(&self, slot: usize) -> Cell {
-        let (v, mine) = self.word(slot);
-        let v = v & mine;
+        let v = u64::from_le_bytes(w) & u64::MAX >> (64 - 8 * self.size());
         let mask = (1u64 << self.bits) - 1;
         Cell {
             checks: (v & mask) as u16,
@@ -405,13 +401,18 @@ impl Ring {
         }
     }
 
+    /// Writes slot `slot` (its bytes only: stores, no read).
     fn put(&mut self, slot: usize, c: Cell) {
-        let (old, mine) = self.word(slot);
         let v = u64::from(c.checks)
             | u64::from(c.failures) << self.bits
             | u64::from(c.lat) << (2 * self.bits);
-        let at = slot * self.size();
-        self.bytes[at..at + 8].copy_from_slice(&(v & mine | old & !mine).to_le_bytes());
+        let (s, v) = (self.size(), v.to_le_bytes());
+        let at = slot * s;
+        if s == 8 {
+            self.bytes[at..at + 8].copy_from_slice(&v);
+        } else {
+            self.bytes[at..at + 7].copy_from_slice(&v[..7]);
+        }
     }
 
     /// Real `real`'s slots, as bytes.
@@ -426,7 +427,10 @@ impl Ring {
     }
 }
 
-/// The latencies of a real's open bucket at one level (its newest minute or hour).
+/// A real's open bucket at one level (its newest minute or hour), kept apart from its ring
+/// until it closes, so that recording a result reads and writes only the real's [`Meta`]
+/// (and one raw slot): the ring is written, never read, once a minute (hour) when the
+/// bucket is packed into its slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Open {
     /// Sum of latencies, µs, saturating.
@@ -434,6 +438,8 @@ struct Open {
     /// [`lat_code`] of the shortest and longest latency.
     min: u16,
     max: u16,
+    checks: u16,
+    failures: u16,
 }
 
 impl Open {
@@ -441,6 +447,8 @@ impl Open {
         sum_us: 0,
         min: u16::MAX,
         max: 0,
+        checks: 0,
+        failures: 0,
     };
 }
 
@@ -497,7 +505,7 @@ struct Meta {
     /// Times of the oldest and the newest raw result held (when `len` > 0).
     first: u32,
     last: u32,
-    /// The open minute and hour bucket's latencies.
+    /// The open minute and hour bucket.
     open: [Open; 2],
 }
 
@@ -810,7 +818,7 @@ impl History {
                 continue;
             }
             advance(ring, real, before / width, t / width, open);
-            fold(ring, real, t / width, lat, lc, failed, open);
+            fold(ring.full(), lat, lc, failed, open);
         }
     }
 
@@ -1099,20 +1107,21 @@ impl History {
             for k in 0..section.count {
                 let (start, s) = rec.bucket(input, section, i, k);
                 let start = u64::from(start);
-                if start + per as u64 > newest {
+                if start == newest {
+                    open[i] = Open {
+                        sum_us: s.sum_us.min(u64::from(u32::MAX)) as u32,
+                        min: s.min,
+                        max: s.max,
+                        checks: s.checks.min(ring.full()),
+                        failures: s.failures.min(ring.full()),
+                    };
+                } else if start + per as u64 > newest {
                     let c = Cell {
                         checks: s.checks,
                         failures: s.failures,
                         lat: pack(s.min, s.mean, s.max),
                     };
                     ring.put(ring.slot(real, start), c);
-                    if start == newest {
-                        open[i] = Open {
-                            sum_us: s.sum_us.min(u64::from(u32::MAX)) as u32,
-                            min: s.min,
-                            max: s.max,
-                        };
-                    }
                 }
             }
         }
@@ -1160,20 +1169,21 @@ impl History {
         if per == 0 {
             return None;
         }
-        let c = ring.get(ring.slot(real, b));
-        if c.checks == 0 || b > newest || b + per as u64 <= newest {
+        if b > newest || b + per as u64 <= newest {
             return None;
         }
-        Some(if b == newest {
-            Stats {
-                checks: c.checks,
-                failures: c.failures,
+        if b == newest {
+            return (open.checks > 0).then(|| Stats {
+                checks: open.checks,
+                failures: open.failures,
                 sum_us: open.sum_us.into(),
                 min: open.min,
-                mean: lat_code(mean_of(open.sum_us.into(), c.checks.into()) as u32),
+                mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
                 max: open.max,
-            }
-        } else {
+            });
+        }
+        let c = ring.get(ring.slot(real, b));
+        (c.checks > 0).then(|| {
             let (min, mean, max) = unpack(c.lat);
             Stats {
                 checks: c.checks,
@@ -1248,20 +1258,22 @@ impl History {
 }
 
 /// Moves real `real`'s window in `ring` from newest bucket `from` to newest bucket `to` (not
-/// earlier): bucket `from`, no longer open, is packed from `open`, which starts afresh; the
-/// slots of the buckets that leave the window, which are those the buckets `from + 1..=to`
-/// will use, are emptied. At most `ring.per` slots, and none while results stay in the same
-/// bucket: O(1) per result over time.
+/// earlier): bucket `from`, no longer open, is packed from `open` into its slot, and `open`
+/// starts afresh; the slots of the buckets that leave the window, which are those the
+/// buckets `from + 1..=to` will use, are emptied. At most `ring.per` slots, and none while
+/// results stay in the same bucket: O(1) per result over time. Writes, never reads.
 fn advance(ring: &mut Ring, real: usize, from: u64, to: u64, open: &mut Open) {
     if to <= from {
         return;
     }
-    let at = ring.slot(real, from);
-    let mut c = ring.get(at);
-    if c.checks > 0 {
-        let mean = lat_code(mean_of(open.sum_us.into(), c.checks.into()) as u32);
-        c.lat = pack(open.min, mean, open.max);
-        ring.put(at, c);
+    if open.checks > 0 {
+        let mean = lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32);
+        let c = Cell {
+            checks: open.checks,
+            failures: open.failures,
+            lat: pack(open.min, mean, open.max),
+        };
+        ring.put(ring.slot(real, from), c);
     }
     *open = Open::FRESH;
     let n = (to - from).min(ring.per as u64);
@@ -1270,31 +1282,15 @@ fn advance(ring: &mut Ring, real: usize, from: u64, to: u64, open: &mut Open) {
     }
 }
 
-/// Folds one result (latency `lat_us`, its code `code`, failed or not) into real `real`'s
-/// bucket number `b` in `ring`; `b` is the real's newest bucket, the window already
-/// [`advance`]d to it, `open` its latencies.
-fn fold(
-    ring: &mut Ring,
-    real: usize,
-    b: u64,
-    lat_us: u32,
-    code: u16,
-    failed: bool,
-    open: &mut Open,
-) {
-    let at = ring.slot(real, b);
-    let mut c = ring.get(at);
-    if c.checks == 0 {
-        c = Cell::default();
-        *open = Open::FRESH;
-    }
-    if c.checks == ring.full() {
+/// Folds one result (latency `lat_us`, its code `code`, failed or not) into a real's open
+/// bucket `open`, which counts up to `full` checks.
+fn fold(full: u16, lat_us: u32, code: u16, failed: bool, open: &mut Open) {
+    if open.checks == full {
         // Full: counting on would make the counts and the latencies describe other checks.
         return;
     }
-    c.checks += 1;
-    c.failures += u16::from(failed);
-    ring.put(at, c);
+    open.checks += 1;
+    open.failures += u16::from(failed);
     open.sum_us = open.sum_us.saturating_add(lat_us);
     open.min = open.min.min(code);
     open.max = open.max.max(code);
@@ -1616,8 +1612,8 @@ mod tests {
         assert_eq!(size_of::<Stored>(), 4);
         assert_eq!(Ring::size_of(MINUTE_BITS), 7);
         assert_eq!(Ring::size_of(HOUR_BITS), 8);
-        assert_eq!(size_of::<Open>(), 8);
-        assert_eq!(size_of::<Meta>(), 36);
+        assert_eq!(size_of::<Open>(), 12);
+        assert_eq!(size_of::<Meta>(), 44);
     }
 
     #[test]
@@ -1660,17 +1656,17 @@ mod tests {
             let h = History::new(&s, &iv);
             assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
         }
-        // Per real at the defaults: offset 4 + meta 36 + 120 minute buckets of 7 bytes and 48
+        // Per real at the defaults: offset 4 + meta 44 + 120 minute buckets of 7 bytes and 48
         // hour buckets of 8, + 60 raw results of 4 bytes at 10 s, or RAW_CAP (64) at 5 s and
         // faster.
         let per = |iv: u64| {
             (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
                 / 100
         };
-        assert_eq!(per(10), 4 + 36 + 120 * 7 + 48 * 8 + 60 * 4);
-        assert_eq!(per(10), 1504);
-        assert_eq!(per(1), 4 + 36 + 120 * 7 + 48 * 8 + 64 * 4);
-        assert_eq!(per(1), 1520);
+        assert_eq!(per(10), 4 + 44 + 120 * 7 + 48 * 8 + 60 * 4);
+        assert_eq!(per(10), 1512);
+        assert_eq!(per(1), 4 + 44 + 120 * 7 + 48 * 8 + 64 * 4);
+        assert_eq!(per(1), 1528);
         let per_ms = |ms: u64| {
             let iv = Duration::from_millis(ms);
             (History::bytes_for(&d, &vec![iv; 101]) - History::bytes_for(&d, &[iv])) / 100
