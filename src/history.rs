@@ -2548,8 +2548,11 @@ mod tests {
                 if back.decode_real(0, &b).is_ok() {
                     let times: Vec<u64> = recent_all(&back, 0).iter().map(|e| e.time).collect();
                     assert!(times.windows(2).all(|w| w[0] >= w[1]));
-                    back.summary(0..1, 0, u64::MAX);
-                    back.series(0..1, 0, T0 + 86400, &mut |_| {});
+                    let s = back.summary(0..1, 0, u64::MAX);
+                    assert!(s.checks == 0 || (s.min_us <= s.mean_us && s.mean_us <= s.max_us));
+                    back.series(0..1, 0, T0 + 86400, &mut |b| {
+                        assert!(b.min_us <= b.mean_us && b.mean_us <= b.max_us, "{b:?}");
+                    });
                 }
             }
         }
