@@ -1380,7 +1380,9 @@ fn write_full_state(dir: &Path, n: usize, interval_us: u64, port: u16) {
     let mut t = now - spec.hour.as_secs();
     let mut k = 0u64;
     while t <= now {
-        let reason = (k % 50 == 0).then_some(lvsmon::plugins::Reason::Timeout);
+        let reason = k
+            .is_multiple_of(50)
+            .then_some(lvsmon::plugins::Reason::Timeout);
         h.record(0, t, 200 + k * 37 % 5000, reason);
         t += 60;
         k += 1;

@@ -34,7 +34,9 @@ fn record(bencher: Bencher, n: usize) {
         for _ in 0..1000 {
             let r = (k % n as u64) as usize;
             let lat = 150 + (k * 7919) % 40_000;
-            let reason = (k % 97 == 0).then_some(lvsmon::plugins::Reason::Timeout);
+            let reason = k
+                .is_multiple_of(97)
+                .then_some(lvsmon::plugins::Reason::Timeout);
             h.record(r, T0 + k / 10_000, lat, reason);
             k += 1;
         }
