@@ -7,6 +7,7 @@
 //! bench_run load --n 10000 --interval 1 --duration 30 [--warmup S] [--history off|default]
 //!                [--mode together|apart] [--nice N] [--rt] [--perf FILE] [--keep]
 //! bench_run rss  --sizes 10000,100000 --interval 10 [--settle S] [--history off,default]
+//!                [--fill]
 //! bench_run plan --n 100000 [--repeat 5]
 //! ```
 //!
@@ -1213,8 +1214,18 @@ fn run_rss(args: &Args) {
         .map(|s| s.parse().expect("--sizes"))
         .collect();
     let interval_us = args.secs_us("interval", 10.0);
-    let settle =
-        Duration::from_micros(args.secs_us("settle", 2.0 * interval_us as f64 / 1e6 + 3.0));
+    // --fill: every real's history starts full from a state file, so RSS is the filled
+    // state's as soon as it is loaded; no farm and no floor (checks fail fast, and their
+    // buffers are allocated at startup whatever they meet).
+    let fill = args.flag("fill");
+    let settle = Duration::from_micros(args.secs_us(
+        "settle",
+        if fill {
+            5.0
+        } else {
+            2.0 * interval_us as f64 / 1e6 + 3.0
+        },
+    ));
     let histories: Vec<String> = args
         .get("history")
         .unwrap_or("off,default")
@@ -1226,9 +1237,14 @@ fn run_rss(args: &Args) {
     let mut o = String::new();
     writeln!(
         o,
-        "\n== lvsmon memory: I={}s, VmRSS after {:.0}s (every real checked at least twice), load average {}",
+        "\n== lvsmon memory: I={}s, VmRSS after {:.0}s ({}), load average {}",
         trim(interval_us as f64 / 1e6),
         settle.as_secs_f64(),
+        if fill {
+            "from a state file holding every real's full history, after it is loaded; no farm, no floor"
+        } else {
+            "every real checked at least twice"
+        },
         loadavg()
     )
     .unwrap();
@@ -1257,6 +1273,28 @@ fn run_rss(args: &Args) {
                 .unwrap_or("")
                 .trim_start_matches("history: ")
                 .to_string();
+            if fill {
+                write_full_state(&dir, n, interval_us, port_lvsmon());
+                let (mut lvsmon, _) = start_lvsmon(&bins, &conf, &dir);
+                let loaded = wait_log(&dir.join("lvsmon.log"), "msg=\"state loaded\"");
+                assert!(
+                    loaded.contains(&format!(" used={n} ")) && loaded.contains("damaged_history=0"),
+                    "{loaded}"
+                );
+                watch(settle, &mut [&mut lvsmon]);
+                let lr = proc_stat(lvsmon.pid()).rss_kb;
+                lvsmon.stop(Duration::from_secs(60));
+                writeln!(
+                    o,
+                    "   {h:<10} {n:>9} {:>9.1} MiB {:>12} {:>12.0} B   {hist}",
+                    lr as f64 / 1024.0,
+                    "-",
+                    lr as f64 * 1024.0 / n as f64
+                )
+                .unwrap();
+                pts.push((n, lr, 0));
+                continue;
+            }
             let (mut farm, _) = start_farm(
                 &bins,
                 n,
@@ -1300,20 +1338,87 @@ fn run_rss(args: &Args) {
         }
     }
     for (h, a, b, ls, fs) in slopes {
-        let target = if h == "off" {
-            format!("target ≤ 256 B {}", verdict(ls <= 256.0))
+        // The targets: history off ≤ 256 B a real from 10,000 to 100,000 reals; the defaults
+        // ≤ 2 KB a real from 1,000 to 10,000.
+        let target = match (h.as_str(), a, b) {
+            ("off", 10_000, 100_000) => format!("target ≤ 256 B {}", verdict(ls <= 256.0)),
+            ("default", 1_000, 10_000) => format!("target ≤ 2048 B {}", verdict(ls <= 2048.0)),
+            _ => "reported only".to_string(),
+        };
+        let floor = if fill {
+            "-".to_string()
         } else {
-            "reported only".to_string()
+            format!("{fs:.0} B/real")
         };
         writeln!(
             o,
-            "   slope {a}→{b} reals, history {h}: lvsmon {ls:.0} B/real, floor {fs:.0} B/real   {target}"
+            "   slope {a}→{b} reals, history {h}: lvsmon {ls:.0} B/real, floor {floor}   {target}"
         )
         .unwrap();
     }
     print!("{o}");
     if !args.flag("keep") {
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// `--fill`: `dir/state/state` with a full history for each of the `n` reals of the config
+/// `write_config` makes (the same keys): one result a minute for the default `hour` span up
+/// to now, so that every minute and hour bucket and every raw slot of a real checked every
+/// `interval_us` holds a result. One real's record, made by lvsmon's own `History` and saved
+/// by its own `state::Saver`, written for every key. The file's records, read at startup,
+/// are freed after the load; history off loads the same file, so the slopes compare alike.
+fn write_full_state(dir: &Path, n: usize, interval_us: u64, port: u16) {
+    use lvsmon::config::HistorySpec;
+    use lvsmon::history::History;
+    let spec = HistorySpec::default();
+    let mut h = History::new(&spec, &[Duration::from_micros(interval_us)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let mut t = now - spec.hour.as_secs();
+    let mut k = 0u64;
+    while t <= now {
+        let reason = k
+            .is_multiple_of(50)
+            .then_some(lvsmon::plugins::Reason::Timeout);
+        h.record(0, t, 200 + k * 37 % 5000, reason);
+        t += 60;
+        k += 1;
+    }
+    let mut rec = Vec::new();
+    h.encode_real(0, &mut rec).expect("encode");
+    let sd = dir.join("state");
+    let _ = std::fs::remove_file(sd.join("state"));
+    let mut s = lvsmon::state::Saver::new(&sd, rec.len()).expect("state directory");
+    s.begin(now).expect("state.tmp");
+    for v in 0..n.div_ceil(REALS_PER_VIRTUAL) {
+        for i in v * REALS_PER_VIRTUAL..((v + 1) * REALS_PER_VIRTUAL).min(n) {
+            let key = format!("tcp:10.0.{}.{}:80 {}:{port}", v / 256, v % 256, endpoint(i));
+            s.record(key.as_bytes(), false, lvsmon::table::Hand::None, &mut |c| {
+                c.write_all(&rec)
+            })
+            .expect("record");
+        }
+    }
+    s.finish(true).expect("state file");
+}
+
+/// The first line of `log` that contains `what` (120 s at most).
+fn wait_log(log: &Path, what: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains(what)) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < until,
+            "no {what} within 120 s; see {}",
+            log.display()
+        );
+        thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -7,37 +7,48 @@
 //! the rings across restarts through [`History::encode_real`] and [`History::decode_real`].
 //!
 //! Three levels are kept per real server, each a ring:
-//! - **raw**: the last results themselves, 6 bytes each (see `Stored`), `ceil(raw / interval)` of them but
-//!   at most [`RAW_CAP`], so the configured `raw` span at intervals of 5 s and more (the
-//!   default 10 minutes at 10 s is 60 results) and the last [`RAW_CAP`] results at faster
-//!   ones, where minute buckets answer for longer spans: the raw ring does not grow with the
-//!   check rate (less time is covered while `retry-interval` runs checks faster);
+//! - **raw**: the last results themselves, 4 bytes each (see `Stored`), `ceil(raw / interval)`
+//!   of them but at most [`RAW_CAP`], so the configured `raw` span at intervals of 10 s and
+//!   more (the default 10 minutes at 10 s is 60 results) and the last [`RAW_CAP`] results at
+//!   faster ones, where minute buckets answer for longer spans: the raw ring does not grow
+//!   with the check rate (less time is covered while `retry-interval` runs checks faster);
 //! - **minute** and **hour** buckets: `ceil(minute / 60 s)` and `ceil(hour / 3600 s)`
-//!   summaries of 12 bytes each (checks, failures, latency sum, min and max; see [`Bucket`] for
-//!   the layout and why; the bucket's minute or hour follows from its slot, see `Cell`).
+//!   summaries of 7 and 8 bytes (exact checks and failures, min, mean and max latency on the
+//!   latency scale; see [`Bucket`] for the layout and why; the bucket's minute or hour follows
+//!   from its slot, see `Cell`).
+//!
+//! Latencies are kept on one logarithmic scale everywhere (raw results and buckets): exact
+//! below 128 µs, and within 1/128 (0.78 %) above, rounded to the nearest of 64 steps per
+//! octave ([`LATENCY_ERROR`]; `lat_code`). A bucket's mean is computed from the exact sum of
+//! its latencies before it is put on that scale, so it is as exact as one latency; only the
+//! bucket still filling (one minute and one hour per real server) keeps that sum, in the
+//! real's bookkeeping (`Open`).
 //!
 //! Invariants:
 //! - storage is five flat slabs allocated once in [`History::new`], with per-real offsets; no
 //!   method but `new` allocates (encoding writes to the caller's writer, decoding reads the
 //!   caller's bytes), and [`History::bytes_for`] says beforehand exactly how much `new` takes;
-//! - [`History::record`] is O(1): one raw slot written, one minute and one hour bucket folded;
+//! - [`History::record`] is O(1): one raw slot written, the real's open minute and hour
+//!   folded (and, when a result opens a new minute or hour, the one it closes packed into its
+//!   slot); it reads no ring, so a result costs no cache miss on them;
 //! - a real's recorded times never go backwards: a result stamped before the real's newest
 //!   (a wall clock stepped back) is stamped with the newest time, so each raw ring is in time
 //!   order and a bucket slot only ever moves forward;
 //! - a bucket slot holds the summary of exactly the minute (hour) in its `start`, or nothing;
 //!   a slot whose `start` is older than the one a result needs is recycled in place. Buckets
 //!   expire by time: a level keeps the last `len` minutes (hours) before *now*, whether or not
-//!   their slots were written since;
+//!   their slots were written since. Of a real's buckets, only the one of its newest result
+//!   is open (kept in the real's `Open`, its slot empty); every older one is packed in its
+//!   slot;
 //! - each raw ring knows the time before which it may have dropped results (`lost`), so a
 //!   summary reads raw results only where they are complete and otherwise falls back to minute,
 //!   then hour buckets.
 //!
 //! Every result counts in the latency statistics, passed or failed (a refused connection is
 //! fast, a timeout slow: both are what the check saw). Latencies saturate at
-//! [`MAX_LATENCY_US`] (16.777215 s) at every level, so raw results and buckets agree on them
-//! (bucket min and max round as [`Bucket`] says; means are exact). Times are Unix seconds
-//! stored as `u32` (until 2106); `now` in a query is expected not to be earlier than the
-//! newest result.
+//! [`MAX_LATENCY_US`] (16.777215 s) at every level, so raw results and buckets agree on them.
+//! Times are Unix seconds stored as `u32` (until 2106); `now` in a query is expected not to be
+//! earlier than the newest result.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -49,22 +60,35 @@ use crate::config::{HistorySpec, Plan};
 use crate::plugins::Reason;
 
 /// The most raw results kept per real server, whatever the `raw` span and the interval: the
-/// raw ring's memory (6 bytes a result) stays at most 768 bytes per real at any check rate.
-/// 128 covers the default 10 minutes at 5 s and slower, and 2 minutes at 1 s.
-pub const RAW_CAP: usize = 128;
+/// raw ring's memory (4 bytes a result) stays at most 256 bytes per real at any check rate.
+/// 64 covers the default 10 minutes at 10 s and slower (`lvsmon history` at the defaults
+/// answers the last 10 minutes from raw results there), and the last 64 results, more than
+/// the 20 `lvsmon history` lists, at faster intervals.
+pub const RAW_CAP: usize = 64;
 
-/// The largest latency kept, in microseconds (24 bits: 16.777215 s); longer ones count as this.
+/// The largest latency kept, in microseconds (16.777215 s); longer ones count as this.
 pub const MAX_LATENCY_US: u32 = (1 << 24) - 1;
+
+/// The latency scale's relative error: a latency comes back within `1 / LATENCY_ERROR` of
+/// what was recorded (exactly below 128 µs), and so does a bucket's mean, min and max.
+pub const LATENCY_ERROR: u32 = 128;
 
 /// Width of a minute bucket, in seconds.
 const MINUTE: u64 = 60;
 /// Width of an hour bucket, in seconds.
 const HOUR: u64 = 3600;
 
-/// The version [`History::encode_real`] writes and [`History::decode_real`] reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The version [`History::encode_real`] writes; [`History::decode_real`] reads it and
+/// [`FORMAT_V1`].
+pub const FORMAT_VERSION: u8 = 2;
+/// The format of lvsmon before the latency scale (8-byte raw results, 16-byte buckets with
+/// the exact latency sum): read and converted.
+pub const FORMAT_V1: u8 = 1;
 /// The first bytes of an encoded real.
 const MAGIC: &[u8; 4] = b"LVSH";
+
+// Every reason and a pass fit the 5 bits a raw result has for them.
+const _: () = assert!(Reason::ALL.len() < 32);
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -120,19 +144,20 @@ pub struct RawEntry {
 
 /// One minute or hour of one real server or a group of them, as [`History::series`] reports it.
 ///
-/// Stored per real server in 12 bytes: `checks` and `failures` (u16 each), the latency sum
-/// (u32, µs), and min and max (u16 each, in a floating-point code); its minute or hour is
-/// its slot's in the ring (the encoded form writes it, as a u32). Why this layout:
-/// - the sum in whole microseconds keeps the mean exact for sub-millisecond LAN checks (a sum
-///   in milliseconds would read 0 for a 300 µs check). One probe never runs two checks at
-///   once, so one bucket's latencies add up to at most its width plus one check (3,616.8 s
-///   for an hour), below the u32 limit of 4,294.9 s; the sum saturates rather than wraps
-///   should a caller ever feed overlapping results;
-/// - min and max as a 16-bit code with a 13-bit mantissa: exact up to 8,191 µs (where LAN
-///   checks live), within 1/4096 (0.025 %, at most 2 ms near 16.7 s) above, rounded down;
-///   the code is monotonic, so min and max compare codes. Two u32 would make the bucket
-///   16 bytes: a third more memory for precision nobody reads in a max latency;
-/// - `checks` saturates at 65,535 (an hour of checks every 55 ms): a bucket that is full
+/// Stored per real server in 7 bytes (a minute) or 8 (an hour): `checks` and `failures`
+/// (exact, 12 bits each for a minute, 16 for an hour), then min, mean and max latency as
+/// three codes of the latency scale (`lat_code`, 1,217 codes each) in 31 bits
+/// (`(min * 1217 + mean) * 1217 + max`); its minute or hour is its slot's in the ring (the
+/// encoded form writes it). Why this layout:
+/// - the mean is taken from the exact sum of the bucket's latencies (in whole microseconds,
+///   kept while the bucket fills) and only then put on the scale: it is within 1/128 of the
+///   true mean, like every latency, and so is a group's mean weighted by checks. An exact sum
+///   in every bucket would take 4 more bytes each for a precision the scale already states;
+/// - min and max on the same scale (rounded to the nearest code, so never out of order with
+///   the mean): three codes of 1,217 values fit in 31 bits, where three u16 would make the
+///   bucket 10 bytes;
+/// - `checks` saturates at 65,535 in an hour (an hour of checks every 55 ms) and 4,095 in a
+///   minute (where the shortest interval, 50 ms, makes 1,201 at most): a bucket that is full
 ///   stops counting altogether, so its counts and latencies always describe the same checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
@@ -197,7 +222,9 @@ pub enum HistoryError {
     #[error("not an lvsmon history record")]
     Magic,
     /// A format version this lvsmon does not read.
-    #[error("history record version {0} (this lvsmon reads version {FORMAT_VERSION})")]
+    #[error(
+        "history record version {0} (this lvsmon reads versions {FORMAT_V1} and {FORMAT_VERSION})"
+    )]
     Version(u8),
     /// The input ends before its own counts say it should.
     #[error("history record truncated at byte {0}")]
@@ -215,42 +242,52 @@ pub enum HistoryError {
 // ---------------------------------------------------------------------------------------------
 // Storage
 
-/// One raw result: `time` in Unix seconds, `packed` = latency µs (24 bits) << 8 | reason code
-/// (0 pass, 1 + index in [`Reason::ALL`]).
+/// Codes of the latency scale: 0 to `lat_code(MAX_LATENCY_US)`.
+const LAT_CODES: u32 = 1217;
+/// The bits of a raw result's `val` that hold the latency code; the reason code is above.
+const LAT_MASK: u16 = (1 << 11) - 1;
+
+/// One raw result: `time` in Unix seconds, `val` = reason code (0 pass, 1 + index in
+/// [`Reason::ALL`]) << 11 | latency code.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 struct Slot {
     time: u32,
-    packed: u32,
+    val: u16,
 }
 
-/// One raw result as a ring holds it, 6 bytes: the low 16 bits of its time, then the
-/// [`Slot`]'s `packed` (latency and reason) in two halves. The full time follows from the
-/// real's newest (or oldest) held result, as consecutive results of a ring are never
-/// 65,536 s (18.2 h) or more apart: a result that comes later than that after the newest
-/// empties the ring first, as if its results had been overwritten.
+/// One raw result as a ring holds it, 4 bytes: the low 16 bits of its time, then the
+/// [`Slot`]'s `val` (latency and reason). The full time follows from the real's newest (or
+/// oldest) held result, as consecutive results of a ring are never 65,536 s (18.2 h) or more
+/// apart: a result that comes later than that after the newest empties the ring first, as if
+/// its results had been overwritten.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-struct Stored([u16; 3]);
+struct Stored {
+    time: u16,
+    val: u16,
+}
 
 impl Stored {
     fn of(s: Slot) -> Stored {
-        Stored([s.time as u16, s.packed as u16, (s.packed >> 16) as u16])
+        Stored {
+            time: s.time as u16,
+            val: s.val,
+        }
     }
 
     /// The result, its time the latest not after `near` with these low 16 bits (`near`
     /// then must be that time or up to 65,535 s after it).
     fn before(self, near: u32) -> Slot {
         Slot {
-            time: near.wrapping_sub((near as u16).wrapping_sub(self.0[0]).into()),
-            packed: u32::from(self.0[1]) | u32::from(self.0[2]) << 16,
+            time: near.wrapping_sub((near as u16).wrapping_sub(self.time).into()),
+            val: self.val,
         }
     }
 
     /// The result, its time the earliest not before `near` with these low 16 bits.
     fn after(self, near: u32) -> Slot {
-        let s = self.before(near);
         Slot {
-            time: near.wrapping_add(self.0[0].wrapping_sub(near as u16).into()),
-            ..s
+            time: near.wrapping_add(self.time.wrapping_sub(near as u16).into()),
+            val: self.val,
         }
     }
 }
@@ -259,12 +296,19 @@ impl Stored {
 const RAW_GAP: u32 = u16::MAX as u32;
 
 impl Slot {
+    fn of(time: u32, lat: u16, code: u8) -> Slot {
+        Slot {
+            time,
+            val: u16::from(code) << 11 | lat,
+        }
+    }
+
     fn latency_us(self) -> u32 {
-        self.packed >> 8
+        lat_us(self.val & LAT_MASK)
     }
 
     fn code(self) -> u8 {
-        self.packed as u8
+        (self.val >> 11) as u8
     }
 
     fn entry(self) -> RawEntry {
@@ -276,7 +320,10 @@ impl Slot {
     }
 }
 
-/// One bucket as stored (12 bytes); see [`Bucket`] for the layout. Empty when `checks` is 0.
+/// One bucket as a [`Ring`] stores it (7 or 8 bytes); see [`Bucket`] for the layout. Empty
+/// when `checks` is 0.
+/// `lat` holds the packed codes ([`pack`]) once the bucket is closed; the open one's
+/// latencies are in the real's [`Open`].
 ///
 /// Its minute (hour) number is not stored: slot `i` of a real's ring of `per` holds the one
 /// bucket `b` with `b % per == i` among the last `per` up to the real's newest result (see
@@ -285,26 +332,166 @@ impl Slot {
 struct Cell {
     checks: u16,
     failures: u16,
+    lat: u32,
+}
+
+/// Bits of a minute bucket's `checks` and `failures`: a minute holds at most 1,201 checks
+/// at the shortest interval (50 ms), so 4,095 leaves room, and the bucket is 7 bytes.
+const MINUTE_BITS: u32 = 12;
+/// Bits of an hour bucket's counts: 65,535 checks (an hour at 55 ms), 8 bytes.
+const HOUR_BITS: u32 = 16;
+
+/// A level's buckets for every real server: `per` slots per real, real `r`'s from slot
+/// `r * per`, each a [`Cell`] in [`Ring::size_of`] bytes: `checks` and `failures` in `bits`
+/// bits each, then the packed latencies (31 bits), little-endian. Slots are read 8 bytes at
+/// a time, so 7-byte rings end with one byte more.
+struct Ring {
+    bytes: Box<[u8]>,
+    per: usize,
+    bits: u32,
+}
+
+impl Ring {
+    fn new(n: usize, per: usize, bits: u32) -> Ring {
+        Ring {
+            bytes: vec![0; Ring::bytes_for(n, per, bits)].into_boxed_slice(),
+            per,
+            bits,
+        }
+    }
+
+    /// The bytes of a ring of `per` slots for `n` reals.
+    fn bytes_for(n: usize, per: usize, bits: u32) -> usize {
+        match n * per * Ring::size_of(bits) {
+            0 => 0,
+            b => b + 8 - Ring::size_of(bits),
+        }
+    }
+
+    /// Bytes of a slot whose counts take `bits` bits each.
+    const fn size_of(bits: u32) -> usize {
+        (2 * bits as usize + 31).div_ceil(8)
+    }
+
+    fn size(&self) -> usize {
+        Ring::size_of(self.bits)
+    }
+
+    /// The most checks a bucket counts.
+    fn full(&self) -> u16 {
+        ((1u32 << self.bits) - 1) as u16
+    }
+
+    /// The slot of real `real`'s bucket number `b`.
+    fn slot(&self, real: usize, b: u64) -> usize {
+        real * self.per + (b % self.per as u64) as usize
+    }
+
+    /// Reads slot `slot` (8 bytes, the slot's and, for a 7-byte slot, one more ignored).
+    fn get(&self, slot: usize) -> Cell {
+        let at = slot * self.size();
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.bytes[at..at + 8]);
+        let v = u64::from_le_bytes(w) & u64::MAX >> (64 - 8 * self.size());
+        let mask = (1u64 << self.bits) - 1;
+        Cell {
+            checks: (v & mask) as u16,
+            failures: (v >> self.bits & mask) as u16,
+            lat: (v >> (2 * self.bits)) as u32,
+        }
+    }
+
+    /// Writes slot `slot` (its bytes only: stores, no read).
+    fn put(&mut self, slot: usize, c: Cell) {
+        let v = u64::from(c.checks)
+            | u64::from(c.failures) << self.bits
+            | u64::from(c.lat) << (2 * self.bits);
+        let (s, v) = (self.size(), v.to_le_bytes());
+        let at = slot * s;
+        if s == 8 {
+            self.bytes[at..at + 8].copy_from_slice(&v);
+        } else {
+            self.bytes[at..at + 7].copy_from_slice(&v[..7]);
+        }
+    }
+
+    /// Real `real`'s slots, as bytes.
+    fn of(&self, real: usize) -> &[u8] {
+        let n = self.per * self.size();
+        &self.bytes[real * n..(real + 1) * n]
+    }
+
+    fn of_mut(&mut self, real: usize) -> &mut [u8] {
+        let n = self.per * self.size();
+        &mut self.bytes[real * n..(real + 1) * n]
+    }
+}
+
+/// A real's open bucket at one level (its newest minute or hour), kept apart from its ring
+/// until it closes, so that recording a result reads and writes only the real's [`Meta`]
+/// (and one raw slot): the ring is written, never read, once a minute (hour) when the
+/// bucket is packed into its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Open {
     /// Sum of latencies, µs, saturating.
     sum_us: u32,
     /// [`lat_code`] of the shortest and longest latency.
     min: u16,
     max: u16,
+    checks: u16,
+    failures: u16,
 }
 
-impl Cell {
-    fn fresh() -> Cell {
-        Cell {
-            checks: 0,
-            failures: 0,
-            sum_us: 0,
-            min: u16::MAX,
-            max: 0,
-        }
+impl Open {
+    const FRESH: Open = Open {
+        sum_us: 0,
+        min: u16::MAX,
+        max: 0,
+        checks: 0,
+        failures: 0,
+    };
+}
+
+impl Default for Open {
+    fn default() -> Open {
+        Open::FRESH
     }
 }
 
-/// Per-real bookkeeping of the raw ring and the clock.
+/// A bucket's figures, unpacked: counts, and latencies as codes plus the sum they add to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stats {
+    checks: u16,
+    failures: u16,
+    /// Sum of latencies, µs: exact for an open bucket, mean × checks for a closed one.
+    sum_us: u64,
+    min: u16,
+    mean: u16,
+    max: u16,
+}
+
+/// Three latency codes in 31 bits.
+fn pack(min: u16, mean: u16, max: u16) -> u32 {
+    (u32::from(min) * LAT_CODES + u32::from(mean)) * LAT_CODES + u32::from(max)
+}
+
+/// (min, mean, max) of [`pack`].
+fn unpack(lat: u32) -> (u16, u16, u16) {
+    let max = lat % LAT_CODES;
+    let rest = lat / LAT_CODES;
+    (
+        (rest / LAT_CODES) as u16,
+        (rest % LAT_CODES) as u16,
+        max as u16,
+    )
+}
+
+/// The mean of `checks` latencies adding up to `sum_us`, rounded to the nearest µs.
+fn mean_of(sum_us: u64, checks: u64) -> u64 {
+    (sum_us + checks / 2) / checks.max(1)
+}
+
+/// Per-real bookkeeping of the raw ring, the clock and the open buckets.
 #[derive(Clone, Copy, Default, Debug)]
 struct Meta {
     /// The raw slot the next result goes to (< ring length, or 0 without a ring).
@@ -318,6 +505,8 @@ struct Meta {
     /// Times of the oldest and the newest raw result held (when `len` > 0).
     first: u32,
     last: u32,
+    /// The open minute and hour bucket.
+    open: [Open; 2],
 }
 
 /// The reason code of a result: 0 for a pass, 1 + index in [`Reason::ALL`] for a failure.
@@ -338,25 +527,28 @@ fn reason_of(code: u8) -> Option<Reason> {
         .and_then(|i| Reason::ALL.get(i).copied())
 }
 
-/// A latency (≤ [`MAX_LATENCY_US`]) as a monotonic 16-bit code: the value itself below 8,192,
-/// else `shift << 12 | ...` over a 13-bit mantissa (`us >> shift` in 4,096..8,191).
+/// A latency in µs (saturating at [`MAX_LATENCY_US`]) on the latency scale, a monotonic code
+/// below [`LAT_CODES`]: the value itself below 128, else `e << 6 | m` for the 64 steps
+/// `m << e` (`m` in 64..128) of an octave, rounded to the nearest (a mantissa that rounds up
+/// to 128 is the next octave's 64, which the formula gives by itself).
 fn lat_code(us: u32) -> u16 {
     let us = us.min(MAX_LATENCY_US);
-    if us < 8192 {
+    if us < 128 {
         return us as u16;
     }
-    let shift = (32 - us.leading_zeros()) - 13;
-    ((shift << 12) + (us >> shift)) as u16
+    let e = 31 - us.leading_zeros() - 6;
+    ((e << 6) + ((us + (1 << (e - 1))) >> e)) as u16
 }
 
-/// The latency a [`lat_code`] stands for, rounded down to its mantissa.
+/// The latency a [`lat_code`] stands for (the top code, past the last octave's steps, is
+/// [`MAX_LATENCY_US`] itself).
 fn lat_us(code: u16) -> u32 {
     let c = u32::from(code);
-    if c < 8192 {
+    if c < 128 {
         return c;
     }
-    let shift = (c >> 12) - 1;
-    ((c & 0xfff) + 4096) << shift
+    let e = (c >> 6) - 1;
+    (((c & 63) + 64) << e.min(24)).min(MAX_LATENCY_US)
 }
 
 /// Raw results kept for a real checked every `interval`: `ceil(raw / interval)`, at most
@@ -406,24 +598,25 @@ impl Acc {
         self.oldest = self.oldest.min(s.time.into());
     }
 
-    fn add_cell(&mut self, c: &Cell, b: u64, width: u64) {
+    fn add_cell(&mut self, c: &Stats, b: u64, width: u64) {
         self.checks += u64::from(c.checks);
         self.failures += u64::from(c.failures);
-        self.sum_us += u64::from(c.sum_us);
+        self.sum_us += c.sum_us;
         self.min_us = self.min_us.min(lat_us(c.min));
         self.max_us = self.max_us.max(lat_us(c.max));
         self.oldest = self.oldest.min(b * width);
     }
 
-    /// (min, mean, max); zeros without results.
+    /// (min, mean, max); zeros without results. The mean stays within [min, max] (a
+    /// group's sum of rounded means could round just outside).
     fn latency(&self) -> (u32, u32, u32) {
         if self.checks == 0 {
             return (0, 0, 0);
         }
-        let mean = (self.sum_us + self.checks / 2) / self.checks;
+        let mean = mean_of(self.sum_us, self.checks).min(u64::from(u32::MAX)) as u32;
         (
             self.min_us,
-            mean.min(u64::from(u32::MAX)) as u32,
+            mean.max(self.min_us).min(self.max_us),
             self.max_us,
         )
     }
@@ -448,12 +641,12 @@ pub struct History {
     n: usize,
     /// `raw_off[r]..raw_off[r + 1]` is real `r`'s ring in `raw`; `n + 1` entries, or none
     /// when nothing is kept at any level (`history raw 0 minute 0 hour 0`).
-    raw_off: Box<[usize]>,
+    raw_off: Box<[u32]>,
     raw: Box<[Stored]>,
-    /// Minute buckets, `minutes` per real, real `r`'s at `r * minutes`.
-    minute: Box<[Cell]>,
+    /// Minute buckets, `minutes` per real.
+    minute: Ring,
     /// Hour buckets, `hours` per real.
-    hour: Box<[Cell]>,
+    hour: Ring,
     /// Per real; empty when nothing is kept at any level, so history off costs nothing
     /// per real server.
     meta: Box<[Meta]>,
@@ -482,18 +675,19 @@ impl History {
         let minutes = bucket_len(spec.minute, MINUTE);
         let hours = bucket_len(spec.hour, HOUR);
         let kept = Self::keeps(spec, intervals);
-        let mut raw_off = vec![0usize; if kept { n + 1 } else { 0 }].into_boxed_slice();
+        let mut raw_off = vec![0u32; if kept { n + 1 } else { 0 }].into_boxed_slice();
         if kept {
             for (r, &iv) in intervals.iter().enumerate() {
-                raw_off[r + 1] = raw_off[r] + raw_len(spec.raw, iv);
+                raw_off[r + 1] = raw_off[r] + raw_len(spec.raw, iv) as u32;
             }
         }
         History {
             n,
-            raw: vec![Stored::default(); raw_off.last().copied().unwrap_or(0)].into_boxed_slice(),
+            raw: vec![Stored::default(); raw_off.last().map_or(0, |&o| o as usize)]
+                .into_boxed_slice(),
             raw_off,
-            minute: vec![Cell::default(); n * minutes].into_boxed_slice(),
-            hour: vec![Cell::default(); n * hours].into_boxed_slice(),
+            minute: Ring::new(n, minutes, MINUTE_BITS),
+            hour: Ring::new(n, hours, HOUR_BITS),
             meta: vec![Meta::default(); if kept { n } else { 0 }].into_boxed_slice(),
             minutes,
             hours,
@@ -513,7 +707,7 @@ impl History {
             assert!(real < self.n, "real {real} of {}", self.n);
             return (0, 0);
         }
-        (self.raw_off[real], self.raw_off[real + 1])
+        (self.raw_off[real] as usize, self.raw_off[real + 1] as usize)
     }
 
     /// Real `real`'s bookkeeping (all zero when nothing is kept).
@@ -533,11 +727,9 @@ impl History {
             return 0;
         }
         let raw: usize = intervals.iter().map(|&iv| raw_len(spec.raw, iv)).sum();
-        let cells = n * (bucket_len(spec.minute, MINUTE) + bucket_len(spec.hour, HOUR));
-        (n + 1) * size_of::<usize>()
-            + raw * size_of::<Stored>()
-            + cells * size_of::<Cell>()
-            + n * size_of::<Meta>()
+        let cells = Ring::bytes_for(n, bucket_len(spec.minute, MINUTE), MINUTE_BITS)
+            + Ring::bytes_for(n, bucket_len(spec.hour, HOUR), HOUR_BITS);
+        (n + 1) * size_of::<u32>() + raw * size_of::<Stored>() + cells + n * size_of::<Meta>()
     }
 
     /// Each real server's check interval, in [`Plan::reals`] order: the `intervals` argument
@@ -551,9 +743,10 @@ impl History {
 
     /// The heap bytes this history holds.
     pub fn bytes(&self) -> usize {
-        self.raw_off.len() * size_of::<usize>()
+        self.raw_off.len() * size_of::<u32>()
             + self.raw.len() * size_of::<Stored>()
-            + (self.minute.len() + self.hour.len()) * size_of::<Cell>()
+            + self.minute.bytes.len()
+            + self.hour.bytes.len()
             + self.meta.len() * size_of::<Meta>()
     }
 
@@ -592,6 +785,7 @@ impl History {
         let before = u64::from(m.newest);
         m.newest = t;
         let lat = latency_us.min(u64::from(MAX_LATENCY_US)) as u32;
+        let lc = lat_code(lat);
         let code = code_of(reason);
 
         if b > a {
@@ -602,10 +796,7 @@ impl History {
                 m.len = 0;
             }
             let at = usize::from(m.next);
-            self.raw[a + at] = Stored::of(Slot {
-                time: t,
-                packed: lat << 8 | u32::from(code),
-            });
+            self.raw[a + at] = Stored::of(Slot::of(t, lc, code));
             if usize::from(m.len) == cap {
                 // Full: the oldest result gave way, and the ring no longer reaches before it.
                 m.lost = m.first.saturating_add(1);
@@ -621,23 +812,14 @@ impl History {
             m.next = if at + 1 == cap { 0 } else { at as u16 + 1 };
         }
         let (t, failed) = (u64::from(t), code != 0);
-        advance(
-            &mut self.minute,
-            self.minutes,
-            real,
-            before / MINUTE,
-            t / MINUTE,
-        );
-        advance(&mut self.hour, self.hours, real, before / HOUR, t / HOUR);
-        fold(
-            &mut self.minute,
-            self.minutes,
-            real,
-            t / MINUTE,
-            lat,
-            failed,
-        );
-        fold(&mut self.hour, self.hours, real, t / HOUR, lat, failed);
+        let [om, oh] = &mut m.open;
+        for (ring, width, open) in [(&mut self.minute, MINUTE, om), (&mut self.hour, HOUR, oh)] {
+            if ring.per == 0 {
+                continue;
+            }
+            advance(ring, real, before / width, t / width, open);
+            fold(ring.full(), lat, lc, failed, open);
+        }
     }
 
     /// Results of the reals in `reals` (indices; a virtual service's range, `0..reals()` for
@@ -679,8 +861,8 @@ impl History {
                 let (lo, hi) = self.bucket_range(level, since, now);
                 for r in reals {
                     for b in lo..=hi {
-                        if let Some(c) = self.cell(level, r, b) {
-                            acc.add_cell(c, b, level.width());
+                        if let Some(c) = self.stats(level, r, b) {
+                            acc.add_cell(&c, b, level.width());
                         }
                     }
                 }
@@ -710,8 +892,8 @@ impl History {
         for b in lo..=hi {
             let mut acc = Acc::EMPTY;
             for r in reals.clone() {
-                if let Some(c) = self.cell(level, r, b) {
-                    acc.add_cell(c, b, level.width());
+                if let Some(c) = self.stats(level, r, b) {
+                    acc.add_cell(&c, b, level.width());
                 }
             }
             if acc.checks > 0 {
@@ -751,11 +933,15 @@ impl History {
     /// [`History::decode_real`] reads. Writes buckets still within their span of the real's
     /// newest result, oldest first. Allocates nothing (small writes: give it a buffer).
     ///
-    /// Format version 1, little-endian: `LVSH`, version (u8), newest result time (u32), raw
-    /// lost-before time (u32, 0 = nothing lost), then three sections, each a count (u16) and
-    /// that many items oldest first: raw results (time u32, latency << 8 | reason code u32),
-    /// minute buckets and hour buckets (start u32, checks u16, failures u16, latency sum u32,
-    /// min code u16, max code u16).
+    /// Format version 2, little-endian: `LVSH`, version (u8), newest result time (u32), raw
+    /// lost-before time (u32, 0 = nothing lost), the latency sums (µs, u32) of the open minute
+    /// and hour bucket (those of the newest result; 0 without one), then three sections, each
+    /// a count (u16) and that many items oldest first: raw results (time u32, reason code << 11
+    /// | latency code u16), minute buckets and hour buckets (minute or hour number u32, checks
+    /// u16, failures u16, min, mean and max latency codes packed in a u32 as [`Bucket`] says).
+    /// Version 1 (read by [`History::decode_real`]): no open sums; raw results (time u32,
+    /// latency µs << 8 | reason code u32); buckets (number u32, checks u16, failures u16,
+    /// latency sum µs u32, min and max in the 16-bit code of version 1).
     ///
     /// # Errors
     /// Whatever `out` returns.
@@ -768,6 +954,11 @@ impl History {
         out.write_all(&[FORMAT_VERSION])?;
         out.write_all(&m.newest.to_le_bytes())?;
         out.write_all(&m.lost.to_le_bytes())?;
+        for (level, open) in [(Level::Minute, m.open[0]), (Level::Hour, m.open[1])] {
+            let b = u64::from(m.newest) / level.width();
+            let sum = self.stats(level, real, b).map_or(0, |_| open.sum_us);
+            out.write_all(&sum.to_le_bytes())?;
+        }
 
         let (a, b) = self.raw_range(real);
         let (cap, len, next) = (b - a, usize::from(m.len), usize::from(m.next));
@@ -778,23 +969,21 @@ impl History {
             let s = self.raw[a + (next + cap - len + k) % cap].after(time);
             time = s.time;
             out.write_all(&s.time.to_le_bytes())?;
-            out.write_all(&s.packed.to_le_bytes())?;
+            out.write_all(&s.val.to_le_bytes())?;
         }
         for level in [Level::Minute, Level::Hour] {
             let (lo, hi) = self.bucket_range(level, 0, m.newest.into());
             let count = (lo..=hi)
-                .filter(|&bk| self.cell(level, real, bk).is_some())
+                .filter(|&bk| self.stats(level, real, bk).is_some())
                 .count();
             out.write_all(&(count as u16).to_le_bytes())?;
             for bk in lo..=hi {
-                if let Some(c) = self.cell(level, real, bk) {
-                    let mut item = [0u8; 16];
+                if let Some(c) = self.stats(level, real, bk) {
+                    let mut item = [0u8; CELL_BYTES];
                     item[0..4].copy_from_slice(&(bk as u32).to_le_bytes());
                     item[4..6].copy_from_slice(&c.checks.to_le_bytes());
                     item[6..8].copy_from_slice(&c.failures.to_le_bytes());
-                    item[8..12].copy_from_slice(&c.sum_us.to_le_bytes());
-                    item[12..14].copy_from_slice(&c.min.to_le_bytes());
-                    item[14..16].copy_from_slice(&c.max.to_le_bytes());
+                    item[8..12].copy_from_slice(&pack(c.min, c.mean, c.max).to_le_bytes());
                     out.write_all(&item)?;
                 }
             }
@@ -816,12 +1005,12 @@ impl History {
         }
         if b - a == fb - fa && self.minutes == from.minutes && self.hours == from.hours {
             self.raw[a..b].copy_from_slice(&from.raw[fa..fb]);
-            let (m, fm) = (self.minutes, from.minutes);
-            self.minute[real * m..(real + 1) * m]
-                .copy_from_slice(&from.minute[from_real * fm..(from_real + 1) * fm]);
-            let (h, fh) = (self.hours, from.hours);
-            self.hour[real * h..(real + 1) * h]
-                .copy_from_slice(&from.hour[from_real * fh..(from_real + 1) * fh]);
+            self.minute
+                .of_mut(real)
+                .copy_from_slice(from.minute.of(from_real));
+            self.hour
+                .of_mut(real)
+                .copy_from_slice(from.hour.of(from_real));
             self.meta[real] = from.meta_of(from_real);
             return;
         }
@@ -837,7 +1026,7 @@ impl History {
         let raw = self
             .raw_off
             .windows(2)
-            .map(|w| w[1] - w[0])
+            .map(|w| (w[1] - w[0]) as usize)
             .max()
             .unwrap_or(0);
         HEADER + 3 * 2 + raw * SLOT_BYTES + (self.minutes + self.hours) * CELL_BYTES
@@ -869,26 +1058,26 @@ impl History {
             lost: rec.lost,
             first: 0,
             last: 0,
+            open: [Open::FRESH; 2],
         };
         let cap = b - a;
-        let mut keep = rec.raw.count.min(cap);
+        let count = rec.raw.count;
+        let mut keep = count.min(cap);
         // Only results no more than RAW_GAP apart (see `Stored`), newest first.
         for k in 1..keep {
-            let (older, newer) = (rec.raw.count - k - 1, rec.raw.count - k);
-            let gap =
-                slot_at(input, rec.raw.item(newer)).time - slot_at(input, rec.raw.item(older)).time;
+            let gap = rec.slot(input, count - k).time - rec.slot(input, count - k - 1).time;
             if gap > RAW_GAP {
                 keep = k;
                 break;
             }
         }
-        if keep < rec.raw.count {
+        if keep < count {
             // The newest dropped result is the one just before those kept.
-            let dropped = slot_at(input, rec.raw.item(rec.raw.count - keep - 1));
+            let dropped = rec.slot(input, count - keep - 1);
             m.lost = m.lost.max(dropped.time.saturating_add(1));
         }
         for k in 0..keep {
-            let s = slot_at(input, rec.raw.item(rec.raw.count - keep + k));
+            let s = rec.slot(input, count - keep + k);
             self.raw[a + k] = Stored::of(s);
             if k == 0 {
                 m.first = s.time;
@@ -898,25 +1087,45 @@ impl History {
         m.len = keep as u16;
         m.next = if keep == cap { 0 } else { keep as u16 };
 
-        for (section, ring, per, width) in [
-            (rec.minute, &mut self.minute, self.minutes, MINUTE),
-            (rec.hour, &mut self.hour, self.hours, HOUR),
-        ] {
-            let mine = &mut ring[real * per..(real + 1) * per];
-            mine.fill(Cell::default());
+        let mut open = [Open::FRESH; 2];
+        for (i, (section, ring, width)) in [
+            (rec.minute, &mut self.minute, MINUTE),
+            (rec.hour, &mut self.hour, HOUR),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ring.of_mut(real).fill(0);
+            let per = ring.per;
             if per == 0 {
                 continue;
             }
             // Only the last `per` buckets up to the newest result (see `Cell`); oldest
-            // first, so a newer bucket that maps to the same slot wins.
+            // first, so a newer bucket that maps to the same slot wins. The newest result's
+            // bucket is the open one: its sum goes on.
             let newest = u64::from(rec.newest) / width;
             for k in 0..section.count {
-                let (start, c) = cell_at(input, section.item(k));
-                if u64::from(start) + per as u64 > newest {
-                    mine[start as usize % per] = c;
+                let (start, s) = rec.bucket(input, section, i, k);
+                let start = u64::from(start);
+                if start == newest {
+                    open[i] = Open {
+                        sum_us: s.sum_us.min(u64::from(u32::MAX)) as u32,
+                        min: s.min,
+                        max: s.max,
+                        checks: s.checks.min(ring.full()),
+                        failures: s.failures.min(ring.full()),
+                    };
+                } else if start + per as u64 > newest {
+                    let c = Cell {
+                        checks: s.checks,
+                        failures: s.failures,
+                        lat: pack(s.min, s.mean, s.max),
+                    };
+                    ring.put(ring.slot(real, start), c);
                 }
             }
         }
+        self.meta[real].open = open;
         Ok(())
     }
 
@@ -949,18 +1158,42 @@ impl History {
     }
 
     /// Real `real`'s bucket number `b` at `level`, if it holds results.
-    fn cell(&self, level: Level, real: usize, b: u64) -> Option<&Cell> {
-        let newest = u64::from(self.meta_of(real).newest) / level.width().max(1);
-        let (ring, per) = match level {
+    fn stats(&self, level: Level, real: usize, b: u64) -> Option<Stats> {
+        let m = self.meta_of(real);
+        let newest = u64::from(m.newest) / level.width().max(1);
+        let (ring, per, open) = match level {
             Level::Raw => return None,
-            Level::Minute => (&self.minute, self.minutes),
-            Level::Hour => (&self.hour, self.hours),
+            Level::Minute => (&self.minute, self.minutes, m.open[0]),
+            Level::Hour => (&self.hour, self.hours, m.open[1]),
         };
         if per == 0 {
             return None;
         }
-        let c = &ring[real * per + (b % per as u64) as usize];
-        (c.checks > 0 && b <= newest && b + per as u64 > newest).then_some(c)
+        if b > newest || b + per as u64 <= newest {
+            return None;
+        }
+        if b == newest {
+            return (open.checks > 0).then(|| Stats {
+                checks: open.checks,
+                failures: open.failures,
+                sum_us: open.sum_us.into(),
+                min: open.min,
+                mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
+                max: open.max,
+            });
+        }
+        let c = ring.get(ring.slot(real, b));
+        (c.checks > 0).then(|| {
+            let (min, mean, max) = unpack(c.lat);
+            Stats {
+                checks: c.checks,
+                failures: c.failures,
+                sum_us: u64::from(lat_us(mean)) * u64::from(c.checks),
+                min,
+                mean,
+                max,
+            }
+        })
     }
 
     /// Bucket numbers at `level` (which keeps some) from the one holding `since` to the one
@@ -1024,52 +1257,57 @@ impl History {
     }
 }
 
-/// Moves real `real`'s window in `ring` (`per` buckets per real) from newest bucket `from`
-/// to newest bucket `to` (not earlier): the slots of the buckets that leave the window, which
-/// are those the buckets `from + 1..=to` will use, are emptied. At most `per` slots, and
-/// none while results stay in the same bucket: O(1) per result over time.
-fn advance(ring: &mut [Cell], per: usize, real: usize, from: u64, to: u64) {
-    if per == 0 || to <= from {
+/// Moves real `real`'s window in `ring` from newest bucket `from` to newest bucket `to` (not
+/// earlier): bucket `from`, no longer open, is packed from `open` into its slot, and `open`
+/// starts afresh; the slots of the buckets that leave the window, which are those the
+/// buckets `from + 1..=to` will use, are emptied. At most `ring.per` slots, and none while
+/// results stay in the same bucket: O(1) per result over time. Writes, never reads.
+fn advance(ring: &mut Ring, real: usize, from: u64, to: u64, open: &mut Open) {
+    if to <= from {
         return;
     }
-    let mine = &mut ring[real * per..(real + 1) * per];
-    let n = (to - from).min(per as u64);
+    if open.checks > 0 {
+        let mean = lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32);
+        let c = Cell {
+            checks: open.checks,
+            failures: open.failures,
+            lat: pack(open.min, mean, open.max),
+        };
+        ring.put(ring.slot(real, from), c);
+    }
+    *open = Open::FRESH;
+    let n = (to - from).min(ring.per as u64);
     for b in to + 1 - n..=to {
-        mine[(b % per as u64) as usize] = Cell::fresh();
+        ring.put(ring.slot(real, b), Cell::default());
     }
 }
 
-/// Folds one result (latency `lat_us`, failed or not) into real `real`'s bucket number `b`
-/// in `ring`, which holds `per` buckets per real; `b` is the real's newest bucket, the
-/// window already [`advance`]d to it.
-fn fold(ring: &mut [Cell], per: usize, real: usize, b: u64, lat_us: u32, failed: bool) {
-    if per == 0 {
-        return;
-    }
-    let c = &mut ring[real * per + (b % per as u64) as usize];
-    if c.checks == 0 {
-        *c = Cell::fresh();
-    }
-    if c.checks == u16::MAX {
+/// Folds one result (latency `lat_us`, its code `code`, failed or not) into a real's open
+/// bucket `open`, which counts up to `full` checks.
+fn fold(full: u16, lat_us: u32, code: u16, failed: bool, open: &mut Open) {
+    if open.checks == full {
         // Full: counting on would make the counts and the latencies describe other checks.
         return;
     }
-    let code = lat_code(lat_us);
-    c.checks += 1;
-    c.failures += u16::from(failed);
-    c.sum_us = c.sum_us.saturating_add(lat_us);
-    c.min = c.min.min(code);
-    c.max = c.max.max(code);
+    open.checks += 1;
+    open.failures += u16::from(failed);
+    open.sum_us = open.sum_us.saturating_add(lat_us);
+    open.min = open.min.min(code);
+    open.max = open.max.max(code);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The encoded form
 
-/// Bytes before the first section: magic, version, newest, lost.
-const HEADER: usize = 4 + 1 + 4 + 4;
+/// Bytes before the first section: magic, version, newest, lost, and (version 2) the open
+/// minute's and hour's latency sums.
+const HEADER: usize = 4 + 1 + 4 + 4 + 4 + 4;
+const HEADER_V1: usize = 4 + 1 + 4 + 4;
 /// Bytes of one raw result and of one bucket.
-const SLOT_BYTES: usize = 8;
-const CELL_BYTES: usize = 16;
+const SLOT_BYTES: usize = 6;
+const CELL_BYTES: usize = 12;
+const SLOT_BYTES_V1: usize = 8;
+const CELL_BYTES_V1: usize = 16;
 
 /// One section of a checked record: `count` items of `size` bytes from `offset`.
 #[derive(Clone, Copy)]
@@ -1087,8 +1325,11 @@ impl Section {
 
 /// A record whose every field has been checked.
 struct Record {
+    version: u8,
     newest: u32,
     lost: u32,
+    /// The open minute's and hour's latency sums (version 2).
+    open_sums: [u32; 2],
     raw: Section,
     minute: Section,
     hour: Section,
@@ -1110,28 +1351,66 @@ fn le32(input: &[u8], at: usize) -> u32 {
     }
 }
 
-fn slot_at(input: &[u8], at: usize) -> Slot {
-    Slot {
-        time: le32(input, at),
-        packed: le32(input, at + 4),
+/// The latency a 16-bit code of format version 1 stands for: the value below 8,192 µs, else
+/// a 13-bit mantissa rounded down.
+fn v1_lat_us(code: u16) -> u32 {
+    let c = u32::from(code);
+    if c < 8192 {
+        return c;
     }
+    let shift = ((c >> 12) - 1).min(19);
+    ((c & 0xfff) + 4096) << shift
 }
 
-/// An encoded bucket: its minute (hour) number and the bucket.
-fn cell_at(input: &[u8], at: usize) -> (u32, Cell) {
-    (
-        le32(input, at),
-        Cell {
-            checks: le16(input, at + 4),
-            failures: le16(input, at + 6),
-            sum_us: le32(input, at + 8),
-            min: le16(input, at + 12),
-            max: le16(input, at + 14),
-        },
-    )
-}
+/// The largest latency code of format version 1 (that of [`MAX_LATENCY_US`]).
+const V1_MAX_CODE: u16 = 11 * 4096 + 8191;
 
 impl Record {
+    /// Raw result `k` (in range), converted from version 1 as need be.
+    fn slot(&self, input: &[u8], k: usize) -> Slot {
+        let at = self.raw.item(k);
+        let time = le32(input, at);
+        if self.version == FORMAT_V1 {
+            let packed = le32(input, at + 4);
+            Slot::of(time, lat_code(packed >> 8), packed as u8)
+        } else {
+            Slot {
+                time,
+                val: le16(input, at + 4),
+            }
+        }
+    }
+
+    /// Bucket `k` (in range) of `section` (`level` 0 minutes, 1 hours): its number and
+    /// figures, converted from version 1 as need be. `sum_us` is exact for an open bucket
+    /// and for every bucket of version 1.
+    fn bucket(&self, input: &[u8], section: Section, level: usize, k: usize) -> (u32, Stats) {
+        let at = section.item(k);
+        let (checks, failures) = (le16(input, at + 4), le16(input, at + 6));
+        let s = if self.version == FORMAT_V1 {
+            let sum = le32(input, at + 8);
+            Stats {
+                checks,
+                failures,
+                sum_us: sum.into(),
+                min: lat_code(v1_lat_us(le16(input, at + 12))),
+                mean: lat_code(mean_of(sum.into(), checks.into()) as u32),
+                max: lat_code(v1_lat_us(le16(input, at + 14))),
+            }
+        } else {
+            let (min, mean, max) = unpack(le32(input, at + 8));
+            Stats {
+                checks,
+                failures,
+                sum_us: self.open_sums[level].into(),
+                min,
+                mean,
+                max,
+            }
+        };
+        (le32(input, at), s)
+    }
+
     /// Checks `input` from end to end.
     fn parse(input: &[u8]) -> Result<Record, HistoryError> {
         let bad = |offset, what| Err(HistoryError::Malformed { offset, what });
@@ -1142,49 +1421,82 @@ impl Record {
                 HistoryError::Magic
             });
         }
-        match input.get(4) {
+        let version = match input.get(4) {
             None => return Err(HistoryError::Truncated(input.len())),
-            Some(&FORMAT_VERSION) => {}
+            Some(&v) if v == FORMAT_VERSION || v == FORMAT_V1 => v,
             Some(&v) => return Err(HistoryError::Version(v)),
-        }
-        if input.len() < HEADER {
+        };
+        let v1 = version == FORMAT_V1;
+        let header = if v1 { HEADER_V1 } else { HEADER };
+        if input.len() < header {
             return Err(HistoryError::Truncated(input.len()));
         }
         let newest = le32(input, 5);
         let lost = le32(input, 9);
+        let open_sums = if v1 {
+            [0; 2]
+        } else {
+            [le32(input, 13), le32(input, 17)]
+        };
 
-        let mut at = HEADER;
-        let raw = section(input, &mut at, SLOT_BYTES)?;
+        let mut at = header;
+        let (slot_bytes, cell_bytes) = if v1 {
+            (SLOT_BYTES_V1, CELL_BYTES_V1)
+        } else {
+            (SLOT_BYTES, CELL_BYTES)
+        };
+        let raw = section(input, &mut at, slot_bytes)?;
         let mut prev = 0u32;
         for k in 0..raw.count {
-            let s = slot_at(input, raw.item(k));
-            if s.time < prev {
-                return bad(raw.item(k), "raw results out of time order");
+            let off = raw.item(k);
+            let time = le32(input, off);
+            if time < prev {
+                return bad(off, "raw results out of time order");
             }
-            if s.time > newest {
-                return bad(raw.item(k), "raw result newer than the newest time");
+            if time > newest {
+                return bad(off, "raw result newer than the newest time");
             }
-            if usize::from(s.code()) > Reason::ALL.len() {
-                return bad(raw.item(k) + 4, "unknown reason code");
+            let (code, lat_ok) = if v1 {
+                (input[off + 4] as usize, true)
+            } else {
+                let val = le16(input, off + 4);
+                (
+                    usize::from(val >> 11),
+                    u32::from(val & LAT_MASK) < LAT_CODES,
+                )
+            };
+            if code > Reason::ALL.len() {
+                return bad(off + 4, "unknown reason code");
             }
-            prev = s.time;
+            if !lat_ok {
+                return bad(off + 4, "bad latency code");
+            }
+            prev = time;
         }
         let oldest = if raw.count > 0 {
-            slot_at(input, raw.item(0)).time
+            le32(input, raw.item(0))
         } else {
             newest
         };
         if lost > oldest.saturating_add(1) {
             return bad(9, "raw lost-before time after the oldest result");
         }
-        let minute = buckets(input, &mut at, newest, MINUTE)?;
-        let hour = buckets(input, &mut at, newest, HOUR)?;
+        let minute = buckets(input, &mut at, newest, MINUTE, cell_bytes)?;
+        let hour = buckets(input, &mut at, newest, HOUR, cell_bytes)?;
+        for k in 0..minute.count {
+            let off = minute.item(k) + 4;
+            if le16(input, off) >= 1 << MINUTE_BITS {
+                return bad(off, "more checks than a minute bucket holds");
+            }
+        }
         if at != input.len() {
             return bad(at, "bytes after the last section");
         }
         Ok(Record {
+            version,
             newest,
             lost,
+            open_sums,
             raw,
             minute,
             hour,
@@ -1211,28 +1523,45 @@ fn section(input: &[u8], at: &mut usize, size: usize) -> Result<Section, History
     })
 }
 
-/// A bucket section of `width`-second buckets, every bucket checked.
-fn buckets(input: &[u8], at: &mut usize, newest: u32, width: u64) -> Result<Section, HistoryError> {
-    let sec = section(input, at, CELL_BYTES)?;
+/// A bucket section of `width`-second buckets of `size` bytes (the version's), every
+/// bucket checked.
+fn buckets(
+    input: &[u8],
+    at: &mut usize,
+    newest: u32,
+    width: u64,
+    size: usize,
+) -> Result<Section, HistoryError> {
+    let sec = section(input, at, size)?;
     let bad = |offset, what| Err(HistoryError::Malformed { offset, what });
     let mut prev: Option<u32> = None;
     for k in 0..sec.count {
         let off = sec.item(k);
-        let (start, c) = cell_at(input, off);
+        let start = le32(input, off);
+        let (checks, failures) = (le16(input, off + 4), le16(input, off + 6));
         if prev.is_some_and(|p| start <= p) {
             return bad(off, "buckets out of time order");
         }
         if u64::from(start) * width > u64::from(newest) {
             return bad(off, "bucket newer than the newest time");
         }
-        if c.checks == 0 {
+        if checks == 0 {
             return bad(off + 4, "bucket without checks");
         }
-        if c.failures > c.checks {
+        if failures > checks {
             return bad(off + 6, "more failures than checks");
         }
-        if c.min > c.max || c.max > lat_code(MAX_LATENCY_US) {
-            return bad(off + 12, "bad latency range");
+        let ordered = if size == CELL_BYTES_V1 {
+            let (min, max) = (le16(input, off + 12), le16(input, off + 14));
+            min <= max && max <= V1_MAX_CODE
+        } else {
+            let lat = le32(input, off + 8);
+            let (min, mean, max) = unpack(lat);
+            lat < LAT_CODES * LAT_CODES * LAT_CODES && min <= mean && mean <= max
+        };
+        if !ordered {
+            let at = if size == CELL_BYTES_V1 { 12 } else { 8 };
+            return bad(off + at, "bad latency range");
         }
         prev = Some(start);
     }
@@ -1280,17 +1609,19 @@ mod tests {
 
     #[test]
     fn layouts_are_as_documented() {
-        assert_eq!(size_of::<Slot>(), 8);
-        assert_eq!(size_of::<Stored>(), 6);
-        assert_eq!(size_of::<Cell>(), 12);
-        assert_eq!(size_of::<Meta>(), 20);
+        assert_eq!(size_of::<Stored>(), 4);
+        assert_eq!(Ring::size_of(MINUTE_BITS), 7);
+        assert_eq!(Ring::size_of(HOUR_BITS), 8);
+        assert_eq!(size_of::<Open>(), 12);
+        assert_eq!(size_of::<Meta>(), 44);
     }
 
     #[test]
     fn ring_lengths() {
         assert_eq!(raw_len(secs(600), secs(10)), 60);
-        assert_eq!(raw_len(secs(600), secs(5)), 120);
-        assert_eq!(raw_len(secs(600), secs(7)), 86);
+        assert_eq!(raw_len(secs(600), secs(5)), RAW_CAP);
+        assert_eq!(raw_len(secs(300), secs(5)), 60);
+        assert_eq!(raw_len(secs(600), secs(11)), 55);
         // Faster checks do not grow the ring: capped by count as well as by time.
         assert_eq!(raw_len(secs(600), secs(1)), RAW_CAP);
         assert_eq!(raw_len(secs(600), Duration::from_millis(250)), RAW_CAP);
@@ -1325,23 +1656,24 @@ mod tests {
             let h = History::new(&s, &iv);
             assert_eq!(History::bytes_for(&s, &iv), h.bytes(), "{s:?} {iv:?}");
         }
-        // Per real at the defaults: offset 8 + meta 20 + 120 minute and 48 hour buckets of
-        // 12 bytes, + 60 raw results of 6 bytes at 10 s, or RAW_CAP (128) at 1 s and faster.
+        // Per real at the defaults: offset 4 + meta 44 + 120 minute buckets of 7 bytes and 48
+        // hour buckets of 8, + 60 raw results of 4 bytes at 10 s, or RAW_CAP (64) at 5 s and
+        // faster.
         let per = |iv: u64| {
             (History::bytes_for(&d, &vec![secs(iv); 101]) - History::bytes_for(&d, &[secs(iv)]))
                 / 100
         };
-        assert_eq!(per(10), 8 + 20 + 168 * 12 + 60 * 6);
-        assert_eq!(per(10), 2404);
-        assert_eq!(per(1), 8 + 20 + 168 * 12 + 128 * 6);
-        assert_eq!(per(1), 2812);
+        assert_eq!(per(10), 4 + 44 + 120 * 7 + 48 * 8 + 60 * 4);
+        assert_eq!(per(10), 1512);
+        assert_eq!(per(1), 4 + 44 + 120 * 7 + 48 * 8 + 64 * 4);
+        assert_eq!(per(1), 1528);
         let per_ms = |ms: u64| {
             let iv = Duration::from_millis(ms);
             (History::bytes_for(&d, &vec![iv; 101]) - History::bytes_for(&d, &[iv])) / 100
         };
         assert_eq!(per_ms(100), per(1));
         assert_eq!(per_ms(250), per(1));
-        assert_eq!(History::bytes_for(&d, &[]), 8);
+        assert_eq!(History::bytes_for(&d, &[]), 4);
     }
 
     /// `history raw 0 minute 0 hour 0` costs nothing per real server, and every operation
@@ -1389,7 +1721,7 @@ mod tests {
             .rev()
             .map(|i| RawEntry {
                 time: T0 + 10 * i,
-                latency_us: 1000 + i as u32,
+                latency_us: q(1000 + i as u32),
                 reason: (i % 3 == 0).then_some(Reason::Reset),
             })
             .collect();
@@ -1525,25 +1857,68 @@ mod tests {
 
     // Tests for the latency code of the buckets
 
+    /// The scale's stated error, checked at every latency: monotonic codes, exact below
+    /// 128 µs, within 1/128 above, every code below `LAT_CODES` and its own latency's code.
     #[test]
-    fn latency_code_is_monotonic_exact_low_and_close_high() {
+    fn latency_code_is_monotonic_exact_low_and_within_its_error() {
         let mut prev = 0u16;
+        let mut worst = 0f64;
         for us in 0..=MAX_LATENCY_US {
             let c = lat_code(us);
             assert!(c >= prev, "{us}");
             prev = c;
             let back = lat_us(c);
-            assert!(back <= us, "{us} -> {back}");
-            if us < 8192 {
+            if us < 128 {
                 assert_eq!(back, us);
             } else {
-                assert!(us - back <= us / 4096, "{us} -> {back}");
+                let err = u64::from(back.abs_diff(us));
+                assert!(
+                    err * u64::from(LATENCY_ERROR) <= u64::from(us),
+                    "{us} -> {back}"
+                );
+                worst = worst.max(err as f64 / f64::from(us));
             }
             assert_eq!(lat_code(back), c, "{us}");
         }
+        // The bound is tight: the worst case is half a step at the bottom of an octave.
+        assert!(worst > 0.99 / f64::from(LATENCY_ERROR), "{worst}");
+        assert_eq!(u32::from(prev) + 1, LAT_CODES);
         assert_eq!(lat_code(u32::MAX), lat_code(MAX_LATENCY_US));
-        assert_eq!(lat_code(MAX_LATENCY_US), 11 * 4096 + 8191);
-        assert_eq!(lat_us(lat_code(50_000)), 50_000);
+        assert_eq!(lat_us(lat_code(MAX_LATENCY_US)), MAX_LATENCY_US);
+        assert_eq!(lat_us(lat_code(50_000)), 50_176);
+        assert_eq!(lat_us(lat_code(1000)), 1000);
+        // Three codes fit the 31 bits a bucket has for them, and come back.
+        assert!(u64::from(LAT_CODES).pow(3) <= 1 << 31);
+        for (a, b, c) in [(0, 0, 0), (1, 2, 3), (100, 700, 1216), (1216, 1216, 1216)] {
+            assert_eq!(unpack(pack(a, b, c)), (a, b, c));
+        }
+    }
+
+    /// `a` is within the scale's error of `b` (µs).
+    fn near(a: u32, b: u32) -> bool {
+        u64::from(a.abs_diff(b)) * u64::from(LATENCY_ERROR) <= u64::from(b) + 1
+    }
+
+    /// Counts, level and reach equal; latencies within the scale's error.
+    #[track_caller]
+    fn assert_close(got: Summary, want: Summary, what: &str) {
+        assert_eq!(
+            (got.checks, got.failures, got.level, got.covered_from),
+            (want.checks, want.failures, want.level, want.covered_from),
+            "{what}: {got:?} {want:?}"
+        );
+        for (g, w) in [
+            (got.min_us, want.min_us),
+            (got.mean_us, want.mean_us),
+            (got.max_us, want.max_us),
+        ] {
+            assert!(near(g, w), "{what}: {got:?} {want:?}");
+        }
+    }
+
+    /// A latency as the scale keeps it.
+    fn q(us: u32) -> u32 {
+        lat_us(lat_code(us))
     }
 
     // Tests for minute and hour buckets
@@ -1564,15 +1939,16 @@ mod tests {
             failures: 1,
             min_us: 100,
             mean_us: (100 + 300 + 50_000 + 200) / 4,
-            max_us: 50_000,
+            max_us: q(50_000),
         };
+        // The open minute: its mean exact, min and max on the scale.
         assert_eq!(series_all(&h, 0..1, T0, T0 + 59), [want0]);
 
         h.record(0, T0 + 60, 400, None);
         h.record(0, T0 + 3 * 60 + 5, 500, Some(Reason::Reset));
         // Minute 3 took minute 0's slot; minutes 1 and 3 remain, minute 2 is empty.
-        assert!(h.cell(Level::Minute, 0, m0).is_none());
-        assert_eq!(h.cell(Level::Minute, 0, m0 + 3).map(|c| c.checks), Some(1));
+        assert!(h.stats(Level::Minute, 0, m0).is_none());
+        assert_eq!(h.stats(Level::Minute, 0, m0 + 3).map(|c| c.checks), Some(1));
         let got = series_all(&h, 0..1, T0 + 60, T0 + 239);
         assert_eq!(
             got.iter()
@@ -1600,7 +1976,7 @@ mod tests {
         let s = h.summary(0..1, T0, T0 + 239);
         assert_eq!(
             (s.level, s.checks, s.failures, s.min_us, s.max_us),
-            (Level::Hour, 6, 2, 100, 50_000)
+            (Level::Hour, 6, 2, 100, q(50_000))
         );
         assert_eq!(s.mean_us, (100 + 300 + 50_000 + 200 + 400 + 500) / 6);
         assert_eq!(s.covered_from, T0);
@@ -1619,9 +1995,11 @@ mod tests {
         assert_eq!((s.level, s.checks), (Level::Hour, 0));
         // An hour later the slot is recycled for the new hour.
         h.record(0, T0 + 2 * 3600 + 1, 700, None);
-        assert!(h.cell(Level::Hour, 0, T0 / 3600).is_none());
+        assert!(h.stats(Level::Hour, 0, T0 / 3600).is_none());
         let s = h.summary(0..1, T0 + 3600, T0 + 2 * 3600 + 1);
-        assert_eq!((s.level, s.checks, s.mean_us), (Level::Hour, 1, 700));
+        // The open hour's mean is exact, but never outside its min and max, which are on the
+        // scale.
+        assert_eq!((s.level, s.checks, s.mean_us), (Level::Hour, 1, q(700)));
     }
 
     /// A bucket's minute is its slot's: after a silence of exactly the ring's length (or
@@ -1643,7 +2021,7 @@ mod tests {
             // Minutes 0..=2 are kept when still among the last 3 up to the new one.
             for m in 0..3u64 {
                 if m + 3 > 2 + gap && m < 2 + gap {
-                    want.push((T0 + m * 60, 1, 1, 1000 + m as u32));
+                    want.push((T0 + m * 60, 1, 1, q(1000 + m as u32)));
                 }
             }
             want.push((t, 1, 0, 9));
@@ -1662,9 +2040,105 @@ mod tests {
                 (i % 4 == 0).then_some(Reason::Closed),
             );
         }
-        let c = *h.cell(Level::Hour, 0, T0 / 3600).unwrap();
+        let c = h.stats(Level::Hour, 0, T0 / 3600).unwrap();
         assert_eq!((c.checks, c.failures), (u16::MAX, 65_535 / 4 + 1));
         assert_eq!(c.sum_us, 65_535 / 2 * 21 + 10);
+        // A minute bucket counts up to 4,095 checks (a minute at the shortest interval, 50 ms,
+        // is 1,201 at most), then stops the same way; its neighbours are untouched.
+        let mut h = History::new(&spec(0, 180, 0), &[Duration::from_millis(1)]);
+        for i in 0..12_000u64 {
+            h.record(
+                0,
+                T0 + 60 + i / 100,
+                10 + i % 2,
+                (i % 4 == 0).then_some(Reason::Closed),
+            );
+        }
+        h.record(0, T0 + 200, 7, Some(Reason::Closed));
+        let m = T0 / 60;
+        let c = h.stats(Level::Minute, 0, m + 1).unwrap();
+        assert_eq!((c.checks, c.failures), (4_095, 4_095 / 4 + 1));
+        assert_eq!(lat_us(c.mean), 10);
+        let c = h.stats(Level::Minute, 0, m + 2).unwrap();
+        assert_eq!((c.checks, c.failures), (4_095, 4_095 / 4 + 1));
+        let c = h.stats(Level::Minute, 0, m + 3).unwrap();
+        assert_eq!((c.checks, c.failures, c.sum_us), (1, 1, 7));
+    }
+
+    /// Every minute and hour bucket against a straightforward computation from every result
+    /// recorded: checks and failures exact; the mean within the scale's error of the exact
+    /// mean (exact while the bucket is open), min and max within it of the exact ones; the
+    /// same through the encoded form, and the open bucket goes on exactly after it.
+    #[test]
+    fn bucket_means_are_exact_within_the_scale_error() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let sp = spec(600, 7200, 2 * 86400);
+        let mut h = History::new(&sp, &[Duration::from_millis(250)]);
+        let mut log: Vec<(u64, u32, bool)> = Vec::new();
+        let end = T0 + 3 * 3600 + 1234;
+        for k in 0..(end - T0) * 4 {
+            let t = T0 + k / 4;
+            let x = next();
+            // From 1 µs to 262 ms, spread over the octaves: a real's checks never overlap, so
+            // an hour's latencies add up to about an hour at most (the open sum is a u32).
+            let lat = ((x >> 8) % (1 << ((x % 19) as u32))).max(1);
+            let failed = x % 7 == 0;
+            h.record(0, t, lat, failed.then_some(Reason::Timeout));
+            log.push((t, lat.min(u64::from(MAX_LATENCY_US)) as u32, failed));
+        }
+        let now = end;
+        let check = |h: &History, log: &[(u64, u32, bool)]| {
+            let mut seen = [0usize; 2];
+            for (i, since) in [now - 7000, now - 47 * 3600].into_iter().enumerate() {
+                for b in series_all(h, 0..1, since, now) {
+                    seen[i] += 1;
+                    let w = b.level.width();
+                    let mine: Vec<_> = log.iter().filter(|e| e.0 / w == b.start / w).collect();
+                    let checks = mine.len() as u64;
+                    let failures = mine.iter().filter(|e| e.2).count() as u64;
+                    let sum: u64 = mine.iter().map(|e| u64::from(e.1)).sum();
+                    let mean = mean_of(sum, checks) as u32;
+                    let min = mine.iter().map(|e| e.1).min().unwrap();
+                    let max = mine.iter().map(|e| e.1).max().unwrap();
+                    assert_eq!((b.checks, b.failures), (checks, failures), "{b:?}");
+                    assert!(near(b.mean_us, mean), "{b:?}: mean {mean}");
+                    assert!(
+                        near(b.min_us, min) && near(b.max_us, max),
+                        "{b:?}: {min} {max}"
+                    );
+                    let open = b.start / w == now / w;
+                    if open && (q(min)..=q(max)).contains(&mean) {
+                        assert_eq!(b.mean_us, mean, "{b:?}");
+                    }
+                }
+            }
+            assert_eq!(seen, [118, 4]);
+        };
+        check(&h, &log);
+        // Through the encoded form: the same buckets; then both go on in the open minute.
+        let mut back = History::new(&sp, &[Duration::from_millis(250)]);
+        back.decode_real(0, &encode(&h, 0)).unwrap();
+        check(&back, &log);
+        for lat in [3, 40_000, 123_456, 9_000_000] {
+            h.record(0, now, lat, None);
+            back.record(0, now, lat, None);
+            log.push((now, lat as u32, false));
+        }
+        check(&h, &log);
+        for since in [now - 30, now - 7000, now - 47 * 3600] {
+            assert_eq!(
+                back.summary(0..1, since, now),
+                h.summary(0..1, since, now),
+                "{since}"
+            );
+        }
+        assert_eq!(encode(&back, 0), encode(&h, 0));
     }
 
     // Tests for summaries
@@ -1828,12 +2302,8 @@ mod tests {
                 };
                 let got = h.summary(group.iter().copied(), since, now);
                 let want = oracle(&h, &log, group, level, since, now);
-                assert_eq!(
-                    got,
-                    want,
-                    "group {group:?} since T0{:+}",
-                    since as i64 - T0 as i64
-                );
+                let what = format!("group {group:?} since T0{:+}", since as i64 - T0 as i64);
+                assert_close(got, want, &what);
                 assert!(got.checks > 0);
             }
         }
@@ -1868,7 +2338,11 @@ mod tests {
             got.iter()
                 .map(|b| (b.start, b.checks, b.failures, b.min_us, b.mean_us, b.max_us))
                 .collect::<Vec<_>>(),
-            [(T0, 2, 1, 100, 500, 900), (T0 + 120, 1, 0, 500, 500, 500)]
+            // Minute 0 closed for both reals: on the scale; minute 2, real 1's open one.
+            [
+                (T0, 2, 1, 100, (100 + q(900)) / 2, q(900)),
+                (T0 + 120, 1, 0, 500, 500, 500)
+            ]
         );
         // Back beyond the minute span: hour buckets.
         let mut hours = Vec::new();
@@ -1909,8 +2383,8 @@ mod tests {
         // Real 1 fills every ring: 20 raw results, 10 minutes and 3 hours.
         assert_eq!(encode(&h, 1).len(), h.max_encoded_len());
         assert!(encode(&h, 0).len() < h.max_encoded_len());
-        assert_eq!(h.max_encoded_len(), 13 + 6 + 20 * 8 + 13 * 16);
-        assert_eq!(encode(&back, 0).len(), 13 + 6);
+        assert_eq!(h.max_encoded_len(), 21 + 6 + 20 * 6 + 13 * 12);
+        assert_eq!(encode(&back, 0).len(), 21 + 6);
         for r in 0..2 {
             let bytes = encode(&h, r);
             back.decode_real(r, &bytes).unwrap();
@@ -2008,9 +2482,9 @@ mod tests {
         h.record(0, T0, 100, Some(Reason::Reset));
         h.record(0, T0 + 70, 200, None);
         let good = encode(&h, 0);
-        // Header 13, raw count at 13, results at 15 and 23, minute count at 31, buckets at 33
-        // and 49, hour count at 65, one bucket at 67.
-        assert_eq!(good.len(), 13 + 2 + 16 + 2 + 32 + 2 + 16);
+        // Header 21, raw count at 21, results at 23 and 29, minute count at 35, buckets at 37
+        // and 49, hour count at 61, one bucket at 63.
+        assert_eq!(good.len(), 21 + 2 + 12 + 2 + 24 + 2 + 12);
         let with = |at: usize, bytes: &[u8]| {
             let mut b = good.clone();
             b[at..at + bytes.len()].copy_from_slice(bytes);
@@ -2021,41 +2495,44 @@ mod tests {
             assert_eq!(fresh.decode_real(0, &input), Err(want));
         };
         check(with(0, b"LVSX"), HistoryError::Magic);
-        check(with(4, &[2]), HistoryError::Version(2));
+        check(with(4, &[3]), HistoryError::Version(3));
         check(with(4, &[0]), HistoryError::Version(0));
         let m = |offset, what| HistoryError::Malformed { offset, what };
+        let unknown = (Reason::ALL.len() as u8 + 1) << 3;
+        check(with(27, &[0, unknown]), m(27, "unknown reason code"));
+        check(with(27, &[0xff, 0x07]), m(27, "bad latency code"));
         check(
-            with(19, &[Reason::ALL.len() as u8 + 1]),
-            m(19, "unknown reason code"),
+            with(29, &((T0 - 1) as u32).to_le_bytes()),
+            m(29, "raw results out of time order"),
         );
         check(
-            with(23, &((T0 - 1) as u32).to_le_bytes()),
-            m(23, "raw results out of time order"),
-        );
-        check(
-            with(23, &((T0 + 71) as u32).to_le_bytes()),
-            m(23, "raw result newer than the newest time"),
+            with(29, &((T0 + 71) as u32).to_le_bytes()),
+            m(29, "raw result newer than the newest time"),
         );
         check(
             with(9, &((T0 + 2) as u32).to_le_bytes()),
             m(9, "raw lost-before time after the oldest result"),
         );
-        check(with(37, &[0, 0]), m(37, "bucket without checks"));
-        check(with(39, &[2, 0]), m(39, "more failures than checks"));
-        check(with(45, &[0xff, 0xff]), m(45, "bad latency range"));
+        check(with(41, &[0, 0]), m(41, "bucket without checks"));
+        check(with(43, &[2, 0]), m(43, "more failures than checks"));
+        check(with(45, &[0xff; 4]), m(45, "bad latency range"));
+        check(
+            with(45, &pack(5, 4, 6).to_le_bytes()),
+            m(45, "bad latency range"),
+        );
         check(
             with(49, &((T0 / 60) as u32).to_le_bytes()),
             m(49, "buckets out of time order"),
         );
         check(
-            with(67, &((T0 / 3600 + 1) as u32).to_le_bytes()),
-            m(67, "bucket newer than the newest time"),
+            with(63, &((T0 / 3600 + 1) as u32).to_le_bytes()),
+            m(63, "bucket newer than the newest time"),
         );
         check(Vec::new(), HistoryError::Truncated(0));
         check(b"LV".to_vec(), HistoryError::Truncated(2));
         check(b"nonsense".to_vec(), HistoryError::Magic);
         // A count larger than what follows.
-        check(with(65, &[2, 0]), HistoryError::Truncated(good.len()));
+        check(with(61, &[2, 0]), HistoryError::Truncated(good.len()));
         fresh.decode_real(0, &good).unwrap();
     }
 
@@ -2072,8 +2549,11 @@ mod tests {
                 if back.decode_real(0, &b).is_ok() {
                     let times: Vec<u64> = recent_all(&back, 0).iter().map(|e| e.time).collect();
                     assert!(times.windows(2).all(|w| w[0] >= w[1]));
-                    back.summary(0..1, 0, u64::MAX);
-                    back.series(0..1, 0, T0 + 86400, &mut |_| {});
+                    let s = back.summary(0..1, 0, u64::MAX);
+                    assert!(s.checks == 0 || (s.min_us <= s.mean_us && s.mean_us <= s.max_us));
+                    back.series(0..1, 0, T0 + 86400, &mut |b| {
+                        assert!(b.min_us <= b.mean_us && b.mean_us <= b.max_us, "{b:?}");
+                    });
                 }
             }
         }
@@ -2089,7 +2569,11 @@ mod tests {
             let len = (next() % 96) as usize;
             let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             if next() % 2 == 0 && b.len() >= 5 {
-                b[..5].copy_from_slice(b"LVSH\x01");
+                b[..5].copy_from_slice(if next() % 2 == 0 {
+                    b"LVSH\x01"
+                } else {
+                    b"LVSH\x02"
+                });
             }
             let _ = back.decode_real(1, &b);
         }
@@ -2114,5 +2598,156 @@ mod tests {
         let from = (now / 3600 - 47) * 3600;
         assert_eq!(s.covered_from, from);
         assert_eq!(s.checks, 1_000_000 - (from - T0) * 3);
+    }
+}
+
+/// A state file written by lvsmon's format version 1 (`tests/data/state-v1/state`, made by
+/// the encoder of that version at commit "history: a state file of format version 1 and its
+/// answers"), and what that lvsmon answered from it (`answers`): read and converted, with
+/// nothing lost.
+#[cfg(test)]
+mod fixture_v1 {
+    use super::*;
+    use std::fmt::Write as _;
+
+    /// 2026-12-06T06:00:00Z, an hour boundary.
+    const BASE: u64 = 1_796_536_800;
+
+    /// The results the fixture holds, recorded afresh: two reals, every 10 s and every second.
+    fn build() -> History {
+        let iv = [Duration::from_secs(10), Duration::from_secs(1)];
+        let mut h = History::new(&HistorySpec::default(), &iv);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Real 0 every 10 s, real 1 every second, for 3 h 7 min from 06:00:00 + 123 s.
+        for s in 0..(3 * 3600 + 420u64) {
+            let t = BASE + 123 + s;
+            for (r, every) in [(0usize, 10u64), (1, 1)] {
+                if s % every != 0 {
+                    continue;
+                }
+                let x = next();
+                let lat = match x % 8 {
+                    0 => 40 + x % 200,
+                    1..=4 => 200 + (x >> 8) % 5_000,
+                    5 | 6 => 5_000 + (x >> 8) % 400_000,
+                    _ => (x >> 8) % 25_000_000,
+                };
+                let reason = (x >> 40) % 9 == 0;
+                let reason = reason.then(|| Reason::ALL[((x >> 48) % 15) as usize]);
+                h.record(r, t, lat, reason);
+            }
+        }
+        h
+    }
+
+    /// What a history answers, one line each, as `answers` has them.
+    fn answers(h: &History, now: u64) -> String {
+        let mut o = String::new();
+        for r in 0..2 {
+            h.recent(r, usize::MAX, &mut |e| {
+                let reason = e.reason.map_or("pass", |r| r.as_str());
+                writeln!(o, "recent {r} {} {} {reason}", e.time, e.latency_us).unwrap();
+            });
+        }
+        for (a, b) in [(0usize, 1usize), (1, 2), (0, 2)] {
+            for back in [30u64, 60, 600, 3600, 7200, 3 * 3600, 2 * 86400] {
+                let s = h.summary(a..b, now - back, now);
+                writeln!(
+                    o,
+                    "summary {a} {b} {back} {} {} {} {} {} {} {}",
+                    s.checks, s.failures, s.min_us, s.mean_us, s.max_us, s.level, s.covered_from
+                )
+                .unwrap();
+            }
+            for back in [7200u64, 2 * 86400] {
+                h.series(a..b, now - back, now, &mut |k| {
+                    writeln!(
+                        o,
+                        "series {a} {b} {back} {} {} {} {} {} {} {}",
+                        k.level, k.start, k.checks, k.failures, k.min_us, k.mean_us, k.max_us
+                    )
+                    .unwrap();
+                });
+            }
+        }
+        o
+    }
+
+    /// Lines of answers alike: the same words but for latencies (the 7th to 9th word of a
+    /// summary line, the 9th to 11th of a series line, the 4th of a recent line), which are
+    /// within the scale's error of version 1's (whose min and max were rounded down by up to
+    /// 1/4096 already).
+    fn alike(new: &str, old: &str) -> bool {
+        let (n, o): (Vec<&str>, Vec<&str>) = (new.split(' ').collect(), old.split(' ').collect());
+        let lat: &[usize] = match n[0] {
+            "recent" => &[3],
+            "summary" => &[6, 7, 8],
+            _ => &[8, 9, 10],
+        };
+        n.len() == o.len()
+            && (0..n.len()).all(|i| {
+                if !lat.contains(&i) {
+                    return n[i] == o[i];
+                }
+                let (a, b): (u64, u64) = (n[i].parse().unwrap(), o[i].parse().unwrap());
+                a.abs_diff(b) * u64::from(LATENCY_ERROR) <= b + b / 32 + 1
+            })
+    }
+
+    #[test]
+    fn a_version_1_state_file_is_read_and_converted_with_nothing_lost() {
+        let file = include_bytes!("../tests/data/state-v1/state");
+        let records = crate::state::parse(file).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            (records[0].key.as_str(), records[1].drained),
+            ("tcp:127.1.0.1:80 127.0.0.1:1", true)
+        );
+        let iv = [Duration::from_secs(10), Duration::from_secs(1)];
+        let mut h = History::new(&HistorySpec::default(), &iv);
+        for (r, rec) in records.iter().enumerate() {
+            assert_eq!(rec.history[4], FORMAT_V1);
+            h.decode_real(r, &rec.history).unwrap();
+        }
+        let text = include_str!("../tests/data/state-v1/answers");
+        let (first, old) = text.split_once('\n').unwrap();
+        let now: u64 = first.strip_prefix("now ").unwrap().parse().unwrap();
+        let new = answers(&h, now);
+        // Real 1's raw ring held 128 results then, RAW_CAP now: the newest of them.
+        let cut = |r: usize| {
+            let mut n = 0;
+            move |l: &&str| {
+                let mine = l.starts_with(&format!("recent {r} "));
+                n += usize::from(mine);
+                !mine || n <= RAW_CAP
+            }
+        };
+        let old: Vec<&str> = old.lines().filter(cut(0)).filter(cut(1)).collect();
+        let new: Vec<&str> = new.lines().collect();
+        assert_eq!(new.len(), old.len());
+        assert!(old.iter().filter(|l| l.starts_with("series")).count() > 20);
+        for (n, o) in new.iter().zip(&old) {
+            assert!(alike(n, o), "now:  {n}\nthen: {o}");
+        }
+        // And the same as those results recorded by this lvsmon, but for how v1 rounded.
+        let fresh = answers(&build(), now);
+        for (n, f) in new.iter().zip(fresh.lines()) {
+            assert!(alike(n, f), "converted: {n}\nrecorded:  {f}");
+        }
+        // Re-encoded in version 2, it reads back the same.
+        let mut back = History::new(&HistorySpec::default(), &iv);
+        for r in 0..2 {
+            let mut b = Vec::new();
+            h.encode_real(r, &mut b).unwrap();
+            assert_eq!(b[4], FORMAT_VERSION);
+            back.decode_real(r, &b).unwrap();
+        }
+        assert_eq!(answers(&back, now), new.join("\n") + "\n");
     }
 }

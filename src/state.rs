@@ -14,8 +14,11 @@
 //! ```
 //!
 //! Records are matched to the configuration by key, so a changed configuration keeps what
-//! still applies. A file that is corrupt (bad magic, version, length or checksum) is never
-//! trusted: it is renamed to `state.bad-UNIXTIME` and reported, and lvsmon starts fresh.
+//! still applies. Version 2 holds history in `History::encode_real`'s format 2; a file of
+//! version 1 (lvsmon before the compact history) has the same layout with history in format
+//! 1, which `History::decode_real` reads and converts, so nothing is lost on upgrade. A file
+//! that is corrupt (bad magic, another version, length or checksum) is never trusted: it is
+//! renamed to `state.bad-UNIXTIME` and reported, and lvsmon starts fresh.
 //!
 //! Periodic saves run from the event loop without stalling it: records are serialised a
 //! bounded number of bytes per turn into a fixed buffer and written to the temporary file,
@@ -58,6 +61,8 @@ const MAGIC: &[u8; 13] = b"LVSMON-STATE\n";
 const STATE: &CStr = c"state";
 const TMP: &CStr = c"state.tmp";
 const VERSION: u32 = 2;
+/// The version before, read as well (its records' history is converted when decoded).
+const VERSION_1: u32 = 1;
 const END: u16 = 0xffff;
 /// Bytes gathered before each write(2).
 const CHUNK: usize = 256 * 1024;
@@ -280,8 +285,8 @@ pub fn parse(b: &[u8]) -> Result<Vec<Record>, &'static str> {
         Ok(s)
     };
     let version = u32::from_le_bytes(rd(&mut at, 4)?.try_into().map_err(|_| "truncated")?);
-    if version != VERSION && version != 1 {
-        return Err("state file of another version");
+    if version != VERSION && version != VERSION_1 {
+        return Err("state file of another version (this lvsmon reads versions 1 and 2)");
     }
     rd(&mut at, 8)?;
     let mut out = Vec::new();
@@ -1129,6 +1134,44 @@ mod tests {
         }
         assert!(!d.join("state").exists());
         assert!(load(&d).unwrap().is_none());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A save writes version 2; a file of version 1 (the fixture, written by lvsmon before
+    /// the compact history) is read; any other version is set aside, saying which it reads.
+    #[test]
+    fn version_2_is_written_version_1_read_others_set_aside() {
+        let d = dir("ver");
+        save(&d, &[("k", false, b"hist")], true);
+        let good = fs::read(d.join("state")).unwrap();
+        assert_eq!(good[13..17], 2u32.to_le_bytes());
+        let v1 = include_bytes!("../tests/data/state-v1/state");
+        assert_eq!(v1[13..17], 1u32.to_le_bytes());
+        let recs = parse(v1).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert!(recs[1].drained && recs[0].history.starts_with(b"LVSH\x01"));
+        // Version 3, its checksum right: refused.
+        let mut v3 = v1.to_vec();
+        v3[13..17].copy_from_slice(&3u32.to_le_bytes());
+        let end = v3.len() - 8;
+        let mut h = Fnv::new();
+        h.update(&v3[..end]);
+        v3[end..].copy_from_slice(&h.0.to_le_bytes());
+        assert_eq!(
+            parse(&v3).unwrap_err(),
+            "state file of another version (this lvsmon reads versions 1 and 2)"
+        );
+        fs::write(d.join("state"), &v3).unwrap();
+        match load(&d) {
+            Err(e @ LoadError::Corrupt { .. }) => {
+                assert!(
+                    e.to_string()
+                        .contains("reads versions 1 and 2); set aside as"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
         let _ = fs::remove_dir_all(&d);
     }
 }

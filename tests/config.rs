@@ -324,7 +324,10 @@ fn a_reload_that_overruns_its_time_limit_is_abandoned() {
 
 /// The raw ring is capped by count as well as by time: at the default `history`, the memory
 /// `--check-config` forecasts per real server is the same at 100 ms, 250 ms and 1 s (the
-/// last 128 results), and the line says the cap; at 10 s the 10 minutes need only 60.
+/// last 64 results), and the line says the cap; at 10 s the 10 minutes need only 60. With
+/// 4-byte raw results and 7- and 8-byte buckets, history at the defaults stays under 1,550
+/// bytes per real server at any interval, so that with the rest (250 to 400 bytes) a real
+/// costs at most 2 KB.
 #[test]
 fn check_config_forecasts_history_capped_by_count() {
     let dir = TempDir::new("histcap");
@@ -348,7 +351,7 @@ fn check_config_forecasts_history_capped_by_count() {
             .find(|l| l.starts_with("history: "))
             .unwrap_or_else(|| panic!("{text}"))
             .to_string();
-        assert!(line.contains("raw 600s at most 128 results"), "{line}");
+        assert!(line.contains("raw 600s at most 64 results"), "{line}");
         let bytes: u64 = line
             .split_once('(')
             .and_then(|(_, r)| r.split_once(' '))
@@ -359,7 +362,8 @@ fn check_config_forecasts_history_capped_by_count() {
     let fast = per_real("100ms");
     assert_eq!(per_real("250ms"), fast);
     assert_eq!(per_real("1s"), fast);
-    // 128 raw results of 6 bytes at most, where 10 minutes at 1 s used to be 600.
-    assert!(fast < 4096, "{fast} bytes per real at 100 ms");
-    assert_eq!(fast - per_real("10s"), (128 - 60) * 6);
+    // 64 raw results of 4 bytes at most, where 10 minutes at 1 s used to be 600.
+    assert!(fast <= 1550, "{fast} bytes per real at 100 ms");
+    assert_eq!(fast - per_real("10s"), (64 - 60) * 4);
+    assert!(per_real("1h") <= fast);
 }

@@ -242,7 +242,7 @@ fn main() {
     ];
     for (k, check) in execs.iter().enumerate() {
         conf.push_str(&format!(
-            "virtual tcp 127.3.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{}\n}}\n",
+            "virtual tcp 127.5.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{}\n}}\n",
             k + 1,
             k + 1
         ));

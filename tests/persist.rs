@@ -400,3 +400,111 @@ fn locks_and_saves_survive_the_privilege_drop() {
     );
     assert_eq!(d.stop().0, Some(0));
 }
+
+/// `tests/data/state-v1/state` (two reals' history and a DRAINED mark, written by lvsmon's
+/// state file version 1) moved forward by whole hours so that its newest result is within the
+/// last hour: its times, minute and hour numbers, and checksum rewritten, nothing else.
+fn state_v1_of_the_last_hour() -> (Vec<u8>, u64) {
+    let mut b = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/state-v1/state"
+    ))
+    .unwrap();
+    let rd = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(rd(&b, 13), 1, "a version 1 state file");
+    let mut at = 13 + 4 + 8;
+    let mut shift = None;
+    while u16::from_le_bytes([b[at], b[at + 1]]) != 0xffff {
+        let klen = usize::from(u16::from_le_bytes([b[at], b[at + 1]]));
+        at += 2 + klen + 1;
+        let hlen = rd(&b, at) as usize;
+        at += 4;
+        let (h, end) = (at, at + hlen);
+        assert_eq!(&b[h..h + 5], b"LVSH\x01");
+        let newest = u64::from(rd(&b, h + 5));
+        let d = *shift.get_or_insert((now - newest) / 3600 * 3600) as u32;
+        let add = |b: &mut Vec<u8>, at: usize, by: u32| {
+            let v = rd(b, at);
+            if v != 0 {
+                b[at..at + 4].copy_from_slice(&(v + by).to_le_bytes());
+            }
+        };
+        add(&mut b, h + 5, d);
+        add(&mut b, h + 9, d);
+        let mut p = h + 13;
+        for (size, by) in [(8, d), (16, d / 60), (16, d / 3600)] {
+            let n = usize::from(u16::from_le_bytes([b[p], b[p + 1]]));
+            p += 2;
+            for _ in 0..n {
+                add(&mut b, p, by);
+                p += size;
+            }
+        }
+        assert_eq!(p, end);
+        at = end;
+    }
+    let body = at + 2;
+    let mut sum = 0xcbf2_9ce4_8422_2325u64;
+    for &x in &b[..body] {
+        sum ^= u64::from(x);
+        sum = sum.wrapping_mul(0x0100_0000_01b3);
+    }
+    b[body..body + 8].copy_from_slice(&sum.to_le_bytes());
+    (b, shift.unwrap())
+}
+
+/// An upgrade keeps the history: a state file of version 1 (written by lvsmon before the
+/// compact history) is loaded with every record's history read, `lvsmon history` counts every
+/// check it held and lists its raw results, the DRAINED mark holds, and the next save writes
+/// version 2, which the next start reads in turn.
+#[test]
+fn a_version_1_state_file_is_converted_on_upgrade() {
+    let dir = TempDir::new("upgrade");
+    let state = dir.0.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let (v1, _) = state_v1_of_the_last_hour();
+    std::fs::write(state.join("state"), &v1).unwrap();
+    // The fixture's two reals (refused ports: a few failures more), checked every 10 s.
+    let conf =
+        "interval 10s\nvirtual tcp 127.1.0.1:80 {\n  real 127.0.0.1:1\n  real 127.0.0.1:2\n}\n";
+    let args = ["--state-dir", state.to_str().unwrap()];
+    // What lvsmon of version 1 answered from it: 12,342 checks, 1,376 failed.
+    let (checks, failures) = (12_342u64, 1_376u64);
+    let director = |d: &Lvsmon| {
+        let (code, out, err) = d.client(&["history", "--since", "2d"]);
+        assert_eq!(code, Some(0), "{err}");
+        let row = out.lines().find(|l| l.starts_with("director")).unwrap();
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let (c, f): (u64, u64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+        assert!(
+            (checks..checks + 10).contains(&c) && c - checks == f - failures,
+            "{checks} checks and {failures} failures then, now:\n{out}"
+        );
+        assert!(row.contains(" hour since "), "{row}");
+    };
+    for round in 0..2 {
+        let mut d = Lvsmon::start(conf, &args);
+        let l = d.wait_seen(&["msg=\"state loaded\""], 5 * S);
+        assert!(
+            l.contains("records=2 used=2 drained=1 damaged_history=0"),
+            "round {round}: {l}"
+        );
+        director(&d);
+        assert_eq!(state_of(&d, "127.0.0.1:2"), "drained");
+        // Real 1's raw results: the 20 newest listed, most of them from the file.
+        let (_, out, _) = d.client(&["history", "tcp:127.1.0.1:80", "127.0.0.1:2"]);
+        let (_, recent) = out.split_once("recent results").expect(&out);
+        assert_eq!(
+            recent.lines().filter(|l| l.contains("ms ")).count(),
+            20,
+            "{out}"
+        );
+        assert_eq!(d.stop().0, Some(0));
+        let saved = std::fs::read(state.join("state")).unwrap();
+        assert_eq!(saved[13..17], 2u32.to_le_bytes(), "saved as version 2");
+    }
+}

@@ -78,11 +78,11 @@ fn check_usable(h: &History, newest: u64) {
                 if let Some(a) = s.availability() {
                     assert!((0.0..=1.0).contains(&a), "{s:?}");
                 }
-                // Not asserted: min <= mean <= max. A decoded bucket's latency sum is not
-                // checked against its min and max (it cannot be exactly: they are rounded
-                // codes), so a hand-made record can show a mean outside them.
+                // A mean is kept within its min and max, even from a hand-made record whose
+                // open sum does not fit its codes.
                 if s.checks > 0 {
                     assert!(s.min_us <= s.max_us && s.max_us <= MAX_LATENCY_US, "{s:?}");
+                    assert!(s.min_us <= s.mean_us && s.mean_us <= s.max_us, "{s:?}");
                 }
                 assert!(s.covered_from <= now, "{s:?} now {now}");
 
@@ -96,6 +96,7 @@ fn check_usable(h: &History, newest: u64) {
                     assert!(b.start <= now, "{b:?} now {now}");
                     assert!(last.is_none_or(|l| b.start > l), "series out of order");
                     assert!(b.min_us <= b.max_us && b.max_us <= MAX_LATENCY_US, "{b:?}");
+                    assert!(b.min_us <= b.mean_us && b.mean_us <= b.max_us, "{b:?}");
                     last = Some(b.start);
                 });
                 assert!(level != Some(Level::Raw));
@@ -126,8 +127,8 @@ fn record_all(data: &[u8]) {
             continue;
         }
         check_usable(&h, newest);
-        // Bucket min and max are rounded down to 13 significant bits; means are exact.
-        let within = |min: u32, mean: u32, max: u32| min <= mean && mean <= max + max / 4096 + 1;
+        // Latencies are on the scale (within 1/128), a mean never outside its min and max.
+        let within = |min: u32, mean: u32, max: u32| min <= mean && mean <= max;
         for now in [newest, newest + 3600] {
             for since in [0, now.saturating_sub(600)] {
                 let s = h.summary(0..h.reals(), since, now);
