@@ -15,6 +15,7 @@ pub mod banner;
 mod common;
 pub mod dns;
 pub mod http;
+pub mod md5;
 pub mod presets;
 pub mod script;
 pub mod tcp;
