@@ -69,8 +69,8 @@ use std::mem::MaybeUninit;
 
 use httparse::Status;
 
-use super::md5::{self, Md5};
 use super::common::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
+use super::md5::{self, Md5};
 use super::{CheckState, Detail, PluginError, Reason, Step, Target, Verdict};
 
 /// Default for `--max-response`.
@@ -1048,9 +1048,31 @@ mod tests {
     #[test]
     fn digest_option_errors() {
         parse_err(&[b"--digest", b"abc"], 1, "32 hex digits");
-        parse_err(&[b"--digest", b"90b0d23788f413081b0f2544fd22740g"], 1, "bad --digest");
-        parse_err(&[b"--method", b"HEAD", b"--digest", b"90b0d23788f413081b0f2544fd227406"], 1, "no body");
-        parse_err(&[b"--digest", b"90b0d23788f413081b0f2544fd227406", b"--match", b"OK"], 1, "cannot go with --match");
+        parse_err(
+            &[b"--digest", b"90b0d23788f413081b0f2544fd22740g"],
+            1,
+            "bad --digest",
+        );
+        parse_err(
+            &[
+                b"--method",
+                b"HEAD",
+                b"--digest",
+                b"90b0d23788f413081b0f2544fd227406",
+            ],
+            1,
+            "no body",
+        );
+        parse_err(
+            &[
+                b"--digest",
+                b"90b0d23788f413081b0f2544fd227406",
+                b"--match",
+                b"OK",
+            ],
+            1,
+            "cannot go with --match",
+        );
     }
 
     resp!(chunked_match, [b"--match", b"OK"],

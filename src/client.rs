@@ -108,6 +108,8 @@ pub fn request_line(cmd: &Command) -> String {
             }
         }
         Command::Reload => "reload".into(),
+        // Runs in main, without the daemon; never sent.
+        Command::Convert { .. } => String::new(),
     }
 }
 
