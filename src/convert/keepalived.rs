@@ -167,6 +167,7 @@ impl Reader {
         let paths = glob(&full.to_string_lossy())
             .map_err(|e| ReadError(format!("{src}: include {pattern}: {e}")))?;
         for p in paths {
+            let p = lexical(&p);
             if self.reading.contains(&p) {
                 return Err(ReadError(format!(
                     "{src}: include {} again while reading it (an include loop)",
@@ -300,6 +301,25 @@ impl Reader {
             first = false;
         }
     }
+}
+
+/// `p` without `.` and `dir/..` components (for names and loop detection; the file read is
+/// the same).
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A file as notes name it: relative to the main file's directory when inside it.
