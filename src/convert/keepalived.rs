@@ -1355,7 +1355,12 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
     };
     let mut first_timing: Option<(Timing, Kind)> = None;
     for c in &checkers {
+        let before = checks.iter().filter(|i| i.is_check()).count();
         let (kind, t) = checker(out, c, &rctx, &timing, &mut checks);
+        if checks.iter().filter(|i| i.is_check()).count() == before {
+            // Refused: its timings do not matter.
+            continue;
+        }
         match &first_timing {
             None => first_timing = Some((t, kind)),
             Some((ft, fk)) => {
