@@ -1075,12 +1075,22 @@ fn virtual_server(out: &mut Out, node: &Node, groups: &HashMap<&str, &Node>) {
     let alike = |f: &dyn Fn(&Real) -> &Vec<Item>| -> bool {
         !rs.is_empty() && rs.iter().all(|r| codes(f(r)) == codes(f(&rs[0])))
     };
-    let hoist_settings = alike(&|r| &r.settings);
     let hoist_checks = alike(&|r| &r.checks) && !rs[0].checks.is_empty();
-    let mut shared: Vec<Item> = Vec::new();
-    if hoist_settings {
-        shared.extend(rs[0].settings.iter().cloned());
-    }
+    // Each setting every real server has (each is one keyword, once per real server).
+    let common: Vec<Item> = match rs.first() {
+        Some(first) => first
+            .settings
+            .iter()
+            .filter(|i| {
+                rs.iter()
+                    .all(|r| r.settings.iter().any(|x| code_of(x) == code_of(i)))
+            })
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let common_codes: Vec<String> = codes(&common).into_iter().map(String::from).collect();
+    let mut shared: Vec<Item> = common.clone();
     if hoist_checks {
         shared.extend(rs[0].checks.iter().cloned());
     }
@@ -1104,9 +1114,12 @@ fn virtual_server(out: &mut Out, node: &Node, groups: &HashMap<&str, &Node>) {
         for r in &rs {
             out.comment(1, &r.comment);
             let mut own: Vec<Item> = Vec::new();
-            if !hoist_settings {
-                own.extend(r.settings.iter().cloned());
-            }
+            own.extend(
+                r.settings
+                    .iter()
+                    .filter(|i| !common_codes.iter().any(|c| code_of(i) == c))
+                    .cloned(),
+            );
             if !hoist_checks {
                 own.extend(r.checks.iter().cloned());
             }
@@ -1124,14 +1137,16 @@ fn virtual_server(out: &mut Out, node: &Node, groups: &HashMap<&str, &Node>) {
 }
 
 fn codes(items: &[Item]) -> Vec<&str> {
-    items
-        .iter()
-        .map(|i| match i {
-            Item::Set { code, .. } => code.as_str(),
-            Item::Comment(c) => c.as_str(),
-            Item::Refused { text, .. } => text.as_str(),
-        })
-        .collect()
+    items.iter().map(code_of).collect()
+}
+
+/// What a line says, without its note: how lines are compared.
+fn code_of(i: &Item) -> &str {
+    match i {
+        Item::Set { code, .. } => code.as_str(),
+        Item::Comment(c) => c.as_str(),
+        Item::Refused { text, .. } => text.as_str(),
+    }
 }
 
 fn bool_arg(n: &Node) -> bool {

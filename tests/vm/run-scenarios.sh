@@ -16,8 +16,16 @@ for line in sys.stdin:
         print(m["executable"])')
 bin_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import sys, json; print(json.load(sys.stdin)["target_directory"])')/release
 
+# keepalived's checker for the migration round trip (package keepalived, .ci/install-servers);
+# without it the scenario fails and says so.
+keepalived=()
+if [ -x /usr/sbin/keepalived ]; then
+    keepalived=(-i /usr/sbin/keepalived -i tests/vm/keepalived-roundtrip.conf)
+fi
+
 start=$(date +%s)
 tests/vm/run.sh -t 900 \
+    "${keepalived[@]}" \
     -i "$bin_dir/lvsmon" \
     -i "$no_alloc:no_alloc" \
     -i tests/vm/scenarios.sh \
