@@ -233,7 +233,7 @@ fn push_char(s: &mut String, c: char) {
 /// A number of seconds (fractions allowed) as a duration: `6s`, `1500ms`.
 pub fn duration(secs: f64) -> String {
     let ms = (secs * 1000.0).round() as u64;
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

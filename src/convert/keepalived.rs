@@ -204,7 +204,9 @@ impl Reader {
             return Ok(());
         }
         let substituted = self.substitute(rest, dir);
-        if substituted.contains('\n') && depth < MAX_SUBSTITUTIONS {
+        if substituted != rest && depth < MAX_SUBSTITUTIONS {
+            // A value may hold several lines, and a line may become a conditional or a
+            // definition (`$IF_MAIN=@main` then `$IF_MAIN priority 240`): read each again.
             for l in substituted.split('\n') {
                 self.line(l, src, dir, depth + 1)?;
             }

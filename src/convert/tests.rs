@@ -481,6 +481,18 @@ fn keepalived_conditional_lines_follow_the_config_id() {
     has(&backup, "scheduler wlc");
     has(&backup, "persistent 9s");
     assert!(!backup.text.contains("scheduler rr"));
+    // A parameter may carry the condition.
+    let p = d.write(
+        "k2.conf",
+        "$IF_MAIN=@main\nvirtual_server 10.0.0.1 80 {\n$IF_MAIN lb_algo sh\n \
+         real_server 10.0.1.1 80 {\n TCP_CHECK {\n }\n }\n}\n",
+    );
+    has(
+        &convert(From::Keepalived, &p, Some("main")).unwrap(),
+        "scheduler sh",
+    );
+    let other = convert(From::Keepalived, &p, Some("other")).unwrap();
+    assert!(!other.text.contains("scheduler"), "{}", other.text);
 }
 
 #[test]
