@@ -741,6 +741,16 @@ struct Timing {
 }
 
 impl Timing {
+    /// The values set, without where they were set.
+    fn values(&self) -> (Option<f64>, Option<f64>, Option<u64>, Option<f64>) {
+        (
+            self.delay_loop.as_ref().map(|v| v.0),
+            self.connect_timeout.as_ref().map(|v| v.0),
+            self.retry.as_ref().map(|v| v.0),
+            self.delay_before_retry.as_ref().map(|v| v.0),
+        )
+    }
+
     /// Takes `n` if it is a timing; a bad value is refused into `items`.
     fn take(&mut self, n: &Node, items: &mut Vec<Item>) -> bool {
         let secs = || {
@@ -1380,16 +1390,10 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
         }
         match &first_timing {
             None => first_timing = Some((t, kind)),
-            Some((ft, fk)) => {
-                if timing_lines(ft, *fk)
-                    .iter()
-                    .map(|(c, _)| c.clone())
-                    .collect::<Vec<_>>()
-                    != timing_lines(&t, kind)
-                        .iter()
-                        .map(|(c, _)| c.clone())
-                        .collect::<Vec<_>>()
-                {
+            Some((ft, _)) => {
+                // Only what the files set counts; each checker's own defaults are not
+                // differences the operator chose.
+                if ft.values() != t.values() {
                     checks.push(Item::refused(
                         &c.src,
                         format!(

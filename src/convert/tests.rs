@@ -409,6 +409,28 @@ fn keepalived_refusals_name_their_place() {
 }
 
 #[test]
+fn keepalived_several_checkers_share_one_timing() {
+    // Checker defaults differ (delay_before_retry 3 for HTTP_GET, 1 for TCP_CHECK) but
+    // nothing was set: the first checker's timing, no refusal.
+    let out = keep(&vs(
+        "",
+        "        HTTP_GET {\n            url {\n                path /\n            }\n        }\n        \
+         TCP_CHECK {\n            connect_port 22\n        }",
+    ));
+    assert_eq!(out.refused, 0, "{}", out.text);
+    has(&out, "retry-interval 3s");
+    has(&out, "check tcp --port 22");
+    // A second checker that sets another timing is refused where it stands.
+    let out = keep(&vs(
+        "",
+        "        TCP_CHECK {\n            retry 2\n        }\n        TCP_CHECK {\n            \
+         connect_port 22\n            retry 5\n        }",
+    ));
+    refused(&out, "k.conf:8", "timings differ");
+    has(&out, "fall 3");
+}
+
+#[test]
 fn keepalived_global_defs_and_vrrp() {
     let out = keep(&format!(
         "global_defs {{\n router_id X\n notification_email {{\n a@b\n }}\n lvs_timeouts tcp 900 tcpfin 120 udp 300\n \
