@@ -1407,6 +1407,20 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
         }
     }
     let (t, kind) = first_timing.unwrap_or_else(|| (timing.clone(), Kind::Other));
+    if kind != Kind::Misc {
+        // A MISC_CHECK after another checker: the real server's timeout is that checker's
+        // connect_timeout; lvsmon has one timeout per real server.
+        for item in &mut checks {
+            if let Item::Set { code, note } = item {
+                if code.starts_with("timeout ") {
+                    *item = Item::Comment(format!(
+                        "{note}: not used; the first checker's connect_timeout is the real \
+                         server's timeout"
+                    ));
+                }
+            }
+        }
+    }
     if checkers.is_empty() {
         own.push(Item::refused(
             &n.src,

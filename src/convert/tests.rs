@@ -371,6 +371,22 @@ fn keepalived_misc_check() {
         "        MISC_CHECK {\n            misc_path /bin/true\n            user nobody\n        }",
     ));
     refused(&out, "k.conf:7", "user nobody");
+    // After another checker, the real server keeps that checker's timeout (and only one).
+    let out = keep(&vs(
+        "",
+        "        TCP_CHECK {\n            connect_timeout 2\n        }\n        MISC_CHECK {\n            \
+         misc_path /bin/true\n            misc_timeout 9\n        }",
+    ));
+    has(&out, "timeout 2s");
+    assert_eq!(
+        codes(&out)
+            .iter()
+            .filter(|c| c.starts_with("timeout "))
+            .count(),
+        1,
+        "{}",
+        out.text
+    );
 }
 
 #[test]
