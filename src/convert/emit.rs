@@ -258,6 +258,20 @@ pub fn url_host(ip: IpAddr) -> String {
     }
 }
 
+/// A URL path as lvsmon's `--url` takes it: spaces, control and non-ASCII bytes
+/// percent-encoded (keepalived and ldirectord send such paths as written).
+pub fn url_path(path: &str) -> String {
+    let mut out = String::new();
+    for &b in path.as_bytes() {
+        if b.is_ascii_graphic() {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// A regular expression that matches only its own text (no metacharacters): that text, which
 /// a plain "contains" search (`--match`) finds exactly where the expression matches.
 pub fn literal_regex(re: &str) -> Option<String> {

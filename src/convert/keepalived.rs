@@ -1858,11 +1858,11 @@ fn http_get(
         for n in u.children() {
             match (n.key.as_str(), n.arg(0)) {
                 ("path", Some(p)) => {
-                    path = if p.starts_with('/') {
+                    path = emit::url_path(&if p.starts_with('/') {
                         p.to_string()
                     } else {
                         format!("/{p}")
-                    }
+                    })
                 }
                 ("digest", Some(d))
                     if d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()) =>

@@ -830,11 +830,11 @@ fn check(
                             }
                         }
                     } else {
-                        let path = if req.starts_with('/') {
+                        let path = emit::url_path(&if req.starts_with('/') {
                             req.to_string()
                         } else {
                             format!("/{req}")
-                        };
+                        });
                         let host = match (c.vhost, cport) {
                             (Some(h), Some(p)) if p != default_port => format!("{h}:{p}"),
                             (Some(h), _) => h.to_string(),

@@ -672,6 +672,7 @@ fn words_are_quoted_when_they_must_be() {
     assert_eq!(word("a#b"), "\"a#b\"");
     assert_eq!(word(""), "\"\"");
     assert_eq!(word("q\"\\"), "\"q\\\"\\\\\"");
+    assert_eq!(super::emit::url_path("/a b/é"), "/a%20b/%C3%A9");
     assert_eq!(duration(6.0), "6s");
     assert_eq!(duration(1.5), "1500ms");
     assert_eq!(prefix_len("255.255.255.0"), Some(24));
