@@ -26,6 +26,10 @@
 //!   here replaces ours (`Host` stays the first header line, as RFC 9110 §7.2 asks). The name
 //!   must be an RFC 9110 token, the value free of control characters other than tab.
 //! - `--method GET|HEAD` (default GET), `--version 1.0|1.1` (default 1.1).
+//! - `--digest MD5HEX`: instead of `--match`, the whole body (a chunked body's data, without
+//!   the chunk framing) must have this MD5, as keepalived's `digest`. Judged once the body is
+//!   complete, from the bytes received, with [`super::md5::Md5`] on the stack; a mismatch is
+//!   `body-mismatch` with `md5 HEX` (the digest the body had) as detail.
 //!
 //! # Judging
 //!
@@ -66,6 +70,7 @@ use std::mem::MaybeUninit;
 use httparse::Status;
 
 use super::common::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
+use super::md5::{self, Md5};
 use super::{CheckState, Detail, PluginError, Reason, Step, Target, Verdict};
 
 /// Default for `--max-response`.
@@ -81,6 +86,7 @@ const OPTIONS: &[OptionDef] = &[
     OptionDef::once("--method", "GET or HEAD"),
     OptionDef::once("--expect", "status codes like 200-399 or 200,301,302"),
     OptionDef::once("--match", "the text the body must contain"),
+    OptionDef::once("--digest", "the MD5 of the body, 32 hex digits"),
     OptionDef::repeated("--header", "a header line like \"Name: value\""),
     OptionDef::once("--version", "1.0 or 1.1"),
     OptionDef::once("--max-response", "a number of bytes"),
@@ -101,6 +107,8 @@ pub struct Http {
     codes: Codes,
     /// The body must contain this; empty when any body passes.
     needle: Box<[u8]>,
+    /// The body's MD5 must be this (`--digest`); exclusive with `needle`.
+    digest: Option<[u8; 16]>,
     /// Largest response accepted, `MIN_MAX_RESPONSE..=MAX_MAX_RESPONSE`, `> needle.len()`.
     max_response: usize,
 }
@@ -118,6 +126,7 @@ impl Http {
         let mut method_word = 0;
         let mut codes = Codes::range(200, 399);
         let mut needle: (usize, &[u8]) = (0, b"");
+        let mut digest: Option<(usize, [u8; 16])> = None;
         let mut headers: Vec<(usize, &[u8])> = Vec::new();
         let mut minor = b'1';
         let mut max_response = DEFAULT_MAX_RESPONSE;
@@ -143,6 +152,14 @@ impl Http {
                     return Err(at("--match needs a non-empty text".to_string()))
                 }
                 "--match" => needle = (opt.word, opt.value),
+                "--digest" => match md5::parse_hex(opt.value) {
+                    Some(d) => digest = Some((opt.word, d)),
+                    None => {
+                        return Err(at(format!(
+                            "bad --digest {shown:?} (expected an MD5 digest: 32 hex digits)"
+                        )))
+                    }
+                },
                 "--header" => {
                     check_header(opt.value).map_err(at)?;
                     headers.push((opt.word, opt.value));
@@ -167,6 +184,20 @@ impl Http {
                 "--method HEAD cannot go with --match: a response to HEAD has no body",
             ));
         }
+        if let Some((word, _)) = digest {
+            if head {
+                return Err(PluginError::at(
+                    method_word,
+                    "--method HEAD cannot go with --digest: a response to HEAD has no body",
+                ));
+            }
+            if !needle.1.is_empty() {
+                return Err(PluginError::at(
+                    word,
+                    "--digest cannot go with --match: the digest already fixes the whole body",
+                ));
+            }
+        }
         if needle.1.len() >= max_response {
             return Err(PluginError::at(
                 needle.0,
@@ -187,6 +218,7 @@ impl Http {
             head,
             codes,
             needle: Box::from(needle.1),
+            digest: digest.map(|(_, d)| d),
             max_response,
         })
     }
@@ -244,7 +276,7 @@ impl Http {
                     start += len;
                     continue;
                 }
-                if self.head || code < 200 || code == 204 || code == 304 || self.needle.is_empty() {
+                if self.head || code < 200 || code == 204 || code == 304 || !self.reads_body() {
                     break (code, start + len, Ok(Framing::Empty));
                 }
             }
@@ -272,7 +304,7 @@ impl Http {
                         continue;
                     }
                     let bodiless = self.head || code < 200 || code == 204 || code == 304;
-                    let framing = if bodiless || self.needle.is_empty() {
+                    let framing = if bodiless || !self.reads_body() {
                         Ok(Framing::Empty)
                     } else {
                         framing(response.headers)
@@ -293,7 +325,15 @@ impl Http {
             Ok(Framing::Length(length)) => {
                 let end = (body as u64).saturating_add(length);
                 let have = end.min(rx.len() as u64) as usize;
-                if self.search(st, rx, body, have) {
+                if let Some(want) = &self.digest {
+                    if have as u64 == end {
+                        digest_verdict(want, Md5::digest(&rx[body..have]))
+                    } else if eof {
+                        Step::Done(Verdict::fail_with(Reason::Closed, b"truncated body"))
+                    } else {
+                        Step::Recv
+                    }
+                } else if self.search(st, rx, body, have) {
                     Step::Done(Verdict::Pass)
                 } else if have as u64 == end {
                     mismatch(&rx[body..have])
@@ -304,7 +344,13 @@ impl Http {
                 }
             }
             Ok(Framing::Close) => {
-                if self.search(st, rx, body, rx.len()) {
+                if let Some(want) = &self.digest {
+                    if eof {
+                        digest_verdict(want, Md5::digest(&rx[body..]))
+                    } else {
+                        Step::Recv
+                    }
+                } else if self.search(st, rx, body, rx.len()) {
                     Step::Done(Verdict::Pass)
                 } else if eof {
                     mismatch(&rx[body..])
@@ -320,6 +366,9 @@ impl Http {
     fn chunked(&self, st: &mut CheckState, rx: &[u8], body: usize, eof: bool) -> Step {
         let mut at = body;
         let mut first: &[u8] = b"";
+        // The digest of the chunks' data, recomputed from the first chunk at every call: the
+        // check keeps no state but `mark`, and the body is in `rx` anyway.
+        let mut md5 = Md5::new();
         loop {
             let (line, size) = match httparse::parse_chunk_size(&rx[at..]) {
                 Err(_) => return invalid(b"invalid chunk size"),
@@ -328,14 +377,19 @@ impl Http {
             };
             let data = at + line;
             if size == 0 {
-                return mismatch(first);
+                return match &self.digest {
+                    Some(want) => digest_verdict(want, md5.finish()),
+                    None => mismatch(first),
+                };
             }
             let end = (data as u64).saturating_add(size);
             let have = end.min(rx.len() as u64) as usize;
             if first.is_empty() {
                 first = &rx[data..have];
             }
-            if self.search(st, rx, data, have) {
+            if self.digest.is_some() {
+                md5.update(&rx[data..have]);
+            } else if self.search(st, rx, data, have) {
                 return Step::Done(Verdict::Pass);
             }
             if have as u64 != end || rx.len() - have < 2 {
@@ -351,6 +405,11 @@ impl Http {
         } else {
             Step::Recv
         }
+    }
+
+    /// The body is read: there is a `--match` or a `--digest`.
+    fn reads_body(&self) -> bool {
+        !self.needle.is_empty() || self.digest.is_some()
     }
 
     /// Searches `rx[from..to]`, a stretch of body bytes, for the needle, skipping what earlier
@@ -460,6 +519,16 @@ fn invalid(what: &[u8]) -> Step {
 }
 
 /// A failed check for a complete body without the `--match` text; the detail is its start.
+/// `--digest`: the body's MD5 `got` against `want`; a mismatch names the MD5 the body had.
+fn digest_verdict(want: &[u8; 16], got: [u8; 16]) -> Step {
+    if got == *want {
+        return Step::Done(Verdict::Pass);
+    }
+    let mut detail = Detail::text(b"md5 ");
+    detail.push(&md5::hex(&got));
+    Step::Done(Verdict::Fail(Reason::BodyMismatch, detail))
+}
+
 fn mismatch(body: &[u8]) -> Step {
     Step::Done(Verdict::fail_with(Reason::BodyMismatch, body))
 }
@@ -953,6 +1022,59 @@ mod tests {
 
     // Tests for chunked bodies.
 
+    // --digest: the MD5 of the whole body (decoded from chunks), as keepalived's `digest`.
+    resp!(digest_content_length, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nall OKextra", data => PASS);
+    resp!(digest_upper_case_hex, [b"--digest", b"90B0D23788F413081B0F2544FD227406"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nall OK", data => PASS);
+    resp!(digest_mismatch_names_the_md5, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nall KO",
+        data => Verdict::fail_with(Reason::BodyMismatch, b"md5 efd5d7a3583b8ffc8dd580719d88e424"));
+    resp!(digest_waits_for_the_whole_body, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nall", eof => truncated_body());
+    resp!(digest_close_delimited, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.0 200 OK\r\n\r\nall OK", eof => PASS);
+    resp!(digest_chunked_is_over_the_data, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n2\r\nOK\r\n0\r\n\r\n",
+        data => PASS);
+    resp!(digest_chunked_mismatch, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n2\r\nKO\r\n0\r\n\r\n",
+        data => Verdict::fail_with(Reason::BodyMismatch, b"md5 efd5d7a3583b8ffc8dd580719d88e424"));
+    resp!(digest_status_first, [b"--digest", b"90b0d23788f413081b0f2544fd227406"],
+        b"HTTP/1.1 500 Oops\r\nContent-Length: 6\r\n\r\nall OK", data => status(500));
+    resp!(digest_of_empty_body, [b"--digest", b"d41d8cd98f00b204e9800998ecf8427e"],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", data => PASS);
+
+    #[test]
+    fn digest_option_errors() {
+        parse_err(&[b"--digest", b"abc"], 1, "32 hex digits");
+        parse_err(
+            &[b"--digest", b"90b0d23788f413081b0f2544fd22740g"],
+            1,
+            "bad --digest",
+        );
+        parse_err(
+            &[
+                b"--method",
+                b"HEAD",
+                b"--digest",
+                b"90b0d23788f413081b0f2544fd227406",
+            ],
+            1,
+            "no body",
+        );
+        parse_err(
+            &[
+                b"--digest",
+                b"90b0d23788f413081b0f2544fd227406",
+                b"--match",
+                b"OK",
+            ],
+            1,
+            "cannot go with --match",
+        );
+    }
+
     resp!(chunked_match, [b"--match", b"OK"],
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nall \r\n2\r\nOK\r\n0\r\n\r\n",
         data => PASS);
@@ -1172,7 +1294,7 @@ mod tests {
         parse_err(
             &[b"--uri", b"http://x/"],
             0,
-            "--url, --method, --expect, --match, --header, --version, --max-response",
+            "--url, --method, --expect, --match, --digest, --header, --version, --max-response",
         );
         parse_err(&[b"--match", b"x", b"--url"], 2, "--url needs a value");
         parse_err(&[b"--url", b"--match", b"x"], 0, "--url needs a value");

@@ -17,6 +17,7 @@ mod common;
 pub mod dns;
 pub mod exec;
 pub mod http;
+pub mod md5;
 pub mod presets;
 pub mod script;
 pub mod tcp;

@@ -183,6 +183,20 @@ pub enum Command {
     },
     /// Reload the configuration, as SIGHUP does.
     Reload,
+    /// Print an lvsmon.conf equivalent to a keepalived or ldirectord configuration (runs
+    /// here, without the daemon); exit 1 if something could not be converted.
+    Convert {
+        /// Which configuration FILE is.
+        #[arg(value_enum, value_name = "keepalived|ldirectord")]
+        from: crate::convert::From,
+        /// The keepalived.conf or ldirectord.cf to convert.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// keepalived's config id (its -i), for `@ID` lines; default the host name up to its
+        /// first dot, as keepalived.
+        #[arg(long = "config-id", value_name = "ID")]
+        config_id: Option<String>,
+    },
 }
 
 const AFTER_HELP: &str = "\

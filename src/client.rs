@@ -109,6 +109,8 @@ pub fn request_line(cmd: &Command) -> String {
         }
         Command::SetWeight { real, rest } => format!("set-weight {real} {}", rest.join(" ")),
         Command::Reload => "reload".into(),
+        // Runs in main, without the daemon; never sent.
+        Command::Convert { .. } => String::new(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod convert;
 pub mod event_loop;
 pub mod fdbudget;
 pub mod history;

@@ -25,6 +25,14 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
     };
+    if let Some(lvsmon::cli::Command::Convert {
+        from,
+        file,
+        config_id,
+    }) = &cli.command
+    {
+        return ExitCode::from(lvsmon::convert::run(*from, file, config_id.as_deref()));
+    }
     if let Some(cmd) = &cli.command {
         let mut out = output::Stdout::new();
         let res = lvsmon::client::run(&cli.socket, cmd, cli.timeout, &mut out);

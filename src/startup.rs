@@ -109,6 +109,9 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             fdbudget::limit_text(soft),
             fdbudget::limit_text(hard)
         );
+        for w in missing_program_warnings(&plan) {
+            let _ = writeln!(report, "{w}");
+        }
         for w in crate::ipvs::daemon::quiescent_template_warnings(
             &plan,
             std::path::Path::new(crate::ipvs::daemon::EXPIRE_QUIESCENT_TEMPLATE),
@@ -380,4 +383,34 @@ impl Drop for PidFile {
             let _ = self.file.set_len(0);
         }
     }
+}
+
+/// `--check-config` warnings for `exec` checks whose program (an absolute path) is not an
+/// executable file on this machine: the file is accepted (a converted configuration may name
+/// a script that is installed later), but until the program is there its checks cannot run:
+/// each is a local error, which never marks a real server down, so the real keeps its state.
+pub(crate) fn missing_program_warnings(plan: &crate::config::Plan) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for c in &plan.checks {
+        let crate::plugins::CheckSpec::Exec(e) = &c.spec else {
+            continue;
+        };
+        let Some(prog) = e.argv.first().filter(|p| p.starts_with(b"/")) else {
+            continue;
+        };
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(prog));
+        let ok = std::fs::metadata(path)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if !ok {
+            out.push(format!(
+                "warning: check exec for {}: no executable program at {}: until it is there, \
+                 its checks are local errors and never mark the real server down or up",
+                c.target,
+                path.display()
+            ));
+        }
+    }
+    out
 }

@@ -158,6 +158,17 @@ fn main() {
             ])),
             "check http --max-response 512",
         ),
+        // The body's MD5 (md5 of "status: OK"), hashed on the stack: a pass and a mismatch.
+        (
+            "pass-digest",
+            Backend::start(Script::http(200, "status: OK")),
+            "check http --digest ac2e430f646157c5c906fca59a4c2304",
+        ),
+        (
+            "digest-mismatch",
+            Backend::start(Script::http(200, "nope")),
+            "check http --digest ac2e430f646157c5c906fca59a4c2304",
+        ),
         (
             "flap",
             Backend::start(Script::http(200, "status: OK")),

@@ -1346,7 +1346,9 @@ impl<'d> Planner<'d> {
                 }
             }
         }
-        if target.port() == 0 {
+        // A program needs no port: it gets the real's address (and port 0) in its environment.
+        let is_exec = line.is_some_and(|i| self.checks[i].name.text == b"exec");
+        if target.port() == 0 && !is_exec {
             return Err(doc.error(
                 r.addr_pos,
                 format!(

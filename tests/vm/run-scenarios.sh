@@ -24,5 +24,6 @@ tests/vm/run.sh -t 900 \
     -i tests/vm/scenario.conf \
     -i tests/vm/pairs.sh \
     -i /usr/sbin/keepalived \
+    -i tests/vm/keepalived-roundtrip.conf \
     -- bash /work/scenarios.sh
 echo "vm scenarios: $(( $(date +%s) - start )) s"

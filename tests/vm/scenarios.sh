@@ -474,6 +474,60 @@ CONF
 }
 mark_scenario
 
+# 13. Migration round trip: keepalived's checker on tests/vm/keepalived-roundtrip.conf builds
+#     the table (ipvsadm -Sn saves it); then, with IPVS unloaded and loaded again, lvsmon on
+#     what `lvsmon convert keepalived` makes of the same file builds the same lines.
+KA=/work/keepalived
+KCONF=/work/keepalived-roundtrip.conf
+KA_WANT=(
+    "-t 10.0.5.1:80 127.0.0.2:8080 5" "-t 10.0.5.1:80 127.0.0.3:8080 3"
+    "-t 10.0.5.1:80 127.0.0.7:8080 0" "-t 10.0.5.1:80 127.0.0.8:8080 absent"
+    "-t 10.0.6.1:80 127.0.0.4:8080 7" "-t 10.0.6.2:80 127.0.0.4:8080 7" "-f 43 127.0.0.4:8080 7"
+    "-u 10.0.7.1:53 127.0.0.5:53 4" "-u 10.0.7.1:53 127.0.0.9:53 absent"
+)
+ka_round_trip() {
+    if [ ! -x "$KA" ] || [ ! -f "$KCONF" ]; then
+        bad keepalived-round-trip "keepalived or its configuration is not in the guest (host package keepalived: .ci/install-servers)"
+        return
+    fi
+    ipvsadm -C
+    "$KA" -n -C -l -I -f "$KCONF" -i vm -p /run/ka.pid -c /run/ka-checkers.pid >/work/ka.log 2>&1 & local kp=$!
+    if ! expect 30 "${KA_WANT[@]}"; then
+        bad keepalived-round-trip "keepalived did not build the expected table"
+        sed 's/^/    ka| /' /work/ka.log | tail -n 15
+        kill -TERM $kp 2>/dev/null; wait $kp 2>/dev/null
+        return
+    fi
+    sleep 2
+    ipvsadm -Sn | sort >/work/ka.table
+    kill -TERM $kp 2>/dev/null; wait $kp 2>/dev/null
+    ipvsadm -C
+    modprobe -r ip_vs_wlc ip_vs_wrr ip_vs_rr ip_vs_sh ip_vs 2>/dev/null
+    local reloaded=no
+    lsmod | grep -q '^ip_vs ' || reloaded=yes
+    modprobe ip_vs
+    "$LVSMON" convert keepalived "$KCONF" --config-id vm >/work/ka-lvsmon.conf 2>/work/ka-convert.err
+    local crc=$?
+    : >"$LOG"
+    "$LVSMON" -f /work/ka-lvsmon.conf -v >>"$LOG" 2>&1 & local lp=$!
+    if [ $crc != 0 ] || ! expect 30 "${KA_WANT[@]}"; then
+        bad keepalived-round-trip "convert exit $crc: $(head -c 300 /work/ka-convert.err); or lvsmon did not build the table"
+        kill -TERM $lp 2>/dev/null; wait $lp 2>/dev/null
+        return
+    fi
+    sleep 2
+    ipvsadm -Sn | sort >/work/lvsmon.table
+    kill -TERM $lp 2>/dev/null; wait $lp 2>/dev/null
+    ipvsadm -C
+    if diff /work/ka.table /work/lvsmon.table >/work/ka.diff; then
+        ok "keepalived-round-trip ($(grep -c . /work/ka.table) ipvsadm -Sn lines alike; IPVS reloaded in between: $reloaded)"
+    else
+        bad keepalived-round-trip "ipvsadm -Sn differs (< keepalived, > lvsmon)"
+        sed 's/^/    diff| /' /work/ka.diff
+    fi
+}
+ka_round_trip
+
 for p in /run/http.*; do kill "$(cat "$p")" 2>/dev/null; done
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
