@@ -18,14 +18,16 @@ pub mod http;
 pub mod presets;
 pub mod script;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::fmt;
 
 /// The names accepted after `check`, in the order error messages list them.
 pub const PLUGIN_NAMES: &[&str] = &[
-    "tcp", "http", "banner", "script", "dns", "udp", // plugins
+    "tcp", "http", "banner", "script", "dns", "udp", "https", "tls", // plugins
     "smtp", "pop3", "imap", "ftp", "ssh", "redis", "mysql", "pgsql", // presets
+    "imaps", "pop3s", "smtps", "ldaps", // TLS presets
 ];
 
 /// Why a check failed, named by the layer that failed (lvsmon(8), DECISIONS).
@@ -64,11 +66,17 @@ pub enum Reason {
     DnsRcode,
     /// Bytes that are not a DNS reply to our query.
     DnsInvalid,
+    /// The TLS handshake failed (not TLS, an alert, no protocol or cipher in common).
+    TlsHandshake,
+    /// `--verify`: the certificate chain or name is not valid.
+    TlsVerify,
+    /// The certificate expired, or expires within `--min-days`.
+    TlsExpiry,
 }
 
 impl Reason {
     /// Every reason, in the order of lvsmon(8), DECISIONS (metrics render one series per entry).
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 18] = [
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::Unreachable,
@@ -84,6 +92,9 @@ impl Reason {
         Reason::ResponseTooLarge,
         Reason::DnsRcode,
         Reason::DnsInvalid,
+        Reason::TlsHandshake,
+        Reason::TlsVerify,
+        Reason::TlsExpiry,
     ];
 
     /// The name used in logs, metrics and `LVSMON_REASON`.
@@ -104,6 +115,9 @@ impl Reason {
             Reason::ResponseTooLarge => "response-too-large",
             Reason::DnsRcode => "dns-rcode",
             Reason::DnsInvalid => "dns-invalid",
+            Reason::TlsHandshake => "tls-handshake",
+            Reason::TlsVerify => "tls-verify",
+            Reason::TlsExpiry => "tls-expiry",
         }
     }
 }
@@ -350,6 +364,8 @@ pub enum CheckSpec {
     Dns(dns::Dns),
     /// One datagram out, one expected back.
     Udp(udp::Udp),
+    /// A check over TLS (`https`, `tls`): run by the TLS helper process, not the loop.
+    Tls(Box<tls::Tls>),
 }
 
 impl CheckSpec {
@@ -367,6 +383,9 @@ impl CheckSpec {
             "script" => script::Script::parse(args).map(CheckSpec::Script),
             "dns" => dns::Dns::parse(args).map(CheckSpec::Dns),
             "udp" => udp::Udp::parse(args).map(CheckSpec::Udp),
+            "https" | "tls" => {
+                tls::Tls::parse(name == "https", args, target).map(|t| CheckSpec::Tls(Box::new(t)))
+            }
             _ if presets::find(name).is_some() => presets::parse(name, args, target),
             _ => Err(PluginError {
                 word: None,
@@ -387,7 +406,14 @@ impl CheckSpec {
             CheckSpec::Script(_) => "script",
             CheckSpec::Dns(_) => "dns",
             CheckSpec::Udp(_) => "udp",
+            CheckSpec::Tls(t) => t.plugin,
         }
+    }
+
+    /// The check runs in the TLS helper process.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        matches!(self, CheckSpec::Tls(_))
     }
 
     /// The transport the check runs over.
@@ -407,6 +433,8 @@ impl CheckSpec {
             CheckSpec::Script(c) => c.max_response(),
             CheckSpec::Dns(c) => c.max_response(),
             CheckSpec::Udp(c) => c.max_response(),
+            // The helper reads the answer, in its own buffers.
+            CheckSpec::Tls(_) => 0,
         }
     }
 
@@ -427,6 +455,7 @@ impl CheckSpec {
             CheckSpec::Banner(c) => c.begin(st),
             CheckSpec::Script(c) => c.begin(st),
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Send,
+            CheckSpec::Tls(_) => Step::Done(Verdict::Pass),
         }
     }
 
@@ -434,7 +463,7 @@ impl CheckSpec {
     /// empty after `Send`.
     pub fn send_bytes(&self, st: &CheckState) -> &[u8] {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => &[],
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Tls(_) => &[],
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
@@ -464,7 +493,7 @@ impl CheckSpec {
     /// Every byte of the request was written (or the datagram sent): what next?
     pub fn sent(&self, st: &mut CheckState) -> Step {
         match self {
-            CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
+            CheckSpec::Tcp(_) | CheckSpec::Tls(_) => Step::Done(Verdict::Pass),
             CheckSpec::Http(c) => c.sent(st),
             CheckSpec::Banner(c) => c.sent(st),
             CheckSpec::Script(c) => c.sent(st),
@@ -481,7 +510,7 @@ impl CheckSpec {
     /// check with `response-too-large` (TCP).
     pub fn on_data(&self, st: &mut CheckState, rx: &[u8]) -> Step {
         match self {
-            CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
+            CheckSpec::Tcp(_) | CheckSpec::Tls(_) => Step::Done(Verdict::Pass),
             CheckSpec::Http(c) => c.on_data(st, rx),
             CheckSpec::Banner(c) => c.on_data(st, rx),
             CheckSpec::Script(c) => c.on_data(st, rx),
@@ -494,7 +523,9 @@ impl CheckSpec {
     /// only.
     pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) => Verdict::Pass,
+            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Tls(_) => {
+                Verdict::Pass
+            }
             CheckSpec::Http(c) => c.on_eof(st, rx),
             CheckSpec::Banner(c) => c.on_eof(st, rx),
             CheckSpec::Script(c) => c.on_eof(st, rx),

@@ -33,6 +33,7 @@ pub mod state;
 pub mod stats;
 pub mod table;
 pub mod timer;
+pub mod tls;
 
 #[path = "../plugins/mod.rs"]
 pub mod plugins;

@@ -54,6 +54,8 @@ pub(crate) struct View<'a> {
     /// The last reload request answered, and what the answer said.
     pub reload_finished: u64,
     pub reload_result: &'a str,
+    /// TLS checks' certificate expiry (`None`: not known here).
+    pub tls: Option<&'a crate::tls::Expiry>,
 }
 
 /// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
@@ -150,6 +152,7 @@ impl View<'_> {
                     table: self.table,
                     log_dropped: self.log_dropped,
                     saves_failed: self.saver.map_or(0, |s| s.failed),
+                    tls: self.tls,
                 },
                 cursor,
                 &mut o,
@@ -346,9 +349,14 @@ impl View<'_> {
             seconds(w, lat)?;
             write!(
                 w,
-                ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}}}",
+                ",\"checks\":{},\"failures\":{},\"consecutive_failures\":{},\"transitions\":{}",
                 real.checks, real.failures, real.health.fails, real.transitions
-            )
+            )?;
+            // TLS checks: the earliest expiry of the peer certificates they saw.
+            if let Some(t) = self.tls.and_then(|e| e.of_real(r as u32)) {
+                write!(w, ",\"tls_cert_expiry\":{t}")?;
+            }
+            write!(w, "}}")
         } else {
             let mut tmp = [0u8; 16];
             let mut c = Cursor::new(&mut tmp[..]);
@@ -821,6 +829,7 @@ mod tests {
                 wall_origin_us: 0,
                 reload_finished: 0,
                 reload_result: "",
+                tls: None,
             }
         }
 

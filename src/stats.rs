@@ -17,7 +17,7 @@ pub struct Stats {
     /// Checks that passed.
     pub passes: u64,
     /// Failures by reason (index as in [`crate::plugins::Reason::ALL`]).
-    pub failures: [u64; 15],
+    pub failures: [u64; crate::plugins::Reason::ALL.len()],
     /// Checks deferred for a local error (EMFILE, EADDRNOTAVAIL, no buffer...).
     pub local_errors: u64,
     /// Grid points skipped because the previous check was still running.
@@ -52,6 +52,8 @@ pub struct Stats {
     pub turns: u64,
     /// Stalls of the loop (it woke over the loop's stall margin later than it asked to).
     pub loop_stalls: u64,
+    /// Times the TLS helper was lost (exited, killed or hung) and restarted.
+    pub tls_helper_restarts: u64,
 }
 
 /// Upper bounds of the histogram buckets, µs (the `+Inf` bucket comes on top). Finer from

@@ -50,6 +50,9 @@ pub enum Phase {
         /// Bytes received so far (the plugin sees `buf[..got]`).
         got: u32,
     },
+    /// A TLS check running in the TLS helper process: no socket here; the helper's answer,
+    /// or the check's timeout plus `crate::tls::GRACE_US`, ends it.
+    Helper,
 }
 
 impl Phase {
@@ -60,6 +63,7 @@ impl Phase {
             Phase::ConResult => "conresult",
             Phase::Query { .. } => "query",
             Phase::Recv { .. } => "recv",
+            Phase::Helper => "helper",
         }
     }
 }
@@ -160,7 +164,7 @@ impl Probe {
     #[inline(always)]
     pub(super) fn set_phase(&mut self, to: Phase) {
         debug_assert!(
-            to == Phase::Wait || self.sock.is_some(),
+            to == Phase::Wait || to == Phase::Helper || self.sock.is_some(),
             "{to:?} without a socket"
         );
         debug_assert!(
@@ -206,6 +210,7 @@ impl Probe {
                 .started()
                 .add_micros(connect_timeout_us.min(timeout_us)),
             Phase::Query { .. } | Phase::Recv { .. } => self.started().add_micros(timeout_us),
+            Phase::Helper => self.started().add_micros(timeout_us + crate::tls::GRACE_US),
         }
     }
 
@@ -261,7 +266,7 @@ fn errno_reason(e: i32, connecting: bool) -> Reason {
 }
 
 /// A failure verdict carrying the errno's symbolic name as detail.
-fn errno_verdict(e: i32, connecting: bool) -> Verdict {
+pub(crate) fn errno_verdict(e: i32, connecting: bool) -> Verdict {
     Verdict::Fail(
         errno_reason(e, connecting),
         Detail::text(errno_name(e).as_bytes()),
@@ -521,6 +526,13 @@ pub fn start(
     }
     p.set_phase(Phase::ConResult);
     Outcome::Pending
+}
+
+/// Starts a check that runs in the TLS helper: the probe holds no socket, only its start.
+pub fn start_helper(p: &mut Probe, now: Time) {
+    p.st = CheckState::default();
+    p.started_after = now.micros_since(p.scheduled).min(MAX_LATE_US) as u32;
+    p.set_phase(Phase::Helper);
 }
 
 /// A per-check pseudo-random value (DNS query IDs): splitmix64 over the time, the probe and
@@ -822,7 +834,7 @@ pub fn deadline_verdict(p: &Probe) -> Verdict {
         Phase::Query { got, .. } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
         Phase::Recv { got: 0 } => Verdict::fail(Reason::RecvTimeout),
         Phase::Recv { got } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
-        Phase::Wait => Verdict::fail(Reason::Timeout),
+        Phase::Wait | Phase::Helper => Verdict::fail(Reason::Timeout),
     }
 }
 

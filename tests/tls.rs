@@ -1,0 +1,368 @@
+//! TLS checks (`https`, `tls`) through the TLS helper process, against nginx (Debian's
+//! package, with `ssl` and `http2`) serving certificates of a test CA made here: a root, an
+//! intermediate, and leaf certificates that are valid (signed by the intermediate: a chain),
+//! expired, not yet valid, for another name, self-signed, or expiring in a few days.
+//!
+//! Each test starts its own nginx on loopback on free ports, runs `lvsmon --dry-run -v`
+//! against it and reads the `check` and `event` lines; every process is stopped by pid.
+//! `.ci/install-servers` installs nginx.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::lvsmon::{field, Lvsmon, TempDir};
+use common::servers::{free_port, print_version, require, Server};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+const S: Duration = Duration::from_secs(1);
+const READY: Duration = Duration::from_secs(10);
+const HEAD: &str = "interval 1s\nconnect-timeout 500ms\ntimeout 2s\nfall 1\nrise 1\n";
+
+fn v4(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The test CA's files: `ca.pem` (the root), and for each leaf NAME `NAME.crt` (the leaf,
+/// then the intermediate when it has one) and `NAME.key`.
+struct Pki {
+    dir: TempDir,
+}
+
+/// Today plus `days`, midnight UTC (whole days: certificate dates here are coarse).
+fn day(days: i64) -> (i32, u8, u8) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
+    let z = now / 86_400 + days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m as u8, d as u8)
+}
+
+macro_rules! days_from_now {
+    ($n:expr) => {{
+        let (y, m, d) = day($n);
+        rcgen::date_time_ymd(y, m, d)
+    }};
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("pki");
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "lvsmon test root");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = days_from_now!(-3650);
+        ca.not_after = days_from_now!(3650);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        dir.file("ca.pem", &ca_cert.pem());
+        let root = Issuer::new(ca, ca_key);
+
+        let mid_key = KeyPair::generate().unwrap();
+        let mut mid = CertificateParams::new(Vec::<String>::new()).unwrap();
+        mid.distinguished_name
+            .push(DnType::CommonName, "lvsmon test intermediate");
+        mid.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        mid.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        mid.not_before = days_from_now!(-3650);
+        mid.not_after = days_from_now!(3650);
+        let mid_cert = mid.signed_by(&mid_key, &root).unwrap();
+        let mid_pem = mid_cert.pem();
+        let inter = Issuer::new(mid, mid_key);
+
+        // (file name, certificate name, valid from, valid to, signer)
+        let leaves: [(&str, &str, i64, i64, u8); 7] = [
+            ("a", "a.example", -1, 365, 1),
+            ("b", "b.example", -1, 365, 1),
+            ("expired", "expired.example", -60, -1, 1),
+            ("notyet", "notyet.example", 30, 365, 1),
+            ("wrong", "other.example", -1, 365, 1),
+            ("self", "self.example", -1, 365, 0),
+            ("soon", "soon.example", -1, 5, 1),
+        ];
+        for (file, name, from, to, signer) in leaves {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.not_before = days_from_now!(from);
+            p.not_after = days_from_now!(to);
+            let pem = match signer {
+                1 => format!("{}{}", p.signed_by(&key, &inter).unwrap().pem(), mid_pem),
+                _ => p.self_signed(&key).unwrap().pem(),
+            };
+            dir.file(&format!("{file}.crt"), &pem);
+            dir.file(&format!("{file}.key"), &key.serialize_pem());
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    fn ca(&self) -> String {
+        self.path("ca.pem").display().to_string()
+    }
+}
+
+/// nginx with TLS on 127.0.0.1:`port` (one `server` per leaf, by `server_name`; `a.example`
+/// is the default one, with `http2`), and plain HTTP on 127.0.0.1:`plain`. `/health` answers
+/// `OK`, `/bad` 503, and `/` the server's own name.
+fn nginx_tls(pki: &Pki, port: u16, plain: u16) -> Server {
+    let bin = require("/usr/sbin/nginx", "nginx-light");
+    print_version("nginx", "/usr/sbin/nginx -v");
+    let dir = TempDir::new("nginx-tls");
+    let d = dir.0.display();
+    let mut servers = String::new();
+    for (i, (file, name)) in [
+        ("a", "a.example"),
+        ("b", "b.example"),
+        ("expired", "expired.example"),
+        ("notyet", "notyet.example"),
+        ("wrong", "wrong.example"),
+        ("self", "self.example"),
+        ("soon", "soon.example"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let default = if i == 0 { " default_server" } else { "" };
+        servers.push_str(&format!(
+            "  server {{
+    listen 127.0.0.1:{port} ssl http2{default};
+    server_name {name};
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    location = /health {{ return 200 \"OK\\n\"; }}
+    location = /bad {{ return 503; }}
+    location / {{ return 200 \"{name}\\n\"; }}
+  }}
+",
+            crt = pki.path(&format!("{file}.crt")).display(),
+            key = pki.path(&format!("{file}.key")).display(),
+        ));
+    }
+    let conf = dir.file(
+        "nginx.conf",
+        &format!(
+            "pid {d}/nginx.pid;
+error_log stderr;
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  default_type text/plain;
+{servers}  server {{
+    listen 127.0.0.1:{plain};
+    location / {{ return 200 \"plain\\n\"; }}
+  }}
+}}
+"
+        ),
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p")
+        .arg(&dir.0)
+        .arg("-e")
+        .arg("stderr")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"]);
+    let mut s = Server::spawn("nginx", cmd, dir, libc::SIGTERM);
+    s.wait_tcp(v4(port), READY);
+    s.wait_tcp(v4(plain), READY);
+    s
+}
+
+/// One virtual service per case.
+struct Conf(String, u32);
+
+struct Virt {
+    virt: String,
+    real: String,
+}
+
+impl Conf {
+    fn new() -> Conf {
+        Conf(HEAD.to_string(), 0)
+    }
+
+    fn add(&mut self, check: &str, real: SocketAddr) -> Virt {
+        self.1 += 1;
+        let vip = format!("127.3.{}.{}:443", self.1 / 200, self.1 % 200 + 1);
+        self.0.push_str(&format!(
+            "virtual tcp {vip} {{\n  {check}\n  real {real}\n}}\n"
+        ));
+        Virt {
+            virt: format!("virtual=tcp:{vip} "),
+            real: format!("real={real} "),
+        }
+    }
+}
+
+#[track_caller]
+fn up(d: &mut Lvsmon, v: &Virt) {
+    d.wait_seen(&["event=up ", &v.virt, &v.real], 8 * S);
+}
+
+#[track_caller]
+fn down(d: &mut Lvsmon, v: &Virt, reason: &str) -> String {
+    let ev = d.wait_seen(&["event=down ", &v.virt, &v.real], 8 * S);
+    assert_eq!(field(&ev, "reason"), Some(reason), "{ev}");
+    field(&ev, "detail").unwrap_or("").to_string()
+}
+
+#[track_caller]
+fn finish(mut d: Lvsmon) {
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0), "lvsmon exit");
+}
+
+/// `https` and `tls` against nginx: SNI picks the server (two names on one port, each its own
+/// certificate and body); status and body judged through TLS; a chain through an
+/// intermediate verifies against the root; expired, not yet valid, wrong name and
+/// self-signed certificates fail `--verify` with their reasons and pass without it;
+/// `--min-days` fails a certificate that expires sooner; ALPN; plain HTTP on the port checked
+/// is `tls-handshake`; each check's expiry is in `status --json` and the metrics; nginx
+/// stopped, the passing checks fail with `connect-refused`.
+#[test]
+fn nginx_https_and_tls() {
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let mut ng = nginx_tls(&pki, port, plain);
+    let t = v4(port);
+    let ca = pki.ca();
+    let mut c = Conf::new();
+    let a = c.add(
+        &format!("check https --url https://a.example/health --verify --ca {ca} --match OK"),
+        t,
+    );
+    let b = c.add(
+        &format!("check https --url https://b.example/ --verify --ca {ca} --match b.example"),
+        t,
+    );
+    let a_not_b = c.add("check https --url https://a.example/ --match b.example", t);
+    let status = c.add("check https --url https://a.example/bad --expect 200", t);
+    let expired = c.add(
+        &format!("check tls --sni expired.example --verify --ca {ca}"),
+        t,
+    );
+    let expired_ok = c.add("check tls --sni expired.example", t);
+    let notyet = c.add(
+        &format!("check tls --sni notyet.example --verify --ca {ca}"),
+        t,
+    );
+    let wrong = c.add(
+        &format!("check tls --sni wrong.example --verify --ca {ca}"),
+        t,
+    );
+    let wrong_ok = c.add("check tls --sni wrong.example", t);
+    let selfs = c.add(
+        &format!("check tls --sni self.example --verify --ca {ca}"),
+        t,
+    );
+    let self_ok = c.add("check tls --sni self.example", t);
+    let system = c.add("check tls --sni a.example --verify", t);
+    let soon = c.add("check tls --sni soon.example --min-days 10", t);
+    let soon_ok = c.add("check tls --sni soon.example --min-days 3", t);
+    let alpn = c.add("check tls --sni a.example --alpn h2,http/1.1", t);
+    let plain_port = c.add("check tls --sni a.example", v4(plain));
+    let mut d = Lvsmon::start(&c.0, &[]);
+
+    for v in [&a, &b, &expired_ok, &wrong_ok, &self_ok, &soon_ok, &alpn] {
+        up(&mut d, v);
+    }
+    assert_eq!(down(&mut d, &a_not_b, "body-mismatch"), "a.example?");
+    assert_eq!(down(&mut d, &status, "http-status"), "503");
+    assert_eq!(down(&mut d, &expired, "tls-expiry"), "expired");
+    assert_eq!(down(&mut d, &notyet, "tls-verify"), "not yet valid");
+    assert_eq!(down(&mut d, &wrong, "tls-verify"), "wrong name");
+    assert_eq!(down(&mut d, &selfs, "tls-verify"), "unknown issuer");
+    assert_eq!(down(&mut d, &system, "tls-verify"), "unknown issuer");
+    let detail = down(&mut d, &soon, "tls-expiry");
+    assert!(
+        detail.starts_with("expires in 4 days") || detail.starts_with("expires in 5 days"),
+        "{detail}"
+    );
+    down(&mut d, &plain_port, "tls-handshake");
+
+    // The expiry of each TLS check: in status --json, and in the metrics.
+    let (code, out, err) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("\"virtual\":\"tcp:127.3.0.2:443\""))
+        .unwrap_or_else(|| panic!("{out}"));
+    let expiry: i64 = row
+        .split("\"tls_cert_expiry\":")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no tls_cert_expiry: {row}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (expiry - (now + 365 * 86_400)).abs() < 3 * 86_400,
+        "{expiry} vs {now}"
+    );
+    finish(d);
+
+    // With metrics, and nginx stopped: refused.
+    let mut c = Conf::new();
+    let a = c.add("check https --url https://a.example/health --match OK", t);
+    let soon = c.add("check tls --sni soon.example", t);
+    let mut d = Lvsmon::start(&c.0, &["--metrics", "127.0.0.1:0"]);
+    up(&mut d, &a);
+    up(&mut d, &soon);
+    let m = metrics(&mut d);
+    let line = m
+        .lines()
+        .find(|l| {
+            l.starts_with("lvsmon_tls_cert_expiry_timestamp_seconds{")
+                && l.contains("server_name=\"soon.example\"")
+        })
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(line.contains(&format!("target=\"{t}\"")), "{line}");
+    let v: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((v - (now + 5 * 86_400)).abs() < 2 * 86_400, "{line}");
+    assert!(m.contains("lvsmon_tls_helper_restarts_total 0"), "{m}");
+    ng.stop();
+    let ev = d.wait_for(&["event=down ", &a.virt], 8 * S);
+    assert_eq!(field(&ev, "reason"), Some("connect-refused"), "{ev}");
+    finish(d);
+}
+
+/// The metrics page of `d`.
+fn metrics(d: &mut Lvsmon) -> String {
+    use std::io::{Read, Write};
+    let addr = d.metrics_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(5 * S)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
