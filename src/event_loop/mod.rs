@@ -622,6 +622,11 @@ impl Daemon {
         self.core.persist.saver().map_or(0, |s| s.saved)
     }
 
+    /// The TLS helper's pid (0: none running) and how many times it was started.
+    pub fn tls_helper(&self) -> (i32, u64) {
+        self.core.probes.tls_helper()
+    }
+
     /// How often a check had to queue for a receive buffer.
     pub fn buffer_waits(&self) -> u64 {
         self.core.probes.buffer_waits()

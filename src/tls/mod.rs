@@ -61,6 +61,18 @@ pub fn open_exe() {
     });
 }
 
+/// Starts helpers from the binary at `path` rather than the running one (a program that runs
+/// the daemon in-process, such as a test, is not `lvsmon`). Only before the first
+/// configuration is loaded.
+///
+/// # Errors
+/// The file cannot be opened.
+pub fn use_exe(path: &std::path::Path) -> io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    let _ = EXE.set(Some(OwnedFd::from(f)));
+    Ok(())
+}
+
 /// The PEM bytes of a roots file (`None`: the system's), read now or, when that fails (a
 /// chroot), as read before.
 fn roots(path: Option<&str>) -> Vec<u8> {
