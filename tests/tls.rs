@@ -366,3 +366,59 @@ fn metrics(d: &mut Lvsmon) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// The helper killed with SIGKILL while 200 TLS checks run (150 against nginx, 50 against a
+/// port that never answers, so checks are surely in flight): it is started again, the checks
+/// it had count as local errors, and no real server checked through it goes down.
+#[test]
+fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let _ng = nginx_tls(&pki, port, plain);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = Conf::new();
+    let mut good = Vec::new();
+    for k in 0..150 {
+        good.push(c.add(
+            &format!("check https --url https://a.example/health?n={k} --match OK"),
+            v4(port),
+        ));
+    }
+    for k in 0..50 {
+        c.add(
+            &format!("check tls --sni s{k}.example"),
+            silent.local_addr().unwrap(),
+        );
+    }
+    let mut d = Lvsmon::start(&c.0, &["--metrics", "127.0.0.1:0"]);
+    let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
+    let pid: i32 = field(&started, "pid").unwrap().parse().unwrap();
+    for v in &good {
+        up(&mut d, v);
+    }
+    let mark = d.seen().len();
+    // SAFETY: kill(2) of the helper, a child of the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let lost = d.wait_for(&["msg=\"TLS helper lost\"", "why=exited"], 5 * S);
+    let n: u32 = field(&lost, "checks_lost").unwrap().parse().unwrap();
+    assert!(n > 0, "{lost}");
+    let again = d.wait_for(&["msg=\"TLS helper started\"", "starts=2"], 5 * S);
+    assert_ne!(field(&again, "pid"), Some(pid.to_string().as_str()), "{again}");
+    // Checks pass through the new helper, and none of the good reals went down.
+    d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
+    d.collect_for(2 * S);
+    let downs: Vec<&String> = d.seen()[mark..]
+        .iter()
+        .filter(|l| l.contains("event=down ") && good.iter().any(|v| l.contains(&v.virt)))
+        .collect();
+    assert!(downs.is_empty(), "{downs:?}");
+    let m = metrics(&mut d);
+    assert!(m.contains("lvsmon_tls_helper_restarts_total 1"), "{m}");
+    let local: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("lvsmon_local_errors_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(local >= u64::from(n), "local errors {local} < {n} lost");
+    finish(d);
+}
