@@ -1210,7 +1210,11 @@ mod tests {
         parse_err(&[b"--expect", b"200,"], 1, "bad status code \"\"");
         parse_err(&[b"--expect", b"2xx"], 1, "bad status code \"2xx\"");
         parse_err(&[b"--expect", b"200-"], 1, "bad status code \"\"");
-        parse_err(&[b"--method", b"GET", b"--url", b"https://x/"], 3, "no TLS");
+        parse_err(
+            &[b"--method", b"GET", b"--url", b"https://x/"],
+            3,
+            "needs `check https`",
+        );
         parse_err(&[b"--url", b"www.example.com/"], 1, "expected http://host");
         parse_err(&[b"--url", b"ftp://x/"], 1, "expected http://host");
         parse_err(&[b"--url", b"http:///path"], 1, "expected a host");

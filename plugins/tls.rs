@@ -18,7 +18,7 @@
 //! A [`Tls`] keeps its plugin name and option words as written: the helper builds its own copy
 //! of the check from them (see `crate::tls`), so nothing but words crosses to it at startup.
 
-use super::common::{OptionDef, Options};
+use super::common::{OptionDef, Options, MAX_MAX_RESPONSE, MIN_MAX_RESPONSE};
 use super::{banner, http, PluginError, Target};
 
 /// Longest `--sni` name (RFC 1035: 253 characters).
@@ -81,6 +81,7 @@ const TLS_OPTIONS: &[OptionDef] = &[
     OptionDef::once("--min-days", "a number of days"),
     OptionDef::once("--starttls", "smtp, imap, pop3 or ftp"),
     OptionDef::once("--expect", "the start of the server's first line"),
+    OptionDef::once("--max-response", "a number of bytes"),
 ];
 
 /// Words that are flags (no value).
@@ -119,7 +120,8 @@ impl Tls {
                 continue;
             }
             let ours = TLS_OPTIONS.iter().any(|d| d.name.as_bytes() == name)
-                && !(https && (name == b"--expect" || name == b"--starttls"));
+                && !(https
+                    && (name == b"--expect" || name == b"--starttls" || name == b"--max-response"));
             let (into, at) = if ours {
                 (&mut tls_words, &mut tls_at)
             } else {
@@ -136,6 +138,7 @@ impl Tls {
             i += 1;
         }
         let mut expect: Option<(usize, &[u8])> = None;
+        let mut max_response: Option<&[u8]> = None;
         let mut o = Options::new(&tls_words, TLS_OPTIONS, plugin);
         let remap = |e: PluginError| PluginError {
             word: e.word.map(|w| tls_at[w]),
@@ -204,6 +207,11 @@ impl Tls {
                         }
                     })
                 }
+                "--max-response" => {
+                    opt.size(MIN_MAX_RESPONSE, MAX_MAX_RESPONSE)
+                        .map_err(|e| PluginError::at(word, e.message))?;
+                    max_response = Some(opt.value);
+                }
                 _ => expect = Some((word, opt.value)),
             }
         }
@@ -234,19 +242,30 @@ impl Tls {
             }
             None
         };
-        let greeting =
-            match expect {
-                Some((w, text)) => Some(banner::Banner::parse(&[b"--expect", text]).map_err(
-                    |e| PluginError {
-                        word: Some(w),
-                        message: e.message,
-                    },
-                )?),
-                None => None,
-            };
+        let greeting = match expect {
+            Some((w, text)) => Some(
+                banner::Banner::parse(&match max_response {
+                    Some(m) => vec![&b"--expect"[..], text, b"--max-response", m],
+                    None => vec![&b"--expect"[..], text],
+                })
+                .map_err(|e| PluginError {
+                    word: Some(w),
+                    message: e.message,
+                })?,
+            ),
+            None => None,
+        };
         Ok(Tls {
             plugin,
-            words: args.iter().map(|w| Box::from(*w)).collect(),
+            // `--name=VALUE` kept as two words: the same check however it was written.
+            words: args
+                .iter()
+                .flat_map(|w| match w.iter().position(|&b| b == b'=') {
+                    Some(eq) if w.starts_with(b"--") => vec![&w[..eq], &w[eq + 1..]],
+                    _ => vec![*w],
+                })
+                .map(Box::from)
+                .collect(),
             opts,
             http,
             greeting,

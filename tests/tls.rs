@@ -348,10 +348,49 @@ fn nginx_https_and_tls() {
     let v: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((v - (now + 5 * 86_400)).abs() < 2 * 86_400, "{line}");
     assert!(m.contains("lvsmon_tls_helper_restarts_total 0"), "{m}");
+    let mark = d.seen().len();
     ng.stop();
-    let ev = d.wait_for(&["event=down ", &a.virt], 8 * S);
-    assert_eq!(field(&ev, "reason"), Some("connect-refused"), "{ev}");
+    stopped(&mut d, mark, &a, t);
     finish(d);
+}
+
+/// After the server behind `v` (at `target`) was stopped (at line `mark`): `v` goes down, and
+/// checks of `target` fail with `connect-refused`. The down event itself may name the reason
+/// of a check that raced the server's shutdown (a handshake reset, a closed connection).
+#[track_caller]
+fn stopped(d: &mut Lvsmon, mark: usize, v: &Virt, target: SocketAddr) {
+    let parts = ["event=down ", &v.virt, &v.real];
+    let ev = match d.seen()[mark..]
+        .iter()
+        .find(|l| parts.iter().all(|p| l.contains(p)))
+    {
+        Some(l) => l.clone(),
+        None => d.wait_for(&parts, 8 * S),
+    };
+    let reason = field(&ev, "reason").unwrap_or("");
+    assert!(
+        [
+            "connect-refused",
+            "tls-handshake",
+            "reset",
+            "closed",
+            "recv-timeout"
+        ]
+        .contains(&reason),
+        "{ev}"
+    );
+    let target = format!(" target={target} ");
+    let refused = [
+        "check ",
+        target.as_str(),
+        " result=fail reason=connect-refused ",
+    ];
+    if !d.seen()[mark..]
+        .iter()
+        .any(|l| refused.iter().all(|p| l.contains(p)))
+    {
+        d.wait_for(&refused, 8 * S);
+    }
 }
 
 /// The metrics page of `d`.
@@ -403,7 +442,11 @@ fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
     let n: u32 = field(&lost, "checks_lost").unwrap().parse().unwrap();
     assert!(n > 0, "{lost}");
     let again = d.wait_for(&["msg=\"TLS helper started\"", "starts=2"], 5 * S);
-    assert_ne!(field(&again, "pid"), Some(pid.to_string().as_str()), "{again}");
+    assert_ne!(
+        field(&again, "pid"),
+        Some(pid.to_string().as_str()),
+        "{again}"
+    );
     // Checks pass through the new helper, and none of the good reals went down.
     d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
     d.collect_for(2 * S);
@@ -420,5 +463,164 @@ fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{m}"));
     assert!(local >= u64::from(n), "local errors {local} < {n} lost");
+    finish(d);
+}
+
+/// Dovecot with TLS (`ssl = required`, the test CA's `a.example` chain): `imaps` and `pop3s`
+/// (the presets) on its TLS ports, `tls --starttls imap|pop3` on its plain ones, each with
+/// `--verify` against the test CA; the same `--verify` against the system roots fails with
+/// `tls-verify`; a TLS check on the plain port is `tls-handshake`; Dovecot stopped,
+/// `connect-refused`.
+#[test]
+fn dovecot_imaps_pop3s_and_starttls() {
+    let bin = require("/usr/sbin/dovecot", "dovecot-core");
+    require("/usr/lib/dovecot/pop3", "dovecot-pop3d");
+    require("/usr/lib/dovecot/imap", "dovecot-imapd");
+    common::servers::require_root("dovecot");
+    print_version("dovecot", "/usr/sbin/dovecot --version");
+    let pki = Pki::new();
+    let (pop3, imap, pop3s, imaps) = (free_port(), free_port(), free_port(), free_port());
+    let dir = TempDir::new("dovecot-tls");
+    let d = dir.0.display();
+    dir.file("no-users", "");
+    let conf = dir.file(
+        "dovecot.conf",
+        &format!(
+            "base_dir = {d}/run
+state_dir = {d}/state
+log_path = /dev/stderr
+protocols = pop3 imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{crt}
+ssl_key = <{key}
+auth_mechanisms = plain
+passdb {{
+  driver = passwd-file
+  args = {d}/no-users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/home
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+",
+            crt = pki.path("a.crt").display(),
+            key = pki.path("a.key").display(),
+        ),
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg("-F").arg("-c").arg(&conf);
+    let mut dv = Server::spawn("dovecot", cmd, dir, libc::SIGTERM);
+    dv.wait_banner(v4(pop3), "+OK", READY);
+    dv.wait_banner(v4(imap), "* OK", READY);
+    dv.wait_tcp(v4(imaps), READY);
+    dv.wait_tcp(v4(pop3s), READY);
+
+    let ca = pki.ca();
+    let mut c = Conf::new();
+    let cases = [
+        (
+            format!("check imaps --sni a.example --verify --ca {ca}"),
+            imaps,
+        ),
+        (
+            format!("check pop3s --sni a.example --verify --ca {ca}"),
+            pop3s,
+        ),
+        (
+            format!("check tls --starttls imap --sni a.example --verify --ca {ca}"),
+            imap,
+        ),
+        (
+            format!("check tls --starttls pop3 --sni a.example --verify --ca {ca}"),
+            pop3,
+        ),
+        ("check imaps --min-days 1".to_string(), imaps),
+    ];
+    let good: Vec<Virt> = cases.iter().map(|(k, p)| c.add(k, v4(*p))).collect();
+    let system = c.add("check pop3s --sni a.example --verify", v4(pop3s));
+    let plain = c.add("check imaps", v4(imap));
+    let mut d = Lvsmon::start(&c.0, &[]);
+    for v in &good {
+        up(&mut d, v);
+    }
+    assert_eq!(down(&mut d, &system, "tls-verify"), "unknown issuer");
+    down(&mut d, &plain, "tls-handshake");
+    let mark = d.seen().len();
+    dv.stop();
+    for (v, port) in good[..2].iter().zip([imaps, pop3s]) {
+        stopped(&mut d, mark, v, v4(port));
+    }
+    finish(d);
+}
+
+/// aiosmtpd with STARTTLS (`--tlscert`) on one port and SMTPS (`--smtpscert`) on another:
+/// `tls --starttls smtp` and `smtps` pass with `--verify`, and `smtps` on the STARTTLS
+/// port (plain text where TLS is expected) is `tls-handshake`.
+#[test]
+fn aiosmtpd_starttls_and_smtps() {
+    let python = require("/usr/bin/python3", "python3");
+    require(
+        "/usr/lib/python3/dist-packages/aiosmtpd/__init__.py",
+        "python3-aiosmtpd",
+    );
+    print_version("aiosmtpd", "/usr/bin/python3 -m aiosmtpd --version");
+    let pki = Pki::new();
+    let (starttls, smtps) = (free_port(), free_port());
+    // aiosmtpd wants the chain and the key; the leaf file holds the chain already.
+    let (crt, key) = (pki.path("a.crt"), pki.path("a.key"));
+    let start = |name: &str, port: u16, flags: [&str; 2]| {
+        let dir = TempDir::new(name);
+        let mut cmd = Command::new(python.clone());
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .arg(flags[0])
+            .arg(&crt)
+            .arg(flags[1])
+            .arg(&key)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(&dir.0);
+        let mut s = Server::spawn(name, cmd, dir, libc::SIGTERM);
+        s.wait_tcp(v4(port), READY);
+        s
+    };
+    let mut st = start("aiosmtpd-starttls", starttls, ["--tlscert", "--tlskey"]);
+    st.wait_banner(v4(starttls), "220 ", READY);
+    let _ss = start("aiosmtpd-smtps", smtps, ["--smtpscert", "--smtpskey"]);
+    let ca = pki.ca();
+    let mut c = Conf::new();
+    let up1 = c.add(
+        &format!("check tls --starttls smtp --sni a.example --verify --ca {ca}"),
+        v4(starttls),
+    );
+    let up2 = c.add(
+        &format!("check smtps --sni a.example --verify --ca {ca}"),
+        v4(smtps),
+    );
+    let plain = c.add("check smtps", v4(starttls));
+    let mut d = Lvsmon::start(&c.0, &[]);
+    up(&mut d, &up1);
+    up(&mut d, &up2);
+    down(&mut d, &plain, "tls-handshake");
+    let mark = d.seen().len();
+    st.stop();
+    stopped(&mut d, mark, &up1, v4(starttls));
     finish(d);
 }
