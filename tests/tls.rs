@@ -624,3 +624,57 @@ fn aiosmtpd_starttls_and_smtps() {
     stopped(&mut d, mark, &up1, v4(starttls));
     finish(d);
 }
+
+/// `--user nobody --chroot DIR` (an empty directory: no dynamic loader in it): the helper runs
+/// as nobody, inside the chroot, with no capability (none effective, permitted, inheritable
+/// or ambient) and no_new_privs, and TLS checks
+/// (with `--verify` against a `--ca` file read before the chroot) still pass.
+#[test]
+fn helper_runs_unprivileged_in_the_chroot() {
+    common::servers::require_root("lvsmon --user nobody");
+    let (uid, _) = common::servers::user_ids("nobody").expect("user nobody");
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let _ng = nginx_tls(&pki, port, plain);
+    let mut c = Conf::new();
+    let a = c.add(
+        &format!(
+            "check https --url https://a.example/health --verify --ca {} --match OK",
+            pki.ca()
+        ),
+        v4(port),
+    );
+    let jail = TempDir::new("tls-chroot");
+    let jail_s = jail.0.to_str().unwrap();
+    let mut d = Lvsmon::start(&c.0, &["--user", "nobody", "--chroot", jail_s]);
+    let started = d.wait_for(&["msg=\"TLS helper started\""], 5 * S);
+    let pid: u32 = field(&started, "pid").unwrap().parse().unwrap();
+    up(&mut d, &a);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let st = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .unwrap_or_else(|| panic!("{k} in {status}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let u = uid.to_string();
+    assert_eq!(st("Uid"), [u.as_str(); 4].join(" "), "{status}");
+    for k in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(st(k), "0000000000000000", "{k}: {status}");
+    }
+    // The bounding set is the daemon's (CAP_NET_ADMIN alone; without CAP_SETPCAP nothing can
+    // take it out), and with no_new_privs and an empty permitted set, out of reach.
+    assert_eq!(st("CapBnd"), "0000000000001000", "{status}");
+    assert_eq!(st("NoNewPrivs"), "1", "{status}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).unwrap(),
+        jail.0
+    );
+    // And its parent is the daemon.
+    assert_eq!(st("PPid"), d.pid().to_string(), "{status}");
+    d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
+    finish(d);
+}

@@ -8,6 +8,10 @@
 //! [`wire::Request`] out and one fixed-size [`wire::Answer`] back, sent and read without
 //! blocking and without allocating ([`Helper`], owned by the probe driver).
 //!
+//! Inside a `--chroot` that holds no dynamic loader the binary cannot be executed again: the
+//! helper then runs in the forked copy of the daemon instead, with every other descriptor
+//! closed (it drops its capabilities and reads its configuration the same way).
+//!
 //! A helper that exits, is killed, or stops answering (a check overdue by [`GRACE_US`] past
 //! its timeout with no answer from the helper since it was sent) is killed and started again;
 //! the checks it had count as local errors, never as failures. Restarts within 10 s of the
@@ -404,7 +408,20 @@ impl Helper {
                     envp.as_ptr(),
                     libc::AT_EMPTY_PATH,
                 );
-                libc::_exit(127);
+                // No exec: inside a --chroot without the dynamic loader the binary cannot be
+                // started again. The helper then runs in this copy of the daemon, with every
+                // descriptor but its two closed and the daemon's signal handlers undone.
+                libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
+                for sig in [
+                    libc::SIGTERM,
+                    libc::SIGINT,
+                    libc::SIGHUP,
+                    libc::SIGCHLD,
+                    libc::SIGUSR1,
+                ] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                libc::_exit(helper::main());
             }
         }
         drop(theirs);
