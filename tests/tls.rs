@@ -678,3 +678,43 @@ fn helper_runs_unprivileged_in_the_chroot() {
     d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
     finish(d);
 }
+
+/// A reload that keeps every TLS check as it was keeps the running helper (its pid, no new
+/// start) and the checks go on; one that adds a TLS check starts a new helper with the new
+/// configuration, whose new check then runs.
+#[test]
+fn reload_keeps_or_replaces_the_helper() {
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let _ng = nginx_tls(&pki, port, plain);
+    let mut c = Conf::new();
+    let a = c.add(
+        "check https --url https://a.example/health --match OK",
+        v4(port),
+    );
+    let mut d = Lvsmon::start(&c.0, &[]);
+    let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
+    let pid = field(&started, "pid").unwrap().to_string();
+    up(&mut d, &a);
+    // The same file again: the same helper.
+    d.signal(libc::SIGHUP);
+    d.wait_for(&["msg=\"reloaded\""], 5 * S);
+    let mark = d.seen().len();
+    d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
+    assert!(
+        !d.seen()[mark..]
+            .iter()
+            .any(|l| l.contains("TLS helper started")),
+        "a new helper for the same checks"
+    );
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // A new TLS check: a new helper, which runs it.
+    let b = c.add("check tls --sni b.example --min-days 1", v4(port));
+    std::fs::write(d.dir.0.join("lvsmon.conf"), &c.0).unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for(&["msg=\"reloaded\""], 5 * S);
+    let again = d.wait_for(&["msg=\"TLS helper started\"", "starts=2"], 5 * S);
+    assert_ne!(field(&again, "pid"), Some(pid.as_str()), "{again}");
+    up(&mut d, &b);
+    finish(d);
+}

@@ -1052,6 +1052,8 @@ impl Probes {
         if let (Some(new), Some(old_h)) = (self.tls.as_mut(), old.tls.as_mut()) {
             if new.same_config(old_h) {
                 new.take_process(old_h);
+            } else {
+                new.starts = old_h.starts;
             }
         }
         self.note_helper();
