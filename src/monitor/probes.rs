@@ -586,7 +586,7 @@ impl Probes {
             let a = match h.recv() {
                 Ok(Some(a)) => a,
                 Ok(None) => return,
-                Err(()) => {
+                Err(crate::tls::Gone) => {
                     self.tls_lost(crate::tls::Lost::Exited, reg, now, host);
                     return;
                 }

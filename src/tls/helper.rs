@@ -421,10 +421,8 @@ impl Helper {
                     if ev.is_writable() {
                         self.flush()?;
                     }
-                    if ev.is_readable() || ev.is_read_closed() {
-                        if !self.requests()? {
-                            return Ok(());
-                        }
+                    if (ev.is_readable() || ev.is_read_closed()) && !self.requests()? {
+                        return Ok(());
                     }
                     continue;
                 }

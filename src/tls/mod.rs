@@ -129,6 +129,10 @@ pub fn config_blob(kinds: &[&Tls]) -> Vec<u8> {
     out
 }
 
+/// The helper's socket closed or failed: it exited or was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
 /// Why the helper is being restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lost {
@@ -249,9 +253,9 @@ impl Helper {
         Ok(())
     }
 
-    /// Reads one answer: `Ok(None)` when none waits, `Err(())` when the helper is gone.
+    /// Reads one answer: `Ok(None)` when none waits, `Err(Gone)` when the helper is gone.
     #[inline]
-    pub fn recv(&mut self) -> Result<Option<wire::Answer>, ()> {
+    pub fn recv(&mut self) -> Result<Option<wire::Answer>, Gone> {
         let Some(s) = self.sock.as_ref() else {
             return Ok(None);
         };
@@ -271,10 +275,14 @@ impl Helper {
                 if e == libc::EINTR {
                     continue;
                 }
-                return if e == libc::EAGAIN { Ok(None) } else { Err(()) };
+                return if e == libc::EAGAIN {
+                    Ok(None)
+                } else {
+                    Err(Gone)
+                };
             }
             if n == 0 {
-                return Err(());
+                return Err(Gone);
             }
             // A record of another size is not one of ours: skip it.
             if let Some(a) = wire::Answer::decode(&rec[..n as usize]) {
