@@ -718,3 +718,42 @@ fn reload_keeps_or_replaces_the_helper() {
     up(&mut d, &b);
     finish(d);
 }
+
+/// A helper that stops answering (SIGSTOP) is taken for hung once a check is 2 s past its
+/// timeout with no answer since: killed, started again, its checks local errors, and the
+/// real server never goes down.
+#[test]
+fn a_hung_helper_is_killed_and_restarted() {
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let _ng = nginx_tls(&pki, port, plain);
+    let mut c = Conf::new();
+    let a = c.add(
+        "check https --url https://a.example/health --match OK",
+        v4(port),
+    );
+    let mut d = Lvsmon::start(&c.0, &[]);
+    let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
+    let pid: i32 = field(&started, "pid").unwrap().parse().unwrap();
+    up(&mut d, &a);
+    let mark = d.seen().len();
+    // SAFETY: kill(2) of the helper, a child of the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let lost = d.wait_for(&["msg=\"TLS helper lost\"", "why=hung"], 10 * S);
+    assert_eq!(
+        field(&lost, "pid"),
+        Some(pid.to_string().as_str()),
+        "{lost}"
+    );
+    d.wait_for(&["msg=\"TLS helper started\"", "starts=2"], 5 * S);
+    d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
+    let deferred = d.seen()[mark..]
+        .iter()
+        .any(|l| l.contains("result=deferred reason=local-error"));
+    assert!(deferred, "no deferred check while the helper hung");
+    assert!(
+        !d.seen()[mark..].iter().any(|l| l.contains("event=down ")),
+        "a real went down"
+    );
+    finish(d);
+}
