@@ -316,6 +316,8 @@ struct Helper {
     cfg: Config,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    /// The slots in use (deadlines are looked for among these alone).
+    active: Vec<usize>,
     /// Verdicts the daemon had no room for yet.
     out: std::collections::VecDeque<[u8; wire::VERDICT_LEN]>,
     targets: HashMap<(usize, SocketAddr), Arc<ClientConfig>>,
@@ -389,6 +391,7 @@ impl Helper {
             cfg,
             conns: (0..n).map(|_| None).collect(),
             free: (0..n).rev().collect(),
+            active: Vec::with_capacity(n),
             out: Default::default(),
             targets: HashMap::new(),
         })
@@ -399,9 +402,9 @@ impl Helper {
         loop {
             let now = Instant::now();
             let next = self
-                .conns
+                .active
                 .iter()
-                .flatten()
+                .filter_map(|&k| self.conns[k].as_ref())
                 .map(|c| {
                     if c.stage == Stage::Connecting {
                         c.connect_by.min(c.deadline)
@@ -558,6 +561,7 @@ impl Helper {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let connect = Duration::from_millis(req.connect_ms.min(req.timeout_ms).into());
+        self.active.push(slot);
         self.conns[slot] = Some(Conn {
             req,
             kind,
@@ -581,6 +585,9 @@ impl Helper {
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
         self.free.push(slot);
+        if let Some(k) = self.active.iter().position(|&a| a == slot) {
+            self.active.swap_remove(k);
+        }
         let a = Answer {
             probe: c.req.probe,
             gen: c.req.gen,
@@ -594,7 +601,10 @@ impl Helper {
 
     fn expire(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        for slot in 0..self.conns.len() {
+        let mut k = 0;
+        while k < self.active.len() {
+            let slot = self.active[k];
+            k += 1;
             let Some(c) = &self.conns[slot] else {
                 continue;
             };
@@ -610,7 +620,9 @@ impl Helper {
             } else {
                 continue;
             };
+            // `finish` takes the slot out of `active` (the last one moves into its place).
             self.finish(slot, v)?;
+            k -= 1;
         }
         Ok(())
     }
