@@ -51,7 +51,7 @@ pub enum Phase {
         got: u32,
     },
     /// A TLS check running in the TLS helper process: no socket here; the helper's answer,
-    /// or the check's timeout plus `crate::tls::GRACE_US`, ends it.
+    /// or the check's timeout plus [`HELPER_GRACE_US`], ends it.
     Helper,
 }
 
@@ -80,6 +80,11 @@ pub enum Outcome {
     /// The director's own fault (errno): defer the check, never blame the real server.
     Local(i32),
 }
+
+/// How long past a TLS check's own timeout the loop waits for the TLS helper's answer before
+/// it counts the check as a local error (and, if the helper has said nothing since, takes it
+/// for hung).
+pub const HELPER_GRACE_US: u64 = 2_000_000;
 
 /// Marks "no buffer assigned".
 pub const NO_BUF: u32 = u32::MAX;
@@ -210,7 +215,7 @@ impl Probe {
                 .started()
                 .add_micros(connect_timeout_us.min(timeout_us)),
             Phase::Query { .. } | Phase::Recv { .. } => self.started().add_micros(timeout_us),
-            Phase::Helper => self.started().add_micros(timeout_us + crate::tls::GRACE_US),
+            Phase::Helper => self.started().add_micros(timeout_us + HELPER_GRACE_US),
         }
     }
 

@@ -12,8 +12,9 @@
 //! helper then runs in the forked copy of the daemon instead, with every other descriptor
 //! closed (it drops its capabilities and reads its configuration the same way).
 //!
-//! A helper that exits, is killed, or stops answering (a check overdue by [`GRACE_US`] past
-//! its timeout with no answer from the helper since it was sent) is killed and started again;
+//! A helper that exits, is killed, or stops answering (a check overdue by 2 s past its
+//! timeout, `HELPER_GRACE_US` in the phase machine, with no answer from the helper since it
+//! was sent) is killed and started again;
 //! the checks it had count as local errors, never as failures. Restarts within 10 s of the
 //! last start wait 1 s, then twice as long each time, up to 30 s.
 
@@ -36,9 +37,6 @@ use crate::plugins::tls::Tls;
 
 /// The helper socket's token in the loop.
 pub const TOKEN: Token = Token(usize::MAX - 40);
-/// How long past a check's own timeout the loop waits for the helper's answer before it
-/// counts the check as a local error (and, if the helper has said nothing since, restarts it).
-pub const GRACE_US: u64 = 2_000_000;
 /// Checks the helper runs at once; more are answered at once as local errors.
 pub const MAX_IN_FLIGHT: u32 = 4096;
 /// Bytes the helper reads from one server in one check, handshake included, on top of the
