@@ -1422,7 +1422,7 @@ mod tests {
             h.record(0, T0 + i as u64, i as u64, Some(r));
         }
         assert_eq!(
-            (code_of(None), reason_of(0), reason_of(16)),
+            (code_of(None), reason_of(0), reason_of(n as u8 + 1)),
             (0, None, None)
         );
         h.record(0, T0 + n, 20_000_000, None);
@@ -2024,7 +2024,9 @@ mod tests {
         check(with(4, &[2]), HistoryError::Version(2));
         check(with(4, &[0]), HistoryError::Version(0));
         let m = |offset, what| HistoryError::Malformed { offset, what };
-        check(with(19, &[16]), m(19, "unknown reason code"));
+        // One past the last reason's code (1 + index in Reason::ALL).
+        let unknown = Reason::ALL.len() as u8 + 1;
+        check(with(19, &[unknown]), m(19, "unknown reason code"));
         check(
             with(23, &((T0 - 1) as u32).to_le_bytes()),
             m(23, "raw results out of time order"),
