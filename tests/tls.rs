@@ -407,15 +407,42 @@ fn metrics(d: &mut Lvsmon) -> String {
 }
 
 /// The helper killed with SIGKILL while 200 TLS checks run (150 against nginx, 50 against a
-/// port that never answers, so checks are surely in flight): it is started again, the checks
+/// server that never answers, with a 10 s timeout, so checks are surely in flight): it is started again, the checks
 /// it had count as local errors, and no real server checked through it goes down.
 #[test]
 fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
     let pki = Pki::new();
     let (port, plain) = (free_port(), free_port());
     let _ng = nginx_tls(&pki, port, plain);
+    // A server that accepts and holds every connection, saying nothing: its checks wait in
+    // the handshake for their whole (long) timeout, so they are surely in flight.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            let end = std::time::Instant::now() + 60 * S;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < end
+            {
+                match silent.accept() {
+                    Ok((c, _)) => held.push(c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
     let mut c = Conf::new();
+    // The silent ones first: their first checks start in the first quarter of a second.
+    for k in 0..50 {
+        c.add(
+            &format!("check tls --sni s{k}.example\n  timeout 10s"),
+            silent_addr,
+        );
+    }
     let mut good = Vec::new();
     for k in 0..150 {
         good.push(c.add(
@@ -423,18 +450,14 @@ fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
             v4(port),
         ));
     }
-    for k in 0..50 {
-        c.add(
-            &format!("check tls --sni s{k}.example"),
-            silent.local_addr().unwrap(),
-        );
-    }
     let mut d = Lvsmon::start(&c.0, &["--metrics", "127.0.0.1:0"]);
     let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
     let pid: i32 = field(&started, "pid").unwrap().parse().unwrap();
     for v in &good {
         up(&mut d, v);
     }
+    // Every check has started by now (the first ones are spread over the first second).
+    d.collect_for(S / 2);
     let mark = d.seen().len();
     // SAFETY: kill(2) of the helper, a child of the daemon this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
@@ -464,6 +487,8 @@ fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
         .unwrap_or_else(|| panic!("{m}"));
     assert!(local >= u64::from(n), "local errors {local} < {n} lost");
     finish(d);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    holder.join().unwrap();
 }
 
 /// Dovecot with TLS (`ssl = required`, the test CA's `a.example` chain): `imaps` and `pop3s`
