@@ -782,3 +782,62 @@ fn a_hung_helper_is_killed_and_restarted() {
     );
     finish(d);
 }
+
+/// vsftpd with `ssl_enable`: `tls --starttls ftp` (220, `AUTH TLS`, 234, the handshake)
+/// passes with `--verify` against the test CA; `--starttls smtp` on it fails with
+/// `expect-mismatch` (vsftpd answers `EHLO` with a 530, not a 250).
+#[test]
+fn vsftpd_starttls_ftp() {
+    let bin = require("/usr/sbin/vsftpd", "vsftpd");
+    common::servers::require_root("vsftpd");
+    print_version("vsftpd", "/usr/sbin/vsftpd -v 0>&1");
+    let pki = Pki::new();
+    let port = free_port();
+    let dir = TempDir::new("vsftpd-tls");
+    let empty = dir.0.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let conf = dir.file(
+        "vsftpd.conf",
+        &format!(
+            "listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port={port}
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={empty}
+local_enable=NO
+write_enable=NO
+secure_chroot_dir={empty}
+xferlog_enable=NO
+seccomp_sandbox=NO
+ssl_enable=YES
+allow_anon_ssl=YES
+rsa_cert_file={crt}
+rsa_private_key_file={key}
+",
+            empty = empty.display(),
+            crt = pki.path("a.crt").display(),
+            key = pki.path("a.key").display(),
+        ),
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg(&conf);
+    let mut s = Server::spawn("vsftpd", cmd, dir, libc::SIGTERM);
+    s.wait_banner(v4(port), "220 ", READY);
+    let mut c = Conf::new();
+    let ok = c.add(
+        &format!(
+            "check tls --starttls ftp --sni a.example --verify --ca {}",
+            pki.ca()
+        ),
+        v4(port),
+    );
+    let smtp = c.add("check tls --starttls smtp", v4(port));
+    let mut d = Lvsmon::start(&c.0, &[]);
+    up(&mut d, &ok);
+    let detail = down(&mut d, &smtp, "expect-mismatch");
+    assert!(detail.starts_with("starttls: "), "{detail}");
+    finish(d);
+}
