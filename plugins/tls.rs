@@ -163,7 +163,10 @@ impl Tls {
                 "--ca" if opt.value.is_empty() => {
                     return Err(at("--ca needs a file name".to_string()))
                 }
-                "--ca" => opts.ca = Some(shown),
+                "--ca" => {
+                    check_ca(&shown).map_err(at)?;
+                    opts.ca = Some(shown);
+                }
                 "--alpn" => {
                     for p in opt.value.split(|&b| b == b',') {
                         if p.is_empty() || p.len() > 255 {
@@ -282,6 +285,32 @@ impl Tls {
     }
 }
 
+/// `--ca` files found readable and holding certificates: a reload inside a `--chroot`, where
+/// the path may lead nowhere, accepts them again (the TLS helper keeps what it read of them).
+static CA_FILES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A `--ca` file must be readable and hold at least one PEM certificate.
+fn check_ca(path: &str) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut known = CA_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    match std::fs::read(path) {
+        Ok(pem) => {
+            let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+                .filter(Result::is_ok)
+                .count();
+            if certs == 0 {
+                return Err(format!("--ca {path:?} holds no PEM certificate"));
+            }
+            if !known.iter().any(|k| k == path) {
+                known.push(path.to_string());
+            }
+            Ok(())
+        }
+        Err(_) if known.iter().any(|k| k == path) => Ok(()),
+        Err(e) => Err(format!("cannot read --ca {path:?}: {e}")),
+    }
+}
+
 /// The host of an `https://` `--url` among `words`, when it is a name (not an address).
 fn url_name(words: &[&[u8]]) -> Option<String> {
     let mut url = None;
@@ -363,5 +392,16 @@ mod tests {
         assert!(e.message.contains("HTTP/1.x"), "{}", e.message);
         let e = Tls::parse(false, &[b"--min-days", b"x"], target()).unwrap_err();
         assert_eq!(e.word, Some(1));
+        let e = Tls::parse(
+            false,
+            &[b"--verify", b"--ca", b"/nonexistent/ca.pem"],
+            target(),
+        )
+        .unwrap_err();
+        assert_eq!(e.word, Some(2));
+        assert!(e.message.contains("cannot read --ca"), "{}", e.message);
+        // A file without a certificate in it.
+        let e = Tls::parse(false, &[b"--ca", b"/proc/self/stat"], target()).unwrap_err();
+        assert!(e.message.contains("no PEM certificate"), "{}", e.message);
     }
 }
