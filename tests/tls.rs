@@ -26,6 +26,10 @@ fn v4(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+fn v6(port: u16) -> SocketAddr {
+    format!("[::1]:{port}").parse().unwrap()
+}
+
 /// The test CA's files: `ca.pem` (the root), and for each leaf NAME `NAME.crt` (the leaf,
 /// then the intermediate when it has one) and `NAME.key`.
 struct Pki {
@@ -145,6 +149,7 @@ fn nginx_tls(pki: &Pki, port: u16, plain: u16) -> Server {
         servers.push_str(&format!(
             "  server {{
     listen 127.0.0.1:{port} ssl http2{default};
+    listen [::1]:{port} ssl http2{default};
     server_name {name};
     ssl_certificate {crt};
     ssl_certificate_key {key};
@@ -190,6 +195,7 @@ http {{
         .args(["-g", "daemon off;"]);
     let mut s = Server::spawn("nginx", cmd, dir, libc::SIGTERM);
     s.wait_tcp(v4(port), READY);
+    s.wait_tcp(v6(port), READY);
     s.wait_tcp(v4(plain), READY);
     s
 }
@@ -209,7 +215,12 @@ impl Conf {
 
     fn add(&mut self, check: &str, real: SocketAddr) -> Virt {
         self.1 += 1;
-        let vip = format!("127.3.{}.{}:443", self.1 / 200, self.1 % 200 + 1);
+        // Never contacted (dry-run); of the real's family.
+        let vip = if real.is_ipv6() {
+            format!("[fd00::3:{:x}]:443", self.1)
+        } else {
+            format!("127.3.{}.{}:443", self.1 / 200, self.1 % 200 + 1)
+        };
         self.0.push_str(&format!(
             "virtual tcp {vip} {{\n  {check}\n  real {real}\n}}\n"
         ));
@@ -238,7 +249,7 @@ fn finish(mut d: Lvsmon) {
     assert_eq!(code, Some(0), "lvsmon exit");
 }
 
-/// `https` and `tls` against nginx: SNI picks the server (two names on one port, each its own
+/// `https` and `tls` against nginx, over IPv4 and IPv6: SNI picks the server (two names on one port, each its own
 /// certificate and body); status and body judged through TLS; a chain through an
 /// intermediate verifies against the root; expired, not yet valid, wrong name and
 /// self-signed certificates fail `--verify` with their reasons and pass without it;
@@ -260,6 +271,10 @@ fn nginx_https_and_tls() {
     let b = c.add(
         &format!("check https --url https://b.example/ --verify --ca {ca} --match b.example"),
         t,
+    );
+    let a6 = c.add(
+        &format!("check https --url https://a.example/health --verify --ca {ca} --match OK"),
+        v6(port),
     );
     let a_not_b = c.add("check https --url https://a.example/ --match b.example", t);
     let status = c.add("check https --url https://a.example/bad --expect 200", t);
@@ -289,7 +304,16 @@ fn nginx_https_and_tls() {
     let plain_port = c.add("check tls --sni a.example", v4(plain));
     let mut d = Lvsmon::start(&c.0, &[]);
 
-    for v in [&a, &b, &expired_ok, &wrong_ok, &self_ok, &soon_ok, &alpn] {
+    for v in [
+        &a,
+        &a6,
+        &b,
+        &expired_ok,
+        &wrong_ok,
+        &self_ok,
+        &soon_ok,
+        &alpn,
+    ] {
         up(&mut d, v);
     }
     assert_eq!(down(&mut d, &a_not_b, "body-mismatch"), "a.example?");
