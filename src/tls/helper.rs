@@ -131,6 +131,47 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
+/// `--verify` without a single root: every certificate is of an unknown issuer.
+#[derive(Debug)]
+struct NoRoots(AnyCert);
+
+impl ServerCertVerifier for NoRoots {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The helper's configuration, as the daemon wrote it (`super::config_blob`).
 struct Config {
     max_in_flight: usize,
@@ -198,10 +239,19 @@ fn load_config(blob: &[u8]) -> Result<Config, String> {
             .map_err(|e| e.to_string())?;
         let mut config = if tls.opts.verify {
             let store = roots.get(root).cloned().ok_or_else(bad)?;
-            let v = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
-                .build()
-                .map_err(|e| format!("roots: {e}"))?;
-            builder.with_webpki_verifier(v).with_no_client_auth()
+            if store.is_empty() {
+                // No roots at all (no ca-certificates, an unreadable --ca): every chain is
+                // of an unknown issuer, which is what each check says.
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NoRoots(AnyCert(provider.clone()))))
+                    .with_no_client_auth()
+            } else {
+                let v = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
+                    .build()
+                    .map_err(|e| format!("roots: {e}"))?;
+                builder.with_webpki_verifier(v).with_no_client_auth()
+            }
         } else {
             builder
                 .dangerous()
@@ -956,4 +1006,57 @@ fn handshake_done(tls: &ClientConnection, kind: &Kind, not_after: &mut i64) -> O
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration as the daemon writes it: `roots` PEM sets, then `tls` checks of `words`
+    /// each verified against roots 0.
+    fn blob(roots: &[&[u8]], checks: &[&[&[u8]]]) -> Vec<u8> {
+        let mut b = wire::MAGIC.to_vec();
+        b.extend_from_slice(&16u32.to_le_bytes());
+        b.extend_from_slice(&65536u32.to_le_bytes());
+        b.extend_from_slice(&(roots.len() as u32).to_le_bytes());
+        for r in roots {
+            wire::put(&mut b, r);
+        }
+        b.extend_from_slice(&(checks.len() as u32).to_le_bytes());
+        for words in checks {
+            wire::put(&mut b, b"tls");
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&(words.len() as u32).to_le_bytes());
+            for w in *words {
+                wire::put(&mut b, w);
+            }
+        }
+        b
+    }
+
+    /// `--verify` with no root at all (no ca-certificates installed) still makes a helper:
+    /// its checks fail with `tls-verify` rather than the helper refusing to start (and being
+    /// started again and again).
+    #[test]
+    fn verify_without_roots_is_a_helper_whose_checks_fail() {
+        let cfg = load_config(&blob(&[b""], &[&[b"--verify"], &[]])).expect("configuration");
+        assert_eq!(cfg.kinds.len(), 2);
+        assert_eq!(cfg.max_in_flight, 16);
+        assert!(load_config(b"LVSTLS0\n").is_err());
+        assert!(load_config(&blob(&[b""], &[&[b"--bogus"]])).is_err());
+    }
+
+    #[test]
+    fn tls_errors_name_their_reason() {
+        let v = tls_verdict(&rustls::Error::InvalidCertificate(
+            CertificateError::Expired,
+        ));
+        assert_eq!(v, Verdict::fail_with(Reason::TlsExpiry, b"expired"));
+        let v = tls_verdict(&rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ));
+        assert_eq!(v, Verdict::fail_with(Reason::TlsVerify, b"wrong name"));
+        let v = tls_verdict(&rustls::Error::NoApplicationProtocol);
+        assert!(matches!(v, Verdict::Fail(Reason::TlsHandshake, _)));
+    }
 }
