@@ -67,7 +67,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
     -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=bench -addext subjectAltName=DNS:bench 2>/dev/null
 {
     echo "pid $work/nginx.pid; error_log $work/nginx.err; worker_processes auto;"
-    echo "worker_rlimit_nofile 65536; events { worker_connections 16384; }"
+    echo "worker_rlimit_nofile 16384; events { worker_connections 8192; }"
     echo "http { default_type text/plain; log_format ua '\$msec \$http_user_agent';"
     echo "  access_log $work/access.log ua buffer=256k flush=1s;"
     echo "  ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
