@@ -19,8 +19,9 @@
 //!   connection still goes to the real server's address. Without `--url` the target is `/` and
 //!   `Host` is the address checked (`10.0.0.5:80`, `[2001:db8::5]:80`), written in as the
 //!   request is sent ([`Http::target_at`]), so one request serves every real server that
-//!   shares the check line. `https://` is refused:
-//!   lvsmon speaks no TLS. Userinfo (`user:pw@`) is refused too: use `--header "Authorization:
+//!   shares the check line. `https://` is refused here:
+//!   `check https` (plugins/tls.rs) takes it, and runs this plugin's request and judging over
+//!   TLS in the helper process. Userinfo (`user:pw@`) is refused too: use `--header "Authorization:
 //!   ..."`.
 //! - `--header "Name: value"` (repeatable): a `Host`, `User-Agent` or `Connection` header given
 //!   here replaces ours (`Host` stays the first header line, as RFC 9110 §7.2 asks). The name
@@ -121,6 +122,18 @@ impl Http {
     /// `https://` or malformed URL, a bad method, status code list, header, version or size,
     /// `--match` with `HEAD`, or a `--match` text that cannot fit in `--max-response`.
     pub fn parse(args: &[&[u8]], target: Target) -> Result<Http, PluginError> {
+        Http::parse_with(args, target, false)
+    }
+
+    /// As [`Http::parse`], for `check https`: the URL is `https://...`.
+    ///
+    /// # Errors
+    /// As [`Http::parse`], with `http://` refused instead of `https://`.
+    pub fn parse_tls(args: &[&[u8]], target: Target) -> Result<Http, PluginError> {
+        Http::parse_with(args, target, true)
+    }
+
+    fn parse_with(args: &[&[u8]], target: Target, tls: bool) -> Result<Http, PluginError> {
         let mut url: Option<Url> = None;
         let mut head = false;
         let mut method_word = 0;
@@ -136,7 +149,7 @@ impl Http {
             let at = |message: String| PluginError::at(opt.word, message);
             let shown = String::from_utf8_lossy(opt.value);
             match opt.name {
-                "--url" => url = Some(Url::parse(opt.value).map_err(at)?),
+                "--url" => url = Some(Url::parse(opt.value, tls).map_err(at)?),
                 "--method" => {
                     method_word = opt.word;
                     head = if opt.value.eq_ignore_ascii_case(b"GET") {
@@ -669,13 +682,23 @@ struct Url {
 
 impl Url {
     /// Parses `http://host[:port][/path][?query][#fragment]`.
-    fn parse(url: &[u8]) -> Result<Url, String> {
+    fn parse(url: &[u8], tls: bool) -> Result<Url, String> {
         let shown = String::from_utf8_lossy(url);
         let scheme_is = |s: &[u8]| url.len() >= s.len() && url[..s.len()].eq_ignore_ascii_case(s);
+        if tls {
+            if !scheme_is(b"https://") {
+                return Err(format!(
+                    "bad --url {shown:?} (expected https://host[:port]/path)"
+                ));
+            }
+            // The same rules from here on, on the same URL with the plain scheme's length.
+            let mut plain = b"http://".to_vec();
+            plain.extend_from_slice(&url[b"https://".len()..]);
+            return Url::parse(&plain, false);
+        }
         if scheme_is(b"https://") {
             return Err(format!(
-                "https URL {shown:?} is not supported: lvsmon speaks no TLS (check a plain \
-                 http:// port, or the TLS port with `check tcp`)"
+                "https URL {shown:?} needs `check https` (check http speaks plain HTTP)"
             ));
         }
         if !scheme_is(b"http://") {
@@ -1309,7 +1332,11 @@ mod tests {
         parse_err(&[b"--expect", b"200,"], 1, "bad status code \"\"");
         parse_err(&[b"--expect", b"2xx"], 1, "bad status code \"2xx\"");
         parse_err(&[b"--expect", b"200-"], 1, "bad status code \"\"");
-        parse_err(&[b"--method", b"GET", b"--url", b"https://x/"], 3, "no TLS");
+        parse_err(
+            &[b"--method", b"GET", b"--url", b"https://x/"],
+            3,
+            "needs `check https`",
+        );
         parse_err(&[b"--url", b"www.example.com/"], 1, "expected http://host");
         parse_err(&[b"--url", b"ftp://x/"], 1, "expected http://host");
         parse_err(&[b"--url", b"http:///path"], 1, "expected a host");

@@ -21,14 +21,16 @@ pub mod md5;
 pub mod presets;
 pub mod script;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::fmt;
 
 /// The names accepted after `check`, in the order error messages list them.
 pub const PLUGIN_NAMES: &[&str] = &[
-    "tcp", "http", "banner", "script", "dns", "udp", "exec", // plugins
+    "tcp", "http", "banner", "script", "dns", "udp", "exec", "https", "tls", // plugins
     "smtp", "pop3", "imap", "ftp", "ssh", "redis", "mysql", "pgsql", // presets
+    "imaps", "pop3s", "smtps", "ldaps", // TLS presets
 ];
 
 /// Why a check failed, named by the layer that failed (lvsmon(8), DECISIONS).
@@ -71,11 +73,17 @@ pub enum Reason {
     ExecFailed,
     /// The real server's agent said `down`, `fail` or `stopped` (the weight chain's).
     AgentDown,
+    /// The TLS handshake failed (not TLS, an alert, no protocol or cipher in common).
+    TlsHandshake,
+    /// `--verify`: the certificate chain or name is not valid.
+    TlsVerify,
+    /// The certificate expired, or expires within `--min-days`.
+    TlsExpiry,
 }
 
 impl Reason {
     /// Every reason, in the order of lvsmon(8), DECISIONS (metrics render one series per entry).
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 20] = [
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::Unreachable,
@@ -93,6 +101,9 @@ impl Reason {
         Reason::DnsInvalid,
         Reason::ExecFailed,
         Reason::AgentDown,
+        Reason::TlsHandshake,
+        Reason::TlsVerify,
+        Reason::TlsExpiry,
     ];
 
     /// The name used in logs, metrics and `LVSMON_REASON`.
@@ -115,6 +126,9 @@ impl Reason {
             Reason::DnsInvalid => "dns-invalid",
             Reason::ExecFailed => "exec-failed",
             Reason::AgentDown => "agent-down",
+            Reason::TlsHandshake => "tls-handshake",
+            Reason::TlsVerify => "tls-verify",
+            Reason::TlsExpiry => "tls-expiry",
         }
     }
 }
@@ -385,6 +399,8 @@ pub enum CheckSpec {
     Exec(exec::Exec),
     /// The real server's agent (`agent PORT`): one line, for the weight chain.
     Agent(agent_check::AgentCheck),
+    /// A check over TLS (`https`, `tls`): run by the TLS helper process, not the loop.
+    Tls(Box<tls::Tls>),
 }
 
 impl CheckSpec {
@@ -405,6 +421,9 @@ impl CheckSpec {
             "exec" => exec::Exec::parse(args).map(CheckSpec::Exec),
             // Not a `check` plugin: the `agent` setting's probe.
             "agent" => agent_check::AgentCheck::parse(args).map(CheckSpec::Agent),
+            "https" | "tls" => {
+                tls::Tls::parse(name == "https", args, target).map(|t| CheckSpec::Tls(Box::new(t)))
+            }
             _ if presets::find(name).is_some() => presets::parse(name, args, target),
             _ => Err(PluginError {
                 word: None,
@@ -427,7 +446,14 @@ impl CheckSpec {
             CheckSpec::Udp(_) => "udp",
             CheckSpec::Exec(_) => "exec",
             CheckSpec::Agent(_) => "agent",
+            CheckSpec::Tls(t) => t.plugin,
         }
+    }
+
+    /// The check runs in the TLS helper process.
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        matches!(self, CheckSpec::Tls(_))
     }
 
     /// The transport the check runs over.
@@ -450,6 +476,8 @@ impl CheckSpec {
             CheckSpec::Udp(c) => c.max_response(),
             CheckSpec::Exec(_) => 0,
             CheckSpec::Agent(c) => c.max_response(),
+            // The helper reads the answer, in its own buffers.
+            CheckSpec::Tls(_) => 0,
         }
     }
 
@@ -472,6 +500,7 @@ impl CheckSpec {
             CheckSpec::Dns(_) | CheckSpec::Udp(_) => Step::Send,
             CheckSpec::Exec(_) => Step::Recv,
             CheckSpec::Agent(c) => c.begin(st),
+            CheckSpec::Tls(_) => Step::Done(Verdict::Pass),
         }
     }
 
@@ -479,7 +508,11 @@ impl CheckSpec {
     /// empty after `Send`.
     pub fn send_bytes(&self, st: &CheckState) -> &[u8] {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => &[],
+            CheckSpec::Tcp(_)
+            | CheckSpec::Dns(_)
+            | CheckSpec::Udp(_)
+            | CheckSpec::Exec(_)
+            | CheckSpec::Tls(_) => &[],
             CheckSpec::Http(c) => c.send_bytes(st),
             CheckSpec::Banner(c) => c.send_bytes(st),
             CheckSpec::Script(c) => c.send_bytes(st),
@@ -510,7 +543,7 @@ impl CheckSpec {
     /// Every byte of the request was written (or the datagram sent): what next?
     pub fn sent(&self, st: &mut CheckState) -> Step {
         match self {
-            CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
+            CheckSpec::Tcp(_) | CheckSpec::Tls(_) => Step::Done(Verdict::Pass),
             CheckSpec::Http(c) => c.sent(st),
             CheckSpec::Banner(c) => c.sent(st),
             CheckSpec::Script(c) => c.sent(st),
@@ -529,7 +562,7 @@ impl CheckSpec {
     /// check with `response-too-large` (TCP).
     pub fn on_data(&self, st: &mut CheckState, rx: &[u8]) -> Step {
         match self {
-            CheckSpec::Tcp(_) => Step::Done(Verdict::Pass),
+            CheckSpec::Tcp(_) | CheckSpec::Tls(_) => Step::Done(Verdict::Pass),
             CheckSpec::Http(c) => c.on_data(st, rx),
             CheckSpec::Banner(c) => c.on_data(st, rx),
             CheckSpec::Script(c) => c.on_data(st, rx),
@@ -544,9 +577,11 @@ impl CheckSpec {
     /// only.
     pub fn on_eof(&self, st: &mut CheckState, rx: &[u8]) -> Verdict {
         match self {
-            CheckSpec::Tcp(_) | CheckSpec::Dns(_) | CheckSpec::Udp(_) | CheckSpec::Exec(_) => {
-                Verdict::Pass
-            }
+            CheckSpec::Tcp(_)
+            | CheckSpec::Dns(_)
+            | CheckSpec::Udp(_)
+            | CheckSpec::Exec(_)
+            | CheckSpec::Tls(_) => Verdict::Pass,
             CheckSpec::Http(c) => c.on_eof(st, rx),
             CheckSpec::Banner(c) => c.on_eof(st, rx),
             CheckSpec::Script(c) => c.on_eof(st, rx),

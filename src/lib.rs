@@ -35,6 +35,7 @@ pub mod state;
 pub mod stats;
 pub mod table;
 pub mod timer;
+pub mod tls;
 pub mod track;
 
 #[path = "../plugins/mod.rs"]

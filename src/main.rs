@@ -8,6 +8,11 @@ use lvsmon::output;
 use lvsmon::startup::{self, StartupError};
 
 fn main() -> ExitCode {
+    // The TLS helper (lvsmon(8), TLS HELPER): started by the daemon, never by hand.
+    let mut args = std::env::args_os();
+    if args.len() == 2 && args.nth(1).is_some_and(|a| a == "tls-helper") {
+        return ExitCode::from(lvsmon::tls::helper::main() as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -24,6 +24,8 @@ pub(crate) struct Sources<'a> {
     pub log_dropped: u64,
     /// State saves that failed.
     pub saves_failed: u64,
+    /// TLS checks' certificate expiry and the helper's restarts.
+    pub tls: Option<&'a crate::tls::Expiry>,
 }
 
 /// The per-real families after `lvsmon_real_up`: name, type, help.
@@ -224,7 +226,38 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                     }
                     item += 1;
                 }
-                *cursor = (sec + 1) << 56;
+                *cursor = if sec == 6 { 40 << 56 } else { (sec + 1) << 56 };
+            }
+            40 => {
+                let Some(e) = src.tls.filter(|e| !e.targets.is_empty()) else {
+                    return true;
+                };
+                let mut item = item;
+                if item == 0 {
+                    if !out.line(|w| {
+                        stats::family(w, "lvsmon_tls_helper_restarts_total", "counter", "Times the TLS helper was lost (exited, killed or hung) and started again; its checks in flight counted as local errors.")?;
+                        writeln!(w, "lvsmon_tls_helper_restarts_total {}", src.stats.tls_helper_restarts)?;
+                        stats::family(w, "lvsmon_tls_cert_expiry_timestamp_seconds", "gauge", "notAfter of the certificate each TLS check last saw, in Unix seconds (0: none seen yet).")
+                    }) {
+                        return false;
+                    }
+                    item = 1;
+                }
+                while let Some(&t) = e.targets.get(item as usize - 1) {
+                    let k = item as usize - 1;
+                    if e.shown[k]
+                        && !out.line(|w| {
+                            write!(w, "lvsmon_tls_cert_expiry_timestamp_seconds{{target=\"{t}\",server_name=\"")?;
+                            label_value(w, e.names[k].as_bytes())?;
+                            writeln!(w, "\"}} {}", e.not_after[k])
+                        })
+                    {
+                        *cursor = (40 << 56) | item;
+                        return false;
+                    }
+                    item += 1;
+                }
+                return true;
             }
             _ => return true,
         }

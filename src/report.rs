@@ -79,6 +79,8 @@ pub(crate) struct View<'a> {
     pub reload_result: &'a str,
     /// The probes, for what only they know per check (each check's last duration).
     pub probes: Option<&'a crate::monitor::probes::Probes>,
+    /// TLS checks' certificate expiry (`None`: not known here).
+    pub tls: Option<&'a crate::tls::Expiry>,
 }
 
 /// The reals a `drain`/`undrain REAL [VIRTUAL]` names, or the error reply's reason:
@@ -210,6 +212,7 @@ impl View<'_> {
                     table: self.table,
                     log_dropped: self.log_dropped,
                     saves_failed: self.saver.map_or(0, |s| s.failed),
+                    tls: self.tls,
                 },
                 cursor,
                 &mut o,
@@ -507,6 +510,10 @@ impl View<'_> {
                     h.write(w)?;
                     write!(w, "\"")?;
                 }
+            }
+            // TLS checks: the earliest expiry of the peer certificates they saw.
+            if let Some(t) = self.tls.and_then(|e| e.of_real(r as u32)) {
+                write!(w, ",\"tls_cert_expiry\":{t}")?;
             }
             write!(w, "}}")
         } else {
@@ -1012,6 +1019,7 @@ mod tests {
                 reload_finished: 0,
                 reload_result: "",
                 probes: None,
+                tls: None,
             }
         }
 

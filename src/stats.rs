@@ -58,6 +58,8 @@ pub struct Stats {
     pub turns: u64,
     /// Stalls of the loop (it woke over the loop's stall margin later than it asked to).
     pub loop_stalls: u64,
+    /// Times the TLS helper was lost (exited, killed or hung) and restarted.
+    pub tls_helper_restarts: u64,
 }
 
 /// Upper bounds of the histogram buckets, µs (the `+Inf` bucket comes on top). Finer from

@@ -275,6 +275,28 @@ fn main() {
         agents[0].addr().port(),
         refused.port()
     ));
+    // TLS, through the helper process (the real binary: this one is not lvsmon): https
+    // passing, a self-signed certificate under --verify, --min-days beyond its expiry, and
+    // an SSH banner on the port checked.
+    lvsmon::tls::use_exe(std::path::Path::new(env!("CARGO_BIN_EXE_lvsmon")))
+        .expect("the lvsmon binary");
+    let tls = tls_backend();
+    let plain = &backends[1].1;
+    let tls_checks = [
+        (
+            tls,
+            "check https --url https://a.example/ --match \"status: OK\"",
+        ),
+        (tls, "check tls --sni a.example --verify"),
+        (tls, "check tls --sni a.example --min-days 3000"),
+        (plain.addr(), "check tls"),
+    ];
+    for (k, (addr, check)) in tls_checks.iter().enumerate() {
+        conf.push_str(&format!(
+            "virtual tcp 127.3.0.{}:443 {{\n  {check}\n  real {addr}\n}}\n",
+            k + 1
+        ));
+    }
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
 
@@ -573,6 +595,14 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
             d.reloading();
             d.ready();
         }
+        if turns == 300 {
+            // The TLS helper killed: its checks in flight are local errors, and it is
+            // started again, all without an allocation of the loop's.
+            let (pid, _) = d.tls_helper();
+            assert!(pid > 0, "no TLS helper running");
+            // SAFETY: kill(2) of the daemon's child, which it has not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         if turns == 200 {
             // The loop stands still (a stall): the slow path that gives the running checks
             // their time back runs once, counted.
@@ -655,6 +685,12 @@ fn report(
     if e1 == e0 || r1 == r0 || s1 == s0 {
         missing.push("exec and agent traffic");
     }
+    let (pid, starts) = d.tls_helper();
+    let restarts = after.tls_helper_restarts - before.tls_helper_restarts;
+    println!("  TLS helper: pid {pid}, {starts} starts, {restarts} restarts while counting");
+    if restarts == 0 || pid <= 0 || starts < 2 {
+        missing.push("TLS helper restart");
+    }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");
     if stalls == 0 {
@@ -733,4 +769,60 @@ fn report(
         println!("0 passed, 1 failed");
         std::process::exit(1);
     }
+}
+
+/// A TLS server on loopback (its threads are not counted): a self-signed certificate for
+/// `a.example`, and `200 status: OK` to whatever request comes.
+fn tls_backend() -> std::net::SocketAddr {
+    use std::sync::Arc;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+    // Valid until the start of next year: within `--min-days 3000`.
+    let year = 1970
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952;
+    params.not_after = rcgen::date_time_ymd(year as i32 + 1, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der.into())
+        .unwrap();
+    let config = Arc::new(config);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let (mut buf, mut got) = ([0u8; 2048], Vec::new());
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nstatus: OK",
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    addr
 }

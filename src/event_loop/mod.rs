@@ -83,6 +83,8 @@ enum Source {
     Control,
     /// A probe's socket: the probe and its socket generation.
     Probe(ProbeId, u32),
+    /// The TLS helper's record socket ([`crate::tls::TOKEN`]).
+    Tls,
 }
 
 /// The token map, the one place the loop's tokens are told apart: a probe's token is its
@@ -97,6 +99,7 @@ fn source(t: Token) -> Source {
         RELOAD => Source::Reload,
         ALARM => Source::Alarm,
         LOG => Source::Log,
+        crate::tls::TOKEN => Source::Tls,
         t if Server::owns(t) => Source::Control,
         t => {
             let (id, gen) = Probe::untoken(t);
@@ -651,6 +654,11 @@ impl Daemon {
         self.core.persist.saver().map_or(0, |s| s.saved)
     }
 
+    /// The TLS helper's pid (0: none running) and how many times it was started.
+    pub fn tls_helper(&self) -> (i32, u64) {
+        self.core.probes.tls_helper()
+    }
+
     /// How often a check had to queue for a receive buffer.
     pub fn buffer_waits(&self) -> u64 {
         self.core.probes.buffer_waits()
@@ -780,6 +788,7 @@ impl Daemon {
                         s.on_ready(ev.token(), registry, core, now);
                     }
                 }
+                Source::Tls => core.on_tls(registry, now),
                 Source::Probe(id, gen) => {
                     let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
                     let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
@@ -1069,6 +1078,7 @@ impl crate::control::Render for Core {
             reload_finished: self.reload.finished,
             reload_result: &self.reload.result,
             probes: Some(&self.probes),
+            tls: Some(self.probes.expiry()),
         };
         view.render(cmd, text, cursor, out, now)
     }
@@ -1151,6 +1161,12 @@ impl Core {
     ) {
         let (probes, mut host) = self.around();
         probes.on_ready(id, gen, readable, writable, trouble, reg, now, &mut host);
+    }
+
+    /// The TLS helper's answers.
+    fn on_tls(&mut self, reg: &Registry, now: Time) {
+        let (probes, mut host) = self.around();
+        probes.on_tls(reg, now, &mut host);
     }
 
     /// Probes handed a buffer this turn read what waits for them.

@@ -51,6 +51,9 @@ pub enum Phase {
         /// Bytes received so far (the plugin sees `buf[..got]`).
         got: u32,
     },
+    /// A TLS check running in the TLS helper process: no socket here; the helper's answer,
+    /// or the check's timeout plus [`HELPER_GRACE_US`], ends it.
+    Helper,
 }
 
 impl Phase {
@@ -61,6 +64,7 @@ impl Phase {
             Phase::ConResult => "conresult",
             Phase::Query { .. } => "query",
             Phase::Recv { .. } => "recv",
+            Phase::Helper => "helper",
         }
     }
 }
@@ -77,6 +81,11 @@ pub enum Outcome {
     /// The director's own fault (errno): defer the check, never blame the real server.
     Local(i32),
 }
+
+/// How long past a TLS check's own timeout the loop waits for the TLS helper's answer before
+/// it counts the check as a local error (and, if the helper has said nothing since, takes it
+/// for hung).
+pub const HELPER_GRACE_US: u64 = 2_000_000;
 
 /// Marks "no buffer assigned".
 pub const NO_BUF: u32 = u32::MAX;
@@ -161,7 +170,7 @@ impl Probe {
     #[inline(always)]
     pub(super) fn set_phase(&mut self, to: Phase) {
         debug_assert!(
-            to == Phase::Wait || self.sock.is_some(),
+            to == Phase::Wait || to == Phase::Helper || self.sock.is_some(),
             "{to:?} without a socket"
         );
         debug_assert!(
@@ -213,6 +222,7 @@ impl Probe {
                 .started()
                 .add_micros(connect_timeout_us.min(timeout_us)),
             Phase::Query { .. } | Phase::Recv { .. } => self.started().add_micros(timeout_us),
+            Phase::Helper => self.started().add_micros(timeout_us + HELPER_GRACE_US),
         }
     }
 
@@ -268,7 +278,7 @@ fn errno_reason(e: i32, connecting: bool) -> Reason {
 }
 
 /// A failure verdict carrying the errno's symbolic name as detail.
-fn errno_verdict(e: i32, connecting: bool) -> Verdict {
+pub(crate) fn errno_verdict(e: i32, connecting: bool) -> Verdict {
     Verdict::Fail(
         errno_reason(e, connecting),
         Detail::text(errno_name(e).as_bytes()),
@@ -586,6 +596,13 @@ fn sock_opts(fd: RawFd, opts: SockOpts, target: &SocketAddr) -> Result<(), i32> 
     Ok(())
 }
 
+/// Starts a check that runs in the TLS helper: the probe holds no socket, only its start.
+pub fn start_helper(p: &mut Probe, now: Time) {
+    p.st = CheckState::default();
+    p.started_after = now.micros_since(p.scheduled).min(MAX_LATE_US) as u32;
+    p.set_phase(Phase::Helper);
+}
+
 /// A per-check pseudo-random value (DNS query IDs): splitmix64 over the time, the probe and
 /// its socket generation. Not a secret; just different from one check to the next.
 fn nonce(now: Time, id: u32, gen: u32) -> u32 {
@@ -885,7 +902,7 @@ pub fn deadline_verdict(p: &Probe) -> Verdict {
         Phase::Query { got, .. } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
         Phase::Recv { got: 0 } => Verdict::fail(Reason::RecvTimeout),
         Phase::Recv { got } => Verdict::Fail(Reason::Timeout, Detail::number(got as u64)),
-        Phase::Wait => Verdict::fail(Reason::Timeout),
+        Phase::Wait | Phase::Helper => Verdict::fail(Reason::Timeout),
     }
 }
 

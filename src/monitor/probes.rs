@@ -265,6 +265,19 @@ pub struct Probes {
     /// held back since the last.
     local_warn_at: Time,
     local_held: u64,
+    /// TLS checks (`crate::tls`): the helper process when any kind is a TLS check, each
+    /// kind's index in the helper's configuration (`u32::MAX`: not TLS), each probe's TLS
+    /// slot (empty without TLS checks), and each TLS check's certificate expiry.
+    tls: Option<crate::tls::Helper>,
+    tls_kind: Box<[u32]>,
+    tls_slot: Box<[u32]>,
+    expiry: crate::tls::Expiry,
+}
+
+/// `gen` of a TLS request: the helper's epoch above the probe's socket generation.
+#[inline]
+fn tls_gen(epoch: u16, gen: u16) -> u32 {
+    u32::from(epoch) << 16 | u32::from(gen)
 }
 
 impl Probes {
@@ -302,7 +315,13 @@ impl Probes {
         let mut kinds: Vec<Kind> = Vec::new();
         let mut recent = [u32::MAX; 8];
         let mut next_recent = 0usize;
+        // TLS probes: (probe, target, server name), for their expiry.
+        let mut tls_probes: Vec<(u32, SocketAddr, Box<str>)> = Vec::new();
         for (ci, c) in checks.into_iter().enumerate() {
+            if let CheckSpec::Tls(t) = &c.spec {
+                let name = t.opts.sni.as_deref().unwrap_or("");
+                tls_probes.push((cfg.len() as u32, c.target, name.into()));
+            }
             let start = probe_reals.len() as u32;
             probe_reals.extend(c.reals.iter().map(|&r| RealId::of(r)));
             let is_agent = matches!(c.spec, CheckSpec::Agent(_));
@@ -360,6 +379,51 @@ impl Probes {
             cfg.push(ProbeCfg { kind, reals: start });
         }
         kinds.shrink_to_fit();
+        // Before any privilege drop: the helper is started from this descriptor.
+        crate::tls::open_exe();
+        let mut tls_kind = vec![u32::MAX; kinds.len()];
+        let mut tls_specs = Vec::new();
+        for (k, kind) in kinds.iter().enumerate() {
+            if let CheckSpec::Tls(t) = &kind.spec {
+                tls_kind[k] = tls_specs.len() as u32;
+                tls_specs.push(&**t);
+            }
+        }
+        let tls = if tls_specs.is_empty() {
+            None
+        } else {
+            crate::tls::Helper::new(crate::tls::config_blob(&tls_specs)).ok()
+        };
+        let mut tls_slot = Vec::new();
+        let mut expiry = crate::tls::Expiry::default();
+        if !tls_probes.is_empty() {
+            tls_slot = vec![u32::MAX; n];
+            let mut by_real = Vec::new();
+            for (slot, &(p, _, _)) in tls_probes.iter().enumerate() {
+                tls_slot[p as usize] = slot as u32;
+                let from = cfg[p as usize].reals as usize;
+                let to = cfg
+                    .get(p as usize + 1)
+                    .map_or(probe_reals.len(), |c| c.reals as usize);
+                for r in &probe_reals[from..to] {
+                    by_real.push((r.0, slot as u32));
+                }
+            }
+            by_real.sort_unstable();
+            let mut seen = std::collections::HashSet::new();
+            expiry = crate::tls::Expiry {
+                targets: tls_probes.iter().map(|(_, t, _)| *t).collect(),
+                not_after: vec![0; tls_probes.len()].into_boxed_slice(),
+                by_real: by_real.into_boxed_slice(),
+                shown: tls_probes
+                    .iter()
+                    .map(|(_, t, n)| seen.insert((*t, n.clone())))
+                    .collect(),
+                names: tls_probes.into_iter().map(|(_, _, n)| n).collect(),
+                helper_starts: 0,
+                helper_pid: 0,
+            };
+        }
 
         // The `exec` probes' programs, with the environment of each one's first real.
         let mut progs = Vec::new();
@@ -430,6 +494,10 @@ impl Probes {
             max_in_flight: plan.max_in_flight.unwrap_or(u32::MAX),
             local_warn_at: Time::ZERO,
             local_held: 0,
+            tls,
+            tls_kind: tls_kind.into_boxed_slice(),
+            tls_slot: tls_slot.into_boxed_slice(),
+            expiry,
         }
     }
 
@@ -487,7 +555,7 @@ impl Probes {
         }
         let go = match p.phase {
             // Idle: nothing to do (mio may report a closed socket's last readiness).
-            Phase::Wait => false,
+            Phase::Wait | Phase::Helper => false,
             Phase::ConResult | Phase::Query { .. } => writable,
             Phase::Recv { .. } => readable,
         };
@@ -522,6 +590,9 @@ impl Probes {
             Fired::Start => self.start(id, reg, now, host),
             Fired::NotYet(d) => self.wheel.set(id, d),
             Fired::NoBuffer => self.defer(id, libc::ENOBUFS, reg, now, host),
+            Fired::Expired if self.probes[i].phase == Phase::Helper => {
+                self.tls_overdue(id, reg, now, host)
+            }
             Fired::Expired => {
                 let v = phase::deadline_verdict(&self.probes[i]);
                 self.finish(id, v, reg, now, host);
@@ -568,6 +639,12 @@ impl Probes {
     /// Starts probe `id`'s check (the connect phase).
     fn start(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
         let i = id as usize;
+        let tk = self.tls_kind[self.cfg[i].kind as usize];
+        if tk != u32::MAX {
+            // A TLS check holds no socket of the loop's: the helper bounds its own.
+            self.start_tls(id, tk, reg, now, host);
+            return;
+        }
         if self.in_flight >= self.max_in_flight {
             // `max-checks-in-flight`: no socket for it now; the next grid point may have one.
             self.defer(id, 0, reg, now, host);
@@ -607,6 +684,167 @@ impl Probes {
             self.in_flight += 1;
         }
         self.after(id, outcome, reg, now, host);
+    }
+
+    /// Starts probe `id`'s TLS check: one request record to the helper.
+    fn start_tls(&mut self, id: u32, tk: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let i = id as usize;
+        let late = now.micros_since(self.probes[i].scheduled);
+        let st = host.stats();
+        st.started += 1;
+        st.sum_lateness_us += late;
+        st.max_lateness_us = st.max_lateness_us.max(late);
+        st.lateness.observe(late);
+        let target = self.target(i, &*host);
+        let k = &self.kinds[self.cfg[i].kind as usize];
+        let p = &mut self.probes[i];
+        p.scheduled = phase::catch_up(p.scheduled, now, k.interval_us);
+        p.rx_ready = false;
+        phase::start_helper(p, now);
+        let Some(h) = self.tls.as_mut() else {
+            self.defer(id, libc::ECHILD, reg, now, host);
+            return;
+        };
+        let req = crate::tls::wire::Request {
+            probe: id,
+            gen: tls_gen(h.epoch, p.gen),
+            kind: tk,
+            connect_ms: (k.connect_us / 1000).min(u32::MAX as u64) as u32,
+            timeout_ms: (k.timeout_us / 1000).min(u32::MAX as u64) as u32,
+            target,
+        };
+        match h.send(&req) {
+            Ok(()) => {
+                let d = p.phase_deadline(k.connect_us, k.timeout_us);
+                self.wheel.set(id, d);
+            }
+            Err(e) => self.defer(id, e, reg, now, host),
+        }
+    }
+
+    /// The helper's answers (readiness of its socket): each decides its probe's check, if
+    /// it is still the check it was asked about.
+    pub fn on_tls(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        loop {
+            let Some(h) = self.tls.as_mut() else {
+                return;
+            };
+            let a = match h.recv() {
+                Ok(Some(a)) => a,
+                Ok(None) => return,
+                Err(crate::tls::Gone) => {
+                    self.tls_lost(crate::tls::Lost::Exited, reg, now, host);
+                    return;
+                }
+            };
+            h.last_answer = now;
+            let i = a.probe as usize;
+            let Some(p) = self.probes.get(i) else {
+                continue;
+            };
+            if p.phase != Phase::Helper || a.gen != tls_gen(h.epoch, p.gen) {
+                continue;
+            }
+            if let Some(&slot) = self.tls_slot.get(i) {
+                if a.not_after != 0 && slot != u32::MAX {
+                    self.expiry.not_after[slot as usize] = a.not_after;
+                }
+            }
+            match a.outcome {
+                crate::tls::wire::Outcome::Verdict(v) => self.finish(a.probe, v, reg, now, host),
+                crate::tls::wire::Outcome::Local(_) => {
+                    self.defer(a.probe, libc::ENOBUFS, reg, now, host)
+                }
+            }
+        }
+    }
+
+    /// A TLS check went unanswered past its timeout and the grace: a local error; and if the
+    /// helper has said nothing since the check was sent, it is hung: restarted.
+    #[cold]
+    fn tls_overdue(&mut self, id: u32, reg: &Registry, now: Time, host: &mut impl Host) {
+        let started = self.probes[id as usize].started();
+        self.defer(id, libc::ETIME, reg, now, host);
+        if self
+            .tls
+            .as_ref()
+            .is_some_and(|h| h.running() && h.last_answer <= started)
+        {
+            self.tls_lost(crate::tls::Lost::Hung, reg, now, host);
+        }
+    }
+
+    /// The helper exited or hung: killed; its checks in flight are local errors; its next
+    /// start is set (rate-limited).
+    #[cold]
+    fn tls_lost(&mut self, why: crate::tls::Lost, reg: &Registry, now: Time, host: &mut impl Host) {
+        let Some(h) = self.tls.as_mut() else {
+            return;
+        };
+        let pid = h.pid();
+        let delay = h.lost(reg, now);
+        self.note_helper();
+        let mut lost = 0u32;
+        for i in 0..self.probes.len() {
+            if self.probes[i].phase == Phase::Helper {
+                self.defer(i as u32, libc::EPIPE, reg, now, host);
+                lost += 1;
+            }
+        }
+        host.stats().tls_helper_restarts += 1;
+        if let Some(mut l) = host.log().line(Level::Warn) {
+            let why = match why {
+                crate::tls::Lost::Exited => "exited",
+                crate::tls::Lost::Hung => "hung",
+            };
+            let _ = write!(
+                l,
+                "msg=\"TLS helper lost\" why={why} pid={pid} checks_lost={lost} restart_in={}.{:03}",
+                delay / 1_000_000,
+                delay % 1_000_000 / 1000
+            );
+        }
+    }
+
+    /// Starts the TLS helper when its start is due.
+    #[cold]
+    fn tls_tick(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        let Some(h) = self.tls.as_mut() else {
+            return;
+        };
+        match h.tick(reg, now) {
+            Ok(false) => {}
+            Ok(true) => {
+                let (pid, starts) = (h.pid(), h.starts);
+                self.note_helper();
+                if let Some(mut l) = host.log().line(Level::Notice) {
+                    let _ = write!(l, "msg=\"TLS helper started\" pid={pid} starts={starts}");
+                }
+            }
+            Err(e) => {
+                if let Some(mut l) = host.log().line(Level::Error) {
+                    let _ = write!(l, "msg=\"TLS helper could not start\" error=\"{e}\"");
+                }
+            }
+        }
+    }
+
+    /// Each TLS check's certificate expiry (and the helper's starts and pid).
+    pub fn expiry(&self) -> &crate::tls::Expiry {
+        &self.expiry
+    }
+
+    /// Copies the helper's starts and pid where [`Probes::expiry`] shows them.
+    fn note_helper(&mut self) {
+        if let Some(h) = self.tls.as_ref() {
+            self.expiry.helper_starts = h.starts;
+            self.expiry.helper_pid = h.pid();
+        }
+    }
+
+    /// The TLS helper's process id, and how many times it was started (0, 0: none).
+    pub fn tls_helper(&self) -> (i32, u64) {
+        self.tls.as_ref().map_or((0, 0), |h| (h.pid(), h.starts))
     }
 
     /// Acts on the outcome of a step of probe `id`.
@@ -846,10 +1084,12 @@ impl Probes {
             let held = std::mem::take(&mut self.local_held);
             let target = self.target(id as usize, &*host);
             // errno 0: the configured limit, not the system's.
-            let detail = if errno == 0 {
-                "max-checks-in-flight reached"
-            } else {
-                errno_name(errno)
+            let detail = match errno {
+                0 => "max-checks-in-flight reached",
+                libc::ECHILD => "TLS helper not running",
+                libc::ETIME => "TLS helper did not answer in time",
+                libc::EPIPE => "TLS helper lost",
+                _ => errno_name(errno),
             };
             if let Some(mut l) = host.log().line(Level::Warn) {
                 let _ = write!(
@@ -1052,6 +1292,13 @@ impl Probes {
     /// Every deadline due at `now`: a check to start, or a phase that ran out of time.
     #[inline]
     pub fn expire(&mut self, reg: &Registry, now: Time, host: &mut impl Host) {
+        if self
+            .tls
+            .as_ref()
+            .is_some_and(|h| h.restart_at.is_some_and(|t| now >= t))
+        {
+            self.tls_tick(reg, now, host);
+        }
         while let Some(id) = self.wheel.pop_expired(now) {
             if let Some(next) = self.wheel.next_due() {
                 self.prefetch(ProbeId(next), |r| host.prefetch(r));
@@ -1064,7 +1311,11 @@ impl Probes {
     /// The earliest deadline on the wheel.
     #[inline]
     pub fn next_expiry(&self) -> Option<Time> {
-        self.wheel.next_expiry()
+        let w = self.wheel.next_expiry();
+        match self.tls.as_ref().and_then(|h| h.restart_at) {
+            Some(t) => Some(w.map_or(t, |w| w.min(t))),
+            None => w,
+        }
     }
 
     /// How many probes (distinct checks) there are.
@@ -1168,6 +1419,17 @@ impl Probes {
                 phase::close(&mut old.probes[j], reg);
             }
         }
+        // The running TLS helper is kept when its configuration is the same (its epoch moves
+        // on: answers about old checks are ignored); otherwise the old one is killed with
+        // the old probes and a new one starts at the next turn.
+        if let (Some(new), Some(old_h)) = (self.tls.as_mut(), old.tls.as_mut()) {
+            if new.same_config(old_h) {
+                new.take_process(old_h);
+            } else {
+                new.starts = old_h.starts;
+            }
+        }
+        self.note_helper();
 
         self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
         self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
@@ -1189,6 +1451,19 @@ impl Probes {
         let i = id as usize;
         self.last_us[i] = old.last_us[j];
         let mut p = std::mem::replace(&mut old.probes[j], Probe::new(Time::ZERO));
+        if let (Some(&a), Some(&b)) = (old.tls_slot.get(j), self.tls_slot.get(i)) {
+            if a != u32::MAX && b != u32::MAX {
+                self.expiry.not_after[b as usize] = old.expiry.not_after[a as usize];
+            }
+        }
+        if p.phase == Phase::Helper {
+            // A TLS check in the helper is not carried: it runs again at its next grid point.
+            phase::close(&mut p, reg);
+            self.probes[i] = p;
+            ch.restarted += 1;
+            self.schedule_next(id, now, host);
+            return;
+        }
         // A program's pipe is not carried: its program was killed (`Execs::hand_over`).
         let exec = self.kinds[self.cfg[i].kind as usize].spec.transport() == Transport::Exec;
         let mut keep = p.sock.is_some() && !exec;
