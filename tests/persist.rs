@@ -490,7 +490,7 @@ fn a_version_1_state_file_is_converted_on_upgrade() {
         let mut d = Lvsmon::start(conf, &args);
         let l = d.wait_seen(&["msg=\"state loaded\""], 5 * S);
         assert!(
-            l.contains("records=2 used=2 drained=1 damaged_history=0"),
+            l.contains("records=2 used=2 drained=1 set_weights=0 damaged_history=0"),
             "round {round}: {l}"
         );
         director(&d);
