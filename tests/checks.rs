@@ -387,9 +387,31 @@ fn exec_max_queues_programs() {
 // agent
 // ---------------------------------------------------------------------------------------------
 
-/// Agents on loopback, each read on its own grid: a weight, drain, down with its detail,
-/// garbage (a reply that changes nothing), a greeting-less agent that closes (`None`) and
-/// one that cannot be reached (`None`). None of them is ever a failure of its real server.
+/// The `edit-dest` weights of `real` in the dry-run `ipvs` lines seen so far.
+fn edit_weights(d: &Lvsmon, real: &str) -> Vec<u32> {
+    d.seen()
+        .iter()
+        .filter(|l| l.contains("ipvs op=edit-dest") && l.contains(&format!("real={real} ")))
+        .filter_map(|l| field(l, "weight").and_then(|w| w.parse().ok()))
+        .collect()
+}
+
+/// `status --json`'s entry of `real`.
+fn status_entry(d: &Lvsmon, real: &str) -> String {
+    let (code, json, err) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    json.lines()
+        .find(|l| l.contains(&format!("\"real\":\"{real}\"")))
+        .unwrap_or_else(|| panic!("no {real} in {json}"))
+        .to_string()
+}
+
+/// Agents on loopback, each read on its own grid, and what their words do to the weight
+/// chain (lvsmon.conf(5), WEIGHTS; reals of weight 10, dry-run `ipvs` lines): `50%` halves
+/// the weight, `drain` sets it to 0 (the agent's drain, not an operator's), `down,disk full`
+/// takes the real DOWN (`agent-down`, the rest of the line as detail) whatever its checks
+/// say until the agent says `up`; garbage, an agent that closes and one that cannot be
+/// reached change nothing.
 #[test]
 fn agents_say_weights_and_states_on_their_own_grid() {
     let said = [
@@ -406,19 +428,20 @@ fn agents_say_weights_and_states_on_their_own_grid() {
     // agent's own listener: the real's checks and its agent are apart).
     for a in &agents {
         conf += &format!(
-            "  real {a} {{\n    agent {} --interval 200ms --send \"status\\n\"\n  }}\n",
+            "  real {a} weight 10 {{\n    agent {} --interval 200ms --send \"status\\n\"\n  }}\n",
             a.addr().port(),
             a = a.addr()
         );
     }
     conf += &format!(
-        "  real {} {{\n    check tcp --port {}\n    agent {}\n  }}\n}}\n",
+        "  real {} weight 10 {{\n    check tcp --port {}\n    agent {}\n  }}\n}}\n",
         refused,
         agents[0].addr().port(),
         refused.port()
     );
     let mut d = Lvsmon::start(&conf, &[]);
     let target = |a: &Backend| format!("agent target={} ", a.addr());
+    let name = |a: &Backend| a.addr().to_string();
     let l = d.wait_seen(&[&target(&agents[0]), "result=reply"], 5 * S);
     assert_eq!(field(&l, "percent"), Some("50"), "{l}");
     let l = d.wait_seen(&[&target(&agents[1]), "result=reply"], 5 * S);
@@ -439,12 +462,74 @@ fn agents_say_weights_and_states_on_their_own_grid() {
     let n = d.count(&[&target(&agents[0]), "result=reply"]);
     assert!(n >= 4, "{n} agent replies in about a second");
     assert!(agents[0].accepted() as usize >= n);
-    // Every real is UP: agents decide no check.
-    for a in &agents {
-        d.wait_seen(&["event=up", &format!("real={} ", a.addr())], 2 * S);
+
+    // 50%: UP at half its weight, from the agent.
+    d.wait_seen(&["event=up", &format!("real={} ", name(&agents[0]))], 2 * S);
+    d.wait_seen(
+        &[
+            "ipvs op=edit-dest",
+            &format!("real={} ", name(&agents[0])),
+            "weight=5",
+        ],
+        2 * S,
+    );
+    let e = status_entry(&d, &name(&agents[0]));
+    assert!(e.contains("\"weight\":5,"), "{e}");
+    assert!(e.contains("\"weight_from\":\"agent 50%\""), "{e}");
+    // drain: UP, weight 0 from the agent; not an operator's drain (state UP, no event).
+    d.wait_seen(&["event=up", &format!("real={} ", name(&agents[1]))], 2 * S);
+    let e = status_entry(&d, &name(&agents[1]));
+    assert!(e.contains("\"state\":\"up\""), "{e}");
+    assert!(e.contains("\"weight\":0,"), "{e}");
+    assert!(e.contains("\"weight_from\":\"agent drain\""), "{e}");
+    assert!(
+        edit_weights(&d, &name(&agents[1])).iter().all(|&w| w == 0),
+        "{:#?}",
+        d.seen()
+    );
+    assert_eq!(d.count(&["event=drained"]), 0);
+    // down,disk full: DOWN for the agent, whatever the passing checks say.
+    let down = d.wait_seen(
+        &["event=down", &format!("real={} ", name(&agents[2]))],
+        2 * S,
+    );
+    assert_eq!(field(&down, "reason"), Some("agent-down"), "{down}");
+    assert_eq!(field(&down, "detail"), Some("disk full"), "{down}");
+    // Garbage, a closed agent and an unreachable one: UP at the configured weight, and
+    // nothing else.
+    for real in [name(&agents[3]), name(&agents[4]), refused.to_string()] {
+        d.wait_seen(&["event=up", &format!("real={real} ")], 2 * S);
+        assert_eq!(edit_weights(&d, &real), [10], "{real}");
+        let e = status_entry(&d, &real);
+        assert!(e.contains("\"weight\":10,"), "{e}");
+        assert!(e.contains("\"weight_from\":\"config\""), "{e}");
     }
-    d.wait_seen(&["event=up", &format!("real={refused} ")], 2 * S);
-    assert_eq!(d.count(&["event=down"]), 0);
+    d.collect_for(S);
+    assert_eq!(d.count(&["event=down"]), 1, "{:#?}", d.seen());
+    assert_eq!(
+        d.count(&["event=up", &format!("real={} ", name(&agents[2]))]),
+        0
+    );
+    let e = status_entry(&d, &name(&agents[2]));
+    assert!(e.contains("\"state\":\"down\""), "{e}");
+
+    // `up` after `down`: UP again at once (its checks pass), at the configured weight.
+    agents[2].set_script(Script::banner("up"));
+    d.wait_for(&["event=up", &format!("real={} ", name(&agents[2]))], 3 * S);
+    let e = status_entry(&d, &name(&agents[2]));
+    assert!(e.contains("\"state\":\"up\""), "{e}");
+    assert!(e.contains("\"weight\":10,"), "{e}");
+    // `up` after `drain` and a new percentage: weight 10 × 75 %, rounded.
+    agents[1].set_script(Script::banner("up 75%"));
+    d.wait_for(
+        &[
+            "ipvs op=edit-dest",
+            &format!("real={} ", name(&agents[1])),
+            "weight=8",
+        ],
+        3 * S,
+    );
+    assert_eq!(d.count(&["event=down"]), 1);
     assert_eq!(d.stop().0, Some(0));
 }
 
