@@ -273,6 +273,57 @@ fn exec_exit_codes_and_environment() {
     assert_eq!(d.stop().0, Some(0));
 }
 
+/// `exec --dynamic` through the weight chain (dry-run `ipvs` lines; weight 10): an exit
+/// code of 2+N sets weight N while the real stays UP, 0 gives the configured weight back,
+/// 1 fails the check (DOWN, weight 0), and the weight a program gives as the real comes
+/// back is its first weight (never the configured one first).
+#[test]
+fn exec_dynamic_sets_the_weight() {
+    let dir = TempDir::new("exec-dynamic");
+    let code = dir.file("code", "7\n");
+    let conf = format!(
+        "interval 200ms\nfall 1\nrise 1\nvirtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:1 weight 10 {{\n    \
+         check exec --dynamic /bin/sh -c \"exit $(cat {})\"\n  }}\n}}\n",
+        code.display()
+    );
+    let real = "real=127.0.0.1:1 ";
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=up", real], 5 * S);
+    let l = d.wait_for(&["msg=\"weight\"", real, "weight=5"], 5 * S);
+    assert_eq!(field(&l, "from"), Some("exec"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=5"], 3 * S);
+    let e = status_entry(&d, "127.0.0.1:1");
+    assert!(e.contains("\"weight\":5,"), "{e}");
+    assert!(e.contains("\"weight_from\":\"exec\""), "{e}");
+    // Exit 2: weight 0, and still UP.
+    std::fs::write(&code, "2\n").unwrap();
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=0"], 3 * S);
+    // Exit 0: the configured weight.
+    std::fs::write(&code, "0\n").unwrap();
+    let l = d.wait_for(&["msg=\"weight\"", real, "weight=10"], 3 * S);
+    assert_eq!(field(&l, "from"), Some("config"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=10"], 3 * S);
+    assert_eq!(d.count(&["event=down"]), 0, "{:#?}", d.seen());
+    // Exit 1: a failed check.
+    std::fs::write(&code, "1\n").unwrap();
+    let l = d.wait_for(&["event=down", real], 3 * S);
+    assert_eq!(field(&l, "reason"), Some("exec-failed"), "{l}");
+    assert_eq!(field(&l, "detail"), Some("exit 1"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=0"], 3 * S);
+    // Exit 4 as it comes back: UP at weight 2 straight away.
+    std::fs::write(&code, "4\n").unwrap();
+    let since = d.seen().len();
+    d.wait_for(&["event=up", real], 3 * S);
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=2"], 3 * S);
+    let after: Vec<u32> = d.seen()[since..]
+        .iter()
+        .filter(|l| l.contains("ipvs op=edit-dest") && l.contains(real))
+        .filter_map(|l| field(l, "weight").and_then(|w| w.parse().ok()))
+        .collect();
+    assert_eq!(after, [2], "{:#?}", &d.seen()[since..]);
+    assert_eq!(d.stop().0, Some(0));
+}
+
 /// A program that does not end is killed with its process group at `timeout` (reason
 /// `timeout`), and the next check runs.
 #[test]
