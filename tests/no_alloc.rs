@@ -26,6 +26,7 @@ use lvsmon::event_loop::{Daemon, Options};
 use lvsmon::ipvs::client::Netlink;
 use lvsmon::ipvs::{DryRun, Ipvs};
 use lvsmon::log::{Level, Log, Sink};
+use lvsmon::monitor::health::State;
 use lvsmon::plugins::Reason;
 
 thread_local! {
@@ -229,20 +230,21 @@ fn main() {
             k + 1
         ));
     }
-    // exec programs (passing, failing with a line, --dynamic weights, one that hangs and is
-    // killed), two at most at once so the others queue; agents answering a weight, drain and
-    // down, and one that cannot be reached. Their reals have names only (exec) or a tcp check
-    // on the agent's own listener.
+    // exec programs (passing, failing with a line, --dynamic weights that change each second:
+    // the configured 10, then 1, then 4; one that hangs and is killed), two at most at once so
+    // the others queue; agents answering a weight, drain and down, one that cannot be reached,
+    // and one whose words change while counting (50%, drain, down, up 100%: weights 5, 0, DOWN
+    // and 10). Their reals have names only (exec) or a tcp check on the agent's own listener.
     conf.push_str("exec-max 2\n");
     let execs = [
         r#"check exec /bin/sh -c "exit 0""#,
         r#"check exec /bin/sh -c "echo no; exit 1""#,
-        r#"check exec --dynamic /bin/sh -c "exit 7""#,
+        r#"check exec --dynamic /bin/sh -c "exit $(( $(date +%s) % 3 * 3 ))""#,
         r#"check exec /bin/sleep 5"#,
     ];
     for (k, check) in execs.iter().enumerate() {
         conf.push_str(&format!(
-            "virtual tcp 127.3.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{}\n}}\n",
+            "virtual tcp 127.5.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{} weight 10\n}}\n",
             k + 1,
             k + 1
         ));
@@ -264,8 +266,27 @@ fn main() {
         agents[0].addr().port(),
         refused.port()
     ));
+    let words = Backend::start(Script::banner("50%"));
+    conf.push_str(&format!(
+        "virtual tcp 127.4.0.5:80 {{\n  check tcp\n  agent {} --interval 50ms\n  real {} weight 10\n}}\n",
+        words.addr().port(),
+        words.addr()
+    ));
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
+    let real_at = |virt: &str, addr: String| {
+        plan.reals
+            .iter()
+            .position(|r| {
+                r.addr.to_string() == addr && plan.virtuals[r.virtual_idx].key.to_string() == virt
+            })
+            .expect("real in the plan")
+    };
+    let mut watch = Watch {
+        agent: real_at("tcp:127.4.0.5:80", words.addr().to_string()),
+        exec: real_at("tcp:127.5.0.3:80", "127.0.0.1:3".into()),
+        ..Watch::default()
+    };
 
     // A stand-in for systemd's notification socket, read on another thread (not counted) so
     // its queue never fills: a 40 ms watchdog timeout makes the loop ping every 20 ms.
@@ -461,11 +482,61 @@ fn main() {
                 }
             }
         });
-        run_counted(&mut d, &stop)
+        // The agent's words, changed every 300 ms.
+        scope.spawn(|| {
+            let said = ["50%", "drain", "down,disk full", "up 100%"];
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut k = 0;
+            while !stop.load(Relaxed) && Instant::now() < end {
+                words.set_script(Script::banner(said[k % said.len()]));
+                k += 1;
+                let until = Instant::now() + Duration::from_millis(300);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        run_counted(&mut d, &stop, &mut watch)
     });
     SD_STOP.store(true, Relaxed);
     let sd_seen = sd_reader.join().expect("notify socket reader");
-    report(d, backends, run, sd_seen, (log_dropped0, log_reader));
+    report(
+        d,
+        backends,
+        run,
+        sd_seen,
+        (log_dropped0, log_reader),
+        &watch,
+    );
+}
+
+/// What the weight chain's inputs did while counting, sampled after each turn (without
+/// allocating): the changing agent's real (weight 10) at 5 (`50%`), at 0 while UP
+/// (`drain`), DOWN (`down`) and at 10 again (`up 100%`); the `exec --dynamic` real at 10
+/// (exit 0), 1 (exit 3) and 4 (exit 6).
+#[derive(Default)]
+struct Watch {
+    agent: usize,
+    exec: usize,
+    agent_seen: [bool; 4],
+    exec_seen: [bool; 3],
+}
+
+impl Watch {
+    fn sample(&mut self, d: &Daemon) {
+        let (state, _, _) = d.real_state(self.agent);
+        let w = d.real_weight(self.agent);
+        let up = state == State::Up;
+        let a = &mut self.agent_seen;
+        a[0] |= up && w == Some(5);
+        a[1] |= up && w == Some(0);
+        a[2] |= state == State::Down;
+        a[3] |= a[2] && up && w == Some(10);
+        let w = d.real_weight(self.exec);
+        for (k, want) in [10, 1, 4].into_iter().enumerate() {
+            self.exec_seen[k] |= w == Some(want);
+        }
+    }
 }
 
 /// A pipe for the daemon's log and a thread reading it: 2 s of nothing, then 0.5 s of
@@ -541,7 +612,7 @@ struct Run(
     (u64, u64, u64, u64),
 );
 
-fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
+fn run_counted(d: &mut Daemon, stop: &AtomicBool, watch: &mut Watch) -> Run {
     let before = d.stats().clone();
     let nb = d.notify_counters();
     let sb = d.server_stats();
@@ -556,6 +627,7 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     let mut turns = 0u64;
     while d.stats().checks - before.checks < MIN_CYCLES && t0.elapsed() < limit {
         d.turn(Some(Duration::from_millis(20))).unwrap();
+        watch.sample(d);
         turns += 1;
         if turns == 100 {
             // What a reload sends around its work (a real one ran before counting).
@@ -585,6 +657,7 @@ fn report(
     run: Run,
     sd_seen: SdSeen,
     (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
+    watch: &Watch,
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
@@ -643,6 +716,13 @@ fn report(
     );
     if e1 == e0 || r1 == r0 || s1 == s0 {
         missing.push("exec and agent traffic");
+    }
+    println!(
+        "  while counting: agent at 50% / drain / down / up 100%: {:?}; exec --dynamic at 10 / 1 / 4: {:?}",
+        watch.agent_seen, watch.exec_seen
+    );
+    if watch.agent_seen.contains(&false) || watch.exec_seen.contains(&false) {
+        missing.push("agent and exec --dynamic weights");
     }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");
