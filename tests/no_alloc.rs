@@ -230,17 +230,30 @@ fn main() {
             k + 1
         ));
     }
-    // exec programs (passing, failing with a line, --dynamic weights that change each second:
-    // the configured 10, then 1, then 4; one that hangs and is killed), two at most at once so
-    // the others queue; agents answering a weight, drain and down, one that cannot be reached,
+    // exec programs (passing, failing with a line, --dynamic with an exit code that a thread
+    // below changes: the configured 10, then 1, then 4; one that hangs and is killed at the
+    // 250 ms timeout; the others have 2 s, as a shell takes longer to start in the VM's
+    // emulated CPU), two at most at once so the others queue; agents answering a weight, drain and down, one that cannot be reached,
     // and one whose words change while counting (50%, drain, down, up 100%: weights 5, 0, DOWN
     // and 10). Their reals have names only (exec) or a tcp check on the agent's own listener.
     conf.push_str("exec-max 2\n");
+    let exec_code = dir.0.join("exec-code");
+    std::fs::write(&exec_code, "0\n").unwrap();
     let execs = [
-        r#"check exec /bin/sh -c "exit 0""#,
-        r#"check exec /bin/sh -c "echo no; exit 1""#,
-        r#"check exec --dynamic /bin/sh -c "exit $(( $(date +%s) % 3 * 3 ))""#,
-        r#"check exec /bin/sleep 5"#,
+        concat!("timeout 2s\n  ", r#"check exec /bin/sh -c "exit 0""#).to_string(),
+        concat!(
+            "timeout 2s\n  ",
+            r#"check exec /bin/sh -c "echo no; exit 1""#
+        )
+        .to_string(),
+        format!(
+            concat!(
+                "timeout 2s\n  ",
+                r#"check exec --dynamic /bin/sh -c "read c < {}; exit $c""#
+            ),
+            exec_code.display()
+        ),
+        r#"check exec /bin/sleep 5"#.to_string(),
     ];
     for (k, check) in execs.iter().enumerate() {
         conf.push_str(&format!(
@@ -477,6 +490,23 @@ fn main() {
                 weigh.set_script(script.clone());
                 k += 1;
                 let until = Instant::now() + Duration::from_millis(*ms);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        // The exec --dynamic program's exit code (0, 3, 6: weights 10, 1, 4), changed every
+        // 700 ms by a rename, so that it never reads a half-written file.
+        scope.spawn(|| {
+            let codes = ["0\n", "3\n", "6\n"];
+            let tmp = exec_code.with_extension("new");
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut k = 1;
+            while !stop.load(Relaxed) && Instant::now() < end {
+                std::fs::write(&tmp, codes[k % codes.len()]).unwrap();
+                std::fs::rename(&tmp, &exec_code).unwrap();
+                k += 1;
+                let until = Instant::now() + Duration::from_millis(700);
                 while !stop.load(Relaxed) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(10));
                 }
