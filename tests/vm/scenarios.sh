@@ -371,7 +371,7 @@ virtual tcp 10.0.0.20:80 {
     real 127.0.0.3:8080 weight 40
 }
 CONF
-printf '#!/bin/sh\necho "$(cat /run/agent.reply)"\n' >/work/agent.sh
+printf '#!/bin/sh\necho "$(cat /run/agent.reply)" 2>/dev/null\n' >/work/agent.sh
 chmod +x /work/agent.sh
 echo 50% >/run/agent.reply
 WSOCK=/run/lvsmon-weights.sock
