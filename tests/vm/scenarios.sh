@@ -436,7 +436,7 @@ fi
 #     The reals are network namespaces behind veth pairs; the check's port (8080) is not the
 #     virtual's, so IPVS itself never takes the director's own connections.
 mark_scenario() {
-    local why= dp k
+    local why= dp k end
     for k in 1 2; do
         ip netns add "dr$k" || { why="ip netns add dr$k"; break; }
         ip link add "dr$k" type veth peer name eth0 netns "dr$k" || { why="veth dr$k"; break; }
@@ -470,6 +470,11 @@ CONF
             --state-dir /var/lib/lvsmon-mark >/work/mark.log 2>&1 & dp=$!
         expect 10 "-t 10.0.9.1:80 10.9.1.2:80 3" "-t 10.0.9.1:80 10.9.2.2:80 0" \
             || why="weights $(weight "-t 10.0.9.1:80" 10.9.1.2:80)/$(weight "-t 10.0.9.1:80" 10.9.2.2:80), expected 3/0"
+        # Its weight is 0 from the start (added at 0): wait for its first check's verdict.
+        end=$(( $(date +%s) + 5 ))
+        while [ -z "$why" ] && [ "$(date +%s)" -lt $end ] && ! grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.2.2:80' /work/mark.log; do
+            sleep 0.2
+        done
         [ -z "$why" ] && ! grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.2.2:80 reason=connect-timeout' /work/mark.log \
             && why="no connect-timeout down for the real without the VIP"
         [ -z "$why" ] && grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.1.2:80' /work/mark.log \
