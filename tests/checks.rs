@@ -273,6 +273,57 @@ fn exec_exit_codes_and_environment() {
     assert_eq!(d.stop().0, Some(0));
 }
 
+/// `exec --dynamic` through the weight chain (dry-run `ipvs` lines; weight 10): an exit
+/// code of 2+N sets weight N while the real stays UP, 0 gives the configured weight back,
+/// 1 fails the check (DOWN, weight 0), and the weight a program gives as the real comes
+/// back is its first weight (never the configured one first).
+#[test]
+fn exec_dynamic_sets_the_weight() {
+    let dir = TempDir::new("exec-dynamic");
+    let code = dir.file("code", "7\n");
+    let conf = format!(
+        "interval 200ms\nfall 1\nrise 1\nvirtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:1 weight 10 {{\n    \
+         check exec --dynamic /bin/sh -c \"exit $(cat {})\"\n  }}\n}}\n",
+        code.display()
+    );
+    let real = "real=127.0.0.1:1 ";
+    let mut d = Lvsmon::start(&conf, &[]);
+    d.wait_for(&["event=up", real], 5 * S);
+    let l = d.wait_for(&["msg=\"weight\"", real, "weight=5"], 5 * S);
+    assert_eq!(field(&l, "from"), Some("exec"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=5"], 3 * S);
+    let e = status_entry(&d, "127.0.0.1:1");
+    assert!(e.contains("\"weight\":5,"), "{e}");
+    assert!(e.contains("\"weight_from\":\"exec\""), "{e}");
+    // Exit 2: weight 0, and still UP.
+    std::fs::write(&code, "2\n").unwrap();
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=0"], 3 * S);
+    // Exit 0: the configured weight.
+    std::fs::write(&code, "0\n").unwrap();
+    let l = d.wait_for(&["msg=\"weight\"", real, "weight=10"], 3 * S);
+    assert_eq!(field(&l, "from"), Some("config"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=10"], 3 * S);
+    assert_eq!(d.count(&["event=down"]), 0, "{:#?}", d.seen());
+    // Exit 1: a failed check.
+    std::fs::write(&code, "1\n").unwrap();
+    let l = d.wait_for(&["event=down", real], 3 * S);
+    assert_eq!(field(&l, "reason"), Some("exec-failed"), "{l}");
+    assert_eq!(field(&l, "detail"), Some("exit 1"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=0"], 3 * S);
+    // Exit 4 as it comes back: UP at weight 2 straight away.
+    std::fs::write(&code, "4\n").unwrap();
+    let since = d.seen().len();
+    d.wait_for(&["event=up", real], 3 * S);
+    d.wait_for(&["ipvs op=edit-dest", real, "weight=2"], 3 * S);
+    let after: Vec<u32> = d.seen()[since..]
+        .iter()
+        .filter(|l| l.contains("ipvs op=edit-dest") && l.contains(real))
+        .filter_map(|l| field(l, "weight").and_then(|w| w.parse().ok()))
+        .collect();
+    assert_eq!(after, [2], "{:#?}", &d.seen()[since..]);
+    assert_eq!(d.stop().0, Some(0));
+}
+
 /// A program that does not end is killed with its process group at `timeout` (reason
 /// `timeout`), and the next check runs.
 #[test]
@@ -389,9 +440,31 @@ fn exec_max_queues_programs() {
 // agent
 // ---------------------------------------------------------------------------------------------
 
-/// Agents on loopback, each read on its own grid: a weight, drain, down with its detail,
-/// garbage (a reply that changes nothing), a greeting-less agent that closes (`None`) and
-/// one that cannot be reached (`None`). None of them is ever a failure of its real server.
+/// The `edit-dest` weights of `real` in the dry-run `ipvs` lines seen so far.
+fn edit_weights(d: &Lvsmon, real: &str) -> Vec<u32> {
+    d.seen()
+        .iter()
+        .filter(|l| l.contains("ipvs op=edit-dest") && l.contains(&format!("real={real} ")))
+        .filter_map(|l| field(l, "weight").and_then(|w| w.parse().ok()))
+        .collect()
+}
+
+/// `status --json`'s entry of `real`.
+fn status_entry(d: &Lvsmon, real: &str) -> String {
+    let (code, json, err) = d.client(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    json.lines()
+        .find(|l| l.contains(&format!("\"real\":\"{real}\"")))
+        .unwrap_or_else(|| panic!("no {real} in {json}"))
+        .to_string()
+}
+
+/// Agents on loopback, each read on its own grid, and what their words do to the weight
+/// chain (lvsmon.conf(5), WEIGHTS; reals of weight 10, dry-run `ipvs` lines): `50%` halves
+/// the weight, `drain` sets it to 0 (the agent's drain, not an operator's), `down,disk full`
+/// takes the real DOWN (`agent-down`, the rest of the line as detail) whatever its checks
+/// say until the agent says `up`; garbage, an agent that closes and one that cannot be
+/// reached change nothing.
 #[test]
 fn agents_say_weights_and_states_on_their_own_grid() {
     let said = [
@@ -408,19 +481,20 @@ fn agents_say_weights_and_states_on_their_own_grid() {
     // agent's own listener: the real's checks and its agent are apart).
     for a in &agents {
         conf += &format!(
-            "  real {a} {{\n    agent {} --interval 200ms --send \"status\\n\"\n  }}\n",
+            "  real {a} weight 10 {{\n    agent {} --interval 200ms --send \"status\\n\"\n  }}\n",
             a.addr().port(),
             a = a.addr()
         );
     }
     conf += &format!(
-        "  real {} {{\n    check tcp --port {}\n    agent {}\n  }}\n}}\n",
+        "  real {} weight 10 {{\n    check tcp --port {}\n    agent {}\n  }}\n}}\n",
         refused,
         agents[0].addr().port(),
         refused.port()
     );
     let mut d = Lvsmon::start(&conf, &[]);
     let target = |a: &Backend| format!("agent target={} ", a.addr());
+    let name = |a: &Backend| a.addr().to_string();
     let l = d.wait_seen(&[&target(&agents[0]), "result=reply"], 5 * S);
     assert_eq!(field(&l, "percent"), Some("50"), "{l}");
     let l = d.wait_seen(&[&target(&agents[1]), "result=reply"], 5 * S);
@@ -441,12 +515,74 @@ fn agents_say_weights_and_states_on_their_own_grid() {
     let n = d.count(&[&target(&agents[0]), "result=reply"]);
     assert!(n >= 4, "{n} agent replies in about a second");
     assert!(agents[0].accepted() as usize >= n);
-    // Every real is UP: agents decide no check.
-    for a in &agents {
-        d.wait_seen(&["event=up", &format!("real={} ", a.addr())], 2 * S);
+
+    // 50%: UP at half its weight, from the agent.
+    d.wait_seen(&["event=up", &format!("real={} ", name(&agents[0]))], 2 * S);
+    d.wait_seen(
+        &[
+            "ipvs op=edit-dest",
+            &format!("real={} ", name(&agents[0])),
+            "weight=5",
+        ],
+        2 * S,
+    );
+    let e = status_entry(&d, &name(&agents[0]));
+    assert!(e.contains("\"weight\":5,"), "{e}");
+    assert!(e.contains("\"weight_from\":\"agent 50%\""), "{e}");
+    // drain: UP, weight 0 from the agent; not an operator's drain (state UP, no event).
+    d.wait_seen(&["event=up", &format!("real={} ", name(&agents[1]))], 2 * S);
+    let e = status_entry(&d, &name(&agents[1]));
+    assert!(e.contains("\"state\":\"up\""), "{e}");
+    assert!(e.contains("\"weight\":0,"), "{e}");
+    assert!(e.contains("\"weight_from\":\"agent drain\""), "{e}");
+    assert!(
+        edit_weights(&d, &name(&agents[1])).iter().all(|&w| w == 0),
+        "{:#?}",
+        d.seen()
+    );
+    assert_eq!(d.count(&["event=drained"]), 0);
+    // down,disk full: DOWN for the agent, whatever the passing checks say.
+    let down = d.wait_seen(
+        &["event=down", &format!("real={} ", name(&agents[2]))],
+        2 * S,
+    );
+    assert_eq!(field(&down, "reason"), Some("agent-down"), "{down}");
+    assert_eq!(field(&down, "detail"), Some("disk full"), "{down}");
+    // Garbage, a closed agent and an unreachable one: UP at the configured weight, and
+    // nothing else.
+    for real in [name(&agents[3]), name(&agents[4]), refused.to_string()] {
+        d.wait_seen(&["event=up", &format!("real={real} ")], 2 * S);
+        assert_eq!(edit_weights(&d, &real), [10], "{real}");
+        let e = status_entry(&d, &real);
+        assert!(e.contains("\"weight\":10,"), "{e}");
+        assert!(e.contains("\"weight_from\":\"config\""), "{e}");
     }
-    d.wait_seen(&["event=up", &format!("real={refused} ")], 2 * S);
-    assert_eq!(d.count(&["event=down"]), 0);
+    d.collect_for(S);
+    assert_eq!(d.count(&["event=down"]), 1, "{:#?}", d.seen());
+    assert_eq!(
+        d.count(&["event=up", &format!("real={} ", name(&agents[2]))]),
+        0
+    );
+    let e = status_entry(&d, &name(&agents[2]));
+    assert!(e.contains("\"state\":\"down\""), "{e}");
+
+    // `up` after `down`: UP again at once (its checks pass), at the configured weight.
+    agents[2].set_script(Script::banner("up"));
+    d.wait_for(&["event=up", &format!("real={} ", name(&agents[2]))], 3 * S);
+    let e = status_entry(&d, &name(&agents[2]));
+    assert!(e.contains("\"state\":\"up\""), "{e}");
+    assert!(e.contains("\"weight\":10,"), "{e}");
+    // `up` after `drain` and a new percentage: weight 10 × 75 %, rounded.
+    agents[1].set_script(Script::banner("up 75%"));
+    d.wait_for(
+        &[
+            "ipvs op=edit-dest",
+            &format!("real={} ", name(&agents[1])),
+            "weight=8",
+        ],
+        3 * S,
+    );
+    assert_eq!(d.count(&["event=down"]), 1);
     assert_eq!(d.stop().0, Some(0));
 }
 

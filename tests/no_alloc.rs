@@ -26,6 +26,7 @@ use lvsmon::event_loop::{Daemon, Options};
 use lvsmon::ipvs::client::Netlink;
 use lvsmon::ipvs::{DryRun, Ipvs};
 use lvsmon::log::{Level, Log, Sink};
+use lvsmon::monitor::health::State;
 use lvsmon::plugins::Reason;
 
 thread_local! {
@@ -203,10 +204,11 @@ fn main() {
     add(backends.len() + 1, full.addr(), "check tcp");
     // The weight chain (lvsmon.conf(5), WEIGHTS): a banner server that cycles fast, slow
     // (SLOW and FAST events) and closed (DOWN, then UP again with a slow-start ramp of 1 s
-    // steps), and set-weight requests below.
+    // steps), and set-weight requests below. Its own timeout and wide levels: in the VM's
+    // emulated CPU a loop turn takes tens of milliseconds, and a fast check as long.
     let weigh = Backend::start(Script::banner("+OK"));
     conf.push_str(&format!(
-        "virtual tcp 127.3.0.1:80 {{\n  check banner --expect +OK\n  slow-above 100ms cancel-below 50ms slow-weight 50%\n  slow-start 2s\n  real {} weight 20\n}}\n",
+        "virtual tcp 127.3.0.1:80 {{\n  check banner --expect +OK\n  timeout 1s\n  slow-above 300ms cancel-below 150ms slow-weight 50%\n  slow-start 2s\n  real {} weight 20\n}}\n",
         weigh.addr()
     ));
     // UDP: an echo server, a DNS responder answering NOERROR, one answering NXDOMAIN, one
@@ -240,20 +242,34 @@ fn main() {
             k + 1
         ));
     }
-    // exec programs (passing, failing with a line, --dynamic weights, one that hangs and is
-    // killed), two at most at once so the others queue; agents answering a weight, drain and
-    // down, and one that cannot be reached. Their reals have names only (exec) or a tcp check
-    // on the agent's own listener.
+    // exec programs (passing, failing with a line, --dynamic with an exit code that a thread
+    // below changes: the configured 10, then 1, then 4; one that hangs and is killed at the
+    // 250 ms timeout; the others have 2 s, as a shell takes longer to start in the VM's
+    // emulated CPU), two at most at once so the others queue; agents answering a weight, drain and down, one that cannot be reached,
+    // and one whose words change while counting (50%, drain, down, up 100%: weights 5, 0, DOWN
+    // and 10). Their reals have names only (exec) or a tcp check on the agent's own listener.
     conf.push_str("exec-max 2\n");
+    let exec_code = dir.0.join("exec-code");
+    std::fs::write(&exec_code, "0\n").unwrap();
     let execs = [
-        r#"check exec /bin/sh -c "exit 0""#,
-        r#"check exec /bin/sh -c "echo no; exit 1""#,
-        r#"check exec --dynamic /bin/sh -c "exit 7""#,
-        r#"check exec /bin/sleep 5"#,
+        concat!("timeout 2s\n  ", r#"check exec /bin/sh -c "exit 0""#).to_string(),
+        concat!(
+            "timeout 2s\n  ",
+            r#"check exec /bin/sh -c "echo no; exit 1""#
+        )
+        .to_string(),
+        format!(
+            concat!(
+                "timeout 2s\n  ",
+                r#"check exec --dynamic /bin/sh -c "read c < {}; exit $c""#
+            ),
+            exec_code.display()
+        ),
+        r#"check exec /bin/sleep 5"#.to_string(),
     ];
     for (k, check) in execs.iter().enumerate() {
         conf.push_str(&format!(
-            "virtual tcp 127.5.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{}\n}}\n",
+            "virtual tcp 127.5.0.{}:80 {{\n  {check}\n  real 127.0.0.1:{} weight 10\n}}\n",
             k + 1,
             k + 1
         ));
@@ -278,8 +294,11 @@ fn main() {
     // TLS, through the helper process (the real binary: this one is not lvsmon): https
     // passing, a self-signed certificate under --verify, --min-days beyond its expiry, and
     // an SSH banner on the port checked.
-    lvsmon::tls::use_exe(std::path::Path::new(env!("CARGO_BIN_EXE_lvsmon")))
-        .expect("the lvsmon binary");
+    // LVSMON_BIN: where the binary is when this test runs elsewhere (the IPVS VM's guest).
+    let exe = std::env::var_os("LVSMON_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_lvsmon").into());
+    lvsmon::tls::use_exe(&exe).expect("the lvsmon binary");
     let tls = tls_backend();
     let plain = &backends[1].1;
     let tls_checks = [
@@ -297,8 +316,27 @@ fn main() {
             k + 1
         ));
     }
+    let words = Backend::start(Script::banner("50%"));
+    conf.push_str(&format!(
+        "virtual tcp 127.4.0.5:80 {{\n  check tcp\n  agent {} --interval 50ms\n  real {} weight 10\n}}\n",
+        words.addr().port(),
+        words.addr()
+    ));
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
+    let real_at = |virt: &str, addr: String| {
+        plan.reals
+            .iter()
+            .position(|r| {
+                r.addr.to_string() == addr && plan.virtuals[r.virtual_idx].key.to_string() == virt
+            })
+            .expect("real in the plan")
+    };
+    let mut watch = Watch {
+        agent: real_at("tcp:127.4.0.5:80", words.addr().to_string()),
+        exec: real_at("tcp:127.5.0.3:80", "127.0.0.1:3".into()),
+        ..Watch::default()
+    };
 
     // A stand-in for systemd's notification socket, read on another thread (not counted) so
     // its queue never fills: a 40 ms watchdog timeout makes the loop ping every 20 ms.
@@ -473,13 +511,13 @@ fn main() {
         });
         scope.spawn(|| {
             let slow = Script(vec![
-                Action::Sleep(Duration::from_millis(150)),
+                Action::Sleep(Duration::from_millis(400)),
                 Action::send("+OK\r\n"),
                 Action::Drain,
             ]);
             let cycle = [
                 (Script::banner("+OK"), 2200),
-                (slow, 900),
+                (slow, 1500),
                 (Script(vec![Action::Close]), 300),
             ];
             let end = Instant::now() + Duration::from_secs(120);
@@ -494,11 +532,78 @@ fn main() {
                 }
             }
         });
-        run_counted(&mut d, &stop)
+        // The exec --dynamic program's exit code (0, 3, 6: weights 10, 1, 4), changed every
+        // 700 ms by a rename, so that it never reads a half-written file.
+        scope.spawn(|| {
+            let codes = ["0\n", "3\n", "6\n"];
+            let tmp = exec_code.with_extension("new");
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut k = 1;
+            while !stop.load(Relaxed) && Instant::now() < end {
+                std::fs::write(&tmp, codes[k % codes.len()]).unwrap();
+                std::fs::rename(&tmp, &exec_code).unwrap();
+                k += 1;
+                let until = Instant::now() + Duration::from_millis(700);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        // The agent's words, changed every 300 ms.
+        scope.spawn(|| {
+            let said = ["50%", "drain", "down,disk full", "up 100%"];
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut k = 0;
+            while !stop.load(Relaxed) && Instant::now() < end {
+                words.set_script(Script::banner(said[k % said.len()]));
+                k += 1;
+                let until = Instant::now() + Duration::from_millis(300);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        });
+        run_counted(&mut d, &stop, &mut watch)
     });
     SD_STOP.store(true, Relaxed);
     let sd_seen = sd_reader.join().expect("notify socket reader");
-    report(d, backends, run, sd_seen, (log_dropped0, log_reader));
+    report(
+        d,
+        backends,
+        run,
+        sd_seen,
+        (log_dropped0, log_reader),
+        &watch,
+    );
+}
+
+/// What the weight chain's inputs did while counting, sampled after each turn (without
+/// allocating): the changing agent's real (weight 10) at 5 (`50%`), at 0 while UP
+/// (`drain`), DOWN (`down`) and at 10 again (`up 100%`); the `exec --dynamic` real at 10
+/// (exit 0), 1 (exit 3) and 4 (exit 6).
+#[derive(Default)]
+struct Watch {
+    agent: usize,
+    exec: usize,
+    agent_seen: [bool; 4],
+    exec_seen: [bool; 3],
+}
+
+impl Watch {
+    fn sample(&mut self, d: &Daemon) {
+        let (state, _, _) = d.real_state(self.agent);
+        let w = d.real_weight(self.agent);
+        let up = state == State::Up;
+        let a = &mut self.agent_seen;
+        a[0] |= up && w == Some(5);
+        a[1] |= up && w == Some(0);
+        a[2] |= state == State::Down;
+        a[3] |= a[2] && up && w == Some(10);
+        let w = d.real_weight(self.exec);
+        for (k, want) in [10, 1, 4].into_iter().enumerate() {
+            self.exec_seen[k] |= w == Some(want);
+        }
+    }
 }
 
 /// A pipe for the daemon's log and a thread reading it: 2 s of nothing, then 0.5 s of
@@ -574,7 +679,7 @@ struct Run(
     (u64, u64, u64, u64),
 );
 
-fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
+fn run_counted(d: &mut Daemon, stop: &AtomicBool, watch: &mut Watch) -> Run {
     let before = d.stats().clone();
     let nb = d.notify_counters();
     let sb = d.server_stats();
@@ -587,15 +692,21 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
     let limit = Duration::from_secs(90);
     ON.with(|c| c.set(true));
     let mut turns = 0u64;
+    let (mut reloaded, mut stalled, mut helper_killed) = (false, false, false);
     while d.stats().checks - before.checks < MIN_CYCLES && t0.elapsed() < limit {
         d.turn(Some(Duration::from_millis(20))).unwrap();
+        watch.sample(d);
         turns += 1;
-        if turns == 100 {
+        // At the 100th and 200th turn, or after 1 s and 2 s where turns are slow (the VM's
+        // emulated CPU on a busy host), each once.
+        if !reloaded && (turns >= 100 || t0.elapsed() >= Duration::from_secs(1)) {
+            reloaded = true;
             // What a reload sends around its work (a real one ran before counting).
             d.reloading();
             d.ready();
         }
-        if turns == 300 {
+        if !helper_killed && (turns >= 300 || t0.elapsed() >= Duration::from_secs(3)) {
+            helper_killed = true;
             // The TLS helper killed: its checks in flight are local errors, and it is
             // started again, all without an allocation of the loop's.
             let (pid, _) = d.tls_helper();
@@ -603,7 +714,8 @@ fn run_counted(d: &mut Daemon, stop: &AtomicBool) -> Run {
             // SAFETY: kill(2) of the daemon's child, which it has not reaped.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        if turns == 200 {
+        if !stalled && (turns >= 200 || t0.elapsed() >= Duration::from_secs(2)) {
+            stalled = true;
             // The loop stands still (a stall): the slow path that gives the running checks
             // their time back runs once, counted.
             std::thread::sleep(Duration::from_millis(600));
@@ -626,6 +738,7 @@ fn report(
     run: Run,
     sd_seen: SdSeen,
     (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
+    watch: &Watch,
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
@@ -691,6 +804,13 @@ fn report(
     if restarts == 0 || pid <= 0 || starts < 2 {
         missing.push("TLS helper restart");
     }
+    println!(
+        "  while counting: agent at 50% / drain / down / up 100%: {:?}; exec --dynamic at 10 / 1 / 4: {:?}",
+        watch.agent_seen, watch.exec_seen
+    );
+    if watch.agent_seen.contains(&false) || watch.exec_seen.contains(&false) {
+        missing.push("agent and exec --dynamic weights");
+    }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");
     if stalls == 0 {
@@ -736,7 +856,8 @@ fn report(
         sd.sent, sd.errors, sd_seen.ready, sd_seen.reloading, sd_seen.pings
     );
     let elapsed_ms = t0.elapsed().as_millis() as u64;
-    if pings < elapsed_ms / 20 / 4
+    // A quarter of the 20 ms periods, or of the turns where a turn takes longer (the VM).
+    if pings < (elapsed_ms / 20 / 4).min(turns / 4)
         || sd.errors > 0
         // READY=1 at startup, after the reload before counting and once while counting;
         // RELOADING=1 for that reload and once while counting.

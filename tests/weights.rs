@@ -183,3 +183,115 @@ fn set_weight_sets_scales_resets_and_survives_a_restart() {
     assert!(json.contains("\"set_weight\":\"0\""), "{json}");
     d.stop();
 }
+
+/// The weight the chain (lvsmon.conf(5), WEIGHTS) gives `configured` by the steps the log's
+/// `from` names: `agent P%` and `slow` (at `slow_percent`) scale it, rounded and at least 1;
+/// step K of N of the ramp makes it 1 + (w - 1) × K / N.
+fn chain_rule(configured: u32, from: &str, slow_percent: u32) -> u32 {
+    let scale = |w: u32, p: u32| {
+        if w == 0 || p == 0 {
+            0
+        } else {
+            ((w * p + 50) / 100).max(1)
+        }
+    };
+    let mut w = configured;
+    for part in from.split(',') {
+        if let Some(p) = part
+            .strip_prefix("agent ")
+            .and_then(|p| p.strip_suffix('%'))
+        {
+            w = scale(w, p.parse().unwrap());
+        } else if part == "slow" {
+            w = scale(w, slow_percent);
+        } else if let Some(kn) = part.strip_prefix("ramp ") {
+            let (k, n) = kn.split_once('/').unwrap();
+            let (k, n): (u32, u32) = (k.parse().unwrap(), n.parse().unwrap());
+            if w > 1 {
+                w = 1 + (w - 1) * k / n;
+            }
+        } else {
+            assert_eq!(part, "config", "unexpected step in from={from:?}");
+        }
+    }
+    w
+}
+
+/// The whole chain at once, through the binary: one real of weight 20 with a 4 s slow start,
+/// its agent on loopback answering `50%`, and slow-above 300 ms: it climbs to 10 (the agent's
+/// half) in ramp steps, drops to 5 while SLOW, goes back to 10 when fast, and to 20 when the
+/// agent says `100%`. Every `weight` line's weight is the chain's rule applied to the
+/// configured weight by the steps it names, and each is one `edit-dest` of that weight.
+#[test]
+fn agent_slow_start_and_slow_together() {
+    let b = Backend::start(banner(Duration::ZERO));
+    let agent = Backend::start(Script::banner("50%"));
+    let real = b.addr().to_string();
+    let mut d = Lvsmon::start(
+        &format!(
+            "interval 200ms\nrise 1\nvirtual tcp 127.1.20.1:80 {{\n  check banner --expect +OK\n  \
+             slow-start 4s\n  slow-above 300ms cancel-below 100ms slow-weight 50%\n  \
+             real {real} weight 20 {{\n    agent {} --interval 200ms\n  }}\n}}\n",
+            agent.addr().port()
+        ),
+        &[],
+    );
+    d.wait_for(&["event=up", &real], 5 * S);
+    // The ramp ends at the agent's half of 20.
+    let l = d.wait_for(&["msg=\"weight\"", &real, "weight=10 "], 8 * S);
+    assert_eq!(field(&l, "from"), Some("agent 50%"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", &real, "weight=10 "], 3 * S);
+    let ramp = edit_weights(&d, &real);
+    assert!(
+        ramp.len() >= 3
+            && ramp.first() == Some(&1)
+            && ramp.last() == Some(&10)
+            && ramp.windows(2).all(|w| w[0] < w[1]),
+        "{ramp:?}"
+    );
+    // SLOW: 20 × 50 % × 50 %.
+    b.set_script(banner(Duration::from_millis(400)));
+    d.wait_for(&["event=slow", &real], 5 * S);
+    let l = d.wait_for(&["msg=\"weight\"", &real, "weight=5 "], 3 * S);
+    assert_eq!(field(&l, "from"), Some("agent 50%,slow"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", &real, "weight=5 "], 3 * S);
+    // Fast again: the agent's half.
+    b.set_script(banner(Duration::ZERO));
+    d.wait_for(&["event=fast", &real], 5 * S);
+    d.wait_for(&["ipvs op=edit-dest", &real, "weight=10 "], 3 * S);
+    // The agent asks for all of it: 20, from the configured weight, not from 10.
+    agent.set_script(Script::banner("100%"));
+    let l = d.wait_for(&["msg=\"weight\"", &real, "weight=20 "], 3 * S);
+    assert_eq!(field(&l, "from"), Some("agent 100%"), "{l}");
+    d.wait_for(&["ipvs op=edit-dest", &real, "weight=20 "], 3 * S);
+
+    // The run, for the reader (`cargo test -- --nocapture`).
+    let lines: Vec<&String> = d
+        .seen()
+        .iter()
+        .filter(|l| {
+            l.contains(&real)
+                && (l.contains("event=")
+                    || l.contains("msg=\"weight\"")
+                    || l.contains("op=edit-dest"))
+        })
+        .collect();
+    for l in &lines {
+        eprintln!("{l}");
+    }
+    // Each weight line follows the rule, and its edit-dest is the same weight.
+    let said: Vec<u32> = lines
+        .iter()
+        .filter(|l| l.contains("msg=\"weight\""))
+        .map(|l| {
+            let w: u32 = field(l, "weight").unwrap().parse().unwrap();
+            let from = field(l, "from").unwrap();
+            assert_eq!(w, chain_rule(20, from, 50), "{l}");
+            w
+        })
+        .collect();
+    assert_eq!(said, edit_weights(&d, &real));
+    assert!(said.ends_with(&[10, 5, 10, 20]), "{said:?}");
+    assert_eq!(d.count(&["event=down"]), 0);
+    d.stop();
+}

@@ -681,6 +681,12 @@ impl Daemon {
         (r.health.state, r.health.fails, r.checks)
     }
 
+    /// The weight real `i` has in the IPVS table as the loop knows it (`None`: not in it),
+    /// for tests.
+    pub fn real_weight(&self, i: usize) -> Option<u32> {
+        self.core.table.reals()[i].table()
+    }
+
     /// One turn: wait for readiness or the next deadline (at most `max_wait`), then handle
     /// everything that is due.
     ///

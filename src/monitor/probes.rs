@@ -1162,12 +1162,13 @@ impl Probes {
             return false;
         };
         let (v, w) = e.judge(exit, &first[..n]);
-        let dynamic = e.dynamic && v == Verdict::Pass;
-        self.finish(id, v, reg, now, host);
-        if dynamic {
+        // The weight first: a real that this pass brings UP starts at the program's weight,
+        // not at the configured one for a second.
+        if e.dynamic && v == Verdict::Pass {
             let (a, b) = self.reals_of(i);
             host.exec_weight(&self.probe_reals[a as usize..b as usize], w, now);
         }
+        self.finish(id, v, reg, now, host);
         self.exec_start_queued(reg, now, host);
         true
     }

@@ -287,7 +287,7 @@ ipvsadm -C
 
 # 9. The allocation-counting test with the real netlink client (resyncs included).
 if [ -x /work/no_alloc ]; then
-    if /work/no_alloc >/work/no_alloc.log 2>&1 && grep -q "IPVS side: netlink" /work/no_alloc.log; then
+    if LVSMON_BIN=/work/lvsmon /work/no_alloc >/work/no_alloc.log 2>&1 && grep -q "IPVS side: netlink" /work/no_alloc.log; then
         ok "no-alloc-with-netlink: $(grep -E 'check results|ipvs ops|resyncs|allocations after' /work/no_alloc.log | tr -s ' ' | paste -sd ';')"
     else
         bad no-alloc-with-netlink "$(tail -n 25 /work/no_alloc.log)"
@@ -351,9 +351,11 @@ else
 fi
 
 # 11. Weights (lvsmon.conf(5), WEIGHTS). A real that comes back climbs its slow-start ramp in
-#     the kernel's table (4 s over weight 40: 1 10 20 30 40, a step a second), and one at 50 %
-#     gets half its weight. This branch has no agent probe, so the 50 % comes from
-#     `lvsmon set-weight REAL 50%`, the last step of the same chain; reset gives the weight back.
+#     the kernel's table (4 s over weight 40: 1 10 20 30 40, a step a second). Another's agent
+#     (a busybox nc loop answering each connection with the line in /run/agent.reply) says
+#     nothing while it is not listening (weight 10 stands), then 50 %: weight 5 in ipvsadm -Ln.
+#     `lvsmon set-weight` on top of it sets 3 and reset gives the agent's 5 back; the agent at
+#     100 % gives the configured 10.
 ipvsadm -C
 cat >/work/weights.conf <<CONF
 interval 200ms
@@ -363,16 +365,21 @@ forward masq
 virtual tcp 10.0.0.20:80 {
     scheduler wlc
     slow-start 4s
-    real 127.0.0.2:8080 weight 9
+    real 127.0.0.2:8080 weight 10 {
+        agent 8099 --interval 200ms
+    }
     real 127.0.0.3:8080 weight 40
 }
 CONF
+printf '#!/bin/sh\necho "$(cat /run/agent.reply)" 2>/dev/null\n' >/work/agent.sh
+chmod +x /work/agent.sh
+echo 50% >/run/agent.reply
 WSOCK=/run/lvsmon-weights.sock
 stop_http 3
 : >"$LOG"
 "$LVSMON" -f /work/weights.conf -v --socket "$WSOCK" --state-dir /work/weights-state >>"$LOG" 2>&1 & wp=$!
 why=
-expect 15 "-t 10.0.0.20:80 127.0.0.2:8080 9" "-t 10.0.0.20:80 127.0.0.3:8080 0" || why="table not as configured"
+expect 15 "-t 10.0.0.20:80 127.0.0.2:8080 10" "-t 10.0.0.20:80 127.0.0.3:8080 0" || why="table not as configured"
 if [ -z "$why" ]; then
     start_http 127.0.0.3:8080 3
     seen=
@@ -392,14 +399,23 @@ if [ -z "$why" ]; then
     fi
 fi
 if [ -z "$why" ]; then
-    reply=$("$LVSMON" set-weight 127.0.0.2:8080 50% --socket "$WSOCK" 2>&1) || why="set-weight: $reply"
-    [ -z "$why" ] && { expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 5" || why="50% not applied: $reply"; }
+    # Unreachable so far: no change. Then it listens and says 50%.
+    [ "$(weight "-t 10.0.0.20:80" 127.0.0.2:8080)" = 10 ] || why="an unreachable agent changed the weight"
+    busybox nc -ll -p 8099 -e /work/agent.sh & ap=$!
+    [ -z "$why" ] && { expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 5" || why="agent's 50% not applied: $(grep 'agent target' "$LOG" | tail -n 1)"; }
     half=$(weight "-t 10.0.0.20:80" 127.0.0.2:8080)
+    [ -z "$why" ] && ! grep -q 'msg="weight".*real=127.0.0.2:8080 weight=5 from="agent 50%"' "$LOG" && why="no weight line from the agent"
+    reply=
+    [ -z "$why" ] && { reply=$("$LVSMON" set-weight 127.0.0.2:8080 3 --socket "$WSOCK" 2>&1) || why="set-weight: $reply"; }
+    [ -z "$why" ] && { expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 3" || why="set-weight 3 not applied: $reply"; }
     [ -z "$why" ] && { "$LVSMON" set-weight 127.0.0.2:8080 reset --socket "$WSOCK" >/dev/null 2>&1 \
-        && expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 9" || why="reset not applied"; }
+        && expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 5" || why="reset did not give the agent's 5 back"; }
+    echo 100% >/run/agent.reply
+    [ -z "$why" ] && { expect 5 "-t 10.0.0.20:80 127.0.0.2:8080 10" || why="agent's 100% not applied"; }
+    kill $ap 2>/dev/null; wait $ap 2>/dev/null
 fi
 if [ -z "$why" ]; then
-    ok "weights (slow start in ipvsadm -Ln: $seen; 50%: 9 -> $half -> 9)"
+    ok "weights (slow start in ipvsadm -Ln: $seen; agent 50%: 10 -> $half; set-weight 3, reset -> 5; agent 100% -> 10)"
 else
     bad weights "$why"
 fi
@@ -420,7 +436,7 @@ fi
 #     The reals are network namespaces behind veth pairs; the check's port (8080) is not the
 #     virtual's, so IPVS itself never takes the director's own connections.
 mark_scenario() {
-    local why= dp k
+    local why= dp k end
     for k in 1 2; do
         ip netns add "dr$k" || { why="ip netns add dr$k"; break; }
         ip link add "dr$k" type veth peer name eth0 netns "dr$k" || { why="veth dr$k"; break; }
@@ -454,6 +470,11 @@ CONF
             --state-dir /var/lib/lvsmon-mark >/work/mark.log 2>&1 & dp=$!
         expect 10 "-t 10.0.9.1:80 10.9.1.2:80 3" "-t 10.0.9.1:80 10.9.2.2:80 0" \
             || why="weights $(weight "-t 10.0.9.1:80" 10.9.1.2:80)/$(weight "-t 10.0.9.1:80" 10.9.2.2:80), expected 3/0"
+        # Its weight is 0 from the start (added at 0): wait for its first check's verdict.
+        end=$(( $(date +%s) + 5 ))
+        while [ -z "$why" ] && [ "$(date +%s)" -lt $end ] && ! grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.2.2:80' /work/mark.log; do
+            sleep 0.2
+        done
         [ -z "$why" ] && ! grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.2.2:80 reason=connect-timeout' /work/mark.log \
             && why="no connect-timeout down for the real without the VIP"
         [ -z "$why" ] && grep -q 'event=down virtual=tcp:10.0.9.1:80 real=10.9.1.2:80' /work/mark.log \
