@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::lvsmon::{bin, field, Lvsmon, TempDir};
+use common::lvsmon::{bin, check_config, field, Lvsmon, TempDir};
 use common::{Backend, Netns, Script};
 
 const S: Duration = Duration::from_secs(1);
@@ -392,12 +392,7 @@ fn exec_of_a_missing_program() {
         "bad.conf",
         &exec_conf("", &["--dynamic /nonexistent/lvsmon-probe arg"]),
     );
-    let out = std::process::Command::new(bin())
-        .arg("--check-config")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let out = check_config(&conf);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

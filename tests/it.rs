@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::backend::REQUEST_END;
 use common::farm::{Farm, Serve, Step};
-use common::lvsmon::{bin, field, Lvsmon, TempDir};
+use common::lvsmon::{bin, check_config, field, stdout_of_success, Lvsmon, TempDir};
 use common::observe::{
     metric, open_files_limit, parse_status_json, scrape, set_open_files_limit, CpuMeter,
 };
@@ -634,12 +634,7 @@ fn open_files_refused_when_the_hard_limit_is_too_low() {
     );
     assert!(took >= Duration::from_millis(500), "exited after {took:?}");
 
-    let out = Command::new(bin())
-        .arg("--check-config")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let out = check_config(&conf);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines().any(|l| l.starts_with("open files: ")
@@ -1008,12 +1003,7 @@ fn check_config_rejects_every_bad_file() {
             .unwrap()
             .trim();
         let (place, message) = want.split_once(": ").unwrap();
-        let out = Command::new(bin())
-            .arg("--check-config")
-            .arg("-f")
-            .arg(&p)
-            .output()
-            .unwrap();
+        let out = check_config(&p);
         assert_eq!(out.status.code(), Some(1), "{}", p.display());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -1406,12 +1396,7 @@ fn metrics_scrape_parses_and_agrees() {
         .env("url", format!("http://{maddr}/metrics"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of_success(&out);
     assert!(
         text.contains("tcp_127_1_0_1_80.value 1") && text.contains("total.value 2"),
         "{text}"

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Script};
-use common::lvsmon::{bin, Lvsmon, TempDir};
+use common::lvsmon::{check_config, stdout_of_success, Lvsmon, TempDir};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -98,18 +98,7 @@ fn check_config_accepts_a_director_of_a_pair() {
          persistent 60\n  persistence-netmask 24\n  u-threshold 100\n  l-threshold 50\n  \
          real 10.0.0.1 {\n    forward tunnel gue 6080 csum\n  }\n}\n",
     );
-    let out = std::process::Command::new(bin())
-        .arg("--check-config")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of_success(&check_config(&conf));
     assert!(
         text.contains(": OK: 1 virtual services, 1 real servers"),
         "{text}"

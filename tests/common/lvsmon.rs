@@ -41,6 +41,29 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lvsmon")
 }
 
+/// Runs `lvsmon --check-config -f CONF` to the end and returns what it did.
+pub fn check_config(conf: &std::path::Path) -> std::process::Output {
+    Command::new(bin())
+        .arg("--check-config")
+        .arg("-f")
+        .arg(conf)
+        .output()
+        .expect("run lvsmon --check-config")
+}
+
+/// Panics, with both its outputs, unless `out` is a successful exit; returns its stdout.
+#[track_caller]
+pub fn stdout_of_success(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}: {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// A running lvsmon.
 pub struct Lvsmon {
     child: Child,
