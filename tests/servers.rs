@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::lvsmon::{field, Lvsmon, TempDir};
 use common::servers::{
-    chown_private, dns_query, dns_rcode, first_bytes, free_port, postgres_bin_dir, print_version,
-    random_u64, require, require_root, user_ids, Server, INSTALL_HINT,
+    chown_private, dns_query, dns_rcode, dovecot, first_bytes, free_port, postgres_bin_dir,
+    print_version, random_u64, require, require_root, user_ids, vsftpd, Server, INSTALL_HINT,
 };
 
 const S: Duration = Duration::from_secs(1);
@@ -364,100 +364,6 @@ fn udp_sink(port: u16) -> Server {
         .arg("OPEN:/dev/null");
     let mut s = Server::spawn("socat-sink", cmd, dir, libc::SIGTERM);
     s.wait_log("starting data transfer loop", READY);
-    s
-}
-
-/// vsftpd on 127.0.0.1:PORT (anonymous read-only access to an empty directory), plus `extra`
-/// config lines.
-fn vsftpd(port: u16, extra: &str) -> Server {
-    let bin = require("/usr/sbin/vsftpd", "vsftpd");
-    require_root("vsftpd");
-    // vsftpd -v writes its version to standard input.
-    print_version("vsftpd", "/usr/sbin/vsftpd -v 0>&1");
-    let dir = TempDir::new("vsftpd");
-    let empty = dir.0.join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    let conf = dir.file(
-        "vsftpd.conf",
-        &format!(
-            "listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port={port}
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root={empty}
-local_enable=NO
-write_enable=NO
-secure_chroot_dir={empty}
-xferlog_enable=NO
-vsftpd_log_file={log}
-seccomp_sandbox=NO
-{extra}",
-            empty = empty.display(),
-            log = dir.0.join("vsftpd-xfer.log").display()
-        ),
-    );
-    let mut cmd = Command::new(bin);
-    cmd.arg(&conf);
-    let mut s = Server::spawn("vsftpd", cmd, dir, libc::SIGTERM);
-    s.wait_banner(v4(port), "220 ", READY);
-    s
-}
-
-/// Dovecot with POP3 on 127.0.0.1:POP3 and IMAP on 127.0.0.1:IMAP, no TLS, nobody can log in.
-fn dovecot(pop3: u16, imap: u16) -> Server {
-    let bin = require("/usr/sbin/dovecot", "dovecot-core");
-    require("/usr/lib/dovecot/pop3", "dovecot-pop3d");
-    require("/usr/lib/dovecot/imap", "dovecot-imapd");
-    require_root("dovecot");
-    print_version("dovecot", "/usr/sbin/dovecot --version");
-    let dir = TempDir::new("dovecot");
-    let d = dir.0.display();
-    dir.file("no-users", "");
-    let conf = dir.file(
-        "dovecot.conf",
-        &format!(
-            "base_dir = {d}/run
-state_dir = {d}/state
-log_path = /dev/stderr
-protocols = pop3 imap
-listen = 127.0.0.1
-ssl = no
-auth_mechanisms = plain
-passdb {{
-  driver = passwd-file
-  args = {d}/no-users
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/home
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {pop3}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"
-        ),
-    );
-    let mut cmd = Command::new(bin);
-    cmd.arg("-F").arg("-c").arg(&conf);
-    let mut s = Server::spawn("dovecot", cmd, dir, libc::SIGTERM);
-    s.wait_banner(v4(pop3), "+OK", READY);
-    s.wait_banner(v4(imap), "* OK", READY);
     s
 }
 
@@ -975,7 +881,7 @@ fn vsftpd_ftp_preset() {
 #[test]
 fn dovecot_pop3_imap_scripts() {
     let (pop3, imap) = (free_port(), free_port());
-    let _dovecot = dovecot(pop3, imap);
+    let _dovecot = dovecot(pop3, imap, None);
     let mut c = Conf::new();
     let p = c.add(
         "tcp",
@@ -1009,7 +915,7 @@ fn dovecot_pop3_imap_scripts() {
 #[test]
 fn dovecot_pop3_imap_presets() {
     let (pop3, imap) = (free_port(), free_port());
-    let mut dovecot = dovecot(pop3, imap);
+    let mut dovecot = dovecot(pop3, imap, None);
     let mut c = Conf::new();
     let p = c.add("tcp", "127.2.12.1:110", "check pop3", v4(pop3));
     let i = c.add("tcp", "127.2.12.2:143", "check imap", v4(imap));

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::lvsmon::{field, Lvsmon, TempDir};
-use common::servers::{free_port, print_version, require, Server};
+use common::servers::{dovecot, free_port, print_version, require, vsftpd, DovecotTls, Server};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 const S: Duration = Duration::from_secs(1);
@@ -522,66 +522,16 @@ fn helper_killed_under_load_is_restarted_without_marking_reals_down() {
 /// `connect-refused`.
 #[test]
 fn dovecot_imaps_pop3s_and_starttls() {
-    let bin = require("/usr/sbin/dovecot", "dovecot-core");
-    require("/usr/lib/dovecot/pop3", "dovecot-pop3d");
-    require("/usr/lib/dovecot/imap", "dovecot-imapd");
-    common::servers::require_root("dovecot");
-    print_version("dovecot", "/usr/sbin/dovecot --version");
     let pki = Pki::new();
     let (pop3, imap, pop3s, imaps) = (free_port(), free_port(), free_port(), free_port());
-    let dir = TempDir::new("dovecot-tls");
-    let d = dir.0.display();
-    dir.file("no-users", "");
-    let conf = dir.file(
-        "dovecot.conf",
-        &format!(
-            "base_dir = {d}/run
-state_dir = {d}/state
-log_path = /dev/stderr
-protocols = pop3 imap
-listen = 127.0.0.1
-ssl = yes
-ssl_cert = <{crt}
-ssl_key = <{key}
-auth_mechanisms = plain
-passdb {{
-  driver = passwd-file
-  args = {d}/no-users
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/home
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = {pop3}
-  }}
-  inet_listener pop3s {{
-    port = {pop3s}
-    ssl = yes
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = {imaps}
-    ssl = yes
-  }}
-}}
-",
-            crt = pki.path("a.crt").display(),
-            key = pki.path("a.key").display(),
-        ),
-    );
-    let mut cmd = Command::new(bin);
-    cmd.arg("-F").arg("-c").arg(&conf);
-    let mut dv = Server::spawn("dovecot", cmd, dir, libc::SIGTERM);
-    dv.wait_banner(v4(pop3), "+OK", READY);
-    dv.wait_banner(v4(imap), "* OK", READY);
-    dv.wait_tcp(v4(imaps), READY);
-    dv.wait_tcp(v4(pop3s), READY);
+    let (crt, key) = (pki.path("a.crt"), pki.path("a.key"));
+    let tls = DovecotTls {
+        crt: &crt,
+        key: &key,
+        pop3s,
+        imaps,
+    };
+    let mut dv = dovecot(pop3, imap, Some(tls));
 
     let ca = pki.ca();
     let mut c = Conf::new();
@@ -812,44 +762,16 @@ fn a_hung_helper_is_killed_and_restarted() {
 /// `expect-mismatch` (vsftpd answers `EHLO` with a 530, not a 250).
 #[test]
 fn vsftpd_starttls_ftp() {
-    let bin = require("/usr/sbin/vsftpd", "vsftpd");
-    common::servers::require_root("vsftpd");
-    print_version("vsftpd", "/usr/sbin/vsftpd -v 0>&1");
     let pki = Pki::new();
     let port = free_port();
-    let dir = TempDir::new("vsftpd-tls");
-    let empty = dir.0.join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    let conf = dir.file(
-        "vsftpd.conf",
+    let _ftp = vsftpd(
+        port,
         &format!(
-            "listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port={port}
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root={empty}
-local_enable=NO
-write_enable=NO
-secure_chroot_dir={empty}
-xferlog_enable=NO
-seccomp_sandbox=NO
-ssl_enable=YES
-allow_anon_ssl=YES
-rsa_cert_file={crt}
-rsa_private_key_file={key}
-",
-            empty = empty.display(),
-            crt = pki.path("a.crt").display(),
-            key = pki.path("a.key").display(),
+            "ssl_enable=YES\nallow_anon_ssl=YES\nrsa_cert_file={}\nrsa_private_key_file={}\n",
+            pki.path("a.crt").display(),
+            pki.path("a.key").display()
         ),
     );
-    let mut cmd = Command::new(bin);
-    cmd.arg(&conf);
-    let mut s = Server::spawn("vsftpd", cmd, dir, libc::SIGTERM);
-    s.wait_banner(v4(port), "220 ", READY);
     let mut c = Conf::new();
     let ok = c.add(
         &format!(

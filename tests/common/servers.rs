@@ -340,3 +340,131 @@ pub fn random_u64() -> u64 {
         .expect("read /dev/urandom");
     u64::from_ne_bytes(b)
 }
+
+/// How long a server may take to come up.
+pub const SERVER_READY: Duration = Duration::from_secs(10);
+
+fn loopback4(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// vsftpd on 127.0.0.1:PORT (anonymous read-only access to an empty directory), plus `extra`
+/// config lines (TLS settings, limits); returns once it greets.
+pub fn vsftpd(port: u16, extra: &str) -> Server {
+    let bin = require("/usr/sbin/vsftpd", "vsftpd");
+    require_root("vsftpd");
+    // vsftpd -v writes its version to standard input.
+    print_version("vsftpd", "/usr/sbin/vsftpd -v 0>&1");
+    let dir = TempDir::new("vsftpd");
+    let empty = dir.0.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let conf = dir.file(
+        "vsftpd.conf",
+        &format!(
+            "listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port={port}
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={empty}
+local_enable=NO
+write_enable=NO
+secure_chroot_dir={empty}
+xferlog_enable=NO
+vsftpd_log_file={log}
+seccomp_sandbox=NO
+{extra}",
+            empty = empty.display(),
+            log = dir.0.join("vsftpd-xfer.log").display()
+        ),
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg(&conf);
+    let mut s = Server::spawn("vsftpd", cmd, dir, libc::SIGTERM);
+    s.wait_banner(loopback4(port), "220 ", SERVER_READY);
+    s
+}
+
+/// The TLS side of [`dovecot`]: its certificate chain and key files, and the ports of POP3S
+/// and IMAPS.
+pub struct DovecotTls<'a> {
+    pub crt: &'a Path,
+    pub key: &'a Path,
+    pub pop3s: u16,
+    pub imaps: u16,
+}
+
+/// Dovecot with POP3 on 127.0.0.1:POP3 and IMAP on 127.0.0.1:IMAP (and, with `tls`, POP3S
+/// and IMAPS, and STARTTLS on the plain ports); nobody can log in. Returns once every port
+/// answers.
+pub fn dovecot(pop3: u16, imap: u16, tls: Option<DovecotTls>) -> Server {
+    let bin = require("/usr/sbin/dovecot", "dovecot-core");
+    require("/usr/lib/dovecot/pop3", "dovecot-pop3d");
+    require("/usr/lib/dovecot/imap", "dovecot-imapd");
+    require_root("dovecot");
+    print_version("dovecot", "/usr/sbin/dovecot --version");
+    let dir = TempDir::new("dovecot");
+    let d = dir.0.display();
+    dir.file("no-users", "");
+    let (ssl, pop3s, imaps) = match &tls {
+        Some(t) => (
+            format!(
+                "yes\nssl_cert = <{}\nssl_key = <{}",
+                t.crt.display(),
+                t.key.display()
+            ),
+            format!("{}\n    ssl = yes", t.pop3s),
+            format!("{}\n    ssl = yes", t.imaps),
+        ),
+        None => ("no".to_string(), "0".to_string(), "0".to_string()),
+    };
+    let conf = dir.file(
+        "dovecot.conf",
+        &format!(
+            "base_dir = {d}/run
+state_dir = {d}/state
+log_path = /dev/stderr
+protocols = pop3 imap
+listen = 127.0.0.1
+ssl = {ssl}
+auth_mechanisms = plain
+passdb {{
+  driver = passwd-file
+  args = {d}/no-users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/home
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+  }}
+}}
+"
+        ),
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg("-F").arg("-c").arg(&conf);
+    let mut s = Server::spawn("dovecot", cmd, dir, libc::SIGTERM);
+    s.wait_banner(loopback4(pop3), "+OK", SERVER_READY);
+    s.wait_banner(loopback4(imap), "* OK", SERVER_READY);
+    if let Some(t) = &tls {
+        s.wait_tcp(loopback4(t.imaps), SERVER_READY);
+        s.wait_tcp(loopback4(t.pop3s), SERVER_READY);
+    }
+    s
+}
