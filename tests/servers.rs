@@ -188,26 +188,9 @@ fn hold_connection(addr: SocketAddr, prefix: &str) -> TcpStream {
 /// `/bad` with 503, `/degraded` with a body without `OK`, anything else with 404; the server
 /// named `only.example` answers everything with 200 `only`.
 fn nginx(port: u16) -> Server {
-    let bin = require("/usr/sbin/nginx", "nginx-light");
-    print_version("nginx", "/usr/sbin/nginx -v");
-    let dir = TempDir::new("nginx");
-    let d = dir.0.display();
-    let conf = dir.file(
-        "nginx.conf",
+    common::servers::nginx(
         &format!(
-            "pid {d}/nginx.pid;
-error_log stderr;
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  default_type text/plain;
-  server {{
+            "  server {{
     listen 127.0.0.1:{port} default_server;
     listen [::1]:{port} default_server;
     location = /health {{ return 200 \"OK\\n\"; }}
@@ -221,22 +204,10 @@ http {{
     server_name only.example;
     location / {{ return 200 \"only\\n\"; }}
   }}
-}}
 "
         ),
-    );
-    let mut cmd = Command::new(bin);
-    cmd.arg("-p")
-        .arg(&dir.0)
-        .arg("-e")
-        .arg("stderr")
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"]);
-    let mut s = Server::spawn("nginx", cmd, dir, libc::SIGTERM);
-    s.wait_tcp(v4(port), READY);
-    s.wait_tcp(v6(port), READY);
-    s
+        &[v4(port), v6(port)],
+    )
 }
 
 /// OpenSSH's sshd on 127.0.0.1:PORT with a host key made for the test, plus `extra` config

@@ -128,10 +128,6 @@ impl Pki {
 /// is the default one, with `http2`), and plain HTTP on 127.0.0.1:`plain`. `/health` answers
 /// `OK`, `/bad` 503, and `/` the server's own name.
 fn nginx_tls(pki: &Pki, port: u16, plain: u16) -> Server {
-    let bin = require("/usr/sbin/nginx", "nginx-light");
-    print_version("nginx", "/usr/sbin/nginx -v");
-    let dir = TempDir::new("nginx-tls");
-    let d = dir.0.display();
     let mut servers = String::new();
     for (i, (file, name)) in [
         ("a", "a.example"),
@@ -162,42 +158,14 @@ fn nginx_tls(pki: &Pki, port: u16, plain: u16) -> Server {
             key = pki.path(&format!("{file}.key")).display(),
         ));
     }
-    let conf = dir.file(
-        "nginx.conf",
-        &format!(
-            "pid {d}/nginx.pid;
-error_log stderr;
-worker_processes 1;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  default_type text/plain;
-{servers}  server {{
+    servers.push_str(&format!(
+        "  server {{
     listen 127.0.0.1:{plain};
     location / {{ return 200 \"plain\\n\"; }}
   }}
-}}
 "
-        ),
-    );
-    let mut cmd = Command::new(bin);
-    cmd.arg("-p")
-        .arg(&dir.0)
-        .arg("-e")
-        .arg("stderr")
-        .arg("-c")
-        .arg(&conf)
-        .args(["-g", "daemon off;"]);
-    let mut s = Server::spawn("nginx", cmd, dir, libc::SIGTERM);
-    s.wait_tcp(v4(port), READY);
-    s.wait_tcp(v6(port), READY);
-    s.wait_tcp(v4(plain), READY);
-    s
+    ));
+    common::servers::nginx(&servers, &[v4(port), v6(port), v4(plain)])
 }
 
 /// One virtual service per case.

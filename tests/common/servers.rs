@@ -468,3 +468,44 @@ service imap-login {{
     }
     s
 }
+
+/// nginx in the foreground with the `server` blocks `servers` (text for nginx's `http`
+/// block, each line indented by two spaces); returns once each of `listening` accepts.
+pub fn nginx(servers: &str, listening: &[SocketAddr]) -> Server {
+    let bin = require("/usr/sbin/nginx", "nginx-light");
+    print_version("nginx", "/usr/sbin/nginx -v");
+    let dir = TempDir::new("nginx");
+    let d = dir.0.display();
+    let conf = dir.file(
+        "nginx.conf",
+        &format!(
+            "pid {d}/nginx.pid;
+error_log stderr;
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  default_type text/plain;
+{servers}}}
+"
+        ),
+    );
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p")
+        .arg(&dir.0)
+        .arg("-e")
+        .arg("stderr")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"]);
+    let mut s = Server::spawn("nginx", cmd, dir, libc::SIGTERM);
+    for &addr in listening {
+        s.wait_tcp(addr, SERVER_READY);
+    }
+    s
+}
