@@ -20,24 +20,11 @@ use std::time::{Duration, Instant};
 use common::lvsmon::{field, Lvsmon, TempDir};
 use common::servers::{
     chown_private, dns_query, dns_rcode, dovecot, first_bytes, free_port, postgres_bin_dir,
-    print_version, random_u64, require, require_root, user_ids, vsftpd, Server, INSTALL_HINT,
+    print_version, random_u64, require, require_root, user_ids, v4, v6, vsftpd, Server, HEAD,
+    INSTALL_HINT, READY,
 };
 
 const S: Duration = Duration::from_secs(1);
-
-/// How long a server may take to come up.
-const READY: Duration = Duration::from_secs(10);
-
-/// Settings shared by every daemon here: a check a second, one result decides.
-const HEAD: &str = "interval 1s\nconnect-timeout 500ms\ntimeout 2s\nfall 1\nrise 1\n";
-
-fn v4(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn v6(port: u16) -> SocketAddr {
-    format!("[::1]:{port}").parse().unwrap()
-}
 
 /// A daemon config under construction: one virtual service per case.
 struct Conf(String);

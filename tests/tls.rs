@@ -15,20 +15,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::lvsmon::{field, Lvsmon, TempDir};
-use common::servers::{dovecot, free_port, print_version, require, vsftpd, DovecotTls, Server};
+use common::servers::{
+    dovecot, free_port, print_version, require, v4, v6, vsftpd, DovecotTls, Server, HEAD, READY,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 const S: Duration = Duration::from_secs(1);
-const READY: Duration = Duration::from_secs(10);
-const HEAD: &str = "interval 1s\nconnect-timeout 500ms\ntimeout 2s\nfall 1\nrise 1\n";
-
-fn v4(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn v6(port: u16) -> SocketAddr {
-    format!("[::1]:{port}").parse().unwrap()
-}
 
 /// The test CA's files: `ca.pem` (the root), and for each leaf NAME `NAME.crt` (the leaf,
 /// then the intermediate when it has one) and `NAME.key`.

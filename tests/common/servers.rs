@@ -342,10 +342,19 @@ pub fn random_u64() -> u64 {
 }
 
 /// How long a server may take to come up.
-pub const SERVER_READY: Duration = Duration::from_secs(10);
+pub const READY: Duration = Duration::from_secs(10);
 
-fn loopback4(port: u16) -> SocketAddr {
+/// The settings of every daemon the server tests start: a check a second, one result decides.
+pub const HEAD: &str = "interval 1s\nconnect-timeout 500ms\ntimeout 2s\nfall 1\nrise 1\n";
+
+/// 127.0.0.1:PORT.
+pub fn v4(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// [::1]:PORT.
+pub fn v6(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::LOCALHOST, port))
 }
 
 /// vsftpd on 127.0.0.1:PORT (anonymous read-only access to an empty directory), plus `extra`
@@ -383,7 +392,7 @@ seccomp_sandbox=NO
     let mut cmd = Command::new(bin);
     cmd.arg(&conf);
     let mut s = Server::spawn("vsftpd", cmd, dir, libc::SIGTERM);
-    s.wait_banner(loopback4(port), "220 ", SERVER_READY);
+    s.wait_banner(v4(port), "220 ", READY);
     s
 }
 
@@ -460,11 +469,11 @@ service imap-login {{
     let mut cmd = Command::new(bin);
     cmd.arg("-F").arg("-c").arg(&conf);
     let mut s = Server::spawn("dovecot", cmd, dir, libc::SIGTERM);
-    s.wait_banner(loopback4(pop3), "+OK", SERVER_READY);
-    s.wait_banner(loopback4(imap), "* OK", SERVER_READY);
+    s.wait_banner(v4(pop3), "+OK", READY);
+    s.wait_banner(v4(imap), "* OK", READY);
     if let Some(t) = &tls {
-        s.wait_tcp(loopback4(t.imaps), SERVER_READY);
-        s.wait_tcp(loopback4(t.pop3s), SERVER_READY);
+        s.wait_tcp(v4(t.imaps), READY);
+        s.wait_tcp(v4(t.pop3s), READY);
     }
     s
 }
@@ -505,7 +514,7 @@ http {{
         .args(["-g", "daemon off;"]);
     let mut s = Server::spawn("nginx", cmd, dir, libc::SIGTERM);
     for &addr in listening {
-        s.wait_tcp(addr, SERVER_READY);
+        s.wait_tcp(addr, READY);
     }
     s
 }
