@@ -638,6 +638,21 @@ fn helper_runs_unprivileged_in_the_chroot() {
     finish(d);
 }
 
+/// A daemon with one `https` check of [`nginx_tls`] on `port`, once its TLS helper has
+/// started (the first start) and the check's real is up; with its config and the helper's pid.
+fn https_with_helper(port: u16) -> (Conf, Lvsmon, i32) {
+    let mut c = Conf::new();
+    let a = c.add(
+        "check https --url https://a.example/health --match OK",
+        v4(port),
+    );
+    let mut d = Lvsmon::start(&c.0, &[]);
+    let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
+    let pid = field(&started, "pid").unwrap().parse().unwrap();
+    up(&mut d, &a);
+    (c, d, pid)
+}
+
 /// A reload that keeps every TLS check as it was keeps the running helper (its pid, no new
 /// start) and the checks go on; one that adds a TLS check starts a new helper with the new
 /// configuration, whose new check then runs.
@@ -646,15 +661,8 @@ fn reload_keeps_or_replaces_the_helper() {
     let pki = Pki::new();
     let (port, plain) = (free_port(), free_port());
     let _ng = nginx_tls(&pki, port, plain);
-    let mut c = Conf::new();
-    let a = c.add(
-        "check https --url https://a.example/health --match OK",
-        v4(port),
-    );
-    let mut d = Lvsmon::start(&c.0, &[]);
-    let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
-    let pid = field(&started, "pid").unwrap().to_string();
-    up(&mut d, &a);
+    let (mut c, mut d, pid) = https_with_helper(port);
+    let pid = pid.to_string();
     // The same file again: the same helper.
     d.signal(libc::SIGHUP);
     d.wait_for(&["msg=\"reloaded\""], 5 * S);
@@ -686,15 +694,7 @@ fn a_hung_helper_is_killed_and_restarted() {
     let pki = Pki::new();
     let (port, plain) = (free_port(), free_port());
     let _ng = nginx_tls(&pki, port, plain);
-    let mut c = Conf::new();
-    let a = c.add(
-        "check https --url https://a.example/health --match OK",
-        v4(port),
-    );
-    let mut d = Lvsmon::start(&c.0, &[]);
-    let started = d.wait_for(&["msg=\"TLS helper started\"", "starts=1"], 5 * S);
-    let pid: i32 = field(&started, "pid").unwrap().parse().unwrap();
-    up(&mut d, &a);
+    let (_, mut d, pid) = https_with_helper(port);
     let mark = d.seen().len();
     // SAFETY: kill(2) of the helper, a child of the daemon this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
