@@ -501,15 +501,6 @@ fn other_loopback_addresses_work() {
 
 // ---- Network namespaces ----
 
-fn netns_or_skip() -> Option<Netns> {
-    if Netns::available() {
-        Some(Netns::new())
-    } else {
-        eprintln!("skipped: network namespaces need root and `ip` (iproute2)");
-        None
-    }
-}
-
 /// bash opens a TCP connection to `host:port` inside the namespace; returns its stderr.
 fn bash_connect(netns: &Netns, host: &str) -> (bool, String) {
     let script = format!("exec 3<>/dev/tcp/{host}/80");
@@ -522,7 +513,9 @@ fn bash_connect(netns: &Netns, host: &str) -> (bool, String) {
 
 #[test]
 fn netns_unreachable_route_gives_no_route_to_host() {
-    let Some(netns) = netns_or_skip() else { return };
+    let Some(netns) = Netns::new_or_skip() else {
+        return;
+    };
     netns.add_unreachable_route("198.51.100.0/24");
     let started = Instant::now();
     let (ok, stderr) = bash_connect(&netns, "198.51.100.1");
@@ -533,7 +526,9 @@ fn netns_unreachable_route_gives_no_route_to_host() {
 
 #[test]
 fn netns_prohibit_route_gives_permission_denied() {
-    let Some(netns) = netns_or_skip() else { return };
+    let Some(netns) = Netns::new_or_skip() else {
+        return;
+    };
     netns.add_prohibit_route("203.0.113.0/24");
     let (ok, stderr) = bash_connect(&netns, "203.0.113.7");
     assert!(!ok);
@@ -542,7 +537,9 @@ fn netns_prohibit_route_gives_permission_denied() {
 
 #[test]
 fn netns_backend_inside_is_reachable_from_inside() {
-    let Some(netns) = netns_or_skip() else { return };
+    let Some(netns) = Netns::new_or_skip() else {
+        return;
+    };
     netns.add_addr("10.11.12.13/32");
     let backend = Backend::start_in(
         &netns,
@@ -561,7 +558,9 @@ fn netns_backend_inside_is_reachable_from_inside() {
 
 #[test]
 fn netns_drop_kills_children_and_deletes_the_namespace() {
-    let Some(netns) = netns_or_skip() else { return };
+    let Some(netns) = Netns::new_or_skip() else {
+        return;
+    };
     let name = netns.name().to_string();
     let mut child = netns.run(&["sleep", "30"]);
     std::thread::sleep(Duration::from_millis(50));

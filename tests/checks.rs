@@ -80,11 +80,9 @@ fn a_source_the_director_lacks_is_a_local_error() {
 /// the unmarked check of the same real passes.
 #[test]
 fn mark_routes_the_check_by_policy() {
-    if !Netns::available() {
-        eprintln!("skipped: network namespaces need root and iproute2");
+    let Some(ns) = Netns::new_or_skip() else {
         return;
-    }
-    let ns = Netns::new();
+    };
     ns.add_addr("198.51.100.7/32");
     // The local table after the mark's rule, so the mark decides even for a local address.
     for args in [

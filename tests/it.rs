@@ -197,11 +197,9 @@ fn every_failure_reason_from_a_real_backend() {
 /// creates, with lvsmon running inside it.
 #[test]
 fn unreachable_inside_a_network_namespace() {
-    if !Netns::available() {
-        eprintln!("skipped: network namespaces need root and iproute2");
+    let Some(ns) = Netns::new_or_skip() else {
         return;
-    }
-    let ns = Netns::new();
+    };
     ns.add_unreachable_route("198.51.100.0/24");
     let dir = TempDir::new("netns");
     let conf = dir.file(
@@ -759,11 +757,9 @@ fn out_of_file_descriptors_at_run_time_defers_and_never_marks_down() {
 /// sysctl), to four ports, and twelve distinct checks hold a connection each for 0.8 s.
 #[test]
 fn no_ephemeral_ports_defers_and_never_marks_down() {
-    if !Netns::available() {
-        eprintln!("skipped: network namespaces need root and iproute2");
+    let Some(ns) = Netns::new_or_skip() else {
         return;
-    }
-    let ns = Netns::new();
+    };
     let out = ns.run_output(
         &[
             "sh",

@@ -851,6 +851,18 @@ impl Netns {
         *PROBE.get_or_init(|| unsafe { libc::geteuid() } == 0 && Netns::create().is_ok())
     }
 
+    /// A new namespace (as [`Netns::new`]) where they can be made; elsewhere `None`, saying
+    /// that the test is skipped.
+    #[track_caller]
+    pub fn new_or_skip() -> Option<Netns> {
+        if Netns::available() {
+            Some(Netns::new())
+        } else {
+            eprintln!("skipped: network namespaces need root and `ip` (iproute2)");
+            None
+        }
+    }
+
     /// Creates a namespace with `lo` up.
     ///
     /// # Panics
