@@ -133,26 +133,16 @@ pub(crate) fn drain_apply(
     now: Time,
     out: &mut impl crate::table::Out,
 ) {
-    let Ok((real, vindex)) = drain_target(table, real, virt) else {
-        return;
-    };
-    let (mut matched, mut changed) = (0u32, 0u32);
-    for r in 0..table.reals().len() {
-        if !drain_matches(table, r, real, vindex) {
-            continue;
-        }
-        matched += 1;
-        if table.set_drained(crate::ids::RealId::of(r), on, now, out) {
-            changed += 1;
-        }
-    }
-    let n = u64::from(changed.min(1 << 24));
-    *cursor = n << state::TICKET_BITS;
-    if matched > 0 {
-        if let Some(saver) = saver {
-            *cursor |= PARKED | saver.request();
-        }
-    }
+    apply_each(
+        table,
+        saver,
+        real,
+        virt,
+        cursor,
+        now,
+        out,
+        |t, r, now, out| t.set_drained(r, on, now, out),
+    );
 }
 
 /// `set-weight REAL [VIRTUAL] N|P%|reset`, as it arrives: sets the hand weight of every real
@@ -168,7 +158,36 @@ pub(crate) fn set_weight_apply(
     now: Time,
     out: &mut impl crate::table::Out,
 ) {
-    let (Ok((real, vindex)), Some(hand)) = (drain_target(table, real, virt), hand) else {
+    let Some(hand) = hand else {
+        return;
+    };
+    apply_each(
+        table,
+        saver,
+        real,
+        virt,
+        cursor,
+        now,
+        out,
+        |t, r, now, out| t.set_hand(r, hand, now, out),
+    );
+}
+
+/// What [`drain_apply`] and [`set_weight_apply`] share: `set` changes each real the request
+/// names (true: it did change); the cursor gets the count changed and, when any real matched
+/// and state is saved, [`PARKED`] and the ticket of the save asked for.
+#[allow(clippy::too_many_arguments)]
+fn apply_each<O: crate::table::Out>(
+    table: &mut Table,
+    saver: Option<&mut Saver>,
+    real: Option<std::net::SocketAddr>,
+    virt: Option<&Named>,
+    cursor: &mut u64,
+    now: Time,
+    out: &mut O,
+    mut set: impl FnMut(&mut Table, crate::ids::RealId, Time, &mut O) -> bool,
+) {
+    let Ok((real, vindex)) = drain_target(table, real, virt) else {
         return;
     };
     let (mut matched, mut changed) = (0u32, 0u32);
@@ -177,7 +196,7 @@ pub(crate) fn set_weight_apply(
             continue;
         }
         matched += 1;
-        if table.set_hand(crate::ids::RealId::of(r), hand, now, out) {
+        if set(table, crate::ids::RealId::of(r), now, out) {
             changed += 1;
         }
     }
