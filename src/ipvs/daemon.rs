@@ -220,14 +220,7 @@ impl Control {
     /// The kernel refused or did not answer.
     pub fn stop_daemon(&mut self, backup: bool) -> Result<(), String> {
         let (mut out, seq) = self.start();
-        let mut w = Writer::new(
-            &mut out,
-            self.family,
-            sys::NLM_F_REQUEST | sys::NLM_F_ACK,
-            seq,
-            sys::IPVS_CMD_DEL_DAEMON,
-            sys::IPVS_GENL_VERSION,
-        );
+        let mut w = request(&mut out, self.family, seq, sys::IPVS_CMD_DEL_DAEMON);
         let n = w.nest(sys::IPVS_CMD_ATTR_DAEMON);
         w.u32(DAEMON_STATE, state_of(backup));
         w.end_nest(n);
@@ -263,6 +256,18 @@ fn state_of(backup: bool) -> u32 {
     }
 }
 
+/// An IPVS request `cmd` that asks for an ACK, written into `out`.
+fn request(out: &mut [u8], family: u16, seq: u32, cmd: u8) -> Writer<'_> {
+    Writer::new(
+        out,
+        family,
+        sys::NLM_F_REQUEST | sys::NLM_F_ACK,
+        seq,
+        cmd,
+        sys::IPVS_GENL_VERSION,
+    )
+}
+
 /// Builds `NEW_DAEMON` for `d`.
 ///
 /// # Errors
@@ -273,14 +278,7 @@ pub fn build_new_daemon(
     seq: u32,
     d: &SyncDaemon,
 ) -> Result<Vec<u8>, String> {
-    let mut w = Writer::new(
-        out,
-        family,
-        sys::NLM_F_REQUEST | sys::NLM_F_ACK,
-        seq,
-        sys::IPVS_CMD_NEW_DAEMON,
-        sys::IPVS_GENL_VERSION,
-    );
+    let mut w = request(out, family, seq, sys::IPVS_CMD_NEW_DAEMON);
     let n = w.nest(sys::IPVS_CMD_ATTR_DAEMON);
     w.u32(DAEMON_STATE, state_of(d.backup));
     let mut ifn = d.iface.as_bytes().to_vec();
@@ -316,14 +314,7 @@ pub fn build_set_config(
     seq: u32,
     t: &IpvsTimeouts,
 ) -> Result<Vec<u8>, String> {
-    let mut w = Writer::new(
-        out,
-        family,
-        sys::NLM_F_REQUEST | sys::NLM_F_ACK,
-        seq,
-        sys::IPVS_CMD_SET_CONFIG,
-        sys::IPVS_GENL_VERSION,
-    );
+    let mut w = request(out, family, seq, sys::IPVS_CMD_SET_CONFIG);
     let secs = |d: Duration| d.as_secs().min(u32::MAX.into()) as u32;
     if let Some(d) = t.tcp {
         w.u32(sys::IPVS_CMD_ATTR_TIMEOUT_TCP, secs(d));
