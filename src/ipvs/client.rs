@@ -146,6 +146,23 @@ pub struct Netlink {
     next_managed: Option<Box<[(ServiceKey, u16)]>>,
 }
 
+/// A new generic netlink socket (close-on-exec, blocking).
+pub(crate) fn generic_netlink_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_GENERIC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn last_errno() -> i32 {
     io::Error::last_os_error()
         .raw_os_error()
@@ -160,19 +177,8 @@ impl Netlink {
     /// # Errors
     /// No IPVS in the kernel, no permission, or a socket failure.
     pub fn open(managed: &[(ServiceKey, u16)], queue_cap: usize) -> Result<Netlink, OpenError> {
-        // SAFETY: plain socket(2).
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if fd < 0 {
-            return Err(OpenError::Io(io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a fresh socket we own.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sock = generic_netlink_socket().map_err(OpenError::Io)?;
+        let fd = sock.as_raw_fd();
         let mut sa: libc::sockaddr_nl = unsafe { mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
         // SAFETY: binds to a kernel-chosen port id.

@@ -11,7 +11,7 @@
 use std::io;
 use std::mem;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::sys;
@@ -74,19 +74,8 @@ impl Control {
     /// # Errors
     /// No IPVS, no permission, or a socket failure (as text for the log).
     pub fn open() -> Result<Control, String> {
-        // SAFETY: plain socket(2).
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if fd < 0 {
-            return Err(format!("netlink socket: {}", io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh socket we own.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sock =
+            super::client::generic_netlink_socket().map_err(|e| format!("netlink socket: {e}"))?;
         let mut c = Control {
             sock,
             family: 0,
