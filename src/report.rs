@@ -1,7 +1,7 @@
 //! What the daemon tells its clients: the replies to the control socket's commands
 //! (`status`, `history`, `drain`, `undrain`, `reload`) and to `/metrics` (the page itself is
 //! [`crate::metrics`]'s), piece by piece into a connection's fixed buffer (see
-//! [`crate::control`]). A drain is applied once as it arrives ([`drain_apply`], through the
+//! [`crate::control`]). A drain is applied once as it arrives ([`change_reals`], through the
 //! table); rendering ([`View::render`]) reads the daemon's state and changes nothing.
 //!
 //! Every reply is produced line by line from a cursor: each line is formatted into a small
@@ -118,74 +118,30 @@ fn find_virtual(table: &Table, named: &Named) -> Option<usize> {
     (0..table.virtuals().len()).find(|&v| table.virtuals()[v].key == key)
 }
 
-/// `drain`/`undrain REAL [VIRTUAL]`, as it arrives: drains every real it names, and asks
-/// for a save at once; the reply waits for that save ([`View::render`]). The cursor
-/// keeps the count of destinations changed and, while the reply waits, [`PARKED`] and the
-/// save's ticket ([`state::TICKET_BITS`]).
+/// What a control request changes on each real it names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RealChange {
+    /// `drain` (true) or `undrain` (false).
+    Drain(bool),
+    /// `set-weight`: the hand weight.
+    Hand(crate::table::Hand),
+}
+
+/// `drain`/`undrain REAL [VIRTUAL]` and `set-weight REAL [VIRTUAL] N|P%|reset`, as they
+/// arrive: makes `change` on every real the request names, and asks for a save at once; the
+/// reply waits for that save ([`View::render`]). The cursor keeps the count of destinations
+/// changed and, while the reply waits, [`PARKED`] and the save's ticket
+/// ([`state::TICKET_BITS`]).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn drain_apply(
+pub(crate) fn change_reals(
     table: &mut Table,
     saver: Option<&mut Saver>,
-    on: bool,
+    change: RealChange,
     real: Option<std::net::SocketAddr>,
     virt: Option<&Named>,
     cursor: &mut u64,
     now: Time,
     out: &mut impl crate::table::Out,
-) {
-    apply_each(
-        table,
-        saver,
-        real,
-        virt,
-        cursor,
-        now,
-        out,
-        |t, r, now, out| t.set_drained(r, on, now, out),
-    );
-}
-
-/// `set-weight REAL [VIRTUAL] N|P%|reset`, as it arrives: sets the hand weight of every real
-/// it names, and asks for a save at once, as a drain does ([`drain_apply`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn set_weight_apply(
-    table: &mut Table,
-    saver: Option<&mut Saver>,
-    hand: Option<crate::table::Hand>,
-    real: Option<std::net::SocketAddr>,
-    virt: Option<&Named>,
-    cursor: &mut u64,
-    now: Time,
-    out: &mut impl crate::table::Out,
-) {
-    let Some(hand) = hand else {
-        return;
-    };
-    apply_each(
-        table,
-        saver,
-        real,
-        virt,
-        cursor,
-        now,
-        out,
-        |t, r, now, out| t.set_hand(r, hand, now, out),
-    );
-}
-
-/// What [`drain_apply`] and [`set_weight_apply`] share: `set` changes each real the request
-/// names (true: it did change); the cursor gets the count changed and, when any real matched
-/// and state is saved, [`PARKED`] and the ticket of the save asked for.
-#[allow(clippy::too_many_arguments)]
-fn apply_each<O: crate::table::Out>(
-    table: &mut Table,
-    saver: Option<&mut Saver>,
-    real: Option<std::net::SocketAddr>,
-    virt: Option<&Named>,
-    cursor: &mut u64,
-    now: Time,
-    out: &mut O,
-    mut set: impl FnMut(&mut Table, crate::ids::RealId, Time, &mut O) -> bool,
 ) {
     let Ok((real, vindex)) = drain_target(table, real, virt) else {
         return;
@@ -196,7 +152,12 @@ fn apply_each<O: crate::table::Out>(
             continue;
         }
         matched += 1;
-        if set(table, crate::ids::RealId::of(r), now, out) {
+        let id = crate::ids::RealId::of(r);
+        let did = match change {
+            RealChange::Drain(on) => table.set_drained(id, on, now, out),
+            RealChange::Hand(hand) => table.set_hand(id, hand, now, out),
+        };
+        if did {
             changed += 1;
         }
     }
@@ -343,7 +304,7 @@ impl View<'_> {
         (self.wall_origin_us + t.0) / 1_000_000
     }
 
-    /// The reply to a `drain`/`undrain` ([`drain_apply`]): `ok` only once the state
+    /// The reply to a `drain`/`undrain` ([`change_reals`]): `ok` only once the state
     /// file holds the change, an error naming the file and the reason otherwise. Returns true
     /// when the reply is complete (false: the save has not ended yet).
     fn drain_reply(
@@ -1047,10 +1008,10 @@ mod tests {
             panic!("{cmd:?}")
         };
         let mut cursor = 0;
-        drain_apply(
+        change_reals(
             &mut table,
             None,
-            on,
+            RealChange::Drain(on),
             real,
             virt.as_ref(),
             &mut cursor,

@@ -1022,43 +1022,23 @@ impl crate::control::Render for Core {
     fn apply(&mut self, cmd: &Command, _text: &[u8], cursor: &mut u64, _now: Time) {
         match *cmd {
             Command::Drain { on, real, virt } => {
-                let mut out = Sinks {
-                    log: &mut self.log,
-                    stats: &mut self.stats,
-                    fifo: &mut self.fifo,
-                    notifier: &mut self.notifier,
-                    now: self.now,
-                };
-                crate::report::drain_apply(
-                    &mut self.table,
-                    self.persist.saver_mut(),
-                    on,
+                self.change_reals(
+                    crate::report::RealChange::Drain(on),
                     real,
                     virt.as_ref(),
                     cursor,
-                    self.now,
-                    &mut out,
                 );
             }
-            Command::SetWeight { real, virt, hand } => {
-                let mut out = Sinks {
-                    log: &mut self.log,
-                    stats: &mut self.stats,
-                    fifo: &mut self.fifo,
-                    notifier: &mut self.notifier,
-                    now: self.now,
-                };
-                crate::report::set_weight_apply(
-                    &mut self.table,
-                    self.persist.saver_mut(),
-                    hand,
-                    real,
-                    virt.as_ref(),
-                    cursor,
-                    self.now,
-                    &mut out,
-                );
-            }
+            Command::SetWeight {
+                real,
+                virt,
+                hand: Some(hand),
+            } => self.change_reals(
+                crate::report::RealChange::Hand(hand),
+                real,
+                virt.as_ref(),
+                cursor,
+            ),
             // The load runs on a helper thread; the connection waits parked until a load
             // that started after this request has been answered.
             Command::Reload => *cursor = crate::control::PARKED | self.request_reload(),
@@ -1091,6 +1071,33 @@ impl crate::control::Render for Core {
 }
 
 impl Core {
+    /// A `drain`/`undrain` or `set-weight` request, as it arrives ([`crate::report::change_reals`]).
+    fn change_reals(
+        &mut self,
+        change: crate::report::RealChange,
+        real: Option<std::net::SocketAddr>,
+        virt: Option<&crate::control::Named>,
+        cursor: &mut u64,
+    ) {
+        let mut out = Sinks {
+            log: &mut self.log,
+            stats: &mut self.stats,
+            fifo: &mut self.fifo,
+            notifier: &mut self.notifier,
+            now: self.now,
+        };
+        crate::report::change_reals(
+            &mut self.table,
+            self.persist.saver_mut(),
+            change,
+            real,
+            virt,
+            cursor,
+            self.now,
+            &mut out,
+        );
+    }
+
     /// The weights due now: slow-start steps, changes held a second (lvsmon.conf(5), WEIGHTS).
     #[inline]
     fn poll_weights(&mut self, now: Time) {
