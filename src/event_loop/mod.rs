@@ -937,6 +937,21 @@ struct Around<'a> {
     now: Time,
 }
 
+impl Around<'_> {
+    /// The table, the history, and where the table's events go.
+    #[inline]
+    fn split(&mut self) -> (&mut Table, &mut History, Sinks<'_>) {
+        let out = Sinks {
+            log: self.log,
+            stats: self.stats,
+            fifo: self.fifo,
+            notifier: self.notifier,
+            now: self.now,
+        };
+        (self.table, self.history, out)
+    }
+}
+
 impl probes::Host for Around<'_> {
     #[inline]
     fn addr(&self, r: RealId) -> SocketAddr {
@@ -962,29 +977,17 @@ impl probes::Host for Around<'_> {
             Verdict::Pass => None,
             Verdict::Fail(reason, _) => Some(reason),
         };
-        let mut out = Sinks {
-            log: self.log,
-            stats: self.stats,
-            fifo: self.fifo,
-            notifier: self.notifier,
-            now: self.now,
-        };
+        let (table, history, mut out) = self.split();
         for &r in reals {
-            self.history.record(r.ix(), unix, latency_us, reason);
-            self.table.record(r, v, latency_us, now, &mut out);
+            history.record(r.ix(), unix, latency_us, reason);
+            table.record(r, v, latency_us, now, &mut out);
         }
     }
 
     fn exec_weight(&mut self, reals: &[RealId], w: Option<u32>, now: Time) {
-        let mut out = Sinks {
-            log: self.log,
-            stats: self.stats,
-            fifo: self.fifo,
-            notifier: self.notifier,
-            now: self.now,
-        };
+        let (table, _, mut out) = self.split();
         for &r in reals {
-            self.table.exec_weight(r, w, now, &mut out);
+            table.exec_weight(r, w, now, &mut out);
         }
     }
 
@@ -995,15 +998,9 @@ impl probes::Host for Around<'_> {
         line: &[u8],
         now: Time,
     ) {
-        let mut out = Sinks {
-            log: self.log,
-            stats: self.stats,
-            fifo: self.fifo,
-            notifier: self.notifier,
-            now: self.now,
-        };
+        let (table, _, mut out) = self.split();
         for &r in reals {
-            self.table.agent_said(r, reply, line, now, &mut out);
+            table.agent_said(r, reply, line, now, &mut out);
         }
     }
 
