@@ -625,20 +625,16 @@ impl<'d> Planner<'d> {
             }),
             "fall" => self.put(&mut layer.fall, kw, || values::fall(self.doc, kw, args)),
             "rise" => self.put(&mut layer.rise, kw, || {
-                let w = values::one(self.doc, kw, args, "a count of at least 1")?;
-                Ok(values::number(self.doc, w, 1, u32::MAX.into(), "rise")? as u32)
+                values::count(self.doc, kw, args, u32::MAX)
             }),
             "max-checks-in-flight" => self.put(&mut layer.max_in_flight, kw, || {
-                let w = values::one(self.doc, kw, args, "a count of at least 1")?;
-                Ok(values::number(self.doc, w, 1, u32::MAX.into(), "max-checks-in-flight")? as u32)
+                values::count(self.doc, kw, args, u32::MAX)
             }),
             "exec-max" => self.put(&mut layer.exec_max, kw, || {
-                let w = values::one(self.doc, kw, args, "a count of at least 1")?;
-                Ok(values::number(self.doc, w, 1, MAX_EXEC_MAX.into(), "exec-max")? as u32)
+                values::count(self.doc, kw, args, MAX_EXEC_MAX)
             }),
             "notify-max" => self.put(&mut layer.notify_max, kw, || {
-                let w = values::one(self.doc, kw, args, "a count of at least 1")?;
-                Ok(values::number(self.doc, w, 1, MAX_NOTIFY_MAX.into(), "notify-max")? as u32)
+                values::count(self.doc, kw, args, MAX_NOTIFY_MAX)
             }),
             "notify-fifo" => self.put(&mut layer.notify_fifo, kw, || {
                 let w = values::one(self.doc, kw, args, "a path (notify-fifo PATH)")?;

@@ -132,6 +132,18 @@ pub(super) fn duration(doc: &Document, w: &Word) -> Result<Duration, ConfigError
     })
 }
 
+/// A setting whose one argument is a count from 1 to `max`.
+pub(super) fn count(
+    doc: &Document,
+    kw: &Word,
+    args: &[Word],
+    max: u32,
+) -> Result<u32, ConfigError> {
+    let w = one(doc, kw, args, "a count of at least 1")?;
+    let name = kw.as_str().unwrap_or_default();
+    Ok(number(doc, w, 1, max.into(), name)? as u32)
+}
+
 /// A setting whose one argument is a duration greater than zero.
 pub(super) fn positive(doc: &Document, kw: &Word, args: &[Word]) -> Result<Duration, ConfigError> {
     let w = one(doc, kw, args, "a duration like 250ms, 10s, 5m, 1h, 1d")?;
