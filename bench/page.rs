@@ -12,12 +12,12 @@
 //! Two layouts of the same N: 100 reals per virtual service (the overview lists 50 virtuals
 //! of 20 reals each), and one virtual service holding all N (its row folds all of them).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lvsmon::event_loop::{Daemon, Options};
-use lvsmon::ipvs::DryRun;
-use lvsmon::log::{Level, Log, Sink};
+use lvsmon::event_loop::Daemon;
+
+#[path = "inproc.rs"]
+mod inproc;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -30,31 +30,7 @@ fn arg(name: &str, default: usize) -> usize {
 
 /// A daemon of `n` reals, `per` to a virtual service, with two days of history.
 fn daemon(n: usize, per: usize) -> Daemon {
-    let mut text = String::from("forward masq\ncheck http --url http://bench/health\n");
-    for v in 0..n.div_ceil(per) {
-        text.push_str(&format!("virtual tcp 10.0.{}.{}:80 {{\n", v / 256, v % 256));
-        for i in v * per..((v + 1) * per).min(n) {
-            let a = std::net::Ipv4Addr::from(
-                u32::from(std::net::Ipv4Addr::new(127, 1, 0, 1)) + i as u32,
-            );
-            text.push_str(&format!("    real {a}:18080\n"));
-        }
-        text.push_str("}\n");
-    }
-    let doc = lvsmon::config::parse::parse_bytes(Path::new("bench.conf"), text.as_bytes())
-        .expect("parse");
-    let plan = lvsmon::config::plan::plan(&doc, None).expect("plan");
-    let opts = Options {
-        signals: false,
-        ..Options::default()
-    };
-    let mut d = Daemon::new(
-        plan,
-        Box::new(DryRun::default()),
-        Log::new(Sink::Null, Level::Error),
-        &opts,
-    )
-    .expect("daemon");
+    let mut d = inproc::daemon("", n, per);
     let (h, now) = d.history_mut();
     let reason = lvsmon::plugins::Reason::ConnectRefused;
     let mut t = now - 2 * 86_400 + 60;

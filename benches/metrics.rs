@@ -6,14 +6,14 @@
 //! reals; it streams through the metrics server's 64 KiB output buffer.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
-use lvsmon::event_loop::{Daemon, Options};
-use lvsmon::ipvs::DryRun;
-use lvsmon::log::{Level, Log, Sink};
+use lvsmon::event_loop::Daemon;
 use lvsmon::stats::{label_value, Histogram};
+
+#[path = "../bench/inproc.rs"]
+mod inproc;
 
 fn main() {
     divan::main();
@@ -21,33 +21,7 @@ fn main() {
 
 /// A daemon for `n` reals, 100 per virtual, as the load benchmark configures them.
 fn daemon(n: usize) -> Daemon {
-    let mut text = String::from(
-        "history raw 0 minute 0 hour 0\nforward masq\ncheck http --url http://bench/health\n",
-    );
-    for v in 0..n.div_ceil(100) {
-        text.push_str(&format!("virtual tcp 10.0.{}.{}:80 {{\n", v / 256, v % 256));
-        for i in v * 100..((v + 1) * 100).min(n) {
-            let a = std::net::Ipv4Addr::from(
-                u32::from(std::net::Ipv4Addr::new(127, 1, 0, 1)) + i as u32,
-            );
-            text.push_str(&format!("    real {a}:18080\n"));
-        }
-        text.push_str("}\n");
-    }
-    let doc = lvsmon::config::parse::parse_bytes(Path::new("bench.conf"), text.as_bytes())
-        .expect("parse");
-    let plan = lvsmon::config::plan::plan(&doc, None).expect("plan");
-    let opts = Options {
-        signals: false,
-        ..Options::default()
-    };
-    Daemon::new(
-        plan,
-        Box::new(DryRun::default()),
-        Log::new(Sink::Null, Level::Error),
-        &opts,
-    )
-    .expect("daemon")
+    inproc::daemon("history raw 0 minute 0 hour 0\n", n, 100)
 }
 
 /// The whole page, rendered 64 KiB at a time; counted per real server.
