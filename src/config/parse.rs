@@ -568,11 +568,16 @@ fn bad_glob(pattern: &[u8]) -> Option<&'static str> {
 
 /// Expands a glob pattern with the C library, matches sorted; no match is an empty list.
 fn glob(pattern: &[u8]) -> Result<Vec<PathBuf>, String> {
+    glob_with(pattern, 0)
+}
+
+/// [`glob`] with the C library's `flags` (`GLOB_BRACE` for keepalived's csh braces).
+pub(crate) fn glob_with(pattern: &[u8], flags: libc::c_int) -> Result<Vec<PathBuf>, String> {
     let c = CString::new(pattern).map_err(|_| "the pattern contains a NUL byte".to_string())?;
     // SAFETY: glob_t is a plain C struct for which all-zero is the documented initial state.
     let mut g: libc::glob_t = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated string and `g` a valid glob_t; no error callback.
-    let rc = unsafe { libc::glob(c.as_ptr(), 0, None, &mut g) };
+    let rc = unsafe { libc::glob(c.as_ptr(), flags, None, &mut g) };
     let result = match rc {
         0 => {
             let mut paths = Vec::with_capacity(g.gl_pathc);

@@ -362,29 +362,7 @@ fn include_pattern(line: &str) -> Option<String> {
 
 /// Expands a glob with the C library, csh braces included, sorted; no match is no file.
 fn glob(pattern: &str) -> Result<Vec<PathBuf>, String> {
-    use std::ffi::{CStr, CString, OsStr};
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(pattern).map_err(|_| "the pattern contains a NUL byte".to_string())?;
-    // SAFETY: all-zero is glob_t's documented initial state.
-    let mut g: libc::glob_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated, `g` valid; no error callback.
-    let rc = unsafe { libc::glob(c.as_ptr(), libc::GLOB_BRACE, None, &mut g) };
-    let result = match rc {
-        0 => {
-            let mut paths = Vec::with_capacity(g.gl_pathc);
-            for i in 0..g.gl_pathc {
-                // SAFETY: on success gl_pathv holds gl_pathc C strings.
-                let p = unsafe { CStr::from_ptr(*g.gl_pathv.add(i)) };
-                paths.push(PathBuf::from(OsStr::from_bytes(p.to_bytes())));
-            }
-            Ok(paths)
-        }
-        libc::GLOB_NOMATCH => Ok(Vec::new()),
-        _ => Err("a directory could not be read".to_string()),
-    };
-    // SAFETY: `g` was filled by glob or is still zeroed.
-    unsafe { libc::globfree(&mut g) };
-    result
+    crate::config::parse::glob_with(pattern.as_bytes(), libc::GLOB_BRACE)
 }
 
 /// Statements until the end of the tokens or the `}` closing the block opened at `open`.
