@@ -1360,17 +1360,23 @@ mod tests {
     /// its 1 s timeout.
     fn holding_daemon(tag: &str) -> (Daemon, std::net::TcpListener, std::path::PathBuf) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dir = std::env::temp_dir().join(format!("lvsmon-unit-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("lvsmon.conf");
-        std::fs::write(
-            &path,
-            format!(
+        let (d, dir) = dry_daemon(
+            tag,
+            &format!(
                 "interval 5s\ntimeout 1s\nfall 1\nvirtual tcp 127.1.0.1:80 {{\n  check banner --expect x\n  real {}\n}}\n",
                 l.local_addr().unwrap()
             ),
-        )
-        .unwrap();
+        );
+        (d, l, dir)
+    }
+
+    /// A daemon (dry-run IPVS, no log, no signals) of `config`, written in a temp directory
+    /// of its own (named after `tag`, returned for removal).
+    fn dry_daemon(tag: &str, config: &str) -> (Daemon, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("lvsmon-unit-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvsmon.conf");
+        std::fs::write(&path, config).unwrap();
         let plan = crate::config::load(&path, None).unwrap();
         let opts = Options {
             signals: false,
@@ -1378,7 +1384,7 @@ mod tests {
         };
         let log = Log::new(crate::log::Sink::Null, Level::Debug);
         let d = Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
-        (d, l, dir)
+        (d, dir)
     }
 
     /// A stall of the loop while a check waits for its reply: a short one moves the check's
@@ -1435,27 +1441,14 @@ mod tests {
     fn each_check_of_a_real_keeps_its_last_duration() {
         let quick = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dir =
-            std::env::temp_dir().join(format!("lvsmon-unit-durations-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("lvsmon.conf");
-        std::fs::write(
-            &path,
-            format!(
+        let (mut d, dir) = dry_daemon(
+            "durations",
+            &format!(
                 "interval 5s\ntimeout 300ms\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --port {}\n  check banner --expect x --port {}\n  real 127.0.0.1:1\n}}\n",
                 quick.local_addr().unwrap().port(),
                 silent.local_addr().unwrap().port()
             ),
-        )
-        .unwrap();
-        let plan = crate::config::load(&path, None).unwrap();
-        let opts = Options {
-            signals: false,
-            ..Options::default()
-        };
-        let log = Log::new(crate::log::Sink::Null, Level::Debug);
-        let mut d =
-            Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
+        );
         assert_eq!(d.check_durations(0), [None, None]);
         d.startup();
         let end = std::time::Instant::now() + Duration::from_secs(8);
