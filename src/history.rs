@@ -1579,6 +1579,16 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    /// A xorshift64 generator from `seed` (not 0): the same numbers on every run.
+    pub(super) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     fn spec(raw: u64, minute: u64, hour: u64) -> HistorySpec {
         HistorySpec {
             raw: secs(raw),
@@ -2071,13 +2081,7 @@ mod tests {
     /// same through the encoded form, and the open bucket goes on exactly after it.
     #[test]
     fn bucket_means_are_exact_within_the_scale_error() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let sp = spec(600, 7200, 2 * 86400);
         let mut h = History::new(&sp, &[Duration::from_millis(250)]);
         let mut log: Vec<(u64, u32, bool)> = Vec::new();
@@ -2088,7 +2092,7 @@ mod tests {
             // From 1 µs to 262 ms, spread over the octaves: a real's checks never overlap, so
             // an hour's latencies add up to about an hour at most (the open sum is a u32).
             let lat = ((x >> 8) % (1 << ((x % 19) as u32))).max(1);
-            let failed = x % 7 == 0;
+            let failed = x.is_multiple_of(7);
             h.record(0, t, lat, failed.then_some(Reason::Timeout));
             log.push((t, lat.min(u64::from(MAX_LATENCY_US)) as u32, failed));
         }
@@ -2558,18 +2562,12 @@ mod tests {
             }
         }
         // Random bytes, behind a good header or not.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         for _ in 0..20_000 {
             let len = (next() % 96) as usize;
             let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            if next() % 2 == 0 && b.len() >= 5 {
-                b[..5].copy_from_slice(if next() % 2 == 0 {
+            if next().is_multiple_of(2) && b.len() >= 5 {
+                b[..5].copy_from_slice(if next().is_multiple_of(2) {
                     b"LVSH\x01"
                 } else {
                     b"LVSH\x02"
@@ -2617,13 +2615,7 @@ mod fixture_v1 {
     fn build() -> History {
         let iv = [Duration::from_secs(10), Duration::from_secs(1)];
         let mut h = History::new(&HistorySpec::default(), &iv);
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = super::tests::xorshift(0x2545_f491_4f6c_dd1du64);
         // Real 0 every 10 s, real 1 every second, for 3 h 7 min from 06:00:00 + 123 s.
         for s in 0..(3 * 3600 + 420u64) {
             let t = BASE + 123 + s;
@@ -2638,7 +2630,7 @@ mod fixture_v1 {
                     5 | 6 => 5_000 + (x >> 8) % 400_000,
                     _ => (x >> 8) % 25_000_000,
                 };
-                let reason = (x >> 40) % 9 == 0;
+                let reason = (x >> 40).is_multiple_of(9);
                 let reason = reason.then(|| Reason::ALL[((x >> 48) % 15) as usize]);
                 h.record(r, t, lat, reason);
             }
