@@ -426,6 +426,8 @@ pub struct Table {
     now: Time,
     /// Per real and per virtual: the attributes lvsmon does not decide (see `owned`).
     real_attrs: Box<[owned::RealAttrs]>,
+    /// The values of the reals whose config owns thresholds or tunnel settings.
+    real_owned: owned::Owned,
     svc_attrs: Box<[owned::SvcAttrs]>,
 }
 
@@ -511,7 +513,7 @@ impl Table {
         let n_reals = plan.reals.len();
         let n_virtuals = plan.virtuals.len();
         let resync_us = micros(plan.resync);
-        let (real_attrs, svc_attrs) = owned::from_plan(plan);
+        let (real_attrs, real_owned, svc_attrs) = owned::from_plan(plan);
         for (v, a) in virtuals.iter_mut().zip(svc_attrs.iter()) {
             a.apply_to(&mut v.service);
         }
@@ -537,6 +539,7 @@ impl Table {
             dump_stale: false,
             now: Time::ZERO,
             real_attrs,
+            real_owned,
             svc_attrs,
         }
     }
