@@ -1349,6 +1349,8 @@ mod tests {
         assert!(size_of::<Real>() <= 144);
         assert!(size_of::<ProbeCfg>() <= 8);
         assert!(size_of::<Probe>() <= 48);
+        // 30: the weight chain's times in 48 bits of µs, the hand-set weight in 4 bytes.
+        assert!(size_of::<crate::table::Weigh>() <= 30);
     }
 
     /// A daemon (dry-run IPVS, no log, no signals) with one `check tcp` against a loopback
@@ -1462,6 +1464,54 @@ mod tests {
         let (tcp, banner) = (got[0].unwrap(), got[1].unwrap());
         assert!(tcp < 200_000, "{got:?}");
         assert!((300_000..1_000_000).contains(&banner), "{got:?}");
+        let _ = std::fs::remove_dir_all(dir);
+        // Several checks on a real: their slots, rounds and per-real index are kept.
+        assert!(d.core.probes.feature_bytes() > 0);
+    }
+
+    /// With one check a real and no `exec` check, no per-probe or per-real array of those
+    /// features is allocated, and each real's last check duration is still its own.
+    #[test]
+    fn one_check_a_real_holds_no_several_checks_or_exec_arrays() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = std::env::temp_dir().join(format!("lvsmon-unit-one-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvsmon.conf");
+        let port = l.local_addr().unwrap().port();
+        std::fs::write(
+            &path,
+            format!(
+                "interval 5s\ntimeout 300ms\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --port {port}\n  real 127.0.0.1:1\n}}\nvirtual tcp 127.1.0.2:80 {{\n  check banner --expect x --port {port}\n  real 127.0.0.1:2\n}}\n"
+            ),
+        )
+        .unwrap();
+        let plan = crate::config::load(&path, None).unwrap();
+        let opts = Options {
+            signals: false,
+            ..Options::default()
+        };
+        let log = Log::new(crate::log::Sink::Null, Level::Debug);
+        let mut d =
+            Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
+        assert_eq!(d.core.probes.feature_bytes(), 0);
+        assert_eq!(
+            (d.check_durations(0), d.check_durations(1)),
+            (vec![None], vec![None])
+        );
+        d.startup();
+        let end = std::time::Instant::now() + Duration::from_secs(8);
+        while (d.check_durations(0)[0].is_none() || d.check_durations(1)[0].is_none())
+            && std::time::Instant::now() < end
+        {
+            d.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+        let (tcp, banner) = (d.check_durations(0), d.check_durations(1));
+        assert!(tcp[0].unwrap() < 200_000, "{tcp:?}");
+        assert!(
+            (300_000..1_000_000).contains(&banner[0].unwrap()),
+            "{banner:?}"
+        );
+        assert_eq!(d.check_durations(2), Vec::<Option<u64>>::new());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -138,6 +138,12 @@ pub(crate) struct ProgEnv {
 }
 
 impl Execs {
+    /// Bytes held per probe for the programs' lookup (none without `exec` checks).
+    #[cfg(test)]
+    pub(crate) fn per_probe_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.prog_of)
+    }
+
     /// None at all (no `exec` check): nothing allocated per probe.
     pub(crate) fn none() -> Execs {
         Execs {

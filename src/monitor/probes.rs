@@ -1227,6 +1227,17 @@ impl Probes {
         })
     }
 
+    /// Bytes held for features no check of the plan may use: the several-checks slots,
+    /// rounds and per-real index, and `exec`'s program lookup (0 with one plain check a real).
+    #[cfg(test)]
+    pub(crate) fn feature_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.probe_slots)
+            + std::mem::size_of_val(&*self.probe_rounds)
+            + std::mem::size_of_val(&*self.rounds)
+            + std::mem::size_of_val(&*self.real_checks_at)
+            + self.execs.per_probe_bytes()
+    }
+
     /// The daemon stops: the `exec` programs still running are killed.
     pub fn stop_execs(&mut self) {
         self.execs.kill_all();

@@ -186,12 +186,14 @@ impl Table {
         if self.real_attrs[r].own == 0 {
             return &NONE_OWNED;
         }
-        match self.real_owned.binary_search_by_key(&(r as u32), |&(k, _)| k) {
+        match self
+            .real_owned
+            .binary_search_by_key(&(r as u32), |&(k, _)| k)
+        {
             Ok(i) => &self.real_owned[i].1,
             Err(_) => &NONE_OWNED,
         }
     }
-
 
     /// Real `r`'s destination with `weight` and `forward`, and the thresholds and tunnel
     /// settings an edit must carry.
@@ -475,6 +477,17 @@ mod tests {
         assert_eq!(netmask_of(24, false).to_ne_bytes(), [255, 255, 255, 0]);
         assert_eq!(netmask_of(0, false), 0);
         assert_eq!(netmask_of(64, true), 64);
+    }
+
+    /// A real that owns nothing pays for what the kernel said only (20 bytes, not 36);
+    /// only the owning ones are in the table's list, found by index.
+    #[test]
+    fn only_owning_reals_hold_owned_values() {
+        assert!(std::mem::size_of::<RealAttrs>() <= 20);
+        let (a, o) = RealAttrs::of(None, None, None);
+        assert_eq!((a.own, o), (0, NONE_OWNED));
+        let (a, o) = RealAttrs::of(None, Some(7), None);
+        assert_eq!((a.own, o.l_thresh), (OWN_L, 7));
     }
 
     #[test]
