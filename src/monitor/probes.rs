@@ -249,8 +249,8 @@ pub struct Probes {
     /// Each probe's last check duration in µs ([`NO_DURATION`] before its first verdict).
     last_us: Box<[u32]>,
     /// Each real's checks (probe ids, in check-line order): real `r`'s are
-    /// `real_checks[real_checks_at[r]..real_checks_at[r + 1]]`, or `real_checks[r]` alone
-    /// when no real has several (`real_checks_at` then empty).
+    /// `real_checks[real_checks_at[r]..real_checks_at[r + 1]]`. Both empty when no real has
+    /// several checks: then no real has per-check durations to show.
     real_checks: Box<[u32]>,
     real_checks_at: Box<[u32]>,
     wheel: Wheel,
@@ -298,7 +298,8 @@ impl Probes {
         }
         real_checks_at.push(real_checks.len() as u32);
         if real_checks.len() == plan.reals.len() {
-            // One check a real: real `r`'s is `real_checks[r]`, no index needed.
+            // One check a real: no per-check durations to show (`check_durations`).
+            real_checks = Vec::new();
             real_checks_at = Vec::new();
         }
         // Reals with several checks: a round each, and which check each of their probes is.
@@ -1215,10 +1216,6 @@ impl Probes {
             self.real_checks_at.get(r.ix() + 1),
         ) {
             (Some(&a), Some(&b)) => (a as usize, b as usize),
-            // One check a real (no index): its own entry.
-            _ if self.real_checks_at.is_empty() && r.ix() < self.real_checks.len() => {
-                (r.ix(), r.ix() + 1)
-            }
             _ => (0, 0),
         };
         self.real_checks[a..b].iter().map(|&p| {
@@ -1235,6 +1232,7 @@ impl Probes {
             + std::mem::size_of_val(&*self.probe_rounds)
             + std::mem::size_of_val(&*self.rounds)
             + std::mem::size_of_val(&*self.real_checks_at)
+            + std::mem::size_of_val(&*self.real_checks)
             + self.execs.per_probe_bytes()
     }
 
