@@ -362,13 +362,15 @@ impl Setup {
     }
 }
 
-/// A destination address as a real server keeps it: 20 bytes where `SocketAddr` takes 32.
-/// It holds no IPv6 flow label or scope, which no destination has (the planner refuses
-/// link-local addresses).
+/// A destination address as a real server keeps it: 19 bytes where `SocketAddr` takes 32
+/// (bytes only, so that it packs with [`Real`]'s other byte fields: `Real` takes 136 bytes,
+/// not 144). It holds no IPv6 flow label or scope, which no destination has (the planner
+/// refuses link-local addresses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Addr {
     pub(crate) ip: [u8; 16],
-    pub(crate) port: u16,
+    /// The port, in the machine's byte order.
+    port: [u8; 2],
     v6: bool,
 }
 
@@ -384,7 +386,7 @@ impl Addr {
         };
         Addr {
             ip,
-            port: a.port(),
+            port: a.port().to_ne_bytes(),
             v6,
         }
     }
@@ -396,7 +398,7 @@ impl Addr {
         } else {
             std::net::IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
         };
-        SocketAddr::new(ip, self.port)
+        SocketAddr::new(ip, u16::from_ne_bytes(self.port))
     }
 }
 
