@@ -19,14 +19,41 @@ const OWN_U: u8 = 1;
 const OWN_L: u8 = 2;
 const OWN_TUN: u8 = 4;
 
-/// One real's thresholds and tunnel settings: what the kernel said, and which of them the
-/// config owns (its values are in the table's short list of owning reals, `Owned`: most
-/// reals own none, so they pay 20 bytes, not 36).
+/// One real's thresholds and tunnel settings: what the kernel said (its 13 bytes, unpadded),
+/// and which of them the config owns (its values are in the table's short list of owning
+/// reals, `Owned`: most reals own none, so they pay 14 bytes, not 36).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RealAttrs {
-    seen: DestExtra,
+    seen: Packed,
     /// `OWN_*` bits: which fields of the owned values the config sets.
     own: u8,
+}
+
+/// A [`DestExtra`] in its 13 bytes (machine byte order), without the padding to 16.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Packed([u8; 13]);
+
+impl Packed {
+    fn of(e: DestExtra) -> Packed {
+        let mut b = [0u8; 13];
+        b[0..4].copy_from_slice(&e.u_thresh.to_ne_bytes());
+        b[4..8].copy_from_slice(&e.l_thresh.to_ne_bytes());
+        b[8] = e.tun_type;
+        b[9..11].copy_from_slice(&e.tun_port.to_ne_bytes());
+        b[11..13].copy_from_slice(&e.tun_flags.to_ne_bytes());
+        Packed(b)
+    }
+
+    fn get(self) -> DestExtra {
+        let b = self.0;
+        DestExtra {
+            u_thresh: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            l_thresh: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            tun_type: b[8],
+            tun_port: u16::from_ne_bytes([b[9], b[10]]),
+            tun_flags: u16::from_ne_bytes([b[11], b[12]]),
+        }
+    }
 }
 
 /// The owning reals' own values, by real index (ascending): `(real, values)`.
@@ -73,7 +100,7 @@ impl RealAttrs {
     /// What an edit sends: the config's (`o`, the real's owned values) where it owns, the
     /// kernel's last word elsewhere.
     pub(crate) fn effective(&self, o: &DestExtra) -> DestExtra {
-        let s = &self.seen;
+        let s = &self.seen.get();
         let tun = self.own & OWN_TUN != 0;
         DestExtra {
             u_thresh: if self.own & OWN_U != 0 {
@@ -96,7 +123,7 @@ impl RealAttrs {
     /// for a tunnelled destination).
     fn drifted(&self, o: &DestExtra, forward: Forward) -> bool {
         let e = self.effective(o);
-        let s = &self.seen;
+        let s = &self.seen.get();
         e.u_thresh != s.u_thresh
             || e.l_thresh != s.l_thresh
             || (forward == Forward::Tunnel
@@ -208,7 +235,7 @@ impl Table {
 
     /// The kernel reported real `r`'s entry with `extra`.
     pub(super) fn saw_dest(&mut self, r: usize, extra: DestExtra) {
-        self.real_attrs[r].seen = extra;
+        self.real_attrs[r].seen = Packed::of(extra);
     }
 
     /// The kernel reported virtual `v`'s service as `have`: its flags and netmask are what
@@ -241,7 +268,7 @@ impl Table {
         for r in 0..self.reals.len() {
             let key = self.virtuals[self.reals[r].virt as usize].key;
             if let Some(e) = extra(key, self.reals[r].addr.get()) {
-                self.real_attrs[r].seen = e;
+                self.real_attrs[r].seen = Packed::of(e);
             }
         }
     }
@@ -479,36 +506,49 @@ mod tests {
         assert_eq!(netmask_of(64, true), 64);
     }
 
-    /// A real that owns nothing pays for what the kernel said only (20 bytes, not 36);
+    /// A real that owns nothing pays for what the kernel said only (14 bytes, not 36);
     /// only the owning ones are in the table's list, found by index.
     #[test]
     fn only_owning_reals_hold_owned_values() {
-        assert!(std::mem::size_of::<RealAttrs>() <= 20);
+        assert!(std::mem::size_of::<RealAttrs>() <= 14);
         let (a, o) = RealAttrs::of(None, None, None);
         assert_eq!((a.own, o), (0, NONE_OWNED));
         let (a, o) = RealAttrs::of(None, Some(7), None);
         assert_eq!((a.own, o.l_thresh), (OWN_L, 7));
+        let e = DestExtra {
+            u_thresh: u32::MAX - 1,
+            l_thresh: 0x0102_0304,
+            tun_type: 2,
+            tun_port: 65_535,
+            tun_flags: 0x0203,
+        };
+        assert_eq!(Packed::of(e).get(), e);
     }
 
     #[test]
     fn owned_fields_win_the_others_are_the_kernels() {
         let (mut a, o) = RealAttrs::of(Some(10), None, None);
-        a.seen = DestExtra {
+        let seen = DestExtra {
             u_thresh: 100,
             l_thresh: 50,
             tun_type: 1,
             tun_port: 6080,
             tun_flags: 1,
         };
+        a.seen = Packed::of(seen);
+        assert_eq!(a.seen.get(), seen);
         assert_eq!(
             a.effective(&o),
             DestExtra {
                 u_thresh: 10,
-                ..a.seen
+                ..seen
             }
         );
         assert!(a.drifted(&o, Forward::Route));
-        a.seen.u_thresh = 10;
+        a.seen = Packed::of(DestExtra {
+            u_thresh: 10,
+            ..seen
+        });
         assert!(!a.drifted(&o, Forward::Tunnel));
     }
 }
