@@ -274,7 +274,7 @@ impl Persist {
         let mut k = [0u8; 160];
         let n = Self::state_key(table, r, &mut k);
         let drained = table.reals()[r].drained;
-        let hand = table.weigh(r).hand;
+        let hand = table.weigh(r).hand();
         let Some(saver) = self.saver.as_mut() else {
             return Ok(());
         };

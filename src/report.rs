@@ -483,7 +483,7 @@ impl View<'_> {
                 self.table.why(r),
                 w8.slow
             )?;
-            match w8.hand {
+            match w8.hand() {
                 crate::table::Hand::None => write!(w, "null")?,
                 h => {
                     write!(w, "\"")?;

@@ -1348,11 +1348,15 @@ mod tests {
             size_of::<ProbeCfg>(),
             size_of::<Kind>()
         );
-        assert!(size_of::<Addr>() <= 20);
-        // 144: the last failure's detail names which of several checks failed (one byte).
-        assert!(size_of::<Real>() <= 144);
+        // 19 and 136: the address in bytes only, so that it packs with the real's other
+        // byte fields (the last failure's detail naming which of several checks failed took
+        // `Real` to 144 while the address was 20 bytes aligned on two).
+        assert!(size_of::<Addr>() <= 19);
+        assert!(size_of::<Real>() <= 136);
         assert!(size_of::<ProbeCfg>() <= 8);
         assert!(size_of::<Probe>() <= 48);
+        // 30: the weight chain's times in 48 bits of µs, the hand-set weight in 4 bytes.
+        assert!(size_of::<crate::table::Weigh>() <= 30);
     }
 
     /// A daemon (dry-run IPVS, no log, no signals) with one `check tcp` against a loopback
@@ -1459,6 +1463,48 @@ mod tests {
         let (tcp, banner) = (got[0].unwrap(), got[1].unwrap());
         assert!(tcp < 200_000, "{got:?}");
         assert!((300_000..1_000_000).contains(&banner), "{got:?}");
+        let _ = std::fs::remove_dir_all(dir);
+        // Several checks on a real: their slots, rounds and per-real index are kept.
+        assert!(d.core.probes.feature_bytes() > 0);
+    }
+
+    /// With one check a real and no `exec` check, no per-probe or per-real array of those
+    /// features is allocated (no real has per-check durations to show), and the checks
+    /// still decide each real with its own latency.
+    #[test]
+    fn one_check_a_real_holds_no_several_checks_or_exec_arrays() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = std::env::temp_dir().join(format!("lvsmon-unit-one-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lvsmon.conf");
+        let port = l.local_addr().unwrap().port();
+        std::fs::write(
+            &path,
+            format!(
+                "interval 5s\ntimeout 300ms\nvirtual tcp 127.1.0.1:80 {{\n  check tcp --port {port}\n  real 127.0.0.1:1\n}}\nvirtual tcp 127.1.0.2:80 {{\n  check banner --expect x --port {port}\n  real 127.0.0.1:2\n}}\n"
+            ),
+        )
+        .unwrap();
+        let plan = crate::config::load(&path, None).unwrap();
+        let opts = Options {
+            signals: false,
+            ..Options::default()
+        };
+        let log = Log::new(crate::log::Sink::Null, Level::Debug);
+        let mut d =
+            Daemon::new(plan, Box::new(crate::ipvs::DryRun::default()), log, &opts).unwrap();
+        assert_eq!(d.core.probes.feature_bytes(), 0);
+        assert!(d.check_durations(0).is_empty() && d.check_durations(1).is_empty());
+        d.startup();
+        let end = std::time::Instant::now() + Duration::from_secs(8);
+        let decided = |d: &Daemon| d.core.table.reals().iter().all(|r| r.checks > 0);
+        while !decided(&d) && std::time::Instant::now() < end {
+            d.turn(Some(Duration::from_millis(20))).unwrap();
+        }
+        let reals = d.core.table.reals();
+        let (tcp, banner) = (reals[0].last_latency_us, reals[1].last_latency_us);
+        assert!(decided(&d) && tcp < 200_000, "{tcp}");
+        assert!((300_000..1_000_000).contains(&banner), "{banner}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

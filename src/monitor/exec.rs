@@ -138,13 +138,19 @@ pub(crate) struct ProgEnv {
 }
 
 impl Execs {
-    /// None at all (no `exec` check).
-    pub(crate) fn none(probes: usize) -> Execs {
+    /// Bytes held per probe for the programs' lookup (none without `exec` checks).
+    #[cfg(test)]
+    pub(crate) fn per_probe_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.prog_of)
+    }
+
+    /// None at all (no `exec` check): nothing allocated per probe.
+    pub(crate) fn none() -> Execs {
         Execs {
             spawn: None,
             _base_env: Vec::new(),
             progs: Box::new([]),
-            prog_of: vec![NONE; probes].into_boxed_slice(),
+            prog_of: Box::new([]),
             slot_of: Box::new([]),
             slots: Box::new([]),
             running: 0,
@@ -168,11 +174,13 @@ impl Execs {
         max: u32,
         list: Vec<(u32, &[Vec<u8>], ProgEnv)>,
     ) -> io::Result<Execs> {
-        let mut e = Execs::none(probes);
+        let mut e = Execs::none();
         if list.is_empty() {
             return Ok(e);
         }
         e.spawn = Some((SpawnAttr::new()?, FileActions::new()?));
+        // Each probe's program: allocated only when some check runs one.
+        e.prog_of = vec![NONE; probes].into_boxed_slice();
         let mut base = Vec::new();
         let mut base_at = Vec::new();
         for (k, v) in std::env::vars_os() {

@@ -236,7 +236,7 @@ pub struct Probes {
     probe_reals: Box<[RealId]>,
     /// Beside each entry of `probe_reals`: for a real with several checks, which of them
     /// this probe is (1-based) and the real's round in `rounds`; 0 and [`NO_ROUND`] for a
-    /// real with one check.
+    /// real with one check. Both empty when no real has several checks.
     probe_slots: Box<[u8]>,
     probe_rounds: Box<[u32]>,
     /// The rounds of the reals with several checks (see [`super::rounds`]).
@@ -249,7 +249,8 @@ pub struct Probes {
     /// Each probe's last check duration in µs ([`NO_DURATION`] before its first verdict).
     last_us: Box<[u32]>,
     /// Each real's checks (probe ids, in check-line order): real `r`'s are
-    /// `real_checks[real_checks_at[r]..real_checks_at[r + 1]]`.
+    /// `real_checks[real_checks_at[r]..real_checks_at[r + 1]]`. Both empty when no real has
+    /// several checks: then no real has per-check durations to show.
     real_checks: Box<[u32]>,
     real_checks_at: Box<[u32]>,
     wheel: Wheel,
@@ -296,6 +297,11 @@ impl Probes {
             real_checks.extend(r.more_checks.iter().map(|&c| c as u32));
         }
         real_checks_at.push(real_checks.len() as u32);
+        if real_checks.len() == plan.reals.len() {
+            // One check a real: no per-check durations to show (`check_durations`).
+            real_checks = Vec::new();
+            real_checks_at = Vec::new();
+        }
         // Reals with several checks: a round each, and which check each of their probes is.
         let mut round_of = vec![NO_ROUND; plan.reals.len()];
         let mut rounds = Vec::new();
@@ -439,7 +445,12 @@ impl Probes {
                 progs.push((i as u32, &e.argv[..], env));
             }
         }
-        let execs = Execs::new(n, plan.exec_max, progs).unwrap_or_else(|_| Execs::none(n));
+        if rounds.is_empty() {
+            // No real with several checks: no slot or round to look up (see `finish`).
+            probe_slots = Vec::new();
+            probe_rounds = Vec::new();
+        }
+        let execs = Execs::new(n, plan.exec_max, progs).unwrap_or_else(|_| Execs::none());
 
         // First checks spread evenly over each probe's first interval.
         let probes: Vec<Probe> = cfg
@@ -991,7 +1002,7 @@ impl Probes {
         }
         let (a, b) = self.reals_of(i);
         let (a, b) = (a as usize, b as usize);
-        if self.probe_rounds[a..b].iter().all(|&x| x == NO_ROUND) {
+        if self.rounds.is_empty() || self.probe_rounds[a..b].iter().all(|&x| x == NO_ROUND) {
             host.results(&self.probe_reals[a..b], v, latency, now);
         } else {
             // Some of its reals have several checks: theirs count when their round is whole.
@@ -1211,6 +1222,18 @@ impl Probes {
             let us = self.last_us[p as usize];
             (us != NO_DURATION).then_some(u64::from(us))
         })
+    }
+
+    /// Bytes held for features no check of the plan may use: the several-checks slots,
+    /// rounds and per-real index, and `exec`'s program lookup (0 with one plain check a real).
+    #[cfg(test)]
+    pub(crate) fn feature_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.probe_slots)
+            + std::mem::size_of_val(&*self.probe_rounds)
+            + std::mem::size_of_val(&*self.rounds)
+            + std::mem::size_of_val(&*self.real_checks_at)
+            + std::mem::size_of_val(&*self.real_checks)
+            + self.execs.per_probe_bytes()
     }
 
     /// The daemon stops: the `exec` programs still running are killed.

@@ -98,7 +98,8 @@ impl Hand {
 }
 
 /// A real's weight chain state besides its health and drain (lvsmon.conf(5), WEIGHTS), kept
-/// beside [`Real`]: 40 bytes a real, none of them in the hot part of the table.
+/// beside [`Real`]: 30 bytes a real (the hand-set weight in 4, each time in 6), none of them
+/// in the hot part of the table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Weigh {
     /// The agent's last `NN%` ([`NO_PERCENT`]: none).
@@ -109,17 +110,110 @@ pub(crate) struct Weigh {
     pub(crate) agent_down: bool,
     /// SLOW (`slow-above`).
     pub(crate) slow: bool,
-    /// `set-weight`.
-    pub(crate) hand: Hand,
+    /// `set-weight` ([`Weigh::hand`]).
+    hand: HandBits,
     /// The `exec --dynamic` weight ([`NO_EXEC`]: none).
     pub(crate) exec: u16,
     /// The slow-start ramp began here ([`NEVER`]: no ramp).
-    pub(crate) ramp_since: Time,
+    ramp_since: Stamp,
     /// The last `add-dest`/`edit-dest` with a weight went at this time ([`NEVER`]: none yet).
-    pub(crate) last_edit: Time,
+    last_edit: Stamp,
     /// The weight is to be looked at again at this time (a ramp's step, or a change held by
     /// the one-edit-a-second limit); [`NEVER`]: not.
-    pub(crate) due: Time,
+    due: Stamp,
+}
+
+impl Weigh {
+    /// `set-weight`.
+    #[inline]
+    pub(crate) fn hand(&self) -> Hand {
+        self.hand.get()
+    }
+
+    #[inline]
+    fn set_hand(&mut self, h: Hand) {
+        self.hand = HandBits::of(h);
+    }
+
+    #[inline]
+    fn ramp_since(&self) -> Time {
+        self.ramp_since.get()
+    }
+
+    #[inline]
+    fn last_edit(&self) -> Time {
+        self.last_edit.get()
+    }
+
+    #[inline]
+    fn due(&self) -> Time {
+        self.due.get()
+    }
+
+    #[inline]
+    fn set_due(&mut self, t: Time) {
+        self.due = Stamp::of(t);
+    }
+}
+
+/// A [`Time`] in 48 bits: microseconds since the daemon started, exact for 8.9 years of
+/// running (2^48 µs), [`NEVER`] as all ones. A later time stays at the last one it can hold
+/// (the daemon would then have run for 8.9 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp([u16; 3]);
+
+impl Stamp {
+    const ALL: u64 = (1 << 48) - 1;
+
+    #[inline]
+    fn of(t: Time) -> Stamp {
+        let v = if t == NEVER {
+            Self::ALL
+        } else {
+            t.0.min(Self::ALL - 1)
+        };
+        Stamp([v as u16, (v >> 16) as u16, (v >> 32) as u16])
+    }
+
+    #[inline]
+    fn get(self) -> Time {
+        let [a, b, c] = self.0;
+        let v = u64::from(a) | u64::from(b) << 16 | u64::from(c) << 32;
+        if v == Self::ALL {
+            NEVER
+        } else {
+            Time(v)
+        }
+    }
+}
+
+/// A [`Hand`] in four bytes: a weight (up to 65,535) as itself, a percentage with the top
+/// bit set, none as all ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HandBits([u16; 2]);
+
+impl HandBits {
+    const PERCENT: u32 = 1 << 31;
+
+    #[inline]
+    fn of(h: Hand) -> HandBits {
+        let v = match h {
+            Hand::None => u32::MAX,
+            Hand::Weight(n) => n.min(Self::PERCENT - 1),
+            Hand::Percent(p) => Self::PERCENT | u32::from(p),
+        };
+        HandBits([v as u16, (v >> 16) as u16])
+    }
+
+    #[inline]
+    fn get(self) -> Hand {
+        let v = u32::from(self.0[0]) | u32::from(self.0[1]) << 16;
+        match v {
+            u32::MAX => Hand::None,
+            _ if v & Self::PERCENT != 0 => Hand::Percent(v as u16),
+            _ => Hand::Weight(v),
+        }
+    }
 }
 
 /// `Weigh::agent_percent` when the agent gave none.
@@ -138,11 +232,11 @@ impl Default for Weigh {
             agent_drain: false,
             agent_down: false,
             slow: false,
-            hand: Hand::None,
+            hand: HandBits::of(Hand::None),
             exec: NO_EXEC,
-            ramp_since: NEVER,
-            last_edit: NEVER,
-            due: NEVER,
+            ramp_since: Stamp::of(NEVER),
+            last_edit: Stamp::of(NEVER),
+            due: Stamp::of(NEVER),
         }
     }
 }
@@ -268,13 +362,15 @@ impl Setup {
     }
 }
 
-/// A destination address as a real server keeps it: 20 bytes where `SocketAddr` takes 32.
-/// It holds no IPv6 flow label or scope, which no destination has (the planner refuses
-/// link-local addresses).
+/// A destination address as a real server keeps it: 19 bytes where `SocketAddr` takes 32
+/// (bytes only, so that it packs with [`Real`]'s other byte fields: `Real` takes 136 bytes,
+/// not 144). It holds no IPv6 flow label or scope, which no destination has (the planner
+/// refuses link-local addresses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Addr {
     pub(crate) ip: [u8; 16],
-    pub(crate) port: u16,
+    /// The port, in the machine's byte order.
+    port: [u8; 2],
     v6: bool,
 }
 
@@ -290,7 +386,7 @@ impl Addr {
         };
         Addr {
             ip,
-            port: a.port(),
+            port: a.port().to_ne_bytes(),
             v6,
         }
     }
@@ -302,7 +398,7 @@ impl Addr {
         } else {
             std::net::IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
         };
-        SocketAddr::new(ip, self.port)
+        SocketAddr::new(ip, u16::from_ne_bytes(self.port))
     }
 }
 
@@ -426,6 +522,8 @@ pub struct Table {
     now: Time,
     /// Per real and per virtual: the attributes lvsmon does not decide (see `owned`).
     real_attrs: Box<[owned::RealAttrs]>,
+    /// The values of the reals whose config owns thresholds or tunnel settings.
+    real_owned: owned::Owned,
     svc_attrs: Box<[owned::SvcAttrs]>,
 }
 
@@ -511,7 +609,7 @@ impl Table {
         let n_reals = plan.reals.len();
         let n_virtuals = plan.virtuals.len();
         let resync_us = micros(plan.resync);
-        let (real_attrs, svc_attrs) = owned::from_plan(plan);
+        let (real_attrs, real_owned, svc_attrs) = owned::from_plan(plan);
         for (v, a) in virtuals.iter_mut().zip(svc_attrs.iter()) {
             a.apply_to(&mut v.service);
         }
@@ -537,6 +635,7 @@ impl Table {
             dump_stale: false,
             now: Time::ZERO,
             real_attrs,
+            real_owned,
             svc_attrs,
         }
     }
@@ -788,10 +887,10 @@ impl Table {
         out: &mut impl Out,
     ) -> bool {
         self.now = now;
-        if self.weighs[r.ix()].hand == hand {
+        if self.weighs[r.ix()].hand() == hand {
             return false;
         }
-        self.weighs[r.ix()].hand = hand;
+        self.weighs[r.ix()].set_hand(hand);
         self.sync_dest(r.ix(), out);
         true
     }
@@ -799,7 +898,7 @@ impl Table {
     /// Restores real `r`'s hand-set weight from the state file at startup, before anything
     /// was decided (no table change).
     pub(crate) fn restore_hand(&mut self, r: RealId, hand: Hand) {
-        self.weighs[r.ix()].hand = hand;
+        self.weighs[r.ix()].set_hand(hand);
     }
 
     /// Real `r`'s weight chain state.
@@ -834,18 +933,18 @@ impl Table {
         self.now = now;
         self.wake = NEVER;
         for r in 0..self.reals.len() {
-            if self.weighs[r].due <= now {
-                self.weighs[r].due = NEVER;
+            if self.weighs[r].due() <= now {
+                self.weighs[r].set_due(NEVER);
                 self.sync_dest(r, out);
             }
         }
-        self.wake = self.weighs.iter().map(|w| w.due).min().unwrap_or(NEVER);
+        self.wake = self.weighs.iter().map(Weigh::due).min().unwrap_or(NEVER);
     }
 
     /// Looks at real `r`'s weight again at `t` at the latest.
     fn due_at(&mut self, r: usize, t: Time) {
-        let d = &mut self.weighs[r].due;
-        *d = (*d).min(t);
+        let w8 = &mut self.weighs[r];
+        w8.set_due(w8.due().min(t));
         self.wake = self.wake.min(t);
     }
 
@@ -872,25 +971,27 @@ impl Table {
             why.slow = true;
         }
         let mut next = None;
-        if w8.ramp_since != NEVER {
+        let ramp_since = w8.ramp_since();
+        if ramp_since != NEVER {
             let (p, n) = ramp_steps(setup.slow_start_us);
-            let k = self.now.micros_since(w8.ramp_since) / p;
+            let k = self.now.micros_since(ramp_since) / p;
             if setup.slow_start_us > 0 && k < n {
                 if w > 1 {
                     w = 1 + ((u64::from(w) - 1) * k / n) as u32;
                 }
                 why.ramp = Some((k as u32, n as u32));
-                next = Some(w8.ramp_since.add_micros((k + 1) * p));
+                next = Some(ramp_since.add_micros((k + 1) * p));
             } else {
                 next = Some(NEVER);
             }
         }
-        match w8.hand {
+        let hand = w8.hand();
+        match hand {
             Hand::None => {}
             Hand::Weight(n) => w = n,
             Hand::Percent(p) => w = scale(w, p),
         }
-        why.hand = w8.hand;
+        why.hand = hand;
         if w8.agent_drain {
             w = 0;
             why.agent_drain = true;
@@ -921,14 +1022,16 @@ impl Table {
         let w8 = &mut self.weighs[r.ix()];
         // Slow start: after DOWN, or at the first check of a real that was not serving (not
         // one adopted from the table with a weight).
-        w8.ramp_since = if change == Change::Up
-            && setup.slow_start_us > 0
-            && (before == State::Down || real.table().is_none_or(|w| w == 0))
-        {
-            self.now
-        } else {
-            NEVER
-        };
+        w8.ramp_since = Stamp::of(
+            if change == Change::Up
+                && setup.slow_start_us > 0
+                && (before == State::Down || real.table().is_none_or(|w| w == 0))
+            {
+                self.now
+            } else {
+                NEVER
+            },
+        );
         let v = &mut self.virtuals[virt];
         if before == State::Unknown {
             v.unknown -= 1;
@@ -1039,7 +1142,7 @@ impl Table {
             State::Up => {
                 let (w, y, next) = self.chain(r);
                 match next {
-                    Some(NEVER) => self.weighs[r].ramp_since = NEVER,
+                    Some(NEVER) => self.weighs[r].ramp_since = Stamp::of(NEVER),
                     Some(t) => self.due_at(r, t),
                     None => {}
                 }
@@ -1056,7 +1159,7 @@ impl Table {
         if want == real.table() {
             return;
         }
-        let last = self.weighs[r].last_edit;
+        let last = self.weighs[r].last_edit();
         if let (Some(have), Some(w)) = (real.table(), want) {
             if have > 0 && w > 0 && last != NEVER && self.now.micros_since(last) < EDIT_GAP_US {
                 self.due_at(r, last.add_micros(EDIT_GAP_US));
@@ -1074,7 +1177,7 @@ impl Table {
         self.reals[r].set_table(want);
         self.submit(op);
         if let Some(w) = want {
-            self.weighs[r].last_edit = self.now;
+            self.weighs[r].last_edit = Stamp::of(self.now);
             if let Some(why) = why {
                 out.weight(key, addr, w, &why);
             }
@@ -1682,7 +1785,7 @@ impl Table {
         } else if ch.added > 0 || ch.virtuals_added > 0 {
             self.adopt_pending = true;
         }
-        self.wake = self.weighs.iter().map(|w| w.due).min().unwrap_or(NEVER);
+        self.wake = self.weighs.iter().map(Weigh::due).min().unwrap_or(NEVER);
         for r in 0..self.reals.len() {
             self.sync_dest(r, out);
         }

@@ -19,46 +19,88 @@ const OWN_U: u8 = 1;
 const OWN_L: u8 = 2;
 const OWN_TUN: u8 = 4;
 
-/// One real's thresholds and tunnel settings: what the kernel said, what the config owns.
+/// One real's thresholds and tunnel settings: what the kernel said (its 13 bytes, unpadded),
+/// and which of them the config owns (its values are in the table's short list of owning
+/// reals, `Owned`: most reals own none, so they pay 14 bytes, not 36).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct RealAttrs {
-    seen: DestExtra,
-    owned: DestExtra,
-    /// `OWN_*` bits: which fields of `owned` the config sets.
+    seen: Packed,
+    /// `OWN_*` bits: which fields of the owned values the config sets.
     own: u8,
 }
 
+/// A [`DestExtra`] in its 13 bytes (machine byte order), without the padding to 16.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Packed([u8; 13]);
+
+impl Packed {
+    fn of(e: DestExtra) -> Packed {
+        let mut b = [0u8; 13];
+        b[0..4].copy_from_slice(&e.u_thresh.to_ne_bytes());
+        b[4..8].copy_from_slice(&e.l_thresh.to_ne_bytes());
+        b[8] = e.tun_type;
+        b[9..11].copy_from_slice(&e.tun_port.to_ne_bytes());
+        b[11..13].copy_from_slice(&e.tun_flags.to_ne_bytes());
+        Packed(b)
+    }
+
+    fn get(self) -> DestExtra {
+        let b = self.0;
+        DestExtra {
+            u_thresh: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            l_thresh: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            tun_type: b[8],
+            tun_port: u16::from_ne_bytes([b[9], b[10]]),
+            tun_flags: u16::from_ne_bytes([b[11], b[12]]),
+        }
+    }
+}
+
+/// The owning reals' own values, by real index (ascending): `(real, values)`.
+pub(crate) type Owned = Box<[(u32, DestExtra)]>;
+
+/// The values of a real that owns none.
+const NONE_OWNED: DestExtra = DestExtra {
+    u_thresh: 0,
+    l_thresh: 0,
+    tun_type: 0,
+    tun_port: 0,
+    tun_flags: 0,
+};
+
 impl RealAttrs {
-    fn of(u: Option<u32>, l: Option<u32>, tunnel: Option<Tunnel>) -> RealAttrs {
+    fn of(u: Option<u32>, l: Option<u32>, tunnel: Option<Tunnel>) -> (RealAttrs, DestExtra) {
         let mut a = RealAttrs::default();
+        let mut o = NONE_OWNED;
         if let Some(u) = u {
             a.own |= OWN_U;
-            a.owned.u_thresh = u;
+            o.u_thresh = u;
         }
         if let Some(l) = l {
             a.own |= OWN_L;
-            a.owned.l_thresh = l;
+            o.l_thresh = l;
         }
         if let Some(t) = tunnel {
             a.own |= OWN_TUN;
-            a.owned.tun_type = match t.kind {
+            o.tun_type = match t.kind {
                 TunnelKind::Ipip => sys::IP_VS_CONN_F_TUNNEL_TYPE_IPIP,
                 TunnelKind::Gue => sys::IP_VS_CONN_F_TUNNEL_TYPE_GUE,
                 TunnelKind::Gre => sys::IP_VS_CONN_F_TUNNEL_TYPE_GRE,
             };
-            a.owned.tun_port = t.port;
-            a.owned.tun_flags = match t.csum {
+            o.tun_port = t.port;
+            o.tun_flags = match t.csum {
                 TunnelCsum::None => sys::IP_VS_TUNNEL_ENCAP_FLAG_NOCSUM,
                 TunnelCsum::Csum => sys::IP_VS_TUNNEL_ENCAP_FLAG_CSUM,
                 TunnelCsum::Remcsum => sys::IP_VS_TUNNEL_ENCAP_FLAG_REMCSUM,
             };
         }
-        a
+        (a, o)
     }
 
-    /// What an edit sends: the config's where it owns, the kernel's last word elsewhere.
-    pub(crate) fn effective(&self) -> DestExtra {
-        let (s, o) = (&self.seen, &self.owned);
+    /// What an edit sends: the config's (`o`, the real's owned values) where it owns, the
+    /// kernel's last word elsewhere.
+    pub(crate) fn effective(&self, o: &DestExtra) -> DestExtra {
+        let s = &self.seen.get();
         let tun = self.own & OWN_TUN != 0;
         DestExtra {
             u_thresh: if self.own & OWN_U != 0 {
@@ -79,9 +121,9 @@ impl RealAttrs {
 
     /// The kernel's entry differs from the config where it owns (tunnel settings matter only
     /// for a tunnelled destination).
-    fn drifted(&self, forward: Forward) -> bool {
-        let e = self.effective();
-        let s = &self.seen;
+    fn drifted(&self, o: &DestExtra, forward: Forward) -> bool {
+        let e = self.effective(o);
+        let s = &self.seen.get();
         e.u_thresh != s.u_thresh
             || e.l_thresh != s.l_thresh
             || (forward == Forward::Tunnel
@@ -125,11 +167,19 @@ fn netmask_of(prefix: u8, v6: bool) -> u32 {
 }
 
 /// Every real's and every virtual's attributes as `plan` owns them (nothing seen yet).
-pub(crate) fn from_plan(plan: &Plan) -> (Box<[RealAttrs]>, Box<[SvcAttrs]>) {
+pub(crate) fn from_plan(plan: &Plan) -> (Box<[RealAttrs]>, Owned, Box<[SvcAttrs]>) {
+    let mut owned = Vec::new();
     let reals = plan
         .reals
         .iter()
-        .map(|r| RealAttrs::of(r.u_threshold, r.l_threshold, r.tunnel))
+        .enumerate()
+        .map(|(i, r)| {
+            let (a, o) = RealAttrs::of(r.u_threshold, r.l_threshold, r.tunnel);
+            if a.own != 0 {
+                owned.push((i as u32, o));
+            }
+            a
+        })
         .collect();
     let managed = crate::ipvs::managed_services(plan);
     let virtuals = plan
@@ -154,10 +204,24 @@ pub(crate) fn from_plan(plan: &Plan) -> (Box<[RealAttrs]>, Box<[SvcAttrs]>) {
             a
         })
         .collect();
-    (reals, virtuals)
+    (reals, owned.into_boxed_slice(), virtuals)
 }
 
 impl Table {
+    /// Real `r`'s owned values (those of a real that owns none when it owns none).
+    fn owned_of(&self, r: usize) -> &DestExtra {
+        if self.real_attrs[r].own == 0 {
+            return &NONE_OWNED;
+        }
+        match self
+            .real_owned
+            .binary_search_by_key(&(r as u32), |&(k, _)| k)
+        {
+            Ok(i) => &self.real_owned[i].1,
+            Err(_) => &NONE_OWNED,
+        }
+    }
+
     /// Real `r`'s destination with `weight` and `forward`, and the thresholds and tunnel
     /// settings an edit must carry.
     pub(super) fn dest_for(&self, r: usize, weight: u32, forward: Forward) -> Dest {
@@ -165,13 +229,13 @@ impl Table {
             addr: self.reals[r].addr.get(),
             weight,
             forward,
-            extra: self.real_attrs[r].effective(),
+            extra: self.real_attrs[r].effective(self.owned_of(r)),
         }
     }
 
     /// The kernel reported real `r`'s entry with `extra`.
     pub(super) fn saw_dest(&mut self, r: usize, extra: DestExtra) {
-        self.real_attrs[r].seen = extra;
+        self.real_attrs[r].seen = Packed::of(extra);
     }
 
     /// The kernel reported virtual `v`'s service as `have`: its flags and netmask are what
@@ -192,7 +256,7 @@ impl Table {
     /// Real `r`'s entry in the table differs from what the config owns.
     pub(super) fn dest_drifted(&self, r: usize) -> bool {
         let forward = self.setups[self.reals[r].setup as usize].forward;
-        self.real_attrs[r].drifted(forward)
+        self.real_attrs[r].drifted(self.owned_of(r), forward)
     }
 
     /// Startup: the thresholds and tunnel settings the table had (`extra` of a service and
@@ -204,7 +268,7 @@ impl Table {
         for r in 0..self.reals.len() {
             let key = self.virtuals[self.reals[r].virt as usize].key;
             if let Some(e) = extra(key, self.reals[r].addr.get()) {
-                self.real_attrs[r].seen = e;
+                self.real_attrs[r].seen = Packed::of(e);
             }
         }
     }
@@ -226,7 +290,8 @@ impl Table {
     /// As [`Table::carry_service_attrs`], for real `r` (old index `or`).
     pub(super) fn carry_dest_attrs(&mut self, r: usize, old: &Table, or: usize) -> bool {
         self.real_attrs[r].seen = old.real_attrs[or].seen;
-        self.real_attrs[r].effective() != old.real_attrs[or].effective()
+        self.real_attrs[r].effective(self.owned_of(r))
+            != old.real_attrs[or].effective(old.owned_of(or))
     }
 }
 
@@ -441,25 +506,49 @@ mod tests {
         assert_eq!(netmask_of(64, true), 64);
     }
 
+    /// A real that owns nothing pays for what the kernel said only (14 bytes, not 36);
+    /// only the owning ones are in the table's list, found by index.
+    #[test]
+    fn only_owning_reals_hold_owned_values() {
+        assert!(std::mem::size_of::<RealAttrs>() <= 14);
+        let (a, o) = RealAttrs::of(None, None, None);
+        assert_eq!((a.own, o), (0, NONE_OWNED));
+        let (a, o) = RealAttrs::of(None, Some(7), None);
+        assert_eq!((a.own, o.l_thresh), (OWN_L, 7));
+        let e = DestExtra {
+            u_thresh: u32::MAX - 1,
+            l_thresh: 0x0102_0304,
+            tun_type: 2,
+            tun_port: 65_535,
+            tun_flags: 0x0203,
+        };
+        assert_eq!(Packed::of(e).get(), e);
+    }
+
     #[test]
     fn owned_fields_win_the_others_are_the_kernels() {
-        let mut a = RealAttrs::of(Some(10), None, None);
-        a.seen = DestExtra {
+        let (mut a, o) = RealAttrs::of(Some(10), None, None);
+        let seen = DestExtra {
             u_thresh: 100,
             l_thresh: 50,
             tun_type: 1,
             tun_port: 6080,
             tun_flags: 1,
         };
+        a.seen = Packed::of(seen);
+        assert_eq!(a.seen.get(), seen);
         assert_eq!(
-            a.effective(),
+            a.effective(&o),
             DestExtra {
                 u_thresh: 10,
-                ..a.seen
+                ..seen
             }
         );
-        assert!(a.drifted(Forward::Route));
-        a.seen.u_thresh = 10;
-        assert!(!a.drifted(Forward::Tunnel));
+        assert!(a.drifted(&o, Forward::Route));
+        a.seen = Packed::of(DestExtra {
+            u_thresh: 10,
+            ..seen
+        });
+        assert!(!a.drifted(&o, Forward::Tunnel));
     }
 }

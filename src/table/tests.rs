@@ -1225,9 +1225,10 @@ fn sorry_mode_add_keeps_the_weights_and_forward_is_used() {
 }
 
 #[test]
-fn the_weight_chain_state_costs_40_bytes_a_real() {
-    // Beside `Real` (whose 136 bytes stay as they were): what every real pays for the chain.
-    assert_eq!(std::mem::size_of::<Weigh>(), 40);
+fn the_weight_chain_state_costs_30_bytes_a_real() {
+    // Beside `Real`: what every real pays for the chain (its three times in 48 bits each,
+    // the hand-set weight in four bytes; 40 before they were packed).
+    assert_eq!(std::mem::size_of::<Weigh>(), 30);
 }
 
 #[test]
@@ -1257,10 +1258,45 @@ fn a_hand_weight_and_slow_are_kept_across_a_reload() {
     );
     assert!(ops(&mut new).is_empty());
     assert_eq!(
-        (new.weigh(0).hand, new.weigh(0).slow),
+        (new.weigh(0).hand(), new.weigh(0).slow),
         (Hand::Weight(4), true)
     );
     // reset: the new configured weight through SLOW (25 %).
     new.set_hand(r, Hand::None, Time(9 * S), &mut rec);
     assert_eq!(weights_of(&mut new, R1), vec![8]);
+}
+
+/// The weight chain's packed times and hand-set weight give back exactly what was stored:
+/// every µs up to 8.9 years of running, `NEVER`, and every hand `set-weight` accepts.
+#[test]
+fn weigh_packs_its_times_and_hand_exactly() {
+    for t in [
+        Time::ZERO,
+        Time(1),
+        Time(999_999),
+        Time(1_000_001),
+        Time(49 * 86_400 * S + 7),
+        Time(u64::from(u32::MAX) * 1000 + 3),
+        Time((1 << 48) - 2),
+        NEVER,
+    ] {
+        assert_eq!(Stamp::of(t).get(), t, "{t:?}");
+    }
+    // Past 2^48 µs a time stays at the last one held (never NEVER).
+    assert_eq!(Stamp::of(Time(1 << 50)).get(), Time((1 << 48) - 2));
+    let mut hands = vec![Hand::None];
+    hands.extend((0..=65_535).step_by(257).map(Hand::Weight));
+    hands.push(Hand::Weight(65_535));
+    hands.extend((0..=MAX_PERCENT).map(Hand::Percent));
+    for h in hands {
+        assert_eq!(HandBits::of(h).get(), h, "{h:?}");
+        let mut w = Weigh::default();
+        w.set_hand(h);
+        assert_eq!(w.hand(), h);
+    }
+    let w = Weigh::default();
+    assert_eq!(
+        (w.ramp_since(), w.last_edit(), w.due()),
+        (NEVER, NEVER, NEVER)
+    );
 }
