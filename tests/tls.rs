@@ -747,3 +747,116 @@ fn vsftpd_starttls_ftp() {
     assert!(detail.starts_with("starttls: "), "{detail}");
     finish(d);
 }
+
+/// nginx with the `a.example` chain on 127.0.0.1:`port13`, TLS 1.3 only, and on
+/// 127.0.0.1:`port12`, TLS 1.2 only, each logging its connections at debug level in `log`
+/// (`tls13.log`, `tls12.log`): one `SSL: TLSv1.x` line a handshake, followed by
+/// `SSL reused session` when the handshake resumed a session.
+fn nginx_versions(pki: &Pki, port13: u16, port12: u16, log: &TempDir) -> Server {
+    let mut servers = String::new();
+    for (port, proto, file) in [(port13, "TLSv1.3", "tls13"), (port12, "TLSv1.2", "tls12")] {
+        servers.push_str(&format!(
+            "  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_protocols {proto};
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    error_log {log}/{file}.log debug;
+    location / {{ return 200 \"OK\\n\"; }}
+  }}
+",
+            crt = pki.path("a.crt").display(),
+            key = pki.path("a.key").display(),
+            log = log.0.display(),
+        ));
+    }
+    common::servers::nginx(&servers, &[v4(port13), v4(port12)])
+}
+
+/// The handshakes in nginx's debug log `path`: (all, resumed).
+fn handshakes(path: &std::path::Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all = text.matches(" SSL: TLSv1.").count();
+    let resumed = text.matches("SSL reused session").count();
+    (all, resumed)
+}
+
+/// Runs `check` against `target` until `n` checks have passed (none may fail), then stops
+/// the daemon; returns the handshakes the server logged in `log` meanwhile (all, resumed).
+fn handshakes_of(
+    check: &str,
+    target: SocketAddr,
+    log: &std::path::Path,
+    n: usize,
+) -> (usize, usize) {
+    let before = handshakes(log);
+    let mut c = Conf::new();
+    c.add(&format!("{check}\n  interval 200ms"), target);
+    let mut d = Lvsmon::start(&c.0, &[]);
+    let pass = ["check ", "plugin=tls ", "result=pass"];
+    let end = std::time::Instant::now() + 20 * S;
+    while d.count(&pass) < n && std::time::Instant::now() < end {
+        d.try_wait_for(&pass, S);
+    }
+    let passed = d.count(&pass);
+    let failed: Vec<&String> = d
+        .seen()
+        .iter()
+        .filter(|l| l.contains("result=fail"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(passed >= n, "{passed} checks passed of {n}");
+    finish(d);
+    // Each check's handshake is logged by the time the server has our Finished, as the
+    // check passes; the last one may be written a moment after.
+    let end = std::time::Instant::now() + 5 * S;
+    let mut now = handshakes(log);
+    while now.0 - before.0 < passed && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        now = handshakes(log);
+    }
+    (now.0 - before.0, now.1 - before.1)
+}
+
+/// A `tls` check that ends with its handshake resumes its session on TLS 1.3 too, where the
+/// server sends its tickets after the handshake: nginx logs most of 10 checks as resumed (the
+/// first is a full handshake). With `--no-resume` none is. Against a TLS 1.2 server, where
+/// the session comes within the handshake, the checks pass and resume as they always did.
+#[test]
+fn handshake_only_tls_checks_resume_on_tls13() {
+    let pki = Pki::new();
+    let (port13, port12) = (free_port(), free_port());
+    let log = TempDir::new("nginx-handshakes");
+    let _ng = nginx_versions(&pki, port13, port12, &log);
+    let (log13, log12) = (log.0.join("tls13.log"), log.0.join("tls12.log"));
+    let n = 10;
+
+    let (all, resumed) = handshakes_of("check tls --sni a.example", v4(port13), &log13, n);
+    println!("TLS 1.3: {resumed} resumed of {all} handshakes");
+    assert!(all >= n, "{all} handshakes");
+    assert!(
+        resumed * 10 >= all * 7,
+        "TLS 1.3: {resumed} resumed of {all}"
+    );
+
+    let (all, resumed) = handshakes_of(
+        "check tls --sni a.example --no-resume",
+        v4(port13),
+        &log13,
+        n,
+    );
+    println!("TLS 1.3 --no-resume: {resumed} resumed of {all} handshakes");
+    assert!(all >= n, "{all} handshakes");
+    assert_eq!(
+        resumed, 0,
+        "TLS 1.3 --no-resume: {resumed} resumed of {all}"
+    );
+
+    let (all, resumed) = handshakes_of("check tls --sni a.example", v4(port12), &log12, n);
+    println!("TLS 1.2: {resumed} resumed of {all} handshakes");
+    assert!(all >= n, "{all} handshakes");
+    assert!(
+        resumed * 10 >= all * 7,
+        "TLS 1.2: {resumed} resumed of {all}"
+    );
+}

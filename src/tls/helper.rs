@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,12 +24,16 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue, WebPkiServerVerifier,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, NamedGroup,
+    ProtocolVersion, RootCertStore,
 };
 
 use super::wire::{self, Answer, Outcome, Request, REQUEST_LEN};
@@ -44,6 +49,14 @@ const CONTROL: Token = Token(usize::MAX);
 const SESSIONS_PER_TARGET: usize = 4;
 /// Targets with a session cache of their own; more share their check's.
 const MAX_TARGETS: usize = 65_536;
+/// TLS 1.3 tickets rustls's in-memory cache keeps for one server (the oldest goes first).
+const TICKETS_KEPT: usize = 8;
+/// How long a handshake-only check on TLS 1.3 keeps its connection open after its verdict,
+/// for the session ticket its target's next check will resume with. The server sends it once
+/// it has our Finished: one round trip on the director's network, plus the server's own
+/// delay, milliseconds when it is busy. 200 ms is ample for that and far below any interval,
+/// and never past the check's own timeout.
+const TICKET_WAIT: Duration = Duration::from_millis(200);
 
 /// One kind of TLS check, as the helper runs it.
 struct Kind {
@@ -62,6 +75,82 @@ enum Stage {
     Handshake,
     /// After the handshake: the request is out (`https`), waiting for the answer.
     Exchange,
+    /// A handshake-only check on TLS 1.3 that passed: waiting for a session ticket (see
+    /// [`TICKET_WAIT`]).
+    Ticket,
+}
+
+/// A target's sessions: rustls's in-memory cache, which also counts the TLS 1.3 tickets it
+/// holds, so a check knows whether the next one will have one to offer.
+#[derive(Debug)]
+struct Sessions {
+    cache: ClientSessionMemoryCache,
+    /// TLS 1.3 tickets stored and not taken yet (as many as the cache keeps at most).
+    tickets: AtomicUsize,
+}
+
+impl Sessions {
+    fn new() -> Sessions {
+        Sessions {
+            cache: ClientSessionMemoryCache::new(SESSIONS_PER_TARGET),
+            tickets: AtomicUsize::new(0),
+        }
+    }
+
+    /// TLS 1.3 tickets the next check may resume with.
+    fn tickets(&self) -> usize {
+        self.tickets.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientSessionStore for Sessions {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.cache.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.cache.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.cache.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.cache.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.cache.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.cache.insert_tls13_ticket(server_name, value);
+        let _ = self
+            .tickets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some((n + 1).min(TICKETS_KEPT))
+            });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        let t = self.cache.take_tls13_ticket(server_name);
+        if t.is_some() {
+            let _ = self
+                .tickets
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+        t
+    }
 }
 
 struct Conn {
@@ -79,6 +168,8 @@ struct Conn {
     not_after: i64,
     /// Bytes read from the socket so far.
     read: usize,
+    /// The verdict is sent (a connection kept for its session ticket).
+    answered: bool,
 }
 
 /// Accepts any certificate (without `--verify`), but still checks the handshake's signatures
@@ -378,7 +469,8 @@ struct Helper {
     active: Vec<usize>,
     /// Verdicts the daemon had no room for yet.
     out: std::collections::VecDeque<[u8; wire::VERDICT_LEN]>,
-    targets: HashMap<(usize, SocketAddr), Arc<ClientConfig>>,
+    /// Targets with sessions of their own: their configuration, and its sessions.
+    targets: HashMap<(usize, SocketAddr), (Arc<ClientConfig>, Arc<Sessions>)>,
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -576,6 +668,17 @@ impl Helper {
         if kind >= self.cfg.kinds.len() {
             return self.answer(local(b"unknown check kind"));
         }
+        if self.free.is_empty() {
+            // A connection kept for a session ticket gives way to a check.
+            let waiting = self
+                .active
+                .iter()
+                .copied()
+                .find(|&k| self.conns[k].as_ref().is_some_and(|c| c.answered));
+            if let Some(k) = waiting {
+                self.finish(k, Verdict::Pass)?;
+            }
+        }
         let Some(slot) = self.free.pop() else {
             return self.answer(local(b"helper: checks in flight at the limit"));
         };
@@ -633,11 +736,34 @@ impl Helper {
             st: CheckState::default(),
             not_after: 0,
             read: 0,
+            answered: false,
         });
         Ok(())
     }
 
+    /// Check `slot` is decided: its verdict goes to the daemon, and its connection is closed
+    /// (one kept for a session ticket, [`Stage::Ticket`], is closed later, quietly).
     fn finish(&mut self, slot: usize, v: Verdict) -> io::Result<()> {
+        let Some(c) = self.conns[slot].as_mut() else {
+            return Ok(());
+        };
+        let a = Answer {
+            probe: c.req.probe,
+            gen: c.req.gen,
+            outcome: Outcome::Verdict(v),
+            latency_us: c.started.elapsed().as_micros() as u64,
+            not_after: c.not_after,
+        };
+        if c.stage == Stage::Ticket && !c.answered {
+            // The verdict now (its duration the handshake's); the connection a little longer.
+            c.answered = true;
+            c.deadline = c.deadline.min(Instant::now() + TICKET_WAIT);
+            self.answer(a)?;
+            return match self.step(slot) {
+                Some(v) => self.finish(slot, v),
+                None => Ok(()),
+            };
+        }
         let Some(mut c) = self.conns[slot].take() else {
             return Ok(());
         };
@@ -646,13 +772,13 @@ impl Helper {
         if let Some(k) = self.active.iter().position(|&a| a == slot) {
             self.active.swap_remove(k);
         }
-        let a = Answer {
-            probe: c.req.probe,
-            gen: c.req.gen,
-            outcome: Outcome::Verdict(v),
-            latency_us: c.started.elapsed().as_micros() as u64,
-            not_after: c.not_after,
-        };
+        if c.answered {
+            if let Some(tls) = c.tls.as_mut() {
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut c.stream);
+            }
+            return Ok(());
+        }
         drop(c);
         self.answer(a)
     }
@@ -672,6 +798,8 @@ impl Helper {
                 match c.stage {
                     Stage::Connecting => Verdict::fail(Reason::ConnectTimeout),
                     Stage::Handshake => Verdict::fail_with(Reason::Timeout, b"tls handshake"),
+                    // Answered: no ticket came in time, and that is all.
+                    Stage::Ticket => Verdict::Pass,
                     _ if c.rx.is_empty() => Verdict::fail(Reason::RecvTimeout),
                     _ => Verdict::Fail(Reason::Timeout, Detail::number(c.rx.len() as u64)),
                 }
@@ -717,17 +845,19 @@ impl Helper {
         }
         if c.tls.is_none() {
             let config = match self.targets.get(&(c.kind, c.req.target)) {
-                Some(cfg) => cfg.clone(),
+                Some((cfg, _)) => cfg.clone(),
                 None if kind.tls.opts.no_resume || self.targets.len() >= MAX_TARGETS => {
                     kind.config.clone()
                 }
                 None => {
                     // A session cache of its own: a session is only ever offered back to the
                     // server that issued it.
+                    let sessions = Arc::new(Sessions::new());
                     let mut own = (*kind.config).clone();
-                    own.resumption = Resumption::in_memory_sessions(SESSIONS_PER_TARGET);
+                    own.resumption = Resumption::store(sessions.clone());
                     let own = Arc::new(own);
-                    self.targets.insert((c.kind, c.req.target), own.clone());
+                    self.targets
+                        .insert((c.kind, c.req.target), (own.clone(), sessions));
                     own
                 }
             };
@@ -740,7 +870,8 @@ impl Helper {
                 Err(e) => return Some(tls_verdict(&e)),
             }
         }
-        tls_step(c, kind, max_bytes)
+        let sessions = self.targets.get(&(c.kind, c.req.target)).map(|(_, s)| &**s);
+        tls_step(c, kind, sessions, max_bytes)
     }
 }
 
@@ -822,8 +953,13 @@ fn plain(c: &mut Conn, how: StartTls, max_bytes: usize) -> Result<bool, Verdict>
     }
 }
 
-/// The handshake and what follows it.
-fn tls_step(c: &mut Conn, kind: &Kind, max_bytes: usize) -> Option<Verdict> {
+/// The handshake and what follows it. `sessions`: the target's own, if it has them.
+fn tls_step(
+    c: &mut Conn,
+    kind: &Kind,
+    sessions: Option<&Sessions>,
+    max_bytes: usize,
+) -> Option<Verdict> {
     loop {
         let tls = c.tls.as_mut()?;
         while tls.wants_write() {
@@ -892,13 +1028,49 @@ fn tls_step(c: &mut Conn, kind: &Kind, max_bytes: usize) -> Option<Verdict> {
                     let _ = h.sent(&mut c.st);
                 }
                 None if kind.tls.greeting.is_none() => {
+                    // TLS 1.3 tickets come after the handshake, once the server has our
+                    // Finished: without one in store, keep the connection for the next
+                    // check's (the verdict goes now all the same, see `Helper::finish`).
+                    if tls.protocol_version() == Some(ProtocolVersion::TLSv1_3)
+                        && sessions.is_some_and(|s| s.tickets() == 0)
+                    {
+                        c.stage = Stage::Ticket;
+                        while tls.wants_write() {
+                            if tls.write_tls(&mut c.stream).is_err() {
+                                break;
+                            }
+                        }
+                        return Some(Verdict::Pass);
+                    }
                     tls.send_close_notify();
                     let _ = tls.write_tls(&mut c.stream);
                     return Some(Verdict::Pass);
                 }
                 None => {}
             }
-            return tls_step(c, kind, max_bytes);
+            return tls_step(c, kind, sessions, max_bytes);
+        }
+        if c.stage == Stage::Ticket {
+            // Whatever the server says now is not judged: its plaintext is dropped, and a
+            // ticket stored, its close or an error ends the wait (any verdict returned here
+            // only closes the connection: it was answered).
+            let tls = c.tls.as_mut()?;
+            let mut buf = [0u8; 4096];
+            let closed = loop {
+                match tls.reader().read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break eof,
+                    Err(_) => break true,
+                }
+            };
+            if closed || sessions.is_none_or(|s| s.tickets() > 0) {
+                return Some(Verdict::Pass);
+            }
+            if !progressed {
+                return None;
+            }
+            continue;
         }
         if c.stage == Stage::Exchange {
             let tls = c.tls.as_mut()?;
