@@ -860,3 +860,124 @@ fn handshake_only_tls_checks_resume_on_tls13() {
         "TLS 1.2: {resumed} resumed of {all}"
     );
 }
+
+/// A TLS 1.3 server (rustls) that sends no session ticket and, after each handshake, waits
+/// for the client to close: a handshake-only check passes at once, its duration the
+/// handshake's (not the wait for a ticket that never comes), and the helper keeps the
+/// connection about 200 ms for the ticket, then closes it (well within the check's timeout).
+#[test]
+fn tls13_check_without_a_ticket_passes_at_the_handshake() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    let pki = Pki::new();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.path("a.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.path("a.key")).unwrap();
+    // ring, as the helper's (its provider without post-quantum groups).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    cfg.send_tls13_tickets = 0;
+    let cfg = std::sync::Arc::new(cfg);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // Per connection: how long the client kept it open after the server's handshake ended.
+    let (tx, held) = mpsc::channel::<Duration>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acceptor = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let end = Instant::now() + 60 * S;
+            let mut handlers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && Instant::now() < end
+                && handlers.len() < 50
+            {
+                let mut s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let (cfg, tx) = (cfg.clone(), tx.clone());
+                handlers.push(std::thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(5 * S)).unwrap();
+                    let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+                    while conn.is_handshaking() {
+                        if conn.complete_io(&mut s).is_err() {
+                            return;
+                        }
+                    }
+                    let done = Instant::now();
+                    let mut tls = rustls::StreamOwned::new(conn, s);
+                    let mut b = [0u8; 64];
+                    // Until close_notify, the reset, or the read timeout.
+                    while let Ok(n) = tls.read(&mut b) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    let _ = tx.send(done.elapsed());
+                }));
+            }
+            for h in handlers {
+                let _ = h.join();
+            }
+        })
+    };
+
+    let mut c = Conf::new();
+    c.add("check tls --sni a.example\n  interval 300ms", addr);
+    let mut d = Lvsmon::start(&c.0, &[]);
+    let pass = ["check ", "plugin=tls ", "result=pass"];
+    let n = 5;
+    let end = Instant::now() + 20 * S;
+    while d.count(&pass) < n && Instant::now() < end {
+        d.try_wait_for(&pass, S);
+    }
+    let durations: Vec<f64> = d
+        .seen()
+        .iter()
+        .filter(|l| pass.iter().all(|p| l.contains(p)))
+        .map(|l| field(l, "duration").unwrap().parse().unwrap())
+        .collect();
+    let failed: Vec<&String> = d
+        .seen()
+        .iter()
+        .filter(|l| l.contains("result=fail"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(durations.len() >= n, "{durations:?}");
+    finish(d);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    acceptor.join().unwrap();
+    let held: Vec<Duration> = held.try_iter().collect();
+    println!("durations {durations:?}, connections held {held:?}");
+    // Had the answer waited for the ticket, every check would take 200 ms at least.
+    let fastest = durations.iter().copied().fold(f64::MAX, f64::min);
+    assert!(fastest < 0.15, "{durations:?}");
+    // Each connection held for the ticket (the last may be cut short by the daemon's stop),
+    // and none past the check's 2 s timeout.
+    assert!(held.len() >= n, "{held:?}");
+    let waited = held
+        .iter()
+        .filter(|h| **h >= Duration::from_millis(150))
+        .count();
+    assert!(waited + 1 >= held.len(), "{held:?}");
+    assert!(held.iter().all(|h| *h < 2 * S), "{held:?}");
+}
