@@ -7,6 +7,10 @@
 //! at once (a request beyond that is answered at once as a local error), each reading at most
 //! `max_bytes` from its server. It may allocate: it is not the daemon's loop.
 //!
+//! A check that ends with its handshake on TLS 1.3 is answered then, but when its target has
+//! no session ticket left it keeps its connection (and slot) a little longer, for the ticket
+//! the server sends after the handshake (`Stage::Ticket`).
+//!
 //! Privileges: it starts as the daemon's user inside the daemon's chroot (it is started after
 //! the drop), gives up every capability it may still hold, sets no_new_privs, and asks the
 //! kernel to kill it when the daemon dies. The roots it verifies against were read by the
@@ -45,7 +49,9 @@ pub const RECORD_FD: RawFd = 3;
 /// The configuration's descriptor in the helper.
 pub const CONFIG_FD: RawFd = 4;
 const CONTROL: Token = Token(usize::MAX);
-/// Sessions kept per target (resumption).
+/// The size of a target's session cache (rustls's in memory): any size up to 8 keeps one
+/// server, which is all a target's own cache ever sees, with a TLS 1.2 session and up to
+/// [`TICKETS_KEPT`] TLS 1.3 tickets.
 const SESSIONS_PER_TARGET: usize = 4;
 /// Targets with a session cache of their own; more share their check's.
 const MAX_TARGETS: usize = 65_536;
@@ -1216,6 +1222,103 @@ mod tests {
         assert_eq!(cfg.max_in_flight, 16);
         assert!(load_config(b"LVSTLS0\n").is_err());
         assert!(load_config(&blob(&[b""], &[&[b"--bogus"]])).is_err());
+    }
+
+    /// A TLS 1.3 server on loopback (rustls, a self-signed certificate) that sends no session
+    /// ticket and keeps each connection until the client closes it (or 10 s); serves up to
+    /// `n` connections, for 10 s at most.
+    fn ticketless_server(n: usize) -> SocketAddr {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let ck = rcgen::generate_simple_self_signed(vec!["a.example".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        cfg.send_tls13_tickets = 0;
+        let cfg = Arc::new(cfg);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(10);
+            let mut served = 0;
+            while served < n && Instant::now() < end {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                served += 1;
+                let cfg = cfg.clone();
+                std::thread::spawn(move || {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+                    while conn.complete_io(&mut s).is_ok_and(|(r, w)| r + w > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    /// With every slot taken by a connection kept for its session ticket, a new check takes
+    /// that slot (the connection is closed) rather than being refused as a local error.
+    #[test]
+    fn a_connection_kept_for_a_ticket_gives_way_to_a_check() {
+        let target = ticketless_server(2);
+        let mut b = blob(&[b""], &[&[]]);
+        // One check at a time.
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let cfg = load_config(&b).expect("configuration");
+        let mut fds = [0; 2];
+        // SAFETY: socketpair into a two-int array.
+        let rc =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        // SAFETY: fresh descriptors of ours.
+        let (ours, theirs) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let helper = std::thread::spawn(move || Helper::new(theirs, cfg).and_then(|mut h| h.run()));
+        let check = |probe: u32| {
+            let req = Request {
+                probe,
+                gen: 0,
+                kind: 0,
+                connect_ms: 2000,
+                timeout_ms: 5000,
+                target,
+            }
+            .encode();
+            // SAFETY: sends from a live buffer on our socket.
+            let n = unsafe { libc::send(ours.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+            assert_eq!(n, req.len() as isize);
+            let mut pfd = libc::pollfd {
+                fd: ours.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd of ours.
+            assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1, "no answer");
+            let mut rec = [0u8; wire::VERDICT_LEN];
+            // SAFETY: reads into our buffer.
+            let n = unsafe { libc::recv(ours.as_raw_fd(), rec.as_mut_ptr().cast(), rec.len(), 0) };
+            assert_eq!(n, rec.len() as isize);
+            Answer::decode(&rec).expect("an answer")
+        };
+        let a = check(1);
+        assert_eq!((a.probe, a.outcome), (1, Outcome::Verdict(Verdict::Pass)));
+        // The first check's connection waits (200 ms) for the ticket that never comes.
+        let a = check(2);
+        assert_eq!((a.probe, a.outcome), (2, Outcome::Verdict(Verdict::Pass)));
+        drop(ours);
+        helper
+            .join()
+            .unwrap()
+            .expect("the helper ends with its socket");
     }
 
     #[test]
