@@ -36,8 +36,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, NamedGroup,
-    ProtocolVersion, RootCertStore,
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind,
+    NamedGroup, ProtocolVersion, RootCertStore,
 };
 
 use super::wire::{self, Answer, Outcome, Request, REQUEST_LEN};
@@ -106,6 +106,11 @@ impl Sessions {
     /// TLS 1.3 tickets the next check may resume with.
     fn tickets(&self) -> usize {
         self.tickets.load(Ordering::Relaxed)
+    }
+
+    /// Drops the TLS 1.3 tickets stored for `name`.
+    fn forget_tickets(&self, name: &ServerName<'static>) {
+        while self.take_tls13_ticket(name).is_some() {}
     }
 }
 
@@ -867,11 +872,7 @@ impl Helper {
                     own
                 }
             };
-            let name = kind
-                .server_name
-                .clone()
-                .unwrap_or_else(|| ServerName::IpAddress(c.req.target.ip().into()));
-            match ClientConnection::new(config, name) {
+            match ClientConnection::new(config, server_name(kind, c.req.target)) {
                 Ok(t) => c.tls = Some(t),
                 Err(e) => return Some(tls_verdict(&e)),
             }
@@ -879,6 +880,13 @@ impl Helper {
         let sessions = self.targets.get(&(c.kind, c.req.target)).map(|(_, s)| &**s);
         tls_step(c, kind, sessions, max_bytes)
     }
+}
+
+/// The name a check of `kind` gives the server at `target` (and its sessions are kept by).
+fn server_name(kind: &Kind, target: SocketAddr) -> ServerName<'static> {
+    kind.server_name
+        .clone()
+        .unwrap_or_else(|| ServerName::IpAddress(target.ip().into()))
 }
 
 /// The plain dialogue before STARTTLS; Ok(true) once the server agreed to start TLS.
@@ -1037,9 +1045,16 @@ fn tls_step(
                     // TLS 1.3 tickets come after the handshake, once the server has our
                     // Finished: without one in store, keep the connection for the next
                     // check's (the verdict goes now all the same, see `Helper::finish`).
-                    if tls.protocol_version() == Some(ProtocolVersion::TLSv1_3)
-                        && sessions.is_some_and(|s| s.tickets() == 0)
-                    {
+                    let tls13 = tls.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+                    if let Some(s) = sessions.filter(|_| tls13) {
+                        if tls.handshake_kind() != Some(HandshakeKind::Resumed) {
+                            // Not resumed although a ticket may have been offered: it had
+                            // expired or the server refused it (restarted, new keys), and
+                            // those stored before it are no better.
+                            s.forget_tickets(&server_name(kind, c.req.target));
+                        }
+                    }
+                    if tls13 && sessions.is_some_and(|s| s.tickets() == 0) {
                         c.stage = Stage::Ticket;
                         while tls.wants_write() {
                             if tls.write_tls(&mut c.stream).is_err() {
@@ -1224,66 +1239,113 @@ mod tests {
         assert!(load_config(&blob(&[b""], &[&[b"--bogus"]])).is_err());
     }
 
-    /// A TLS 1.3 server on loopback (rustls, a self-signed certificate) that sends no session
-    /// ticket and keeps each connection until the client closes it (or 10 s); serves up to
-    /// `n` connections, for 10 s at most.
-    fn ticketless_server(n: usize) -> SocketAddr {
-        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-        let ck = rcgen::generate_simple_self_signed(vec!["a.example".to_string()]).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)
-            .unwrap();
-        cfg.send_tls13_tickets = 0;
-        let cfg = Arc::new(cfg);
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        l.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(10);
-            let mut served = 0;
-            while served < n && Instant::now() < end {
-                let Ok((mut s, _)) = l.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                served += 1;
-                let cfg = cfg.clone();
-                std::thread::spawn(move || {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                    let mut conn = rustls::ServerConnection::new(cfg).unwrap();
-                    while conn.complete_io(&mut s).is_ok_and(|(r, w)| r + w > 0) {}
-                });
-            }
-        });
-        addr
+    /// A TLS 1.3 server on loopback (rustls, a self-signed certificate) sending `tickets`
+    /// session tickets after each handshake, which keeps each connection until the client
+    /// closes it (or 10 s); it serves for 10 s at most.
+    struct Server {
+        addr: SocketAddr,
+        tickets: usize,
+        /// The configuration of the next connections (replaced: a restarted server, which
+        /// knows none of the tickets it gave before).
+        cfg: Arc<std::sync::Mutex<Arc<rustls::ServerConfig>>>,
+        /// Per connection, once the client has closed it: its handshake's kind.
+        done: std::sync::mpsc::Receiver<Option<rustls::HandshakeKind>>,
     }
 
-    /// With every slot taken by a connection kept for its session ticket, a new check takes
-    /// that slot (the connection is closed) rather than being refused as a local error.
-    #[test]
-    fn a_connection_kept_for_a_ticket_gives_way_to_a_check() {
-        let target = ticketless_server(2);
-        let mut b = blob(&[b""], &[&[]]);
-        // One check at a time.
-        b[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let cfg = load_config(&b).expect("configuration");
-        let mut fds = [0; 2];
-        // SAFETY: socketpair into a two-int array.
-        let rc =
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
-        assert_eq!(rc, 0);
-        // SAFETY: fresh descriptors of ours.
-        let (ours, theirs) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let helper = std::thread::spawn(move || Helper::new(theirs, cfg).and_then(|mut h| h.run()));
-        let check = |probe: u32| {
+    impl Server {
+        fn config(tickets: usize) -> Arc<rustls::ServerConfig> {
+            use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+            let ck = rcgen::generate_simple_self_signed(vec!["a.example".to_string()]).unwrap();
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+            #[allow(deprecated)]
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![ck.cert.der().clone()], key)
+                .unwrap();
+            cfg.send_tls13_tickets = tickets;
+            Arc::new(cfg)
+        }
+
+        fn start(tickets: usize) -> Server {
+            let cfg = Arc::new(std::sync::Mutex::new(Server::config(tickets)));
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            l.set_nonblocking(true).unwrap();
+            let (tx, done) = std::sync::mpsc::channel();
+            let shared = cfg.clone();
+            std::thread::spawn(move || {
+                let end = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < end {
+                    let Ok((mut s, _)) = l.accept() else {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    let cfg = shared.lock().unwrap().clone();
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+                        while conn.complete_io(&mut s).is_ok_and(|(r, w)| r + w > 0) {}
+                        let _ = tx.send(conn.handshake_kind());
+                    });
+                }
+            });
+            Server {
+                addr,
+                tickets,
+                cfg,
+                done,
+            }
+        }
+
+        /// The next connection's handshake kind, once the client closed it.
+        fn next(&self) -> Option<rustls::HandshakeKind> {
+            self.done
+                .recv_timeout(Duration::from_secs(5))
+                .expect("a connection")
+        }
+
+        fn restart(&self) {
+            *self.cfg.lock().unwrap() = Server::config(self.tickets);
+        }
+    }
+
+    /// The helper, in a thread, with `slots` checks at once, and one `tls` check of `words`
+    /// (kind 0): `check(probe, target)` runs one and returns its answer.
+    struct InProcess {
+        ours: Option<OwnedFd>,
+        thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    }
+
+    impl InProcess {
+        fn start(slots: u32, words: &[&[u8]]) -> InProcess {
+            let mut b = blob(&[b""], &[words]);
+            b[8..12].copy_from_slice(&slots.to_le_bytes());
+            let cfg = load_config(&b).expect("configuration");
+            let mut fds = [0; 2];
+            // SAFETY: socketpair into a two-int array.
+            let rc = unsafe {
+                libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr())
+            };
+            assert_eq!(rc, 0);
+            // SAFETY: fresh descriptors of ours.
+            let (ours, theirs) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let thread =
+                std::thread::spawn(move || Helper::new(theirs, cfg).and_then(|mut h| h.run()));
+            InProcess {
+                ours: Some(ours),
+                thread: Some(thread),
+            }
+        }
+
+        fn check(&self, probe: u32, target: SocketAddr) -> Answer {
+            let fd = self.ours.as_ref().unwrap().as_raw_fd();
             let req = Request {
                 probe,
                 gen: 0,
@@ -1294,10 +1356,10 @@ mod tests {
             }
             .encode();
             // SAFETY: sends from a live buffer on our socket.
-            let n = unsafe { libc::send(ours.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+            let n = unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) };
             assert_eq!(n, req.len() as isize);
             let mut pfd = libc::pollfd {
-                fd: ours.as_raw_fd(),
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
@@ -1305,20 +1367,72 @@ mod tests {
             assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1, "no answer");
             let mut rec = [0u8; wire::VERDICT_LEN];
             // SAFETY: reads into our buffer.
-            let n = unsafe { libc::recv(ours.as_raw_fd(), rec.as_mut_ptr().cast(), rec.len(), 0) };
+            let n = unsafe { libc::recv(fd, rec.as_mut_ptr().cast(), rec.len(), 0) };
             assert_eq!(n, rec.len() as isize);
-            Answer::decode(&rec).expect("an answer")
-        };
-        let a = check(1);
-        assert_eq!((a.probe, a.outcome), (1, Outcome::Verdict(Verdict::Pass)));
+            let a = Answer::decode(&rec).expect("an answer");
+            assert_eq!(a.probe, probe);
+            a
+        }
+    }
+
+    impl Drop for InProcess {
+        fn drop(&mut self) {
+            // Its socket closed, the helper returns.
+            drop(self.ours.take());
+            if let Some(t) = self.thread.take() {
+                let r = t.join().expect("the helper's thread");
+                if !std::thread::panicking() {
+                    r.expect("the helper ends with its socket");
+                }
+            }
+        }
+    }
+
+    const PASS: Outcome = Outcome::Verdict(Verdict::Pass);
+
+    /// With every slot taken by a connection kept for its session ticket, a new check takes
+    /// that slot (the connection is closed) rather than being refused as a local error.
+    #[test]
+    fn a_connection_kept_for_a_ticket_gives_way_to_a_check() {
+        let server = Server::start(0);
+        let helper = InProcess::start(1, &[]);
+        assert_eq!(helper.check(1, server.addr).outcome, PASS);
         // The first check's connection waits (200 ms) for the ticket that never comes.
-        let a = check(2);
-        assert_eq!((a.probe, a.outcome), (2, Outcome::Verdict(Verdict::Pass)));
-        drop(ours);
-        helper
-            .join()
-            .unwrap()
-            .expect("the helper ends with its socket");
+        assert_eq!(helper.check(2, server.addr).outcome, PASS);
+    }
+
+    /// TLS 1.3 resumption of handshake-only checks, from the server's side: the first check
+    /// is a full handshake and waits for the tickets, the next resume. After the server was
+    /// restarted (it knows none of the tickets still stored), the check that offered one makes
+    /// a full handshake, forgets the others and waits for new ones: the next check resumes.
+    /// With `--no-resume`, none does.
+    #[test]
+    fn tls13_tickets_after_the_handshake_are_kept_for_the_next_check() {
+        use rustls::HandshakeKind::{Full, Resumed};
+        let server = Server::start(2);
+        let helper = InProcess::start(16, &[]);
+        let mut kinds = Vec::new();
+        // The server sends 2 tickets a handshake, and the helper waits for them when it has
+        // none left: after the third check it holds 2 (the one the restart makes stale
+        // leaves 1 that is no better).
+        for probe in 0..3 {
+            assert_eq!(helper.check(probe, server.addr).outcome, PASS);
+            kinds.push(server.next());
+        }
+        server.restart();
+        for probe in 3..6 {
+            assert_eq!(helper.check(probe, server.addr).outcome, PASS);
+            kinds.push(server.next());
+        }
+        let want = [Full, Resumed, Resumed, Full, Resumed, Resumed];
+        assert_eq!(kinds, want.map(Some));
+        drop(helper);
+
+        let helper = InProcess::start(16, &[b"--no-resume"]);
+        for probe in 0..3 {
+            assert_eq!(helper.check(probe, server.addr).outcome, PASS);
+            assert_eq!(server.next(), Some(Full));
+        }
     }
 
     #[test]
