@@ -50,6 +50,7 @@
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -96,6 +97,9 @@ pub enum Sink {
     /// Nowhere (tests and benchmarks).
     Null,
 }
+
+/// The local syslog socket.
+pub const SYSLOG_PATH: &str = "/dev/log";
 
 /// Size of the line buffer.
 pub const LINE_CAP: usize = 2048;
@@ -365,8 +369,16 @@ impl Log {
     /// # Errors
     /// The syslog socket is missing or refuses us.
     pub fn syslog(max: Level) -> io::Result<Log> {
+        Log::syslog_at(Path::new(SYSLOG_PATH), max)
+    }
+
+    /// As [`Log::syslog`], with the syslog socket at `path` (tests).
+    ///
+    /// # Errors
+    /// The path is too long for a socket address, or no datagram socket there takes us.
+    pub fn syslog_at(path: &Path, max: Level) -> io::Result<Log> {
         let s = UnixDatagram::unbound()?;
-        s.connect("/dev/log")?;
+        s.connect(path)?;
         // Our own socket: the flag makes every send non-blocking.
         s.set_nonblocking(true)?;
         Ok(Log::new(Sink::Syslog(s), max))
