@@ -45,15 +45,23 @@
 //!
 //! With syslog each line is one datagram, sent on a non-blocking socket of our own: a line
 //! the syslog daemon has no room for is dropped and counted the same way, and the next line
-//! that can be sent is preceded by the `log lines dropped` line.
+//! that can be sent is preceded by the `log lines dropped` line. A syslog daemon that
+//! restarts binds a new socket at the path: the socket is connected to it again, at most
+//! once a [`SYSLOG_RETRY`], and lines sent while it was away are dropped and told the same
+//! way (see `Redial`). The socket is a datagram one, as `/dev/log` is with journald,
+//! rsyslog and syslog-ng: a stream socket there refuses the connect at startup
+//! (`EPROTOTYPE`), and the daemon does not start.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+
+use crate::clock::{Clock, Time};
 
 /// How important a line is. `-q` shows errors only, the default adds notices (events, IPVS
 /// changes, start and stop), `-v` adds every check result, `-vv` adds debugging detail.
@@ -96,6 +104,9 @@ pub enum Sink {
     /// Nowhere (tests and benchmarks).
     Null,
 }
+
+/// The local syslog socket.
+pub const SYSLOG_PATH: &str = "/dev/log";
 
 /// Size of the line buffer.
 pub const LINE_CAP: usize = 2048;
@@ -322,6 +333,8 @@ pub struct Log {
     /// [`EXIT_FLUSH`]) rather than being dropped; off for good after [`Log::loop_started`]
     /// or after one such wait in vain.
     wait_when_full: bool,
+    /// With syslog: connecting again to a syslog daemon that went away.
+    redial: Redial,
 }
 
 impl Log {
@@ -357,6 +370,13 @@ impl Log {
             dropped: 0,
             gap: 0,
             wait_when_full: true,
+            redial: Redial {
+                addr: None,
+                down: false,
+                next_try: Time::ZERO,
+                tries: 0,
+                clock: Clock::new(),
+            },
         }
     }
 
@@ -365,11 +385,22 @@ impl Log {
     /// # Errors
     /// The syslog socket is missing or refuses us.
     pub fn syslog(max: Level) -> io::Result<Log> {
+        Log::syslog_at(Path::new(SYSLOG_PATH), max)
+    }
+
+    /// As [`Log::syslog`], with the syslog socket at `path` (tests).
+    ///
+    /// # Errors
+    /// The path is too long for a socket address, or no datagram socket there takes us.
+    pub fn syslog_at(path: &Path, max: Level) -> io::Result<Log> {
+        let addr = UnixAddr::new(path)?;
         let s = UnixDatagram::unbound()?;
-        s.connect("/dev/log")?;
+        addr.connect(s.as_raw_fd())?;
         // Our own socket: the flag makes every send non-blocking.
         s.set_nonblocking(true)?;
-        Ok(Log::new(Sink::Syslog(s), max))
+        let mut log = Log::new(Sink::Syslog(s), max);
+        log.redial.addr = Some(addr);
+        Ok(log)
     }
 
     /// True when lines of `level` are shown.
@@ -378,9 +409,16 @@ impl Log {
     }
 
     /// Lines dropped since startup: no room in the ring or in the syslog socket, or a
-    /// descriptor that refuses them (a reader that closed its end).
+    /// descriptor that refuses them (a reader that closed its end, a syslog daemon that is
+    /// not there).
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Times the syslog socket was connected again since startup, whether that worked or
+    /// not (at most one a [`SYSLOG_RETRY`]).
+    pub fn syslog_reconnects(&self) -> u64 {
+        self.redial.tries
     }
 
     /// Bytes of whole lines waiting in the ring.
@@ -498,13 +536,13 @@ impl Log {
                         self.pid, self.gap
                     );
                     let n = c.position() as usize;
-                    if s.send(&note[..n]).is_ok() {
+                    if self.redial.send(s, &note[..n]) {
                         self.gap = 0;
                     }
                 }
                 // After a gap that is not yet told, lines keep dropping: nothing arrives
                 // before the line that says what was lost.
-                if self.gap > 0 || s.send(&self.buf[..self.len]).is_err() {
+                if self.gap > 0 || !self.redial.send(s, &self.buf[..self.len]) {
                     self.dropped += 1;
                     self.gap += 1;
                 }
@@ -604,6 +642,141 @@ impl Drop for Log {
     fn drop(&mut self) {
         self.drain(EXIT_FLUSH);
     }
+}
+
+/// How often, at most, the syslog socket is connected again while the syslog daemon is away.
+pub const SYSLOG_RETRY: Duration = Duration::from_secs(1);
+
+/// A syslog socket's address, built once at startup so that connecting again takes no
+/// allocation (a `sockaddr_un` by value, passed straight to `connect(2)`).
+#[derive(Clone, Copy)]
+struct UnixAddr {
+    sa: libc::sockaddr_un,
+    len: libc::socklen_t,
+}
+
+impl std::fmt::Debug for UnixAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The path, without the NUL after it.
+        let n = self.len as usize - std::mem::size_of::<libc::sa_family_t>() - 1;
+        let path: Vec<u8> = self.sa.sun_path[..n].iter().map(|&c| c as u8).collect();
+        write!(f, "UnixAddr({:?})", String::from_utf8_lossy(&path))
+    }
+}
+
+impl UnixAddr {
+    fn new(path: &Path) -> io::Result<UnixAddr> {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: an all-zero sockaddr_un is valid (and NUL-terminates any shorter path).
+        let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.is_empty() || bytes.len() >= sa.sun_path.len() || bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a path a socket can have (empty, too long or holding NUL)",
+            ));
+        }
+        for (d, &b) in sa.sun_path.iter_mut().zip(bytes) {
+            *d = b as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+        Ok(UnixAddr {
+            sa,
+            len: len as libc::socklen_t,
+        })
+    }
+
+    /// Connects `fd` (a datagram socket: again, to whatever is bound at the path now).
+    fn connect(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: a valid sockaddr_un of `len` bytes, for the length of the call.
+        let r = unsafe {
+            libc::connect(
+                fd,
+                (&self.sa as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
+                self.len,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+/// Sends to the syslog socket, and connects it again when the syslog daemon has gone away.
+///
+/// A syslog daemon that restarts (rsyslog, syslog-ng) removes its socket and binds a new
+/// one at the same path: the socket we connected at startup then refuses every datagram
+/// (`ECONNREFUSED`, then `ENOTCONN`). Such an error makes the socket *down*: a line is
+/// dropped at once, without a system call, but for one `connect(2)` to the path at most
+/// once a [`SYSLOG_RETRY`] (a socket there again, the line goes). An error that says the
+/// receiver is full (`EAGAIN`, `ENOBUFS`) only drops the line. Under `--chroot` the path
+/// is looked up inside the chroot: without a syslog socket there, each retry fails, and
+/// lines are dropped and counted as long as the daemon runs.
+#[derive(Debug)]
+struct Redial {
+    /// Where to connect again; `None`: a socket given connected (tests), never connected
+    /// again.
+    addr: Option<UnixAddr>,
+    /// The syslog daemon went away and the socket has not been connected again since.
+    down: bool,
+    /// No connect before this.
+    next_try: Time,
+    /// Connects tried since startup.
+    tries: u64,
+    /// The monotonic clock of the retries (a manual one in tests).
+    clock: Clock,
+}
+
+impl Redial {
+    /// Sends `b` as one datagram; true when it went.
+    fn send(&mut self, s: &UnixDatagram, b: &[u8]) -> bool {
+        if !self.down {
+            match s.send(b) {
+                Ok(_) => return true,
+                Err(e) if is_full(&e) || self.addr.is_none() => return false,
+                Err(_) => self.down = true,
+            }
+        }
+        if !self.reconnect(s) {
+            return false;
+        }
+        match s.send(b) {
+            Ok(_) => true,
+            Err(e) => {
+                self.down = !is_full(&e);
+                false
+            }
+        }
+    }
+
+    /// Connects again to the path, if the last try was a [`SYSLOG_RETRY`] ago; true when
+    /// that worked.
+    fn reconnect(&mut self, s: &UnixDatagram) -> bool {
+        let Some(addr) = &self.addr else {
+            return false;
+        };
+        let now = self.clock.now();
+        if now < self.next_try {
+            return false;
+        }
+        self.next_try = now.plus(SYSLOG_RETRY);
+        self.tries += 1;
+        if addr.connect(s.as_raw_fd()).is_err() {
+            return false;
+        }
+        self.down = false;
+        true
+    }
+}
+
+/// True for a send error that means the receiver has no room now (the line is dropped, the
+/// socket stays), rather than that it has gone.
+fn is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+        || matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EINTR))
 }
 
 /// Writes `ts=YYYY-MM-DDTHH:MM:SS.mmmZ ` from the wall clock.
@@ -960,6 +1133,167 @@ mod tests {
         let n = rx.recv(&mut b).unwrap();
         assert!(std::str::from_utf8(&b[..n]).unwrap().ends_with("]: after"));
         assert_eq!(log.dropped(), 5);
+    }
+
+    /// A directory of its own for a test's syslog socket, removed at the end.
+    struct SockDir(std::path::PathBuf);
+
+    impl SockDir {
+        fn new(tag: &str) -> SockDir {
+            let d = std::env::temp_dir().join(format!("lvsmon-log-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            SockDir(d)
+        }
+
+        fn sock(&self) -> std::path::PathBuf {
+            self.0.join("log")
+        }
+
+        /// A syslog daemon's socket at the path, read without waiting.
+        fn bind(&self) -> UnixDatagram {
+            let rx = UnixDatagram::bind(self.sock()).unwrap();
+            rx.set_nonblocking(true).unwrap();
+            rx
+        }
+    }
+
+    impl Drop for SockDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The next datagram waiting, without its `<PRI>lvsmon[PID]: ` prefix; None if none.
+    fn recv_line(rx: &UnixDatagram) -> Option<String> {
+        let mut b = [0u8; LINE_CAP];
+        let n = rx.recv(&mut b).ok()?;
+        let s = std::str::from_utf8(&b[..n]).unwrap();
+        Some(s.split_once("]: ").unwrap().1.to_string())
+    }
+
+    fn say(log: &mut Log, what: &str) {
+        let mut l = log.line(Level::Notice).unwrap();
+        let _ = write!(l, "{what}");
+    }
+
+    /// The syslog daemon restarts (its socket is removed and bound again at the same path):
+    /// lines sent meanwhile are dropped and counted, and once the socket is back and a
+    /// second has passed since the last try, the log connects again, says how many lines
+    /// were lost, and goes on.
+    #[test]
+    fn syslog_lines_come_back_after_the_daemon_restarts() {
+        let dir = SockDir::new("restart");
+        let rx = dir.bind();
+        let mut log = Log::syslog_at(&dir.sock(), Level::Info).unwrap();
+        let clock = Clock::manual(Time(5_000_000));
+        log.redial.clock = clock;
+        say(&mut log, "n=0");
+        assert_eq!(recv_line(&rx).as_deref(), Some("n=0"));
+
+        // The daemon stops: its socket goes.
+        drop(rx);
+        std::fs::remove_file(dir.sock()).unwrap();
+        for i in 1..=3 {
+            say(&mut log, &format!("n={i}"));
+        }
+        assert_eq!(log.dropped(), 3);
+        assert_eq!(log.syslog_reconnects(), 1);
+        // It is back, but the log tried at the first lost line: not again within the second.
+        let rx = dir.bind();
+        clock.advance(999_999);
+        say(&mut log, "n=4");
+        assert_eq!(recv_line(&rx), None);
+        assert_eq!(log.dropped(), 4);
+        assert_eq!(log.syslog_reconnects(), 1);
+        // A second later the next line connects, and the lost ones are told first.
+        clock.advance(1);
+        say(&mut log, "n=5");
+        assert_eq!(
+            recv_line(&rx).as_deref(),
+            Some("msg=\"log lines dropped\" count=4")
+        );
+        assert_eq!(recv_line(&rx).as_deref(), Some("n=5"));
+        say(&mut log, "n=6");
+        assert_eq!(recv_line(&rx).as_deref(), Some("n=6"));
+        assert_eq!(recv_line(&rx), None);
+        assert_eq!(log.dropped(), 4);
+        assert_eq!(log.syslog_reconnects(), 2);
+        assert_eq!(
+            format!("{:?}", log.redial.addr.unwrap()),
+            format!("UnixAddr({:?})", dir.sock())
+        );
+    }
+
+    /// A syslog daemon that does not come back (or a path not reachable under --chroot):
+    /// lines are dropped and counted without a fuss, with one connect a second at most,
+    /// whether the path is gone (ENOENT) or left behind with nobody bound (ECONNREFUSED).
+    #[test]
+    fn syslog_gone_for_good_drops_and_retries_once_a_second() {
+        for stale in [false, true] {
+            let dir = SockDir::new(if stale { "stale" } else { "gone" });
+            let rx = dir.bind();
+            let mut log = Log::syslog_at(&dir.sock(), Level::Info).unwrap();
+            let clock = Clock::manual(Time::ZERO);
+            log.redial.clock = clock;
+            drop(rx);
+            if !stale {
+                std::fs::remove_file(dir.sock()).unwrap();
+            }
+            let t = std::time::Instant::now();
+            for i in 0..10_000 {
+                say(&mut log, &format!("n={i}"));
+            }
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+            assert_eq!(log.dropped(), 10_000);
+            assert_eq!(log.syslog_reconnects(), 1);
+            for k in 2..=5 {
+                clock.advance(SYSLOG_RETRY.as_micros() as u64);
+                for _ in 0..100 {
+                    say(&mut log, "again");
+                }
+                assert_eq!(log.syslog_reconnects(), k);
+            }
+            assert_eq!(log.dropped(), 10_400);
+            assert!(log.redial.down);
+        }
+    }
+
+    /// A syslog daemon that is there but full is not connected again: the line is dropped,
+    /// and the next one that goes says how many were.
+    #[test]
+    fn a_full_syslog_receiver_is_not_connected_again() {
+        let dir = SockDir::new("full");
+        let rx = dir.bind();
+        let mut log = Log::syslog_at(&dir.sock(), Level::Info).unwrap();
+        let mut i = 0;
+        while log.dropped() < 3 {
+            say(&mut log, &format!("n={i}"));
+            i += 1;
+            assert!(i < 1_000_000);
+        }
+        assert_eq!(log.syslog_reconnects(), 0);
+        let mut got = 0;
+        while recv_line(&rx).is_some() {
+            got += 1;
+        }
+        assert_eq!(got + 3, i);
+        say(&mut log, "after");
+        assert_eq!(
+            recv_line(&rx).as_deref(),
+            Some("msg=\"log lines dropped\" count=3")
+        );
+        assert_eq!(recv_line(&rx).as_deref(), Some("after"));
+        assert_eq!(log.syslog_reconnects(), 0);
+    }
+
+    #[test]
+    fn syslog_paths_a_socket_cannot_have() {
+        assert!(UnixAddr::new(Path::new("")).is_err());
+        assert!(UnixAddr::new(Path::new(&"x".repeat(108))).is_err());
+        assert!(UnixAddr::new(Path::new(&"x".repeat(107))).is_ok());
+        let e = Log::syslog_at(Path::new("/nonexistent/lvsmon/log"), Level::Info).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

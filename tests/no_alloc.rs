@@ -70,6 +70,7 @@ static A: Counting = Counting;
 const MIN_CYCLES: u64 = 2_000;
 
 fn main() {
+    let syslog = syslog_restart_counted();
     let req = || Action::Expect(REQUEST_END.to_vec());
     let (refused, _guard) = refused_addr();
     let full = FullQueue::new();
@@ -574,7 +575,100 @@ fn main() {
         sd_seen,
         (log_dropped0, log_reader),
         &watch,
+        syslog,
     );
+}
+
+/// What [`syslog_restart_counted`] saw: allocations, lines dropped, connects tried, and
+/// whether the lines came back after the restart with the note first.
+struct SyslogRun {
+    allocs: usize,
+    dropped: u64,
+    reconnects: u64,
+    came_back: bool,
+}
+
+/// With `--log syslog` the log connects again, from the loop, to a syslog daemon that
+/// restarted. Counted on this thread, as the loop is: lines to a syslog socket that works,
+/// then is removed (lines dropped; one failed connect), then bound again (connected again
+/// within the second: the `log lines dropped` line, then the lines), then removed for good
+/// (a failed connect a second for 1.5 s).
+fn syslog_restart_counted() -> SyslogRun {
+    use std::io::Write;
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("noalloc-syslog");
+    let path = dir.0.join("log");
+    let bind = || {
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        rx
+    };
+    let mut rx = bind();
+    let mut log = Log::syslog_at(&path, Level::Info).expect("syslog socket");
+    let mut buf = vec![0u8; 4096];
+    let (a0, b0) = (ALLOCS.load(Relaxed), BYTES.load(Relaxed));
+    let say = |log: &mut Log, i: u64| {
+        ON.with(|c| c.set(true));
+        if let Some(mut l) = log.line(Level::Notice) {
+            let _ = write!(l, "msg=\"syslog line\" n={i}");
+        }
+        ON.with(|c| c.set(false));
+    };
+    for i in 0..10 {
+        say(&mut log, i);
+    }
+    let mut got = 0;
+    while rx.recv(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 10, "syslog lines before the restart");
+    // The syslog daemon restarts.
+    drop(rx);
+    std::fs::remove_file(&path).unwrap();
+    for i in 10..110 {
+        say(&mut log, i);
+    }
+    rx = bind();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut first = String::new();
+    let mut i = 110;
+    while first.is_empty() && Instant::now() < end {
+        say(&mut log, i);
+        i += 1;
+        if let Ok(n) = rx.recv(&mut buf) {
+            first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dropped = log.dropped();
+    let came_back = first.ends_with(&format!("msg=\"log lines dropped\" count={dropped}"))
+        && rx
+            .recv(&mut buf)
+            .is_ok_and(|n| buf[..n].ends_with(format!("n={}", i - 1).as_bytes()));
+    // Gone for good.
+    drop(rx);
+    std::fs::remove_file(&path).unwrap();
+    let end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < end {
+        say(&mut log, i);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let allocs = ALLOCS.load(Relaxed) - a0;
+    // Reported on their own: the loop's count starts from where it was.
+    ALLOCS.store(a0, Relaxed);
+    BYTES.store(b0, Relaxed);
+    let r = SyslogRun {
+        allocs,
+        dropped: log.dropped(),
+        reconnects: log.syslog_reconnects(),
+        came_back,
+    };
+    println!(
+        "no_alloc: syslog: {i} lines, {} dropped, {} connects tried again, back after the restart: {}, allocations {}",
+        r.dropped, r.reconnects, r.came_back, r.allocs
+    );
+    r
 }
 
 /// What the weight chain's inputs did while counting, sampled after each turn (without
@@ -739,6 +833,7 @@ fn report(
     sd_seen: SdSeen,
     (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
     watch: &Watch,
+    syslog: SyslogRun,
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
@@ -882,6 +977,16 @@ fn report(
     );
     if log_dropped == 0 || notes == 0 {
         println!("FAIL: the log's full-pipe path (drops and the line saying so) not covered");
+        ok = false;
+    }
+    // One failed connect when the socket went, one that worked when it was back, and at
+    // least one more (of 1 or 2) in the 1.5 s it stayed away.
+    if syslog.allocs != 0
+        || !syslog.came_back
+        || syslog.dropped < 101
+        || !(3..=4).contains(&syslog.reconnects)
+    {
+        println!("FAIL: the syslog reconnect path not covered or allocating");
         ok = false;
     }
     if ok {
