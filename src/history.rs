@@ -888,9 +888,7 @@ impl History {
             Some(level) => {
                 let (lo, hi) = self.bucket_range(level, since, now);
                 for r in reals {
-                    self.each_stats(level, r, lo, hi, |b, c| {
-                        acc.add_cell(&c, b, level.width())
-                    });
+                    self.each_stats(level, r, lo, hi, |b, c| acc.add_cell(&c, b, level.width()));
                 }
             }
             None => {}
@@ -2523,7 +2521,11 @@ mod tests {
             for reals in [0..n, 0..1, 2..5, 3..4, 6..7] {
                 let want = series_bucket_by_bucket(&h, reals.clone(), since, now);
                 compared += want.len();
-                assert_eq!(series_all(&h, reals.clone(), since, now), want, "{reals:?}, {since}..={now}");
+                assert_eq!(
+                    series_all(&h, reals.clone(), since, now),
+                    want,
+                    "{reals:?}, {since}..={now}"
+                );
             }
         }
         assert!(compared > 500, "{compared}");
