@@ -2503,8 +2503,8 @@ mod tests {
         while t < end {
             let r = (rnd() % n as u64) as usize;
             if r != 6 && !(r == 3 && (T0 + 86_400..T0 + 100_000).contains(&t)) {
-                let lat = (rnd() % 3_000_000) as u64;
-                let fail = rnd() % 5 == 0;
+                let lat = rnd() % 3_000_000;
+                let fail = rnd().is_multiple_of(5);
                 h.record(r, t, lat, fail.then_some(Reason::Reset));
             }
             t += 1 + rnd() % 40;
