@@ -3,7 +3,9 @@
 //! a minute per real, a few failing), then `/`, `/virtual/ID` and `/status.json` rendered
 //! 64 KiB at a time as the metrics server renders them, on the loop, for a client. Prints the
 //! loop time per whole page (the sum of its render calls), the longest call (one turn's
-//! 64 KiB: what one loop turn spends at most on it) and the page's size.
+//! 64 KiB or less: what one loop turn spends at most on it), the median over the renders of
+//! each one's longest call (the longest alone catches any preemption on a busy machine),
+//! the calls per page and the page's size.
 //!
 //! ```text
 //! cargo run --release --example bench_page -- [--n 10000] [--repeat 20]
@@ -45,26 +47,53 @@ fn daemon(n: usize, per: usize) -> Daemon {
     d
 }
 
-/// Renders `target` whole `repeat` times: (mean per render, longest call, bytes).
-fn measure(d: &mut Daemon, target: &str, repeat: usize) -> (Duration, Duration, usize) {
+/// What [`measure`] found.
+struct Figures {
+    /// Loop time per whole page, the mean over the renders.
+    mean: Duration,
+    /// The longest render call of all.
+    longest: Duration,
+    /// The median over the renders of each one's longest call: on a busy machine, where
+    /// any call may be preempted, what a page's longest call costs by itself.
+    typical_longest: Duration,
+    /// Calls per page.
+    calls: usize,
+    /// Bytes per page.
+    bytes: usize,
+}
+
+/// Renders `target` whole `repeat` times.
+fn measure(d: &mut Daemon, target: &str, repeat: usize) -> Figures {
     let mut out = vec![0u8; lvsmon::control::OUT_CAP];
-    let (mut total, mut longest, mut bytes) = (Duration::ZERO, Duration::ZERO, 0);
+    let (mut total, mut longest, mut bytes, mut calls) = (Duration::ZERO, Duration::ZERO, 0, 0);
+    let mut longest_of = Vec::with_capacity(repeat);
     for _ in 0..repeat {
         let mut cursor = 0u64;
-        bytes = 0;
+        let mut page_longest = Duration::ZERO;
+        (bytes, calls) = (0, 0);
         for _ in 0..1_000_000 {
             let t = Instant::now();
             let (len, done) = d.render_page(target, &mut cursor, &mut out);
             let took = t.elapsed();
             total += took;
-            longest = longest.max(took);
+            page_longest = page_longest.max(took);
             bytes += len;
+            calls += 1;
             if done {
                 break;
             }
         }
+        longest = longest.max(page_longest);
+        longest_of.push(page_longest);
     }
-    (total / repeat as u32, longest, bytes)
+    longest_of.sort();
+    Figures {
+        mean: total / repeat as u32,
+        longest,
+        typical_longest: longest_of[longest_of.len() / 2],
+        calls,
+        bytes,
+    }
 }
 
 fn main() {
@@ -72,8 +101,8 @@ fn main() {
     let repeat = arg("--repeat", 20);
     println!("status page, {n} reals, two days of history each; mean of {repeat} renders");
     println!(
-        "{:<26} {:<36} {:>12} {:>14} {:>10}",
-        "layout", "page", "loop ms", "longest call", "KiB"
+        "{:<20} {:<28} {:>9} {:>14} {:>16} {:>6} {:>6}",
+        "layout", "page", "loop ms", "longest call", "median longest", "calls", "KiB"
     );
     for per in [100, n] {
         let t = Instant::now();
@@ -81,14 +110,16 @@ fn main() {
         let built = t.elapsed();
         let layout = format!("{} per virtual", per.min(n));
         for target in ["/", "/virtual/tcp:10.0.0.0:80", "/status.json"] {
-            let (mean, longest, bytes) = measure(&mut d, target, repeat);
+            let f = measure(&mut d, target, repeat);
             println!(
-                "{:<26} {:<36} {:>12.2} {:>11.2} ms {:>10}",
+                "{:<20} {:<28} {:>9.2} {:>11.2} ms {:>13.2} ms {:>6} {:>6}",
                 layout,
                 target,
-                mean.as_secs_f64() * 1e3,
-                longest.as_secs_f64() * 1e3,
-                bytes / 1024
+                f.mean.as_secs_f64() * 1e3,
+                f.longest.as_secs_f64() * 1e3,
+                f.typical_longest.as_secs_f64() * 1e3,
+                f.calls,
+                f.bytes / 1024
             );
         }
         eprintln!("({layout}: daemon and history built in {built:.1?})");

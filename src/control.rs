@@ -164,6 +164,10 @@ struct Conn {
     last_progress: Time,
     /// When the connection was accepted.
     opened: Time,
+    /// The loop turn (its `now`) in which a page's reply last rendered.
+    page_turn: Option<Time>,
+    /// A page's reply has more to render, left for the next loop turn.
+    more: bool,
 }
 
 impl Kind {
@@ -244,6 +248,8 @@ impl Server {
                     done: false,
                     last_progress: Time::ZERO,
                     opened: Time::ZERO,
+                    page_turn: None,
+                    more: false,
                 })
                 .collect(),
             in_slab: vec![0u8; SLOTS * IN_CAP].into_boxed_slice(),
@@ -386,6 +392,8 @@ impl Server {
             c.done = false;
             c.last_progress = now;
             c.opened = now;
+            c.page_turn = None;
+            c.more = false;
             self.stats.accepted += 1;
         }
     }
@@ -462,6 +470,18 @@ impl Server {
                     return true;
                 }
                 let Some(req) = c.req else { return false };
+                if let Command::Page { .. } = req.cmd {
+                    // A page renders once a loop turn: its pieces read the history of up to
+                    // thousands of reals per call (crate::page::WORK_PER_CALL), and a client
+                    // that reads as fast would otherwise have all of it in this turn.
+                    // [`Server::tick`] serves it again in the next.
+                    if c.page_turn == Some(now) {
+                        c.more = true;
+                        return false;
+                    }
+                    c.page_turn = Some(now);
+                }
+                c.more = false;
                 let (n, done) = r.render(&req.cmd, &inb[..req.len], &mut c.cursor, outb, now);
                 if n == 0 && !done && c.cursor & PARKED != 0 {
                     // The answer is not ready (a reload is loading): ask again next turn.
@@ -546,9 +566,13 @@ impl Server {
                     self.close(slot, registry);
                 }
             }
+            // Replies waiting for something, and pages left for this turn.
             for slot in 0..SLOTS {
                 let c = &self.conns[slot];
-                if c.stream.is_some() && c.cursor & PARKED != 0 && c.out_start == c.out_end {
+                if c.stream.is_some()
+                    && (c.cursor & PARKED != 0 || c.more)
+                    && c.out_start == c.out_end
+                {
                     self.serve(slot, registry, r, now);
                 }
             }
@@ -594,6 +618,10 @@ impl Server {
     pub fn next_deadline(&self) -> Option<Time> {
         if self.open == 0 {
             return self.accept_retry;
+        }
+        if self.conns.iter().any(|c| c.stream.is_some() && c.more) {
+            // A page goes on in the next turn, at once.
+            return Some(Time::ZERO);
         }
         self.conns
             .iter()
@@ -1090,6 +1118,98 @@ pub fn parse_virtual(id: &[u8]) -> Option<crate::config::ServiceKey> {
 mod tests {
     use super::*;
     use crate::config::{Proto, ServiceKey};
+
+    /// A reply of `calls` pieces of 1,000 bytes; notes the turn (`now`) of each call.
+    struct Pieces {
+        calls: u64,
+        turns: std::cell::RefCell<Vec<Time>>,
+    }
+
+    impl Render for Pieces {
+        fn apply(&mut self, _: &Command, _: &[u8], _: &mut u64, _: Time) {}
+        fn render(
+            &self,
+            _: &Command,
+            _: &[u8],
+            c: &mut u64,
+            out: &mut [u8],
+            now: Time,
+        ) -> (usize, bool) {
+            self.turns.borrow_mut().push(now);
+            out[..1000].fill(b'x');
+            *c += 1;
+            (1000, *c == self.calls)
+        }
+    }
+
+    /// Runs loop turns (poll, events, tick) until the client has `want` bytes or the
+    /// connection closed; the turns' `now` count up. Returns the bytes and the turns.
+    fn turns(target: &str, r: &mut Pieces, want: usize) -> (usize, u64) {
+        let mut poll = mio::Poll::new().unwrap();
+        let mut server =
+            Server::new(None, Some("127.0.0.1:0".parse().unwrap()), poll.registry()).unwrap();
+        let mut client = std::net::TcpStream::connect(server.metrics_addr().unwrap()).unwrap();
+        write!(client, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut events = mio::Events::with_capacity(16);
+        let (mut got, mut buf) = (0, [0u8; 65536]);
+        let start = std::time::Instant::now();
+        for turn in 1..=2000u64 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no end"
+            );
+            let now = Time(turn * 1000);
+            // As the loop does: no wait when the server has work now, else until an event.
+            let wait = match server.next_deadline() {
+                Some(t) if t <= now => std::time::Duration::ZERO,
+                _ => std::time::Duration::from_millis(50),
+            };
+            poll.poll(&mut events, Some(wait)).unwrap();
+            for ev in &events {
+                server.on_ready(ev.token(), poll.registry(), r, now);
+            }
+            server.tick(poll.registry(), r, now);
+            loop {
+                match client.read(&mut buf) {
+                    Ok(0) => return (got, turn),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            if got >= want {
+                return (got, turn);
+            }
+        }
+        panic!("no end");
+    }
+
+    /// A page renders once a loop turn, whatever the client takes, and goes on in the next
+    /// turn without waiting for an event; `/metrics` renders as long as the socket takes it.
+    #[test]
+    fn a_page_renders_once_a_turn() {
+        let mut r = Pieces {
+            calls: 12,
+            turns: Default::default(),
+        };
+        let (got, _) = turns("/virtual/tcp:10.0.0.1:80", &mut r, usize::MAX);
+        assert_eq!(got, 12_000);
+        let t = r.turns.borrow();
+        assert_eq!(t.len(), 12);
+        for w in t.windows(2) {
+            assert!(w[0] < w[1], "two calls in one turn: {t:?}");
+        }
+        let mut r = Pieces {
+            calls: 12,
+            turns: Default::default(),
+        };
+        let (got, _) = turns("/metrics", &mut r, usize::MAX);
+        assert_eq!(got, 12_000);
+        let t = r.turns.borrow();
+        assert_eq!(t.len(), 12);
+        assert!(t.windows(2).any(|w| w[0] == w[1]), "{t:?}");
+    }
 
     #[test]
     fn virtual_services_in_every_form_of_the_configuration() {

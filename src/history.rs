@@ -73,6 +73,9 @@ pub const MAX_LATENCY_US: u32 = (1 << 24) - 1;
 /// what was recorded (exactly below 128 µs), and so does a bucket's mean, min and max.
 pub const LATENCY_ERROR: u32 = 128;
 
+/// Buckets [`History::series`] folds at once, real by real (their sums on the stack).
+const SERIES_STRETCH: usize = 64;
+
 /// Width of a minute bucket, in seconds.
 const MINUTE: u64 = 60;
 /// Width of an hour bucket, in seconds.
@@ -541,14 +544,39 @@ fn lat_code(us: u32) -> u16 {
 }
 
 /// The latency a [`lat_code`] stands for (the top code, past the last octave's steps, is
-/// [`MAX_LATENCY_US`] itself).
+/// [`MAX_LATENCY_US`] itself): a look-up in [`LAT_US`], as reading a group's buckets
+/// decodes three codes per bucket and real.
 fn lat_us(code: u16) -> u32 {
-    let c = u32::from(code);
+    match LAT_US.get(usize::from(code)) {
+        Some(&us) => us,
+        None => MAX_LATENCY_US,
+    }
+}
+
+/// [`lat_us`] of every code, computed.
+static LAT_US: [u32; LAT_CODES as usize] = {
+    let mut t = [0u32; LAT_CODES as usize];
+    let mut c = 0;
+    while c < LAT_CODES {
+        t[c as usize] = lat_us_of(c);
+        c += 1;
+    }
+    t
+};
+
+/// What [`lat_us`] looks up: the value itself below 128, else step `c & 63` of octave
+/// `(c >> 6) - 1`; codes from the top one on are [`MAX_LATENCY_US`].
+const fn lat_us_of(c: u32) -> u32 {
     if c < 128 {
         return c;
     }
     let e = (c >> 6) - 1;
-    (((c & 63) + 64) << e.min(24)).min(MAX_LATENCY_US)
+    let us = ((c & 63) + 64) << if e < 24 { e } else { 24 };
+    if us < MAX_LATENCY_US {
+        us
+    } else {
+        MAX_LATENCY_US
+    }
 }
 
 /// Raw results kept for a real checked every `interval`: `ceil(raw / interval)`, at most
@@ -860,11 +888,7 @@ impl History {
             Some(level) => {
                 let (lo, hi) = self.bucket_range(level, since, now);
                 for r in reals {
-                    for b in lo..=hi {
-                        if let Some(c) = self.stats(level, r, b) {
-                            acc.add_cell(&c, b, level.width());
-                        }
-                    }
+                    self.each_stats(level, r, lo, hi, |b, c| acc.add_cell(&c, b, level.width()));
                 }
             }
             None => {}
@@ -889,25 +913,34 @@ impl History {
     ) -> Option<Level> {
         let level = self.level_for(reals.clone(), since, now, false)?;
         let (lo, hi) = self.bucket_range(level, since, now);
-        for b in lo..=hi {
-            let mut acc = Acc::EMPTY;
+        let width = level.width();
+        // Real by real over a stretch of buckets, so that each real's slots are read in
+        // order and its bookkeeping once per stretch (bucket by bucket over the group would
+        // fetch every real's anew for each bucket); each bucket's sums are the same.
+        let mut from = lo;
+        while from <= hi {
+            let to = hi.min(from + SERIES_STRETCH as u64 - 1);
+            let mut accs = [Acc::EMPTY; SERIES_STRETCH];
             for r in reals.clone() {
-                if let Some(c) = self.stats(level, r, b) {
-                    acc.add_cell(&c, b, level.width());
-                }
-            }
-            if acc.checks > 0 {
-                let (min_us, mean_us, max_us) = acc.latency();
-                f(Bucket {
-                    level,
-                    start: b * level.width(),
-                    checks: acc.checks,
-                    failures: acc.failures,
-                    min_us,
-                    mean_us,
-                    max_us,
+                self.each_stats(level, r, from, to, |b, c| {
+                    accs[(b - from) as usize].add_cell(&c, b, width)
                 });
             }
+            for (b, acc) in (from..=to).zip(&accs) {
+                if acc.checks > 0 {
+                    let (min_us, mean_us, max_us) = acc.latency();
+                    f(Bucket {
+                        level,
+                        start: b * width,
+                        checks: acc.checks,
+                        failures: acc.failures,
+                        min_us,
+                        mean_us,
+                        max_us,
+                    });
+                }
+            }
+            from = to + 1;
         }
         Some(level)
     }
@@ -1159,41 +1192,71 @@ impl History {
 
     /// Real `real`'s bucket number `b` at `level`, if it holds results.
     fn stats(&self, level: Level, real: usize, b: u64) -> Option<Stats> {
+        let mut got = None;
+        self.each_stats(level, real, b, b, |_, s| got = Some(s));
+        got
+    }
+
+    /// Calls `f(b, stats)` with each of real `real`'s buckets at `level` numbered `lo..=hi`
+    /// that holds results, oldest first: [`History::stats`] of each, with the real's
+    /// bookkeeping read once and its slots in ring order.
+    fn each_stats(
+        &self,
+        level: Level,
+        real: usize,
+        lo: u64,
+        hi: u64,
+        mut f: impl FnMut(u64, Stats),
+    ) {
         let m = self.meta_of(real);
         let newest = u64::from(m.newest) / level.width().max(1);
         let (ring, per, open) = match level {
-            Level::Raw => return None,
+            Level::Raw => return,
             Level::Minute => (&self.minute, self.minutes, m.open[0]),
             Level::Hour => (&self.hour, self.hours, m.open[1]),
         };
         if per == 0 {
-            return None;
+            return;
         }
-        if b > newest || b + per as u64 <= newest {
-            return None;
-        }
-        if b == newest {
-            return (open.checks > 0).then(|| Stats {
-                checks: open.checks,
-                failures: open.failures,
-                sum_us: open.sum_us.into(),
-                min: open.min,
-                mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
-                max: open.max,
-            });
-        }
-        let c = ring.get(ring.slot(real, b));
-        (c.checks > 0).then(|| {
-            let (min, mean, max) = unpack(c.lat);
-            Stats {
-                checks: c.checks,
-                failures: c.failures,
-                sum_us: u64::from(lat_us(mean)) * u64::from(c.checks),
-                min,
-                mean,
-                max,
+        // Only the last `per` buckets up to the newest are held; the newest is open.
+        let lo = lo.max((newest + 1).saturating_sub(per as u64));
+        let closed_hi = hi.min(newest.wrapping_sub(1));
+        if newest > 0 && lo <= closed_hi {
+            let base = real * per;
+            let mut at = (lo % per as u64) as usize;
+            for b in lo..=closed_hi {
+                let c = ring.get(base + at);
+                at = if at + 1 == per { 0 } else { at + 1 };
+                if c.checks == 0 {
+                    continue;
+                }
+                let (min, mean, max) = unpack(c.lat);
+                f(
+                    b,
+                    Stats {
+                        checks: c.checks,
+                        failures: c.failures,
+                        sum_us: u64::from(lat_us(mean)) * u64::from(c.checks),
+                        min,
+                        mean,
+                        max,
+                    },
+                );
             }
-        })
+        }
+        if (lo..=hi).contains(&newest) && open.checks > 0 {
+            f(
+                newest,
+                Stats {
+                    checks: open.checks,
+                    failures: open.failures,
+                    sum_us: open.sum_us.into(),
+                    min: open.min,
+                    mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
+                    max: open.max,
+                },
+            );
+        }
     }
 
     /// Bucket numbers at `level` (which keeps some) from the one holding `since` to the one
@@ -2359,6 +2422,122 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(T0, 3)]
         );
+    }
+
+    /// A group's buckets as folded bucket by bucket over the group, one bucket of one real
+    /// at a time: what [`History::series`] must give, however it walks the rings.
+    fn series_bucket_by_bucket(
+        h: &History,
+        reals: std::ops::Range<usize>,
+        since: u64,
+        now: u64,
+    ) -> Vec<Bucket> {
+        let mut v = Vec::new();
+        let Some(level) = h.level_for(reals.clone(), since, now, false) else {
+            return v;
+        };
+        let (lo, hi) = h.bucket_range(level, since, now);
+        for b in lo..=hi {
+            let mut acc = Acc::EMPTY;
+            for r in reals.clone() {
+                let m = h.meta_of(r);
+                let newest = u64::from(m.newest) / level.width();
+                let (ring, per, open) = match level {
+                    Level::Minute => (&h.minute, h.minutes as u64, m.open[0]),
+                    _ => (&h.hour, h.hours as u64, m.open[1]),
+                };
+                if b > newest || b + per <= newest {
+                    continue;
+                }
+                let c = if b == newest {
+                    Stats {
+                        checks: open.checks,
+                        failures: open.failures,
+                        sum_us: open.sum_us.into(),
+                        min: open.min,
+                        mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
+                        max: open.max,
+                    }
+                } else {
+                    let c = ring.get(ring.slot(r, b));
+                    let (min, mean, max) = unpack(c.lat);
+                    Stats {
+                        checks: c.checks,
+                        failures: c.failures,
+                        sum_us: u64::from(lat_us_of(mean.into())) * u64::from(c.checks),
+                        min,
+                        mean,
+                        max,
+                    }
+                };
+                if c.checks > 0 {
+                    acc.add_cell(&c, b, level.width());
+                }
+            }
+            if acc.checks > 0 {
+                let (min_us, mean_us, max_us) = acc.latency();
+                v.push(Bucket {
+                    level,
+                    start: b * level.width(),
+                    checks: acc.checks,
+                    failures: acc.failures,
+                    min_us,
+                    mean_us,
+                    max_us,
+                });
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn series_real_by_real_is_series_bucket_by_bucket() {
+        // Reals at different rates, some silent for a while, some never checked; spans
+        // longer than a stretch of buckets, ring wraps, the open bucket at either end.
+        let s = spec(600, 3 * 3600, 2 * 86_400);
+        let n = 7;
+        let mut h = History::new(&s, &vec![secs(10); n]);
+        let mut rnd = xorshift(0x5eed_1234);
+        let mut t = T0;
+        let end = T0 + 3 * 86_400;
+        while t < end {
+            let r = (rnd() % n as u64) as usize;
+            if r != 6 && !(r == 3 && (T0 + 86_400..T0 + 100_000).contains(&t)) {
+                let lat = rnd() % 3_000_000;
+                let fail = rnd().is_multiple_of(5);
+                h.record(r, t, lat, fail.then_some(Reason::Reset));
+            }
+            t += 1 + rnd() % 40;
+        }
+        let mut compared = 0;
+        for (since, now) in [
+            (end - 3600, end),
+            (end - 3 * 3600, end),
+            (end - 2 * 86_400, end),
+            (end - 86_400 + 59, end + 7),
+            (T0, end),
+            (end - 30 * 3600, end + 5 * 3600),
+        ] {
+            for reals in [0..n, 0..1, 2..5, 3..4, 6..7] {
+                let want = series_bucket_by_bucket(&h, reals.clone(), since, now);
+                compared += want.len();
+                assert_eq!(
+                    series_all(&h, reals.clone(), since, now),
+                    want,
+                    "{reals:?}, {since}..={now}"
+                );
+            }
+        }
+        assert!(compared > 500, "{compared}");
+    }
+
+    #[test]
+    fn latency_look_up_is_the_scale() {
+        for c in 0..=u16::MAX {
+            assert_eq!(lat_us(c), lat_us_of(c.into()), "code {c}");
+        }
+        assert_eq!(lat_us(lat_code(MAX_LATENCY_US)), MAX_LATENCY_US);
+        assert_eq!(lat_code(MAX_LATENCY_US), LAT_CODES as u16 - 1);
     }
 
     // Tests for persistence

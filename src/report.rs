@@ -202,6 +202,7 @@ impl View<'_> {
                     table: self.table,
                     history: self.history,
                     wall_origin_us: self.wall_origin_us,
+                    work: std::cell::Cell::new(0),
                 },
                 route,
                 head,
