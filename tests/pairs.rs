@@ -104,3 +104,49 @@ fn check_config_accepts_a_director_of_a_pair() {
         "{text}"
     );
 }
+
+/// Under `--dry-run` the sync daemons are left alone but listed by `lvsmon status`; a reload
+/// that changes them lists the new ones (and logs them), one that removes them lists none.
+#[test]
+fn status_lists_the_sync_daemons_and_follows_a_reload() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let conf = |daemons: &str| {
+        format!(
+            "interval 200ms\n{daemons}virtual tcp 127.1.0.1:80 {{\n  check http\n  real {}\n}}\n",
+            a.addr()
+        )
+    };
+    let mut d = Lvsmon::start(
+        &conf("sync-daemon master lo id 7\nsync-daemon backup lo id 7\n"),
+        &[],
+    );
+    d.wait_for(&["sync-daemon backup lo id 7: dry-run"], 3 * S);
+    d.wait_for(&["event=up"], 3 * S);
+    let (_, text, _) = d.client(&["status"]);
+    assert!(
+        text.ends_with(
+            "sync-daemon master lo id 7: dry-run\nsync-daemon backup lo id 7: dry-run\n"
+        ),
+        "{text}"
+    );
+
+    // A reload to another id: the new daemon, in the log and in status.
+    d.dir
+        .file("lvsmon.conf", &conf("sync-daemon master lo id 8\n"));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    d.wait_for(&["sync-daemon master lo id 8: dry-run"], 3 * S);
+    let (_, text, _) = d.client(&["status"]);
+    assert!(!text.contains("id 7"), "{text}");
+    assert!(
+        text.ends_with("sync-daemon master lo id 8: dry-run\n"),
+        "{text}"
+    );
+
+    // None left: none listed.
+    d.dir.file("lvsmon.conf", &conf(""));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, text, _) = d.client(&["status"]);
+    assert!(!text.contains("sync-daemon"), "{text}");
+}
