@@ -393,13 +393,9 @@ impl Outcome {
             Outcome::DryRun => "dry-run",
         }
     }
-
-    /// `adopted`, `started`, `restarted`, `failed (...)` or `dry-run`.
-    pub fn describe(&self) -> String {
-        self.to_string()
-    }
 }
 
+/// `adopted`, `started`, `restarted`, `failed (...)` or `dry-run`.
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
