@@ -259,7 +259,7 @@ const SCRIPT: &str = "document.documentElement.dataset.script='on';\
 const R=new Map([...document.querySelectorAll('tr[data-r]')].map(t=>[t.dataset.r,t]));\
 const put=(t,c,s)=>{const e=t.querySelector('.'+c);if(e)e.textContent=s};\
 const age=s=>s>=86400?Math.floor(s/86400)+'d':s>=3600?Math.floor(s/3600)+'h':s>=60?Math.floor(s/60)+'m':s+'s';\
-async function tick(){try{const rs=(await(await fetch('/status.json',{cache:'no-store'})).json()).reals;const n=new Map();\
+async function tick(){try{const rs=await(await fetch('/status.json',{cache:'no-store'})).json();const n=new Map();\
 for(const x of rs){const c=n.get(x.virtual)||{up:0,down:0,drained:0,unknown:0};c[x.state]++;n.set(x.virtual,c);\
 const t=R.get(x.virtual+' '+x.real);if(!t)continue;const s=t.querySelector('.st');\
 if(s){s.textContent=x.state;s.className='st st-'+x.state}put(t,'for',age(x.since_seconds));\

@@ -547,7 +547,7 @@ impl View<'_> {
         let n = self.table.reals().len() as u64;
         if *cursor == 0 {
             let ok = if json {
-                out.line(|w| write!(w, "{{\"reals\":["))
+                out.line(|w| write!(w, "["))
             } else {
                 out.line(|w| {
                     writeln!(
@@ -600,51 +600,8 @@ impl View<'_> {
             }
             *cursor += 1;
         }
-        !json
-            || out.line(|w| {
-                write!(w, "\n],\n\"sync_daemons\":")?;
-                crate::ipvs::daemon::status(|list| sync_daemons_json(w, list))?;
-                writeln!(w, "}}")
-            })
+        !json || out.line(|w| writeln!(w, "\n]"))
     }
-}
-
-/// The `sync_daemons` array of `status --json`: each configured sync daemon, its settings
-/// (those left to the kernel's defaults omitted) and what became of it.
-fn sync_daemons_json(
-    w: &mut impl Write,
-    list: &[crate::ipvs::daemon::Status],
-) -> std::io::Result<()> {
-    write!(w, "[")?;
-    for (k, s) in list.iter().enumerate() {
-        let d = &s.daemon;
-        if k > 0 {
-            write!(w, ",")?;
-        }
-        write!(w, "{{\"state\":\"{}\",\"iface\":\"", d.state())?;
-        crate::page::json(w, d.iface.as_bytes())?;
-        write!(w, "\",\"id\":{}", d.id)?;
-        if d.maxlen != 0 {
-            write!(w, ",\"maxlen\":{}", d.maxlen)?;
-        }
-        if let Some(g) = d.group {
-            write!(w, ",\"group\":\"{g}\"")?;
-        }
-        if d.port != 0 {
-            write!(w, ",\"port\":{}", d.port)?;
-        }
-        if d.ttl != 0 {
-            write!(w, ",\"ttl\":{}", d.ttl)?;
-        }
-        write!(w, ",\"outcome\":\"{}\"", s.outcome.word())?;
-        if let crate::ipvs::daemon::Outcome::Failed(e) = &s.outcome {
-            write!(w, ",\"error\":\"")?;
-            crate::page::json(w, e.as_bytes())?;
-            write!(w, "\"")?;
-        }
-        write!(w, "}}")?;
-    }
-    write!(w, "]")
 }
 
 /// What a `history` request asks for.
@@ -1112,70 +1069,6 @@ mod tests {
         assert_eq!(
             text,
             "error: no real server 198.51.100.9:80 in the configuration\n"
-        );
-    }
-
-    /// `sync_daemons` of `status --json`: the settings a line gives (those it leaves to the
-    /// kernel omitted), the outcome as a word, a failure's reason escaped as a JSON string.
-    #[test]
-    fn sync_daemons_render_their_settings_and_outcome() {
-        use crate::config::director::SyncDaemon;
-        use crate::ipvs::daemon::{Outcome, Status};
-        let full = SyncDaemon {
-            backup: false,
-            iface: "eth0".into(),
-            id: 7,
-            maxlen: 1400,
-            group: Some("239.1.1.1".parse().unwrap()),
-            port: 9000,
-            ttl: 2,
-        };
-        let plain = SyncDaemon {
-            backup: true,
-            iface: "bond\"0".into(),
-            id: 0,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
-        };
-        let render = |list: &[Status]| {
-            let mut out = Vec::new();
-            sync_daemons_json(&mut out, list).unwrap();
-            String::from_utf8(out).unwrap()
-        };
-        assert_eq!(render(&[]), "[]");
-        let list = Status::of(
-            &[full.clone(), plain],
-            &[
-                Outcome::Started { restarted: true },
-                Outcome::Failed("netlink socket: \"no\" <ipvs>".into()),
-            ],
-        );
-        assert_eq!(
-            render(&list),
-            "[{\"state\":\"master\",\"iface\":\"eth0\",\"id\":7,\"maxlen\":1400,\
-             \"group\":\"239.1.1.1\",\"port\":9000,\"ttl\":2,\"outcome\":\"restarted\"},\
-             {\"state\":\"backup\",\"iface\":\"bond\\\"0\",\"id\":0,\"outcome\":\"failed\",\
-             \"error\":\"netlink socket: \\\"no\\\" \\u003cipvs\\u003e\"}]"
-        );
-        for (o, word) in [
-            (Outcome::Adopted, "adopted"),
-            (Outcome::Started { restarted: false }, "started"),
-            (Outcome::DryRun, "dry-run"),
-        ] {
-            let one = render(&Status::of(std::slice::from_ref(&full), &[o]));
-            assert!(
-                one.ends_with(&format!(",\"outcome\":\"{word}\"}}]")),
-                "{one}"
-            );
-        }
-        // The table's line says the same.
-        let mut line = Vec::new();
-        list[1].write_line(&mut line).unwrap();
-        assert_eq!(
-            String::from_utf8(line).unwrap(),
-            "sync-daemon backup bond\"0 id 0: failed (netlink socket: \"no\" <ipvs>)"
         );
     }
 

@@ -191,9 +191,6 @@ fn main() {
         "track-file \"{}\"\n",
         dir.0.join("vrrp-track").display()
     ));
-    // A sync daemon (recorded as dry-run below, never started): `status` lists it, the
-    // JSON with every setting.
-    conf.push_str("sync-daemon master lo id 3 maxlen 1400 group 239.1.1.1 port 9000 ttl 2\n");
     let mut add = |n: usize, addr: std::net::SocketAddr, check: &str| {
         conf.push_str(&format!(
             "virtual tcp 127.1.0.{}:80 {{\n  sorry 127.0.0.1:8080\n  {check}\n  real {addr} weight 2\n}}\n",
@@ -327,8 +324,6 @@ fn main() {
     ));
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
-    // As startup under --dry-run does: the sync daemon's outcome, for `status`.
-    lvsmon::ipvs::daemon::apply_at_start(&plan.director, true);
     let real_at = |virt: &str, addr: String| {
         plan.reals
             .iter()
@@ -445,8 +440,6 @@ fn main() {
     let weigh_real = weigh.addr().to_string();
     let flap_virtual = backends.len();
     let log_dropped0 = d.log().dropped();
-    // The last `status json` reply, to see the sync daemon was rendered while counting.
-    let status_json = std::sync::Mutex::new(Vec::new());
     let run = std::thread::scope(|scope| {
         // Clients of the control socket and the metrics endpoint, on another thread (not
         // counted): every kind of request, served by the loop while it checks.
@@ -492,11 +485,7 @@ fn main() {
                 if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                     let _ = writeln!(s, "{}", reqs[k % reqs.len()]);
-                    let mut reply = Vec::new();
-                    let _ = s.read_to_end(&mut reply);
-                    if reqs[k % reqs.len()] == "status json" {
-                        *status_json.lock().unwrap() = reply;
-                    }
+                    let _ = s.read_to_end(&mut Vec::new());
                 }
                 if let Ok(mut s) = std::net::TcpStream::connect(maddr) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -585,7 +574,6 @@ fn main() {
         sd_seen,
         (log_dropped0, log_reader),
         &watch,
-        &String::from_utf8_lossy(&status_json.into_inner().unwrap()),
     );
 }
 
@@ -751,7 +739,6 @@ fn report(
     sd_seen: SdSeen,
     (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
     watch: &Watch,
-    json: &str,
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
@@ -823,14 +810,6 @@ fn report(
     );
     if watch.agent_seen.contains(&false) || watch.exec_seen.contains(&false) {
         missing.push("agent and exec --dynamic weights");
-    }
-    let daemon = "\"sync_daemons\":[{\"state\":\"master\",\"iface\":\"lo\",\"id\":3,\"maxlen\":1400,\"group\":\"239.1.1.1\",\"port\":9000,\"ttl\":2,\"outcome\":\"dry-run\"}]}";
-    println!(
-        "  status json lists the sync daemon: {}",
-        json.contains(daemon)
-    );
-    if !json.contains(daemon) {
-        missing.push("sync daemon in status json");
     }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");

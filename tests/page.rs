@@ -172,7 +172,7 @@ fn python(code: &str, args: &[&Path]) -> String {
 /// between the two), and `/status.json` against the same.
 const CHECK: &str = r#"
 import html5lib, json, sys
-before, after, served = (json.load(open(p))["reals"] for p in sys.argv[1:4])
+before, after, served = (json.load(open(p)) for p in sys.argv[1:4])
 pages = sys.argv[4:]
 key = lambda r: r["virtual"] + " " + r["real"]
 B = {key(r): r for r in before}; A = {key(r): r for r in after}

@@ -153,8 +153,7 @@ fn json_u64(line: &str, key: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
-/// Parses the real servers of lvsmon's `status --json` reply (one object per line, as the
-/// daemon writes them).
+/// Parses lvsmon's `status --json` reply (one object per line, as the daemon writes it).
 ///
 /// # Panics
 ///
@@ -163,7 +162,7 @@ fn json_u64(line: &str, key: &str) -> Option<u64> {
 pub fn parse_status_json(text: &str) -> Vec<RealStatus> {
     text.lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("{\"virtual\":"))
+        .filter(|l| l.starts_with('{'))
         .map(|l| RealStatus {
             virtual_service: json_str(l, "virtual").expect(l).to_owned(),
             real: json_str(l, "real").expect(l).to_owned(),
