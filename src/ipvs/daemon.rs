@@ -366,7 +366,7 @@ fn decode_daemon(m: &wire::Msg<'_>) -> Option<Running> {
     Some(d)
 }
 
-/// What became of each configured sync daemon, for the log and `lvsmon status`.
+/// What became of each configured sync daemon, for the log, `lvsmon status` and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A matching daemon was running: adopted.
@@ -392,6 +392,13 @@ impl Outcome {
             Outcome::Failed(_) => "failed",
             Outcome::DryRun => "dry-run",
         }
+    }
+
+    /// lvsmon saw to it that a daemon with these settings runs (adopted, started or
+    /// restarted); not when the kernel refused, nor under `--dry-run`, which leaves the
+    /// daemons alone and does not ask the kernel.
+    pub fn running(&self) -> bool {
+        matches!(self, Outcome::Adopted | Outcome::Started { .. })
     }
 }
 
@@ -597,7 +604,7 @@ pub fn take_news(mut f: impl FnMut(&str)) {
     }
 }
 
-/// The configured sync daemons and their outcomes, for `lvsmon status` (text and JSON):
+/// The configured sync daemons and their outcomes, for `lvsmon status` and `/metrics`:
 /// `f` reads them in the order of the configuration, without copying, and its result is
 /// returned. The loop never waits on the lock: taken only for a swap ([`set_status`]), it is
 /// tried a bounded number of times, and `f` sees an empty list if it stays taken.
