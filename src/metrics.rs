@@ -57,6 +57,28 @@ fn service_label(w: &mut impl Write, key: crate::config::ServiceKey) -> std::io:
     label_value(w, key_text(key, &mut [0u8; 80]).as_bytes())
 }
 
+/// `lvsmon_sync_daemon_up`: each `sync-daemon` line of the configuration, in its order, 1
+/// when lvsmon adopted, started or restarted the daemon, 0 when that failed or under
+/// `--dry-run`; nothing at all without such lines (lvsmon(8), METRICS).
+fn sync_daemons(w: &mut impl Write, list: &[crate::ipvs::daemon::Status]) -> std::io::Result<()> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    stats::family(
+        w,
+        "lvsmon_sync_daemon_up",
+        "gauge",
+        "1 if lvsmon adopted, started or restarted the connection-sync daemon, 0 if that failed or under --dry-run.",
+    )?;
+    for s in list {
+        let d = &s.daemon;
+        write!(w, "lvsmon_sync_daemon_up{{state=\"{}\",iface=\"", d.state())?;
+        label_value(w, d.iface.as_bytes())?;
+        writeln!(w, "\",id=\"{}\"}} {}", d.id, u8::from(s.outcome.running()))?;
+    }
+    Ok(())
+}
+
 /// The `/metrics` page. Cursor: section in the top byte, item below.
 pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -> bool {
     loop {
@@ -226,7 +248,14 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                     }
                     item += 1;
                 }
-                *cursor = if sec == 6 { 40 << 56 } else { (sec + 1) << 56 };
+                *cursor = (sec + 1) << 56;
+            }
+            // The director's sync daemons (at most a master and a backup: one line).
+            7 => {
+                if !out.line(|w| crate::ipvs::daemon::status(|list| sync_daemons(w, list))) {
+                    return false;
+                }
+                *cursor = 40 << 56;
             }
             40 => {
                 let Some(e) = src.tls.filter(|e| !e.targets.is_empty()) else {
@@ -260,6 +289,72 @@ pub(crate) fn render(src: &Sources<'_>, cursor: &mut u64, out: &mut Reply<'_>) -
                 return true;
             }
             _ => return true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::director::SyncDaemon;
+    use crate::ipvs::daemon::{Outcome, Status};
+
+    fn daemon(backup: bool, iface: &str, id: u8) -> SyncDaemon {
+        SyncDaemon {
+            backup,
+            iface: iface.into(),
+            id,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        }
+    }
+
+    fn render(list: &[Status]) -> String {
+        let mut out = Vec::new();
+        sync_daemons(&mut out, list).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// `lvsmon_sync_daemon_up`: one series per configured daemon, in the order of the
+    /// configuration, 1 only when lvsmon saw to it that it runs; an interface's quote
+    /// escaped; no family at all without daemons.
+    #[test]
+    fn sync_daemons_are_a_gauge_of_what_became_of_them() {
+        assert_eq!(render(&[]), "");
+        let list = Status::of(
+            &[daemon(false, "eth0", 7), daemon(true, "bond\"0", 0)],
+            &[
+                Outcome::Started { restarted: true },
+                Outcome::Failed("errno=19".into()),
+            ],
+        );
+        assert_eq!(
+            render(&list),
+            "# HELP lvsmon_sync_daemon_up 1 if lvsmon adopted, started or restarted the \
+             connection-sync daemon, 0 if that failed or under --dry-run.\n\
+             # TYPE lvsmon_sync_daemon_up gauge\n\
+             lvsmon_sync_daemon_up{state=\"master\",iface=\"eth0\",id=\"7\"} 1\n\
+             lvsmon_sync_daemon_up{state=\"backup\",iface=\"bond\\\"0\",id=\"0\"} 0\n"
+        );
+        for (o, up) in [
+            (Outcome::Adopted, 1),
+            (Outcome::Started { restarted: false }, 1),
+            (Outcome::Started { restarted: true }, 1),
+            (Outcome::Failed(String::new()), 0),
+            (Outcome::DryRun, 0),
+        ] {
+            let one = render(&Status::of(
+                &[daemon(false, "lo", 1)],
+                std::slice::from_ref(&o),
+            ));
+            assert!(
+                one.ends_with(&format!(
+                    "\nlvsmon_sync_daemon_up{{state=\"master\",iface=\"lo\",id=\"1\"}} {up}\n"
+                )),
+                "{o:?}: {one}"
+            );
         }
     }
 }

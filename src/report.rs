@@ -588,13 +588,13 @@ impl View<'_> {
         if !json && *cursor == n + 1 {
             // Director pairs: the kernel's sync daemons, as lvsmon left them.
             let ok = out.line(|w| {
-                let mut r = Ok(());
-                crate::ipvs::daemon::status(|line| {
-                    if r.is_ok() {
-                        r = writeln!(w, "{line}");
+                crate::ipvs::daemon::status(|list| {
+                    for d in list {
+                        d.write_line(w)?;
+                        writeln!(w)?;
                     }
-                });
-                r
+                    Ok(())
+                })
             });
             if !ok {
                 return false;

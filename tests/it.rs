@@ -1289,8 +1289,9 @@ fn metrics_scrape_parses_and_agrees() {
     let a = Backend::start(Script::http(200, "OK"));
     let b = Backend::start(Script::http(503, "no"));
     let c = Backend::start_on("[::1]:0".parse().unwrap(), Script::http(200, "OK"));
+    // Sync daemons (left alone under --dry-run) give a family of their own.
     let conf = format!(
-        "interval 200ms\nfall 1\nvirtual tcp {} {{\n  check http\n  real {}\n  real {}\n}}\nvirtual tcp [::1]:80 {{\n  real {}\n}}\n",
+        "interval 200ms\nfall 1\nsync-daemon master lo id 7 maxlen 1400\nsync-daemon backup lo id 8\nvirtual tcp {} {{\n  check http\n  real {}\n  real {}\n}}\nvirtual tcp [::1]:80 {{\n  real {}\n}}\n",
         vip(0),
         a.addr(),
         b.addr(),
@@ -1379,6 +1380,19 @@ fn metrics_scrape_parses_and_agrees() {
         value(
             "counter lvsmon_ipvs_operations_total [('op', 'add-service'), ('result', 'dry-run')] "
         ) == 2.0
+    );
+    for (state, id) in [("master", 7), ("backup", 8)] {
+        assert_eq!(
+            value(&format!(
+                "gauge lvsmon_sync_daemon_up [('id', '{id}'), ('iface', 'lo'), ('state', '{state}')] "
+            )),
+            0.0
+        );
+    }
+    assert_eq!(
+        parsed.matches(" lvsmon_sync_daemon_up ").count(),
+        2,
+        "{parsed}"
     );
     let count = value("histogram lvsmon_check_duration_seconds_count [] ");
     assert!((count - checks).abs() < 5.0, "{count} vs {checks}");

@@ -192,6 +192,9 @@ fn main() {
         "track-file \"{}\"\n",
         dir.0.join("vrrp-track").display()
     ));
+    // A sync daemon (recorded as dry-run below, never started): `status` lists it, and
+    // `/metrics` has its `lvsmon_sync_daemon_up`.
+    conf.push_str("sync-daemon master lo id 3 maxlen 1400 group 239.1.1.1 port 9000 ttl 2\n");
     let mut add = |n: usize, addr: std::net::SocketAddr, check: &str| {
         conf.push_str(&format!(
             "virtual tcp 127.1.0.{}:80 {{\n  sorry 127.0.0.1:8080\n  {check}\n  real {addr} weight 2\n}}\n",
@@ -325,6 +328,8 @@ fn main() {
     ));
     let path = dir.file("lvsmon.conf", &conf);
     let plan = lvsmon::config::load(&path, None).expect("config");
+    // As startup under --dry-run does: the sync daemon's outcome, for `status` and `/metrics`.
+    lvsmon::ipvs::daemon::apply_at_start(&plan.director, true);
     let real_at = |virt: &str, addr: String| {
         plan.reals
             .iter()
@@ -441,6 +446,9 @@ fn main() {
     let weigh_real = weigh.addr().to_string();
     let flap_virtual = backends.len();
     let log_dropped0 = d.log().dropped();
+    // The last `status` reply and `GET /metrics` page, to see the sync daemon was rendered
+    // while counting.
+    let replies = std::sync::Mutex::new((Vec::new(), Vec::new()));
     let run = std::thread::scope(|scope| {
         // Clients of the control socket and the metrics endpoint, on another thread (not
         // counted): every kind of request, served by the loop while it checks.
@@ -486,13 +494,21 @@ fn main() {
                 if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                     let _ = writeln!(s, "{}", reqs[k % reqs.len()]);
-                    let _ = s.read_to_end(&mut Vec::new());
+                    let mut reply = Vec::new();
+                    let _ = s.read_to_end(&mut reply);
+                    if k % reqs.len() == 0 {
+                        replies.lock().unwrap().0 = reply;
+                    }
                 }
                 if let Ok(mut s) = std::net::TcpStream::connect(maddr) {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
                     let _ = s.write_all(heads[k % heads.len()]);
                     let _ = s.shutdown(std::net::Shutdown::Write);
-                    let _ = s.read_to_end(&mut Vec::new());
+                    let mut reply = Vec::new();
+                    let _ = s.read_to_end(&mut reply);
+                    if k % heads.len() == 0 {
+                        replies.lock().unwrap().1 = reply;
+                    }
                 }
                 k += 1;
                 std::thread::sleep(Duration::from_millis(30));
@@ -576,6 +592,7 @@ fn main() {
         (log_dropped0, log_reader),
         &watch,
         syslog,
+        &replies.into_inner().unwrap(),
     );
 }
 
@@ -834,6 +851,7 @@ fn report(
     (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
     watch: &Watch,
     syslog: SyslogRun,
+    (status, metrics): &(Vec<u8>, Vec<u8>),
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
@@ -905,6 +923,15 @@ fn report(
     );
     if watch.agent_seen.contains(&false) || watch.exec_seen.contains(&false) {
         missing.push("agent and exec --dynamic weights");
+    }
+    let status = String::from_utf8_lossy(status);
+    let metrics = String::from_utf8_lossy(metrics);
+    let listed = status.ends_with("sync-daemon master lo id 3: dry-run\n");
+    let scraped =
+        metrics.contains("\nlvsmon_sync_daemon_up{state=\"master\",iface=\"lo\",id=\"3\"} 0\n");
+    println!("  sync daemon in status: {listed}, in /metrics: {scraped}");
+    if !listed || !scraped {
+        missing.push("sync daemon in status and /metrics");
     }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");

@@ -425,8 +425,10 @@ fn chromium_renders_the_pages() {
             first.contains("data-script=\"on\""),
             "{name}: the page's script did not run (CSP?):\n{first}"
         );
+        // The "as of" line says "updated" once a refresh went through (the script's own
+        // text has the word too: look for it in the element).
         assert!(
-            later.contains("updated "),
+            later.contains("class=\"asof dim\">updated "),
             "{name}: the script did not refresh from /status.json:\n{later}"
         );
         for dom in [&first, &later] {

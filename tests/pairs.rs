@@ -1,6 +1,6 @@
 //! A director in a pair (lvsmon(8), DIRECTOR PAIRS), with the real binary under `--dry-run`:
 //! `track-file` follows quorum for keepalived's `track_file`, the sync-daemon lines show in
-//! the log and in `lvsmon status`, and `--check-config` accepts the pair's settings. What
+//! the log, in `lvsmon status` and on `--metrics`, and `--check-config` accepts the pair's settings. What
 //! needs a kernel with IPVS (the daemons themselves, thresholds kept by edits) is proven in
 //! the VM (tests/vm/scenarios.sh).
 
@@ -103,4 +103,98 @@ fn check_config_accepts_a_director_of_a_pair() {
         text.contains(": OK: 1 virtual services, 1 real servers"),
         "{text}"
     );
+}
+
+/// The `lvsmon_sync_daemon_up` lines of a scrape of `d`'s metrics endpoint, HELP and TYPE
+/// included.
+fn sync_daemon_metrics(addr: std::net::SocketAddr) -> String {
+    let page = common::observe::scrape(addr, None).expect("scrape");
+    assert!(page.contains("\nlvsmon_checks_total "), "{page}");
+    page.lines()
+        .filter(|l| l.contains("lvsmon_sync_daemon_up"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Under `--dry-run` the sync daemons are left alone but listed by `lvsmon status` and by
+/// `lvsmon_sync_daemon_up` on `--metrics` (0: not brought up); a reload that changes them
+/// shows the new ones (and logs them), one that removes them shows none, and `status --json`
+/// stays the array of real servers throughout.
+#[test]
+fn sync_daemons_in_status_and_metrics_follow_a_reload() {
+    let a = Backend::start(Script::http(200, "OK"));
+    let conf = |daemons: &str| {
+        format!(
+            "interval 200ms\n{daemons}virtual tcp 127.1.0.1:80 {{\n  check http\n  real {}\n}}\n",
+            a.addr()
+        )
+    };
+    let mut d = Lvsmon::start(
+        &conf(
+            "sync-daemon master lo id 7 maxlen 1400 group 239.1.1.1 port 9000 ttl 2\n\
+             sync-daemon backup lo id 7\n",
+        ),
+        &["--metrics", "127.0.0.1:0"],
+    );
+    d.wait_for(&["sync-daemon backup lo id 7: dry-run"], 3 * S);
+    d.wait_for(&["event=up"], 3 * S);
+    let maddr = d.metrics_addr();
+    let (_, text, _) = d.client(&["status"]);
+    assert!(
+        text.ends_with(
+            "sync-daemon master lo id 7: dry-run\nsync-daemon backup lo id 7: dry-run\n"
+        ),
+        "{text}"
+    );
+    let family = "# HELP lvsmon_sync_daemon_up 1 if lvsmon adopted, started or restarted the \
+                  connection-sync daemon, 0 if that failed or under --dry-run.\n\
+                  # TYPE lvsmon_sync_daemon_up gauge\n";
+    assert_eq!(
+        sync_daemon_metrics(maddr),
+        format!(
+            "{family}\
+             lvsmon_sync_daemon_up{{state=\"master\",iface=\"lo\",id=\"7\"}} 0\n\
+             lvsmon_sync_daemon_up{{state=\"backup\",iface=\"lo\",id=\"7\"}} 0\n"
+        )
+    );
+    let json_is_the_array_of_reals = |d: &Lvsmon| {
+        let (code, json, err) = d.client(&["status", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            json.starts_with('[') && json.trim_end().ends_with(']'),
+            "{json}"
+        );
+        assert!(!json.contains("sync"), "{json}");
+        let reals = common::observe::parse_status_json(&json);
+        assert_eq!(reals.len(), 1, "{json}");
+        assert_eq!(reals[0].real, a.addr().to_string(), "{json}");
+    };
+    json_is_the_array_of_reals(&d);
+
+    // A reload to another id: the new daemon, in the log, in status and in the metrics.
+    d.dir
+        .file("lvsmon.conf", &conf("sync-daemon master lo id 8\n"));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    d.wait_for(&["sync-daemon master lo id 8: dry-run"], 3 * S);
+    let (_, text, _) = d.client(&["status"]);
+    assert!(!text.contains("id 7"), "{text}");
+    assert!(
+        text.ends_with("sync-daemon master lo id 8: dry-run\n"),
+        "{text}"
+    );
+    assert_eq!(
+        sync_daemon_metrics(maddr),
+        format!("{family}lvsmon_sync_daemon_up{{state=\"master\",iface=\"lo\",id=\"8\"}} 0\n")
+    );
+    json_is_the_array_of_reals(&d);
+
+    // None left: none listed, no family on the metrics page.
+    d.dir.file("lvsmon.conf", &conf(""));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, text, _) = d.client(&["status"]);
+    assert!(!text.contains("sync-daemon"), "{text}");
+    assert_eq!(sync_daemon_metrics(maddr), "");
+    json_is_the_array_of_reals(&d);
 }

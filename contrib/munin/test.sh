@@ -18,7 +18,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 plugin_src="$here/lvsmon_"
 fixture="$here/sample.metrics"
-graphs=(reals checks ipvs transitions latency)
+graphs=(reals checks ipvs transitions latency lost upkeep weights tls)
 
 passed=0
 failed=0
@@ -57,6 +57,8 @@ mkdir -p "$tmp/www" "$tmp/plugins"
 cp "$fixture" "$tmp/www/metrics"
 printf '<html><head><title>It works</title></head>\n<body>hello</body></html>\n' >"$tmp/www/garbage"
 printf '# HELP go_goroutines x\n# TYPE go_goroutines gauge\ngo_goroutines 8\n' >"$tmp/www/empty"
+# The fixture as lvsmon serves it without TLS checks (no lvsmon_tls_* series).
+grep -v '^\(# [A-Z]* \)\?lvsmon_tls_' "$fixture" >"$tmp/www/notls"
 
 start_server() { # start_server PORTFILE: serve $tmp/www
     python3 -u -c '
@@ -114,6 +116,10 @@ run reals autoconf
 check "autoconf answers yes (exit 0)" test "$rc" = 0 -a "$out" = yes
 run reals suggest
 check "suggest lists the graphs" test "$rc" = 0 -a "$out" = "$(printf '%s\n' "${graphs[@]}")"
+# Without TLS checks there is no tls graph to suggest.
+no_tls=$(printf '%s\n' "${graphs[@]}" | grep -vx tls)
+out=$(url="$base/notls" "$tmp/plugins/lvsmon_reals" suggest 2>/dev/null); rc=$?
+check "suggest without lvsmon_tls_ series leaves out tls" test "$rc" = 0 -a "$out" = "$no_tls"
 
 # --- config and fetch, every graph --------------------------------------------
 # Expected fetch values from sample.metrics (each line must be in the fetch).
@@ -144,6 +150,21 @@ expect[latency]='duration.value 61728125
 duration_count.value 12345
 lateness.value 987600
 lateness_count.value 12345'
+expect[lost]='log_dropped.value 23
+notify_command.value 4
+notify_fifo.value 31
+state_save_failures.value 3
+loop_stalls.value 2
+missed_starts.value 17
+tls_helper_restarts.value 6'
+expect[upkeep]='resyncs.value 41
+drift_repaired.value 5'
+expect[weights]='weight_changes.value 96
+slow.value 9
+fast.value 8'
+# The days left depend on the clock: checked below; the series at 0 (no
+# certificate seen yet) is not the soonest.
+expect[tls]='days.extinfo soonest: 192.168.1.11:443 (mail.example.com)'
 
 # Expected config lines (labels keep the original identifiers, unescaped).
 declare -A expect_config
@@ -162,6 +183,16 @@ expect_config[transitions]='local_errors.type DERIVE'
 expect_config[latency]='duration.cdef duration,duration_count,/,1000000,/
 duration_count.graph no
 lateness.cdef lateness,lateness_count,/,1000000,/'
+expect_config[lost]='notify_fifo.label events dropped (notify-fifo)
+tls_helper_restarts.type DERIVE
+log_dropped.min 0'
+expect_config[upkeep]='drift_repaired.type DERIVE
+resyncs.label resyncs'
+expect_config[weights]='slow.type DERIVE
+fast.label fast again'
+expect_config[tls]='days.type GAUGE
+days.warning 14:
+days.critical 3:'
 
 # lines_in WANTED HAYSTACK: every line of WANTED is a line of HAYSTACK.
 lines_in() {
@@ -217,6 +248,31 @@ for g in "${graphs[@]}"; do
     out=$(MUNIN_CAP_DIRTYCONFIG=1 url="$base/metrics" "$tmp/plugins/lvsmon_$g" config 2>/dev/null)
     check "$g: dirtyconfig config = config + fetch" test "$out" = "$config"$'\n'"$fetch"
 done
+
+# tls: the fewest days left, from the fixture's earliest notAfter that is not
+# 0 (2099-01-01), within the clock's reading before and after the fetch.
+before=$(date +%s)
+run tls
+after=$(date +%s)
+days=$(sed -n 's/^days\.value //p' <<<"$out")
+check "tls: days left ($days) = (4070908800 - now) / 86400" perl -e '
+    my ($d, $before, $after) = @ARGV;
+    exit !($d =~ /\A-?[0-9]+\.[0-9]{2}\z/
+        && $d <= (4070908800 - $before) / 86400 + 0.01
+        && $d >= (4070908800 - $after) / 86400 - 0.01)' "$days" "$before" "$after"
+# Without TLS checks: unknown, as is the helper's restart counter.
+out=$(url="$base/notls" "$tmp/plugins/lvsmon_tls" 2>"$tmp/stderr"); rc=$?
+check "tls without lvsmon_tls_ series: days.value U, no extinfo" test "$rc" = 0 -a "$out" = "days.value U"
+out=$(url="$base/notls" "$tmp/plugins/lvsmon_lost" 2>"$tmp/stderr"); rc=$?
+check "lost without TLS checks: tls_helper_restarts.value U" \
+    bash -c '[[ $1 == 0 ]] && grep -qx "tls_helper_restarts.value U" <<<"$2" && grep -qx "log_dropped.value 23" <<<"$2"' _ "$rc" "$out"
+# The thresholds, overridden and removed through env, and a bad one.
+out=$(url="$base/metrics" tls_days_warning=30: tls_days_critical= "$tmp/plugins/lvsmon_tls" config 2>"$tmp/stderr"); rc=$?
+check "tls: env.tls_days_warning=30: and an empty env.tls_days_critical" \
+    bash -c '[[ $1 == 0 ]] && grep -qx "days.warning 30:" <<<"$2" && ! grep -q "^days.critical" <<<"$2"' _ "$rc" "$out"
+out=$(url="$base/metrics" tls_days_critical=soon "$tmp/plugins/lvsmon_tls" config 2>"$tmp/stderr"); rc=$?
+check "tls: env.tls_days_critical not a threshold: config exits non-zero naming it" \
+    bash -c '[[ $1 != 0 ]] && grep -q "env.tls_days_critical" "$2"' _ "$rc" "$tmp/stderr"
 
 # Derived values: sum/count of the fixture's histogram, as munin's cdef computes it.
 check "latency: cdef of the fixture gives 0.005 s mean duration" \
@@ -316,6 +372,8 @@ for g in "${graphs[@]}"; do
     check "server stopped: $g fetch exits non-zero, message on stderr" \
         bash -c '[[ $1 != 0 && $2 == *"cannot fetch"* && -z $3 ]]' _ "$rc" "$err" "$out"
 done
+run reals suggest
+check "server stopped: suggest lists the graphs but tls" test "$rc" = 0 -a "$out" = "$no_tls"
 run reals autoconf
 check "server stopped: autoconf says no (reason), exit 0" \
     bash -c '[[ $2 == 0 && $1 == "no (cannot fetch"*")" ]]' _ "$out" "$rc"

@@ -366,7 +366,7 @@ fn decode_daemon(m: &wire::Msg<'_>) -> Option<Running> {
     Some(d)
 }
 
-/// What became of each configured sync daemon, for the log and `lvsmon status`.
+/// What became of each configured sync daemon, for the log, `lvsmon status` and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A matching daemon was running: adopted.
@@ -376,19 +376,85 @@ pub enum Outcome {
         /// A daemon with other settings was stopped first.
         restarted: bool,
     },
-    /// The kernel refused.
+    /// The kernel refused, or could not be asked (the reason).
     Failed(String),
+    /// `--dry-run`: left alone.
+    DryRun,
 }
 
 impl Outcome {
-    /// `adopted`, `started`, `restarted` or `failed (...)`.
-    pub fn describe(&self) -> String {
+    /// `adopted`, `started`, `restarted`, `failed` or `dry-run`.
+    pub fn word(&self) -> &'static str {
         match self {
-            Outcome::Adopted => "adopted".into(),
-            Outcome::Started { restarted: false } => "started".into(),
-            Outcome::Started { restarted: true } => "restarted".into(),
-            Outcome::Failed(e) => format!("failed ({e})"),
+            Outcome::Adopted => "adopted",
+            Outcome::Started { restarted: false } => "started",
+            Outcome::Started { restarted: true } => "restarted",
+            Outcome::Failed(_) => "failed",
+            Outcome::DryRun => "dry-run",
         }
+    }
+
+    /// lvsmon saw to it that a daemon with these settings runs (adopted, started or
+    /// restarted); not when the kernel refused, nor under `--dry-run`, which leaves the
+    /// daemons alone and does not ask the kernel.
+    pub fn running(&self) -> bool {
+        matches!(self, Outcome::Adopted | Outcome::Started { .. })
+    }
+}
+
+/// `adopted`, `started`, `restarted`, `failed (...)` or `dry-run`.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Failed(e) => write!(f, "failed ({e})"),
+            o => f.write_str(o.word()),
+        }
+    }
+}
+
+/// A configured sync daemon and what became of it, as `lvsmon status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The daemon as configured.
+    pub daemon: SyncDaemon,
+    /// What lvsmon did about it.
+    pub outcome: Outcome,
+}
+
+impl Status {
+    /// Each of `want` with its outcome.
+    pub fn of(want: &[SyncDaemon], outcomes: &[Outcome]) -> Vec<Status> {
+        want.iter()
+            .zip(outcomes)
+            .map(|(d, o)| Status {
+                daemon: d.clone(),
+                outcome: o.clone(),
+            })
+            .collect()
+    }
+
+    /// Each of `want` with the same outcome.
+    fn all(want: &[SyncDaemon], outcome: &Outcome) -> Vec<Status> {
+        want.iter()
+            .map(|d| Status {
+                daemon: d.clone(),
+                outcome: outcome.clone(),
+            })
+            .collect()
+    }
+
+    /// The line of the log and of `lvsmon status`: `sync-daemon master eth1 id 1: started`
+    /// (no line end; writes into `w` without allocating).
+    pub fn write_line(&self, w: &mut impl std::io::Write) -> io::Result<()> {
+        let d = &self.daemon;
+        write!(
+            w,
+            "sync-daemon {} {} id {}: {}",
+            d.state(),
+            d.iface,
+            d.id,
+            self.outcome
+        )
     }
 }
 
@@ -425,17 +491,13 @@ pub fn sync_daemons(c: &mut Control, want: &[SyncDaemon], old: &[SyncDaemon]) ->
 }
 
 /// One line per daemon for the log: `sync-daemon master eth1 id 1: started`.
-pub fn describe(want: &[SyncDaemon], outcomes: &[Outcome]) -> Vec<String> {
-    want.iter()
-        .zip(outcomes)
-        .map(|(d, o)| {
-            format!(
-                "sync-daemon {} {} id {}: {}",
-                d.state(),
-                d.iface,
-                d.id,
-                o.describe()
-            )
+pub fn describe(status: &[Status]) -> Vec<String> {
+    status
+        .iter()
+        .map(|s| {
+            let mut line = Vec::new();
+            let _ = s.write_line(&mut line);
+            String::from_utf8_lossy(&line).into_owned()
         })
         .collect()
 }
@@ -447,15 +509,28 @@ pub fn apply_in_background(old: Vec<SyncDaemon>, new: Vec<SyncDaemon>) {
     let _ = std::thread::Builder::new()
         .name("lvsmon-syncd".into())
         .spawn(move || {
-            let lines = match Control::open() {
+            let (status, lines) = match Control::open() {
                 Ok(mut c) => {
                     let o = sync_daemons(&mut c, &new, &old);
-                    describe(&new, &o)
+                    let status = Status::of(&new, &o);
+                    let lines = describe(&status);
+                    (status, lines)
                 }
-                Err(e) => vec![format!("sync-daemon: {e}")],
+                Err(e) => (
+                    Status::all(&new, &Outcome::Failed(e.clone())),
+                    vec![format!("sync-daemon: {e}")],
+                ),
             };
-            record(lines);
+            record(status, lines);
         });
+}
+
+/// A reload under `--dry-run` changed the sync daemons to `new`: shown as left alone, in
+/// `lvsmon status` and (through [`take_news`]) in the log, as at startup.
+pub fn dry_run(new: &[SyncDaemon]) {
+    let status = Status::all(new, &Outcome::DryRun);
+    let lines = describe(&status);
+    record(status, lines);
 }
 
 /// Startup: the timeouts and the sync daemons of `d`, on a socket of lvsmon's own (the loop
@@ -465,17 +540,17 @@ pub fn apply_at_start(d: &crate::config::director::Director, dry_run: bool) -> V
         return Vec::new();
     }
     if dry_run {
-        let lines: Vec<String> = d
-            .sync_daemons
-            .iter()
-            .map(|s| format!("sync-daemon {} {} id {}: dry-run", s.state(), s.iface, s.id))
-            .collect();
-        record(lines.clone());
+        let status = Status::all(&d.sync_daemons, &Outcome::DryRun);
+        let lines = describe(&status);
+        set_status(status);
         return lines;
     }
     let mut c = match Control::open() {
         Ok(c) => c,
-        Err(e) => return vec![format!("sync-daemon and ipvs-timeouts: {e}")],
+        Err(e) => {
+            set_status(Status::all(&d.sync_daemons, &Outcome::Failed(e.clone())));
+            return vec![format!("sync-daemon and ipvs-timeouts: {e}")];
+        }
     };
     let mut lines = Vec::new();
     if let Some(t) = &d.ipvs_timeouts {
@@ -485,23 +560,29 @@ pub fn apply_at_start(d: &crate::config::director::Director, dry_run: bool) -> V
         });
     }
     let o = sync_daemons(&mut c, &d.sync_daemons, &[]);
-    let daemons = describe(&d.sync_daemons, &o);
-    lines.extend(daemons.iter().cloned());
-    if let Ok(mut s) = STATUS.lock() {
-        *s = daemons;
-    }
+    let status = Status::of(&d.sync_daemons, &o);
+    lines.extend(describe(&status));
+    set_status(status);
     lines
 }
 
-static STATUS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static STATUS: std::sync::Mutex<Vec<Status>> = std::sync::Mutex::new(Vec::new());
 static NEWS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 static NEWS_WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Lines of a background restart: kept for `lvsmon status`, and for the loop to log.
-fn record(lines: Vec<String>) {
+/// What [`status`] shows from now on. Built beforehand and swapped in: the lock is held for
+/// no more than the swap (the old list is freed after), so the loop's reader finds it free.
+fn set_status(mut status: Vec<Status>) {
     if let Ok(mut s) = STATUS.lock() {
-        s.clone_from(&lines);
+        std::mem::swap(&mut *s, &mut status);
     }
+    drop(status);
+}
+
+/// A background restart's (or a dry-run reload's) outcome: kept for `lvsmon status`, and
+/// its lines for the loop to log.
+fn record(status: Vec<Status>, lines: Vec<String>) {
+    set_status(status);
     if let Ok(mut n) = NEWS.lock() {
         n.extend(lines);
         NEWS_WAITING.store(true, std::sync::atomic::Ordering::Release);
@@ -523,13 +604,19 @@ pub fn take_news(mut f: impl FnMut(&str)) {
     }
 }
 
-/// The sync daemons' lines, for `lvsmon status`.
-pub fn status(mut f: impl FnMut(&str)) {
-    if let Ok(s) = STATUS.try_lock() {
-        for l in s.iter() {
-            f(l);
+/// The configured sync daemons and their outcomes, for `lvsmon status` and `/metrics`:
+/// `f` reads them in the order of the configuration, without copying, and its result is
+/// returned. The loop never waits on the lock: taken only for a swap ([`set_status`]), it is
+/// tried a bounded number of times, and `f` sees an empty list if it stays taken.
+pub fn status<R>(f: impl FnOnce(&[Status]) -> R) -> R {
+    for _ in 0..1000 {
+        match STATUS.try_lock() {
+            Ok(s) => return f(&s),
+            Err(std::sync::TryLockError::Poisoned(p)) => return f(&p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
         }
     }
+    f(&[])
 }
 
 /// The sysctl that makes a persistence template to a quiesced real expire.
