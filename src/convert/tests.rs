@@ -696,6 +696,82 @@ fn needs_rows_are_still_refused() {
     assert!(!pending(Feature::Digest));
 }
 
+// --- keepalived: sequence and list blocks, predefined parameters ---------------------------
+
+#[test]
+fn keepalived_sequence_and_list_blocks_repeat_their_line() {
+    // keepalived.conf(5), "Sequence blocks" and "List blocks".
+    let out = keep(
+        "virtual_server 10.0.0.1 80 {\n\
+         ~SEQ(P, 3, 5) real_server 10.0.1.1 $P { TCP_CHECK { } }\n\
+         ~SEQ(M, 10, 5, 20) real_server 10.0.2.${M} 80 { TCP_CHECK { } }\n\
+         ~LST({A, B}, {7,1},{8,2}) ~LST(C, 1) real_server 10.${A}.${C}.${B} 80 { TCP_CHECK { } }\n\
+         ~SEQ(D, 9, 8) real_server 10.0.3.${D} 80 { TCP_CHECK { } }\n\
+         }\n\
+         virtual_server 2001:db8::1 80 {\n\
+         ~SEQx(H, 0x0e, 0x0f) ~SEQ(L, 2) real_server 2001:db8:${L}::${H} 80 { TCP_CHECK { } }\n\
+         }\n",
+    );
+    assert_eq!(out.refused, 0, "{}", out.text);
+    for r in [
+        "real 10.0.1.1:3 weight 1",
+        "real 10.0.1.1:4 weight 1",
+        "real 10.0.1.1:5 weight 1",
+        "real 10.0.2.10:80 weight 1",
+        "real 10.0.2.15:80 weight 1",
+        "real 10.0.2.20:80 weight 1",
+        "real 10.7.1.1:80 weight 1",
+        "real 10.8.1.2:80 weight 1",
+        "real 10.0.3.9:80 weight 1",
+        "real 10.0.3.8:80 weight 1",
+        // ~SEQx writes hexadecimal; two blocks on one line nest.
+        "real [2001:db8:1::e]:80 weight 1",
+        "real [2001:db8:2::e]:80 weight 1",
+        "real [2001:db8:1::f]:80 weight 1",
+        "real [2001:db8:2::f]:80 weight 1",
+    ] {
+        has(&out, r);
+    }
+    let reals = codes(&out)
+        .iter()
+        .filter(|c| c.starts_with("real "))
+        .count();
+    assert_eq!(reals, 3 + 3 + 4 + 2 + 2, "{}", out.text);
+    // Malformed: an error naming the line.
+    let d = Dir::new();
+    for bad in [
+        "~SEQ(N, 1, 0, 5) x\n",
+        "~SEQ(N) x\n",
+        "~SEQ(N, 1, 5 x\n",
+        "~LST({A,B},{1}) x\n",
+    ] {
+        let p = d.write("bad.conf", bad);
+        let e = convert(From::Keepalived, &p, Some("x")).unwrap_err();
+        assert!(e.0.contains("bad.conf:1: "), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn keepalived_predefined_parameters() {
+    let out = keep(&vs(
+        "",
+        "        HTTP_GET {\n            url {\n                path /${_INSTANCE}\n                \
+         regex ${_HASH}tag${_BANG}\n            }\n        }",
+    ));
+    assert_eq!(out.refused, 0, "{}", out.text);
+    // `#` and `!` from ${_HASH} and ${_BANG} are characters, not comments.
+    has(
+        &out,
+        "check http --url http://192.168.1.10/main --expect 200-299 --match \"#tag!\" --version 1.0",
+    );
+    // ${_RANDOM} has no value lvsmon could repeat: the statement is refused as written.
+    let out = keep(&vs(
+        "",
+        "        weight ${_RANDOM 1 5}\n        TCP_CHECK {\n        }",
+    ));
+    refused(&out, "k.conf:5", "weight ${_RANDOM 1 5}");
+}
+
 // --- refusals, one table ----------------------------------------------------------------------
 
 /// Every construct lvsmon(8) MIGRATION lists as not converted, each at its line.
