@@ -1174,8 +1174,10 @@ fn virtual_server(out: &mut Out, node: &Node, groups: &HashMap<&str, &Node>) {
     ctx.vport = first_port;
     ctx.fwmark = first_port.is_none();
     for r in &reals {
-        if let Some(real) = real_server(out, r, &ctx) {
-            rs.push(real);
+        match real_server(out, r, &ctx) {
+            Ok(real) => rs.push(real),
+            // Written in the virtual block, where the real server stood.
+            Err(refused) => vitems.push(refused),
         }
     }
 
@@ -1435,12 +1437,15 @@ fn from_u128(n: u128, v4: bool) -> IpAddr {
     }
 }
 
-fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
+/// A real server, or the refusal of one whose address or port cannot be read.
+fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Result<Real, Item> {
     let ip = match n.arg(0).map(str::parse::<IpAddr>) {
         Some(Ok(ip)) => ip,
         _ => {
-            out.refuse(1, &n.src, &format!("{}: expected an IP address", n.text()));
-            return None;
+            return Err(Item::refused(
+                &n.src,
+                format!("{}: expected an IP address", n.text()),
+            ));
         }
     };
     let port = match n.arg(1).map(str::parse::<u16>) {
@@ -1453,8 +1458,10 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
         }
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => {
-            out.refuse(1, &n.src, &format!("{}: unreadable port", n.text()));
-            return None;
+            return Err(Item::refused(
+                &n.src,
+                format!("{}: unreadable port", n.text()),
+            ));
         }
     };
     let mut own: Vec<Item> = Vec::new();
@@ -1587,7 +1594,7 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
     } else {
         weight.1.clone()
     };
-    Some(Real {
+    Ok(Real {
         comment: format!("{} ({}); {}", n.text(), n.src, wnote),
         line: format!("real {} weight {}", addr_port(ip, port), weight.0),
         settings,

@@ -770,6 +770,22 @@ fn keepalived_predefined_parameters() {
         "        weight ${_RANDOM 1 5}\n        TCP_CHECK {\n        }",
     ));
     refused(&out, "k.conf:5", "weight ${_RANDOM 1 5}");
+    // A real server whose address or port cannot be read is refused inside its virtual block.
+    let out = keep(
+        "virtual_server 10.0.0.1 80 {\n real_server 10.0.1.2 ${_RANDOM 1 5} {\n TCP_CHECK {\n }\n }\n          real_server 10.0.1.3 80 {\n TCP_CHECK {\n }\n }\n}\n",
+    );
+    refused(
+        &out,
+        "k.conf:2",
+        "real_server 10.0.1.2 ${_RANDOM 1 5}: unreadable port",
+    );
+    let lines: Vec<&str> = out.text.lines().collect();
+    let at = |p: &str| lines.iter().position(|l| l.contains(p)).unwrap();
+    assert!(
+        at("virtual tcp 10.0.0.1:80 {") < at("# not converted (k.conf:2)"),
+        "{}",
+        out.text
+    );
 }
 
 // --- refusals, one table ----------------------------------------------------------------------
