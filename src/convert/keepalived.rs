@@ -8,7 +8,9 @@
 //! `$NAME=VALUE` defines a parameter (a value whose lines end in `\` spans several lines);
 //! then `${NAME}` and `$NAME` (followed by a space or the end) are replaced, again and again,
 //! and a multi-line value becomes several lines, each read as above. `${_PWD}`,
-//! `${_INSTANCE}` and `${_HASH}` are predefined. Words are split at spaces, a double-quoted
+//! `${_INSTANCE}`, `${_HASH}` and `${_BANG}` are predefined (the last two are characters, not
+//! comments); `${_RANDOM}` is left as written. A line starting with `~SEQ(...)`, `~SEQx(...)`
+//! or `~LST(...)` is read once for each value of its variable. Words are split at spaces, a double-quoted
 //! string is one word, `#` or `!` at the start of a word ends the line, and `{` `}` are words
 //! of their own. A statement is a keyword and the words after it on its line, and a block when
 //! `{` follows (on its line or first on the next).
@@ -195,6 +197,17 @@ impl Reader {
             }
             rest = after.trim_start();
         }
+        if let Some(spec) = rest.strip_prefix('~') {
+            let (rounds, tail) =
+                repeat_block(spec).map_err(|e| ReadError(format!("{src}: {e}")))?;
+            for round in rounds {
+                for (name, value) in round {
+                    self.defs.insert(name, value);
+                }
+                self.line(tail, src, dir, depth + 1)?;
+            }
+            return Ok(());
+        }
         if is_definition(rest) {
             let body = &rest[1..];
             let eq = body.find('=').unwrap_or(body.len());
@@ -250,7 +263,8 @@ impl Reader {
             let value = match name {
                 "_PWD" => Some(dir.display().to_string()),
                 "_INSTANCE" => Some(self.id.clone()),
-                "_HASH" => Some("#".to_string()),
+                "_HASH" => Some(HASH.to_string()),
+                "_BANG" => Some(BANG.to_string()),
                 n => self.defs.get(n).cloned(),
             };
             if let Some(v) = value {
@@ -283,14 +297,25 @@ impl Reader {
                     if c == '"' {
                         break;
                     }
-                    text.push(c);
+                    text.push(unmask(c));
                 }
             } else {
-                while let Some(&(_, c)) = chars.peek() {
+                while let Some(&(i, c)) = chars.peek() {
                     if c.is_whitespace() || c == '{' || c == '}' {
                         break;
                     }
-                    text.push(c);
+                    // A parameter left unreplaced (`${_RANDOM 1 5}`, an undefined name)
+                    // stays one word, as written, for the note that refuses it.
+                    if c == '$' && line[i + 1..].starts_with('{') {
+                        if let Some(close) = line[i..].find('}') {
+                            text.push_str(&line[i..=i + close]);
+                            while chars.peek().is_some_and(|&(j, _)| j <= i + close) {
+                                chars.next();
+                            }
+                            continue;
+                        }
+                    }
+                    text.push(unmask(c));
                     chars.next();
                 }
             }
@@ -344,6 +369,154 @@ fn is_definition(line: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What `${_HASH}` and `${_BANG}` stand for until the line is split into words: characters
+/// that start no comment (private-use code points), turned back into `#` and `!` by
+/// [`unmask`].
+const HASH: char = '\u{E000}';
+const BANG: char = '\u{E001}';
+
+fn unmask(c: char) -> char {
+    match c {
+        HASH => '#',
+        BANG => '!',
+        c => c,
+    }
+}
+
+/// Most values one sequence or list block may take.
+const MAX_REPEAT: i64 = 65536;
+
+/// The definitions of each round of a sequence or list block and the rest of its line, from
+/// what follows its `~`: `SEQ(VAR, [START,] [STEP,] END)`, `SEQx(...)` (values in hexadecimal)
+/// or `LST(VAR, V1, V2, ...)` / `LST({VAR1, VAR2}, {V1, V2}, ...)` (keepalived.conf(5),
+/// "Sequence blocks" and "List blocks").
+type Rounds = Vec<Vec<(String, String)>>;
+
+fn repeat_block(spec: &str) -> Result<(Rounds, &str), String> {
+    let (kind, body) = if let Some(b) = spec.strip_prefix("SEQx(") {
+        ("SEQx", b)
+    } else if let Some(b) = spec.strip_prefix("SEQ(") {
+        ("SEQ", b)
+    } else if let Some(b) = spec.strip_prefix("LST(") {
+        ("LST", b)
+    } else {
+        return Err(format!(
+            "~{}: not a sequence or list block (~SEQ, ~SEQx, ~LST)",
+            spec.split_whitespace().next().unwrap_or("")
+        ));
+    };
+    let close = body
+        .find(')')
+        .ok_or_else(|| format!("~{kind}(: no closing `)`"))?;
+    let (inner, tail) = (&body[..close], body[close + 1..].trim_start());
+    let shown = format!("~{kind}({inner})");
+    let rounds = if kind == "LST" {
+        list_rounds(inner).map_err(|e| format!("{shown}: {e}"))?
+    } else {
+        seq_rounds(inner, kind == "SEQx").map_err(|e| format!("{shown}: {e}"))?
+    };
+    Ok((rounds, tail))
+}
+
+fn seq_rounds(inner: &str, hex: bool) -> Result<Rounds, String> {
+    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+    let name = parts[0];
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("expected a variable name first".into());
+    }
+    let num = |t: &str| -> Result<i64, String> {
+        let (neg, t) = match t.strip_prefix('-') {
+            Some(t) => (true, t),
+            None => (false, t),
+        };
+        let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => i64::from_str_radix(h, 16),
+            None => t.parse::<i64>(),
+        }
+        .map_err(|_| format!("{t:?} is not a whole number"))?;
+        Ok(if neg { -v } else { v })
+    };
+    let nums = parts[1..]
+        .iter()
+        .map(|t| num(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (start, step, end) = match nums[..] {
+        [end] => {
+            let start = if end < 0 { -1 } else { 1 };
+            (start, if end < start { -1 } else { 1 }, end)
+        }
+        [start, end] => (start, if end < start { -1 } else { 1 }, end),
+        [start, step, end] => (start, step, end),
+        _ => return Err("expected VAR, [START,] [STEP,] END".into()),
+    };
+    if step == 0 {
+        return Err("a step of 0 never ends".into());
+    }
+    let count = if (step > 0 && start > end) || (step < 0 && start < end) {
+        0
+    } else {
+        (end - start) / step + 1
+    };
+    if count > MAX_REPEAT {
+        return Err(format!("more than {MAX_REPEAT} values"));
+    }
+    Ok((0..count)
+        .map(|k| {
+            let v = start + k * step;
+            let text = if hex { format!("{v:x}") } else { v.to_string() };
+            vec![(name.to_string(), text)]
+        })
+        .collect())
+}
+
+fn list_rounds(inner: &str) -> Result<Rounds, String> {
+    // Items at the top level: a plain word or a `{...}` group of words.
+    let mut items: Vec<Vec<String>> = Vec::new();
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let (item, after) = if let Some(b) = rest.strip_prefix('{') {
+            let end = b.find('}').ok_or("a `{` without its `}`")?;
+            let words = b[..end].split(',').map(|w| w.trim().to_string()).collect();
+            (words, b[end + 1..].trim_start())
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            (vec![rest[..end].trim().to_string()], &rest[end..])
+        };
+        items.push(item);
+        rest = match after.strip_prefix(',') {
+            Some(r) => r.trim_start(),
+            None if after.is_empty() => after,
+            None => return Err(format!("unexpected {after:?}")),
+        };
+    }
+    let Some((names, values)) = items.split_first() else {
+        return Err("expected variables and values".into());
+    };
+    if values.is_empty() {
+        return Err("no values".into());
+    }
+    if names
+        .iter()
+        .any(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err("expected variable names first".into());
+    }
+    values
+        .iter()
+        .map(|v| {
+            if v.len() == names.len() {
+                Ok(names.iter().cloned().zip(v.iter().cloned()).collect())
+            } else {
+                Err(format!(
+                    "{{{}}} does not give one value to each of {}",
+                    v.join(","),
+                    names.join(", ")
+                ))
+            }
+        })
+        .collect()
 }
 
 /// The pattern of an `include` line (any of keepalived's include words).
@@ -1001,8 +1174,10 @@ fn virtual_server(out: &mut Out, node: &Node, groups: &HashMap<&str, &Node>) {
     ctx.vport = first_port;
     ctx.fwmark = first_port.is_none();
     for r in &reals {
-        if let Some(real) = real_server(out, r, &ctx) {
-            rs.push(real);
+        match real_server(out, r, &ctx) {
+            Ok(real) => rs.push(real),
+            // Written in the virtual block, where the real server stood.
+            Err(refused) => vitems.push(refused),
         }
     }
 
@@ -1262,12 +1437,15 @@ fn from_u128(n: u128, v4: bool) -> IpAddr {
     }
 }
 
-fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
+/// A real server, or the refusal of one whose address or port cannot be read.
+fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Result<Real, Item> {
     let ip = match n.arg(0).map(str::parse::<IpAddr>) {
         Some(Ok(ip)) => ip,
         _ => {
-            out.refuse(1, &n.src, &format!("{}: expected an IP address", n.text()));
-            return None;
+            return Err(Item::refused(
+                &n.src,
+                format!("{}: expected an IP address", n.text()),
+            ));
         }
     };
     let port = match n.arg(1).map(str::parse::<u16>) {
@@ -1280,8 +1458,10 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
         }
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => {
-            out.refuse(1, &n.src, &format!("{}: unreadable port", n.text()));
-            return None;
+            return Err(Item::refused(
+                &n.src,
+                format!("{}: unreadable port", n.text()),
+            ));
         }
     };
     let mut own: Vec<Item> = Vec::new();
@@ -1414,7 +1594,7 @@ fn real_server(out: &mut Out, n: &Node, ctx: &Ctx<'_>) -> Option<Real> {
     } else {
         weight.1.clone()
     };
-    Some(Real {
+    Ok(Real {
         comment: format!("{} ({}); {}", n.text(), n.src, wnote),
         line: format!("real {} weight {}", addr_port(ip, port), weight.0),
         settings,

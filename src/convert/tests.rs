@@ -695,3 +695,221 @@ fn needs_rows_are_still_refused() {
     // And the syntax not listed is accepted.
     assert!(!pending(Feature::Digest));
 }
+
+// --- keepalived: sequence and list blocks, predefined parameters ---------------------------
+
+#[test]
+fn keepalived_sequence_and_list_blocks_repeat_their_line() {
+    // keepalived.conf(5), "Sequence blocks" and "List blocks".
+    let out = keep(
+        "virtual_server 10.0.0.1 80 {\n\
+         ~SEQ(P, 3, 5) real_server 10.0.1.1 $P { TCP_CHECK { } }\n\
+         ~SEQ(M, 10, 5, 20) real_server 10.0.2.${M} 80 { TCP_CHECK { } }\n\
+         ~LST({A, B}, {7,1},{8,2}) ~LST(C, 1) real_server 10.${A}.${C}.${B} 80 { TCP_CHECK { } }\n\
+         ~SEQ(D, 9, 8) real_server 10.0.3.${D} 80 { TCP_CHECK { } }\n\
+         }\n\
+         virtual_server 2001:db8::1 80 {\n\
+         ~SEQx(H, 0x0e, 0x0f) ~SEQ(L, 2) real_server 2001:db8:${L}::${H} 80 { TCP_CHECK { } }\n\
+         }\n",
+    );
+    assert_eq!(out.refused, 0, "{}", out.text);
+    for r in [
+        "real 10.0.1.1:3 weight 1",
+        "real 10.0.1.1:4 weight 1",
+        "real 10.0.1.1:5 weight 1",
+        "real 10.0.2.10:80 weight 1",
+        "real 10.0.2.15:80 weight 1",
+        "real 10.0.2.20:80 weight 1",
+        "real 10.7.1.1:80 weight 1",
+        "real 10.8.1.2:80 weight 1",
+        "real 10.0.3.9:80 weight 1",
+        "real 10.0.3.8:80 weight 1",
+        // ~SEQx writes hexadecimal; two blocks on one line nest.
+        "real [2001:db8:1::e]:80 weight 1",
+        "real [2001:db8:2::e]:80 weight 1",
+        "real [2001:db8:1::f]:80 weight 1",
+        "real [2001:db8:2::f]:80 weight 1",
+    ] {
+        has(&out, r);
+    }
+    let reals = codes(&out)
+        .iter()
+        .filter(|c| c.starts_with("real "))
+        .count();
+    assert_eq!(reals, 3 + 3 + 4 + 2 + 2, "{}", out.text);
+    // Malformed: an error naming the line.
+    let d = Dir::new();
+    for bad in [
+        "~SEQ(N, 1, 0, 5) x\n",
+        "~SEQ(N) x\n",
+        "~SEQ(N, 1, 5 x\n",
+        "~LST({A,B},{1}) x\n",
+    ] {
+        let p = d.write("bad.conf", bad);
+        let e = convert(From::Keepalived, &p, Some("x")).unwrap_err();
+        assert!(e.0.contains("bad.conf:1: "), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn keepalived_predefined_parameters() {
+    let out = keep(&vs(
+        "",
+        "        HTTP_GET {\n            url {\n                path /${_INSTANCE}\n                \
+         regex ${_HASH}tag${_BANG}\n            }\n        }",
+    ));
+    assert_eq!(out.refused, 0, "{}", out.text);
+    // `#` and `!` from ${_HASH} and ${_BANG} are characters, not comments.
+    has(
+        &out,
+        "check http --url http://192.168.1.10/main --expect 200-299 --match \"#tag!\" --version 1.0",
+    );
+    // ${_RANDOM} has no value lvsmon could repeat: the statement is refused as written.
+    let out = keep(&vs(
+        "",
+        "        weight ${_RANDOM 1 5}\n        TCP_CHECK {\n        }",
+    ));
+    refused(&out, "k.conf:5", "weight ${_RANDOM 1 5}");
+    // A real server whose address or port cannot be read is refused inside its virtual block.
+    let out = keep(
+        "virtual_server 10.0.0.1 80 {\n real_server 10.0.1.2 ${_RANDOM 1 5} {\n TCP_CHECK {\n }\n }\n          real_server 10.0.1.3 80 {\n TCP_CHECK {\n }\n }\n}\n",
+    );
+    refused(
+        &out,
+        "k.conf:2",
+        "real_server 10.0.1.2 ${_RANDOM 1 5}: unreadable port",
+    );
+    let lines: Vec<&str> = out.text.lines().collect();
+    let at = |p: &str| lines.iter().position(|l| l.contains(p)).unwrap();
+    assert!(
+        at("virtual tcp 10.0.0.1:80 {") < at("# not converted (k.conf:2)"),
+        "{}",
+        out.text
+    );
+}
+
+// --- refusals, one table ----------------------------------------------------------------------
+
+/// Every construct lvsmon(8) MIGRATION lists as not converted, each at its line.
+#[test]
+fn every_documented_refusal_names_its_line() {
+    let out = keep(
+        "SSL {\n password x\n}\nvirtual_server 10.0.0.1 80 {\n quorum_up /bin/up.sh\n quorum_down /bin/down.sh\n omega\n \
+         real_server 10.0.1.1 80 {\n BFD_CHECK {\n }\n FILE_CHECK {\n }\n TCP_CHECK {\n }\n }\n}\n",
+    );
+    for (place, what) in [
+        ("k.conf:1", "SSL block"),
+        ("k.conf:5", "quorum_up /bin/up.sh"),
+        ("k.conf:6", "quorum_down /bin/down.sh"),
+        ("k.conf:7", "omega"),
+        ("k.conf:9", "BFD_CHECK"),
+        ("k.conf:11", "FILE_CHECK"),
+    ] {
+        refused(&out, place, what);
+    }
+    assert_eq!(out.refused, 6, "{}", out.text);
+    has(&out, "check tcp");
+
+    let out = ldir(
+        "cleanstop=yes\nvirtual=10.0.0.1:21\n\treal=10.0.1.1:21 masq\n\tservice=ftp\n\tlogin=\"anonymous\"\n\tpasswd=\"x\"\n\
+         virtual=10.0.0.2:3306\n\treal=10.0.1.1:3306 gate\n\tservice=mysql\n\tdatabase=\"db\"\n\
+         virtual=10.0.0.3:25\n\treal=10.0.1.1:25 gate\n\tchecktype=off\n\
+         virtual=10.0.0.4:80\n\treal=10.0.1.1:80 gate\n\tchecktype=on\n\
+         virtual=10.0.0.5:119\n\treal=10.0.1.1:119 gate\n\tservice=simpletcp\n\
+         virtual=10.0.0.6:389\n\treal=10.0.1.1:389 gate\n\tservice=ldap\n\
+         virtual=10.0.0.7:119\n\treal=10.0.1.1:119 gate\n\tservice=nntp\n\
+         virtual=10.0.0.8:5060\n\treal=10.0.1.1:5060 gate\n\tservice=sip\n\
+         virtual=10.0.0.9:1812\n\treal=10.0.1.1:1812 gate\n\tservice=radius\n\
+         virtual=10.0.0.10:1521\n\treal=10.0.1.1:1521 gate\n\tservice=oracle\n\
+         virtual=10.0.0.11:3128\n\treal=10.0.1.1:3128 gate\n\tservice=http_proxy\n\
+         virtual=10.0.0.12:80\n\treal=10.0.1.1:80 gate\n\tservice=none\n",
+    );
+    for (place, what) in [
+        ("l.cf:1", "cleanstop=yes"),
+        ("l.cf:5", "login="),
+        ("l.cf:6", "passwd="),
+        ("l.cf:10", "database="),
+        ("l.cf:12", "checktype=off"),
+        ("l.cf:15", "checktype=on"),
+        ("l.cf:18", "service=simpletcp"),
+        ("l.cf:21", "service=ldap"),
+        ("l.cf:24", "service=nntp"),
+        ("l.cf:27", "service=sip"),
+        ("l.cf:30", "service=radius"),
+        ("l.cf:33", "service=oracle"),
+        ("l.cf:36", "service=http_proxy"),
+        ("l.cf:39", "service=none"),
+    ] {
+        refused(&out, place, what);
+    }
+    assert_eq!(out.refused, 14, "{}", out.text);
+}
+
+// --- keywords the tables above leave out --------------------------------------------------------
+
+#[test]
+fn keepalived_includer_sctp_and_sorry_forwarding_of_its_own() {
+    let d = Dir::new();
+    d.write("k.conf", "includer inc/*.conf\n");
+    d.write(
+        "inc/a.conf",
+        "virtual_server 10.0.0.2 80 {\n protocol SCTP\n lb_kind DR\n sorry_server 10.0.0.9 80\n \
+         sorry_server_lvs_method NAT\n real_server 10.0.1.1 80 {\n TCP_CHECK {\n }\n }\n}\n",
+    );
+    let out = convert(From::Keepalived, &d.0.join("k.conf"), Some("x")).unwrap();
+    accepted(&d, &out);
+    assert_eq!(out.refused, 0, "{}", out.text);
+    has(&out, "virtual sctp 10.0.0.2:80 {");
+    has(&out, "forward route");
+    // The sorry server's own forwarding (NAT) wins over the virtual server's.
+    has(&out, "sorry 10.0.0.9:80");
+}
+
+#[test]
+fn ldirectord_global_fallback_protocols_ranges_and_presets() {
+    let out = ldir(
+        "fallback=127.0.0.1:80 gate\nautoreload=yes\nlogfile=\"/var/log/ldirectord.log\"\n\
+         virtual=10.0.0.1:5353\n\treal=10.0.1.1:5353 masq\n\tprotocol=udp\n\tservice=dns\n\trequest=\"example.com\"\n\
+         virtual=7\n\treal=10.0.1.1->10.0.1.3 gate 4\n\tprotocol=fwm\n\tchecktype=connect\n\tcheckport=22\n\
+         virtual=10.0.0.2:80\n\treal=10.0.1.1:8080 masq\n\tservice=http\n\thttpmethod=HEAD\n\tcheckport=8081\n\trequest=\"/h\"\n\
+         virtual=10.0.0.3:993\n\treal=10.0.1.1:993 gate\n\tservice=imaps\n\
+         virtual=10.0.0.4:21\n\treal=10.0.1.1:21 gate\n\tservice=ftp\n",
+    );
+    assert_eq!(out.refused, 0, "{}", out.text);
+    // A global fallback is every virtual's sorry server.
+    assert_eq!(
+        codes(&out)
+            .iter()
+            .filter(|c| *c == "sorry 127.0.0.1:80 --forward route")
+            .count(),
+        5,
+        "{}",
+        out.text
+    );
+    assert!(
+        out.text.contains("# autoreload=yes (l.cf:2)"),
+        "{}",
+        out.text
+    );
+    assert!(out
+        .text
+        .contains("# logfile=/var/log/ldirectord.log (l.cf:3)"));
+    has(&out, "virtual udp 10.0.0.1:5353 {");
+    // Without a receive= any answer passes, as in ldirectord.
+    has(&out, "check dns --query example.com");
+    has(&out, "virtual fwmark 7 {");
+    has(&out, "check tcp --port 22");
+    for r in [
+        "real 10.0.1.1 weight 4",
+        "real 10.0.1.2 weight 4",
+        "real 10.0.1.3 weight 4",
+    ] {
+        has(&out, r);
+    }
+    has(
+        &out,
+        "check http --url http://10.0.1.1:8081/h --expect 200-299 --method HEAD --port 8081",
+    );
+    has(&out, "check imaps");
+    has(&out, "check ftp");
+}
