@@ -261,6 +261,9 @@ fn nginx_https_and_tls() {
     let soon = c.add("check tls --sni soon.example --min-days 10", t);
     let soon_ok = c.add("check tls --sni soon.example --min-days 3", t);
     let alpn = c.add("check tls --sni a.example --alpn h2,http/1.1", t);
+    // A protocol nginx does not speak: it refuses the handshake (an ALPN the check did not
+    // send would have passed).
+    let alpn_none = c.add("check tls --sni a.example --alpn x-lvsmon/1", t);
     let plain_port = c.add("check tls --sni a.example", v4(plain));
     let mut d = Lvsmon::start(&c.0, &[]);
 
@@ -289,6 +292,8 @@ fn nginx_https_and_tls() {
         "{detail}"
     );
     down(&mut d, &plain_port, "tls-handshake");
+    let detail = down(&mut d, &alpn_none, "tls-handshake");
+    assert!(detail.starts_with("alert "), "{detail}");
 
     // The expiry of each TLS check: in status --json, and in the metrics.
     let (code, out, err) = d.client(&["status", "--json"]);
@@ -517,12 +522,18 @@ fn dovecot_imaps_pop3s_and_starttls() {
     let good: Vec<Virt> = cases.iter().map(|(k, p)| c.add(k, v4(*p))).collect();
     let system = c.add("check pop3s --sni a.example --verify", v4(pop3s));
     let plain = c.add("check imaps", v4(imap));
+    // Dovecot's handshake agrees on no ALPN protocol: a check that offers one fails.
+    let alpn = c.add("check imaps --alpn imap", v4(imaps));
     let mut d = Lvsmon::start(&c.0, &[]);
     for v in &good {
         up(&mut d, v);
     }
     assert_eq!(down(&mut d, &system, "tls-verify"), "unknown issuer");
     down(&mut d, &plain, "tls-handshake");
+    assert_eq!(
+        down(&mut d, &alpn, "tls-handshake"),
+        "no ALPN protocol agreed"
+    );
     let mark = d.seen().len();
     dv.stop();
     for (v, port) in good[..2].iter().zip([imaps, pop3s]) {
