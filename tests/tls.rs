@@ -728,6 +728,61 @@ fn a_hung_helper_is_killed_and_restarted() {
     finish(d);
 }
 
+/// A helper that dies young again and again (killed as soon as it has started) is started
+/// again ever more slowly, each loss logged with its delay (twice the one before, from 1 s)
+/// and the next start no sooner; meanwhile the TLS checks are deferred as local errors
+/// (`TLS helper not running`), never failures, and the real server stays up.
+#[test]
+fn a_helper_that_keeps_dying_is_restarted_ever_more_slowly() {
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let _ng = nginx_tls(&pki, port, plain);
+    let (_, mut d, mut pid) = https_with_helper(port);
+    let mark = d.seen().len();
+    let mut delays = Vec::new();
+    for starts in 2..=4 {
+        let killed = std::time::Instant::now();
+        // SAFETY: kill(2) of the helper, a child of the daemon this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let lost = d.wait_for(
+            &["msg=\"TLS helper lost\"", "why=exited", &format!("pid={pid} ")],
+            5 * S,
+        );
+        let delay: f64 = field(&lost, "restart_in").unwrap().parse().unwrap();
+        let started = d.wait_for(
+            &["msg=\"TLS helper started\"", &format!("starts={starts}")],
+            Duration::from_secs_f64(delay) + 5 * S,
+        );
+        assert!(
+            killed.elapsed() >= Duration::from_secs_f64(delay),
+            "started again {:?} after the kill, before its delay {delay}: {started}",
+            killed.elapsed()
+        );
+        pid = field(&started, "pid").unwrap().parse().unwrap();
+        delays.push(delay);
+    }
+    // The first helper may have lived 10 s on a slow machine (then no delay at first); every
+    // later one died young.
+    assert!(delays[0] == 0.0 || delays[0] == 1.0, "{delays:?}");
+    assert_eq!(delays[1], (2.0 * delays[0]).max(1.0), "{delays:?}");
+    assert_eq!(delays[2], 2.0 * delays[1], "{delays:?}");
+    d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
+    let after = &d.seen()[mark..];
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("result=deferred reason=local-error")
+                && l.contains("TLS helper not running")),
+        "no check deferred while no helper ran"
+    );
+    let bad: Vec<&String> = after
+        .iter()
+        .filter(|l| l.contains("event=down ") || l.contains("result=fail"))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    finish(d);
+}
+
 /// vsftpd with `ssl_enable`: `tls --starttls ftp` (220, `AUTH TLS`, 234, the handshake)
 /// passes with `--verify` against the test CA; `--starttls smtp` on it fails with
 /// `expect-mismatch` (vsftpd answers `EHLO` with a 530, not a 250).
