@@ -543,8 +543,9 @@ fn dovecot_imaps_pop3s_and_starttls() {
 }
 
 /// aiosmtpd with STARTTLS (`--tlscert`) on one port and SMTPS (`--smtpscert`) on another:
-/// `tls --starttls smtp` and `smtps` pass with `--verify`, and `smtps` on the STARTTLS
-/// port (plain text where TLS is expected) is `tls-handshake`.
+/// `tls --starttls smtp` and `smtps` pass with `--verify` and without, `smtps` on the
+/// STARTTLS port (plain text where TLS is expected) is `tls-handshake`, and both servers
+/// stopped, `connect-refused`.
 #[test]
 fn aiosmtpd_starttls_and_smtps() {
     let python = require("/usr/bin/python3", "python3");
@@ -573,7 +574,7 @@ fn aiosmtpd_starttls_and_smtps() {
     };
     let mut st = start("aiosmtpd-starttls", starttls, ["--tlscert", "--tlskey"]);
     st.wait_banner(v4(starttls), "220 ", READY);
-    let _ss = start("aiosmtpd-smtps", smtps, ["--smtpscert", "--smtpskey"]);
+    let mut ss = start("aiosmtpd-smtps", smtps, ["--smtpscert", "--smtpskey"]);
     let ca = pki.ca();
     let mut c = Conf::new();
     let up1 = c.add(
@@ -584,14 +585,20 @@ fn aiosmtpd_starttls_and_smtps() {
         &format!("check smtps --sni a.example --verify --ca {ca}"),
         v4(smtps),
     );
+    // Without --verify: the handshake and the greeting alone.
+    let up3 = c.add("check tls --starttls smtp", v4(starttls));
+    let up4 = c.add("check smtps --min-days 1", v4(smtps));
     let plain = c.add("check smtps", v4(starttls));
     let mut d = Lvsmon::start(&c.0, &[]);
-    up(&mut d, &up1);
-    up(&mut d, &up2);
+    for v in [&up1, &up2, &up3, &up4] {
+        up(&mut d, v);
+    }
     down(&mut d, &plain, "tls-handshake");
     let mark = d.seen().len();
     st.stop();
+    ss.stop();
     stopped(&mut d, mark, &up1, v4(starttls));
+    stopped(&mut d, mark, &up2, v4(smtps));
     finish(d);
 }
 
@@ -745,7 +752,11 @@ fn a_helper_that_keeps_dying_is_restarted_ever_more_slowly() {
         // SAFETY: kill(2) of the helper, a child of the daemon this test started.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
         let lost = d.wait_for(
-            &["msg=\"TLS helper lost\"", "why=exited", &format!("pid={pid} ")],
+            &[
+                "msg=\"TLS helper lost\"",
+                "why=exited",
+                &format!("pid={pid} "),
+            ],
             5 * S,
         );
         let delay: f64 = field(&lost, "restart_in").unwrap().parse().unwrap();
