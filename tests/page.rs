@@ -295,6 +295,14 @@ fn pages_parse_and_agree_with_status_json() {
             "{r} not on /virtual/{VIRT}"
         );
     }
+    // With scripts off the pages are whole as served (what html5lib read above) and reload
+    // themselves.
+    for page in [&overview, &virt] {
+        assert!(
+            page.contains("<noscript><meta http-equiv=\"refresh\" content=\"30\"></noscript>"),
+            "no reload without script: {page}"
+        );
+    }
     // Read-only and bounded: no form, no method but GET and HEAD; pages that do not exist.
     assert!(!overview.contains("<form") && !virt.contains("<form"));
     let (h, _) = get(sc.maddr, "/?page=2");

@@ -261,6 +261,9 @@ fn nginx_https_and_tls() {
     let soon = c.add("check tls --sni soon.example --min-days 10", t);
     let soon_ok = c.add("check tls --sni soon.example --min-days 3", t);
     let alpn = c.add("check tls --sni a.example --alpn h2,http/1.1", t);
+    // A protocol nginx does not speak: it refuses the handshake (an ALPN the check did not
+    // send would have passed).
+    let alpn_none = c.add("check tls --sni a.example --alpn x-lvsmon/1", t);
     let plain_port = c.add("check tls --sni a.example", v4(plain));
     let mut d = Lvsmon::start(&c.0, &[]);
 
@@ -289,6 +292,8 @@ fn nginx_https_and_tls() {
         "{detail}"
     );
     down(&mut d, &plain_port, "tls-handshake");
+    let detail = down(&mut d, &alpn_none, "tls-handshake");
+    assert!(detail.starts_with("alert "), "{detail}");
 
     // The expiry of each TLS check: in status --json, and in the metrics.
     let (code, out, err) = d.client(&["status", "--json"]);
@@ -517,12 +522,18 @@ fn dovecot_imaps_pop3s_and_starttls() {
     let good: Vec<Virt> = cases.iter().map(|(k, p)| c.add(k, v4(*p))).collect();
     let system = c.add("check pop3s --sni a.example --verify", v4(pop3s));
     let plain = c.add("check imaps", v4(imap));
+    // Dovecot's handshake agrees on no ALPN protocol: a check that offers one fails.
+    let alpn = c.add("check imaps --alpn imap", v4(imaps));
     let mut d = Lvsmon::start(&c.0, &[]);
     for v in &good {
         up(&mut d, v);
     }
     assert_eq!(down(&mut d, &system, "tls-verify"), "unknown issuer");
     down(&mut d, &plain, "tls-handshake");
+    assert_eq!(
+        down(&mut d, &alpn, "tls-handshake"),
+        "no ALPN protocol agreed"
+    );
     let mark = d.seen().len();
     dv.stop();
     for (v, port) in good[..2].iter().zip([imaps, pop3s]) {
@@ -532,8 +543,9 @@ fn dovecot_imaps_pop3s_and_starttls() {
 }
 
 /// aiosmtpd with STARTTLS (`--tlscert`) on one port and SMTPS (`--smtpscert`) on another:
-/// `tls --starttls smtp` and `smtps` pass with `--verify`, and `smtps` on the STARTTLS
-/// port (plain text where TLS is expected) is `tls-handshake`.
+/// `tls --starttls smtp` and `smtps` pass with `--verify` and without, `smtps` on the
+/// STARTTLS port (plain text where TLS is expected) is `tls-handshake`, and both servers
+/// stopped, `connect-refused`.
 #[test]
 fn aiosmtpd_starttls_and_smtps() {
     let python = require("/usr/bin/python3", "python3");
@@ -562,7 +574,7 @@ fn aiosmtpd_starttls_and_smtps() {
     };
     let mut st = start("aiosmtpd-starttls", starttls, ["--tlscert", "--tlskey"]);
     st.wait_banner(v4(starttls), "220 ", READY);
-    let _ss = start("aiosmtpd-smtps", smtps, ["--smtpscert", "--smtpskey"]);
+    let mut ss = start("aiosmtpd-smtps", smtps, ["--smtpscert", "--smtpskey"]);
     let ca = pki.ca();
     let mut c = Conf::new();
     let up1 = c.add(
@@ -573,14 +585,20 @@ fn aiosmtpd_starttls_and_smtps() {
         &format!("check smtps --sni a.example --verify --ca {ca}"),
         v4(smtps),
     );
+    // Without --verify: the handshake and the greeting alone.
+    let up3 = c.add("check tls --starttls smtp", v4(starttls));
+    let up4 = c.add("check smtps --min-days 1", v4(smtps));
     let plain = c.add("check smtps", v4(starttls));
     let mut d = Lvsmon::start(&c.0, &[]);
-    up(&mut d, &up1);
-    up(&mut d, &up2);
+    for v in [&up1, &up2, &up3, &up4] {
+        up(&mut d, v);
+    }
     down(&mut d, &plain, "tls-handshake");
     let mark = d.seen().len();
     st.stop();
+    ss.stop();
     stopped(&mut d, mark, &up1, v4(starttls));
+    stopped(&mut d, mark, &up2, v4(smtps));
     finish(d);
 }
 
@@ -714,6 +732,65 @@ fn a_hung_helper_is_killed_and_restarted() {
         !d.seen()[mark..].iter().any(|l| l.contains("event=down ")),
         "a real went down"
     );
+    finish(d);
+}
+
+/// A helper that dies young again and again (killed as soon as it has started) is started
+/// again ever more slowly, each loss logged with its delay (twice the one before, from 1 s)
+/// and the next start no sooner; meanwhile the TLS checks are deferred as local errors
+/// (`TLS helper not running`), never failures, and the real server stays up.
+#[test]
+fn a_helper_that_keeps_dying_is_restarted_ever_more_slowly() {
+    let pki = Pki::new();
+    let (port, plain) = (free_port(), free_port());
+    let _ng = nginx_tls(&pki, port, plain);
+    let (_, mut d, mut pid) = https_with_helper(port);
+    let mark = d.seen().len();
+    let mut delays = Vec::new();
+    for starts in 2..=4 {
+        let killed = std::time::Instant::now();
+        // SAFETY: kill(2) of the helper, a child of the daemon this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let lost = d.wait_for(
+            &[
+                "msg=\"TLS helper lost\"",
+                "why=exited",
+                &format!("pid={pid} "),
+            ],
+            5 * S,
+        );
+        let delay: f64 = field(&lost, "restart_in").unwrap().parse().unwrap();
+        let started = d.wait_for(
+            &["msg=\"TLS helper started\"", &format!("starts={starts}")],
+            Duration::from_secs_f64(delay) + 5 * S,
+        );
+        assert!(
+            killed.elapsed() >= Duration::from_secs_f64(delay),
+            "started again {:?} after the kill, before its delay {delay}: {started}",
+            killed.elapsed()
+        );
+        pid = field(&started, "pid").unwrap().parse().unwrap();
+        delays.push(delay);
+    }
+    // The first helper may have lived 10 s on a slow machine (then no delay at first); every
+    // later one died young.
+    assert!(delays[0] == 0.0 || delays[0] == 1.0, "{delays:?}");
+    assert_eq!(delays[1], (2.0 * delays[0]).max(1.0), "{delays:?}");
+    assert_eq!(delays[2], 2.0 * delays[1], "{delays:?}");
+    d.wait_for(&["check ", "plugin=https", "result=pass"], 5 * S);
+    let after = &d.seen()[mark..];
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("result=deferred reason=local-error")
+                && l.contains("TLS helper not running")),
+        "no check deferred while no helper ran"
+    );
+    let bad: Vec<&String> = after
+        .iter()
+        .filter(|l| l.contains("event=down ") || l.contains("result=fail"))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
     finish(d);
 }
 

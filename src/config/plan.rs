@@ -1663,12 +1663,21 @@ mod tests {
                 "no {kind} virtual in {kinds:?}"
             );
         }
-        for plugin in ["http", "banner", "script", "tcp"] {
-            assert!(
-                p.checks.iter().any(|c| c.spec.name() == plugin),
-                "no {plugin} check"
-            );
+        // Every plugin is shown at work (a preset's check is its plugin's), and the TLS
+        // presets by name.
+        for &plugin in PLUGIN_NAMES {
+            if crate::plugins::presets::find(plugin).is_none() {
+                assert!(
+                    p.checks.iter().any(|c| c.spec.name() == plugin),
+                    "lvsmon.conf.example has no {plugin} check"
+                );
+            }
         }
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with("check imaps ")),
+            "lvsmon.conf.example shows no TLS preset"
+        );
     }
 
     // Tests for the bad inputs of tests/data/bad

@@ -1345,6 +1345,14 @@ mod tests {
         }
 
         fn check(&self, probe: u32, target: SocketAddr) -> Answer {
+            self.send(probe, target);
+            let a = self.recv();
+            assert_eq!(a.probe, probe);
+            a
+        }
+
+        /// Sends one check's request without waiting for its answer.
+        fn send(&self, probe: u32, target: SocketAddr) {
             let fd = self.ours.as_ref().unwrap().as_raw_fd();
             let req = Request {
                 probe,
@@ -1358,6 +1366,11 @@ mod tests {
             // SAFETY: sends from a live buffer on our socket.
             let n = unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) };
             assert_eq!(n, req.len() as isize);
+        }
+
+        /// The next answer (within 5 s).
+        fn recv(&self) -> Answer {
+            let fd = self.ours.as_ref().unwrap().as_raw_fd();
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -1369,9 +1382,7 @@ mod tests {
             // SAFETY: reads into our buffer.
             let n = unsafe { libc::recv(fd, rec.as_mut_ptr().cast(), rec.len(), 0) };
             assert_eq!(n, rec.len() as isize);
-            let a = Answer::decode(&rec).expect("an answer");
-            assert_eq!(a.probe, probe);
-            a
+            Answer::decode(&rec).expect("an answer")
         }
     }
 
@@ -1444,6 +1455,83 @@ mod tests {
             assert_eq!(helper.check(probe, server.addr).outcome, PASS);
             assert_eq!(server.next(), Some(Full));
         }
+    }
+
+    /// A server on loopback that accepts connections and, on each, does `what` with it (in a
+    /// thread of its own); it accepts for 10 s at most.
+    fn plain_server(what: fn(std::net::TcpStream)) -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        std::thread::spawn(move || what(s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        addr
+    }
+
+    /// With every slot taken by a check still in its handshake, one more is answered at once
+    /// as a local error (never a failure of its server), and the slot serves again once the
+    /// first check has ended.
+    #[test]
+    fn a_check_beyond_the_slots_is_a_local_error() {
+        // Holds each connection, silent, for 1.5 s, then closes it.
+        let silent = plain_server(|s| {
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(s);
+        });
+        let helper = InProcess::start(1, &[]);
+        helper.send(1, silent);
+        let t = Instant::now();
+        let a = helper.check(2, silent);
+        assert_eq!(
+            a.outcome,
+            Outcome::Local(Detail::text(b"helper: checks in flight at the limit"))
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // The first check ends (its server closed during the handshake): a failure of its own.
+        let first = helper.recv();
+        assert_eq!(first.probe, 1);
+        assert!(
+            matches!(first.outcome, Outcome::Verdict(Verdict::Fail(..))),
+            "{first:?}"
+        );
+        let server = Server::start(0);
+        assert_eq!(helper.check(3, server.addr).outcome, PASS);
+    }
+
+    /// A server that talks without end is read up to the helper's bound of bytes per check
+    /// (64 KiB here) and fails with `response-too-large`: the helper's memory stays bounded.
+    #[test]
+    fn a_server_that_talks_without_end_is_cut_at_the_bound() {
+        let chatty = plain_server(|mut s| {
+            use std::io::Write;
+            let chunk = [b'x'; 4096];
+            // No line end, ever: 4 MiB at most, until the client goes.
+            for _ in 0..1024 {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let helper = InProcess::start(1, &[b"--starttls", b"smtp"]);
+        let a = helper.check(1, chatty);
+        let Outcome::Verdict(Verdict::Fail(Reason::ResponseTooLarge, d)) = a.outcome else {
+            panic!("{a:?}")
+        };
+        let read: usize = d.as_str().parse().unwrap();
+        assert!(
+            (65_537..=65_536 + 4096).contains(&read),
+            "{read} bytes read"
+        );
     }
 
     #[test]
