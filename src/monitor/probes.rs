@@ -1456,7 +1456,6 @@ impl Probes {
         self.note_helper();
 
         self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
-        self.in_flight = self.probes.iter().filter(|p| p.sock.is_some()).count() as u32;
         carried_n
     }
 
