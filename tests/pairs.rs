@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Script};
-use common::lvsmon::{check_config, stdout_of_success, Lvsmon, TempDir};
+use common::lvsmon::{check_config, field, stdout_of_success, Lvsmon, TempDir};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -43,7 +43,8 @@ fn track_file_follows_quorum() {
     let mut d = Lvsmon::start(&conf, &[]);
     d.wait_for(&["sync-daemon master lo id 3: dry-run"], 3 * S);
     // At start: every virtual counts as having quorum until its checks decide.
-    d.wait_for(&["track-file written", "value=0"], 3 * S);
+    let l = d.wait_for(&["track-file written", "value=0"], 3 * S);
+    assert_eq!(field(&l, "path"), track.to_str(), "{l}");
     wait_file(&track, "0\n", S);
     a.set_script(Script::http(503, "no"));
     d.wait_for(&["event=quorum-lost virtual=tcp:127.1.0.1:80"], 3 * S);
@@ -79,7 +80,8 @@ fn track_file_failure_is_logged_not_fatal() {
         a.addr()
     );
     let mut d = Lvsmon::start(&conf, &[]);
-    d.wait_for(&["track-file not written", "errno=2"], 3 * S);
+    let l = d.wait_for(&["track-file not written", "errno=2"], 3 * S);
+    assert_eq!(field(&l, "path"), track.to_str(), "{l}");
     d.wait_for(&["event=up"], 3 * S);
     std::fs::create_dir_all(track.parent().unwrap()).unwrap();
     a.set_script(Script::http(503, "no"));
