@@ -106,3 +106,34 @@ fn check_config_accepts_a_director_of_a_pair() {
         "{text}"
     );
 }
+
+/// Under `--dry-run` a reload that changes the sync daemon is logged and `lvsmon status`
+/// shows the new line, not the one from startup (nothing reaches the kernel either way).
+#[test]
+fn a_reload_that_changes_the_sync_daemon_shows_in_status() {
+    let conf = |id: u32| {
+        format!(
+            "interval 200ms\nsync-daemon master lo id {id}\n\
+             virtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:1\n}}\n"
+        )
+    };
+    let mut d = Lvsmon::start(&conf(3), &[]);
+    d.wait_for(&["sync-daemon master lo id 3: dry-run"], 3 * S);
+    d.wait_for(&["msg=\"starting\""], 3 * S);
+    d.collect_for(S / 2);
+    // Once at startup.
+    assert_eq!(d.count(&["sync-daemon master lo id 3"]), 1, "{:#?}", d.seen());
+    d.dir.file("lvsmon.conf", &conf(4));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    d.wait_for(&["sync-daemon master lo id 4: dry-run"], 3 * S);
+    let (_, out, _) = d.client(&["status"]);
+    assert!(out.contains("sync-daemon master lo id 4: dry-run"), "{out}");
+    assert!(!out.contains("id 3"), "{out}");
+    // A reload that leaves it as it is says nothing more about it.
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    d.collect_for(S / 2);
+    assert_eq!(d.count(&["sync-daemon master lo id 4"]), 1, "{:#?}", d.seen());
+    assert_eq!(d.stop().0, Some(0));
+}

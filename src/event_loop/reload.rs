@@ -389,12 +389,17 @@ impl Daemon {
         }
         self.ipvs.reconfigure(&managed, queue_cap);
         let dry = self.ipvs.is_dry_run();
-        if new.sync_daemons != self.core.sync_daemons && !dry {
-            // Stopped and started on a helper thread: the loop never waits on the kernel.
-            crate::ipvs::daemon::apply_in_background(
-                self.core.sync_daemons.clone(),
-                new.sync_daemons.clone(),
-            );
+        if new.sync_daemons != self.core.sync_daemons {
+            if dry {
+                // Nothing to start: the new lines for the log and `lvsmon status`.
+                crate::ipvs::daemon::dry_run_reload(&new.sync_daemons);
+            } else {
+                // Stopped and started on a helper thread: the loop never waits on the kernel.
+                crate::ipvs::daemon::apply_in_background(
+                    self.core.sync_daemons.clone(),
+                    new.sync_daemons.clone(),
+                );
+            }
         }
         let registry = self.poll.registry();
         let mut old = std::mem::replace(&mut self.core, new);

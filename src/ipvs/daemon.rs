@@ -458,6 +458,19 @@ pub fn apply_in_background(old: Vec<SyncDaemon>, new: Vec<SyncDaemon>) {
         });
 }
 
+/// Under `--dry-run`: one `dry-run` line per daemon; nothing reaches the kernel.
+fn dry_run_lines(want: &[SyncDaemon]) -> Vec<String> {
+    want.iter()
+        .map(|s| format!("sync-daemon {} {} id {}: dry-run", s.state(), s.iface, s.id))
+        .collect()
+}
+
+/// A reload under `--dry-run` changed the sync daemons: their new lines for the log (through
+/// [`take_news`]) and for `lvsmon status`.
+pub fn dry_run_reload(want: &[SyncDaemon]) {
+    record(dry_run_lines(want));
+}
+
 /// Startup: the timeouts and the sync daemons of `d`, on a socket of lvsmon's own (the loop
 /// has not started). Returns the lines for the log; [`status`] shows the daemons' lines.
 pub fn apply_at_start(d: &crate::config::director::Director, dry_run: bool) -> Vec<String> {
@@ -465,12 +478,10 @@ pub fn apply_at_start(d: &crate::config::director::Director, dry_run: bool) -> V
         return Vec::new();
     }
     if dry_run {
-        let lines: Vec<String> = d
-            .sync_daemons
-            .iter()
-            .map(|s| format!("sync-daemon {} {} id {}: dry-run", s.state(), s.iface, s.id))
-            .collect();
-        record(lines.clone());
+        let lines = dry_run_lines(&d.sync_daemons);
+        if let Ok(mut s) = STATUS.lock() {
+            s.clone_from(&lines);
+        }
         return lines;
     }
     let mut c = match Control::open() {
