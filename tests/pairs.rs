@@ -108,13 +108,16 @@ fn check_config_accepts_a_director_of_a_pair() {
 }
 
 /// Under `--dry-run` a reload that changes the sync daemon is logged and `lvsmon status`
-/// shows the new line, not the one from startup (nothing reaches the kernel either way).
+/// shows the new line, not the one from startup (nothing reaches the kernel either way); the
+/// track file is written at its new path.
 #[test]
 fn a_reload_that_changes_the_sync_daemon_shows_in_status() {
+    let files = TempDir::new("track-reload");
     let conf = |id: u32| {
         format!(
-            "interval 200ms\nsync-daemon master lo id {id}\n\
-             virtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:1\n}}\n"
+            "interval 200ms\nsync-daemon master lo id {id}\ntrack-file {}\n\
+             virtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:1\n}}\n",
+            files.0.join(format!("track{id}")).display()
         )
     };
     let mut d = Lvsmon::start(&conf(3), &[]);
@@ -123,10 +126,15 @@ fn a_reload_that_changes_the_sync_daemon_shows_in_status() {
     d.collect_for(S / 2);
     // Once at startup.
     assert_eq!(d.count(&["sync-daemon master lo id 3"]), 1, "{:#?}", d.seen());
+    // Its only real is refused: quorum lost, -100 before the reload and after it.
+    d.wait_seen(&["track-file written", "track3", "value=-100"], 5 * S);
     d.dir.file("lvsmon.conf", &conf(4));
     let (code, out, err) = d.client(&["reload"]);
     assert_eq!(code, Some(0), "{out}{err}");
     d.wait_for(&["sync-daemon master lo id 4: dry-run"], 3 * S);
+    let l = d.wait_seen(&["track-file written", "track4"], 3 * S);
+    assert_eq!(field(&l, "value"), Some("-100"), "{l}");
+    wait_file(&files.0.join("track4"), "-100\n", S);
     let (_, out, _) = d.client(&["status"]);
     assert!(out.contains("sync-daemon master lo id 4: dry-run"), "{out}");
     assert!(!out.contains("id 3"), "{out}");
