@@ -125,7 +125,12 @@ fn a_reload_that_changes_the_sync_daemon_shows_in_status() {
     d.wait_for(&["msg=\"starting\""], 3 * S);
     d.collect_for(S / 2);
     // Once at startup.
-    assert_eq!(d.count(&["sync-daemon master lo id 3"]), 1, "{:#?}", d.seen());
+    assert_eq!(
+        d.count(&["sync-daemon master lo id 3"]),
+        1,
+        "{:#?}",
+        d.seen()
+    );
     // Its only real is refused: quorum lost, -100 before the reload and after it.
     d.wait_seen(&["track-file written", "track3", "value=-100"], 5 * S);
     d.dir.file("lvsmon.conf", &conf(4));
@@ -142,6 +147,11 @@ fn a_reload_that_changes_the_sync_daemon_shows_in_status() {
     let (code, out, err) = d.client(&["reload"]);
     assert_eq!(code, Some(0), "{out}{err}");
     d.collect_for(S / 2);
-    assert_eq!(d.count(&["sync-daemon master lo id 4"]), 1, "{:#?}", d.seen());
+    assert_eq!(
+        d.count(&["sync-daemon master lo id 4"]),
+        1,
+        "{:#?}",
+        d.seen()
+    );
     assert_eq!(d.stop().0, Some(0));
 }
