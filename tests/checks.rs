@@ -229,8 +229,8 @@ fn exec_conf(extra: &str, checks: &[&str]) -> String {
 }
 
 /// keepalived's MISC_CHECK exit codes: 0 passes, 1 fails with the first line printed as
-/// detail, 2..255 fail without `--dynamic` and pass with it; the environment names the
-/// target, the virtual and the real.
+/// detail, 2..255 fail without `--dynamic` and pass with it (255: weight 253), a program
+/// killed by a signal fails; the environment names the target, the virtual and the real.
 #[test]
 fn exec_exit_codes_and_environment() {
     let conf = exec_conf(
@@ -242,6 +242,9 @@ fn exec_exit_codes_and_environment() {
             r#"--dynamic /bin/sh -c "exit 5""#,
             r#"--dynamic /bin/sh -c "exit 1""#,
             r#"/bin/sh -c "test \"$LVSMON_REAL\" = 127.0.0.1:6 && test \"$LVSMON_TARGET_ADDR\" = 127.0.0.1 && test \"$LVSMON_TARGET_PORT\" = 6 && test \"$LVSMON_VIRTUAL\" = tcp:127.1.0.1:80""#,
+            r#"/bin/sh -c "kill -TERM $$""#,
+            r#"/bin/sh -c "exit 255""#,
+            r#"--dynamic /bin/sh -c "exit 255""#,
         ],
     );
     let mut d = Lvsmon::start(&conf, &[]);
@@ -252,6 +255,9 @@ fn exec_exit_codes_and_environment() {
         (4, true),
         (5, false),
         (6, true),
+        (7, false),
+        (8, false),
+        (9, true),
     ] {
         let ev = if up { "event=up" } else { "event=down" };
         let l = d.wait_seen(&[ev, &format!("real=127.0.0.1:{port} ")], 5 * S);
@@ -263,9 +269,14 @@ fn exec_exit_codes_and_environment() {
             2 => assert_eq!(detail.as_deref(), Some("disk full"), "{l}"),
             3 => assert_eq!(detail.as_deref(), Some("exit 5"), "{l}"),
             5 => assert_eq!(detail.as_deref(), Some("exit 1"), "{l}"),
+            7 => assert_eq!(detail.as_deref(), Some("signal 15"), "{l}"),
+            8 => assert_eq!(detail.as_deref(), Some("exit 255"), "{l}"),
             _ => {}
         }
     }
+    // `--dynamic` and 255: the highest weight a program can set, 253.
+    let l = d.wait_seen(&["ipvs op=edit-dest", "real=127.0.0.1:9 "], 5 * S);
+    assert_eq!(field(&l, "weight"), Some("253"), "{l}");
     let l = d.wait_seen(&["check target=127.0.0.1:4 ", "plugin=exec"], S);
     assert_eq!(field(&l, "result"), Some("pass"), "{l}");
     assert_eq!(d.stop().0, Some(0));

@@ -367,3 +367,120 @@ fn check_config_forecasts_history_capped_by_count() {
     assert_eq!(fast - per_real("10s"), (64 - 60) * 4);
     assert!(per_real("1h") <= fast);
 }
+
+/// The man pages' example blocks (`.EX`/`.EE` and `.nf`/`.fi`) with groff's escapes undone and
+/// folded lines (a line that starts with an option, `--...`) joined to the line before.
+fn man_examples(page: &str) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(format!("{}/man/{page}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("man/{page}: {e}"));
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, &str, Vec<String>)> = None;
+    for (n, line) in text.lines().enumerate() {
+        match &mut open {
+            None if line.starts_with(".EX") => open = Some((n + 1, ".EE", Vec::new())),
+            None if line.starts_with(".nf") => open = Some((n + 1, ".fi", Vec::new())),
+            None => {}
+            Some((start, end, lines)) => {
+                if line.starts_with(*end) {
+                    blocks.push((*start, lines.join("\n") + "\n"));
+                    open = None;
+                    continue;
+                }
+                let line = line
+                    .replace("\\-", "-")
+                    .replace("\\(aq", "'")
+                    .replace("\\(dq", "\"")
+                    .replace("\\&", "")
+                    .replace("\\e", "\\");
+                match lines.last_mut() {
+                    Some(last) if line.trim_start().starts_with("--") => {
+                        last.push(' ');
+                        last.push_str(line.trim_start());
+                    }
+                    _ => lines.push(line),
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// Every configuration example in lvsmon.conf(5) and lvsmon(8) passes `--check-config`: a
+/// whole file (it has a `virtual ... {` block) as it stands, and a block of global lines
+/// (check lines, the director-pair settings, `exec-max`) with one virtual service added.
+/// Notify programs named by absolute path are stand-ins in a `--chroot`.
+#[test]
+fn man_page_configuration_examples_pass_check_config() {
+    const GLOBAL: [&str; 8] = [
+        "check",
+        "agent",
+        "exec-max",
+        "sync-daemon",
+        "track-file",
+        "ipvs-timeouts",
+        "slow-above",
+        "slow-start",
+    ];
+    let dir = TempDir::new("man-examples");
+    let mut tried = 0;
+    for page in ["lvsmon.conf.5", "lvsmon.8"] {
+        for (line, text) in man_examples(page) {
+            let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+            let lines: Vec<Vec<String>> = text
+                .lines()
+                .map(words)
+                .filter(|w| !w.is_empty() && !w[0].starts_with('#'))
+                .collect();
+            let whole = lines.iter().any(|w| {
+                w.len() >= 4
+                    && w[0] == "virtual"
+                    && ["tcp", "udp", "sctp", "fwmark"].contains(&w[1].as_str())
+                    && w.last().is_some_and(|l| l == "{")
+            });
+            let global = !lines.is_empty()
+                && lines
+                    .iter()
+                    .all(|w| GLOBAL.contains(&w[0].as_str()) && w.len() >= 2);
+            if !whole && !global {
+                continue;
+            }
+            let conf = if whole {
+                text.clone()
+            } else {
+                text.clone() + "virtual tcp 192.0.2.1:80 {\n  real 192.0.2.2\n}\n"
+            };
+            let root = dir.0.join(format!("root-{page}-{line}"));
+            for w in &lines {
+                if w[0] == "notify" && w[1].starts_with('/') {
+                    use std::os::unix::fs::PermissionsExt;
+                    let p = root.join(&w[1][1..]);
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    std::fs::write(&p, "#!/bin/sh\n").unwrap();
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+                }
+            }
+            std::fs::create_dir_all(&root).unwrap();
+            let file = dir.file(&format!("{page}-{line}.conf"), &conf);
+            let out = run_to(
+                &[
+                    "--check-config",
+                    "--chroot",
+                    root.to_str().unwrap(),
+                    "-f",
+                    file.to_str().unwrap(),
+                ],
+                Stdio::piped(),
+            );
+            let err = no_panic("--check-config", &out);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "man/{page}:{line}: the example does not pass --check-config:\n{conf}\n{err}"
+            );
+            tried += 1;
+        }
+    }
+    // The pages' examples of several checks, --mark, exec, agent, weights, the full example,
+    // the director pair's lines, exec-max and the check lines of each plugin.
+    assert!(tried >= 20, "{tried} examples found");
+}

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, Script};
-use common::lvsmon::{check_config, stdout_of_success, Lvsmon, TempDir};
+use common::lvsmon::{check_config, field, stdout_of_success, Lvsmon, TempDir};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -43,7 +43,8 @@ fn track_file_follows_quorum() {
     let mut d = Lvsmon::start(&conf, &[]);
     d.wait_for(&["sync-daemon master lo id 3: dry-run"], 3 * S);
     // At start: every virtual counts as having quorum until its checks decide.
-    d.wait_for(&["track-file written", "value=0"], 3 * S);
+    let l = d.wait_for(&["track-file written", "value=0"], 3 * S);
+    assert_eq!(field(&l, "path"), track.to_str(), "{l}");
     wait_file(&track, "0\n", S);
     a.set_script(Script::http(503, "no"));
     d.wait_for(&["event=quorum-lost virtual=tcp:127.1.0.1:80"], 3 * S);
@@ -79,7 +80,8 @@ fn track_file_failure_is_logged_not_fatal() {
         a.addr()
     );
     let mut d = Lvsmon::start(&conf, &[]);
-    d.wait_for(&["track-file not written", "errno=2"], 3 * S);
+    let l = d.wait_for(&["track-file not written", "errno=2"], 3 * S);
+    assert_eq!(field(&l, "path"), track.to_str(), "{l}");
     d.wait_for(&["event=up"], 3 * S);
     std::fs::create_dir_all(track.parent().unwrap()).unwrap();
     a.set_script(Script::http(503, "no"));
@@ -197,4 +199,54 @@ fn sync_daemons_in_status_and_metrics_follow_a_reload() {
     assert!(!text.contains("sync-daemon"), "{text}");
     assert_eq!(sync_daemon_metrics(maddr), "");
     json_is_the_array_of_reals(&d);
+    assert_eq!(d.stop().0, Some(0));
+}
+
+/// Under `--dry-run` a reload that changes the sync daemon is logged and `lvsmon status`
+/// shows the new line, not the one from startup (nothing reaches the kernel either way); the
+/// track file is written at its new path.
+#[test]
+fn a_reload_that_changes_the_sync_daemon_shows_in_status() {
+    let files = TempDir::new("track-reload");
+    let conf = |id: u32| {
+        format!(
+            "interval 200ms\nsync-daemon master lo id {id}\ntrack-file {}\n\
+             virtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:1\n}}\n",
+            files.0.join(format!("track{id}")).display()
+        )
+    };
+    let mut d = Lvsmon::start(&conf(3), &[]);
+    d.wait_for(&["sync-daemon master lo id 3: dry-run"], 3 * S);
+    d.wait_for(&["msg=\"starting\""], 3 * S);
+    d.collect_for(S / 2);
+    // Once at startup.
+    assert_eq!(
+        d.count(&["sync-daemon master lo id 3"]),
+        1,
+        "{:#?}",
+        d.seen()
+    );
+    // Its only real is refused: quorum lost, -100 before the reload and after it.
+    d.wait_seen(&["track-file written", "track3", "value=-100"], 5 * S);
+    d.dir.file("lvsmon.conf", &conf(4));
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    d.wait_for(&["sync-daemon master lo id 4: dry-run"], 3 * S);
+    let l = d.wait_seen(&["track-file written", "track4"], 3 * S);
+    assert_eq!(field(&l, "value"), Some("-100"), "{l}");
+    wait_file(&files.0.join("track4"), "-100\n", S);
+    let (_, out, _) = d.client(&["status"]);
+    assert!(out.contains("sync-daemon master lo id 4: dry-run"), "{out}");
+    assert!(!out.contains("id 3"), "{out}");
+    // A reload that leaves it as it is says nothing more about it.
+    let (code, out, err) = d.client(&["reload"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    d.collect_for(S / 2);
+    assert_eq!(
+        d.count(&["sync-daemon master lo id 4"]),
+        1,
+        "{:#?}",
+        d.seen()
+    );
+    assert_eq!(d.stop().0, Some(0));
 }

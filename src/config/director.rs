@@ -484,7 +484,7 @@ mod tests {
             "u-threshold 100\nforward tunnel gue 6080 csum\n\
              virtual udp 192.0.2.1:53 {\n l-threshold 50\n persistence-netmask 255.255.255.0\n \
              persistent 300\n one-packet yes\n scheduler sh\n sched-flags sh-port,sh-fallback\n \
-             real 10.0.0.1\n real 10.0.0.2 {\n  u-threshold 0\n  forward tunnel\n }\n \
+             real 10.0.0.1\n real 10.0.0.2 {\n  u-threshold 50\n  forward tunnel\n }\n \
              real 10.0.0.3 {\n  forward route\n }\n}\n\
              virtual tcp 192.0.2.1:80 {\n real 10.0.0.1\n}\n",
         );
@@ -509,7 +509,7 @@ mod tests {
             [
                 (Some(100), Some(50), Some(gue)),
                 // Its own `forward tunnel` names no type: the kernel's is kept.
-                (Some(0), Some(50), None),
+                (Some(50), Some(50), None),
                 (Some(100), Some(50), None),
                 (Some(100), None, Some(gue)),
             ]
@@ -575,6 +575,26 @@ mod tests {
         expect_error(&v("forward tunnel gue"), 2, 16, "expected a port after gue");
         expect_error(&v("forward tunnel gre remcsum"), 2, 20, "does not apply");
         expect_error(&v("u-threshold -1"), 2, 13, "u-threshold");
+        // IPVS refuses l > u (ERANGE), u = 0 (no limit) included, when the file owns both.
+        expect_error(
+            &v("u-threshold 10\nl-threshold 50"),
+            3,
+            1,
+            "u-threshold 10 (at ",
+        );
+        expect_error(
+            &v("u-threshold 0\nl-threshold 1"),
+            3,
+            1,
+            "0 (no limit) included",
+        );
+        expect_error(
+            "u-threshold 100\nl-threshold 50\nvirtual tcp 192.0.2.1:80 {\n real 10.0.0.1 {\n  \
+             u-threshold 20\n }\n}\n",
+            2,
+            1,
+            "of real 10.0.0.1:80",
+        );
         expect_error(
             &v("sync-daemon master eth0"),
             2,

@@ -1217,6 +1217,26 @@ impl<'d> Planner<'d> {
                     }
                 };
 
+                // IPVS refuses a destination whose lower threshold is above its upper one
+                // (ERANGE; an upper 0, no limit, included) when the file owns both.
+                let u_threshold = rs.find(|l| &l.u_threshold);
+                let l_threshold = rs.find(|l| &l.l_threshold);
+                if let (Some(u), Some(l)) = (u_threshold, l_threshold) {
+                    if l.value > u.value {
+                        return Err(self.err(
+                            l.pos,
+                            format!(
+                                "l-threshold {} is above the u-threshold {} (at {}) of real {}: \
+                                 IPVS refuses a lower threshold above the upper one, 0 (no \
+                                 limit) included",
+                                l.value,
+                                u.value,
+                                doc.loc(u.pos),
+                                r.addr,
+                            ),
+                        ));
+                    }
+                }
                 plan_reals.push(RealPlan {
                     virtual_idx: vi,
                     addr: r.addr,
@@ -1233,8 +1253,8 @@ impl<'d> Planner<'d> {
                     agent,
                     notify,
                     loc: doc.loc(r.pos),
-                    u_threshold: rs.find(|l| &l.u_threshold).map(|s| s.value),
-                    l_threshold: rs.find(|l| &l.l_threshold).map(|s| s.value),
+                    u_threshold: u_threshold.map(|s| s.value),
+                    l_threshold: l_threshold.map(|s| s.value),
                     tunnel: rs.tunnel(),
                 });
             }

@@ -1260,6 +1260,7 @@ impl Core {
             Ok(Some(v)) => {
                 if let Some(mut l) = self.log.line(Level::Notice) {
                     l.quoted("msg", b"track-file written");
+                    let _ = write!(l, " ");
                     l.quoted("path", t.path());
                     let _ = write!(l, " value={v}");
                 }
@@ -1267,6 +1268,7 @@ impl Core {
             Err(e) => {
                 if let Some(mut l) = self.log.line(Level::Warn) {
                     l.quoted("msg", b"track-file not written");
+                    let _ = write!(l, " ");
                     l.quoted("path", t.path());
                     let _ = write!(l, " errno={}", e.raw_os_error().unwrap_or(0));
                 }

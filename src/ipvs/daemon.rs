@@ -460,8 +460,9 @@ impl Status {
 
 /// Brings the kernel's sync daemons in line with `want`: a matching one is adopted, one with
 /// other settings is stopped and started again, a missing one is started. Daemons the
-/// config does not name (`old` lists those lvsmon started before a reload) are stopped only
-/// when they were lvsmon's. Returns one outcome per entry of `want`.
+/// config does not name any more are stopped when the previous configuration named them
+/// (`old`, empty at startup: started or adopted then), never otherwise. Returns one outcome
+/// per entry of `want`.
 pub fn sync_daemons(c: &mut Control, want: &[SyncDaemon], old: &[SyncDaemon]) -> Vec<Outcome> {
     let running = c.daemons().unwrap_or_default();
     for o in old {
