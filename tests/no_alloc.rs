@@ -591,8 +591,7 @@ fn main() {
         sd_seen,
         (log_dropped0, log_reader),
         &watch,
-        syslog,
-        &replies.into_inner().unwrap(),
+        (syslog, &replies.into_inner().unwrap()),
     );
 }
 
@@ -850,8 +849,7 @@ fn report(
     sd_seen: SdSeen,
     (log_dropped0, log_reader): (u64, std::thread::JoinHandle<u64>),
     watch: &Watch,
-    syslog: SyslogRun,
-    (status, metrics): &(Vec<u8>, Vec<u8>),
+    (syslog, (status, metrics)): (SyslogRun, &(Vec<u8>, Vec<u8>)),
 ) {
     let allocs = ALLOCS.load(Relaxed);
     let bytes = BYTES.load(Relaxed);
