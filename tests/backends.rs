@@ -252,6 +252,12 @@ fn hold_reads_nothing() {
     // Unlike Drain, Hold leaves input unread: the receive window fills and the writer blocks.
     let backend = Backend::start(Script(vec![Action::Hold]));
     let mut client = connect(backend.addr());
+    // The connection's thread holds it before the first write: a connection still in the
+    // accept queue would fill up just the same, whatever the script does.
+    assert!(
+        wait(Duration::from_secs(5), || backend.live_connections() == 1),
+        "the backend never took the connection"
+    );
     client
         .set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();

@@ -71,6 +71,13 @@ const LOG: Token = Token(usize::MAX - 16);
 /// delays (a turn takes well under a millisecond a check; the wake is to the microsecond),
 /// below the timeouts of seconds that checks usually have.
 const STALL_MARGIN_US: u64 = 500_000;
+/// The loop woke this long after its last wake: the readiness its poll returned may be
+/// older than its clock. A SIGSTOP that reaches the loop as readiness ends its wait brings
+/// no EINTR: the poll returns that readiness, the process stops on its way out, and once
+/// continued the loop holds readiness without what arrived meanwhile. So it polls again
+/// before it expires any deadline. Far above a busy loop's gaps between wakes (well under a
+/// millisecond); an idle loop pays one poll with no wait a wake.
+const READ_FIRST_US: u64 = 100_000;
 
 /// What a readiness event is for.
 enum Source {
@@ -248,12 +255,16 @@ pub struct Daemon {
     /// timeout, in whole milliseconds, does).
     alarm: Option<Alarm>,
     /// When the loop last woke: a wake later than this plus the wait it asked for, by more
-    /// than [`STALL_MARGIN_US`], is a stall.
+    /// than [`STALL_MARGIN_US`], is a stall; one over [`READ_FIRST_US`] after it polls again
+    /// before any deadline is expired.
     awake: Time,
     /// Turns left that only read readiness (a zero wait, no deadline expired), after a
-    /// stall or a wait cut short by a signal, until a poll returns less than a full batch.
+    /// wake long after the last one or a wait cut short by a signal, until a poll returns
+    /// less than a full batch.
     catch_up: u32,
-    /// The last wait was cut short by a signal and returned nothing: poll again first.
+    /// The readiness in hand may be older than the clock's reading (the last wait was cut
+    /// short by a signal and returned nothing, or the wake came long after the last one):
+    /// poll again first.
     repoll: bool,
     core: Core,
 }
@@ -336,19 +347,20 @@ impl Alarm {
     }
 }
 
-/// The loop woke `late` µs later than the wait it asked for, or a signal cut its wait short
-/// (`interrupted`: the poll returned nothing): from now on it reads what is ready, a batch a
-/// turn, before it expires any deadline (see [`caught_up`]). The turns that may take are
-/// bounded: as many as full batches of every check's readiness, and four.
+/// The loop woke `gap` µs after its last wake (over [`READ_FIRST_US`]: it may have stood
+/// still after its poll returned), or a signal cut its wait short (`interrupted`: the poll
+/// returned nothing): it polls again, and from then on reads what is ready, a batch a turn,
+/// before it expires any deadline (see [`caught_up`]). The turns that may take are bounded:
+/// as many as full batches of every check's readiness, and four.
 #[cold]
 #[inline(never)]
-fn woke_late(core: &Core, state: (&mut u32, &mut bool), cap: usize, late: u64, interrupted: bool) {
+fn woke_late(core: &Core, state: (&mut u32, &mut bool), cap: usize, gap: u64, interrupted: bool) {
     let (catch_up, repoll) = state;
-    if late > STALL_MARGIN_US || interrupted {
+    if gap > READ_FIRST_US || interrupted {
         if *catch_up == 0 {
             *catch_up = (core.probes.len() / cap.max(1)) as u32 + 4;
         }
-        *repoll |= interrupted;
+        *repoll = true;
     }
 }
 
@@ -753,18 +765,19 @@ impl Daemon {
         core.now = now;
         core.stats.turns += 1;
         let registry = self.poll.registry();
-        // A stall: the loop woke later than the wait it asked for, by over the margin. A busy
-        // loop wakes well within the margin of its last wake: one comparison a turn.
+        // Long after the last wake: poll again before expiring anything (see READ_FIRST_US);
+        // a stall if later than the wait asked for by over the margin. A busy loop wakes well
+        // within READ_FIRST_US of its last wake: one comparison a turn.
         let gap = now.micros_since(self.awake);
         self.awake = now;
-        if gap > STALL_MARGIN_US || interrupted {
+        if gap > READ_FIRST_US || interrupted {
             let cap = self.events.capacity();
             let late = gap.saturating_sub(timeout.map_or(u64::MAX, micros));
             woke_late(
                 core,
                 (&mut self.catch_up, &mut self.repoll),
                 cap,
-                late,
+                gap,
                 interrupted,
             );
             if late > STALL_MARGIN_US {

@@ -315,3 +315,32 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     }
     Some(rest.split(' ').next().unwrap_or(""))
 }
+
+/// When the checks of real `target` (`IP:PORT`) started, in seconds, by the loop's own
+/// figures: each check line's time stamp (to the millisecond) less the duration it logs, in
+/// the order of `lines`. The times a backend of the test sees (its accepts) would add how
+/// late the test's own threads ran to how late the loop did.
+pub fn check_starts(lines: &[String], target: &str) -> Vec<f64> {
+    let mut day = 0.0;
+    let mut last = 0.0;
+    lines
+        .iter()
+        .filter(|l| l.contains(" check ") && field(l, "target") == Some(target))
+        .map(|l| {
+            let ts = l.strip_prefix("ts=").expect("ts=");
+            let hms = &ts[11..ts.len().min(23)];
+            let h: f64 = hms[0..2].parse().unwrap();
+            let m: f64 = hms[3..5].parse().unwrap();
+            let sec: f64 = hms[6..].parse().unwrap();
+            let mut t = h * 3600.0 + m * 60.0 + sec + day;
+            // Past midnight (UTC) the stamps start again.
+            if t < last - 43_200.0 {
+                day += 86_400.0;
+                t += 86_400.0;
+            }
+            last = t;
+            let dur: f64 = field(l, "duration").expect("duration").parse().unwrap();
+            t - dur
+        })
+        .collect()
+}

@@ -213,3 +213,17 @@ pub fn metric(page: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// The bound of the first bucket of `lvsmon_check_lateness_seconds` on a `/metrics` page that
+/// holds every start: the loop started no check later than that after its grid point.
+pub fn max_lateness(page: &str) -> f64 {
+    let count = metric(page, "lvsmon_check_lateness_seconds_count").expect("lateness count");
+    page.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("lvsmon_check_lateness_seconds_bucket{le=\"")?;
+            let (le, n) = rest.split_once("\"} ")?;
+            Some((le.parse::<f64>().ok()?, n.trim().parse::<f64>().ok()?))
+        })
+        .find(|&(_, n)| n >= count)
+        .map_or(f64::INFINITY, |(le, _)| le)
+}
