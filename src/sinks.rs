@@ -101,6 +101,16 @@ impl table::Out for Sinks<'_> {
         self.stats.resyncs += 1;
     }
 
+    /// Logs edits going with the last-known attributes: the read before them failed.
+    fn stale_edit(&mut self, key: ServiceKey, why: &str) {
+        if let Some(mut l) = self.log.line(Level::Warn) {
+            let _ = write!(
+                l,
+                "msg=\"read before edit {why}, editing with the last-known attributes\" virtual={key}"
+            );
+        }
+    }
+
     /// Logs and counts an UP real's weight change, with what set it.
     fn weight(&mut self, key: ServiceKey, real: SocketAddr, weight: u32, why: &table::Why) {
         self.stats.weight_changes += 1;

@@ -509,11 +509,16 @@ impl Daemon {
 
     /// Hands the operations decided so far to the IPVS side, and whatever it reports at
     /// once back to the core (which may decide more: bounded rounds).
-    /// What the IPVS side has no room for yet stays in the outbox for a later turn.
+    /// What the IPVS side has no room for yet stays in the outbox for a later turn, and an
+    /// edit of a service not read for a while waits for a read of it (`table::fresh`).
     fn drain_outbox(&mut self) {
+        let now = self.clock.now();
         for _ in 0..4 {
             while self.ipvs.room() > 0 {
-                let Some(op) = self.core.table.next_op() else {
+                let ipvs = &mut self.ipvs;
+                let (table, mut out) = self.core.split();
+                let Some(op) = table.next_fresh_op(now, &mut out, |key| ipvs.start_read(key))
+                else {
                     break;
                 };
                 if let Some(res) = self.ipvs.submit(op) {
@@ -522,7 +527,9 @@ impl Daemon {
             }
             let core = &mut self.core;
             self.ipvs.flush(&mut |ev| core.on_ipvs(ev));
-            if self.core.table.pending_ops() == 0 || self.ipvs.room() == 0 {
+            let table = &self.core.table;
+            if table.pending_ops() == 0 || self.ipvs.room() == 0 || table.read_deadline().is_some()
+            {
                 break;
             }
         }
@@ -715,6 +722,10 @@ impl Daemon {
             next = Some(next.map_or(f, |w| w.min(f)));
         }
         if let Some(r) = self.core.table.next_resync(self.ipvs.is_dry_run()) {
+            next = Some(next.map_or(r, |w| w.min(r)));
+        }
+        // Edits waiting for a read of their service go when it ends or at this time.
+        if let Some(r) = self.core.table.read_deadline() {
             next = Some(next.map_or(r, |w| w.min(r)));
         }
         // A slow-start ramp's next step, a weight held by the one-edit-a-second limit.

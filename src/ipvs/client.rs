@@ -10,7 +10,10 @@
 //!   in order through [`Ipvs::on_ready`];
 //! - [`Ipvs::start_dump`] queues a read-back of the table (every service, then the
 //!   destinations of each service lvsmon manages); dumps run alone, one at a time, and their
-//!   entries are handed out as they arrive.
+//!   entries are handed out as they arrive;
+//! - [`Ipvs::start_read`] queues a read of one service (`GET_SERVICE` for it, then a
+//!   `GET_DEST` dump of its destinations), which the daemon asks for before it edits that
+//!   service; like a read-back it runs alone, and never while a read-back runs.
 //!
 //! `EEXIST` on an add and `ENOENT`/`ESRCH` on a delete mean the table already is as asked,
 //! and count as success. Any other error is handed to the daemon, which logs it and repairs
@@ -67,6 +70,9 @@ enum Request {
     Op(Op),
     DumpServices,
     DumpDests(u32),
+    /// A read of one service: the service, then its destinations.
+    GetService(ServiceKey),
+    ReadDests(ServiceKey),
 }
 
 /// A fixed-capacity FIFO.
@@ -141,6 +147,10 @@ pub struct Netlink {
     snapshot_dests: HashMap<(ServiceKey, SocketAddr), (u32, DestExtra)>,
     /// The service a running dest dump is for.
     dump_service: Option<ServiceKey>,
+    /// A read of one service is queued or running ([`Ipvs::start_read`]).
+    reading: bool,
+    /// The request in flight as `dump_seq` belongs to that read.
+    dump_read: bool,
     /// Managed services a reload set while a read-back ran (which indexes `managed`):
     /// they take effect when the next one starts.
     next_managed: Option<Box<[(ServiceKey, u16)]>>,
@@ -227,6 +237,8 @@ impl Netlink {
             snapshot_services: HashMap::new(),
             snapshot_dests: HashMap::new(),
             dump_service: None,
+            reading: false,
+            dump_read: false,
             next_managed: None,
         };
         nl.resolve()?;
@@ -449,6 +461,14 @@ impl Netlink {
                 let af = self.fwmark_af(&key);
                 Ok(wire::build_dump_dests(&mut self.sendbuf[..], fam, seq, &key, af)?.len())
             }
+            Request::GetService(key) => {
+                let af = self.fwmark_af(&key);
+                Ok(wire::build_get_service(&mut self.sendbuf[..], fam, seq, &key, af)?.len())
+            }
+            Request::ReadDests(key) => {
+                let af = self.fwmark_af(&key);
+                Ok(wire::build_dump_dests(&mut self.sendbuf[..], fam, seq, &key, af)?.len())
+            }
         }
     }
 
@@ -480,8 +500,11 @@ impl Netlink {
                         self.dump_seq = Some(seq);
                         self.dump_service = match req {
                             Request::DumpDests(i) => Some(self.managed[i as usize].0),
+                            Request::ReadDests(k) => Some(k),
                             _ => None,
                         };
+                        self.dump_read =
+                            matches!(req, Request::GetService(_) | Request::ReadDests(_));
                     } else {
                         self.inflight.push((seq, req));
                     }
@@ -492,6 +515,9 @@ impl Netlink {
                     self.queue.pop();
                     match req {
                         Request::Op(op) => out(IpvsEvent::Done(op, OpResult::Error(e))),
+                        Request::GetService(_) | Request::ReadDests(_) => {
+                            self.end_read(false, false, out)
+                        }
                         _ => self.end_dump(false, out),
                     }
                 }
@@ -525,6 +551,28 @@ impl Netlink {
         }
     }
 
+    /// A part of a read of one service ended (`last`: its destinations, the last part).
+    fn end_read(&mut self, ok: bool, last: bool, out: &mut dyn FnMut(IpvsEvent)) {
+        self.dump_seq = None;
+        self.dump_service = None;
+        self.dump_read = false;
+        if !ok {
+            // Drop the rest of the read.
+            let n = self.queue.len;
+            for _ in 0..n {
+                if let Some(r) = self.queue.pop() {
+                    if !matches!(r, Request::ReadDests(_)) {
+                        self.queue.push(r);
+                    }
+                }
+            }
+        }
+        if !ok || last {
+            self.reading = false;
+            out(IpvsEvent::ReadDone { ok });
+        }
+    }
+
     /// The result of op `op` given an errno from the kernel (0 = success).
     fn result_of(op: &Op, errno: i32) -> OpResult {
         match (op, errno) {
@@ -543,6 +591,26 @@ impl Netlink {
             | Reply::Other { seq } => seq,
             Reply::Family { seq, .. } | Reply::Service { seq, .. } | Reply::Dest { seq, .. } => seq,
         };
+        if Some(seq) == self.dump_seq && self.dump_read {
+            // The destinations are the read's last part.
+            let last = self.dump_service.is_some();
+            match r {
+                Reply::Service { info, .. } => out(IpvsEvent::Service(info)),
+                Reply::Dest { info, .. } => {
+                    if let Some(k) = self.dump_service {
+                        out(IpvsEvent::Dest(k, info));
+                    }
+                }
+                Reply::Done { .. } | Reply::Ack { .. } => self.end_read(true, last, out),
+                // The service is not there: it has no destinations either.
+                Reply::Error { errno, .. } if errno == libc::ESRCH || errno == libc::ENOENT => {
+                    self.end_read(true, last, out)
+                }
+                Reply::Error { .. } => self.end_read(false, last, out),
+                _ => {}
+            }
+            return;
+        }
         if Some(seq) == self.dump_seq {
             match r {
                 Reply::Service { info, .. } => out(IpvsEvent::Service(info)),
@@ -607,7 +675,11 @@ impl Netlink {
             }
         }
         if self.dump_seq.is_some() {
-            self.end_dump(false, out);
+            if self.dump_read {
+                self.end_read(false, false, out);
+            } else {
+                self.end_dump(false, out);
+            }
         }
     }
 }
@@ -679,8 +751,22 @@ impl Ipvs for Netlink {
         self.queue.len > 0 && self.dump_seq.is_none() && self.inflight.len < WINDOW
     }
 
+    fn start_read(&mut self, key: ServiceKey) -> bool {
+        if self.dumping || self.reading {
+            return false;
+        }
+        // `room` keeps a place for a read-back's requests, more than these two.
+        if self.queue.len + 2 > self.queue.buf.len() {
+            return false;
+        }
+        self.queue.push(Request::GetService(key));
+        self.queue.push(Request::ReadDests(key));
+        self.reading = true;
+        true
+    }
+
     fn start_dump(&mut self) -> bool {
-        if self.dumping {
+        if self.dumping || self.reading {
             return false;
         }
         if let Some(m) = self.next_managed.take() {

@@ -247,6 +247,12 @@ pub enum IpvsEvent {
         /// Whether every part of the read-back arrived.
         ok: bool,
     },
+    /// A read of one service ([`Ipvs::start_read`]) ended; its entries came as
+    /// [`IpvsEvent::Service`] and [`IpvsEvent::Dest`] (`ok` false: it failed part-way).
+    ReadDone {
+        /// Whether the service and its destinations were read.
+        ok: bool,
+    },
 }
 
 /// A way to change the IPVS table. Implementations must not allocate or block in any method
@@ -290,6 +296,15 @@ pub trait Ipvs {
     /// reported as [`IpvsEvent::Service`], [`IpvsEvent::Dest`] and [`IpvsEvent::DumpDone`].
     /// Returns false if a read-back is already running or the implementation has no table.
     fn start_dump(&mut self) -> bool {
+        false
+    }
+
+    /// Starts reading the one service `key` and its destinations back (`GET_SERVICE` for it,
+    /// `GET_DEST` for its destinations), reported as [`IpvsEvent::Service`],
+    /// [`IpvsEvent::Dest`] and [`IpvsEvent::ReadDone`]. Returns false if a read-back or
+    /// another read is running or the implementation has no table.
+    fn start_read(&mut self, key: ServiceKey) -> bool {
+        let _ = key;
         false
     }
 

@@ -376,6 +376,32 @@ pub fn build_dump_services(buf: &mut [u8], family_id: u16, seq: u32) -> Result<&
     w.finish()
 }
 
+/// Builds a `GET_SERVICE` request for the one service `key` (not a dump: the kernel answers
+/// with that service, then an ACK, or an error when it is not there).
+///
+/// # Errors
+/// [`WireError::NoRoom`] if `buf` is too small.
+pub fn build_get_service<'a>(
+    buf: &'a mut [u8],
+    family_id: u16,
+    seq: u32,
+    key: &ServiceKey,
+    fwmark_af: u16,
+) -> Result<&'a [u8], WireError> {
+    let mut w = Writer::new(
+        buf,
+        family_id,
+        sys::NLM_F_REQUEST | sys::NLM_F_ACK,
+        seq,
+        sys::IPVS_CMD_GET_SERVICE,
+        sys::IPVS_GENL_VERSION,
+    );
+    let n = w.nest(sys::IPVS_CMD_ATTR_SERVICE);
+    service_identity(&mut w, key, fwmark_af);
+    w.end_nest(n);
+    w.finish()
+}
+
 /// Builds a `GET_DEST` dump request for the destinations of `key`.
 ///
 /// # Errors
@@ -1126,6 +1152,25 @@ mod tests {
             .to_vec();
         let (o, t) = (one(&ours), one(fixture!("get-dest.req.bin")));
         assert_eq!((o.ty, o.flags, o.payload), (t.ty, t.flags, t.payload));
+    }
+
+    /// The read of one service asks for it alone (no dump), named as the destinations' dump
+    /// names it.
+    #[test]
+    fn one_service_request_names_the_service() {
+        let mut buf = [0u8; 128];
+        let ours = build_get_service(&mut buf, FAM, 7, &tcp("10.0.0.1:80"), 0)
+            .unwrap()
+            .to_vec();
+        let o = one(&ours);
+        assert_eq!(o.flags, sys::NLM_F_REQUEST | sys::NLM_F_ACK);
+        assert_eq!(
+            (o.ty, o.seq, o.payload[0]),
+            (FAM, 7, sys::IPVS_CMD_GET_SERVICE)
+        );
+        let mut buf2 = [0u8; 128];
+        let dests = build_dump_dests(&mut buf2, FAM, 7, &tcp("10.0.0.1:80"), 0).unwrap();
+        assert_eq!(o.payload[4..], one(dests).payload[4..]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! log line, `notify-fifo`, notify command) and IPVS operations ([`Table::next_op`]).
 //! Nothing here allocates after [`Table::new`], except a reload's hand-over.
 
+mod fresh;
 mod outbox;
 mod owned;
 #[cfg(test)]
@@ -47,6 +48,11 @@ pub trait Out {
     fn drift(&mut self, key: ServiceKey, real: Option<SocketAddr>, what: &str);
     /// A read-back of the table completed and was reconciled.
     fn resynced(&mut self);
+    /// Edits of service `key` go with the last-known attributes: the read of it before them
+    /// `why` ("failed", "timed out").
+    fn stale_edit(&mut self, key: ServiceKey, why: &str) {
+        let _ = (key, why);
+    }
     /// An UP real's weight changed (an `add-dest` or `edit-dest` with `weight` is queued):
     /// `why` says what set it (lvsmon.conf(5), WEIGHTS).
     fn weight(&mut self, key: ServiceKey, real: SocketAddr, weight: u32, why: &Why) {
@@ -525,6 +531,13 @@ pub struct Table {
     /// The values of the reals whose config owns thresholds or tunnel settings.
     real_owned: owned::Owned,
     svc_attrs: Box<[owned::SvcAttrs]>,
+    /// Per virtual: when its attributes were last read (or a read of them was given up).
+    read_at: Box<[Time]>,
+    /// Edits waiting for a read of their service (see `fresh`).
+    hold: Option<fresh::Hold>,
+    /// A read of one service is running; when the running read-back began.
+    reading: bool,
+    resync_began: Time,
 }
 
 impl Table {
@@ -637,6 +650,10 @@ impl Table {
             real_attrs,
             real_owned,
             svc_attrs,
+            read_at: vec![Time::ZERO; n_virtuals].into_boxed_slice(),
+            hold: None,
+            reading: false,
+            resync_began: Time::ZERO,
         }
     }
 
@@ -1392,6 +1409,9 @@ impl Table {
         mut start_dump: impl FnMut() -> bool,
     ) {
         self.now = now;
+        if self.resync_waits(now) {
+            return;
+        }
         if self.adopt_pending && !dry && start_dump() {
             // What a reload added is adopted from this read-back.
             self.adopt_pending = false;
@@ -1408,6 +1428,7 @@ impl Table {
     /// A read-back starts: forget what the last one saw.
     fn begin_resync(&mut self) {
         self.resyncing = true;
+        self.resync_began = self.now;
         self.seen.fill(ABSENT);
         self.svc_seen.iter_mut().for_each(|s| *s = None);
         self.sorry_seen.iter_mut().for_each(|s| *s = false);
@@ -1437,8 +1458,11 @@ impl Table {
                     }
                 }
             }
+            IpvsEvent::ReadDone { ok } => self.read_done(ok, out),
             IpvsEvent::DumpDone { ok } => {
                 self.resyncing = false;
+                let stale = self.dump_stale;
+                self.resync_done(ok && !stale, self.resync_began);
                 if std::mem::take(&mut self.dump_stale) {
                     // Begun before a reload, so its entries follow the old numbering: read
                     // the table again now rather than at the next period.
@@ -1551,6 +1575,8 @@ impl Table {
         service: impl Fn(ServiceKey) -> Option<Service>,
         weight: impl Fn(ServiceKey, SocketAddr) -> Option<u32>,
     ) {
+        // The startup snapshot is a read of every service.
+        self.read_at.fill(self.now);
         for v in 0..self.virtuals.len() {
             let want = self.virtuals[v].service;
             self.adopt_virtual(v, service(want.key));
@@ -1644,6 +1670,7 @@ impl Table {
     ) {
         self.now = now;
         self.dump_stale = old.resyncing || old.dump_stale;
+        self.reading = old.reading;
         self.next_resync = old.next_resync;
         // Operations the old core had not handed over yet, whole (they name its tables), then
         // this reload's; the whole queue may grow while it runs.

@@ -105,6 +105,16 @@ impl Outbox {
         self.whole.pop_front()
     }
 
+    /// Whether whole operations wait.
+    pub fn has_whole(&self) -> bool {
+        !self.whole.is_empty()
+    }
+
+    /// The next compact operation, left in the queue.
+    pub fn peek(&self) -> Option<Slot> {
+        (self.len > 0).then(|| self.ring[self.head])
+    }
+
     /// The next compact operation, if any.
     pub fn pop(&mut self) -> Option<Slot> {
         if self.len == 0 {

@@ -12,7 +12,8 @@
 # director from /etc/netns/NAME/lvsmon), each running the sync daemon as master and backup.
 #
 # Scenarios: pair-takeover (keepalived stopped on the master), pair-track-file (the master
-# loses its reals), keep-attributes (ipvsadm's settings survive), sync-daemon (reload restarts
+# loses its reals), keep-attributes (ipvsadm's settings survive), keep-attributes-fresh (they
+# survive an edit made before any resync could learn them), sync-daemon (reload restarts
 # it, stop leaves it).
 set -u
 cd /work
@@ -364,6 +365,54 @@ else
     bad sync-daemon "$why"
     tail -n 8 $P/lvsmon-k.log | sed 's/^/    k log| /'
 fi
+# ---- keep-attributes-fresh: a hand change kept with no resync in between ------------------
+# The resync is 10 minutes away: only the read of the service before each edit can learn
+# what ipvsadm set, and the quiesce comes at once after it.
+why=
+cat > $P/fresh.conf <<EOF
+interval 300ms
+retry-interval 200ms
+fall 1
+rise 1
+timeout 1s
+resync 10m
+forward masq
+virtual udp 10.0.0.4:53 {
+    scheduler sh
+    check tcp --port 8080
+    real 127.0.0.2:53 weight 2
+    real 127.0.0.3:53 weight 3
+}
+EOF
+fthr() { # "u l weight" of 127.0.0.2:53 under 10.0.0.4:53
+    kipvs -Ln --thresholds -u 10.0.0.4:53 | awk '$2 == "127.0.0.2:53" { printf "%s %s ", $3, $4 }'
+    kipvs -Ln -u 10.0.0.4:53 | awk '$2 == "127.0.0.2:53" { print $4 }'
+}
+ip netns exec k "$LVSMON" -f $P/fresh.conf -v --socket /run/lvsmon-f.sock --state-dir /var/lib/lvsmon-f >>$P/lvsmon-f.log 2>&1 & fp=$!
+wait_for 10 sh -c "ip netns exec k ipvsadm -Ln -u 10.0.0.4:53 2>/dev/null | grep -q '127.0.0.2:53 *Masq *2 '" || why="lvsmon did not set up 10.0.0.4:53"
+sleep 1.5 # what lvsmon read at startup is no longer fresh
+kipvs -e -u 10.0.0.4:53 -r 127.0.0.2:53 -m -w 2 -x 100 -y 50
+kill "$(cat $P/khttp.2)"; wait "$(cat $P/khttp.2)" 2>/dev/null
+wait_for 5 sh -c "ip netns exec k ipvsadm -Ln -u 10.0.0.4:53 | grep -q '127.0.0.2:53 *Masq *0 '" || { [ -z "$why" ] && why="no quiesce"; }
+got=$(fthr)
+[ -z "$why" ] && [ "$got" != "100 50 0" ] && why="after the quiesce: '$got', expected '100 50 0'"
+# Changed again while quiesced; the restore comes more than a second after the last read.
+kipvs -e -u 10.0.0.4:53 -r 127.0.0.2:53 -m -w 0 -x 200 -y 50
+sleep 1.2
+ip netns exec k busybox httpd -f -p 127.0.0.2:8080 -h /www & echo $! > "$P/khttp.2"
+wait_for 5 sh -c "ip netns exec k ipvsadm -Ln -u 10.0.0.4:53 | grep -q '127.0.0.2:53 *Masq *2 '" || { [ -z "$why" ] && why="no restore"; }
+got=$(fthr)
+[ -z "$why" ] && [ "$got" != "200 50 2" ] && why="after the restore: '$got', expected '200 50 2'"
+[ -z "$why" ] && grep -q 'read before edit' $P/lvsmon-f.log && why="a read before an edit failed: $(grep 'read before edit' $P/lvsmon-f.log | head -n 1)"
+kill -TERM $fp; wait $fp
+if [ -z "$why" ]; then
+    ok "keep-attributes-fresh (resync 10m: -x 100 -y 50 set just before a quiesce kept; -x 200 set while quiesced kept by the restore)"
+else
+    bad keep-attributes-fresh "$why"
+    kipvs -Ln --thresholds -u 10.0.0.4:53 | sed 's/^/    f| /'
+    tail -n 8 $P/lvsmon-f.log | sed 's/^/    f log| /'
+fi
+
 for a in 2 3; do kill "$(cat "$P/khttp.$a")" 2>/dev/null; done
 while read -r p; do kill "$p" 2>/dev/null; done < $P/pids
 if [ -n "${standalone:-}" ]; then
