@@ -446,6 +446,23 @@ struct Open {
 }
 
 impl Open {
+    /// The mean latency's code, from the exact sum.
+    fn mean_code(&self) -> u16 {
+        lat_code(mean_of(self.sum_us.into(), self.checks.into()) as u32)
+    }
+
+    /// The bucket so far, as a closed one reads.
+    fn stats(&self) -> Stats {
+        Stats {
+            checks: self.checks,
+            failures: self.failures,
+            sum_us: self.sum_us.into(),
+            min: self.min,
+            mean: self.mean_code(),
+            max: self.max,
+        }
+    }
+
     const FRESH: Open = Open {
         sum_us: 0,
         min: u16::MAX,
@@ -1245,17 +1262,7 @@ impl History {
             }
         }
         if (lo..=hi).contains(&newest) && open.checks > 0 {
-            f(
-                newest,
-                Stats {
-                    checks: open.checks,
-                    failures: open.failures,
-                    sum_us: open.sum_us.into(),
-                    min: open.min,
-                    mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
-                    max: open.max,
-                },
-            );
+            f(newest, open.stats());
         }
     }
 
@@ -1330,7 +1337,7 @@ fn advance(ring: &mut Ring, real: usize, from: u64, to: u64, open: &mut Open) {
         return;
     }
     if open.checks > 0 {
-        let mean = lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32);
+        let mean = open.mean_code();
         let c = Cell {
             checks: open.checks,
             failures: open.failures,
@@ -2450,14 +2457,7 @@ mod tests {
                     continue;
                 }
                 let c = if b == newest {
-                    Stats {
-                        checks: open.checks,
-                        failures: open.failures,
-                        sum_us: open.sum_us.into(),
-                        min: open.min,
-                        mean: lat_code(mean_of(open.sum_us.into(), open.checks.into()) as u32),
-                        max: open.max,
-                    }
+                    open.stats()
                 } else {
                     let c = ring.get(ring.slot(r, b));
                     let (min, mean, max) = unpack(c.lat);

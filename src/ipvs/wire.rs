@@ -388,18 +388,9 @@ pub fn build_get_service<'a>(
     key: &ServiceKey,
     fwmark_af: u16,
 ) -> Result<&'a [u8], WireError> {
-    let mut w = Writer::new(
-        buf,
-        family_id,
-        sys::NLM_F_REQUEST | sys::NLM_F_ACK,
-        seq,
-        sys::IPVS_CMD_GET_SERVICE,
-        sys::IPVS_GENL_VERSION,
-    );
-    let n = w.nest(sys::IPVS_CMD_ATTR_SERVICE);
-    service_identity(&mut w, key, fwmark_af);
-    w.end_nest(n);
-    w.finish()
+    let flags = sys::NLM_F_REQUEST | sys::NLM_F_ACK;
+    let cmd = sys::IPVS_CMD_GET_SERVICE;
+    naming_service(buf, family_id, flags, seq, cmd, key, fwmark_af)
 }
 
 /// Builds a `GET_DEST` dump request for the destinations of `key`.
@@ -413,14 +404,29 @@ pub fn build_dump_dests<'a>(
     key: &ServiceKey,
     fwmark_af: u16,
 ) -> Result<&'a [u8], WireError> {
-    let mut w = Writer::new(
+    let flags = sys::NLM_F_REQUEST | sys::NLM_F_DUMP | sys::NLM_F_ACK;
+    naming_service(
         buf,
         family_id,
-        sys::NLM_F_REQUEST | sys::NLM_F_DUMP | sys::NLM_F_ACK,
+        flags,
         seq,
         sys::IPVS_CMD_GET_DEST,
-        sys::IPVS_GENL_VERSION,
-    );
+        key,
+        fwmark_af,
+    )
+}
+
+/// A request `cmd` whose only attribute is the identity of the service `key`.
+fn naming_service<'a>(
+    buf: &'a mut [u8],
+    family_id: u16,
+    flags: u16,
+    seq: u32,
+    cmd: u8,
+    key: &ServiceKey,
+    fwmark_af: u16,
+) -> Result<&'a [u8], WireError> {
+    let mut w = Writer::new(buf, family_id, flags, seq, cmd, sys::IPVS_GENL_VERSION);
     let n = w.nest(sys::IPVS_CMD_ATTR_SERVICE);
     service_identity(&mut w, key, fwmark_af);
     w.end_nest(n);
