@@ -1086,13 +1086,14 @@ pub fn errno_text(errno: i32) -> &'static str {
 }
 
 /// Checks that a notify program can be started: `program` (argv\[0\], a path with a `/`) names
-/// a regular file, through symbolic links, with an execute bit for the user it will run as.
+/// a regular file, through symbolic links, that the user it will run as may execute.
 ///
 /// `root` is the `--chroot` directory when the daemon has not entered it yet (startup and
 /// `--check-config`): the program is looked up inside it, as the spawn will, an absolute path
 /// from the chroot's root and a relative one from it too (the daemon works in `/` there).
-/// `user` is the `--user` uid and gid the commands will run as; `None`: the daemon's own
-/// (checked with `access(2)`).
+/// `user` is the `--user` uid and gid the commands will run as, asked of the kernel as that
+/// user ([`crate::privdrop::executable_as`]: ACLs and directories on the way count);
+/// `None`: the daemon's own (checked with `access(2)`).
 ///
 /// # Errors
 /// A sentence saying what is wrong and where the program was looked for.
@@ -1101,7 +1102,7 @@ pub fn check_program(
     root: Option<&std::path::Path>,
     user: Option<(libc::uid_t, libc::gid_t)>,
 ) -> Result<(), String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
     let shown = String::from_utf8_lossy(program);
     let path: PathBuf = match root {
@@ -1129,31 +1130,26 @@ pub fn check_program(
     }
     let mode = meta.permissions().mode();
     let runnable = match user {
-        Some((0, _)) => mode & 0o111 != 0,
-        Some((uid, gid)) => {
-            let bit = if meta.uid() == uid {
-                0o100
-            } else if meta.gid() == gid {
-                0o010
-            } else {
-                0o001
-            };
-            mode & bit != 0
-        }
+        // Asked as the user, inside the chroot: directories on the way and ACLs count too.
+        Some((uid, gid)) => crate::privdrop::executable_as(program, root, uid, gid),
         None => {
             let c = std::ffi::CString::new(path.as_os_str().as_bytes())
                 .map_err(|_| format!("notify program {shown} holds a NUL byte"))?;
             // SAFETY: access reads the NUL-terminated path only.
-            unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+            if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
         }
     };
-    if !runnable {
+    if let Err(e) = runnable {
         let who = match user {
             Some((uid, gid)) => format!("uid {uid} gid {gid}"),
             None => "the daemon's user".to_string(),
         };
         return Err(format!(
-            "notify program {shown}{where_} is not executable by {who} (mode {:o})",
+            "notify program {shown}{where_} is not executable by {who} (mode {:o}; {e})",
             mode & 0o7777
         ));
     }
@@ -2167,7 +2163,11 @@ mod tests {
         assert!(e.contains("not executable by uid 12345"), "{e}");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&plain.0, std::fs::Permissions::from_mode(0o701)).unwrap();
-        assert_eq!(check_program(&p, None, Some((12345, 12345))), Ok(()));
+        // Asking as another user takes root (as `--user` does).
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(check_program(&p, None, Some((12345, 12345))), Ok(()));
+        }
         // Inside a chroot: /bin/sh is looked up under the directory.
         let root = std::path::Path::new("/nonexistent-root");
         let e = check_program(b"/bin/sh", Some(root), None).unwrap_err();

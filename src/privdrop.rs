@@ -383,6 +383,78 @@ impl Target {
     }
 }
 
+/// Whether `uid`/`gid` may execute `program` where the daemon will start it: inside `root`
+/// (the `--chroot` directory) if given, with the credentials [`Target::apply`] leaves (the
+/// primary group alone as supplementary groups) and without root's capabilities for a uid
+/// other than 0. Asked of the kernel by a child process that enters the chroot, takes those
+/// ids and calls `access(X_OK)`, so every rule counts as it will when the program runs: mode
+/// bits, ACLs, and search permission on each directory of the path. Needs root.
+///
+/// # Errors
+/// The `access(2)` errno (`EACCES`, `ENOENT`...), or why the child could not be run or could
+/// not take the ids (then the answer is unknown).
+pub fn executable_as(
+    program: &[u8],
+    root: Option<&Path>,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+) -> io::Result<()> {
+    /// Exit status of a child that could not take the ids: no errno is that large.
+    const SETUP_FAILED: libc::c_int = 255;
+    let invalid = || io::Error::from_raw_os_error(libc::EINVAL);
+    let prog = CString::new(program).map_err(|_| invalid())?;
+    let root = root
+        .map(|r| CString::new(r.as_os_str().as_bytes()))
+        .transpose()
+        .map_err(|_| invalid())?;
+    let groups = [gid];
+    // SAFETY: the child calls only async-signal-safe system calls and `_exit` (the ids are set
+    // with raw system calls, for the child's one thread), on data prepared before the fork.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: as above; every pointer is to data that outlives the calls.
+        unsafe {
+            let ok = root
+                .as_ref()
+                .is_none_or(|r| libc::chroot(r.as_ptr()) == 0 && libc::chdir(c"/".as_ptr()) == 0)
+                && libc::syscall(libc::SYS_setgroups, 1, groups.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0;
+            if !ok {
+                libc::_exit(SETUP_FAILED);
+            }
+            if libc::access(prog.as_ptr(), libc::X_OK) == 0 {
+                libc::_exit(0);
+            }
+            let e = *libc::__errno_location();
+            libc::_exit(if e > 0 && e < SETUP_FAILED {
+                e
+            } else {
+                libc::EACCES
+            });
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; `status` is a live local.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(SETUP_FAILED) => Err(io::Error::other(format!(
+            "could not take uid {uid} gid {gid} to ask"
+        ))),
+        Some(e) => Err(io::Error::from_raw_os_error(e)),
+        None => Err(io::Error::other("the child that asked was killed")),
+    }
+}
+
 /// Looks `name` up with `getpwnam_r` (the password database through NSS).
 fn lookup(name: &str) -> Result<User, PrivError> {
     let unknown = || PrivError::UnknownUser {

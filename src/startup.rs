@@ -109,7 +109,7 @@ pub fn run(cli: &Cli) -> Result<(), StartupError> {
             fdbudget::limit_text(soft),
             fdbudget::limit_text(hard)
         );
-        for w in missing_program_warnings(&plan) {
+        for w in missing_program_warnings(&plan, root, user) {
             let _ = writeln!(report, "{w}");
         }
         for w in crate::ipvs::daemon::quiescent_template_warnings(
@@ -386,10 +386,15 @@ impl Drop for PidFile {
 }
 
 /// `--check-config` warnings for `exec` checks whose program (an absolute path) is not an
-/// executable file on this machine: the file is accepted (a converted configuration may name
+/// executable file where the daemon will run it (inside `root`, the `--chroot` directory, for
+/// `user`, the `--user` uid and gid): the file is accepted (a converted configuration may name
 /// a script that is installed later), but until the program is there its checks cannot run:
 /// each is a local error, which never marks a real server down, so the real keeps its state.
-pub(crate) fn missing_program_warnings(plan: &crate::config::Plan) -> Vec<String> {
+pub(crate) fn missing_program_warnings(
+    plan: &crate::config::Plan,
+    root: Option<&std::path::Path>,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> Vec<String> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
@@ -400,16 +405,34 @@ pub(crate) fn missing_program_warnings(plan: &crate::config::Plan) -> Vec<String
         let Some(prog) = e.argv.first().filter(|p| p.starts_with(b"/")) else {
             continue;
         };
-        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(prog));
-        let ok = std::fs::metadata(path)
+        let shown = std::path::Path::new(std::ffi::OsStr::from_bytes(prog));
+        let path = match root {
+            Some(r) => r.join(shown.strip_prefix("/").unwrap_or(shown)),
+            None => shown.to_path_buf(),
+        };
+        let ok = std::fs::metadata(&path)
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        let meanwhile = "its checks are local errors and never mark the real server down or up";
         if !ok {
             out.push(format!(
-                "warning: check exec for {}: no executable program at {}: until it is there, \
-                 its checks are local errors and never mark the real server down or up",
+                "warning: check exec for {}: no executable program at {}{}: until it is there, \
+                 {meanwhile}",
                 c.target,
-                path.display()
+                shown.display(),
+                match root {
+                    Some(r) => format!(" inside --chroot {}", r.display()),
+                    None => String::new(),
+                },
             ));
+        } else if let Some((uid, gid)) = user {
+            if let Err(err) = crate::privdrop::executable_as(prog, root, uid, gid) {
+                out.push(format!(
+                    "warning: check exec for {}: program {} is not executable by uid {uid} gid \
+                     {gid} ({err}): until it is, {meanwhile}",
+                    c.target,
+                    shown.display(),
+                ));
+            }
         }
     }
     out

@@ -401,3 +401,121 @@ fn notify_program_is_checked_before_it_is_needed() {
         "{l}"
     );
 }
+
+/// With `--user`, `--check-config` asks whether that user may run the notify program (and
+/// each `exec` check's program), not whether root may: a root-only program (mode 0700), or
+/// one in a directory the user cannot search, is an error at its notify line (a warning for
+/// an exec check); mode 0755 in a searchable directory is fine. With `--chroot` the program
+/// is looked up inside the chroot, as that user too.
+#[test]
+fn programs_are_checked_as_the_user_they_run_as() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED programs_are_checked_as_the_user_they_run_as: needs root");
+        return;
+    }
+    // SAFETY: getpwnam with a NUL-terminated name; only the null test is used.
+    if unsafe { libc::getpwnam(c"nobody".as_ptr()) }.is_null() {
+        eprintln!("SKIPPED programs_are_checked_as_the_user_they_run_as: no user nobody");
+        return;
+    }
+    let dir = TempDir::new("notify-user");
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+    };
+    mode(&dir.0, 0o755);
+    let prog = dir.file("prog.sh", "#!/bin/sh\nexit 0\n");
+    let closed = dir.0.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    let inner = closed.join("prog.sh");
+    std::fs::write(&inner, "#!/bin/sh\nexit 0\n").unwrap();
+    mode(&inner, 0o755);
+    let check = |program: &std::path::Path, args: &[&str]| {
+        let conf = dir.file(
+            "user.conf",
+            &format!(
+                "virtual tcp 127.1.0.4:80 {{\n  notify {}\n  real 127.0.0.1:9 {{\n    check exec {} x\n  }}\n}}\n",
+                program.display(),
+                program.display()
+            ),
+        );
+        let out = Command::new(bin())
+            .args(["-t", "--user", "nobody"])
+            .args(args)
+            .arg("-f")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), conf, err, text)
+    };
+
+    // Root may run all of these; nobody may not.
+    mode(&prog, 0o700);
+    mode(&closed, 0o700);
+    for p in [&prog, &inner] {
+        let (code, conf, err, _) = check(p, &[]);
+        assert_eq!(code, Some(1), "-t accepted {}: {err}", p.display());
+        assert!(
+            err.contains(&format!("{}:2:10:", conf.display()))
+                && err.contains(&format!("notify program {} ", p.display()))
+                && err.contains("not executable by uid ")
+                && err.contains("Permission denied"),
+            "{err}"
+        );
+    }
+    // The notify program may be run, the exec check's may not: a warning.
+    mode(&closed, 0o755);
+    mode(&prog, 0o700);
+    let conf = dir.file(
+        "exec.conf",
+        &format!(
+            "virtual tcp 127.1.0.4:80 {{\n  notify {}\n  real 127.0.0.1:9 {{\n    check exec {} x\n  }}\n}}\n",
+            inner.display(),
+            prog.display()
+        ),
+    );
+    let out = Command::new(bin())
+        .args(["-t", "--user", "nobody", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: check exec for 127.0.0.1:9: program {} is not executable by uid ",
+            prog.display()
+        )) && text.contains("Permission denied"),
+        "{text}"
+    );
+    // Everything open: no error, no warning.
+    mode(&prog, 0o755);
+    for p in [&prog, &inner] {
+        let (code, _, err, text) = check(p, &[]);
+        assert_eq!(code, Some(0), "{}: {err}", p.display());
+        assert!(!text.contains("warning"), "{text}");
+    }
+
+    // Inside a chroot: /bin/x there, root-only and then open to all.
+    let root = TempDir::new("notify-user-root");
+    mode(&root.0, 0o755);
+    std::fs::create_dir(root.0.join("bin")).unwrap();
+    let x = root.0.join("bin/x");
+    std::fs::write(&x, "#!/bin/sh\nexit 0\n").unwrap();
+    mode(&x, 0o700);
+    let chroot = ["--chroot", root.0.to_str().unwrap()];
+    let (code, conf, err, _) = check(std::path::Path::new("/bin/x"), &chroot);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:2:10:", conf.display()))
+            && err.contains("--chroot")
+            && err.contains("not executable by uid "),
+        "{err}"
+    );
+    mode(&x, 0o755);
+    let (code, _, err, text) = check(std::path::Path::new("/bin/x"), &chroot);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!text.contains("warning"), "{text}");
+}
