@@ -194,6 +194,9 @@ pub struct ServerStats {
 /// The servers: listeners, connection slots and their buffers.
 pub struct Server {
     control: Option<UnixListener>,
+    /// The control socket's file while startup may still fail: removed if the server is
+    /// dropped before [`Server::keep_socket_file`].
+    bound: Option<BoundFile>,
     metrics: Option<TcpListener>,
     conns: Box<[Conn]>,
     in_slab: Box<[u8]>,
@@ -224,16 +227,21 @@ impl Server {
         metrics: Option<std::net::SocketAddr>,
         registry: &Registry,
     ) -> io::Result<Server> {
-        let control = match socket {
-            Some(p) => Some(bind_unix(p)?),
-            None => None,
+        let (control, bound) = match socket {
+            Some(p) => {
+                let l = bind_unix(p)?;
+                (Some(l), BoundFile::of(p))
+            }
+            None => (None, None),
         };
+        // From here on, an error drops `bound`: the file just created goes with it.
         let metrics = match metrics {
             Some(a) => Some(TcpListener::bind(a)?),
             None => None,
         };
         let mut s = Server {
             control,
+            bound,
             metrics,
             conns: (0..SLOTS)
                 .map(|_| Conn {
@@ -267,6 +275,15 @@ impl Server {
             registry.register(l, METRICS_LISTENER, Interest::READABLE)?;
         }
         Ok(s)
+    }
+
+    /// Startup is done: the control socket's file stays when the server is dropped (the
+    /// daemon removes it at a clean stop, where the path still names it). Until this is
+    /// called, dropping the server removes the file it bound, if the path still names it.
+    pub fn keep_socket_file(&mut self) {
+        if let Some(b) = self.bound.as_mut() {
+            b.armed = false;
+        }
     }
 
     /// The metrics listener's address (with the port the kernel chose for port 0).
@@ -683,6 +700,42 @@ fn request_end(kind: Kind, b: &[u8]) -> Option<usize> {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .or_else(|| b.windows(2).position(|w| w == b"\n\n")),
+    }
+}
+
+/// A socket file this process created, by path and identity: [`Drop`] removes it while the
+/// path still names that file (never one that replaced it meanwhile).
+struct BoundFile {
+    path: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+    /// False once startup is done: the file stays.
+    armed: bool,
+}
+
+impl BoundFile {
+    /// The file at `p`, just bound; `None` if it cannot be read back (then it is left alone).
+    fn of(p: &Path) -> Option<BoundFile> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(p).ok()?;
+        Some(BoundFile {
+            path: p.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+            armed: true,
+        })
+    }
+}
+
+impl Drop for BoundFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if self.armed
+            && std::fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -296,6 +296,14 @@ fn a_second_daemon_is_refused_naming_the_first_ones_pid() {
         !other_pid.exists(),
         "the refused daemon's own pid file stays"
     );
+    // Its control socket, bound before the state directory was found locked, is gone too;
+    // the first one's still answers.
+    assert!(
+        std::fs::symlink_metadata(&other_sock).is_err(),
+        "the refused daemon's socket file stays"
+    );
+    let (code, out, err) = d.client(&["status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(read_pid(), format!("{first}\n"));
 
     // The notify command's descriptors: neither the pid file nor the state directory.
@@ -311,6 +319,49 @@ fn a_second_daemon_is_refused_naming_the_first_ones_pid() {
 
     assert_eq!(d.stop().0, Some(0));
     assert!(!pidfile.exists(), "pid file left behind");
+}
+
+/// A daemon refused after it bound its control socket (its metrics port is taken) removes the
+/// socket file it created; a stale socket file it replaced is gone with it, but a file that is
+/// not its own is never removed.
+#[test]
+fn a_daemon_refused_after_binding_leaves_no_socket_file() {
+    let dir = TempDir::new("refused-sock");
+    let (real, _g) = refused_addr();
+    let conf_path = dir.file("lvsmon.conf", &conf(real, ""));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let sock = dir.0.join("lvsmon.sock");
+    let state = dir.0.join("state");
+    let args = [
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--socket",
+        sock.to_str().unwrap(),
+        "--metrics",
+        &port,
+    ];
+    let (code, err) = run_refused(&conf_path, &args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("metrics {port}")), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "socket file left"
+    );
+    // A stale socket file (nobody listens) is replaced by the bind, then removed.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let (code, err) = run_refused(&conf_path, &args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "socket file left"
+    );
+    // A path that is not a socket: refused before the bind, the file stays.
+    std::fs::write(&sock, "mine\n").unwrap();
+    let (code, err) = run_refused(&conf_path, &args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "mine\n");
 }
 
 /// `--pidfile` naming a symbolic link is refused, and the file it points to is left as it was.

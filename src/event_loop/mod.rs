@@ -425,7 +425,9 @@ impl Daemon {
         core.reload.interval = opts.interval;
         core.reload.opts = Some(opts.clone());
         core.reload.clock = Some(clock);
-        let server = if opts.socket.is_some() || opts.metrics.is_some() {
+        // Until `new` returns, an error drops the server, and with it the control socket's
+        // file it created.
+        let mut server = if opts.socket.is_some() || opts.metrics.is_some() {
             Some(Server::new(
                 opts.socket.as_deref(),
                 opts.metrics,
@@ -445,6 +447,9 @@ impl Daemon {
         }
         // Without a timer (no timerfd) the loop still runs, waking in whole milliseconds.
         let alarm = Alarm::new(poll.registry(), clock).ok();
+        if let Some(s) = server.as_mut() {
+            s.keep_socket_file();
+        }
         Ok(Daemon {
             poll,
             // At most 128 readiness events a turn, so due checks start between batches
