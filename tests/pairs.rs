@@ -118,6 +118,34 @@ fn sync_daemon_metrics(addr: std::net::SocketAddr) -> String {
         .collect()
 }
 
+/// Under `--dry-run` the kernel's timeouts are not set, but the startup log says which would
+/// be, next to the sync daemons' lines: a dry run shows every kernel setting it would touch.
+#[test]
+fn ipvs_timeouts_are_logged_under_dry_run() {
+    let conf =
+        |lines: &str| format!("{lines}virtual tcp 127.1.0.1:80 {{\n  real 127.0.0.1:9\n}}\n");
+    let mut d = Lvsmon::start(
+        &conf("ipvs-timeouts tcp 900 tcpfin 2m udp 300\nsync-daemon master lo id 5\n"),
+        &[],
+    );
+    let l = d.wait_for(&["ipvs-timeouts"], 3 * S);
+    assert_eq!(
+        field(&l, "msg"),
+        Some("ipvs-timeouts tcp 900s tcpfin 120s udp 300s: dry-run"),
+        "{l}"
+    );
+    d.wait_for(&["sync-daemon master lo id 5: dry-run"], 3 * S);
+    // Alone, and only the timeouts given.
+    let mut d = Lvsmon::start(&conf("ipvs-timeouts udp 30\n"), &[]);
+    let l = d.wait_for(&["ipvs-timeouts"], 3 * S);
+    assert_eq!(
+        field(&l, "msg"),
+        Some("ipvs-timeouts udp 30s: dry-run"),
+        "{l}"
+    );
+    d.wait_for(&["msg=\"starting\""], 3 * S);
+}
+
 /// Under `--dry-run` the sync daemons are left alone but listed by `lvsmon status` and by
 /// `lvsmon_sync_daemon_up` on `--metrics` (0: not brought up); a reload that changes them
 /// shows the new ones (and logs them), one that removes them shows none, and `status --json`

@@ -534,6 +534,18 @@ pub fn dry_run(new: &[SyncDaemon]) {
     record(status, lines);
 }
 
+/// The startup line for `ipvs-timeouts` under `--dry-run`: the timeouts that would be set,
+/// as the configuration gives them (`ipvs-timeouts tcp 900s udp 300s: dry-run`).
+fn timeouts_dry_run(t: &IpvsTimeouts) -> String {
+    let mut line = String::from("ipvs-timeouts");
+    for (name, d) in [("tcp", t.tcp), ("tcpfin", t.tcpfin), ("udp", t.udp)] {
+        if let Some(d) = d {
+            line += &format!(" {name} {}s", d.as_secs());
+        }
+    }
+    line + ": dry-run"
+}
+
 /// Startup: the timeouts and the sync daemons of `d`, on a socket of lvsmon's own (the loop
 /// has not started). Returns the lines for the log; [`status`] shows the daemons' lines.
 pub fn apply_at_start(d: &crate::config::director::Director, dry_run: bool) -> Vec<String> {
@@ -542,7 +554,8 @@ pub fn apply_at_start(d: &crate::config::director::Director, dry_run: bool) -> V
     }
     if dry_run {
         let status = Status::all(&d.sync_daemons, &Outcome::DryRun);
-        let lines = describe(&status);
+        let mut lines: Vec<String> = d.ipvs_timeouts.iter().map(timeouts_dry_run).collect();
+        lines.extend(describe(&status));
         set_status(status);
         return lines;
     }
