@@ -914,12 +914,30 @@ fn check(
                 )),
             }
         }
+        // ldirectord(8): "on" runs no check and always activates the real servers; "off"
+        // runs no check and activates neither the real servers nor the fallback. lvsmon
+        // checks every real server (check tcp when no check is given), so neither has an
+        // equivalent: the converted reals get the default check, and the refusal says so.
+        "on" => v.push(Item::refused(
+            src,
+            "checktype=on: ldirectord runs no check and keeps every real server in service; \
+             lvsmon checks every real server, so these get its default check tcp and leave \
+             service when it fails",
+        )),
+        "off" => v.push(Item::refused(
+            src,
+            "checktype=off: ldirectord runs no check and keeps every real server (and the \
+             fallback) out of service; lvsmon checks every real server, so these get its \
+             default check tcp and enter service when it passes: keep them out with lvsmon \
+             drain",
+        )),
+        "ping" => v.push(Item::refused(
+            src,
+            "checktype=ping: ldirectord checks with ICMP echo requests; lvsmon has no ping check",
+        )),
         other => v.push(Item::refused(
             src,
-            format!(
-                "checktype={other}: no lvsmon equivalent (lvsmon always checks; ping is not a \
-                 check it has)"
-            ),
+            format!("checktype={other}: not a checktype lvsmon knows how to convert"),
         )),
     }
     v

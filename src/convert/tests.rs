@@ -845,6 +845,60 @@ fn every_documented_refusal_names_its_line() {
     assert_eq!(out.refused, 14, "{}", out.text);
 }
 
+/// The checktypes without an lvsmon equivalent are refused with what they mean in ldirectord
+/// (on: no check, always in service; off: no check, never in service; ping: ICMP) and what
+/// the converted reals get instead; on and off are not about ping.
+#[test]
+fn ldirectord_checktypes_without_equivalent_say_what_they_mean() {
+    for (ctype, says, never) in [
+        (
+            "on",
+            &[
+                "runs no check",
+                "keeps every real server in service",
+                "default check tcp",
+            ][..],
+            "ping",
+        ),
+        (
+            "off",
+            &[
+                "runs no check",
+                "out of service",
+                "fallback",
+                "default check tcp",
+                "lvsmon drain",
+            ][..],
+            "ping",
+        ),
+        ("ping", &["ICMP echo", "no ping check"][..], "drain"),
+        ("On", &["keeps every real server in service"][..], "ping"),
+        ("bogus", &["checktype=bogus: not a checktype"][..], "ping"),
+    ] {
+        let out = ldir(&format!(
+            "virtual=10.0.0.4:80\n\treal=10.0.1.1:80 gate\n\tchecktype={ctype}\n"
+        ));
+        let line = out
+            .text
+            .lines()
+            .find(|l| l.trim().starts_with("# not converted (l.cf:2): "))
+            .unwrap_or_else(|| panic!("checktype={ctype} not refused:\n{}", out.text));
+        for part in says {
+            assert!(
+                line.contains(part),
+                "checktype={ctype}: {part:?} not in {line}"
+            );
+        }
+        assert!(
+            !line.contains(never),
+            "checktype={ctype}: {never:?} in {line}"
+        );
+        assert_eq!(out.refused, 1, "{}", out.text);
+        // No check line: the converted reals get lvsmon's default check, as the line says.
+        assert!(!out.text.contains("\n    check "), "{}", out.text);
+    }
+}
+
 // --- keywords the tables above leave out --------------------------------------------------------
 
 #[test]
