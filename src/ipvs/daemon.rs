@@ -42,16 +42,30 @@ pub struct Running {
 
 impl Running {
     /// The kernel's daemon is the one `want` describes (what `want` leaves to the kernel's
-    /// default is not compared).
+    /// default is not compared; `maxlen` is compared as the kernel keeps it, see
+    /// [`kernel_maxlen`]).
     pub fn matches(&self, want: &SyncDaemon) -> bool {
         self.backup == want.backup
             && self.iface == want.iface
             && self.id == want.id
-            && (want.maxlen == 0 || want.maxlen == self.maxlen)
+            && (want.maxlen == 0 || kernel_maxlen(want) == self.maxlen)
             && (want.port == 0 || want.port == self.port)
             && (want.ttl == 0 || want.ttl == self.ttl)
             && (want.group.is_none() || want.group == self.group)
     }
+}
+
+/// The message size limit the kernel keeps, and reports, for `d` (whose `maxlen` is not 0):
+/// it clamps the one asked for to at least 1024 bytes for a backup (1 for a master) and at
+/// most 65535 less the IP and UDP headers of the group's family (IPv4 when no group is
+/// given).
+pub fn kernel_maxlen(d: &SyncDaemon) -> u16 {
+    let headers = match d.group {
+        Some(IpAddr::V6(_)) => 40 + 8,
+        _ => 20 + 8,
+    };
+    let least = if d.backup { 1024 } else { 1 };
+    d.maxlen.clamp(least, u16::MAX - headers)
 }
 
 /// A socket for the few director-wide requests.
@@ -973,6 +987,39 @@ mod tests {
             planned(&running, &[other_port], &[]),
             vec![STOP_BACKUP, restart(0)]
         );
+    }
+
+    #[test]
+    fn plan_adopts_a_maxlen_as_the_kernel_clamped_it() {
+        // Linux keeps a backup's maxlen at 1024 bytes or more, and anyone's at 65535 less
+        // the IP and UDP headers of the group's family, and reports what it keeps.
+        let adopted = |want: SyncDaemon, reported: u16| {
+            let running = [Running {
+                maxlen: reported,
+                ..as_kernel_runs(&want)
+            }];
+            planned(&running, from_ref(&want), from_ref(&want)) == vec![Action::Adopt(0)]
+        };
+        let b = daemon(true, "eth0", 1);
+        let m = daemon(false, "eth0", 1);
+        let m6 = SyncDaemon {
+            group: Some("ff02::1:8848".parse().unwrap()),
+            ..m.clone()
+        };
+        let with = |d: &SyncDaemon, maxlen: u16| SyncDaemon {
+            maxlen,
+            ..d.clone()
+        };
+        assert!(adopted(with(&b, 500), 1024));
+        assert!(adopted(with(&b, 65535), 65507));
+        assert!(adopted(with(&m, 65535), 65507));
+        assert!(adopted(with(&m6, 65535), 65487));
+        // Within the bounds it is compared as given.
+        assert!(adopted(with(&m, 500), 500));
+        assert!(adopted(with(&b, 1024), 1024));
+        assert!(!adopted(with(&m, 500), 1024));
+        assert!(!adopted(with(&b, 2000), 1472));
+        assert!(!adopted(with(&m6, 65535), 65507));
     }
 
     #[test]
