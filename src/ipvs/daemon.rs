@@ -42,16 +42,30 @@ pub struct Running {
 
 impl Running {
     /// The kernel's daemon is the one `want` describes (what `want` leaves to the kernel's
-    /// default is not compared).
+    /// default is not compared; `maxlen` is compared as the kernel keeps it, see
+    /// [`kernel_maxlen`]).
     pub fn matches(&self, want: &SyncDaemon) -> bool {
         self.backup == want.backup
             && self.iface == want.iface
             && self.id == want.id
-            && (want.maxlen == 0 || want.maxlen == self.maxlen)
+            && (want.maxlen == 0 || kernel_maxlen(want) == self.maxlen)
             && (want.port == 0 || want.port == self.port)
             && (want.ttl == 0 || want.ttl == self.ttl)
             && (want.group.is_none() || want.group == self.group)
     }
+}
+
+/// The message size limit the kernel keeps, and reports, for `d` (whose `maxlen` is not 0):
+/// it clamps the one asked for to at least 1024 bytes for a backup (1 for a master) and at
+/// most 65535 less the IP and UDP headers of the group's family (IPv4 when no group is
+/// given).
+pub fn kernel_maxlen(d: &SyncDaemon) -> u16 {
+    let headers = match d.group {
+        Some(IpAddr::V6(_)) => 40 + 8,
+        _ => 20 + 8,
+    };
+    let least = if d.backup { 1024 } else { 1 };
+    d.maxlen.clamp(least, u16::MAX - headers)
 }
 
 /// A socket for the few director-wide requests.
@@ -458,37 +472,126 @@ impl Status {
     }
 }
 
-/// Brings the kernel's sync daemons in line with `want`: a matching one is adopted, one with
-/// other settings is stopped and started again, a missing one is started. Daemons the
-/// config does not name any more are stopped when the previous configuration named them
-/// (`old`, empty at startup: started or adopted then), never otherwise. Returns one outcome
-/// per entry of `want`.
-pub fn sync_daemons(c: &mut Control, want: &[SyncDaemon], old: &[SyncDaemon]) -> Vec<Outcome> {
-    let running = c.daemons().unwrap_or_default();
+/// One step of bringing the kernel's sync daemons in line with the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop the master (`backup` false) or the backup daemon. A refusal is not reported:
+    /// there may be none running.
+    Stop {
+        /// The backup daemon rather than the master.
+        backup: bool,
+    },
+    /// The entry `want[i]` runs as configured: adopted.
+    Adopt(usize),
+    /// Start the entry `want[i]` of the configuration.
+    Start {
+        /// Its index in `want`.
+        want: usize,
+        /// A daemon with other settings is stopped just before (the step before this one).
+        restarted: bool,
+    },
+}
+
+/// What to do to bring the daemons the kernel runs (`running`, as `GET_DAEMON` reports
+/// them) in line with `want`, the previous configuration having been `old` (empty at
+/// startup). First the daemons `old` named in a state (master, backup) that `want` no longer
+/// names are stopped, whether or not one runs; then each entry of `want`, in order, is
+/// adopted when the kernel's daemon in its state matches it ([`Running::matches`]), stopped
+/// and started again when that one has other settings, started when none runs. A daemon
+/// neither `old` nor `want` names is left alone. Each entry of `want` gets exactly one
+/// [`Action::Adopt`] or [`Action::Start`].
+pub fn plan(running: &[Running], want: &[SyncDaemon], old: &[SyncDaemon]) -> Vec<Action> {
+    let mut steps = Vec::new();
     for o in old {
         if !want.iter().any(|w| w.backup == o.backup) {
-            let _ = c.stop_daemon(o.backup);
+            steps.push(Action::Stop { backup: o.backup });
         }
     }
-    want.iter()
-        .map(|w| {
-            let have = running.iter().find(|r| r.backup == w.backup);
-            match have {
-                Some(r) if r.matches(w) => Outcome::Adopted,
-                Some(_) => {
-                    let _ = c.stop_daemon(w.backup);
-                    match c.start_daemon(w) {
-                        Ok(()) => Outcome::Started { restarted: true },
-                        Err(e) => Outcome::Failed(e),
-                    }
-                }
-                None => match c.start_daemon(w) {
-                    Ok(()) => Outcome::Started { restarted: false },
-                    Err(e) => Outcome::Failed(e),
-                },
+    for (i, w) in want.iter().enumerate() {
+        match running.iter().find(|r| r.backup == w.backup) {
+            Some(r) if r.matches(w) => steps.push(Action::Adopt(i)),
+            Some(_) => {
+                steps.push(Action::Stop { backup: w.backup });
+                steps.push(Action::Start {
+                    want: i,
+                    restarted: true,
+                });
             }
-        })
+            None => steps.push(Action::Start {
+                want: i,
+                restarted: false,
+            }),
+        }
+    }
+    steps
+}
+
+/// The requests [`sync_daemons`] makes of the kernel.
+pub trait Daemons {
+    /// The sync daemons running (`GET_DAEMON`).
+    ///
+    /// # Errors
+    /// The kernel refused or did not answer.
+    fn running(&mut self) -> Result<Vec<Running>, String>;
+
+    /// Stops the master (`backup` false) or backup daemon.
+    ///
+    /// # Errors
+    /// The kernel refused or did not answer.
+    fn stop(&mut self, backup: bool) -> Result<(), String>;
+
+    /// Starts `d`.
+    ///
+    /// # Errors
+    /// The kernel refused (`errno=N`) or did not answer.
+    fn start(&mut self, d: &SyncDaemon) -> Result<(), String>;
+}
+
+impl Daemons for Control {
+    fn running(&mut self) -> Result<Vec<Running>, String> {
+        self.daemons()
+    }
+
+    fn stop(&mut self, backup: bool) -> Result<(), String> {
+        self.stop_daemon(backup)
+    }
+
+    fn start(&mut self, d: &SyncDaemon) -> Result<(), String> {
+        self.start_daemon(d)
+    }
+}
+
+/// Carries out `steps` (a [`plan`] for `want`) on `k`: returns one outcome per entry of
+/// `want`. A stop's refusal is ignored (a start that then finds the daemon still running
+/// fails, and says so); a start's refusal is that entry's [`Outcome::Failed`].
+pub fn execute(k: &mut impl Daemons, steps: &[Action], want: &[SyncDaemon]) -> Vec<Outcome> {
+    let mut out: Vec<Option<Outcome>> = vec![None; want.len()];
+    for step in steps {
+        match *step {
+            Action::Stop { backup } => {
+                let _ = k.stop(backup);
+            }
+            Action::Adopt(i) => out[i] = Some(Outcome::Adopted),
+            Action::Start { want: i, restarted } => {
+                out[i] = Some(match k.start(&want[i]) {
+                    Ok(()) => Outcome::Started { restarted },
+                    Err(e) => Outcome::Failed(e),
+                });
+            }
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Failed("not planned".into())))
         .collect()
+}
+
+/// Brings the kernel's sync daemons in line with `want` ([`plan`], then [`execute`]); when
+/// the kernel does not say which run, none is taken to. Returns one outcome per entry of
+/// `want`.
+pub fn sync_daemons(k: &mut impl Daemons, want: &[SyncDaemon], old: &[SyncDaemon]) -> Vec<Outcome> {
+    let running = k.running().unwrap_or_default();
+    let steps = plan(&running, want, old);
+    execute(k, &steps, want)
 }
 
 /// One line per daemon for the log: `sync-daemon master eth1 id 1: started`.
@@ -672,6 +775,7 @@ pub fn quiescent_template_warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::slice::from_ref;
 
     #[test]
     fn check_config_warns_of_persistent_quiesce_without_template_expiry() {
@@ -781,5 +885,359 @@ mod tests {
                 (sys::IPVS_CMD_ATTR_TIMEOUT_UDP, 30u32.to_ne_bytes().to_vec()),
             ]
         );
+    }
+
+    fn daemon(backup: bool, iface: &str, id: u8) -> SyncDaemon {
+        SyncDaemon {
+            backup,
+            iface: iface.into(),
+            id,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        }
+    }
+
+    /// `d` as a kernel with a 1500-byte MTU reports it once started: what `d` leaves out
+    /// filled with the kernel's defaults.
+    fn as_kernel_runs(d: &SyncDaemon) -> Running {
+        Running {
+            backup: d.backup,
+            iface: d.iface.clone(),
+            id: d.id,
+            maxlen: if d.maxlen == 0 { 1500 - 28 } else { d.maxlen },
+            port: if d.port == 0 { 8848 } else { d.port },
+            ttl: if d.ttl == 0 { 1 } else { d.ttl },
+            group: d.group.or(Some("224.0.0.81".parse().unwrap())),
+        }
+    }
+
+    /// [`plan`], checking that each entry of `want` gets exactly one adopt or start.
+    fn planned(running: &[Running], want: &[SyncDaemon], old: &[SyncDaemon]) -> Vec<Action> {
+        let steps = plan(running, want, old);
+        for i in 0..want.len() {
+            let n = steps
+                .iter()
+                .filter(
+                    |s| matches!(s, Action::Adopt(j) | Action::Start { want: j, .. } if *j == i),
+                )
+                .count();
+            assert_eq!(n, 1, "want[{i}] in {steps:?}");
+        }
+        steps
+    }
+
+    const STOP_MASTER: Action = Action::Stop { backup: false };
+    const STOP_BACKUP: Action = Action::Stop { backup: true };
+    fn start(i: usize) -> Action {
+        Action::Start {
+            want: i,
+            restarted: false,
+        }
+    }
+    fn restart(i: usize) -> Action {
+        Action::Start {
+            want: i,
+            restarted: true,
+        }
+    }
+
+    #[test]
+    fn plan_starts_what_does_not_run() {
+        let m = daemon(false, "eth1", 1);
+        assert_eq!(planned(&[], from_ref(&m), &[]), vec![start(0)]);
+        // A reload that keeps it while it no longer runs: started, not restarted.
+        assert_eq!(planned(&[], from_ref(&m), from_ref(&m)), vec![start(0)]);
+        assert_eq!(planned(&[], &[], &[]), vec![]);
+    }
+
+    #[test]
+    fn plan_adopts_the_same_daemon() {
+        let m = SyncDaemon {
+            maxlen: 1400,
+            group: Some("239.1.1.1".parse().unwrap()),
+            port: 9000,
+            ttl: 2,
+            ..daemon(false, "eth1", 7)
+        };
+        let running = [as_kernel_runs(&m)];
+        assert_eq!(planned(&running, from_ref(&m), &[]), vec![Action::Adopt(0)]);
+        // Also at a reload that keeps it.
+        assert_eq!(
+            planned(&running, from_ref(&m), from_ref(&m)),
+            vec![Action::Adopt(0)]
+        );
+    }
+
+    #[test]
+    fn plan_adopts_a_daemon_the_kernel_reports_with_its_defaults() {
+        let b = daemon(true, "eth0", 51);
+        let running = [as_kernel_runs(&b)];
+        assert_eq!(running[0].port, 8848);
+        assert_eq!(planned(&running, from_ref(&b), &[]), vec![Action::Adopt(0)]);
+        // The defaults written out compare equal too.
+        let spelt = SyncDaemon {
+            group: Some("224.0.0.81".parse().unwrap()),
+            port: 8848,
+            ttl: 1,
+            maxlen: 1472,
+            ..b.clone()
+        };
+        assert_eq!(planned(&running, &[spelt], &[]), vec![Action::Adopt(0)]);
+        // A kernel that reports none of them (before Linux 4.3) matches as well.
+        let bare = [Running {
+            maxlen: 0,
+            port: 0,
+            ttl: 0,
+            group: None,
+            ..running[0].clone()
+        }];
+        assert_eq!(planned(&bare, from_ref(&b), &[]), vec![Action::Adopt(0)]);
+        // But a setting given that differs from the default is not the default.
+        let other_port = SyncDaemon { port: 9000, ..b };
+        assert_eq!(
+            planned(&running, &[other_port], &[]),
+            vec![STOP_BACKUP, restart(0)]
+        );
+    }
+
+    #[test]
+    fn plan_adopts_a_maxlen_as_the_kernel_clamped_it() {
+        // Linux keeps a backup's maxlen at 1024 bytes or more, and anyone's at 65535 less
+        // the IP and UDP headers of the group's family, and reports what it keeps.
+        let adopted = |want: SyncDaemon, reported: u16| {
+            let running = [Running {
+                maxlen: reported,
+                ..as_kernel_runs(&want)
+            }];
+            planned(&running, from_ref(&want), from_ref(&want)) == vec![Action::Adopt(0)]
+        };
+        let b = daemon(true, "eth0", 1);
+        let m = daemon(false, "eth0", 1);
+        let m6 = SyncDaemon {
+            group: Some("ff02::1:8848".parse().unwrap()),
+            ..m.clone()
+        };
+        let with = |d: &SyncDaemon, maxlen: u16| SyncDaemon {
+            maxlen,
+            ..d.clone()
+        };
+        assert!(adopted(with(&b, 500), 1024));
+        assert!(adopted(with(&b, 65535), 65507));
+        assert!(adopted(with(&m, 65535), 65507));
+        assert!(adopted(with(&m6, 65535), 65487));
+        // Within the bounds it is compared as given.
+        assert!(adopted(with(&m, 500), 500));
+        assert!(adopted(with(&b, 1024), 1024));
+        assert!(!adopted(with(&m, 500), 1024));
+        assert!(!adopted(with(&b, 2000), 1472));
+        assert!(!adopted(with(&m6, 65535), 65507));
+    }
+
+    #[test]
+    fn plan_restarts_a_daemon_with_other_settings() {
+        let m = daemon(false, "eth1", 1);
+        for running in [
+            daemon(false, "eth2", 1),
+            daemon(false, "eth1", 2),
+            SyncDaemon {
+                ttl: 5,
+                ..m.clone()
+            },
+            SyncDaemon {
+                group: Some("239.9.9.9".parse().unwrap()),
+                ..m.clone()
+            },
+        ] {
+            let want = SyncDaemon {
+                ttl: 1,
+                group: Some("224.0.0.81".parse().unwrap()),
+                ..m.clone()
+            };
+            assert_eq!(
+                planned(&[as_kernel_runs(&running)], &[want], from_ref(&m)),
+                vec![STOP_MASTER, restart(0)],
+                "{running:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plan_with_master_and_backup_and_one_running() {
+        let m = daemon(false, "eth1", 3);
+        let b = daemon(true, "eth1", 3);
+        let want = [m.clone(), b.clone()];
+        assert_eq!(
+            planned(&[as_kernel_runs(&m)], &want, &[]),
+            vec![Action::Adopt(0), start(1)]
+        );
+        assert_eq!(
+            planned(&[as_kernel_runs(&b)], &want, &[]),
+            vec![start(0), Action::Adopt(1)]
+        );
+        // The one running has other settings: only it is restarted.
+        let b9 = SyncDaemon { id: 9, ..b.clone() };
+        assert_eq!(
+            planned(&[as_kernel_runs(&b9)], &want, &[]),
+            vec![start(0), STOP_BACKUP, restart(1)]
+        );
+        // Both running: the kernel's order does not matter.
+        let both = [as_kernel_runs(&b), as_kernel_runs(&m)];
+        assert_eq!(
+            planned(&both, &want, &[]),
+            vec![Action::Adopt(0), Action::Adopt(1)]
+        );
+    }
+
+    #[test]
+    fn plan_stops_what_a_reload_drops() {
+        let m = daemon(false, "eth1", 3);
+        let b = daemon(true, "eth1", 3);
+        let running = [as_kernel_runs(&m), as_kernel_runs(&b)];
+        assert_eq!(
+            planned(&running, from_ref(&m), &[m.clone(), b.clone()]),
+            vec![STOP_BACKUP, Action::Adopt(0)]
+        );
+        assert_eq!(
+            planned(&running, &[], &[m.clone(), b.clone()]),
+            vec![STOP_MASTER, STOP_BACKUP]
+        );
+        // Stopped even when the kernel does not list it (or could not say).
+        assert_eq!(planned(&[], &[], &[b]), vec![STOP_BACKUP]);
+    }
+
+    #[test]
+    fn plan_leaves_alone_what_no_configuration_named() {
+        let m = daemon(false, "eth1", 3);
+        let theirs = as_kernel_runs(&daemon(true, "eth9", 200));
+        // At startup with nothing configured, and at startup with only a master.
+        assert_eq!(planned(from_ref(&theirs), &[], &[]), vec![]);
+        assert_eq!(
+            planned(&[theirs.clone(), as_kernel_runs(&m)], from_ref(&m), &[]),
+            vec![Action::Adopt(0)]
+        );
+        // At a reload that drops the master: the backup nobody configured stays.
+        assert_eq!(
+            planned(&[theirs, as_kernel_runs(&m)], &[], &[m]),
+            vec![STOP_MASTER]
+        );
+    }
+
+    #[test]
+    fn plan_turns_a_master_into_a_backup() {
+        let m = daemon(false, "eth1", 3);
+        let b = daemon(true, "eth1", 3);
+        assert_eq!(
+            planned(&[as_kernel_runs(&m)], from_ref(&b), from_ref(&m)),
+            vec![STOP_MASTER, start(0)]
+        );
+        // And back.
+        assert_eq!(
+            planned(&[as_kernel_runs(&b)], &[m], &[b]),
+            vec![STOP_BACKUP, start(0)]
+        );
+    }
+
+    /// A kernel that keeps what it is asked in memory, refusing as the real one does: a
+    /// daemon already running in that state (EEXIST), none to stop (ESRCH), and the
+    /// interfaces named in `no_iface` (ENODEV).
+    #[derive(Default)]
+    struct FakeKernel {
+        daemons: Vec<Running>,
+        no_answer: bool,
+        no_iface: Vec<&'static str>,
+        calls: Vec<String>,
+    }
+
+    impl Daemons for FakeKernel {
+        fn running(&mut self) -> Result<Vec<Running>, String> {
+            self.calls.push("get".into());
+            if self.no_answer {
+                return Err("no answer from the kernel".into());
+            }
+            Ok(self.daemons.clone())
+        }
+
+        fn stop(&mut self, backup: bool) -> Result<(), String> {
+            self.calls.push(format!("stop {backup}"));
+            let n = self.daemons.len();
+            self.daemons.retain(|d| d.backup != backup);
+            if self.daemons.len() == n {
+                return Err("errno=3".into());
+            }
+            Ok(())
+        }
+
+        fn start(&mut self, d: &SyncDaemon) -> Result<(), String> {
+            self.calls.push(format!("start {} {}", d.state(), d.iface));
+            if self.no_iface.contains(&d.iface.as_str()) {
+                return Err("errno=19".into());
+            }
+            if self.daemons.iter().any(|r| r.backup == d.backup) {
+                return Err("errno=17".into());
+            }
+            self.daemons.push(as_kernel_runs(d));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sync_daemons_maps_the_kernels_answers_to_outcomes() {
+        let m = daemon(false, "eth1", 3);
+        let b = daemon(true, "eth1", 3);
+        let mut k = FakeKernel::default();
+        let want = [m.clone(), b.clone()];
+        assert_eq!(
+            sync_daemons(&mut k, &want, &[]),
+            vec![
+                Outcome::Started { restarted: false },
+                Outcome::Started { restarted: false }
+            ]
+        );
+        assert_eq!(
+            sync_daemons(&mut k, &want, &want),
+            vec![Outcome::Adopted, Outcome::Adopted]
+        );
+        // A changed backup is restarted; a dropped master is stopped.
+        let b2 = SyncDaemon { id: 4, ..b.clone() };
+        k.calls.clear();
+        assert_eq!(
+            sync_daemons(&mut k, from_ref(&b2), &want),
+            vec![Outcome::Started { restarted: true }]
+        );
+        assert_eq!(
+            k.calls,
+            ["get", "stop false", "stop true", "start backup eth1"]
+        );
+        assert_eq!(k.daemons, vec![as_kernel_runs(&b2)]);
+        // The kernel refuses a start: that entry failed with its reason, the others go on.
+        k.no_iface.push("eth7");
+        let m7 = daemon(false, "eth7", 3);
+        assert_eq!(
+            sync_daemons(&mut k, &[m7, b2.clone()], from_ref(&b2)),
+            vec![Outcome::Failed("errno=19".into()), Outcome::Adopted]
+        );
+    }
+
+    #[test]
+    fn sync_daemons_without_the_kernels_list_starts_each() {
+        // GET_DAEMON unanswered: nothing is taken to run, so each is started, and the
+        // kernel's refusal of one already running is that entry's outcome.
+        let m = daemon(false, "eth1", 3);
+        let b = daemon(true, "eth1", 3);
+        let mut k = FakeKernel {
+            daemons: vec![as_kernel_runs(&m)],
+            no_answer: true,
+            ..FakeKernel::default()
+        };
+        assert_eq!(
+            sync_daemons(&mut k, &[m, b], &[]),
+            vec![
+                Outcome::Failed("errno=17".into()),
+                Outcome::Started { restarted: false }
+            ]
+        );
+        assert_eq!(k.calls, ["get", "start master eth1", "start backup eth1"]);
     }
 }
