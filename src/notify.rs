@@ -1193,6 +1193,11 @@ const FIFO_RETRY: Duration = Duration::from_secs(1);
 /// The longest event line (a detail of [`DETAIL_CAP`] bytes, each escaped, and the widest
 /// addresses fit well within it).
 const LINE_MAX: usize = 512;
+/// How many of the last lines written whole [`EventFifo`] remembers the lengths of, to tell
+/// how many lines the bytes left unread in a pipe whose reader went away hold. The pipe holds
+/// 64 KiB unless its reader enlarges it (lvsmon does not), and the shortest event line is
+/// over 32 bytes.
+const FIFO_RING: usize = 2048;
 
 /// What [`EventFifo::flush`] found, for the caller to log (only when it changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1215,21 +1220,36 @@ pub enum FifoStatus {
 /// [`FIFO_RETRY`] later; a line that does not fit in the buffer is dropped and counted. A
 /// line is written whole to the next reader: after `EPIPE` the rest of a line cut short is
 /// discarded, so a new reader starts at the beginning of a line.
+///
+/// Lines already in the pipe when its reader goes away are lost with it: at `EPIPE`, before
+/// the descriptor is closed, `FIONREAD` on it tells how many bytes were left unread, and the
+/// lines those bytes belong to (a line read in part among them) are counted as dropped, with
+/// the line cut short, from the lengths of the last lines written kept in a ring.
 pub struct EventFifo {
     path: std::ffi::CString,
     fd: Option<OwnedFd>,
     buf: Box<[u8]>,
     /// Bytes waiting at the front of `buf`.
     len: usize,
-    /// The last byte written did not end a line.
-    partial: bool,
+    /// Bytes of the line at the front of `buf` already written (0: the last byte written
+    /// ended a line).
+    head_sent: usize,
+    /// Lengths of the last lines written whole to the open descriptor, oldest overwritten.
+    ring: Box<[u16]>,
+    /// Where the next length goes in `ring`.
+    ring_next: usize,
+    /// Lengths held in `ring` (at most its size).
+    ring_len: usize,
     /// Not before this time is the path opened or written again (after a failure).
     retry_at: Time,
     /// The errno of the last failure, 0 once open: a failure is reported once, not at every
     /// retry.
     failing: i32,
-    /// Lines dropped because the buffer was full (or longer than [`LINE_MAX`]).
+    /// Lines dropped because the buffer was full (or longer than [`LINE_MAX`]), or lost in the
+    /// pipe (or cut short) when the reader went away.
     dropped: u64,
+    /// Of `dropped`, the lines lost at `EPIPE` not yet taken by [`EventFifo::take_lost`].
+    lost: u64,
     /// Lines written whole.
     written: u64,
 }
@@ -1259,10 +1279,14 @@ impl EventFifo {
             fd: None,
             buf: vec![0; FIFO_BUFFER].into_boxed_slice(),
             len: 0,
-            partial: false,
+            head_sent: 0,
+            ring: vec![0; FIFO_RING].into_boxed_slice(),
+            ring_next: 0,
+            ring_len: 0,
             retry_at: Time::ZERO,
             failing: 0,
             dropped: 0,
+            lost: 0,
             written: 0,
         })
     }
@@ -1275,6 +1299,12 @@ impl EventFifo {
     /// Lines dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Lines lost in the pipe (or cut short) when its reader went away since the last call:
+    /// already in [`EventFifo::dropped`], for the caller's counters and log.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     /// Bytes waiting for the reader.
@@ -1344,6 +1374,7 @@ impl EventFifo {
             }
             // SAFETY: just opened, owned by nobody else.
             self.fd = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            self.ring_len = 0;
             if self.failing != 0 || self.written == 0 {
                 status = FifoStatus::Opened;
             }
@@ -1365,8 +1396,11 @@ impl EventFifo {
                         return status;
                     }
                     _ => {
+                        if errno == libc::EPIPE {
+                            self.count_unread(fd);
+                        }
                         self.fd = None;
-                        if self.partial {
+                        if self.head_sent > 0 {
                             self.discard_partial_line();
                         }
                         return self.failed(now, errno);
@@ -1379,12 +1413,61 @@ impl EventFifo {
                 self.retry_at = now.plus(FIFO_RETRY);
                 break;
             }
-            self.written += self.buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-            self.partial = self.buf[n - 1] != b'\n';
+            self.sent(n);
             self.buf.copy_within(n..self.len, 0);
             self.len -= n;
         }
         status
+    }
+
+    /// Notes the first `n` bytes of `buf` as written: the lengths of the lines they end go to
+    /// the ring.
+    fn sent(&mut self, n: usize) {
+        let mut start = 0;
+        for i in 0..n {
+            if self.buf[i] == b'\n' {
+                let len = self.head_sent + i + 1 - start;
+                self.ring[self.ring_next] = len.min(u16::MAX as usize) as u16;
+                self.ring_next = (self.ring_next + 1) % self.ring.len();
+                self.ring_len = (self.ring_len + 1).min(self.ring.len());
+                self.head_sent = 0;
+                self.written += 1;
+                start = i + 1;
+            }
+        }
+        self.head_sent += n - start;
+    }
+
+    /// The reader of `fd` went away (`EPIPE`): counts as dropped the line cut short (if any)
+    /// and the lines left unread in the pipe, a line read in part among them. The unread
+    /// bytes come from `FIONREAD` on the write end (the pipe keeps them while the write end
+    /// is open); if it fails, only the cut line is counted. Bytes beyond the lines the ring
+    /// remembers (a pipe its reader enlarged) count at the ring's mean line length.
+    fn count_unread(&mut self, fd: libc::c_int) {
+        let mut lost = u64::from(self.head_sent > 0);
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer, to our local.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread as *mut libc::c_int) };
+        if rc == 0 && unread > 0 {
+            // The newest bytes in the pipe are the cut line's beginning.
+            let mut left = (unread as usize).saturating_sub(self.head_sent);
+            let mut seen = 0;
+            let mut bytes = 0usize;
+            while left > 0 && seen < self.ring_len {
+                let i = (self.ring_next + self.ring.len() - 1 - seen) % self.ring.len();
+                let len = usize::from(self.ring[i]).max(1);
+                left = left.saturating_sub(len);
+                bytes += len;
+                seen += 1;
+                lost += 1;
+            }
+            if left > 0 && self.ring_len == self.ring.len() {
+                let mean = (bytes / seen).max(1);
+                lost += left.div_ceil(mean) as u64;
+            }
+        }
+        self.dropped += lost;
+        self.lost += lost;
     }
 
     /// Drops the bytes up to and including the first newline: the rest of a line whose
@@ -1396,7 +1479,7 @@ impl EventFifo {
             .map_or(self.len, |i| i + 1);
         self.buf.copy_within(cut..self.len, 0);
         self.len -= cut;
-        self.partial = false;
+        self.head_sent = 0;
     }
 
     fn failed(&mut self, now: Time, errno: i32) -> FifoStatus {
@@ -2298,22 +2381,116 @@ mod tests {
         }
         assert!(t.elapsed() < Duration::from_secs(1), "never blocks");
         assert!(f.pending() > FIFO_BUFFER - LINE_MAX);
-        // The reader goes away: EPIPE; the rest of a cut line is discarded.
+        // The reader goes away: EPIPE; the rest of a cut line is discarded. It read nothing:
+        // every line in the pipe is lost, and the line cut short.
+        let in_pipe = f.written + u64::from(f.head_sent > 0);
+        let dropped = f.dropped();
         // SAFETY: closing our own descriptor.
         unsafe { libc::close(rd) };
         let later = Time::ZERO.plus(FIFO_RETRY);
         let st = f.flush(later);
-        assert!(
-            matches!(
-                st,
-                FifoStatus::Failed(libc::EPIPE) | FifoStatus::Failed(libc::ENXIO)
-            ),
-            "{st:?}"
-        );
+        assert_eq!(st, FifoStatus::Failed(libc::EPIPE));
+        assert!(in_pipe > 100, "{in_pipe}");
+        assert_eq!(f.take_lost(), in_pipe);
+        assert_eq!(f.dropped(), dropped + in_pipe);
         assert!(
             f.pending() == 0 || f.buf[..f.pending()].starts_with(b"event="),
             "starts at a line"
         );
+    }
+
+    /// Opens `file` (a FIFO) for reading without blocking.
+    fn fifo_reader(file: &TempFile) -> OwnedFd {
+        let c = std::ffi::CString::new(file.arg()).unwrap();
+        // SAFETY: open with a NUL-terminated path.
+        let rd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
+        assert!(rd >= 0);
+        // SAFETY: just opened, ours.
+        unsafe { OwnedFd::from_raw_fd(rd) }
+    }
+
+    /// Reads exactly `n` bytes from the pipe (they are there already).
+    fn read_exactly(rd: &OwnedFd, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        // SAFETY: reads into our own buffer of `n` bytes.
+        let r = unsafe { libc::read(rd.as_raw_fd(), got.as_mut_ptr().cast(), n) };
+        assert_eq!(r, n as isize);
+        got
+    }
+
+    /// A reader that reads `read` bytes of 7 lines of `len` bytes, then closes: the next write
+    /// gets EPIPE and the lines left in the pipe (a line read in part among them) are dropped.
+    fn lost_after(read: usize) -> (u64, u64, usize) {
+        let file = TempFile::new("fifo-lost");
+        mkfifo(&file);
+        let rd = fifo_reader(&file);
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        for i in 0..7 {
+            let want = if i == 0 {
+                FifoStatus::Opened
+            } else {
+                FifoStatus::Same
+            };
+            assert_eq!(f.push(&down(i), None, Time::ZERO), (true, want));
+        }
+        assert_eq!((f.pending(), f.written), (0, 7));
+        let got = read_exactly(&rd, read);
+        assert!(String::from_utf8(got).unwrap().starts_with("event=down"));
+        drop(rd);
+        let (kept, st) = f.push(&down(7), None, Time::ZERO);
+        assert!(kept, "the new line waits for the next reader");
+        assert_eq!(st, FifoStatus::Failed(libc::EPIPE));
+        assert_eq!(f.pending_lines(), 1);
+        (f.take_lost(), f.dropped(), f.pending())
+    }
+
+    /// Lines in the pipe when its reader goes away are counted as dropped, a line it read in
+    /// part too.
+    #[test]
+    fn fifo_lines_left_in_the_pipe_are_counted() {
+        let mut one = Vec::new();
+        write_event_line(&mut one, &down(0), None).unwrap();
+        let len = one.len();
+        // Two lines read, five left.
+        let (lost, dropped, pending) = lost_after(2 * len);
+        assert_eq!((lost, dropped, pending), (5, 5, len));
+        // A line and a half read: the half-read line is lost too.
+        let (lost, dropped, _) = lost_after(len + len / 2);
+        assert_eq!((lost, dropped), (6, 6));
+    }
+
+    /// After more lines than the ring holds went through, the lengths of the newest lines
+    /// still tell the lines left in the pipe.
+    #[test]
+    fn fifo_lines_left_after_the_ring_wrapped() {
+        let file = TempFile::new("fifo-wrap");
+        mkfifo(&file);
+        let rd = fifo_reader(&file);
+        let mut f = EventFifo::new(&file.arg()).unwrap();
+        let mut one = Vec::new();
+        write_event_line(&mut one, &down(0), None).unwrap();
+        let len = one.len();
+        let mut total = 0;
+        let n = FIFO_RING as u64 + 720;
+        for i in 0..n {
+            // Lines of the same length (one-digit failure counts).
+            assert!(f.push(&down(i % 10), None, Time::ZERO).0);
+            assert_eq!(f.pending(), 0);
+            total += len;
+            // Every 50 lines, the reader reads what is there.
+            if i % 50 == 49 {
+                read_exactly(&rd, total);
+                total = 0;
+            }
+        }
+        // The lines since the last read are left: n % 50 of them.
+        let left = n % 50;
+        assert!(left > 0);
+        assert_eq!(total, left as usize * len);
+        drop(rd);
+        let (_, st) = f.push(&down(0), None, Time::ZERO);
+        assert_eq!(st, FifoStatus::Failed(libc::EPIPE));
+        assert_eq!(f.take_lost(), left);
     }
 
     // ---------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ impl table::Out for Sinks<'_> {
             if !kept {
                 self.stats.fifo_dropped += 1;
             }
-            fifo_status(self.log, f, status);
+            fifo_status(self.log, self.stats, f, status);
         }
         if notify != table::NO_NOTIFY {
             if let Some(n) = self.notifier.as_mut() {
@@ -146,8 +146,11 @@ pub(crate) fn ipvs_done(log: &mut Log, stats: &mut Stats, op: Op, res: OpResult)
     }
 }
 
-/// Logs what the `notify-fifo` writer reported, if anything changed.
-pub(crate) fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
+/// Logs what the `notify-fifo` writer reported, if anything changed, and counts the lines it
+/// lost in the pipe of a reader that went away.
+pub(crate) fn fifo_status(log: &mut Log, stats: &mut Stats, f: &mut EventFifo, status: FifoStatus) {
+    let lost = f.take_lost();
+    stats.fifo_dropped += lost;
     match status {
         FifoStatus::Same => {}
         FifoStatus::Opened => {
@@ -162,7 +165,7 @@ pub(crate) fn fifo_status(log: &mut Log, f: &EventFifo, status: FifoStatus) {
                 l.quoted("path", f.path());
                 let _ = write!(l, " errno={errno} ");
                 l.quoted("error", crate::notify::errno_text(errno).as_bytes());
-                let _ = write!(l, " pending_bytes={}", f.pending());
+                let _ = write!(l, " pending_bytes={} lost_lines={lost}", f.pending());
             }
         }
     }

@@ -1312,7 +1312,7 @@ impl Core {
         if let Some(f) = self.fifo.as_mut() {
             if f.next_deadline().is_some_and(|t| now >= t) {
                 let status = f.flush(now);
-                fifo_status(&mut self.log, f, status);
+                fifo_status(&mut self.log, &mut self.stats, f, status);
             }
         }
         let Some(n) = self.notifier.as_mut() else {
