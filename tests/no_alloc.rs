@@ -181,12 +181,16 @@ fn main() {
     let mut conf = String::from(
         "interval 60ms\nconnect-timeout 150ms\ntimeout 250ms\nfall 1\nrise 1\nquorum 1\nresync 1s\nnotify \"/bin/echo\" \"event\"\nnotify-max 2\n",
     );
-    // Every event line also goes to a file (notify-fifo), written from the loop; the notify
+    // Every event line also goes to a FIFO (notify-fifo), written from the loop, whose reader
+    // (below) comes, reads a little and goes away with lines left in the pipe; the notify
     // command prints a line, read from its pipe and logged by the loop.
-    conf.push_str(&format!(
-        "notify-fifo \"{}\"\n",
-        dir.0.join("events.fifo").display()
-    ));
+    let fifo_path = dir.0.join("events.fifo");
+    {
+        let c = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    conf.push_str(&format!("notify-fifo \"{}\"\n", fifo_path.display()));
     // Quorum lost and restored rewrite the track file (temporary file, rename) from the loop.
     conf.push_str(&format!(
         "track-file \"{}\"\n",
@@ -566,6 +570,26 @@ fn main() {
                 }
             }
         });
+        // The notify-fifo's reader: opens the FIFO, reads part of a line, leaves the rest
+        // waiting a while, then closes it with lines unread (the loop's next write gets EPIPE
+        // and counts them), and comes back later.
+        scope.spawn(|| {
+            let c = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+            let end = Instant::now() + Duration::from_secs(120);
+            let mut b = [0u8; 60];
+            while !stop.load(Relaxed) && Instant::now() < end {
+                // SAFETY: open with a NUL-terminated path.
+                let rd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
+                assert!(rd >= 0, "FIFO reader");
+                std::thread::sleep(Duration::from_millis(40));
+                // SAFETY: reads into our own buffer.
+                let _ = unsafe { libc::read(rd, b.as_mut_ptr().cast(), b.len()) };
+                std::thread::sleep(Duration::from_millis(250));
+                // SAFETY: closing our own descriptor.
+                unsafe { libc::close(rd) };
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
         // The agent's words, changed every 300 ms.
         scope.spawn(|| {
             let said = ["50%", "drain", "down,disk full", "up 100%"];
@@ -930,6 +954,11 @@ fn report(
     println!("  sync daemon in status: {listed}, in /metrics: {scraped}");
     if !listed || !scraped {
         missing.push("sync daemon in status and /metrics");
+    }
+    let fifo_lost = after.fifo_dropped - before.fifo_dropped;
+    println!("  notify-fifo lines dropped (left unread by a reader that left) {fifo_lost}");
+    if fifo_lost == 0 {
+        missing.push("notify-fifo lines lost with its reader");
     }
     let stalls = after.loop_stalls - before.loop_stalls;
     println!("  loop stalls {stalls}");
