@@ -243,6 +243,87 @@ fn notify_fifo_without_reader_never_blocks() {
 /// own: a command that writes a line, then 4 MB to its stdout and 4 MB to its stderr for
 /// every event, leaves the log small (its first lines logged as `msg="notify output"`, the
 /// rest counted), and the loop is never held up at a grid point.
+/// A reader that leaves the FIFO with lines in it unread: the next event line meets `EPIPE`,
+/// and every line left in the pipe is counted as dropped, in the warning (`lost_lines=`) and
+/// in `lvsmon_notify_dropped_total{to="fifo"}`.
+#[test]
+fn notify_fifo_lines_left_unread_are_counted() {
+    let a = Backend::start(Script::http(200, "x"));
+    let dir = TempDir::new("notify-fifo-lost");
+    let fifo = dir.0.join("events.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // The reader is there before the daemon, so every line goes into the pipe at once; it
+    // never reads (and the daemon does not inherit it).
+    // SAFETY: open with a NUL-terminated path.
+    let rd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    assert!(rd >= 0);
+    let conf = format!(
+        "interval 100ms\nfall 1\nrise 1\nnotify-fifo \"{}\"\n\
+         virtual tcp 127.1.0.3:80 {{\n  check http\n  real {}\n}}\n",
+        fifo.display(),
+        a.addr()
+    );
+    let mut d = Lvsmon::start(&conf, &["--metrics", "127.0.0.1:0"]);
+    let m = d.metrics_addr();
+    d.wait_for(&["event=up", &a.addr().to_string()], 5 * S);
+    flap(&[&a], S);
+    a.set_script(Script::http(200, "x"));
+    // The real is up again (the lines of the flapping are read first).
+    let end = Instant::now() + 10 * S;
+    loop {
+        d.collect_for(S / 2);
+        let last = d.seen().iter().rev().find(|l| l.contains(" event="));
+        if last.is_some_and(|l| l.contains("event=quorum-restored")) {
+            break;
+        }
+        assert!(Instant::now() < end, "not up again: {:?}", d.seen());
+    }
+    // The reader goes away; the next event's line meets EPIPE.
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(rd) };
+    a.set_script(Script::http(503, "x"));
+    let warn = d
+        .try_wait_for(
+            &["msg=\"notify-fifo not writable, lines wait\"", "errno=32"],
+            5 * S,
+        )
+        .unwrap_or_else(|| {
+            let ours: Vec<&String> = d
+                .seen()
+                .iter()
+                .filter(|l| !l.contains(" check target="))
+                .collect();
+            panic!("no EPIPE warning: {ours:#?}")
+        });
+    // Every event line before the one that met EPIPE (logged before it was written) was in
+    // the pipe.
+    let at = d.seen().iter().position(|l| *l == warn).unwrap();
+    let events = d.seen()[..at]
+        .iter()
+        .filter(|l| l.contains(" event="))
+        .count();
+    assert!(events >= 3, "{:?}", d.seen());
+    let in_pipe = events - 1;
+    assert_eq!(
+        common::lvsmon::field(&warn, "lost_lines"),
+        Some(in_pipe.to_string().as_str()),
+        "{warn}"
+    );
+    let page = scrape(m, None).unwrap();
+    assert_eq!(
+        metric(&page, "lvsmon_notify_dropped_total{to=\"fifo\"}"),
+        Some(in_pipe as f64),
+        "{page}"
+    );
+}
+
 #[test]
 fn notify_output_stays_out_of_the_log() {
     let a = Backend::start(Script::http(200, "x"));
