@@ -2935,8 +2935,8 @@ mod fixture_v1 {
     }
 
     /// A record whose latency sums do not agree with its min and max (a version 1 record
-    /// written by hand: a mean of 333 µs in a bucket of 300 to 306 µs, the open hour's 325 µs
-    /// of 300 to 311) is read with each mean kept within its bucket's min and max, so that it
+    /// written by hand: a mean of 333 µs in a closed minute of 300 to 306 µs, the open
+    /// minute's 317 µs of 306 to 311, the open hour's 325 µs of 300 to 311) is read with each mean kept within its bucket's min and max, so that it
     /// is written back as a record this lvsmon reads again: otherwise the state file written
     /// after an upgrade would be refused at the next start, and the history lost. The same
     /// for a version 2 record with an open bucket's sum out of line.
@@ -2976,10 +2976,11 @@ mod fixture_v1 {
                 .expect("the converted record, written back, is refused");
             assert_eq!(encode(&back), once);
 
-            // Version 2, the open hour's sum (bytes 17..21) far below and above its min and
-            // max (12 checks of 300 to 311 µs).
+            // Version 2, the open minute's and hour's sums (bytes 13..17 and 17..21) far below
+            // and above their min and max (6 and 12 checks of 300 to 311 µs).
             for sum in [0u32, 12, 12 * 400, u32::MAX] {
                 let mut v2 = once.clone();
+                v2[13..17].copy_from_slice(&sum.to_le_bytes());
                 v2[17..21].copy_from_slice(&sum.to_le_bytes());
                 let mut h = History::new(sp, &[*iv]);
                 h.decode_real(0, &v2).unwrap();
