@@ -6,7 +6,8 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
 # Needs cargo-fuzz (cargo install cargo-fuzz --locked). On a stable toolchain it sets
-# RUSTC_BOOTSTRAP=1, which cargo-fuzz needs for -Z flags. Not part of CI. Logs go to
+# RUSTC_BOOTSTRAP=1, which cargo-fuzz needs for -Z flags. Not part of CI (which runs each
+# target over its corpus only: fuzz/corpus.sh). Logs go to
 # fuzz/logs/TARGET.log. CARGO_TARGET_DIR is honoured (default fuzz/target).
 set -u -o pipefail
 

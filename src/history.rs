@@ -446,9 +446,13 @@ struct Open {
 }
 
 impl Open {
-    /// The mean latency's code, from the exact sum.
+    /// The mean latency's code, from the exact sum, kept within the min and max codes: a sum
+    /// read from a state file may not agree with them (see [`History::decode_real`]), and a
+    /// bucket is only written with `min <= mean <= max`.
     fn mean_code(&self) -> u16 {
         lat_code(mean_of(self.sum_us.into(), self.checks.into()) as u32)
+            .min(self.max)
+            .max(self.min)
     }
 
     /// The bucket so far, as a closed one reads.
@@ -1086,7 +1090,9 @@ impl History {
     /// have other lengths than when it was written (the config changed): what fits is kept,
     /// newest first, and a raw ring that drops results remembers that it no longer reaches
     /// back. The whole input is checked before anything changes; on error the real's history
-    /// is as it was. Never panics on any input; allocates nothing.
+    /// is as it was. Never panics on any input; allocates nothing. A bucket's latency sum
+    /// (version 1's, or an open bucket's) that puts its mean outside its min and max is
+    /// taken as the nearer of them, so that the real is written back as it reads.
     ///
     /// # Errors
     /// [`HistoryError`] for input that is not exactly one record of a known version.
@@ -1459,13 +1465,19 @@ impl Record {
         let (checks, failures) = (le16(input, at + 4), le16(input, at + 6));
         let s = if self.version == FORMAT_V1 {
             let sum = le32(input, at + 8);
+            let min = lat_code(v1_lat_us(le16(input, at + 12)));
+            let max = lat_code(v1_lat_us(le16(input, at + 14)));
+            // Version 1 kept the sum apart from min and max and checked no agreement
+            // between them: a mean outside them is taken as the nearer of the two, as
+            // version 2 holds only `min <= mean <= max`.
+            let mean = lat_code(mean_of(sum.into(), checks.into()) as u32);
             Stats {
                 checks,
                 failures,
                 sum_us: sum.into(),
-                min: lat_code(v1_lat_us(le16(input, at + 12))),
-                mean: lat_code(mean_of(sum.into(), checks.into()) as u32),
-                max: lat_code(v1_lat_us(le16(input, at + 14))),
+                min,
+                mean: mean.min(max).max(min),
+                max,
             }
         } else {
             let (min, mean, max) = unpack(le32(input, at + 8));
@@ -2920,5 +2932,65 @@ mod fixture_v1 {
             back.decode_real(r, &b).unwrap();
         }
         assert_eq!(answers(&back, now), new.join("\n") + "\n");
+    }
+
+    /// A record whose latency sums do not agree with its min and max (a version 1 record
+    /// written by hand: a mean of 333 µs in a closed minute of 300 to 306 µs, the open
+    /// minute's 317 µs of 306 to 311, the open hour's 325 µs of 300 to 311) is read with each mean kept within its bucket's min and max, so that it
+    /// is written back as a record this lvsmon reads again: otherwise the state file written
+    /// after an upgrade would be refused at the next start, and the history lost. The same
+    /// for a version 2 record with an open bucket's sum out of line.
+    #[test]
+    fn means_read_outside_min_and_max_are_kept_within_and_read_back() {
+        let seed = include_bytes!("../fuzz/corpus/history/seed-twelve-results");
+        assert_eq!(seed[4], FORMAT_V1);
+        let secs = Duration::from_secs;
+        let small = HistorySpec {
+            raw: secs(30),
+            minute: secs(0),
+            hour: secs(3 * 3600),
+        };
+        let shapes = [(HistorySpec::default(), secs(10)), (small, secs(7))];
+        let encode = |h: &History| {
+            let mut b = Vec::new();
+            h.encode_real(0, &mut b).unwrap();
+            b
+        };
+        let newest = u64::from(le32(seed, 5));
+        let within = |h: &History| {
+            let mut buckets = Vec::new();
+            h.series(0..1, newest - 2 * 86400, newest, &mut |b| buckets.push(b));
+            assert!(buckets.iter().any(|b| b.level != Level::Raw));
+            for b in buckets {
+                assert!(b.min_us <= b.mean_us && b.mean_us <= b.max_us, "{b:?}");
+            }
+        };
+        for (sp, iv) in &shapes {
+            let mut h = History::new(sp, &[*iv]);
+            h.decode_real(0, seed).unwrap();
+            within(&h);
+            let once = encode(&h);
+            assert_eq!(once[4], FORMAT_VERSION);
+            let mut back = History::new(sp, &[*iv]);
+            back.decode_real(0, &once)
+                .expect("the converted record, written back, is refused");
+            assert_eq!(encode(&back), once);
+
+            // Version 2, the open minute's and hour's sums (bytes 13..17 and 17..21) far below
+            // and above their min and max (6 and 12 checks of 300 to 311 µs).
+            for sum in [0u32, 12, 12 * 400, u32::MAX] {
+                let mut v2 = once.clone();
+                v2[13..17].copy_from_slice(&sum.to_le_bytes());
+                v2[17..21].copy_from_slice(&sum.to_le_bytes());
+                let mut h = History::new(sp, &[*iv]);
+                h.decode_real(0, &v2).unwrap();
+                within(&h);
+                let again = encode(&h);
+                let mut back = History::new(sp, &[*iv]);
+                back.decode_real(0, &again)
+                    .unwrap_or_else(|e| panic!("open sum {sum}: written back, refused: {e}"));
+                assert_eq!(encode(&back), again);
+            }
+        }
     }
 }
