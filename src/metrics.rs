@@ -300,15 +300,7 @@ mod tests {
     use crate::ipvs::daemon::{Outcome, Status};
 
     fn daemon(backup: bool, iface: &str, id: u8) -> SyncDaemon {
-        SyncDaemon {
-            backup,
-            iface: iface.into(),
-            id,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
-        }
+        SyncDaemon::with_defaults(backup, iface, id)
     }
 
     fn render(list: &[Status]) -> String {

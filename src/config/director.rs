@@ -85,6 +85,20 @@ pub struct SyncDaemon {
 }
 
 impl SyncDaemon {
+    /// A daemon with the kernel's defaults for every optional setting (tests build many).
+    #[cfg(test)]
+    pub(crate) fn with_defaults(backup: bool, iface: &str, id: u8) -> SyncDaemon {
+        SyncDaemon {
+            backup,
+            iface: iface.into(),
+            id,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        }
+    }
+
     /// `master` or `backup`.
     pub fn state(&self) -> &'static str {
         if self.backup {

@@ -888,15 +888,7 @@ mod tests {
     }
 
     fn daemon(backup: bool, iface: &str, id: u8) -> SyncDaemon {
-        SyncDaemon {
-            backup,
-            iface: iface.into(),
-            id,
-            maxlen: 0,
-            group: None,
-            port: 0,
-            ttl: 0,
-        }
+        SyncDaemon::with_defaults(backup, iface, id)
     }
 
     /// `d` as a kernel with a 1500-byte MTU reports it once started: what `d` leaves out
