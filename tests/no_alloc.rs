@@ -581,13 +581,27 @@ fn main() {
                 // SAFETY: open with a NUL-terminated path.
                 let rd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
                 assert!(rd >= 0, "FIFO reader");
-                std::thread::sleep(Duration::from_millis(40));
+                // Wait (at most 3 s) until the loop has opened its end again and written a
+                // few lines: on a slow machine (the VM guest's emulated CPU) that takes longer
+                // than any fixed pause would allow for.
+                let until = Instant::now() + Duration::from_secs(3);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    let mut n: libc::c_int = 0;
+                    // SAFETY: FIONREAD into a live int, on our own descriptor.
+                    if unsafe { libc::ioctl(rd, libc::FIONREAD, &mut n) } == 0 && n >= 120 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 // SAFETY: reads into our own buffer.
                 let _ = unsafe { libc::read(rd, b.as_mut_ptr().cast(), b.len()) };
-                std::thread::sleep(Duration::from_millis(250));
                 // SAFETY: closing our own descriptor.
                 unsafe { libc::close(rd) };
-                std::thread::sleep(Duration::from_millis(150));
+                // Away long enough for the loop's next line to meet EPIPE.
+                let until = Instant::now() + Duration::from_secs(1);
+                while !stop.load(Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
         });
         // The agent's words, changed every 300 ms.
